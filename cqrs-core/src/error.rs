@@ -1,0 +1,170 @@
+//! Errors of the event store and the command pipeline.
+//!
+//! Every error names what went wrong and where (stream, version, event type):
+//! an operator reading a log line must be able to find the row.
+
+use uuid::Uuid;
+
+use crate::{ExpectedVersion, StreamId};
+
+/// A boxed error for user code whose error type the framework does not know
+/// (projector handlers, store back ends).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a payload could not be turned back into a domain event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// The stored type name is not one the event enum knows.
+    #[error("unknown event type `{event_type}`")]
+    UnknownEventType {
+        /// The stored type name.
+        event_type: String,
+    },
+    /// The stored schema version cannot be read by this code (written by a
+    /// newer version of the application, or no upcaster for it).
+    #[error("unsupported schema version {event_version} of event type `{event_type}`")]
+    UnsupportedVersion {
+        /// The stored type name.
+        event_type: String,
+        /// The stored schema version.
+        event_version: u32,
+    },
+    /// The payload does not match the variant's shape.
+    #[error("payload does not match the event: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A stored event that could not be decoded, with where it is.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot decode event `{event_type}` (schema version {event_version}) at version {version} of stream {stream}: {source}"
+)]
+pub struct DecodeError {
+    /// The stream holding the event.
+    pub stream: StreamId,
+    /// The event's version in that stream.
+    pub version: u64,
+    /// The stored type name.
+    pub event_type: String,
+    /// The stored schema version.
+    pub event_version: u32,
+    /// What was wrong.
+    #[source]
+    pub source: PayloadError,
+}
+
+/// A domain event whose payload could not be serialized.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serialize event `{event_type}`: {source}")]
+pub struct EncodeError {
+    /// The event's type name.
+    pub event_type: String,
+    /// What serde reported.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Two writers raced and this one lost: the stream was not at the expected version.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("concurrency conflict on stream {stream}: expected {expected}, found version {actual}")]
+pub struct Conflict {
+    /// The stream written to.
+    pub stream: StreamId,
+    /// What the writer expected.
+    pub expected: ExpectedVersion,
+    /// The stream's actual last version (0 = no event).
+    pub actual: u64,
+}
+
+/// What can go wrong talking to an event store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream was not at the expected version; nothing was written.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// An event id already stored was appended again with different content
+    /// (or in a different place); nothing was written.
+    #[error("event id {event_id} is already stored with different content (stream {stream})")]
+    EventIdReused {
+        /// The reused id.
+        event_id: Uuid,
+        /// The stream the append was for.
+        stream: StreamId,
+    },
+    /// A stored event could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A new event could not be serialized; nothing was written.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A version was asked for that the stream has not reached.
+    #[error("stream {stream} has no version {requested}: it is at version {current}")]
+    VersionNotFound {
+        /// The stream.
+        stream: StreamId,
+        /// The version asked for.
+        requested: u64,
+        /// The stream's last version.
+        current: u64,
+    },
+    /// A stored row is malformed (a column the store cannot read).
+    #[error("corrupted record at {location}: {reason}")]
+    Corrupted {
+        /// Where: table and key, or stream and version.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store could not be reached (connection refused, dropped, timed
+    /// out). Nothing is known to have been written; retrying is reasonable.
+    #[error("event store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// Any other failure of the store's back end.
+    #[error("event store failure: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Whether retrying the same operation may succeed: a conflict (after
+    /// reloading) or an unreachable store.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Conflict(_) | StoreError::Unavailable(_))
+    }
+}
+
+/// Why a command was not carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError<E> {
+    /// The aggregate rejected the command (its own domain error). Nothing was stored.
+    #[error("command rejected: {0}")]
+    Rejected(#[source] E),
+    /// Another writer changed the aggregate first, on every attempt the retry
+    /// policy allowed. Nothing was stored.
+    #[error(transparent)]
+    Conflict(Conflict),
+    /// The event store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl<E> From<StoreError> for CommandError<E> {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(conflict) => CommandError::Conflict(conflict),
+            other => CommandError::Store(other),
+        }
+    }
+}
+
+impl<E> CommandError<E> {
+    /// The domain error, when the aggregate rejected the command.
+    pub fn rejection(&self) -> Option<&E> {
+        match self {
+            CommandError::Rejected(error) => Some(error),
+            _ => None,
+        }
+    }
+}

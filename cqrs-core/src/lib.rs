@@ -1,0 +1,154 @@
+//! Event sourcing and CQRS for Rust.
+//!
+//! Write plain domain types: an event enum ([`DomainEvent`]), an aggregate that
+//! decides and evolves ([`Aggregate`]), and projectors that keep read models up
+//! to date ([`Projector`]). A [`CommandPipeline`] carries out commands against
+//! an [`EventStore`]: [`InMemoryEventStore`] here, for tests and demos, or the
+//! PostgreSQL store of `cqrs-postgres` in production. Both keep the same
+//! promises: optimistic concurrency on every append, versions with no holes,
+//! and a global log that readers tail without ever skipping an event.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use cqrs_core::{
+//!     Aggregate, Command, CommandError, CommandPipeline, DomainEvent, InMemoryEventStore,
+//! };
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
+//! enum WalletEvent {
+//!     Credited { amount: u64 },
+//!     Debited { amount: u64 },
+//! }
+//!
+//! impl DomainEvent for WalletEvent {
+//!     const EVENT_TYPES: &'static [&'static str] = &["Credited", "Debited"];
+//!     fn event_type(&self) -> &'static str {
+//!         match self {
+//!             WalletEvent::Credited { .. } => "Credited",
+//!             WalletEvent::Debited { .. } => "Debited",
+//!         }
+//!     }
+//! }
+//!
+//! enum WalletCommand {
+//!     Credit(u64),
+//!     Debit(u64),
+//! }
+//!
+//! impl Command for WalletCommand {
+//!     fn command_type(&self) -> &'static str {
+//!         match self {
+//!             WalletCommand::Credit(_) => "Credit",
+//!             WalletCommand::Debit(_) => "Debit",
+//!         }
+//!     }
+//! }
+//!
+//! #[derive(Debug, PartialEq, thiserror::Error)]
+//! #[error("insufficient funds: balance {balance}, asked {asked}")]
+//! struct InsufficientFunds {
+//!     balance: u64,
+//!     asked: u64,
+//! }
+//!
+//! #[derive(Default, Serialize, Deserialize)]
+//! struct Wallet {
+//!     balance: u64,
+//! }
+//!
+//! impl Aggregate for Wallet {
+//!     const TYPE: &'static str = "wallet";
+//!     type Command = WalletCommand;
+//!     type Event = WalletEvent;
+//!     type Error = InsufficientFunds;
+//!     type Services = ();
+//!
+//!     async fn handle(&self, command: &WalletCommand, _: &()) -> Result<Vec<WalletEvent>, InsufficientFunds> {
+//!         match *command {
+//!             WalletCommand::Credit(amount) => Ok(vec![WalletEvent::Credited { amount }]),
+//!             WalletCommand::Debit(asked) if asked > self.balance => {
+//!                 Err(InsufficientFunds { balance: self.balance, asked })
+//!             }
+//!             WalletCommand::Debit(amount) => Ok(vec![WalletEvent::Debited { amount }]),
+//!         }
+//!     }
+//!
+//!     fn apply(&mut self, event: &WalletEvent) {
+//!         match event {
+//!             WalletEvent::Credited { amount } => self.balance += amount,
+//!             WalletEvent::Debited { amount } => self.balance -= amount,
+//!         }
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let wallets = CommandPipeline::<Wallet>::new(Arc::new(InMemoryEventStore::new()), ());
+//!
+//! wallets.execute("alice", WalletCommand::Credit(100)).await?;
+//! let outcome = wallets.execute("alice", WalletCommand::Debit(30)).await?;
+//! assert_eq!(outcome.version, 2);
+//!
+//! let refused = wallets.execute("alice", WalletCommand::Debit(500)).await;
+//! assert!(matches!(refused, Err(CommandError::Rejected(InsufficientFunds { balance: 70, .. }))));
+//!
+//! assert_eq!(wallets.load("alice").await?.state.balance, 70);
+//! assert_eq!(wallets.load_at("alice", 1).await?.state.balance, 100);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Modules at a glance
+//!
+//! - events: [`DomainEvent`], [`EventEnvelope`], [`Metadata`], [`codec`];
+//! - the write side: [`Aggregate`], [`Command`], [`CommandPipeline`],
+//!   [`RetryPolicy`], [`SnapshotPolicy`];
+//! - storage: [`EventStore`], [`ExpectedVersion`], [`Position`], [`LogFilter`],
+//!   [`InMemoryEventStore`];
+//! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`];
+//! - tests of domain logic: [`testing::AggregateFixture`].
+
+mod aggregate;
+pub mod codec;
+mod error;
+mod event;
+mod memory;
+mod metadata;
+mod pipeline;
+mod policy;
+mod position;
+mod projector;
+mod query;
+mod store;
+mod stream;
+pub mod testing;
+
+pub use aggregate::{Aggregate, Command};
+pub use error::{
+    BoxError, CommandError, Conflict, DecodeError, EncodeError, PayloadError, StoreError,
+};
+pub use event::{DomainEvent, EventEnvelope, NewEvent, StoredEvent};
+pub use memory::InMemoryEventStore;
+pub use metadata::Metadata;
+pub use pipeline::{CommandOutcome, CommandPipeline, Loaded};
+pub use policy::{RetryPolicy, SnapshotPolicy};
+pub use position::Position;
+pub use projector::{CatchUpError, ProjectionError, Projector, catch_up};
+pub use query::{Query, QueryHandler};
+pub use store::{AppendResult, Committed, EventStore, LogFilter, Snapshot};
+pub use stream::{ExpectedVersion, StreamId};
+
+/// Re-exported so that users and generated code need no direct dependency.
+pub use async_trait::async_trait;
+
+/// Paths used by code the derive macros generate. Not part of the public API:
+/// hidden so nobody depends on it, public because generated code in user
+/// crates must reach it.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use serde_json;
+}

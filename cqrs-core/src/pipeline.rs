@@ -1,0 +1,348 @@
+//! The command pipeline: load, decide, append with the version seen, publish.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::projector::ProjectionError;
+use crate::{
+    Aggregate, Command, CommandError, DomainEvent, EventEnvelope, EventStore, ExpectedVersion,
+    Metadata, NewEvent, Projector, RetryPolicy, Snapshot, SnapshotPolicy, StoreError, StreamId,
+};
+
+/// How many events a load reads per round trip.
+const LOAD_BATCH: usize = 1000;
+
+/// An aggregate's state together with the stream version it reflects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loaded<A> {
+    /// The state.
+    pub state: A,
+    /// The version of the last event applied (0 = no event).
+    pub version: u64,
+}
+
+/// What a successful command did.
+#[derive(Debug)]
+pub struct CommandOutcome<E> {
+    /// The stream's version after the command.
+    pub version: u64,
+    /// The events stored, as committed (empty when the command decided nothing).
+    pub events: Vec<EventEnvelope<E>>,
+    /// In-process projectors that failed on these events. The events are
+    /// stored regardless: do not retry the command; rebuild or catch up the
+    /// projector instead.
+    pub projector_failures: Vec<ProjectionError>,
+}
+
+/// A registered in-process projector.
+type SharedProjector<E> = Arc<dyn Projector<Event = E>>;
+
+/// The one call an application makes to carry out a command on aggregate type `A`.
+///
+/// `execute` loads the aggregate (latest snapshot plus the events after it),
+/// asks it to decide, appends the events with the version it saw, then hands
+/// the committed envelopes to the in-process projectors, in registration order.
+/// If another writer got there first, the [`RetryPolicy`] says whether to
+/// reload and decide again.
+pub struct CommandPipeline<A: Aggregate> {
+    store: Arc<dyn EventStore>,
+    services: A::Services,
+    projectors: Vec<SharedProjector<A::Event>>,
+    retry: RetryPolicy,
+    snapshots: SnapshotPolicy,
+}
+
+impl<A: Aggregate> CommandPipeline<A> {
+    /// A pipeline over `store`, with the services `A`'s handlers consult,
+    /// no retries, no snapshots and no projectors.
+    pub fn new(store: Arc<dyn EventStore>, services: A::Services) -> Self {
+        Self {
+            store,
+            services,
+            projectors: Vec::new(),
+            retry: RetryPolicy::none(),
+            snapshots: SnapshotPolicy::Never,
+        }
+    }
+
+    /// Adds an in-process projector that sees every committed event of `A`
+    /// it declared.
+    pub fn with_projector(mut self, projector: Arc<dyn Projector<Event = A::Event>>) -> Self {
+        self.projectors.push(projector);
+        self
+    }
+
+    /// Sets the retry policy for conflicts.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the snapshot policy.
+    pub fn with_snapshots(mut self, snapshots: SnapshotPolicy) -> Self {
+        self.snapshots = snapshots;
+        self
+    }
+
+    /// The store this pipeline writes to.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// The stream of aggregate `id`.
+    pub fn stream_id(id: &str) -> StreamId {
+        StreamId::new(A::TYPE, id)
+    }
+
+    /// Carries out `command` on aggregate `id`, with fresh metadata.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::Rejected`] with the aggregate's domain error,
+    /// [`CommandError::Conflict`] when retries ran out, or a store failure. In
+    /// every error case nothing was stored.
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        self.execute_with(id, command, Metadata::new()).await
+    }
+
+    /// Carries out `command` on aggregate `id`; every event it produces carries
+    /// `metadata`. A missing correlation id is filled with a fresh one, shared
+    /// by all the command's events.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    pub async fn execute_with(
+        &self,
+        id: &str,
+        command: A::Command,
+        mut metadata: Metadata,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let stream = Self::stream_id(id);
+        metadata.correlation_id.get_or_insert_with(Uuid::now_v7);
+        let mut attempt = 0;
+        loop {
+            match self.attempt(&stream, &command, &metadata).await {
+                Err(CommandError::Conflict(conflict)) if attempt < self.retry.max_retries => {
+                    attempt += 1;
+                    tracing::debug!(
+                        %conflict,
+                        attempt,
+                        command = command.command_type(),
+                        "retrying command after conflict"
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        stream: &StreamId,
+        command: &A::Command,
+        metadata: &Metadata,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let Loaded { mut state, version } = load_stream::<A>(&*self.store, stream, None).await?;
+        let events = state
+            .handle(command, &self.services)
+            .await
+            .map_err(CommandError::Rejected)?;
+        if events.is_empty() {
+            return Ok(CommandOutcome {
+                version,
+                events: Vec::new(),
+                projector_failures: Vec::new(),
+            });
+        }
+        let new_events = events
+            .iter()
+            .map(|event| NewEvent::from_event(event, metadata.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::from)?;
+        let expected = if version == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(version)
+        };
+        let appended = self.store.append(stream, expected, new_events).await?;
+
+        let envelopes: Vec<EventEnvelope<A::Event>> = events
+            .into_iter()
+            .zip(appended.events)
+            .map(|(event, committed)| EventEnvelope {
+                event_id: committed.event_id,
+                stream: stream.clone(),
+                version: committed.version,
+                position: committed.position,
+                event_type: event.event_type().to_owned(),
+                event_version: event.event_version(),
+                payload: event,
+                metadata: metadata.clone(),
+                recorded_at: committed.recorded_at,
+            })
+            .collect();
+
+        if self.snapshots.is_due(version, appended.stream_version) {
+            for envelope in &envelopes {
+                state.apply(&envelope.payload);
+            }
+            self.save_snapshot(stream, &state, appended.stream_version)
+                .await;
+        }
+
+        let projector_failures = self.publish(&envelopes).await;
+        Ok(CommandOutcome {
+            version: appended.stream_version,
+            events: envelopes,
+            projector_failures,
+        })
+    }
+
+    /// A snapshot is an optimisation: failing to save one is logged, never
+    /// turned into a failed command whose events are already stored.
+    async fn save_snapshot(&self, stream: &StreamId, state: &A, version: u64) {
+        let state = match serde_json::value::to_raw_value(state) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%stream, version, %error, "cannot serialize aggregate state for a snapshot");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            stream: stream.clone(),
+            version,
+            schema_version: A::SNAPSHOT_VERSION,
+            state,
+            taken_at: Utc::now(),
+        };
+        if let Err(error) = self.store.save_snapshot(snapshot).await {
+            tracing::warn!(%stream, version, %error, "cannot save snapshot");
+        }
+    }
+
+    async fn publish(&self, envelopes: &[EventEnvelope<A::Event>]) -> Vec<ProjectionError> {
+        let mut failures = Vec::new();
+        for projector in &self.projectors {
+            let wanted = projector.event_types();
+            for envelope in envelopes {
+                if !wanted.contains(&envelope.event_type.as_str()) {
+                    continue;
+                }
+                if let Err(source) = projector.project(envelope).await {
+                    let failure = ProjectionError::new(projector.name(), envelope, source);
+                    tracing::error!(error = %failure, "in-process projector failed");
+                    failures.push(failure);
+                    // Later events of this command would build on the missed one.
+                    break;
+                }
+            }
+        }
+        failures
+    }
+
+    /// The aggregate's current state.
+    ///
+    /// # Errors
+    ///
+    /// A store failure, or a stored event that cannot be decoded.
+    pub async fn load(&self, id: &str) -> Result<Loaded<A>, StoreError> {
+        load_stream::<A>(&*self.store, &Self::stream_id(id), None).await
+    }
+
+    /// The aggregate's state as it was right after version `version` (time
+    /// travel). Version 0 is the state before any event.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::VersionNotFound`] when the stream has not reached
+    /// `version`; otherwise as [`load`](Self::load).
+    pub async fn load_at(&self, id: &str, version: u64) -> Result<Loaded<A>, StoreError> {
+        let stream = Self::stream_id(id);
+        let loaded = load_stream::<A>(&*self.store, &stream, Some(version)).await?;
+        if loaded.version < version {
+            return Err(StoreError::VersionNotFound {
+                stream,
+                requested: version,
+                current: loaded.version,
+            });
+        }
+        Ok(loaded)
+    }
+}
+
+/// Rebuilds an aggregate from its latest usable snapshot plus the events after
+/// it, stopping after version `upto` when given.
+pub(crate) async fn load_stream<A: Aggregate>(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    upto: Option<u64>,
+) -> Result<Loaded<A>, StoreError> {
+    let mut loaded = match store.load_snapshot(stream).await? {
+        Some(snapshot) if usable::<A>(&snapshot, upto) => match restore::<A>(&snapshot.state) {
+            Ok(state) => Loaded {
+                state,
+                version: snapshot.version,
+            },
+            Err(error) => {
+                tracing::warn!(%stream, version = snapshot.version, %error, "ignoring snapshot that does not deserialize");
+                Loaded {
+                    state: A::default(),
+                    version: 0,
+                }
+            }
+        },
+        _ => Loaded {
+            state: A::default(),
+            version: 0,
+        },
+    };
+    loop {
+        let remaining = upto.map_or(LOAD_BATCH, |upto| {
+            usize::try_from(upto.saturating_sub(loaded.version))
+                .map_or(LOAD_BATCH, |n| n.min(LOAD_BATCH))
+        });
+        if remaining == 0 {
+            return Ok(loaded);
+        }
+        let batch = store
+            .read_stream(stream, loaded.version + 1, remaining)
+            .await?;
+        let read = batch.len();
+        for stored in batch {
+            let version = stored.version;
+            if version != loaded.version + 1 {
+                return Err(StoreError::Corrupted {
+                    location: format!("stream {stream}"),
+                    reason: format!(
+                        "expected version {} after {}, found {version}",
+                        loaded.version + 1,
+                        loaded.version
+                    ),
+                });
+            }
+            let event = stored.decode::<A::Event>()?;
+            loaded.state.apply(&event.payload);
+            loaded.version = version;
+        }
+        if read < remaining {
+            return Ok(loaded);
+        }
+    }
+}
+
+fn usable<A: Aggregate>(snapshot: &Snapshot, upto: Option<u64>) -> bool {
+    snapshot.schema_version == A::SNAPSHOT_VERSION
+        && upto.is_none_or(|upto| snapshot.version <= upto)
+}
+
+fn restore<A: Aggregate>(state: &RawValue) -> Result<A, serde_json::Error> {
+    serde_json::from_str(state.get())
+}

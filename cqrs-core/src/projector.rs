@@ -1,0 +1,127 @@
+//! Projectors: consumers of events that keep read models up to date.
+
+use async_trait::async_trait;
+
+use crate::{BoxError, DomainEvent, EventEnvelope, EventStore, LogFilter, Position, StoreError};
+
+/// Turns events into a read model (or any other effect).
+///
+/// A projector runs in-process after each command (registered on a
+/// [`CommandPipeline`](crate::CommandPipeline)) or over the global log
+/// ([`catch_up`]). It sees the whole envelope, so it can use the event id to
+/// deduplicate effects outside its own store.
+///
+/// Object safe, so pipelines can hold several of different types.
+#[async_trait]
+pub trait Projector: Send + Sync {
+    /// The events it consumes.
+    type Event: DomainEvent;
+
+    /// A stable name, used for checkpoints and in error reports.
+    fn name(&self) -> &str;
+
+    /// The stored type names it needs; others are never delivered to it.
+    /// Defaults to every type of [`Self::Event`](Projector::Event).
+    fn event_types(&self) -> &'static [&'static str] {
+        <Self::Event as DomainEvent>::EVENT_TYPES
+    }
+
+    /// Processes one event.
+    ///
+    /// # Errors
+    ///
+    /// Any error of the projector's own; the caller reports it with the event.
+    async fn project(&self, event: &EventEnvelope<Self::Event>) -> Result<(), BoxError>;
+}
+
+/// A projector that failed on one event.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "projector `{projector}` failed on event {event_id} ({event_type}, version {version} of {stream}): {source}"
+)]
+pub struct ProjectionError {
+    /// The projector's name.
+    pub projector: String,
+    /// The event it failed on.
+    pub event_id: uuid::Uuid,
+    /// That event's type.
+    pub event_type: String,
+    /// That event's stream.
+    pub stream: crate::StreamId,
+    /// That event's version in its stream.
+    pub version: u64,
+    /// What the projector reported.
+    #[source]
+    pub source: BoxError,
+}
+
+impl ProjectionError {
+    pub(crate) fn new<E>(projector: &str, event: &EventEnvelope<E>, source: BoxError) -> Self {
+        Self {
+            projector: projector.to_owned(),
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            stream: event.stream.clone(),
+            version: event.version,
+            source,
+        }
+    }
+}
+
+/// Why [`catch_up`] stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatchUpError {
+    /// Reading or decoding the log failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The projector failed; the position before that event is in `checkpoint`.
+    #[error("{source} (last processed position: {checkpoint})")]
+    Projector {
+        /// The failure.
+        #[source]
+        source: ProjectionError,
+        /// The last position processed successfully: resume from here.
+        checkpoint: Position,
+    },
+}
+
+/// Feeds `projector` every event of the global log after `from` that it
+/// declared, in batches of `batch_size`, until the end of the log. Returns the
+/// position of the last event read (or `from` when there was none): the
+/// checkpoint to resume from.
+///
+/// # Errors
+///
+/// A store or decode failure, or the projector's own error with the position
+/// to resume from. No event is ever skipped.
+pub async fn catch_up<P: Projector + ?Sized>(
+    store: &dyn EventStore,
+    projector: &P,
+    from: Position,
+    batch_size: usize,
+) -> Result<Position, CatchUpError> {
+    let filter = LogFilter::event_types(projector.event_types().iter().copied());
+    let mut checkpoint = from;
+    loop {
+        let batch = store
+            .read_log(checkpoint, &filter, batch_size.max(1))
+            .await?;
+        let Some(last) = batch.last().map(|event| event.position) else {
+            return Ok(checkpoint);
+        };
+        for stored in batch {
+            let position = stored.position;
+            let event = stored.decode::<P::Event>().map_err(StoreError::from)?;
+            projector
+                .project(&event)
+                .await
+                .map_err(|source| CatchUpError::Projector {
+                    source: ProjectionError::new(projector.name(), &event, source),
+                    checkpoint,
+                })?;
+            checkpoint = position;
+        }
+        debug_assert_eq!(checkpoint, last);
+    }
+}

@@ -1,0 +1,178 @@
+//! The event store contract, over serialized events.
+//!
+//! Every store (in-memory, PostgreSQL) gives the same guarantees, checked by
+//! one conformance suite: appends are atomic and guarded by the expected
+//! version; versions in a stream have no holes; the global log is read in
+//! [`Position`] order and a reader tailing it never skips an event.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::{ExpectedVersion, NewEvent, Position, StoreError, StoredEvent, StreamId};
+
+/// Where one appended event landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// Its version in the stream.
+    pub version: u64,
+    /// Its place in the global log.
+    pub position: Position,
+    /// When the store recorded it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The result of an append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendResult {
+    /// The stream's last version after the append.
+    pub stream_version: u64,
+    /// Where each appended event landed, in the order given.
+    pub events: Vec<Committed>,
+    /// True when every event was already stored, exactly as given, by an
+    /// earlier append (a retried request): nothing new was written and
+    /// `events` reports the original places.
+    pub already_stored: bool,
+}
+
+/// Which events a reader of the global log wants. Empty lists mean "all".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Only events with one of these stored type names.
+    pub event_types: Vec<String>,
+    /// Only events of aggregates of these types.
+    pub aggregate_types: Vec<String>,
+}
+
+impl LogFilter {
+    /// Every event.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only events with one of these stored type names.
+    pub fn event_types<I, S>(types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            event_types: types.into_iter().map(Into::into).collect(),
+            aggregate_types: Vec::new(),
+        }
+    }
+
+    /// Also restricts to aggregates of these types.
+    pub fn and_aggregate_types<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.aggregate_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether an event passes the filter.
+    pub fn matches(&self, event: &StoredEvent) -> bool {
+        (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
+            && (self.aggregate_types.is_empty()
+                || self.aggregate_types.contains(&event.stream.aggregate_type))
+    }
+}
+
+/// A saved aggregate state, so that loading need not replay the whole stream.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The aggregate's stream.
+    pub stream: StreamId,
+    /// The stream version the state includes.
+    pub version: u64,
+    /// The state's schema version ([`Aggregate::SNAPSHOT_VERSION`](crate::Aggregate::SNAPSHOT_VERSION)):
+    /// a snapshot of another schema version is ignored and the stream replayed.
+    pub schema_version: u32,
+    /// The serialized state.
+    pub state: Box<RawValue>,
+    /// When it was taken.
+    pub taken_at: DateTime<Utc>,
+}
+
+/// An event store: streams of serialized events, one global log, snapshots.
+///
+/// Object safe, so an application can hold `Arc<dyn EventStore>` and choose the
+/// store at start-up.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends `events` to `stream` atomically, if the stream is at `expected`.
+    ///
+    /// Versions follow the stream's last version with no holes. If the first
+    /// event's id is already stored, the append is a retry: it succeeds with
+    /// `already_stored` when the whole batch matches what is stored, and fails
+    /// with [`StoreError::EventIdReused`] otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when the stream is not at `expected` (nothing is
+    /// written); [`StoreError::EventIdReused`]; back-end failures.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// Reads up to `limit` events of `stream`, starting at version `from`
+    /// (inclusive), in version order. Read long streams in batches.
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures, or a stored row that cannot be read.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The stream's last version (0 when it holds no event).
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures.
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError>;
+
+    /// Reads up to `limit` events of the global log after `after`, in position
+    /// order, keeping only those `filter` lets through.
+    ///
+    /// Gap-safe: when a batch ends at position `p`, no event that commits later
+    /// will ever appear at a position `<= p`. A reader that remembers the last
+    /// position it processed and passes it back here reads every event exactly
+    /// once, however its reads interleave with concurrent writers.
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures, or a stored row that cannot be read.
+    async fn read_log(
+        &self,
+        after: Position,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The latest snapshot of `stream`, if any.
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures.
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Saves a snapshot, replacing an older one of the same stream. A snapshot
+    /// older than the one stored is ignored, so racing writers cannot move it back.
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures.
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
+}

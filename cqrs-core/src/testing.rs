@@ -1,0 +1,230 @@
+//! Given/when/then tests for domain logic, with no store involved.
+//!
+//! ```
+//! # use cqrs_core::{Aggregate, Command, DomainEvent};
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Default, Serialize, Deserialize)]
+//! # struct Counter { value: u32 }
+//! # enum CounterCommand { Increment }
+//! # impl Command for CounterCommand { fn command_type(&self) -> &'static str { "Increment" } }
+//! # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+//! # enum CounterEvent { Incremented { to: u32 } }
+//! # impl DomainEvent for CounterEvent {
+//! #     const EVENT_TYPES: &'static [&'static str] = &["Incremented"];
+//! #     fn event_type(&self) -> &'static str { "Incremented" }
+//! # }
+//! # #[derive(Debug, PartialEq, thiserror::Error)]
+//! # #[error("counter is full")]
+//! # struct Full;
+//! # impl Aggregate for Counter {
+//! #     const TYPE: &'static str = "counter";
+//! #     type Command = CounterCommand;
+//! #     type Event = CounterEvent;
+//! #     type Error = Full;
+//! #     type Services = ();
+//! #     async fn handle(&self, _: &CounterCommand, _: &()) -> Result<Vec<CounterEvent>, Full> {
+//! #         if self.value == 2 { return Err(Full) }
+//! #         Ok(vec![CounterEvent::Incremented { to: self.value + 1 }])
+//! #     }
+//! #     fn apply(&mut self, CounterEvent::Incremented { to }: &CounterEvent) { self.value = *to; }
+//! # }
+//! use cqrs_core::testing::AggregateFixture;
+//!
+//! # block_on(async {
+//! AggregateFixture::<Counter>::new(())
+//!     .given([CounterEvent::Incremented { to: 1 }])
+//!     .when(CounterCommand::Increment)
+//!     .await
+//!     .then_expect_events([CounterEvent::Incremented { to: 2 }]);
+//!
+//! AggregateFixture::<Counter>::new(())
+//!     .given([CounterEvent::Incremented { to: 1 }, CounterEvent::Incremented { to: 2 }])
+//!     .when(CounterCommand::Increment)
+//!     .await
+//!     .then_expect_error(Full);
+//! # });
+//! # fn block_on<F: std::future::Future>(future: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
+//! # }
+//! ```
+
+use std::fmt::{Debug, Write as _};
+
+use crate::Aggregate;
+
+/// A test of one command against an aggregate rebuilt from past events.
+pub struct AggregateFixture<A: Aggregate> {
+    services: A::Services,
+    state: A,
+    given: usize,
+}
+
+impl<A: Aggregate> AggregateFixture<A> {
+    /// A fixture whose handlers see `services`.
+    pub fn new(services: A::Services) -> Self {
+        Self {
+            services,
+            state: A::default(),
+            given: 0,
+        }
+    }
+
+    /// Past events, applied in order (may be called several times).
+    pub fn given(mut self, events: impl IntoIterator<Item = A::Event>) -> Self {
+        for event in events {
+            self.state.apply(&event);
+            self.given += 1;
+        }
+        self
+    }
+
+    /// Lets the aggregate decide `command`; the returned [`Then`] checks the outcome.
+    pub async fn when(self, command: A::Command) -> Then<A> {
+        let result = self.state.handle(&command, &self.services).await;
+        let mut state = self.state;
+        if let Ok(events) = &result {
+            for event in events {
+                state.apply(event);
+            }
+        }
+        Then { result, state }
+    }
+}
+
+/// The outcome of [`AggregateFixture::when`]. Each `then_*` method panics with
+/// a readable report when the outcome is not the one expected.
+pub struct Then<A: Aggregate> {
+    result: Result<Vec<A::Event>, A::Error>,
+    state: A,
+}
+
+impl<A: Aggregate> Then<A> {
+    /// Asserts that the command produced exactly `expected`, in order.
+    ///
+    /// # Panics
+    ///
+    /// When it was rejected or produced other events; the message lists
+    /// expected and actual events side by side, marking each difference.
+    #[track_caller]
+    pub fn then_expect_events(self, expected: impl IntoIterator<Item = A::Event>) -> Self
+    where
+        A::Event: PartialEq + Debug,
+        A::Error: Debug,
+    {
+        let expected: Vec<A::Event> = expected.into_iter().collect();
+        match &self.result {
+            Ok(actual) if *actual == expected => {}
+            Ok(actual) => panic!("{}", event_diff(&expected, actual)),
+            Err(error) => panic!(
+                "expected events, but the command was rejected\n  expected: {expected:#?}\n  rejected: {error:?}"
+            ),
+        }
+        self
+    }
+
+    /// Asserts that the command was rejected with `expected`.
+    ///
+    /// # Panics
+    ///
+    /// When it succeeded or failed with another error.
+    #[track_caller]
+    pub fn then_expect_error(self, expected: A::Error) -> Self
+    where
+        A::Event: Debug,
+        A::Error: PartialEq + Debug,
+    {
+        match &self.result {
+            Err(error) if *error == expected => {}
+            Err(error) => panic!(
+                "the command was rejected with another error\n  expected: {expected:?}\n    actual: {error:?}"
+            ),
+            Ok(events) => panic!(
+                "expected the command to be rejected, but it produced events\n  expected error: {expected:?}\n  events: {events:#?}"
+            ),
+        }
+        self
+    }
+
+    /// Asserts that the command was rejected with an error whose message is `expected`.
+    ///
+    /// # Panics
+    ///
+    /// When it succeeded or its error displays otherwise.
+    #[track_caller]
+    pub fn then_expect_error_message(self, expected: &str) -> Self
+    where
+        A::Event: Debug,
+    {
+        match &self.result {
+            Err(error) if error.to_string() == expected => {}
+            Err(error) => panic!(
+                "the command was rejected with another message\n  expected: {expected}\n    actual: {error}"
+            ),
+            Ok(events) => panic!(
+                "expected the command to be rejected, but it produced events\n  expected error: {expected}\n  events: {events:#?}"
+            ),
+        }
+        self
+    }
+
+    /// Asserts something about the state after the given and the new events.
+    ///
+    /// # Panics
+    ///
+    /// When `check` panics.
+    #[track_caller]
+    pub fn then_expect_state(self, check: impl FnOnce(&A)) -> Self {
+        check(&self.state);
+        self
+    }
+
+    /// The raw outcome, for assertions the methods above do not cover.
+    pub fn into_result(self) -> Result<Vec<A::Event>, A::Error> {
+        self.result
+    }
+}
+
+/// Lines of expected and actual events, marking each position that differs.
+fn event_diff<E: Debug + PartialEq>(expected: &[E], actual: &[E]) -> String {
+    let mut report = format!(
+        "the command produced other events than expected ({} expected, {} actual)\n",
+        expected.len(),
+        actual.len()
+    );
+    for index in 0..expected.len().max(actual.len()) {
+        match (expected.get(index), actual.get(index)) {
+            (Some(e), Some(a)) if e == a => {
+                let _ = writeln!(report, "    [{index}] {e:?}");
+            }
+            (e, a) => {
+                if let Some(e) = e {
+                    let _ = writeln!(report, "  - [{index}] {e:?}");
+                }
+                if let Some(a) = a {
+                    let _ = writeln!(report, "  + [{index}] {a:?}");
+                }
+            }
+        }
+    }
+    report.push_str("  (- expected, + actual)");
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_diff;
+
+    #[test]
+    fn diff_marks_each_differing_position() {
+        let report = event_diff(&["a", "b", "c"], &["a", "x"]);
+        assert_eq!(
+            report,
+            "the command produced other events than expected (3 expected, 2 actual)\n\
+             \x20   [0] \"a\"\n\
+             \x20 - [1] \"b\"\n\
+             \x20 + [1] \"x\"\n\
+             \x20 - [2] \"c\"\n\
+             \x20 (- expected, + actual)"
+        );
+    }
+}
