@@ -5,3 +5,9 @@
 //! bank_account`).
 
 pub mod bank_account;
+
+// The README's code blocks compile as doc tests of this crate, so the front
+// page cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -1,1 +1,60 @@
-//! tmp
+//! The conformance suite every event store must pass.
+//!
+//! Each scenario in [`scenarios`] is an `async fn` taking a fresh, empty store.
+//! A store's test file turns every scenario into one test with
+//! [`for_each_scenario!`], so a behaviour is specified once and checked against
+//! the in-memory store and PostgreSQL alike:
+//!
+//! ```text
+//! macro_rules! in_memory {
+//!     ($($name:ident),* $(,)?) => {$(
+//!         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+//!         async fn $name() {
+//!             cqrs_tests::scenarios::$name(Arc::new(InMemoryEventStore::new())).await;
+//!         }
+//!     )*};
+//! }
+//! cqrs_tests::for_each_scenario!(in_memory);
+//! ```
+
+pub mod fixtures;
+pub mod scenarios;
+
+/// Calls `$callback!(scenario, scenario, ...)` with the name of every scenario
+/// in [`scenarios`]. Adding a scenario there and here runs it against every store.
+#[macro_export]
+macro_rules! for_each_scenario {
+    ($callback:ident) => {
+        $callback!(
+            append_to_a_new_stream_numbers_versions_from_one,
+            no_stream_conflicts_once_the_stream_exists,
+            stream_exists_conflicts_on_an_empty_stream,
+            exact_version_conflicts_unless_it_matches,
+            any_version_always_appends,
+            a_conflict_writes_nothing,
+            empty_append_checks_the_expected_version_only,
+            global_positions_strictly_increase_across_streams,
+            read_stream_reads_from_a_version_in_batches,
+            read_log_pages_by_position,
+            read_log_filters_by_event_and_aggregate_type,
+            reappending_the_same_events_is_an_idempotent_success,
+            reusing_an_event_id_with_other_content_is_refused,
+            duplicate_ids_within_one_batch_are_refused,
+            metadata_round_trips,
+            snapshots_keep_only_the_newest,
+            concurrent_appends_at_the_same_version_let_exactly_one_win,
+            tailing_reader_sees_every_event_exactly_once_under_concurrent_writers,
+            pipeline_runs_the_bank_account_story,
+            rejected_command_stores_nothing,
+            snapshot_plus_events_rebuilds_the_same_state_as_full_replay,
+            load_at_returns_the_state_as_of_a_version,
+            command_metadata_reaches_every_stored_event,
+            retries_keep_concurrent_withdrawals_within_the_balance,
+            conflict_without_retry_is_reported_with_versions,
+            undecodable_event_is_reported_with_its_place,
+            unknown_event_type_is_reported_with_its_place,
+            projector_failure_is_reported_and_the_events_stay_stored,
+            catch_up_delivers_only_declared_event_types,
+        );
+    };
+}
