@@ -113,6 +113,7 @@
 
 mod aggregate;
 pub mod codec;
+pub mod dispatch;
 mod error;
 mod event;
 mod memory;
@@ -151,4 +152,12 @@ pub use async_trait::async_trait;
 pub mod __private {
     pub use serde;
     pub use serde_json;
+    pub use std::boxed::Box;
+    pub use std::future::{Future, ready};
+    pub use std::option::Option;
+    pub use std::result::Result;
+    pub use std::vec::Vec;
 }
+
+#[cfg(feature = "derive")]
+pub use cqrs_macros::{Command, DomainEvent, aggregate, projector};

@@ -97,7 +97,9 @@ impl<A: Aggregate> CommandPipeline<A> {
         StreamId::new(A::TYPE, id)
     }
 
-    /// Carries out `command` on aggregate `id`, with fresh metadata.
+    /// Carries out `command` on aggregate `id`, with fresh metadata. The
+    /// command may be given as any type that converts into `A::Command`
+    /// (the content of a newtype variant, say).
     ///
     /// # Errors
     ///
@@ -107,7 +109,7 @@ impl<A: Aggregate> CommandPipeline<A> {
     pub async fn execute(
         &self,
         id: &str,
-        command: A::Command,
+        command: impl Into<A::Command>,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
         self.execute_with(id, command, Metadata::new()).await
     }
@@ -122,9 +124,10 @@ impl<A: Aggregate> CommandPipeline<A> {
     pub async fn execute_with(
         &self,
         id: &str,
-        command: A::Command,
+        command: impl Into<A::Command>,
         mut metadata: Metadata,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let command = command.into();
         let stream = Self::stream_id(id);
         metadata.correlation_id.get_or_insert_with(Uuid::now_v7);
         let mut attempt = 0;

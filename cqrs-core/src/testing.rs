@@ -70,17 +70,17 @@ impl<A: Aggregate> AggregateFixture<A> {
     }
 
     /// Past events, applied in order (may be called several times).
-    pub fn given(mut self, events: impl IntoIterator<Item = A::Event>) -> Self {
+    pub fn given<E: Into<A::Event>>(mut self, events: impl IntoIterator<Item = E>) -> Self {
         for event in events {
-            self.state.apply(&event);
+            self.state.apply(&event.into());
             self.given += 1;
         }
         self
     }
 
     /// Lets the aggregate decide `command`; the returned [`Then`] checks the outcome.
-    pub async fn when(self, command: A::Command) -> Then<A> {
-        let result = self.state.handle(&command, &self.services).await;
+    pub async fn when(self, command: impl Into<A::Command>) -> Then<A> {
+        let result = self.state.handle(&command.into(), &self.services).await;
         let mut state = self.state;
         if let Ok(events) = &result {
             for event in events {
@@ -106,12 +106,15 @@ impl<A: Aggregate> Then<A> {
     /// When it was rejected or produced other events; the message lists
     /// expected and actual events side by side, marking each difference.
     #[track_caller]
-    pub fn then_expect_events(self, expected: impl IntoIterator<Item = A::Event>) -> Self
+    pub fn then_expect_events<E: Into<A::Event>>(
+        self,
+        expected: impl IntoIterator<Item = E>,
+    ) -> Self
     where
         A::Event: PartialEq + Debug,
         A::Error: Debug,
     {
-        let expected: Vec<A::Event> = expected.into_iter().collect();
+        let expected: Vec<A::Event> = expected.into_iter().map(Into::into).collect();
         match &self.result {
             Ok(actual) if *actual == expected => {}
             Ok(actual) => panic!("{}", event_diff(&expected, actual)),

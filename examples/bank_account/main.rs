@@ -20,7 +20,8 @@ use cqrs_core::{
     QueryHandler, catch_up,
 };
 use cqrs_examples::bank_account::{
-    AccountCommand, AccountSummaries, BankAccount, GetAccountSummary,
+    AccountCommand, AccountSummaries, BankAccount, Deposit, GetAccountSummary, OpenAccount,
+    Withdraw,
 };
 
 #[tokio::main(flavor = "current_thread")]
@@ -34,13 +35,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let request = Metadata::new().with_entry("user", "teller-7");
     println!("== commands on account {account}");
     for command in [
-        AccountCommand::Open {
+        AccountCommand::Open(OpenAccount {
             owner: "Alice".into(),
-        },
-        AccountCommand::Deposit { amount: 100 },
-        AccountCommand::Withdraw { amount: 50 },
-        AccountCommand::Deposit { amount: 25 },
-        AccountCommand::Withdraw { amount: 500 },
+        }),
+        AccountCommand::Deposit(Deposit { amount: 100 }),
+        AccountCommand::Withdraw(Withdraw { amount: 50 }),
+        AccountCommand::Deposit(Deposit { amount: 25 }),
+        AccountCommand::Withdraw(Withdraw { amount: 500 }),
     ] {
         print!("{command:?}: ");
         match accounts

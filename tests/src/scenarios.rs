@@ -10,7 +10,10 @@ use cqrs_core::{
     EventStore, ExpectedVersion, LogFilter, Metadata, Position, Projector, RetryPolicy, Snapshot,
     SnapshotPolicy, StoreError, async_trait, catch_up,
 };
-use cqrs_examples::bank_account::{AccountCommand, AccountError, AccountEvent, BankAccount};
+use cqrs_examples::bank_account::{
+    AccountCommand, AccountError, AccountEvent, AccountOpened, BankAccount, Deposit, DepositMade,
+    OpenAccount, Withdraw, WithdrawalMade,
+};
 use uuid::Uuid;
 
 use crate::fixtures::{event, json, stream, ticks};
@@ -584,14 +587,14 @@ pub async fn tailing_reader_sees_every_event_exactly_once_under_concurrent_write
 /// The bank account story from the guide: 100 in, 50 out, 25 in leaves 75.
 pub async fn pipeline_runs_the_bank_account_story(store: Store) {
     let accounts = Accounts::new(store.clone(), ());
-    let open = AccountCommand::Open {
+    let open = AccountCommand::Open(OpenAccount {
         owner: "Alice".into(),
-    };
+    });
     accounts.execute("acc", open).await.expect("open");
     for command in [
-        AccountCommand::Deposit { amount: 100 },
-        AccountCommand::Withdraw { amount: 50 },
-        AccountCommand::Deposit { amount: 25 },
+        AccountCommand::Deposit(Deposit { amount: 100 }),
+        AccountCommand::Withdraw(Withdraw { amount: 50 }),
+        AccountCommand::Deposit(Deposit { amount: 25 }),
     ] {
         accounts.execute("acc", command).await.expect("accepted");
     }
@@ -617,18 +620,21 @@ pub async fn pipeline_runs_the_bank_account_story(store: Store) {
 pub async fn rejected_command_stores_nothing(store: Store) {
     let accounts = Accounts::new(store.clone(), ());
     let result = accounts
-        .execute("acc", AccountCommand::Deposit { amount: 5 })
+        .execute("acc", AccountCommand::Deposit(Deposit { amount: 5 }))
         .await;
     assert!(
         matches!(result, Err(CommandError::Rejected(AccountError::NotOpen))),
         "{result:?}"
     );
     accounts
-        .execute("acc", AccountCommand::Open { owner: "A".into() })
+        .execute(
+            "acc",
+            AccountCommand::Open(OpenAccount { owner: "A".into() }),
+        )
         .await
         .expect("open");
     let result = accounts
-        .execute("acc", AccountCommand::Withdraw { amount: 1 })
+        .execute("acc", AccountCommand::Withdraw(Withdraw { amount: 1 }))
         .await;
     match result {
         Err(CommandError::Rejected(error)) => assert_eq!(
@@ -672,17 +678,20 @@ async fn stored_account_events(store: &Store, id: &str) -> Vec<AccountEvent> {
 pub async fn snapshot_plus_events_rebuilds_the_same_state_as_full_replay(store: Store) {
     let accounts = Accounts::new(store.clone(), ()).with_snapshots(SnapshotPolicy::Every(3));
     accounts
-        .execute("acc", AccountCommand::Open { owner: "A".into() })
+        .execute(
+            "acc",
+            AccountCommand::Open(OpenAccount { owner: "A".into() }),
+        )
         .await
         .expect("open");
     for amount in 1..=10 {
         accounts
-            .execute("acc", AccountCommand::Deposit { amount })
+            .execute("acc", AccountCommand::Deposit(Deposit { amount }))
             .await
             .expect("deposit");
     }
     accounts
-        .execute("acc", AccountCommand::Withdraw { amount: 7 })
+        .execute("acc", AccountCommand::Withdraw(Withdraw { amount: 7 }))
         .await
         .expect("withdraw");
 
@@ -712,13 +721,16 @@ pub async fn snapshot_plus_events_rebuilds_the_same_state_as_full_replay(store: 
 pub async fn load_at_returns_the_state_as_of_a_version(store: Store) {
     let accounts = Accounts::new(store.clone(), ()).with_snapshots(SnapshotPolicy::Every(2));
     accounts
-        .execute("acc", AccountCommand::Open { owner: "A".into() })
+        .execute(
+            "acc",
+            AccountCommand::Open(OpenAccount { owner: "A".into() }),
+        )
         .await
         .expect("open");
     for command in [
-        AccountCommand::Deposit { amount: 100 },
-        AccountCommand::Withdraw { amount: 50 },
-        AccountCommand::Deposit { amount: 25 },
+        AccountCommand::Deposit(Deposit { amount: 100 }),
+        AccountCommand::Withdraw(Withdraw { amount: 50 }),
+        AccountCommand::Deposit(Deposit { amount: 25 }),
     ] {
         accounts.execute("acc", command).await.expect("accepted");
     }
@@ -763,7 +775,7 @@ pub async fn command_metadata_reaches_every_stored_event(store: Store) {
     let outcome = accounts
         .execute_with(
             "acc",
-            AccountCommand::Open { owner: "A".into() },
+            AccountCommand::Open(OpenAccount { owner: "A".into() }),
             given.clone(),
         )
         .await
@@ -778,7 +790,11 @@ pub async fn command_metadata_reaches_every_stored_event(store: Store) {
     // A follow-up caused by that event carries the chain on.
     let follow_up = Metadata::caused_by(&outcome.events[0]);
     accounts
-        .execute_with("acc", AccountCommand::Deposit { amount: 5 }, follow_up)
+        .execute_with(
+            "acc",
+            AccountCommand::Deposit(Deposit { amount: 5 }),
+            follow_up,
+        )
         .await
         .expect("deposit");
     let stored = store
@@ -792,7 +808,10 @@ pub async fn command_metadata_reaches_every_stored_event(store: Store) {
     );
 
     let plain = accounts
-        .execute("other", AccountCommand::Open { owner: "B".into() })
+        .execute(
+            "other",
+            AccountCommand::Open(OpenAccount { owner: "B".into() }),
+        )
         .await;
     let plain = plain.expect("open");
     let fresh = plain.events[0]
@@ -808,11 +827,14 @@ pub async fn command_metadata_reaches_every_stored_event(store: Store) {
 pub async fn retries_keep_concurrent_withdrawals_within_the_balance(store: Store) {
     let accounts = Arc::new(Accounts::new(store.clone(), ()).with_retry(RetryPolicy::retries(100)));
     accounts
-        .execute("acc", AccountCommand::Open { owner: "A".into() })
+        .execute(
+            "acc",
+            AccountCommand::Open(OpenAccount { owner: "A".into() }),
+        )
         .await
         .expect("open");
     accounts
-        .execute("acc", AccountCommand::Deposit { amount: 100 })
+        .execute("acc", AccountCommand::Deposit(Deposit { amount: 100 }))
         .await
         .expect("deposit");
 
@@ -821,9 +843,9 @@ pub async fn retries_keep_concurrent_withdrawals_within_the_balance(store: Store
         let accounts = accounts.clone();
         tasks.push(tokio::spawn(async move {
             let command = if task % 4 == 0 {
-                AccountCommand::Deposit { amount: 10 }
+                AccountCommand::Deposit(Deposit { amount: 10 })
             } else {
-                AccountCommand::Withdraw { amount: 15 }
+                AccountCommand::Withdraw(Withdraw { amount: 15 })
             };
             (command.clone(), accounts.execute("acc", command).await)
         }));
@@ -831,8 +853,12 @@ pub async fn retries_keep_concurrent_withdrawals_within_the_balance(store: Store
     let mut expected_balance: i64 = 100;
     for task in tasks {
         match task.await.expect("task") {
-            (AccountCommand::Deposit { amount }, Ok(_)) => expected_balance += amount as i64,
-            (AccountCommand::Withdraw { amount }, Ok(_)) => expected_balance -= amount as i64,
+            (AccountCommand::Deposit(Deposit { amount }), Ok(_)) => {
+                expected_balance += amount as i64
+            }
+            (AccountCommand::Withdraw(Withdraw { amount }), Ok(_)) => {
+                expected_balance -= amount as i64
+            }
             (_, Err(CommandError::Rejected(AccountError::InsufficientFunds { .. }))) => {}
             (command, Err(error)) => panic!("{command:?} failed: {error}"),
             (command, Ok(_)) => panic!("unexpected command {command:?}"),
@@ -841,15 +867,15 @@ pub async fn retries_keep_concurrent_withdrawals_within_the_balance(store: Store
     let events = stored_account_events(&store, "acc").await;
     let deposits = events
         .iter()
-        .filter(|e| matches!(e, AccountEvent::DepositMade { amount: 10 }))
+        .filter(|e| matches!(e, AccountEvent::DepositMade(DepositMade { amount: 10 })))
         .count();
     assert_eq!(deposits, 5, "every deposit is stored");
     let mut balance: i64 = 0;
     for event in &events {
         match event {
-            AccountEvent::DepositMade { amount } => balance += *amount as i64,
-            AccountEvent::WithdrawalMade { amount } => balance -= *amount as i64,
-            AccountEvent::AccountOpened { .. } => {}
+            AccountEvent::DepositMade(DepositMade { amount }) => balance += *amount as i64,
+            AccountEvent::WithdrawalMade(WithdrawalMade { amount }) => balance -= *amount as i64,
+            AccountEvent::AccountOpened(AccountOpened { .. }) => {}
         }
         assert!(balance >= 0, "balance went negative: {balance}");
     }
@@ -960,7 +986,7 @@ pub async fn undecodable_event_is_reported_with_its_place(store: Store) {
         .await
         .expect("raw append");
     let result = accounts
-        .execute("acc", AccountCommand::Deposit { amount: 1 })
+        .execute("acc", AccountCommand::Deposit(Deposit { amount: 1 }))
         .await;
     match result {
         Err(CommandError::Store(StoreError::Decode(error))) => {
@@ -1039,7 +1065,7 @@ impl Projector for Picky {
     }
 
     async fn project(&self, event: &EventEnvelope<AccountEvent>) -> Result<(), BoxError> {
-        if let AccountEvent::DepositMade { amount } = event.payload {
+        if let AccountEvent::DepositMade(DepositMade { amount }) = event.payload {
             if amount > 1000 {
                 return Err(format!("deposit {amount} is too large").into());
             }
@@ -1060,12 +1086,15 @@ pub async fn projector_failure_is_reported_and_the_events_stay_stored(store: Sto
     });
     let accounts = Accounts::new(store.clone(), ()).with_projector(picky.clone());
     let outcome = accounts
-        .execute("acc", AccountCommand::Open { owner: "A".into() })
+        .execute(
+            "acc",
+            AccountCommand::Open(OpenAccount { owner: "A".into() }),
+        )
         .await
         .expect("open");
     assert!(outcome.projector_failures.is_empty());
     let outcome = accounts
-        .execute("acc", AccountCommand::Deposit { amount: 5000 })
+        .execute("acc", AccountCommand::Deposit(Deposit { amount: 5000 }))
         .await
         .expect("the command itself succeeds");
     assert_eq!(outcome.projector_failures.len(), 1);
@@ -1092,21 +1121,24 @@ pub async fn projector_failure_is_reported_and_the_events_stay_stored(store: Sto
 pub async fn catch_up_delivers_only_declared_event_types(store: Store) {
     let accounts = Accounts::new(store.clone(), ());
     accounts
-        .execute("acc", AccountCommand::Open { owner: "A".into() })
+        .execute(
+            "acc",
+            AccountCommand::Open(OpenAccount { owner: "A".into() }),
+        )
         .await
         .expect("open");
     for amount in [10, 20] {
         accounts
-            .execute("acc", AccountCommand::Deposit { amount })
+            .execute("acc", AccountCommand::Deposit(Deposit { amount }))
             .await
             .expect("deposit");
     }
     accounts
-        .execute("acc", AccountCommand::Withdraw { amount: 5 })
+        .execute("acc", AccountCommand::Withdraw(Withdraw { amount: 5 }))
         .await
         .expect("withdraw");
     accounts
-        .execute("acc", AccountCommand::Deposit { amount: 2000 })
+        .execute("acc", AccountCommand::Deposit(Deposit { amount: 2000 }))
         .await
         .expect("deposit");
 

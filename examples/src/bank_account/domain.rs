@@ -1,69 +1,73 @@
 //! The account's write side: what can happen to it, and the rules.
+//!
+//! Each command and each event is its own type, held by a newtype variant of
+//! its enum; the macros route each to the method that takes it.
 
-use cqrs_core::{Aggregate, Command, DomainEvent};
+use cqrs_core::{Command, DomainEvent, aggregate};
 use serde::{Deserialize, Serialize};
 
 /// Facts about an account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 pub enum AccountEvent {
     /// The account was opened.
-    AccountOpened {
-        /// Who owns it.
-        owner: String,
-    },
+    AccountOpened(AccountOpened),
     /// Money came in.
-    DepositMade {
-        /// How much, in cents.
-        amount: u64,
-    },
+    DepositMade(DepositMade),
     /// Money went out.
-    WithdrawalMade {
-        /// How much, in cents.
-        amount: u64,
-    },
+    WithdrawalMade(WithdrawalMade),
 }
 
-impl DomainEvent for AccountEvent {
-    const EVENT_TYPES: &'static [&'static str] =
-        &["AccountOpened", "DepositMade", "WithdrawalMade"];
+/// The account was opened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountOpened {
+    /// Who owns it.
+    pub owner: String,
+}
 
-    fn event_type(&self) -> &'static str {
-        match self {
-            AccountEvent::AccountOpened { .. } => "AccountOpened",
-            AccountEvent::DepositMade { .. } => "DepositMade",
-            AccountEvent::WithdrawalMade { .. } => "WithdrawalMade",
-        }
-    }
+/// Money came in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositMade {
+    /// How much, in cents.
+    pub amount: u64,
+}
+
+/// Money went out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalMade {
+    /// How much, in cents.
+    pub amount: u64,
 }
 
 /// What a client can ask of an account.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Command)]
 pub enum AccountCommand {
-    /// Open the account for `owner`.
-    Open {
-        /// Who will own it.
-        owner: String,
-    },
+    /// Open the account.
+    Open(OpenAccount),
     /// Pay money in.
-    Deposit {
-        /// How much, in cents.
-        amount: u64,
-    },
-    /// Take money out; refused if the balance does not cover it.
-    Withdraw {
-        /// How much, in cents.
-        amount: u64,
-    },
+    Deposit(Deposit),
+    /// Take money out.
+    Withdraw(Withdraw),
 }
 
-impl Command for AccountCommand {
-    fn command_type(&self) -> &'static str {
-        match self {
-            AccountCommand::Open { .. } => "Open",
-            AccountCommand::Deposit { .. } => "Deposit",
-            AccountCommand::Withdraw { .. } => "Withdraw",
-        }
-    }
+/// Open the account for `owner`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenAccount {
+    /// Who will own it.
+    pub owner: String,
+}
+
+/// Pay money in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deposit {
+    /// How much, in cents.
+    pub amount: u64,
+}
+
+/// Take money out; refused if the balance does not cover it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withdraw {
+    /// How much, in cents.
+    pub amount: u64,
 }
 
 /// Why the account refused a command.
@@ -97,47 +101,61 @@ pub struct BankAccount {
     pub balance: u64,
 }
 
-impl Aggregate for BankAccount {
-    const TYPE: &'static str = "account";
-    type Command = AccountCommand;
-    type Event = AccountEvent;
-    type Error = AccountError;
-    type Services = ();
+type Decision = Result<Vec<AccountEvent>, AccountError>;
 
-    async fn handle(
-        &self,
-        command: &AccountCommand,
-        _services: &(),
-    ) -> Result<Vec<AccountEvent>, AccountError> {
-        match command {
-            AccountCommand::Open { .. } if self.owner.is_some() => Err(AccountError::AlreadyOpen),
-            AccountCommand::Open { owner } => Ok(vec![AccountEvent::AccountOpened {
-                owner: owner.clone(),
-            }]),
-            _ if self.owner.is_none() => Err(AccountError::NotOpen),
-            AccountCommand::Deposit { amount: 0 } | AccountCommand::Withdraw { amount: 0 } => {
-                Err(AccountError::ZeroAmount)
+#[aggregate(type = "account", command = AccountCommand, event = AccountEvent, error = AccountError)]
+impl BankAccount {
+    #[command]
+    fn open(&self, command: &OpenAccount) -> Decision {
+        if self.owner.is_some() {
+            return Err(AccountError::AlreadyOpen);
+        }
+        Ok(vec![
+            AccountOpened {
+                owner: command.owner.clone(),
             }
-            AccountCommand::Deposit { amount } => {
-                Ok(vec![AccountEvent::DepositMade { amount: *amount }])
-            }
-            AccountCommand::Withdraw { amount } if *amount > self.balance => {
-                Err(AccountError::InsufficientFunds {
-                    balance: self.balance,
-                    requested: *amount,
-                })
-            }
-            AccountCommand::Withdraw { amount } => {
-                Ok(vec![AccountEvent::WithdrawalMade { amount: *amount }])
-            }
+            .into(),
+        ])
+    }
+
+    #[command]
+    fn deposit(&self, &Deposit { amount }: &Deposit) -> Decision {
+        self.check_movement(amount)?;
+        Ok(vec![DepositMade { amount }.into()])
+    }
+
+    #[command]
+    fn withdraw(&self, &Withdraw { amount }: &Withdraw) -> Decision {
+        self.check_movement(amount)?;
+        if amount > self.balance {
+            return Err(AccountError::InsufficientFunds {
+                balance: self.balance,
+                requested: amount,
+            });
+        }
+        Ok(vec![WithdrawalMade { amount }.into()])
+    }
+
+    fn check_movement(&self, amount: u64) -> Result<(), AccountError> {
+        match (&self.owner, amount) {
+            (None, _) => Err(AccountError::NotOpen),
+            (_, 0) => Err(AccountError::ZeroAmount),
+            _ => Ok(()),
         }
     }
 
-    fn apply(&mut self, event: &AccountEvent) {
-        match event {
-            AccountEvent::AccountOpened { owner } => self.owner = Some(owner.clone()),
-            AccountEvent::DepositMade { amount } => self.balance += amount,
-            AccountEvent::WithdrawalMade { amount } => self.balance -= amount,
-        }
+    #[apply]
+    fn opened(&mut self, event: &AccountOpened) {
+        self.owner = Some(event.owner.clone());
+    }
+
+    #[apply]
+    fn deposited(&mut self, event: &DepositMade) {
+        self.balance += event.amount;
+    }
+
+    #[apply]
+    fn withdrew(&mut self, event: &WithdrawalMade) {
+        self.balance -= event.amount;
     }
 }

@@ -7,7 +7,10 @@
 pub mod domain;
 pub mod read_model;
 
-pub use domain::{AccountCommand, AccountError, AccountEvent, BankAccount};
+pub use domain::{
+    AccountCommand, AccountError, AccountEvent, AccountOpened, BankAccount, Deposit, DepositMade,
+    OpenAccount, Withdraw, WithdrawalMade,
+};
 pub use read_model::{AccountSummaries, AccountSummary, GetAccountSummary};
 
 #[cfg(test)]

@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
-use cqrs_core::{BoxError, EventEnvelope, Projector, Query, QueryHandler, async_trait};
+use cqrs_core::{BoxError, EventEnvelope, Query, QueryHandler, projector};
 
-use super::AccountEvent;
+use super::domain::{AccountEvent, AccountOpened, DepositMade, WithdrawalMade};
+
+type Envelope = EventEnvelope<AccountEvent>;
 
 /// What the read side knows about one account.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,38 +52,59 @@ impl AccountSummaries {
     }
 }
 
-#[async_trait]
-impl Projector for AccountSummaries {
-    type Event = AccountEvent;
-
-    fn name(&self) -> &str {
-        "account_summaries"
+#[projector(event = AccountEvent)]
+impl AccountSummaries {
+    #[project]
+    fn opened(&self, event: &AccountOpened, envelope: &Envelope) -> Result<(), BoxError> {
+        self.update(envelope, |row| {
+            row.owner = event.owner.clone();
+            Ok(())
+        })
     }
 
-    async fn project(&self, event: &EventEnvelope<AccountEvent>) -> Result<(), BoxError> {
+    #[project]
+    fn deposited(&self, event: &DepositMade, envelope: &Envelope) -> Result<(), BoxError> {
+        self.update(envelope, |row| {
+            row.balance += event.amount;
+            row.transactions += 1;
+            Ok(())
+        })
+    }
+
+    #[project]
+    fn withdrew(&self, event: &WithdrawalMade, envelope: &Envelope) -> Result<(), BoxError> {
+        self.update(envelope, |row| {
+            row.balance = row.balance.checked_sub(event.amount).ok_or_else(|| {
+                format!(
+                    "withdrawal of {} exceeds balance {}",
+                    event.amount, row.balance
+                )
+            })?;
+            row.transactions += 1;
+            Ok(())
+        })
+    }
+
+    /// Applies `change` to the event's account row, unless the row already
+    /// reflects that event; a failed change leaves the row as it was.
+    fn update(
+        &self,
+        envelope: &Envelope,
+        change: impl FnOnce(&mut AccountSummary) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
         let mut rows = self.rows.write().unwrap_or_else(PoisonError::into_inner);
-        let id = &event.stream.aggregate_id;
-        let row = rows.entry(id.clone()).or_insert_with(|| AccountSummary {
+        let id = &envelope.stream.aggregate_id;
+        let current = rows.get(id).cloned().unwrap_or_else(|| AccountSummary {
             account_id: id.clone(),
             ..AccountSummary::default()
         });
-        if event.version <= row.version {
+        if envelope.version <= current.version {
             return Ok(());
         }
-        match &event.payload {
-            AccountEvent::AccountOpened { owner } => row.owner = owner.clone(),
-            AccountEvent::DepositMade { amount } => {
-                row.balance += amount;
-                row.transactions += 1;
-            }
-            AccountEvent::WithdrawalMade { amount } => {
-                row.balance = row.balance.checked_sub(*amount).ok_or_else(|| {
-                    format!("withdrawal of {amount} exceeds balance {}", row.balance)
-                })?;
-                row.transactions += 1;
-            }
-        }
-        row.version = event.version;
+        let mut updated = current;
+        change(&mut updated)?;
+        updated.version = envelope.version;
+        rows.insert(id.clone(), updated);
         Ok(())
     }
 }

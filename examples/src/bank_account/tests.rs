@@ -6,17 +6,17 @@ use cqrs_core::{CommandPipeline, InMemoryEventStore, Position, QueryHandler, cat
 use super::*;
 
 fn opened() -> AccountEvent {
-    AccountEvent::AccountOpened {
+    AccountEvent::AccountOpened(AccountOpened {
         owner: "Alice".into(),
-    }
+    })
 }
 
 #[tokio::test]
 async fn opening_an_account_records_its_owner() {
     AggregateFixture::<BankAccount>::new(())
-        .when(AccountCommand::Open {
+        .when(AccountCommand::Open(OpenAccount {
             owner: "Alice".into(),
-        })
+        }))
         .await
         .then_expect_events([opened()]);
 }
@@ -25,9 +25,9 @@ async fn opening_an_account_records_its_owner() {
 async fn an_account_cannot_be_opened_twice() {
     AggregateFixture::<BankAccount>::new(())
         .given([opened()])
-        .when(AccountCommand::Open {
+        .when(AccountCommand::Open(OpenAccount {
             owner: "Bob".into(),
-        })
+        }))
         .await
         .then_expect_error(AccountError::AlreadyOpen);
 }
@@ -37,20 +37,23 @@ async fn deposits_and_withdrawals_move_the_balance() {
     AggregateFixture::<BankAccount>::new(())
         .given([
             opened(),
-            AccountEvent::DepositMade { amount: 100 },
-            AccountEvent::WithdrawalMade { amount: 50 },
+            AccountEvent::DepositMade(DepositMade { amount: 100 }),
+            AccountEvent::WithdrawalMade(WithdrawalMade { amount: 50 }),
         ])
-        .when(AccountCommand::Deposit { amount: 25 })
+        .when(AccountCommand::Deposit(Deposit { amount: 25 }))
         .await
-        .then_expect_events([AccountEvent::DepositMade { amount: 25 }])
+        .then_expect_events([AccountEvent::DepositMade(DepositMade { amount: 25 })])
         .then_expect_state(|account| assert_eq!(account.balance, 75));
 }
 
 #[tokio::test]
 async fn an_overdraft_is_refused() {
     AggregateFixture::<BankAccount>::new(())
-        .given([opened(), AccountEvent::DepositMade { amount: 75 }])
-        .when(AccountCommand::Withdraw { amount: 76 })
+        .given([
+            opened(),
+            AccountEvent::DepositMade(DepositMade { amount: 75 }),
+        ])
+        .when(AccountCommand::Withdraw(Withdraw { amount: 76 }))
         .await
         .then_expect_error(AccountError::InsufficientFunds {
             balance: 75,
@@ -61,7 +64,7 @@ async fn an_overdraft_is_refused() {
 #[tokio::test]
 async fn money_cannot_move_on_an_account_nobody_opened() {
     AggregateFixture::<BankAccount>::new(())
-        .when(AccountCommand::Deposit { amount: 10 })
+        .when(AccountCommand::Deposit(Deposit { amount: 10 }))
         .await
         .then_expect_error(AccountError::NotOpen);
 }
@@ -70,7 +73,7 @@ async fn money_cannot_move_on_an_account_nobody_opened() {
 async fn zero_amounts_are_refused() {
     AggregateFixture::<BankAccount>::new(())
         .given([opened()])
-        .when(AccountCommand::Withdraw { amount: 0 })
+        .when(AccountCommand::Withdraw(Withdraw { amount: 0 }))
         .await
         .then_expect_error_message("the amount must be positive");
 }
@@ -83,12 +86,12 @@ async fn the_read_model_follows_commands_and_rebuilds_from_the_log() {
         CommandPipeline::<BankAccount>::new(store.clone(), ()).with_projector(summaries.clone());
 
     for command in [
-        AccountCommand::Open {
+        AccountCommand::Open(OpenAccount {
             owner: "Alice".into(),
-        },
-        AccountCommand::Deposit { amount: 100 },
-        AccountCommand::Withdraw { amount: 50 },
-        AccountCommand::Deposit { amount: 25 },
+        }),
+        AccountCommand::Deposit(Deposit { amount: 100 }),
+        AccountCommand::Withdraw(Withdraw { amount: 50 }),
+        AccountCommand::Deposit(Deposit { amount: 25 }),
     ] {
         let outcome = accounts.execute("acc-1", command).await.expect("accepted");
         assert!(outcome.projector_failures.is_empty());

@@ -1,0 +1,106 @@
+//! `#[derive(Command)]`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::DeriveInput;
+
+use crate::errors::{Errors, with_fallback};
+use crate::variants::{self, AttrSpec, Variant};
+
+const SPEC: AttrSpec = AttrSpec {
+    attr: "command",
+    version: false,
+    derive: "Command",
+};
+
+pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
+    let mut errors = Errors::default();
+    let variants = variants::parse(input, &SPEC, &mut errors);
+    match (errors.finish(), variants) {
+        (Ok(()), Some(variants)) => generate(input, &variants),
+        (Err(error), _) => with_fallback(error, fallback(input)),
+        (Ok(()), None) => fallback(input),
+    }
+}
+
+fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let names = variants.iter().map(|v| v.name.as_str());
+    let patterns = variants.iter().map(variants::any_pattern);
+    let from_impls = variants::from_impls(input, variants);
+    let dispatch = dispatch_impl(input, variants);
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics ::cqrs_core::Command for #name #ty_generics #where_clause {
+            fn command_type(&self) -> &'static str {
+                match self {
+                    #(#patterns => #names,)*
+                }
+            }
+        }
+
+        #from_impls
+        #dispatch
+    }
+}
+
+/// `DispatchCommand<A>` when every variant is a unique newtype: each routed to
+/// `A`'s `HandleCommand` for its type.
+fn dispatch_impl(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
+    if !variants::dispatchable(variants) || !input.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let name = &input.ident;
+    let newtypes = variants::unique_newtypes(variants);
+    let arms = newtypes.iter().map(|(variant, ty)| {
+        let ident = variant.ident;
+        quote! {
+            Self::#ident(command) => {
+                ::cqrs_core::dispatch::HandleCommand::<#ty>::handle_command(aggregate, command, services).await
+            }
+        }
+    });
+    let bounds = newtypes
+        .iter()
+        .map(|(_, ty)| quote! { + ::cqrs_core::dispatch::HandleCommand<#ty> });
+    quote! {
+        #[automatically_derived]
+        impl<__A> ::cqrs_core::dispatch::DispatchCommand<__A> for #name
+        where
+            __A: ::cqrs_core::Aggregate<Command = Self> #(#bounds)*,
+        {
+            fn dispatch(
+                &self,
+                aggregate: &__A,
+                services: &<__A as ::cqrs_core::Aggregate>::Services,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<
+                    ::std::vec::Vec<<__A as ::cqrs_core::Aggregate>::Event>,
+                    <__A as ::cqrs_core::Aggregate>::Error,
+                >,
+            > + ::core::marker::Send {
+                async move {
+                    match self {
+                        #(#arms)*
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fallback(input: &DeriveInput) -> TokenStream {
+    if !matches!(input.data, syn::Data::Enum(_)) {
+        return TokenStream::new();
+    }
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    quote! {
+        impl #impl_generics ::cqrs_core::Command for #name #ty_generics #where_clause {
+            fn command_type(&self) -> &'static str {
+                ::core::unreachable!()
+            }
+        }
+    }
+}

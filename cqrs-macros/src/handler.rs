@@ -1,0 +1,245 @@
+//! Handler methods inside an `#[aggregate]` or `#[projector]` impl block:
+//! finding them by their marker attribute, and checking their signatures.
+
+use std::collections::HashMap;
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::spanned::Spanned;
+use syn::{FnArg, ImplItem, ItemImpl, ReturnType, Signature, Type};
+
+use crate::errors::Errors;
+
+/// What a marked method does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `#[command]`: decides events for a command (`&self`).
+    Command,
+    /// `#[apply]`: evolves state by an event (`&mut self`).
+    Apply,
+    /// `#[project]`: projects an event (`&self`).
+    Project,
+}
+
+impl Role {
+    fn marker(self) -> &'static str {
+        match self {
+            Role::Command => "command",
+            Role::Apply => "apply",
+            Role::Project => "project",
+        }
+    }
+
+    fn home(self) -> &'static str {
+        match self {
+            Role::Command | Role::Apply => "#[aggregate]",
+            Role::Project => "#[projector]",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Role::Command => "command",
+            Role::Apply | Role::Project => "event",
+        }
+    }
+}
+
+/// A marked method whose signature passed the checks.
+pub(crate) struct Handler {
+    pub(crate) role: Role,
+    pub(crate) method: syn::Ident,
+    pub(crate) is_async: bool,
+    /// `T` of the `&T` parameter: the command or event type it handles.
+    pub(crate) message: Type,
+    /// Whether it takes the optional second parameter (services, or the envelope).
+    pub(crate) takes_context: bool,
+    /// Whether it declares a return type.
+    pub(crate) returns: bool,
+}
+
+/// Removes the markers of `roles` from the methods of `item` and returns the
+/// marked methods. Reports markers of other roles, bad signatures, and two
+/// handlers for one type.
+pub(crate) fn take(item: &mut ItemImpl, roles: &[Role], errors: &mut Errors) -> Vec<Handler> {
+    let all = [Role::Command, Role::Apply, Role::Project];
+    let mut handlers = Vec::new();
+    for impl_item in &mut item.items {
+        let ImplItem::Fn(function) = impl_item else {
+            continue;
+        };
+        let mut marked: Vec<(Role, Span)> = Vec::new();
+        function.attrs.retain(|attr| {
+            let Some(role) = all.iter().copied().find(|role| attr.path().is_ident(role.marker())) else {
+                return true;
+            };
+            if !roles.contains(&role) {
+                errors.at(
+                    attr,
+                    format!("`#[{}]` belongs in a `{}` impl block", role.marker(), role.home()),
+                );
+            } else if !matches!(attr.meta, syn::Meta::Path(_)) {
+                errors.at(
+                    attr,
+                    format!(
+                        "`#[{}]` takes no arguments: the {} it handles is the type of the method's `&` parameter",
+                        role.marker(),
+                        role.message()
+                    ),
+                );
+            } else {
+                marked.push((role, attr.span()));
+            }
+            false
+        });
+        match marked.as_slice() {
+            [] => {}
+            [(role, _)] => {
+                if let Some(handler) = check(*role, &function.sig, errors) {
+                    handlers.push(handler);
+                }
+            }
+            [_, (_, second), ..] => errors.push(syn::Error::new(
+                *second,
+                "a method handles one thing: remove one of its handler attributes",
+            )),
+        }
+    }
+    report_duplicates(&handlers, errors);
+    handlers
+}
+
+fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Handler> {
+    let mut ok = true;
+    let mut fail = |tokens: &dyn ToTokens, message: String| {
+        errors.at(tokens, message);
+        ok = false;
+    };
+    let what = role.message();
+    let shape = match role {
+        Role::Command => {
+            "`fn name(&self, command: &C) -> Result<Vec<Event>, Error>` (optionally `async`, optionally with a second parameter `services: &Services`)"
+        }
+        Role::Apply => "`fn name(&mut self, event: &E)`",
+        Role::Project => {
+            "`async fn name(&self, event: &E) -> Result<(), Error>` (optionally with a second parameter `envelope: &EventEnvelope<Event>`; `async` and the return type are optional)"
+        }
+    };
+    if !sig.generics.params.is_empty() {
+        fail(
+            &sig.generics,
+            format!("handler methods cannot be generic; expected {shape}"),
+        );
+    }
+    let wants_mut = role == Role::Apply;
+    match sig.receiver() {
+        Some(receiver) if receiver.reference.is_some() && receiver.mutability.is_some() == wants_mut => {}
+        Some(receiver) => fail(
+            receiver,
+            match role {
+                Role::Command => "a command handler takes `&self`: deciding never changes state (state changes in `#[apply]` methods)".to_owned(),
+                Role::Apply => "an apply method takes `&mut self`: it evolves the state".to_owned(),
+                Role::Project => "a projection method takes `&self`: keep the read model behind a connection or a lock".to_owned(),
+            },
+        ),
+        None => fail(&sig.ident, format!("a handler is a method: expected {shape}")),
+    }
+    let params: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(typed) => Some(typed),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let max = if role == Role::Apply { 1 } else { 2 };
+    let message = match params.first() {
+        None => {
+            fail(
+                &sig.ident,
+                format!("the {what} parameter is missing: expected {shape}"),
+            );
+            None
+        }
+        Some(param) => match &*param.ty {
+            Type::Reference(reference) if reference.mutability.is_none() => {
+                Some((*reference.elem).clone())
+            }
+            other => {
+                fail(
+                    other,
+                    format!(
+                        "take the {what} by shared reference (`&{}`): expected {shape}",
+                        other.to_token_stream()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    if params.len() > max {
+        fail(
+            params[max],
+            format!("too many parameters: expected {shape}"),
+        );
+    }
+    if let Some(param) = params.get(1) {
+        if !matches!(&*param.ty, Type::Reference(r) if r.mutability.is_none()) {
+            fail(
+                &param.ty,
+                format!("the second parameter is taken by shared reference: expected {shape}"),
+            );
+        }
+    }
+    let returns = !matches!(sig.output, ReturnType::Default);
+    match role {
+        Role::Command if !returns => fail(
+            &sig.ident,
+            format!("a command handler returns its events or its error: expected {shape}"),
+        ),
+        Role::Apply if returns => fail(
+            &sig.output,
+            "an apply method returns nothing: an event already happened and cannot fail".to_owned(),
+        ),
+        Role::Apply if sig.asyncness.is_some() => fail(
+            &sig.asyncness,
+            "an apply method is not async: it only changes the state in memory".to_owned(),
+        ),
+        _ => {}
+    }
+    let message = message?;
+    ok.then(|| Handler {
+        role,
+        method: sig.ident.clone(),
+        is_async: sig.asyncness.is_some(),
+        message,
+        takes_context: params.len() == 2,
+        returns,
+    })
+}
+
+fn report_duplicates(handlers: &[Handler], errors: &mut Errors) {
+    let mut first: HashMap<(bool, String), &Handler> = HashMap::new();
+    for handler in handlers {
+        let key = (
+            handler.role == Role::Command,
+            handler.message.to_token_stream().to_string(),
+        );
+        match first.get(&key) {
+            Some(earlier) => errors.at(
+                &handler.message,
+                format!(
+                    "`{}` already handles `{}`: one {} has one handler; remove `{}` or `{}`",
+                    earlier.method,
+                    handler.message.to_token_stream(),
+                    handler.role.message(),
+                    earlier.method,
+                    handler.method
+                ),
+            ),
+            None => {
+                first.insert(key, handler);
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `#[projector(...)]` on a projector's `impl` block.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Ident, ItemImpl, LitStr, Token, Type};
+
+use crate::errors::{Errors, with_fallback};
+use crate::handler::{self, Handler, Role};
+
+#[derive(Default)]
+struct Args {
+    event: Option<Type>,
+    name: Option<LitStr>,
+}
+
+fn parse_args(input: ParseStream<'_>) -> syn::Result<Args> {
+    let mut args = Args::default();
+    while !input.is_empty() {
+        let key: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+        input.parse::<Token![=]>()?;
+        match key.to_string().as_str() {
+            "event" if args.event.is_none() => args.event = Some(input.parse()?),
+            "name" if args.name.is_none() => args.name = Some(input.parse()?),
+            "event" | "name" => {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("`{key}` is given twice"),
+                ));
+            }
+            _ => {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("unknown `projector` argument `{key}`: expected `event` or `name`"),
+                ));
+            }
+        }
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(args)
+}
+
+pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
+    let mut errors = Errors::default();
+    let args = errors.ok(parse_args.parse2(args)).unwrap_or_default();
+    let handlers = handler::take(&mut item, &[Role::Project], &mut errors);
+    if args.event.is_none() {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "missing `event` argument: expected #[projector(event = AccountEvent)] (and optionally `name = \"...\"`)",
+        ));
+    }
+    if item.trait_.is_some() {
+        errors.at(&item.self_ty, "`#[projector]` goes on an inherent impl block (`impl MyProjector { ... }`), not a trait impl");
+    }
+    if handlers.is_empty() {
+        errors.at(&item.self_ty, "a projector needs at least one `#[project]` method, taking `&` an event type of its enum");
+    }
+    if let Some(name) = &args.name {
+        if name.value().trim().is_empty() {
+            errors.at(
+                name,
+                "the projector name cannot be empty: it keys its checkpoint",
+            );
+        }
+    }
+    let generated = match (errors.finish(), &args.event) {
+        (Ok(()), Some(event)) => generate(&args, event, &item, &handlers),
+        (Err(error), _) => with_fallback(error, TokenStream::new()),
+        (Ok(()), None) => TokenStream::new(),
+    };
+    quote! {
+        #item
+        #generated
+    }
+}
+
+/// `AccountSummaries` -> `account_summaries`.
+fn snake_case(ty: &Type) -> String {
+    let name = match ty {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .map(|segment| segment.ident.to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let mut snake = String::with_capacity(name.len() + 4);
+    for (index, ch) in name.chars().enumerate() {
+        if ch.is_uppercase() {
+            if index > 0 {
+                snake.push('_');
+            }
+            snake.extend(ch.to_lowercase());
+        } else {
+            snake.push(ch);
+        }
+    }
+    snake
+}
+
+fn generate(args: &Args, event: &Type, item: &ItemImpl, handlers: &[Handler]) -> TokenStream {
+    let self_ty = &item.self_ty;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let name = args
+        .name
+        .as_ref()
+        .map_or_else(|| snake_case(self_ty), LitStr::value);
+    let event_types = handlers.iter().map(|handler| {
+        let message = &handler.message;
+        // Spanned so that "X is not an event of E" points at the method's parameter.
+        quote_spanned! {message.span()=>
+            <#event as ::cqrs_core::dispatch::EventVariant<#message>>::EVENT_TYPE
+        }
+    });
+    let branches = handlers.iter().map(|handler| {
+        let method = &handler.method;
+        let message = &handler.message;
+        let envelope_arg = handler.takes_context.then(|| quote! { , envelope });
+        let call = quote! { Self::#method(self, event #envelope_arg) };
+        let call = if handler.is_async { quote! { #call.await } } else { call };
+        let result = if handler.returns {
+            quote! { #call.map_err(::core::convert::Into::into) }
+        } else {
+            quote! {{ #call; ::core::result::Result::Ok(()) }}
+        };
+        quote_spanned! {message.span()=>
+            if let ::core::option::Option::Some(event) =
+                <#event as ::cqrs_core::dispatch::EventVariant<#message>>::as_variant(&envelope.payload)
+            {
+                return #result;
+            }
+        }
+    });
+    quote! {
+        impl #impl_generics #self_ty #where_clause {
+            /// The stored event types this projector handles: those of its
+            /// `#[project]` methods. Stores deliver only these.
+            pub const EVENT_TYPES: &'static [&'static str] = &[#(#event_types),*];
+        }
+
+        #[automatically_derived]
+        #[::cqrs_core::async_trait]
+        impl #impl_generics ::cqrs_core::Projector for #self_ty #where_clause {
+            type Event = #event;
+
+            fn name(&self) -> &str {
+                #name
+            }
+
+            fn event_types(&self) -> &'static [&'static str] {
+                Self::EVENT_TYPES
+            }
+
+            async fn project(
+                &self,
+                envelope: &::cqrs_core::EventEnvelope<#event>,
+            ) -> ::core::result::Result<(), ::cqrs_core::BoxError> {
+                #(#branches)*
+                ::core::result::Result::Ok(())
+            }
+        }
+    }
+}
