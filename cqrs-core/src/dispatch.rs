@@ -79,7 +79,7 @@ pub trait DispatchEvent<A: Aggregate<Event = Self>>: DomainEvent {
 /// Written by `#[derive(DomainEvent)]` for each newtype variant.
 #[diagnostic::on_unimplemented(
     message = "`{T}` is not an event of `{Self}`",
-    label = "no newtype variant of `{Self}` holds a `{T}`",
+    label = "no newtype variant of `{Self}` holds `{T}`",
     note = "a `#[projector]` or `#[aggregate]` method can only take the type of a newtype variant of the event enum"
 )]
 pub trait EventVariant<T>: DomainEvent {

@@ -2,11 +2,11 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
-use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Ident, ItemImpl, LitInt, LitStr, Token, Type};
+use syn::{ItemImpl, LitInt, LitStr, Token, Type};
 
+use crate::args;
 use crate::errors::{Errors, with_fallback};
 use crate::handler::{self, Handler, Role};
 
@@ -24,72 +24,77 @@ struct Args {
 
 const USAGE: &str = "#[aggregate(type = \"account\", command = AccountCommand, event = AccountEvent, error = AccountError)]";
 
-fn parse_args(input: ParseStream<'_>) -> syn::Result<Args> {
+fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Args {
     let mut args = Args::default();
-    while !input.is_empty() {
-        let key: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+    args::parse_list(tokens, errors, |key, input| {
+        let name = key.to_string();
+        if name == "ignore" {
+            let content;
+            syn::parenthesized!(content in input);
+            args.ignore
+                .extend(Punctuated::<Type, Token![,]>::parse_terminated(&content)?);
+            return Ok(());
+        }
+        let known = [
+            "type",
+            "command",
+            "event",
+            "error",
+            "services",
+            "snapshot_version",
+        ];
+        if !known.contains(&name.as_str()) {
+            return Err(syn::Error::new(
+                key.span(),
+                format!(
+                    "unknown `aggregate` argument `{key}`: expected `type`, `command`, `event`, `error`, `services`, `snapshot_version` or `ignore(...)`"
+                ),
+            ));
+        }
+        input.parse::<Token![=]>()?;
         let duplicate = || syn::Error::new(key.span(), format!("`{key}` is given twice"));
-        match key.to_string().as_str() {
-            "ignore" => {
-                let content;
-                syn::parenthesized!(content in input);
-                let types = Punctuated::<Type, Token![,]>::parse_terminated(&content)?;
-                args.ignore.extend(types);
-            }
-            name => {
-                input.parse::<Token![=]>()?;
-                match name {
-                    "type" if args.aggregate_type.is_some() => return Err(duplicate()),
-                    "type" => args.aggregate_type = Some(input.parse()?),
-                    "command" if args.command.is_some() => return Err(duplicate()),
-                    "command" => args.command = Some(input.parse()?),
-                    "event" if args.event.is_some() => return Err(duplicate()),
-                    "event" => args.event = Some(input.parse()?),
-                    "error" if args.error.is_some() => return Err(duplicate()),
-                    "error" => args.error = Some(input.parse()?),
-                    "services" if args.services.is_some() => return Err(duplicate()),
-                    "services" => args.services = Some(input.parse()?),
-                    "snapshot_version" => args.snapshot_version = Some(input.parse()?),
-                    _ => {
-                        return Err(syn::Error::new(
-                            key.span(),
-                            format!(
-                                "unknown `aggregate` argument `{key}`: expected `type`, `command`, `event`, `error`, `services`, `snapshot_version` or `ignore(...)`"
-                            ),
-                        ));
-                    }
-                }
-            }
+        match name.as_str() {
+            "type" => set(&mut args.aggregate_type, input.parse()?, duplicate),
+            "command" => set(&mut args.command, input.parse()?, duplicate),
+            "event" => set(&mut args.event, input.parse()?, duplicate),
+            "error" => set(&mut args.error, input.parse()?, duplicate),
+            "services" => set(&mut args.services, input.parse()?, duplicate),
+            _ => set(&mut args.snapshot_version, input.parse()?, duplicate),
         }
-        if input.is_empty() {
-            break;
-        }
-        input.parse::<Token![,]>()?;
+    });
+    args
+}
+
+fn set<T>(
+    slot: &mut Option<T>,
+    value: T,
+    duplicate: impl FnOnce() -> syn::Error,
+) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(duplicate());
     }
-    Ok(args)
+    *slot = Some(value);
+    Ok(())
 }
 
 pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
-    let args = errors.ok(parse_args.parse2(args)).unwrap_or_default();
+    let args = parse_args(args, &mut errors);
     let handlers = handler::take(&mut item, &[Role::Command, Role::Apply], &mut errors);
-    let required = [
-        ("type", args.aggregate_type.is_some(), "type = \"account\""),
-        (
-            "command",
-            args.command.is_some(),
-            "command = AccountCommand",
-        ),
-        ("event", args.event.is_some(), "event = AccountEvent"),
-        ("error", args.error.is_some(), "error = AccountError"),
-    ];
-    for (key, given, example) in required {
-        if !given {
-            errors.push(syn::Error::new(
-                Span::call_site(),
-                format!("missing `{key}` argument (`{example}`): expected {USAGE}"),
-            ));
-        }
+    let missing: Vec<&str> = [
+        ("`type`", args.aggregate_type.is_some()),
+        ("`command`", args.command.is_some()),
+        ("`event`", args.event.is_some()),
+        ("`error`", args.error.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, given)| (!given).then_some(key))
+    .collect();
+    if !missing.is_empty() {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            format!("missing {}: expected {USAGE}", missing.join(", ")),
+        ));
     }
     if let Some(version) = &args.snapshot_version {
         if !matches!(version.base10_parse::<u32>(), Ok(1..)) {

@@ -24,11 +24,6 @@ impl Errors {
         }
     }
 
-    /// Keeps the value of `result`, recording its error.
-    pub(crate) fn ok<T>(&mut self, result: syn::Result<T>) -> Option<T> {
-        result.map_err(|error| self.push(error)).ok()
-    }
-
     /// `Ok` when nothing was recorded, else every error as one.
     pub(crate) fn finish(self) -> Result<(), syn::Error> {
         self.combined.map_or(Ok(()), Err)

@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use proc_macro2::Span;
 use quote::ToTokens;
-use syn::spanned::Spanned;
 use syn::{FnArg, ImplItem, ItemImpl, ReturnType, Signature, Type};
 
 use crate::errors::Errors;
@@ -68,7 +66,7 @@ pub(crate) fn take(item: &mut ItemImpl, roles: &[Role], errors: &mut Errors) -> 
         let ImplItem::Fn(function) = impl_item else {
             continue;
         };
-        let mut marked: Vec<(Role, Span)> = Vec::new();
+        let mut marked: Vec<(Role, syn::Attribute)> = Vec::new();
         function.attrs.retain(|attr| {
             let Some(role) = all.iter().copied().find(|role| attr.path().is_ident(role.marker())) else {
                 return true;
@@ -88,7 +86,7 @@ pub(crate) fn take(item: &mut ItemImpl, roles: &[Role], errors: &mut Errors) -> 
                     ),
                 );
             } else {
-                marked.push((role, attr.span()));
+                marked.push((role, attr.clone()));
             }
             false
         });
@@ -99,10 +97,10 @@ pub(crate) fn take(item: &mut ItemImpl, roles: &[Role], errors: &mut Errors) -> 
                     handlers.push(handler);
                 }
             }
-            [_, (_, second), ..] => errors.push(syn::Error::new(
-                *second,
+            [_, (_, second), ..] => errors.at(
+                second,
                 "a method handles one thing: remove one of its handler attributes",
-            )),
+            ),
         }
     }
     report_duplicates(&handlers, errors);

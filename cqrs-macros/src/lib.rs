@@ -13,11 +13,11 @@
 use proc_macro::TokenStream;
 
 mod aggregate;
+mod args;
 mod command;
 mod domain_event;
 mod errors;
 mod handler;
-mod kw;
 mod projector;
 mod variants;
 

@@ -2,10 +2,10 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
-use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{Ident, ItemImpl, LitStr, Token, Type};
+use syn::{ItemImpl, LitStr, Token, Type};
 
+use crate::args;
 use crate::errors::{Errors, with_fallback};
 use crate::handler::{self, Handler, Role};
 
@@ -15,38 +15,39 @@ struct Args {
     name: Option<LitStr>,
 }
 
-fn parse_args(input: ParseStream<'_>) -> syn::Result<Args> {
+fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Args {
     let mut args = Args::default();
-    while !input.is_empty() {
-        let key: Ident = input.call(syn::ext::IdentExt::parse_any)?;
-        input.parse::<Token![=]>()?;
-        match key.to_string().as_str() {
-            "event" if args.event.is_none() => args.event = Some(input.parse()?),
-            "name" if args.name.is_none() => args.name = Some(input.parse()?),
-            "event" | "name" => {
-                return Err(syn::Error::new(
-                    key.span(),
-                    format!("`{key}` is given twice"),
-                ));
-            }
+    args::parse_list(tokens, errors, |key, input| {
+        let slot_is_taken = match key.to_string().as_str() {
+            "event" => args.event.is_some(),
+            "name" => args.name.is_some(),
             _ => {
                 return Err(syn::Error::new(
                     key.span(),
                     format!("unknown `projector` argument `{key}`: expected `event` or `name`"),
                 ));
             }
+        };
+        if slot_is_taken {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("`{key}` is given twice"),
+            ));
         }
-        if input.is_empty() {
-            break;
+        input.parse::<Token![=]>()?;
+        if key == "event" {
+            args.event = Some(input.parse()?);
+        } else {
+            args.name = Some(input.parse()?);
         }
-        input.parse::<Token![,]>()?;
-    }
-    Ok(args)
+        Ok(())
+    });
+    args
 }
 
 pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
-    let args = errors.ok(parse_args.parse2(args)).unwrap_or_default();
+    let args = parse_args(args, &mut errors);
     let handlers = handler::take(&mut item, &[Role::Project], &mut errors);
     if args.event.is_none() {
         errors.push(syn::Error::new(
@@ -113,6 +114,7 @@ fn generate(args: &Args, event: &Type, item: &ItemImpl, handlers: &[Handler]) ->
         .map_or_else(|| snake_case(self_ty), LitStr::value);
     let event_types = handlers.iter().map(|handler| {
         let message = &handler.message;
+        let event = respan(event, message.span());
         // Spanned so that "X is not an event of E" points at the method's parameter.
         quote_spanned! {message.span()=>
             <#event as ::cqrs_core::dispatch::EventVariant<#message>>::EVENT_TYPE
@@ -121,6 +123,7 @@ fn generate(args: &Args, event: &Type, item: &ItemImpl, handlers: &[Handler]) ->
     let branches = handlers.iter().map(|handler| {
         let method = &handler.method;
         let message = &handler.message;
+        let event = respan(event, message.span());
         let envelope_arg = handler.takes_context.then(|| quote! { , envelope });
         let call = quote! { Self::#method(self, event #envelope_arg) };
         let call = if handler.is_async { quote! { #call.await } } else { call };
@@ -166,4 +169,24 @@ fn generate(args: &Args, event: &Type, item: &ItemImpl, handlers: &[Handler]) ->
             }
         }
     }
+}
+
+/// `tokens` with every span set to `span`, so that an error about them points
+/// at the method parameter the user wrote rather than the attribute.
+fn respan(tokens: &impl quote::ToTokens, span: Span) -> TokenStream {
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(&group.stream(), span));
+                inner.set_span(span);
+                tree = proc_macro2::TokenTree::Group(inner);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }

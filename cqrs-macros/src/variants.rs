@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
-use syn::parse::ParseStream;
 use syn::{Attribute, DeriveInput, Ident, LitInt, LitStr, Token, Type};
 
+use crate::args;
 use crate::errors::Errors;
 
 /// What a variant holds.
@@ -107,9 +107,7 @@ pub(crate) fn parse<'a>(
             .iter()
             .filter(|a| a.path().is_ident(spec.attr))
         {
-            if let Err(error) = parse_variant_attr(attr, spec, &mut parsed, errors) {
-                errors.push(error);
-            }
+            parse_variant_attr(attr, spec, &mut parsed, errors);
         }
         if let Some(first) = seen.get(&parsed.name) {
             errors.push(syn::Error::new(
@@ -132,53 +130,50 @@ fn parse_variant_attr(
     spec: &AttrSpec,
     variant: &mut Variant<'_>,
     errors: &mut Errors,
-) -> syn::Result<()> {
-    attr.parse_args_with(|input: ParseStream<'_>| {
-        while !input.is_empty() {
-            let key: Ident = input.call(syn::ext::IdentExt::parse_any)?;
-            match key.to_string().as_str() {
-                "name" => {
-                    input.parse::<Token![=]>()?;
-                    let name: LitStr = input.parse()?;
-                    if name.value().trim().is_empty() {
-                        errors.at(&name, format!("the {} name cannot be empty", spec.attr));
-                    }
-                    variant.name = name.value();
-                    variant.name_span = name.span();
+) {
+    let mut problems = Errors::default();
+    args::parse_attr(attr, errors, |key, input| {
+        match key.to_string().as_str() {
+            "name" => {
+                input.parse::<Token![=]>()?;
+                let name: LitStr = input.parse()?;
+                if name.value().trim().is_empty() {
+                    problems.at(&name, format!("the {} name cannot be empty", spec.attr));
                 }
-                "version" if spec.version => {
-                    input.parse::<Token![=]>()?;
-                    let version: LitInt = input.parse()?;
-                    match version.base10_parse::<u32>() {
-                        Ok(0) | Err(_) => errors.at(
-                            &version,
-                            "the schema version is a whole number from 1 (the first version) up",
-                        ),
-                        Ok(n) => variant.version = Some(n),
-                    }
-                }
-                _ => {
-                    let expected = if spec.version {
-                        "`name` or `version`"
-                    } else {
-                        "`name`"
-                    };
-                    return Err(syn::Error::new(
-                        key.span(),
-                        format!(
-                            "unknown `{}` attribute key `{key}`: expected {expected}",
-                            spec.attr
-                        ),
-                    ));
+                variant.name = name.value();
+                variant.name_span = name.span();
+            }
+            "version" if spec.version => {
+                input.parse::<Token![=]>()?;
+                let version: LitInt = input.parse()?;
+                match version.base10_parse::<u32>() {
+                    Ok(0) | Err(_) => problems.at(
+                        &version,
+                        "the schema version is a whole number from 1 (the first version) up",
+                    ),
+                    Ok(n) => variant.version = Some(n),
                 }
             }
-            if input.is_empty() {
-                break;
+            _ => {
+                let expected = if spec.version {
+                    "`name` or `version`"
+                } else {
+                    "`name`"
+                };
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!(
+                        "unknown `{}` attribute key `{key}`: expected {expected}",
+                        spec.attr
+                    ),
+                ));
             }
-            input.parse::<Token![,]>()?;
         }
         Ok(())
-    })
+    });
+    if let Err(error) = problems.finish() {
+        errors.push(error);
+    }
 }
 
 /// The newtype variants whose type no other newtype variant holds: those

@@ -1,0 +1,12 @@
+use cqrs_core::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+enum AccountEvent {
+    #[event(version = 0)]
+    Opened,
+    #[event(name = "")]
+    Closed,
+}
+
+fn main() {}

@@ -1,0 +1,74 @@
+use cqrs_core::{Command, DomainEvent, aggregate};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Opened;
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deposited {
+    amount: u64,
+}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Withdrawn {
+    amount: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, DomainEvent)]
+enum AccountEvent {
+    Opened(Opened),
+    Deposited(Deposited),
+    Withdrawn(Withdrawn),
+}
+
+struct Open;
+struct Deposit {
+    amount: u64,
+}
+struct Withdraw {
+    amount: u64,
+}
+
+#[derive(Command)]
+enum AccountCommand {
+    Open(Open),
+    Deposit(Deposit),
+    Withdraw(Withdraw),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("refused")]
+struct Refused;
+
+#[derive(Default, Serialize, Deserialize)]
+struct Account {
+    balance: u64,
+}
+
+type Decision = Result<Vec<AccountEvent>, Refused>;
+
+#[aggregate(type = "account", command = AccountCommand, event = AccountEvent, error = Refused)]
+impl Account {
+    #[command]
+    fn open(&self, _: &Open) -> Decision {
+        Ok(vec![Opened.into()])
+    }
+
+    #[command]
+    fn deposit(&self, command: &Deposit) -> Decision {
+        Ok(vec![Deposited { amount: command.amount }.into()])
+    }
+
+    #[apply]
+    fn opened(&mut self, _: &Opened) {}
+
+    #[apply]
+    fn deposited(&mut self, event: &Deposited) {
+        self.balance += event.amount;
+    }
+
+    #[apply]
+    fn withdrawn(&mut self, event: &Withdrawn) {
+        self.balance -= event.amount;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,18 @@
+use cqrs_core::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+enum AccountEvent {
+    #[event(nmae = "account.opened")]
+    Opened,
+    #[event(version = 2, rename = "x")]
+    Closed,
+}
+
+#[derive(cqrs_core::Command)]
+enum AccountCommand {
+    #[command(version = 2)]
+    Open,
+}
+
+fn main() {}
