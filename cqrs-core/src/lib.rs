@@ -13,86 +13,73 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use cqrs_core::{
-//!     Aggregate, Command, CommandError, CommandPipeline, DomainEvent, InMemoryEventStore,
-//! };
+//! use cqrs_core::{Command, CommandError, CommandPipeline, DomainEvent, InMemoryEventStore, aggregate};
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
+//! // Events: one type per fact, gathered in an enum.
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! struct Credited { amount: u64 }
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! struct Debited { amount: u64 }
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
 //! enum WalletEvent {
-//!     Credited { amount: u64 },
-//!     Debited { amount: u64 },
+//!     Credited(Credited),
+//!     Debited(Debited),
 //! }
 //!
-//! impl DomainEvent for WalletEvent {
-//!     const EVENT_TYPES: &'static [&'static str] = &["Credited", "Debited"];
-//!     fn event_type(&self) -> &'static str {
-//!         match self {
-//!             WalletEvent::Credited { .. } => "Credited",
-//!             WalletEvent::Debited { .. } => "Debited",
-//!         }
-//!     }
-//! }
+//! // Commands: one type per intent, gathered in an enum.
+//! struct Credit { amount: u64 }
+//! struct Debit { amount: u64 }
 //!
+//! #[derive(Command)]
 //! enum WalletCommand {
-//!     Credit(u64),
-//!     Debit(u64),
-//! }
-//!
-//! impl Command for WalletCommand {
-//!     fn command_type(&self) -> &'static str {
-//!         match self {
-//!             WalletCommand::Credit(_) => "Credit",
-//!             WalletCommand::Debit(_) => "Debit",
-//!         }
-//!     }
+//!     Credit(Credit),
+//!     Debit(Debit),
 //! }
 //!
 //! #[derive(Debug, PartialEq, thiserror::Error)]
 //! #[error("insufficient funds: balance {balance}, asked {asked}")]
-//! struct InsufficientFunds {
-//!     balance: u64,
-//!     asked: u64,
-//! }
+//! struct InsufficientFunds { balance: u64, asked: u64 }
 //!
+//! // The aggregate: handlers decide, apply methods evolve the state.
 //! #[derive(Default, Serialize, Deserialize)]
-//! struct Wallet {
-//!     balance: u64,
-//! }
+//! struct Wallet { balance: u64 }
 //!
-//! impl Aggregate for Wallet {
-//!     const TYPE: &'static str = "wallet";
-//!     type Command = WalletCommand;
-//!     type Event = WalletEvent;
-//!     type Error = InsufficientFunds;
-//!     type Services = ();
-//!
-//!     async fn handle(&self, command: &WalletCommand, _: &()) -> Result<Vec<WalletEvent>, InsufficientFunds> {
-//!         match *command {
-//!             WalletCommand::Credit(amount) => Ok(vec![WalletEvent::Credited { amount }]),
-//!             WalletCommand::Debit(asked) if asked > self.balance => {
-//!                 Err(InsufficientFunds { balance: self.balance, asked })
-//!             }
-//!             WalletCommand::Debit(amount) => Ok(vec![WalletEvent::Debited { amount }]),
-//!         }
+//! #[aggregate(type = "wallet", command = WalletCommand, event = WalletEvent, error = InsufficientFunds)]
+//! impl Wallet {
+//!     #[command]
+//!     fn credit(&self, command: &Credit) -> Result<Vec<WalletEvent>, InsufficientFunds> {
+//!         Ok(vec![Credited { amount: command.amount }.into()])
 //!     }
 //!
-//!     fn apply(&mut self, event: &WalletEvent) {
-//!         match event {
-//!             WalletEvent::Credited { amount } => self.balance += amount,
-//!             WalletEvent::Debited { amount } => self.balance -= amount,
+//!     #[command]
+//!     fn debit(&self, &Debit { amount }: &Debit) -> Result<Vec<WalletEvent>, InsufficientFunds> {
+//!         if amount > self.balance {
+//!             return Err(InsufficientFunds { balance: self.balance, asked: amount });
 //!         }
+//!         Ok(vec![Debited { amount }.into()])
+//!     }
+//!
+//!     #[apply]
+//!     fn credited(&mut self, event: &Credited) {
+//!         self.balance += event.amount;
+//!     }
+//!
+//!     #[apply]
+//!     fn debited(&mut self, event: &Debited) {
+//!         self.balance -= event.amount;
 //!     }
 //! }
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let wallets = CommandPipeline::<Wallet>::new(Arc::new(InMemoryEventStore::new()), ());
 //!
-//! wallets.execute("alice", WalletCommand::Credit(100)).await?;
-//! let outcome = wallets.execute("alice", WalletCommand::Debit(30)).await?;
+//! wallets.execute("alice", Credit { amount: 100 }).await?;
+//! let outcome = wallets.execute("alice", Debit { amount: 30 }).await?;
 //! assert_eq!(outcome.version, 2);
 //!
-//! let refused = wallets.execute("alice", WalletCommand::Debit(500)).await;
+//! let refused = wallets.execute("alice", Debit { amount: 500 }).await;
 //! assert!(matches!(refused, Err(CommandError::Rejected(InsufficientFunds { balance: 70, .. }))));
 //!
 //! assert_eq!(wallets.load("alice").await?.state.balance, 70);
@@ -100,6 +87,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
+//!
+//! The derive macros (`DomainEvent`, `Command`, `aggregate`, `projector`) are
+//! re-exported here behind the default `derive` feature; every trait they
+//! implement can also be implemented by hand (see [`DomainEvent`] and
+//! [`dispatch`]).
 //!
 //! # Modules at a glance
 //!
@@ -109,6 +101,7 @@
 //! - storage: [`EventStore`], [`ExpectedVersion`], [`Position`], [`LogFilter`],
 //!   [`InMemoryEventStore`];
 //! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`];
+//! - the macros' machinery: [`dispatch`];
 //! - tests of domain logic: [`testing::AggregateFixture`].
 
 mod aggregate;

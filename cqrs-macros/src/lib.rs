@@ -21,24 +21,207 @@ mod handler;
 mod projector;
 mod variants;
 
-/// Implements `DomainEvent` for an enum, with `From` for newtype variants.
-/// Documented on `cqrs_core::DomainEvent`.
+/// Derives `DomainEvent` for an event enum.
+///
+/// Generates the stored type name and schema version of every variant, the
+/// `EVENT_TYPES` list (in declaration order), `decode` by stored name, and for
+/// each newtype variant `From<T>` and `EventVariant<T>` (used by
+/// `#[aggregate]` and `#[projector]` dispatch). When every variant is a newtype
+/// variant of a distinct type, it also implements `DispatchEvent`, which
+/// routes each event to an aggregate's `#[apply]` method.
+///
+/// Unit, tuple, newtype and struct variants are all accepted. The enum must
+/// also derive serde's `Serialize` and `Deserialize` with the default
+/// (externally tagged) representation: the payload stores the variant's
+/// content only.
+///
+/// # Variant attributes
+///
+/// | attribute | meaning | default |
+/// | --- | --- | --- |
+/// | `#[event(name = "...")]` | the stored type name; keep it when renaming the variant | the variant name |
+/// | `#[event(version = N)]` | the payload's schema version; stored events of a higher version are refused on read | `1` |
+///
+/// # Example
+///
+/// ```
+/// use cqrs_core::DomainEvent;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct ItemAdded {
+///     sku: String,
+///     quantity: u32,
+/// }
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize, DomainEvent)]
+/// enum CartEvent {
+///     ItemAdded(ItemAdded),
+///     #[event(name = "CartEmptied")] // renamed in Rust; the stored name stays
+///     Cleared,
+///     #[event(version = 2)]
+///     CheckedOut { total_cents: u64 },
+/// }
+///
+/// assert_eq!(CartEvent::EVENT_TYPES, ["ItemAdded", "CartEmptied", "CheckedOut"]);
+/// let added: CartEvent = ItemAdded { sku: "tea".into(), quantity: 2 }.into();
+/// assert_eq!(added.event_type(), "ItemAdded");
+/// assert_eq!(added.encode().unwrap().get(), r#"{"sku":"tea","quantity":2}"#);
+/// assert_eq!(CartEvent::CheckedOut { total_cents: 5 }.event_version(), 2);
+/// ```
 #[proc_macro_derive(DomainEvent, attributes(event))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     domain_event::expand(&input).into()
 }
 
-/// Implements `Command` for an enum, with `From` for newtype variants and
-/// dispatch to an aggregate's handlers. Documented on `cqrs_core::Command`.
+/// Derives `Command` for a command enum.
+///
+/// Generates `command_type()` (the variant name, used in traces), `From<T>`
+/// for each newtype variant, and, when every variant is a newtype variant of a
+/// distinct type, `DispatchCommand`, which routes each command to the
+/// aggregate's `#[command]` method taking that type.
+///
+/// # Variant attributes
+///
+/// | attribute | meaning | default |
+/// | --- | --- | --- |
+/// | `#[command(name = "...")]` | the name `command_type()` reports | the variant name |
+///
+/// # Example
+///
+/// ```
+/// use cqrs_core::Command;
+///
+/// struct AddItem { sku: String }
+/// struct CheckOut;
+///
+/// #[derive(Command)]
+/// enum CartCommand {
+///     AddItem(AddItem),
+///     #[command(name = "Checkout")]
+///     CheckOut(CheckOut),
+/// }
+///
+/// let command: CartCommand = CheckOut.into();
+/// assert_eq!(command.command_type(), "Checkout");
+/// ```
 #[proc_macro_derive(Command, attributes(command))]
 pub fn derive_command(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     command::expand(&input).into()
 }
 
-/// Implements `Aggregate` from an `impl` block of `#[command]` and `#[apply]`
-/// methods. Documented on `cqrs_core::aggregate`.
+/// Implements `Aggregate` from an `impl` block of handler methods.
+///
+/// Mark each command handler `#[command]` and each event handler `#[apply]`;
+/// the handler for a command or event is chosen by the type of its `&`
+/// parameter, so the command and event enums must use newtype variants
+/// (`Deposit(Deposit)`) and derive `Command` / `DomainEvent`. The compiler then
+/// checks that every command has exactly one handler and every event one apply
+/// method, and names the missing one:
+/// "`Account` has no handler for the command `Withdraw`".
+///
+/// # Arguments
+///
+/// | argument | meaning |
+/// | --- | --- |
+/// | `type = "..."` | `Aggregate::TYPE`, stored in every stream id (required) |
+/// | `command = T` | the command enum (required) |
+/// | `event = T` | the event enum (required) |
+/// | `error = T` | the domain error (required) |
+/// | `services = T` | what handlers may take as second parameter (default `()`) |
+/// | `snapshot_version = N` | `Aggregate::SNAPSHOT_VERSION` (default 1) |
+/// | `ignore(T, ...)` | event types that do not change state: no apply method needed |
+///
+/// # Methods
+///
+/// - `#[command] fn name(&self, command: &C) -> Result<Vec<Event>, Error>`,
+///   optionally `async`, optionally with a second parameter `services: &Services`;
+/// - `#[apply] fn name(&mut self, event: &E)`: not async, returns nothing.
+///
+/// Unmarked methods are left alone, so helpers can live in the same block.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use cqrs_core::{Command, CommandPipeline, DomainEvent, InMemoryEventStore, aggregate};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// struct ItemAdded { sku: String }
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// struct CheckedOut { items: usize }
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+/// enum CartEvent {
+///     ItemAdded(ItemAdded),
+///     CheckedOut(CheckedOut),
+/// }
+///
+/// struct AddItem { sku: String }
+/// struct CheckOut;
+///
+/// #[derive(Command)]
+/// enum CartCommand {
+///     AddItem(AddItem),
+///     CheckOut(CheckOut),
+/// }
+///
+/// #[derive(Debug, PartialEq, thiserror::Error)]
+/// enum CartError {
+///     #[error("the cart is checked out")]
+///     Closed,
+///     #[error("the cart is empty")]
+///     Empty,
+/// }
+///
+/// /// How many items one cart may hold, injected into the pipeline.
+/// struct Limits { max_items: usize }
+///
+/// #[derive(Default, Serialize, Deserialize)]
+/// struct Cart { items: Vec<String>, closed: bool }
+///
+/// #[aggregate(type = "cart", command = CartCommand, event = CartEvent, error = CartError, services = Limits)]
+/// impl Cart {
+///     #[command]
+///     fn add(&self, command: &AddItem, limits: &Limits) -> Result<Vec<CartEvent>, CartError> {
+///         if self.closed || self.items.len() >= limits.max_items {
+///             return Err(CartError::Closed);
+///         }
+///         Ok(vec![ItemAdded { sku: command.sku.clone() }.into()])
+///     }
+///
+///     #[command]
+///     async fn check_out(&self, _: &CheckOut) -> Result<Vec<CartEvent>, CartError> {
+///         match (self.closed, self.items.len()) {
+///             (true, _) => Err(CartError::Closed),
+///             (_, 0) => Err(CartError::Empty),
+///             (_, items) => Ok(vec![CheckedOut { items }.into()]),
+///         }
+///     }
+///
+///     #[apply]
+///     fn added(&mut self, event: &ItemAdded) {
+///         self.items.push(event.sku.clone());
+///     }
+///
+///     #[apply]
+///     fn checked_out(&mut self, _: &CheckedOut) {
+///         self.closed = true;
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let carts = CommandPipeline::<Cart>::new(Arc::new(InMemoryEventStore::new()), Limits { max_items: 5 });
+/// assert_eq!(carts.execute("c1", CheckOut).await.unwrap_err().rejection(), Some(&CartError::Empty));
+/// carts.execute("c1", AddItem { sku: "tea".into() }).await.unwrap();
+/// carts.execute("c1", CheckOut).await.unwrap();
+/// assert!(carts.load("c1").await.unwrap().state.closed);
+/// # });
+/// ```
 #[proc_macro_attribute]
 pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = syn::parse_macro_input!(item as syn::ItemImpl);
@@ -46,7 +229,63 @@ pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Implements `Projector` from an `impl` block of `#[project]` methods.
-/// Documented on `cqrs_core::projector`.
+///
+/// Each `#[project]` method handles the event type of its `&` parameter (a
+/// newtype variant of the event enum); events without a method are skipped.
+/// The stored type names of the handled events become the inherent constant
+/// `EVENT_TYPES`, known at compile time, and `Projector::event_types` returns
+/// it, so stores deliver only those events.
+///
+/// # Arguments
+///
+/// | argument | meaning |
+/// | --- | --- |
+/// | `event = T` | the event enum (required) |
+/// | `name = "..."` | `Projector::name`, which keys its checkpoint (default: the type name in snake case) |
+///
+/// # Methods
+///
+/// `#[project] fn name(&self, event: &E)`, optionally `async`, optionally
+/// with a second parameter `envelope: &EventEnvelope<Event>` (for the event id,
+/// stream, version, metadata), returning nothing or `Result<(), Error>` with
+/// any error that converts into `BoxError`.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Mutex;
+///
+/// use cqrs_core::{DomainEvent, EventEnvelope, Projector, projector};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct ItemAdded { sku: String }
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// struct CheckedOut { items: usize }
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, DomainEvent)]
+/// enum CartEvent {
+///     ItemAdded(ItemAdded),
+///     CheckedOut(CheckedOut),
+/// }
+///
+/// /// Counts checked-out items per cart; item additions are not its business.
+/// #[derive(Default)]
+/// struct Sales { rows: Mutex<Vec<(String, usize)>> }
+///
+/// #[projector(event = CartEvent)]
+/// impl Sales {
+///     #[project]
+///     fn checked_out(&self, event: &CheckedOut, envelope: &EventEnvelope<CartEvent>) -> Result<(), String> {
+///         let mut rows = self.rows.lock().map_err(|_| "poisoned".to_owned())?;
+///         rows.push((envelope.stream.aggregate_id.clone(), event.items));
+///         Ok(())
+///     }
+/// }
+///
+/// assert_eq!(Sales::EVENT_TYPES, ["CheckedOut"]);
+/// assert_eq!(Sales::default().name(), "sales");
+/// ```
 #[proc_macro_attribute]
 pub fn projector(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = syn::parse_macro_input!(item as syn::ItemImpl);

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use cqrs_core::{
     Aggregate, BoxError, CommandError, CommandPipeline, Conflict, DomainEvent, EventEnvelope,
-    EventStore, ExpectedVersion, LogFilter, Metadata, Position, Projector, RetryPolicy, Snapshot,
-    SnapshotPolicy, StoreError, async_trait, catch_up,
+    EventStore, ExpectedVersion, LogFilter, Metadata, Position, RetryPolicy, Snapshot,
+    SnapshotPolicy, StoreError, catch_up, projector,
 };
 use cqrs_examples::bank_account::{
     AccountCommand, AccountError, AccountEvent, AccountOpened, BankAccount, Deposit, DepositMade,
@@ -1047,33 +1047,27 @@ pub async fn unknown_event_type_is_reported_with_its_place(store: Store) {
     }
 }
 
-/// Records what it saw, and fails on deposits above a limit.
+/// Records what it saw, and fails on deposits above a limit. It handles
+/// deposits only, so the macro declares exactly that type.
 struct Picky {
     seen: Mutex<Vec<String>>,
 }
 
-#[async_trait]
-impl Projector for Picky {
-    type Event = AccountEvent;
-
-    fn name(&self) -> &str {
-        "picky"
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        &["DepositMade"]
-    }
-
-    async fn project(&self, event: &EventEnvelope<AccountEvent>) -> Result<(), BoxError> {
-        if let AccountEvent::DepositMade(DepositMade { amount }) = event.payload {
-            if amount > 1000 {
-                return Err(format!("deposit {amount} is too large").into());
-            }
+#[projector(event = AccountEvent)]
+impl Picky {
+    #[project]
+    fn deposited(
+        &self,
+        event: &DepositMade,
+        envelope: &EventEnvelope<AccountEvent>,
+    ) -> Result<(), BoxError> {
+        if event.amount > 1000 {
+            return Err(format!("deposit {} is too large", event.amount).into());
         }
         self.seen
             .lock()
             .expect("lock")
-            .push(event.event_type.clone());
+            .push(envelope.event_type.clone());
         Ok(())
     }
 }
@@ -1142,6 +1136,7 @@ pub async fn catch_up_delivers_only_declared_event_types(store: Store) {
         .await
         .expect("deposit");
 
+    assert_eq!(Picky::EVENT_TYPES, ["DepositMade"]);
     let picky = Picky {
         seen: Mutex::new(Vec::new()),
     };
