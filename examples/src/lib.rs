@@ -6,8 +6,12 @@
 
 pub mod bank_account;
 
-// The README's code blocks compile as doc tests of this crate, so the front
-// page cannot drift from the API.
+// The README's and the guide's code blocks compile as doc tests of this
+// crate, so the documentation cannot drift from the API.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/macros.md")]
+struct MacrosGuideDoctests;
