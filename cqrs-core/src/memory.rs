@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
@@ -231,6 +231,47 @@ impl EventStore for InMemoryEventStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        let log = self.read();
+        Ok(log
+            .ids
+            .get(&event_id)
+            .map(|&index| log.events[index].clone()))
+    }
+
+    async fn events_by_correlation(
+        &self,
+        correlation_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(self
+            .read()
+            .events
+            .iter()
+            .filter(|event| event.metadata.correlation_id == Some(correlation_id))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn events_in_time_range(
+        &self,
+        filter: &LogFilter,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let log = self.read();
+        let mut events: Vec<&StoredEvent> = log
+            .events
+            .iter()
+            .filter(|event| event.recorded_at >= from && event.recorded_at < until)
+            .filter(|event| filter.matches(event))
+            .collect();
+        events.sort_by_key(|event| (event.recorded_at, event.position));
+        Ok(events.into_iter().take(limit).cloned().collect())
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {

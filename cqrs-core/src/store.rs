@@ -161,6 +161,39 @@ pub trait EventStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// The event with this id, if stored.
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures, or a stored row that cannot be read.
+    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Up to `limit` events of one business transaction (every event whose
+    /// metadata carries `correlation_id`), in log order.
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures, or a stored row that cannot be read.
+    async fn events_by_correlation(
+        &self,
+        correlation_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Up to `limit` events recorded at or after `from` and before `until`
+    /// that `filter` lets through, ordered by recording time, then log order.
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures, or a stored row that cannot be read.
+    async fn events_in_time_range(
+        &self,
+        filter: &LogFilter,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
     /// The latest snapshot of `stream`, if any.
     ///
     /// # Errors

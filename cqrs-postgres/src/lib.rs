@@ -1,7 +1,54 @@
-//! PostgreSQL storage for `cqrs-core`.
+//! PostgreSQL storage for `cqrs-core`: an [`EventStore`](cqrs_core::EventStore)
+//! with the same semantics as the in-memory one, proven against a real database
+//! by the shared conformance suite.
 //!
-//! This crate will hold the PostgreSQL [`EventStore`](cqrs_core::EventStore):
-//! events keyed by stream and version so the database rejects a second writer,
-//! a gap-safe global log, snapshots, projection checkpoints and the projection
-//! runner. Until then, use [`cqrs_core::InMemoryEventStore`], which keeps the
-//! same promises.
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use cqrs_postgres::PostgresEventStore;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PostgresEventStore::connect("postgres://postgres@127.0.0.1/postgres")
+//!     .await?
+//!     .with_schema("bank")?;
+//! store.migrate().await?; // creates schema `bank` and its tables, once
+//! let store: Arc<dyn cqrs_core::EventStore> = Arc::new(store);
+//! # Ok(()) }
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Optimistic concurrency in the database.** Events are keyed by (aggregate
+//!   type, aggregate id, version). An append checks the stream's version and
+//!   inserts its batch in one statement; of two writers at the same version the
+//!   primary key lets one commit and the other gets
+//!   [`StoreError::Conflict`](cqrs_core::StoreError::Conflict) with expected and
+//!   actual versions. A batch is one statement, so it is stored whole or not at
+//!   all, even if the connection drops mid-way.
+//! - **Idempotent re-appends.** A batch whose event ids are stored, with the
+//!   same content, succeeds again and reports the original places; the same ids
+//!   with other content are refused.
+//! - **A gap-safe global log.** Every event records the id of the transaction
+//!   that wrote it (`pg_current_xact_id()`), and the log is ordered by
+//!   (transaction id, position). A reader only reads transactions below
+//!   `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still
+//!   running: everything below it has committed or rolled back, so no event can
+//!   ever appear behind a reader's checkpoint. The price: a transaction left
+//!   open holds every reader back until it ends;
+//!   [`PostgresEventStore::oldest_open_transaction`] names the session.
+//!
+//! The schema and the queries behind each index are documented in
+//! `docs/postgres.md`.
+
+mod error;
+mod migrate;
+mod row;
+mod schema;
+mod store;
+
+pub use error::{Error, Result};
+pub use schema::SchemaName;
+pub use store::{OldestTransaction, PostgresEventStore};
+
+/// Re-exported so applications need not depend on sqlx to build a pool.
+pub use sqlx::{self, PgPool};

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod fixtures;
+pub mod postgres;
 pub mod scenarios;
 
 /// Calls `$callback!(scenario, scenario, ...)` with the name of every scenario

@@ -1,0 +1,56 @@
+//! Errors of setting the store up, and the mapping of database errors onto
+//! the core's [`StoreError`].
+
+use cqrs_core::StoreError;
+
+/// What can go wrong configuring or migrating the PostgreSQL store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A schema name that is not a plain lower-case SQL identifier.
+    #[error(
+        "invalid schema name `{0}`: use 1 to 63 lower-case letters, digits and underscores, not starting with a digit"
+    )]
+    InvalidSchemaName(String),
+    /// The database could not be reached or refused a statement.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A unique violation, with the constraint that raised it.
+pub(crate) fn unique_violation(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => db.constraint(),
+        _ => None,
+    }
+}
+
+/// Maps a database error onto the store contract: connection trouble is
+/// [`StoreError::Unavailable`] (retrying is reasonable), the rest
+/// [`StoreError::Backend`].
+pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
+    let unavailable = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01-57P03: the server is shutting
+        // down or not accepting connections; 53300: too many connections.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(Box::new(error))
+    } else {
+        StoreError::Backend(Box::new(error))
+    }
+}

@@ -1,0 +1,70 @@
+//! The schema, shipped as sqlx migrations embedded in the crate.
+//!
+//! The files in `migrations/` are in sqlx's format, so a team that runs
+//! migrations itself can apply them with `sqlx migrate run --source
+//! cqrs-postgres/migrations` (with `search_path` set to the schema) instead of
+//! calling [`PostgresEventStore::migrate`](crate::PostgresEventStore::migrate).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::{Connection, PgPool};
+
+use crate::error::Result;
+use crate::schema::SchemaName;
+
+/// The embedded migration files, oldest first: (version, description, SQL).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    20261124000001,
+    "event store",
+    include_str!("../migrations/20261124000001_event_store.sql"),
+)];
+
+/// The embedded migrations as an sqlx migration source.
+#[derive(Debug)]
+struct Embedded;
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send + 's>>
+    {
+        Box::pin(async {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// Creates `schema` if needed and applies every migration not yet applied
+/// there. Safe to call from several processes at once: sqlx's migrator takes
+/// an advisory lock.
+pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<()> {
+    let migrator = Migrator::new(Embedded).await?;
+    // A connection of its own: its search_path points at the schema, and it is
+    // closed afterwards rather than handed back to the pool with that setting.
+    let mut connection = pool.acquire().await?.detach();
+    // language=SQL
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted()))
+        .execute(&mut connection)
+        .await?;
+    // language=SQL
+    sqlx::query(&format!("SET search_path TO {}", schema.quoted()))
+        .execute(&mut connection)
+        .await?;
+    let result = migrator.run_direct(&mut connection).await;
+    connection.close().await?;
+    Ok(result?)
+}

@@ -1,0 +1,65 @@
+//! Turning result rows back into stored events; a malformed row becomes a
+//! typed error naming where it is, never a panic.
+
+use chrono::{DateTime, Utc};
+use cqrs_core::{EventEnvelope, Metadata, Position, StoreError, StoredEvent, StreamId};
+use serde_json::value::RawValue;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use crate::error::store_error;
+
+/// Reads a row of the event columns (see `schema::EVENT_COLUMNS`).
+pub(crate) fn event(row: &PgRow) -> Result<StoredEvent, StoreError> {
+    let position: i64 = row.try_get("position").map_err(store_error)?;
+    let stream = StreamId::new(
+        row.try_get::<String, _>("aggregate_type")
+            .map_err(store_error)?,
+        row.try_get::<String, _>("aggregate_id")
+            .map_err(store_error)?,
+    );
+    let version: i64 = row.try_get("version").map_err(store_error)?;
+    let corrupted = |reason: String| StoreError::Corrupted {
+        location: format!("event at position {position} (version {version} of stream {stream})"),
+        reason,
+    };
+    let payload: String = row.try_get("payload").map_err(store_error)?;
+    let payload = RawValue::from_string(payload)
+        .map_err(|error| corrupted(format!("payload is not JSON: {error}")))?;
+    let metadata: String = row.try_get("metadata").map_err(store_error)?;
+    let metadata: Metadata = serde_json::from_str(&metadata).map_err(|error| {
+        corrupted(format!(
+            "metadata does not match the metadata format: {error}"
+        ))
+    })?;
+    let event_version: i32 = row.try_get("event_version").map_err(store_error)?;
+    let transaction: i64 = row.try_get("transaction").map_err(store_error)?;
+    let recorded_at: DateTime<Utc> = row.try_get("recorded_at").map_err(store_error)?;
+    Ok(EventEnvelope {
+        event_id: row.try_get("event_id").map_err(store_error)?,
+        version: to_u64(version, "version").map_err(corrupted)?,
+        position: Position::new(
+            to_u64(transaction, "transaction id").map_err(corrupted)?,
+            to_u64(position, "position").map_err(corrupted)?,
+        ),
+        event_type: row.try_get("event_type").map_err(store_error)?,
+        event_version: u32::try_from(event_version)
+            .map_err(|_| corrupted(format!("negative event version {event_version}")))?,
+        payload,
+        metadata,
+        recorded_at,
+        stream,
+    })
+}
+
+/// A non-negative database integer as `u64`.
+pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, String> {
+    u64::try_from(value).map_err(|_| format!("negative {what} {value}"))
+}
+
+/// A `u64` from the API as a database `bigint`.
+pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| {
+        StoreError::Backend(format!("{what} {value} exceeds the database's bigint range").into())
+    })
+}

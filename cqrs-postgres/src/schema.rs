@@ -1,0 +1,208 @@
+//! The schema a store lives in, and its SQL statements rendered for it once.
+
+use crate::error::{Error, Result};
+
+/// A validated PostgreSQL schema name: lower-case letters, digits and
+/// underscores, so it can be quoted into SQL without any user input reaching
+/// the statement unescaped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaName(String);
+
+impl SchemaName {
+    /// Checks `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSchemaName`] unless `name` is 1 to 63 characters of
+    /// `a-z`, `0-9` and `_`, not starting with a digit.
+    pub fn new(name: &str) -> Result<Self> {
+        let valid = (1..=63).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(Error::InvalidSchemaName(name.to_owned()))
+        }
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name quoted as an SQL identifier.
+    pub(crate) fn quoted(&self) -> String {
+        // Validation admits no quote character; quoting keeps reserved words usable.
+        format!("\"{}\"", self.0)
+    }
+}
+
+impl Default for SchemaName {
+    fn default() -> Self {
+        Self("public".to_owned())
+    }
+}
+
+/// The columns every event query returns, in the order `row::event` reads them.
+const EVENT_COLUMNS: &str = "position, transaction_id::text::bigint AS transaction, event_id, \
+     aggregate_type, aggregate_id, version, event_type, event_version, payload::text AS payload, \
+     metadata::text AS metadata, recorded_at";
+
+/// Every statement the store runs, with its tables qualified by the schema.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) append: String,
+    pub(crate) stream_version: String,
+    pub(crate) read_stream: String,
+    pub(crate) read_log: String,
+    pub(crate) read_log_filtered: String,
+    pub(crate) events_by_id: String,
+    pub(crate) events_by_correlation: String,
+    pub(crate) events_in_time_range: String,
+    pub(crate) events_in_time_range_all_types: String,
+    pub(crate) load_snapshot: String,
+    pub(crate) save_snapshot: String,
+    pub(crate) oldest_transaction: String,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &SchemaName) -> Self {
+        let events = format!("{}.events", schema.quoted());
+        let snapshots = format!("{}.snapshots", schema.quoted());
+        Self {
+            // One round trip per append: read the stream's version, check the
+            // expectation and that no id is stored yet, insert the batch. A
+            // racing writer that inserts the same version first makes this
+            // statement fail on the primary key, which the store reports as a
+            // conflict. Returns one row per inserted event, or one row of nulls
+            // (with the stream's version) when nothing was inserted.
+            // language=SQL
+            append: format!(
+                "WITH current AS (
+                     SELECT coalesce(max(version), 0) AS version
+                     FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2
+                 ), reused AS (
+                     SELECT count(*) AS ids FROM {events} WHERE event_id = ANY($5::uuid[])
+                 ), inserted AS (
+                     INSERT INTO {events}
+                         (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
+                     SELECT e.event_id, $1, $2, current.version + e.ordinal, e.event_type, e.event_version,
+                            e.payload::jsonb, e.metadata::jsonb
+                     FROM current, reused,
+                          unnest($5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[])
+                              WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, ordinal)
+                     WHERE reused.ids = 0 AND current.version BETWEEN $3 AND $4
+                     RETURNING event_id, version, position, transaction_id::text::bigint AS transaction, recorded_at
+                 )
+                 SELECT current.version AS current_version, reused.ids AS reused_ids,
+                        inserted.event_id, inserted.version, inserted.position, inserted.transaction,
+                        inserted.recorded_at
+                 FROM current CROSS JOIN reused LEFT JOIN inserted ON true
+                 ORDER BY inserted.version"
+            ),
+            // language=SQL
+            stream_version: format!(
+                "SELECT coalesce(max(version), 0) FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2"
+            ),
+            // language=SQL
+            read_stream: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3
+                 ORDER BY version LIMIT $4"
+            ),
+            // Gap-safe: only transactions older than every running one, whose
+            // events can no longer change, are read.
+            // language=SQL
+            read_log: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                   AND ($4::text[] IS NULL OR aggregate_type = ANY($4))
+                 ORDER BY transaction_id, position LIMIT $5"
+            ),
+            // language=SQL
+            read_log_filtered: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE event_type = ANY($3)
+                   AND (transaction_id, position) > ($1::bigint::text::xid8, $2)
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                   AND ($4::text[] IS NULL OR aggregate_type = ANY($4))
+                 ORDER BY transaction_id, position LIMIT $5"
+            ),
+            // language=SQL
+            events_by_id: format!("SELECT {EVENT_COLUMNS} FROM {events} WHERE event_id = ANY($1)"),
+            // language=SQL
+            events_by_correlation: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events} WHERE correlation_id = $1
+                 ORDER BY transaction_id, position LIMIT $2"
+            ),
+            // language=SQL
+            events_in_time_range: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE event_type = ANY($1) AND recorded_at >= $2 AND recorded_at < $3
+                   AND ($4::text[] IS NULL OR aggregate_type = ANY($4))
+                 ORDER BY recorded_at, transaction_id, position LIMIT $5"
+            ),
+            // language=SQL
+            events_in_time_range_all_types: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE recorded_at >= $1 AND recorded_at < $2
+                   AND ($3::text[] IS NULL OR aggregate_type = ANY($3))
+                 ORDER BY recorded_at, transaction_id, position LIMIT $4"
+            ),
+            // language=SQL
+            load_snapshot: format!(
+                "SELECT version, schema_version, state::text AS state, taken_at FROM {snapshots}
+                 WHERE aggregate_type = $1 AND aggregate_id = $2"
+            ),
+            // A snapshot never replaces a newer one.
+            // language=SQL
+            save_snapshot: format!(
+                "INSERT INTO {snapshots} (aggregate_type, aggregate_id, version, schema_version, state, taken_at)
+                 VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                 SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
+                     state = EXCLUDED.state, taken_at = EXCLUDED.taken_at
+                 WHERE {snapshots}.version <= EXCLUDED.version"
+            ),
+            // language=SQL
+            oldest_transaction: "SELECT pid, backend_xid::text::bigint AS xid, xact_start, state, \
+                                 coalesce(application_name, '') AS application_name, \
+                                 left(coalesce(query, ''), 200) AS query \
+                                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL \
+                                 ORDER BY age(backend_xid) DESC LIMIT 1"
+                .to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(SchemaName::new("events_v2").is_ok());
+        assert!(SchemaName::new("_private").is_ok());
+        for bad in [
+            "",
+            "Events",
+            "a-b",
+            "x\"; drop table events; --",
+            "1st",
+            &"a".repeat(64),
+        ] {
+            assert!(
+                matches!(SchemaName::new(bad), Err(Error::InvalidSchemaName(_))),
+                "{bad:?} accepted"
+            );
+        }
+        assert_eq!(
+            SchemaName::new("select").expect("valid").quoted(),
+            "\"select\""
+        );
+    }
+}

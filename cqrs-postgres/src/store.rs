@@ -1,0 +1,577 @@
+//! The PostgreSQL event store.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_core::{
+    AppendResult, Committed, Conflict, EventStore, ExpectedVersion, LogFilter, NewEvent, Position,
+    Snapshot, StoreError, StoredEvent, StreamId,
+};
+use serde_json::value::RawValue;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::error::{Result, store_error, unique_violation};
+use crate::migrate;
+use crate::row::{self, to_i64, to_u64};
+use crate::schema::{SchemaName, Statements};
+
+/// How often an `ExpectedVersion::Any` append retries after losing a race for
+/// a version: it expects nothing, so losing is not a conflict for it.
+const ANY_VERSION_ATTEMPTS: usize = 20;
+
+/// An [`EventStore`] on PostgreSQL.
+///
+/// - appends are one statement: the stream's version is checked and the batch
+///   inserted together, and the primary key on (stream, version) makes the
+///   database reject the second of two racing writers, reported as
+///   [`StoreError::Conflict`];
+/// - the global log is gap-safe: see [`read_log`](EventStore::read_log) and
+///   the crate docs;
+/// - everything lives in one schema (default `public`), chosen with
+///   [`with_schema`](Self::with_schema).
+#[derive(Clone, Debug)]
+pub struct PostgresEventStore {
+    pool: PgPool,
+    schema: SchemaName,
+    sql: std::sync::Arc<Statements>,
+}
+
+/// The session holding back readers of the global log: the oldest open
+/// transaction that has written (or taken a transaction id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OldestTransaction {
+    /// Its server process id (`pg_terminate_backend(pid)` ends it).
+    pub pid: i32,
+    /// Its transaction id.
+    pub transaction_id: u64,
+    /// When its transaction started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// `active`, `idle in transaction`, ...
+    pub state: Option<String>,
+    /// The client's `application_name`.
+    pub application_name: String,
+    /// The start of its current or last query.
+    pub query: String,
+}
+
+impl PostgresEventStore {
+    /// A store over an existing pool, in schema `public`.
+    pub fn from_pool(pool: PgPool) -> Self {
+        let schema = SchemaName::default();
+        let sql = std::sync::Arc::new(Statements::new(&schema));
+        Self { pool, schema, sql }
+    }
+
+    /// Connects a pool (default options) to `url`.
+    ///
+    /// # Errors
+    ///
+    /// When the URL is malformed or the database cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new().connect_with(options).await?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// The same store in another schema (its tables are `<schema>.events` and
+    /// `<schema>.snapshots`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSchemaName`](crate::Error::InvalidSchemaName) unless the
+    /// name is a plain lower-case identifier.
+    pub fn with_schema(mut self, schema: &str) -> Result<Self> {
+        self.schema = SchemaName::new(schema)?;
+        self.sql = std::sync::Arc::new(Statements::new(&self.schema));
+        Ok(self)
+    }
+
+    /// The pool, for read models and projections in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema the store's tables live in.
+    pub fn schema(&self) -> &SchemaName {
+        &self.schema
+    }
+
+    /// Creates the schema and applies the embedded migrations not applied yet.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached or a migration fails.
+    pub async fn migrate(&self) -> Result<()> {
+        migrate::run(&self.pool, &self.schema).await
+    }
+
+    /// Appends inside a transaction the caller controls: the events commit or
+    /// roll back with the caller's other writes (an outbox row, an inline read
+    /// model). Same semantics as [`EventStore::append`], except that a
+    /// conflict aborts the caller's transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventStore::append`].
+    pub async fn append_in(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        check_batch(stream, &events)?;
+        let batch = Batch::new(&events)?;
+        match self
+            .append_once(&mut *connection, stream, expected, &batch)
+            .await
+        {
+            Ok(Attempt::Done(result)) => Ok(result),
+            Ok(Attempt::Reused) => self.earlier_append(&mut *connection, stream, &events).await,
+            Ok(Attempt::Refused { actual }) => Err(Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            }
+            .into()),
+            Err(error) => Err(store_error(error)),
+        }
+    }
+
+    /// The session whose open transaction holds back readers of the global
+    /// log, if any: a reader only reads events of transactions older than
+    /// every transaction still running, so a transaction left open (an idle
+    /// session in a transaction, a long report) delays every projection until
+    /// it ends.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached.
+    pub async fn oldest_open_transaction(&self) -> Result<Option<OldestTransaction>, StoreError> {
+        let row = sqlx::query(&self.sql.oldest_transaction)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let xid: i64 = row.try_get("xid").map_err(store_error)?;
+        Ok(Some(OldestTransaction {
+            pid: row.try_get("pid").map_err(store_error)?,
+            transaction_id: to_u64(xid, "transaction id").map_err(|reason| {
+                StoreError::Corrupted {
+                    location: "pg_stat_activity".into(),
+                    reason,
+                }
+            })?,
+            started_at: row.try_get("xact_start").map_err(store_error)?,
+            state: row.try_get("state").map_err(store_error)?,
+            application_name: row.try_get("application_name").map_err(store_error)?,
+            query: row.try_get("query").map_err(store_error)?,
+        }))
+    }
+
+    async fn append_once(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &Batch,
+    ) -> Result<Attempt, sqlx::Error> {
+        let (low, high) = version_bounds(expected);
+        let rows = sqlx::query(&self.sql.append)
+            .bind(&stream.aggregate_type)
+            .bind(&stream.aggregate_id)
+            .bind(low)
+            .bind(high)
+            .bind(&batch.ids)
+            .bind(&batch.types)
+            .bind(&batch.versions)
+            .bind(&batch.payloads)
+            .bind(&batch.metadata)
+            .fetch_all(&mut *connection)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Err(sqlx::Error::RowNotFound);
+        };
+        let current: i64 = first.try_get("current_version")?;
+        let reused: i64 = first.try_get("reused_ids")?;
+        let current = current.max(0).unsigned_abs();
+        if reused > 0 {
+            return Ok(Attempt::Reused);
+        }
+        if batch.ids.is_empty() || first.try_get::<Option<Uuid>, _>("event_id")?.is_none() {
+            return if expected.accepts(current) {
+                Ok(Attempt::Done(AppendResult {
+                    stream_version: current,
+                    events: Vec::new(),
+                    already_stored: false,
+                }))
+            } else {
+                Ok(Attempt::Refused { actual: current })
+            };
+        }
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let version: i64 = row.try_get("version")?;
+            let position: i64 = row.try_get("position")?;
+            let transaction: i64 = row.try_get("transaction")?;
+            events.push(Committed {
+                event_id: row.try_get("event_id")?,
+                version: version.unsigned_abs(),
+                position: Position::new(transaction.unsigned_abs(), position.unsigned_abs()),
+                recorded_at: row.try_get("recorded_at")?,
+            });
+        }
+        Ok(Attempt::Done(AppendResult {
+            stream_version: current + events.len() as u64,
+            events,
+            already_stored: false,
+        }))
+    }
+
+    /// Resolves an append whose event ids are already stored: a retry of an
+    /// earlier append (success, with the original places) or a reuse of ids
+    /// for other content (refused).
+    async fn earlier_append(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, StoreError> {
+        let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        let rows = sqlx::query(&self.sql.events_by_id)
+            .bind(&ids)
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        let mut stored: HashMap<Uuid, StoredEvent> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let event = row::event(row)?;
+            stored.insert(event.event_id, event);
+        }
+        let mut committed = Vec::with_capacity(events.len());
+        let mut previous: Option<u64> = None;
+        for event in events {
+            let matching = stored.get(&event.event_id).filter(|stored| {
+                stored.stream == *stream
+                    && event.same_as(stored)
+                    && previous.is_none_or(|version| stored.version == version + 1)
+            });
+            let Some(original) = matching else {
+                return Err(StoreError::EventIdReused {
+                    event_id: event.event_id,
+                    stream: stream.clone(),
+                });
+            };
+            previous = Some(original.version);
+            committed.push(Committed {
+                event_id: original.event_id,
+                version: original.version,
+                position: original.position,
+                recorded_at: original.recorded_at,
+            });
+        }
+        let stream_version = self.version_of(&mut *connection, stream).await?;
+        Ok(AppendResult {
+            stream_version,
+            events: committed,
+            already_stored: true,
+        })
+    }
+
+    async fn version_of(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+    ) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar(&self.sql.stream_version)
+            .bind(&stream.aggregate_type)
+            .bind(&stream.aggregate_id)
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        Ok(version.max(0).unsigned_abs())
+    }
+
+    async fn fetch_events(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = query.fetch_all(&self.pool).await.map_err(store_error)?;
+        rows.iter().map(row::event).collect()
+    }
+}
+
+/// What one run of the append statement did.
+enum Attempt {
+    Done(AppendResult),
+    /// An event id of the batch is already stored.
+    Reused,
+    /// The stream was not at the expected version.
+    Refused {
+        actual: u64,
+    },
+}
+
+/// The batch as the column arrays the append statement unnests.
+struct Batch {
+    ids: Vec<Uuid>,
+    types: Vec<String>,
+    versions: Vec<i32>,
+    payloads: Vec<String>,
+    metadata: Vec<String>,
+}
+
+impl Batch {
+    fn new(events: &[NewEvent]) -> Result<Self, StoreError> {
+        let mut batch = Batch {
+            ids: Vec::with_capacity(events.len()),
+            types: Vec::with_capacity(events.len()),
+            versions: Vec::with_capacity(events.len()),
+            payloads: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            batch.ids.push(event.event_id);
+            batch.types.push(event.event_type.clone());
+            batch
+                .versions
+                .push(i32::try_from(event.event_version).map_err(|_| {
+                    StoreError::Backend(
+                        format!(
+                            "event version {} of {} exceeds the database's integer range",
+                            event.event_version, event.event_type
+                        )
+                        .into(),
+                    )
+                })?);
+            batch.payloads.push(event.payload.get().to_owned());
+            batch
+                .metadata
+                .push(serde_json::to_string(&event.metadata).map_err(|error| {
+                    StoreError::Backend(format!("cannot serialize metadata: {error}").into())
+                })?);
+        }
+        Ok(batch)
+    }
+}
+
+/// Refuses a batch that names one event id twice.
+fn check_batch(stream: &StreamId, events: &[NewEvent]) -> Result<(), StoreError> {
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    match events.iter().find(|event| !seen.insert(event.event_id)) {
+        Some(duplicate) => Err(StoreError::EventIdReused {
+            event_id: duplicate.event_id,
+            stream: stream.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The stream versions an expectation accepts, as an inclusive range.
+fn version_bounds(expected: ExpectedVersion) -> (i64, i64) {
+    match expected {
+        ExpectedVersion::Any => (0, i64::MAX),
+        ExpectedVersion::NoStream => (0, 0),
+        ExpectedVersion::StreamExists => (1, i64::MAX),
+        ExpectedVersion::Exact(version) => {
+            let version = i64::try_from(version).unwrap_or(i64::MAX);
+            (version, version)
+        }
+    }
+}
+
+fn none_if_empty(values: &[String]) -> Option<&[String]> {
+    (!values.is_empty()).then_some(values)
+}
+
+fn limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        check_batch(stream, &events)?;
+        let batch = Batch::new(&events)?;
+        let mut connection = self.pool.acquire().await.map_err(store_error)?;
+        for _ in 0..ANY_VERSION_ATTEMPTS {
+            match self
+                .append_once(&mut connection, stream, expected, &batch)
+                .await
+            {
+                Ok(Attempt::Done(result)) => return Ok(result),
+                Ok(Attempt::Reused) => {
+                    return self.earlier_append(&mut connection, stream, &events).await;
+                }
+                Ok(Attempt::Refused { actual }) => {
+                    return Err(Conflict {
+                        stream: stream.clone(),
+                        expected,
+                        actual,
+                    }
+                    .into());
+                }
+                Err(error) => match unique_violation(&error) {
+                    // Another writer took a version between our read and our insert.
+                    Some("events_stream_version_key") if expected == ExpectedVersion::Any => {
+                        continue;
+                    }
+                    Some("events_stream_version_key") => {
+                        let actual = self.version_of(&mut connection, stream).await?;
+                        return Err(Conflict {
+                            stream: stream.clone(),
+                            expected,
+                            actual,
+                        }
+                        .into());
+                    }
+                    // The same ids were being appended concurrently: a double submit.
+                    Some("events_event_id_key") => {
+                        return self.earlier_append(&mut connection, stream, &events).await;
+                    }
+                    _ => return Err(store_error(error)),
+                },
+            }
+        }
+        let actual = self.version_of(&mut connection, stream).await?;
+        Err(Conflict {
+            stream: stream.clone(),
+            expected,
+            actual,
+        }
+        .into())
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.fetch_events(
+            sqlx::query(&self.sql.read_stream)
+                .bind(&stream.aggregate_type)
+                .bind(&stream.aggregate_id)
+                .bind(to_i64(from, "version")?)
+                .bind(limit(limit_to)),
+        )
+        .await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let mut connection = self.pool.acquire().await.map_err(store_error)?;
+        self.version_of(&mut connection, stream).await
+    }
+
+    async fn read_log(
+        &self,
+        after: Position,
+        filter: &LogFilter,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = if filter.event_types.is_empty() {
+            &self.sql.read_log
+        } else {
+            &self.sql.read_log_filtered
+        };
+        self.fetch_events(
+            sqlx::query(sql)
+                .bind(to_i64(after.transaction, "transaction id")?)
+                .bind(to_i64(after.sequence, "position")?)
+                .bind(&filter.event_types)
+                .bind(none_if_empty(&filter.aggregate_types))
+                .bind(limit(limit_to)),
+        )
+        .await
+    }
+
+    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        let mut events = self
+            .fetch_events(sqlx::query(&self.sql.events_by_id).bind(vec![event_id]))
+            .await?;
+        Ok(events.pop())
+    }
+
+    async fn events_by_correlation(
+        &self,
+        correlation_id: Uuid,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.fetch_events(
+            sqlx::query(&self.sql.events_by_correlation)
+                .bind(correlation_id)
+                .bind(limit(limit_to)),
+        )
+        .await
+    }
+
+    async fn events_in_time_range(
+        &self,
+        filter: &LogFilter,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let query = if filter.event_types.is_empty() {
+            sqlx::query(&self.sql.events_in_time_range_all_types)
+        } else {
+            sqlx::query(&self.sql.events_in_time_range).bind(&filter.event_types)
+        };
+        self.fetch_events(
+            query
+                .bind(from)
+                .bind(until)
+                .bind(none_if_empty(&filter.aggregate_types))
+                .bind(limit(limit_to)),
+        )
+        .await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(&self.sql.load_snapshot)
+            .bind(&stream.aggregate_type)
+            .bind(&stream.aggregate_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let corrupted = |reason: String| StoreError::Corrupted {
+            location: format!("snapshot of stream {stream}"),
+            reason,
+        };
+        let version: i64 = row.try_get("version").map_err(store_error)?;
+        let schema_version: i32 = row.try_get("schema_version").map_err(store_error)?;
+        let state: String = row.try_get("state").map_err(store_error)?;
+        Ok(Some(Snapshot {
+            stream: stream.clone(),
+            version: to_u64(version, "version").map_err(corrupted)?,
+            schema_version: u32::try_from(schema_version)
+                .map_err(|_| corrupted(format!("negative schema version {schema_version}")))?,
+            state: RawValue::from_string(state)
+                .map_err(|error| corrupted(format!("state is not JSON: {error}")))?,
+            taken_at: row.try_get("taken_at").map_err(store_error)?,
+        }))
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.save_snapshot)
+            .bind(&snapshot.stream.aggregate_type)
+            .bind(&snapshot.stream.aggregate_id)
+            .bind(to_i64(snapshot.version, "version")?)
+            .bind(i32::try_from(snapshot.schema_version).unwrap_or(i32::MAX))
+            .bind(snapshot.state.get())
+            .bind(snapshot.taken_at)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
