@@ -56,6 +56,9 @@ macro_rules! for_each_scenario {
             unknown_event_type_is_reported_with_its_place,
             projector_failure_is_reported_and_the_events_stay_stored,
             catch_up_delivers_only_declared_event_types,
+            event_by_id_finds_a_stored_event,
+            events_by_correlation_follow_one_business_transaction,
+            events_in_time_range_by_type,
         );
     };
 }

@@ -1184,3 +1184,107 @@ pub async fn catch_up_delivers_only_declared_event_types(store: Store) {
         .expect("read");
     assert_eq!(checkpoint, third_deposit[0].position);
 }
+
+/// An event is found by its id; an unknown id finds nothing.
+pub async fn event_by_id_finds_a_stored_event(store: Store) {
+    let appended = store
+        .append(&stream("a"), ExpectedVersion::NoStream, ticks(3))
+        .await
+        .expect("append");
+    let second = &appended.events[1];
+    let found = store
+        .event_by_id(second.event_id)
+        .await
+        .expect("look up")
+        .expect("found");
+    assert_eq!((found.version, found.position), (2, second.position));
+    assert!(
+        store
+            .event_by_id(Uuid::now_v7())
+            .await
+            .expect("look up")
+            .is_none()
+    );
+}
+
+/// Every event carrying a correlation id, across streams, in log order.
+pub async fn events_by_correlation_follow_one_business_transaction(store: Store) {
+    let accounts = Accounts::new(store.clone(), ());
+    let request = Metadata::new().with_correlation_id(Uuid::now_v7());
+    let opened = accounts
+        .execute_with("a", OpenAccount { owner: "A".into() }, request.clone())
+        .await
+        .expect("open a");
+    accounts
+        .execute("b", OpenAccount { owner: "B".into() })
+        .await
+        .expect("open b, another request");
+    accounts
+        .execute_with(
+            "b",
+            Deposit { amount: 5 },
+            Metadata::caused_by(&opened.events[0]),
+        )
+        .await
+        .expect("deposit caused by the opening of a");
+    let correlated = store
+        .events_by_correlation(request.correlation_id.expect("set"), 10)
+        .await
+        .expect("query");
+    let found: Vec<(String, u64)> = correlated
+        .iter()
+        .map(|e| (e.stream.aggregate_id.clone(), e.version))
+        .collect();
+    assert_eq!(found, [("a".to_owned(), 1), ("b".to_owned(), 2)]);
+    assert_eq!(
+        correlated[1].metadata.causation_id,
+        Some(opened.events[0].event_id)
+    );
+}
+
+/// Events of given types recorded in a time range, in recording order.
+pub async fn events_in_time_range_by_type(store: Store) {
+    let early = store
+        .append(
+            &stream("a"),
+            ExpectedVersion::NoStream,
+            vec![event("Ticked", "1"), event("Rang", "1")],
+        )
+        .await
+        .expect("append");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let late = store
+        .append(
+            &stream("a"),
+            ExpectedVersion::Exact(2),
+            vec![event("Ticked", "2")],
+        )
+        .await
+        .expect("append");
+    let start = early.events[0].recorded_at;
+    let split = late.events[0].recorded_at;
+    let far = split + chrono::Duration::days(1);
+    let ids = |events: Vec<cqrs_core::StoredEvent>| {
+        events.into_iter().map(|e| e.event_id).collect::<Vec<_>>()
+    };
+
+    let ticked = LogFilter::event_types(["Ticked"]);
+    let all_ticks = store
+        .events_in_time_range(&ticked, start, far, 10)
+        .await
+        .expect("query");
+    assert_eq!(
+        ids(all_ticks),
+        [early.events[0].event_id, late.events[0].event_id]
+    );
+    let before_split = store
+        .events_in_time_range(&ticked, start, split, 10)
+        .await
+        .expect("query");
+    assert_eq!(ids(before_split), [early.events[0].event_id]);
+    let every_type = store
+        .events_in_time_range(&LogFilter::all(), start, split, 10)
+        .await
+        .expect("query");
+    assert_eq!(every_type.len(), 2);
+}
