@@ -15,3 +15,7 @@ struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/macros.md")]
 struct MacrosGuideDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/postgres.md")]
+struct PostgresGuideDoctests;
