@@ -239,7 +239,7 @@ impl<A: Aggregate> CommandPipeline<A> {
                 if !wanted.contains(&envelope.event_type.as_str()) {
                     continue;
                 }
-                if let Err(source) = projector.project(envelope).await {
+                if let Err(source) = projector.project(envelope, &mut ()).await {
                     let failure = ProjectionError::new(projector.name(), envelope, source);
                     tracing::error!(error = %failure, "in-process projector failed");
                     failures.push(failure);

@@ -6,14 +6,22 @@ use crate::{BoxError, DomainEvent, EventEnvelope, EventStore, LogFilter, Positio
 
 /// Turns events into a read model (or any other effect).
 ///
+/// `C` is the context each call receives along with the event: `()` for a
+/// projector that keeps its read model itself (in memory, or behind its own
+/// connection), a database connection for one whose writes must commit
+/// together with its checkpoint (`cqrs-postgres` runs `Projector<PgConnection>`
+/// this way, so its read models are updated exactly once). The `#[projector]`
+/// macro implements `Projector<()>` when no method takes a context, and
+/// `Projector<C>` when its methods take `&mut C`.
+///
 /// A projector runs in-process after each command (registered on a
 /// [`CommandPipeline`](crate::CommandPipeline)) or over the global log
-/// ([`catch_up`]). It sees the whole envelope, so it can use the event id to
-/// deduplicate effects outside its own store.
+/// ([`catch_up`], or a store's projection runner). It sees the whole envelope,
+/// so it can use the event id to deduplicate effects outside its own store.
 ///
 /// Object safe, so pipelines can hold several of different types.
 #[async_trait]
-pub trait Projector: Send + Sync {
+pub trait Projector<C: ?Sized + Send = ()>: Send + Sync {
     /// The events it consumes.
     type Event: DomainEvent;
 
@@ -31,7 +39,24 @@ pub trait Projector: Send + Sync {
     /// # Errors
     ///
     /// Any error of the projector's own; the caller reports it with the event.
-    async fn project(&self, event: &EventEnvelope<Self::Event>) -> Result<(), BoxError>;
+    async fn project(
+        &self,
+        event: &EventEnvelope<Self::Event>,
+        context: &mut C,
+    ) -> Result<(), BoxError>;
+
+    /// Clears the read model before a rebuild replays the log from the start.
+    /// The default does nothing: override it (`#[reset]` with the macro) for
+    /// any projector that will be rebuilt, or the replay lands on top of the
+    /// old rows.
+    ///
+    /// # Errors
+    ///
+    /// Any error of the projector's own; the rebuild is then not started.
+    async fn reset(&self, context: &mut C) -> Result<(), BoxError> {
+        let _ = context;
+        Ok(())
+    }
 }
 
 /// A projector that failed on one event.
@@ -56,7 +81,8 @@ pub struct ProjectionError {
 }
 
 impl ProjectionError {
-    pub(crate) fn new<E>(projector: &str, event: &EventEnvelope<E>, source: BoxError) -> Self {
+    /// The failure of `projector` on `event`.
+    pub fn new<E>(projector: &str, event: &EventEnvelope<E>, source: BoxError) -> Self {
         Self {
             projector: projector.to_owned(),
             event_id: event.event_id,
@@ -114,7 +140,7 @@ pub async fn catch_up<P: Projector + ?Sized>(
             let position = stored.position;
             let event = stored.decode::<P::Event>().map_err(StoreError::from)?;
             projector
-                .project(&event)
+                .project(&event, &mut ())
                 .await
                 .map_err(|source| CatchUpError::Projector {
                     source: ProjectionError::new(projector.name(), &event, source),

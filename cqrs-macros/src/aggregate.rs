@@ -199,7 +199,7 @@ fn generate(args: &Args, item: &ItemImpl, handlers: &[Handler]) -> TokenStream {
                     }
                 }
             }
-            Role::Apply | Role::Project => quote! {
+            Role::Apply | Role::Project | Role::Reset => quote! {
                 #[automatically_derived]
                 impl #impl_generics ::cqrs_core::dispatch::ApplyEvent<#message> for #self_ty #where_clause {
                     fn apply_event(&mut self, event: &#message) {

@@ -9,7 +9,7 @@ use syn::{FnArg, ImplItem, ItemImpl, ReturnType, Signature, Type};
 use crate::errors::Errors;
 
 /// What a marked method does.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Role {
     /// `#[command]`: decides events for a command (`&self`).
     Command,
@@ -17,6 +17,8 @@ pub(crate) enum Role {
     Apply,
     /// `#[project]`: projects an event (`&self`).
     Project,
+    /// `#[reset]`: clears a projector's read model before a rebuild (`&self`).
+    Reset,
 }
 
 impl Role {
@@ -25,13 +27,14 @@ impl Role {
             Role::Command => "command",
             Role::Apply => "apply",
             Role::Project => "project",
+            Role::Reset => "reset",
         }
     }
 
     fn home(self) -> &'static str {
         match self {
             Role::Command | Role::Apply => "#[aggregate]",
-            Role::Project => "#[projector]",
+            Role::Project | Role::Reset => "#[projector]",
         }
     }
 
@@ -39,6 +42,7 @@ impl Role {
         match self {
             Role::Command => "command",
             Role::Apply | Role::Project => "event",
+            Role::Reset => "read model",
         }
     }
 }
@@ -52,6 +56,8 @@ pub(crate) struct Handler {
     pub(crate) message: Type,
     /// Whether it takes the optional second parameter (services, or the envelope).
     pub(crate) takes_context: bool,
+    /// The `C` of a `&mut C` context parameter (projectors only).
+    pub(crate) context: Option<Type>,
     /// Whether it declares a return type.
     pub(crate) returns: bool,
 }
@@ -60,7 +66,7 @@ pub(crate) struct Handler {
 /// marked methods. Reports markers of other roles, bad signatures, and two
 /// handlers for one type.
 pub(crate) fn take(item: &mut ItemImpl, roles: &[Role], errors: &mut Errors) -> Vec<Handler> {
-    let all = [Role::Command, Role::Apply, Role::Project];
+    let all = [Role::Command, Role::Apply, Role::Project, Role::Reset];
     let mut handlers = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(function) = impl_item else {
@@ -120,7 +126,10 @@ fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Handler> {
         }
         Role::Apply => "`fn name(&mut self, event: &E)`",
         Role::Project => {
-            "`async fn name(&self, event: &E) -> Result<(), Error>` (optionally with a second parameter `envelope: &EventEnvelope<Event>`; `async` and the return type are optional)"
+            "`async fn name(&self, event: &E) -> Result<(), Error>` (optionally followed by `envelope: &EventEnvelope<Event>` and then a context `&mut C`; `async` and the return type are optional)"
+        }
+        Role::Reset => {
+            "`async fn name(&self, context: &mut C) -> Result<(), Error>` (the context is optional; `async` and the return type are optional)"
         }
     };
     if !sig.generics.params.is_empty() {
@@ -137,7 +146,7 @@ fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Handler> {
             match role {
                 Role::Command => "a command handler takes `&self`: deciding never changes state (state changes in `#[apply]` methods)".to_owned(),
                 Role::Apply => "an apply method takes `&mut self`: it evolves the state".to_owned(),
-                Role::Project => "a projection method takes `&self`: keep the read model behind a connection or a lock".to_owned(),
+                Role::Project | Role::Reset => "a projector method takes `&self`: keep the read model behind a connection or a lock".to_owned(),
             },
         ),
         None => fail(&sig.ident, format!("a handler is a method: expected {shape}")),
@@ -150,45 +159,63 @@ fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Handler> {
             FnArg::Receiver(_) => None,
         })
         .collect();
-    let max = if role == Role::Apply { 1 } else { 2 };
-    let message = match params.first() {
-        None => {
-            fail(
-                &sig.ident,
-                format!("the {what} parameter is missing: expected {shape}"),
-            );
-            None
-        }
-        Some(param) => match &*param.ty {
-            Type::Reference(reference) if reference.mutability.is_none() => {
-                Some((*reference.elem).clone())
+    // A projector method's trailing `&mut C` is its context; take it off first.
+    let mut context = None;
+    let mut rest: &[&syn::PatType] = &params;
+    if matches!(role, Role::Project | Role::Reset) {
+        if let Some((last, before)) = rest.split_last() {
+            if let Type::Reference(reference) = &*last.ty {
+                if reference.mutability.is_some() {
+                    context = Some((*reference.elem).clone());
+                    rest = before;
+                }
             }
-            other => {
+        }
+    }
+    let message = if role == Role::Reset {
+        if let Some(extra) = rest.first() {
+            fail(extra, format!("unexpected parameter: expected {shape}"));
+        }
+        Some(Type::Verbatim(Default::default()))
+    } else {
+        let max = if role == Role::Apply { 1 } else { 2 };
+        let message = match rest.first() {
+            None => {
                 fail(
-                    other,
-                    format!(
-                        "take the {what} by shared reference (`&{}`): expected {shape}",
-                        other.to_token_stream()
-                    ),
+                    &sig.ident,
+                    format!("the {what} parameter is missing: expected {shape}"),
                 );
                 None
             }
-        },
-    };
-    if params.len() > max {
-        fail(
-            params[max],
-            format!("too many parameters: expected {shape}"),
-        );
-    }
-    if let Some(param) = params.get(1) {
-        if !matches!(&*param.ty, Type::Reference(r) if r.mutability.is_none()) {
-            fail(
-                &param.ty,
-                format!("the second parameter is taken by shared reference: expected {shape}"),
-            );
+            Some(param) => match &*param.ty {
+                Type::Reference(reference) if reference.mutability.is_none() => {
+                    Some((*reference.elem).clone())
+                }
+                other => {
+                    fail(
+                        other,
+                        format!(
+                            "take the {what} by shared reference (`&{}`): expected {shape}",
+                            other.to_token_stream()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        if rest.len() > max {
+            fail(rest[max], format!("too many parameters: expected {shape}"));
         }
-    }
+        if let Some(param) = rest.get(1) {
+            if !matches!(&*param.ty, Type::Reference(r) if r.mutability.is_none()) {
+                fail(
+                    &param.ty,
+                    format!("the second parameter is taken by shared reference: expected {shape}"),
+                );
+            }
+        }
+        message
+    };
     let returns = !matches!(sig.output, ReturnType::Default);
     match role {
         Role::Command if !returns => fail(
@@ -211,19 +238,24 @@ fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Handler> {
         method: sig.ident.clone(),
         is_async: sig.asyncness.is_some(),
         message,
-        takes_context: params.len() == 2,
+        takes_context: rest.len() == 2,
+        context,
         returns,
     })
 }
 
 fn report_duplicates(handlers: &[Handler], errors: &mut Errors) {
-    let mut first: HashMap<(bool, String), &Handler> = HashMap::new();
+    let mut first: HashMap<(Role, String), &Handler> = HashMap::new();
     for handler in handlers {
-        let key = (
-            handler.role == Role::Command,
-            handler.message.to_token_stream().to_string(),
-        );
+        let key = (handler.role, handler.message.to_token_stream().to_string());
         match first.get(&key) {
+            Some(earlier) if handler.role == Role::Reset => errors.at(
+                &handler.method,
+                format!(
+                    "`{}` is already the reset method: a projector has one",
+                    earlier.method
+                ),
+            ),
             Some(earlier) => errors.at(
                 &handler.message,
                 format!(

@@ -1,7 +1,7 @@
 //! `#[projector(...)]` on a projector's `impl` block.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemImpl, LitStr, Token, Type};
 
@@ -48,7 +48,8 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Args {
 pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
     let args = parse_args(args, &mut errors);
-    let handlers = handler::take(&mut item, &[Role::Project], &mut errors);
+    let handlers = handler::take(&mut item, &[Role::Project, Role::Reset], &mut errors);
+    let context = context_type(&handlers, &mut errors);
     if args.event.is_none() {
         errors.push(syn::Error::new(
             Span::call_site(),
@@ -58,7 +59,7 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     if item.trait_.is_some() {
         errors.at(&item.self_ty, "`#[projector]` goes on an inherent impl block (`impl MyProjector { ... }`), not a trait impl");
     }
-    if handlers.is_empty() {
+    if !handlers.iter().any(|handler| handler.role == Role::Project) {
         errors.at(&item.self_ty, "a projector needs at least one `#[project]` method, taking `&` an event type of its enum");
     }
     if let Some(name) = &args.name {
@@ -70,7 +71,7 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
         }
     }
     let generated = match (errors.finish(), &args.event) {
-        (Ok(()), Some(event)) => generate(&args, event, &item, &handlers),
+        (Ok(()), Some(event)) => generate(&args, event, context.as_ref(), &item, &handlers),
         (Err(error), _) => with_fallback(error, TokenStream::new()),
         (Ok(()), None) => TokenStream::new(),
     };
@@ -78,6 +79,31 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
         #item
         #generated
     }
+}
+
+/// The context type the methods take, if any; they must agree on it.
+fn context_type(handlers: &[Handler], errors: &mut Errors) -> Option<Type> {
+    let mut found: Option<&Type> = None;
+    for handler in handlers {
+        let Some(context) = &handler.context else {
+            continue;
+        };
+        match found {
+            None => found = Some(context),
+            Some(first)
+                if first.to_token_stream().to_string() == context.to_token_stream().to_string() => {
+            }
+            Some(first) => errors.at(
+                context,
+                format!(
+                    "every method of a projector takes the same context: `{}` here, `{}` before",
+                    context.to_token_stream(),
+                    first.to_token_stream()
+                ),
+            ),
+        }
+    }
+    found.cloned()
 }
 
 /// `AccountSummaries` -> `account_summaries`.
@@ -105,14 +131,24 @@ fn snake_case(ty: &Type) -> String {
     snake
 }
 
-fn generate(args: &Args, event: &Type, item: &ItemImpl, handlers: &[Handler]) -> TokenStream {
+fn generate(
+    args: &Args,
+    event: &Type,
+    context: Option<&Type>,
+    item: &ItemImpl,
+    handlers: &[Handler],
+) -> TokenStream {
     let self_ty = &item.self_ty;
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let name = args
         .name
         .as_ref()
         .map_or_else(|| snake_case(self_ty), LitStr::value);
-    let event_types = handlers.iter().map(|handler| {
+    let projects: Vec<&Handler> = handlers
+        .iter()
+        .filter(|h| h.role == Role::Project)
+        .collect();
+    let event_types = projects.iter().map(|handler| {
         let message = &handler.message;
         let event = respan(event, message.span());
         // Spanned so that "X is not an event of E" points at the method's parameter.
@@ -120,26 +156,43 @@ fn generate(args: &Args, event: &Type, item: &ItemImpl, handlers: &[Handler]) ->
             <#event as ::cqrs_core::dispatch::EventVariant<#message>>::EVENT_TYPE
         }
     });
-    let branches = handlers.iter().map(|handler| {
+    let branches = projects.iter().map(|handler| {
         let method = &handler.method;
         let message = &handler.message;
         let event = respan(event, message.span());
         let envelope_arg = handler.takes_context.then(|| quote! { , envelope });
-        let call = quote! { Self::#method(self, event #envelope_arg) };
-        let call = if handler.is_async { quote! { #call.await } } else { call };
-        let result = if handler.returns {
-            quote! { #call.map_err(::core::convert::Into::into) }
-        } else {
-            quote! {{ #call; ::core::result::Result::Ok(()) }}
-        };
+        let context_arg = handler.context.is_some().then(|| quote! { , context });
+        let call = call(handler, quote! { Self::#method(self, event #envelope_arg #context_arg) });
         quote_spanned! {message.span()=>
             if let ::core::option::Option::Some(event) =
                 <#event as ::cqrs_core::dispatch::EventVariant<#message>>::as_variant(&envelope.payload)
             {
-                return #result;
+                return #call;
             }
         }
     });
+    // Without a context parameter the projector runs in-process, with `()`.
+    let context_ty = match context {
+        Some(context) => quote! { #context },
+        None => quote! { () },
+    };
+    let reset = handlers
+        .iter()
+        .find(|h| h.role == Role::Reset)
+        .map(|handler| {
+            let method = &handler.method;
+            let context_arg = handler.context.is_some().then(|| quote! { context });
+            let call = call(handler, quote! { Self::#method(self, #context_arg) });
+            quote! {
+                async fn reset(
+                    &self,
+                    context: &mut #context_ty,
+                ) -> ::core::result::Result<(), ::cqrs_core::BoxError> {
+                    let _ = &context;
+                    #call
+                }
+            }
+        });
     quote! {
         impl #impl_generics #self_ty #where_clause {
             /// The stored event types this projector handles: those of its
@@ -149,7 +202,7 @@ fn generate(args: &Args, event: &Type, item: &ItemImpl, handlers: &[Handler]) ->
 
         #[automatically_derived]
         #[::cqrs_core::async_trait]
-        impl #impl_generics ::cqrs_core::Projector for #self_ty #where_clause {
+        impl #impl_generics ::cqrs_core::Projector<#context_ty> for #self_ty #where_clause {
             type Event = #event;
 
             fn name(&self) -> &str {
@@ -163,11 +216,30 @@ fn generate(args: &Args, event: &Type, item: &ItemImpl, handlers: &[Handler]) ->
             async fn project(
                 &self,
                 envelope: &::cqrs_core::EventEnvelope<#event>,
+                context: &mut #context_ty,
             ) -> ::core::result::Result<(), ::cqrs_core::BoxError> {
+                let _ = &context;
                 #(#branches)*
                 ::core::result::Result::Ok(())
             }
+
+            #reset
         }
+    }
+}
+
+/// The call of a handler method, awaited if async, with its result (or unit)
+/// turned into `Result<(), BoxError>`.
+fn call(handler: &Handler, call: TokenStream) -> TokenStream {
+    let call = if handler.is_async {
+        quote! { #call.await }
+    } else {
+        call
+    };
+    if handler.returns {
+        quote! { #call.map_err(::core::convert::Into::into) }
+    } else {
+        quote! {{ #call; ::core::result::Result::Ok(()) }}
     }
 }
 
