@@ -42,11 +42,16 @@
 
 mod error;
 mod migrate;
+mod projection;
 mod row;
 mod schema;
 mod store;
 
 pub use error::{Error, Result};
+pub use projection::{
+    DeadLetter, FailurePolicy, Lag, OnExhausted, ProjectionRunner, ReplayOutcome, RunnerError,
+    RunnerOptions,
+};
 pub use schema::SchemaName;
 pub use store::{OldestTransaction, PostgresEventStore};
 

@@ -16,11 +16,18 @@ use crate::error::Result;
 use crate::schema::SchemaName;
 
 /// The embedded migration files, oldest first: (version, description, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    20261124000001,
-    "event store",
-    include_str!("../migrations/20261124000001_event_store.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        20261124000001,
+        "event store",
+        include_str!("../migrations/20261124000001_event_store.sql"),
+    ),
+    (
+        20261124000002,
+        "projections",
+        include_str!("../migrations/20261124000002_projections.sql"),
+    ),
+];
 
 /// The embedded migrations as an sqlx migration source.
 #[derive(Debug)]

@@ -137,7 +137,27 @@ impl PostgresEventStore {
                 actual,
             }
             .into()),
-            Err(error) => Err(store_error(error)),
+            // The caller's transaction is aborted now; the version is read
+            // outside it.
+            Err(error) => match unique_violation(&error) {
+                Some("events_stream_version_key") => {
+                    let mut fresh = self.pool.acquire().await.map_err(store_error)?;
+                    Err(Conflict {
+                        stream: stream.clone(),
+                        expected,
+                        actual: self.version_of(&mut fresh, stream).await?,
+                    }
+                    .into())
+                }
+                Some("events_event_id_key") => Err(StoreError::EventIdReused {
+                    event_id: events
+                        .first()
+                        .map(|event| event.event_id)
+                        .unwrap_or_default(),
+                    stream: stream.clone(),
+                }),
+                _ => Err(store_error(error)),
+            },
         }
     }
 
@@ -301,6 +321,43 @@ impl PostgresEventStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = query.fetch_all(&self.pool).await.map_err(store_error)?;
         rows.iter().map(row::event).collect()
+    }
+
+    /// [`EventStore::read_log`] on a given connection (a projection's
+    /// transaction), so the read and the writes it leads to share one session.
+    pub(crate) async fn read_log_on(
+        &self,
+        connection: &mut PgConnection,
+        after: Position,
+        filter: &LogFilter,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = if filter.event_types.is_empty() {
+            &self.sql.read_log
+        } else {
+            &self.sql.read_log_filtered
+        };
+        let rows = sqlx::query(sql)
+            .bind(to_i64(after.transaction, "transaction id")?)
+            .bind(to_i64(after.sequence, "position")?)
+            .bind(&filter.event_types)
+            .bind(none_if_empty(&filter.aggregate_types))
+            .bind(limit(limit_to))
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(row::event).collect()
+    }
+
+    /// The channel on which appends to this store notify, once per appending
+    /// statement, at commit.
+    pub fn notification_channel(&self) -> String {
+        format!("{}.events", self.schema.as_str())
+    }
+
+    /// The schema-qualified name of one of the store's tables.
+    pub(crate) fn table(&self, table: &str) -> String {
+        format!("{}.{table}", self.schema.quoted())
     }
 }
 
@@ -477,20 +534,9 @@ impl EventStore for PostgresEventStore {
         filter: &LogFilter,
         limit_to: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = if filter.event_types.is_empty() {
-            &self.sql.read_log
-        } else {
-            &self.sql.read_log_filtered
-        };
-        self.fetch_events(
-            sqlx::query(sql)
-                .bind(to_i64(after.transaction, "transaction id")?)
-                .bind(to_i64(after.sequence, "position")?)
-                .bind(&filter.event_types)
-                .bind(none_if_empty(&filter.aggregate_types))
-                .bind(limit(limit_to)),
-        )
-        .await
+        let mut connection = self.pool.acquire().await.map_err(store_error)?;
+        self.read_log_on(&mut connection, after, filter, limit_to)
+            .await
     }
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod fixtures;
+pub mod ledger;
 pub mod postgres;
 pub mod scenarios;
 

@@ -1,0 +1,171 @@
+//! Events a projection parked after its failure policy gave up on them.
+
+use chrono::{DateTime, Utc};
+use cqrs_core::{Position, StoredEvent, StreamId};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use super::checkpoint::as_i64;
+
+/// A parked event, with why it was parked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    /// The dead letter's id.
+    pub id: i64,
+    /// The projection that parked it.
+    pub projection: String,
+    /// The event.
+    pub event_id: Uuid,
+    /// Its log position.
+    pub position: Position,
+    /// Its stream.
+    pub stream: StreamId,
+    /// Its version in the stream.
+    pub version: u64,
+    /// Its stored type name.
+    pub event_type: String,
+    /// The last error.
+    pub error: String,
+    /// How many times it was tried, replays included.
+    pub attempts: u32,
+    /// When it was parked.
+    pub parked_at: DateTime<Utc>,
+    /// When a replay succeeded, if one did.
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// Records `event` as parked by `projection`.
+pub(crate) async fn park(
+    connection: &mut PgConnection,
+    table: &str,
+    projection: &str,
+    event: &StoredEvent,
+    error: &str,
+    attempts: u32,
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    sqlx::query(&format!(
+        "INSERT INTO {table}
+             (projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
+              version, event_type, error, attempts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(projection)
+    .bind(event.event_id)
+    .bind(as_i64(event.position.transaction))
+    .bind(as_i64(event.position.sequence))
+    .bind(&event.stream.aggregate_type)
+    .bind(&event.stream.aggregate_id)
+    .bind(as_i64(event.version))
+    .bind(&event.event_type)
+    .bind(error)
+    .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// The dead letters of `projection`, oldest first; unresolved only unless
+/// `include_resolved`.
+pub(crate) async fn list(
+    pool: &PgPool,
+    table: &str,
+    projection: &str,
+    include_resolved: bool,
+) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    // language=SQL
+    let rows = sqlx::query(&format!(
+        "SELECT id, projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
+                version, event_type, error, attempts, parked_at, resolved_at
+         FROM {table} WHERE projection = $1 AND ($2 OR resolved_at IS NULL) ORDER BY id"
+    ))
+    .bind(projection)
+    .bind(include_resolved)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(dead_letter).collect()
+}
+
+/// Locks one unresolved dead letter for a replay; `None` if it was resolved
+/// meanwhile.
+pub(crate) async fn lock_open(
+    connection: &mut PgConnection,
+    table: &str,
+    id: i64,
+) -> Result<Option<DeadLetter>, sqlx::Error> {
+    // language=SQL
+    let row = sqlx::query(&format!(
+        "SELECT id, projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
+                version, event_type, error, attempts, parked_at, resolved_at
+         FROM {table} WHERE id = $1 AND resolved_at IS NULL FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *connection)
+    .await?;
+    row.as_ref().map(dead_letter).transpose()
+}
+
+/// Records the outcome of one replay attempt.
+pub(crate) async fn record_replay(
+    connection: &mut PgConnection,
+    table: &str,
+    id: i64,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    sqlx::query(&format!(
+        "UPDATE {table}
+         SET attempts = attempts + 1,
+             error = coalesce($2, error),
+             resolved_at = CASE WHEN $2 IS NULL THEN now() ELSE NULL END
+         WHERE id = $1"
+    ))
+    .bind(id)
+    .bind(error)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Forgets a projection's unresolved dead letters (a rebuild meets those
+/// events again).
+pub(crate) async fn clear_open(
+    connection: &mut PgConnection,
+    table: &str,
+    projection: &str,
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    sqlx::query(&format!(
+        "DELETE FROM {table} WHERE projection = $1 AND resolved_at IS NULL"
+    ))
+    .bind(projection)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+fn dead_letter(row: &sqlx::postgres::PgRow) -> Result<DeadLetter, sqlx::Error> {
+    let transaction: i64 = row.try_get("transaction_id")?;
+    let sequence: i64 = row.try_get("sequence")?;
+    let version: i64 = row.try_get("version")?;
+    let attempts: i32 = row.try_get("attempts")?;
+    Ok(DeadLetter {
+        id: row.try_get("id")?,
+        projection: row.try_get("projection")?,
+        event_id: row.try_get("event_id")?,
+        position: Position::new(
+            transaction.max(0).unsigned_abs(),
+            sequence.max(0).unsigned_abs(),
+        ),
+        stream: StreamId::new(
+            row.try_get::<String, _>("aggregate_type")?,
+            row.try_get::<String, _>("aggregate_id")?,
+        ),
+        version: version.max(0).unsigned_abs(),
+        event_type: row.try_get("event_type")?,
+        error: row.try_get("error")?,
+        attempts: attempts.max(0).unsigned_abs(),
+        parked_at: row.try_get("parked_at")?,
+        resolved_at: row.try_get("resolved_at")?,
+    })
+}

@@ -1,0 +1,67 @@
+//! What can stop a projection runner.
+
+use cqrs_core::{BoxError, Position, StoreError, StreamId};
+use uuid::Uuid;
+
+/// Why a projection runner stopped or refused to act.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// Reading the log, or the runner's own tables, failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// This runner does not hold the projection's lease (another runner took
+    /// it over, or it was never acquired); it applied nothing.
+    #[error("runner `{owner}` does not hold the lease of projection `{projection}`")]
+    NotLeaseholder {
+        /// The projection.
+        projection: String,
+        /// This runner's owner id.
+        owner: String,
+    },
+    /// The failure policy stopped the projection at a poison event. Nothing
+    /// after it was applied; fix the projector or the data, then resume.
+    #[error(
+        "projection `{projection}` stopped at event {event_id} ({event_type}, version {version} of {stream}, position {position}) after {attempts} attempts: {reason}"
+    )]
+    Stopped {
+        /// The projection.
+        projection: String,
+        /// The event it stopped at.
+        event_id: Uuid,
+        /// That event's type.
+        event_type: String,
+        /// That event's stream.
+        stream: StreamId,
+        /// That event's version in its stream.
+        version: u64,
+        /// That event's log position.
+        position: Position,
+        /// How many times it was tried.
+        attempts: u32,
+        /// The last error.
+        reason: String,
+    },
+    /// The projection was stopped earlier (see [`RunnerError::Stopped`]) and
+    /// has not been resumed.
+    #[error("projection `{projection}` is stopped: {reason}")]
+    StillStopped {
+        /// The projection.
+        projection: String,
+        /// Why it stopped.
+        reason: String,
+    },
+    /// The projector's reset hook failed; the rebuild did not start.
+    #[error("resetting projection `{projection}` failed: {source}")]
+    Reset {
+        /// The projection.
+        projection: String,
+        /// The hook's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+pub(crate) fn db(error: sqlx::Error) -> RunnerError {
+    RunnerError::Store(crate::error::store_error(error))
+}

@@ -1,0 +1,107 @@
+//! The lease: one active runner per projection across processes.
+//!
+//! A row in the projections table records the owner, when its lease expires
+//! (by the database's clock, so application clocks may disagree) and a
+//! fencing token that every takeover increments. A runner checks owner and
+//! token under a row lock in the same transaction that moves the checkpoint,
+//! so a runner that lost its lease cannot apply a batch, however late it
+//! notices.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+
+/// A lease held by a runner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lease {
+    /// The fencing token of this holding.
+    pub(crate) token: i64,
+    /// When it lapses unless renewed.
+    pub(crate) expires_at: DateTime<Utc>,
+}
+
+/// Takes the lease of `name` for `owner`, if it is free, expired, or already
+/// `owner`'s. Creates the projection's row on first use.
+pub(crate) async fn acquire(
+    pool: &PgPool,
+    table: &str,
+    name: &str,
+    owner: &str,
+    duration: Duration,
+) -> Result<Option<Lease>, sqlx::Error> {
+    // language=SQL
+    sqlx::query(&format!(
+        "INSERT INTO {table} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
+    ))
+    .bind(name)
+    .execute(pool)
+    .await?;
+    // language=SQL
+    let row = sqlx::query(&format!(
+        "UPDATE {table}
+         SET owner = $2, lease_expires_at = now() + make_interval(secs => $3),
+             fencing_token = fencing_token + 1, updated_at = now()
+         WHERE name = $1 AND (owner IS NULL OR owner = $2 OR lease_expires_at < now())
+         RETURNING fencing_token, lease_expires_at"
+    ))
+    .bind(name)
+    .bind(owner)
+    .bind(duration.as_secs_f64())
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| lease(&row)).transpose()
+}
+
+/// Extends `owner`'s lease; `None` when it was taken over meanwhile.
+pub(crate) async fn renew(
+    pool: &PgPool,
+    table: &str,
+    name: &str,
+    owner: &str,
+    token: i64,
+    duration: Duration,
+) -> Result<Option<Lease>, sqlx::Error> {
+    // language=SQL
+    let row = sqlx::query(&format!(
+        "UPDATE {table}
+         SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
+         WHERE name = $1 AND owner = $2 AND fencing_token = $3 AND lease_expires_at >= now()
+         RETURNING fencing_token, lease_expires_at"
+    ))
+    .bind(name)
+    .bind(owner)
+    .bind(token)
+    .bind(duration.as_secs_f64())
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| lease(&row)).transpose()
+}
+
+/// Gives the lease up, so another runner need not wait for it to expire.
+pub(crate) async fn release(
+    pool: &PgPool,
+    table: &str,
+    name: &str,
+    owner: &str,
+    token: i64,
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    sqlx::query(&format!(
+        "UPDATE {table} SET owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE name = $1 AND owner = $2 AND fencing_token = $3"
+    ))
+    .bind(name)
+    .bind(owner)
+    .bind(token)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn lease(row: &sqlx::postgres::PgRow) -> Result<Lease, sqlx::Error> {
+    Ok(Lease {
+        token: row.try_get("fencing_token")?,
+        expires_at: row.try_get("lease_expires_at")?,
+    })
+}

@@ -1,0 +1,14 @@
+//! Projections: read models kept up to date from the global log, exactly once
+//! for read models in the same database.
+
+mod checkpoint;
+mod dead_letter;
+mod error;
+mod lease;
+mod policy;
+mod runner;
+
+pub use dead_letter::DeadLetter;
+pub use error::RunnerError;
+pub use policy::{FailurePolicy, OnExhausted, RunnerOptions};
+pub use runner::{Lag, ProjectionRunner, ReplayOutcome};

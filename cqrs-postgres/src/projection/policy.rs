@@ -1,0 +1,108 @@
+//! How a projection runner behaves: batch size, lease, polling, failures.
+
+use std::time::Duration;
+
+/// What to do with an event the projector keeps failing on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnExhausted {
+    /// Park it in the dead-letter table with its error and move on. Parked
+    /// events can be listed and replayed later.
+    Park,
+    /// Stop the projection at it and report which event and why; it stays
+    /// stopped (across restarts) until [`resume`](crate::ProjectionRunner::resume)d.
+    Stop,
+}
+
+/// Retries with exponential backoff and jitter, then park or stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// How many times an event is tried in all (at least 1).
+    pub max_attempts: u32,
+    /// The pause before the first retry; each retry doubles it.
+    pub initial_backoff: Duration,
+    /// The longest pause between two attempts.
+    pub max_backoff: Duration,
+    /// What happens when the attempts are used up.
+    pub on_exhausted: OnExhausted,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            on_exhausted: OnExhausted::Stop,
+        }
+    }
+}
+
+impl FailurePolicy {
+    /// The pause before attempt `attempt` (2 for the first retry): exponential,
+    /// capped, with up to 50 % of random jitter taken off so that runners that
+    /// failed together do not retry in lockstep.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(2).min(30);
+        let full = self
+            .initial_backoff
+            .saturating_mul(1_u32 << doublings)
+            .min(self.max_backoff);
+        let jitter = (uuid::Uuid::now_v7().as_u128() & 0xffff) as f64 / f64::from(u16::MAX);
+        full.mul_f64(1.0 - 0.5 * jitter)
+    }
+}
+
+/// A projection runner's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerOptions {
+    /// How many events one transaction applies.
+    pub batch_size: usize,
+    /// How long a lease lasts without renewal; another runner takes over
+    /// after it expires.
+    pub lease_duration: Duration,
+    /// How often an idle runner looks for events even without a notification.
+    pub poll_interval: Duration,
+    /// What to do with events the projector fails on.
+    pub failure: FailurePolicy,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            lease_duration: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(5),
+            failure: FailurePolicy::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
+        let policy = FailurePolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            on_exhausted: OnExhausted::Park,
+        };
+        for (attempt, full_ms) in [
+            (2, 100),
+            (3, 200),
+            (4, 400),
+            (5, 800),
+            (6, 1000),
+            (30, 1000),
+        ] {
+            let pause = policy.backoff(attempt);
+            let full = Duration::from_millis(full_ms);
+            assert!(
+                pause <= full && pause >= full / 2,
+                "attempt {attempt}: {pause:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The projection runner against PostgreSQL: exactly-once read models across
+//! failures, crashes and competing runners; parking and stopping at poison
+//! events; rebuilds; live tailing woken by NOTIFY.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cqrs_core::{CommandPipeline, EventStore, Position};
+use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
+use cqrs_postgres::{FailurePolicy, OnExhausted, ProjectionRunner, RunnerError, RunnerOptions};
+use cqrs_tests::ledger::{Ledger, fold};
+use cqrs_tests::postgres::TestStore;
+
+type Accounts = CommandPipeline<BankAccount>;
+
+fn accounts(db: &TestStore) -> Accounts {
+    Accounts::new(db.shared(), ())
+}
+
+/// Opens `count` accounts and makes a few deposits and withdrawals on each.
+async fn business(accounts: &Accounts, prefix: &str, count: usize) {
+    for n in 0..count {
+        let id = format!("{prefix}{n}");
+        accounts
+            .execute(&id, OpenAccount { owner: id.clone() })
+            .await
+            .expect("open");
+        for amount in [100, 20, 3] {
+            accounts
+                .execute(&id, Deposit { amount })
+                .await
+                .expect("deposit");
+        }
+        accounts
+            .execute(&id, Withdraw { amount: 50 })
+            .await
+            .expect("withdraw");
+    }
+}
+
+fn options(failure: OnExhausted) -> RunnerOptions {
+    RunnerOptions {
+        batch_size: 7,
+        lease_duration: Duration::from_secs(2),
+        poll_interval: Duration::from_millis(100),
+        failure: FailurePolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            on_exhausted: failure,
+        },
+    }
+}
+
+fn runner(db: &TestStore, ledger: &Arc<Ledger>, failure: OnExhausted) -> ProjectionRunner<Ledger> {
+    ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(options(failure))
+}
+
+/// Waits until the log shows every event written so far to readers.
+async fn settle(db: &TestStore, events: usize) {
+    cqrs_tests::scenarios::settled(&db.shared(), events).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_applies_every_event_once_and_keeps_its_checkpoint() {
+    let db = TestStore::new().await;
+    business(&accounts(&db), "acc-", 4).await;
+    settle(&db, 20).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    let runner = runner(&db, &ledger, OnExhausted::Stop);
+
+    let lag = runner.lag().await.expect("lag");
+    assert_eq!((lag.checkpoint, lag.events), (Position::START, 20));
+    assert!(lag.behind > Duration::ZERO);
+
+    assert!(runner.acquire_lease().await.expect("lease"));
+    assert_eq!(runner.catch_up().await.expect("catch up"), 20);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    assert_eq!(ledger.applied(db.pool()).await, 20);
+
+    let last = db
+        .store
+        .read_log(Position::START, &Default::default(), 100)
+        .await
+        .expect("log");
+    assert_eq!(
+        runner.checkpoint().await.expect("checkpoint"),
+        last[19].position
+    );
+    assert_eq!(runner.catch_up().await.expect("nothing new"), 0);
+    let lag = runner.lag().await.expect("lag");
+    assert_eq!((lag.events, lag.behind), (0, Duration::ZERO));
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_between_applying_and_committing_applies_nothing_twice() {
+    let db = TestStore::new().await;
+    business(&accounts(&db), "acc-", 3).await;
+    settle(&db, 15).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    // The projector writes its rows, then fails before the commit, twice.
+    ledger.failures_after_writing.store(2, Ordering::SeqCst);
+    let runner = runner(&db, &ledger, OnExhausted::Stop);
+    assert!(runner.acquire_lease().await.expect("lease"));
+    assert_eq!(runner.catch_up().await.expect("catch up"), 15);
+    // A second application of any event would have violated the applied key.
+    assert_eq!(ledger.applied(db.pool()).await, 15);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_killed_mid_batch_leaves_nothing_half_applied() {
+    let db = TestStore::new().await;
+    business(&accounts(&db), "acc-", 3).await;
+    settle(&db, 15).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    ledger.slow_amount.store(20, Ordering::SeqCst);
+
+    let first = Arc::new(runner(&db, &ledger, OnExhausted::Stop).with_owner("first"));
+    assert!(first.acquire_lease().await.expect("lease"));
+    let killed = tokio::spawn({
+        let first = first.clone();
+        async move { first.catch_up().await }
+    });
+    // Let it get into its first batch (it pauses on the deposit of 20), then kill it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    killed.abort();
+    assert!(killed.await.expect_err("aborted").is_cancelled());
+    ledger.slow_amount.store(0, Ordering::SeqCst);
+
+    // Its lease lapses; a successor takes over from the committed checkpoint.
+    let second = runner(&db, &ledger, OnExhausted::Stop).with_owner("second");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !second.acquire_lease().await.expect("lease") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease never lapsed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    second.catch_up().await.expect("catch up");
+    assert_eq!(ledger.applied(db.pool()).await, 15);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leaseholder_applies_and_a_successor_takes_over_when_it_stops_renewing() {
+    let db = TestStore::new().await;
+    let accounts = accounts(&db);
+    business(&accounts, "acc-", 2).await;
+    settle(&db, 10).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    let first = runner(&db, &ledger, OnExhausted::Stop).with_owner("first");
+    let second = runner(&db, &ledger, OnExhausted::Stop).with_owner("second");
+
+    assert!(first.acquire_lease().await.expect("lease"));
+    assert!(!second.acquire_lease().await.expect("lease is taken"));
+    assert!(matches!(
+        second.step().await,
+        Err(RunnerError::NotLeaseholder { .. })
+    ));
+    assert_eq!(first.step().await.expect("a batch"), 7);
+
+    // The first runner stops renewing (it hangs, say); the second takes over
+    // within the lease time and goes on from the checkpoint.
+    let started = tokio::time::Instant::now();
+    while !second.acquire_lease().await.expect("lease") {
+        assert!(started.elapsed() < Duration::from_secs(10), "no takeover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() <= Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    business(&accounts, "more-", 1).await;
+    settle(&db, 15).await;
+    assert_eq!(second.catch_up().await.expect("catch up"), 8);
+    // The first runner wakes up: its fencing token is stale, it applies nothing.
+    assert!(matches!(
+        first.step().await,
+        Err(RunnerError::NotLeaseholder { .. })
+    ));
+    assert_eq!(ledger.applied(db.pool()).await, 15);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_while_the_runner_tails_end_in_the_fold_of_every_event() {
+    let db = TestStore::new().await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    let runner = Arc::new(runner(&db, &ledger, OnExhausted::Stop));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let runner = runner.clone();
+        async move {
+            runner
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+
+    let accounts = Arc::new(accounts(&db));
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let accounts = accounts.clone();
+        writers.push(tokio::spawn(async move {
+            business(&accounts, &format!("w{writer}-"), 3).await;
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let lag = runner.lag().await.expect("lag");
+        if lag.events == 0 && ledger.applied(db.pool()).await == 60 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runner still {lag:?} behind"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    running.await.expect("task").expect("run ends cleanly");
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_parked_with_its_error_and_the_projection_moves_on() {
+    let db = TestStore::new().await;
+    let accounts = accounts(&db);
+    accounts
+        .execute("a", OpenAccount { owner: "A".into() })
+        .await
+        .expect("open");
+    accounts
+        .execute("a", Deposit { amount: 10 })
+        .await
+        .expect("deposit");
+    let poison = accounts
+        .execute("a", Deposit { amount: 666 })
+        .await
+        .expect("deposit");
+    accounts
+        .execute("a", Deposit { amount: 5 })
+        .await
+        .expect("deposit");
+    settle(&db, 4).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    ledger.poison.store(666, Ordering::SeqCst);
+    let runner = runner(&db, &ledger, OnExhausted::Park);
+    assert!(runner.acquire_lease().await.expect("lease"));
+
+    assert_eq!(runner.catch_up().await.expect("catch up"), 4);
+    let parked = runner.dead_letters().await.expect("dead letters");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event_id, poison.events[0].event_id);
+    assert_eq!((parked[0].version, parked[0].attempts), (3, 3));
+    assert!(
+        parked[0].error.contains("poison deposit of 666"),
+        "{}",
+        parked[0].error
+    );
+    // Everything else was applied; the poison event was not.
+    assert_eq!(ledger.balances(db.pool()).await["a"], 15);
+    let checkpoint = runner.checkpoint().await.expect("checkpoint");
+
+    // Once the projector is fixed, the parked event replays; the checkpoint stays.
+    ledger.poison.store(0, Ordering::SeqCst);
+    let replayed = runner.replay_dead_letters().await.expect("replay");
+    assert_eq!((replayed.resolved, replayed.still_failing), (1, 0));
+    assert!(
+        runner
+            .dead_letters()
+            .await
+            .expect("dead letters")
+            .is_empty()
+    );
+    assert_eq!(ledger.balances(db.pool()).await["a"], 681);
+    assert_eq!(runner.checkpoint().await.expect("checkpoint"), checkpoint);
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_stops_the_projection_which_reports_it() {
+    let db = TestStore::new().await;
+    let accounts = accounts(&db);
+    accounts
+        .execute("a", OpenAccount { owner: "A".into() })
+        .await
+        .expect("open");
+    let before = accounts
+        .execute("a", Deposit { amount: 10 })
+        .await
+        .expect("deposit");
+    let poison = accounts
+        .execute("a", Deposit { amount: 666 })
+        .await
+        .expect("deposit");
+    accounts
+        .execute("a", Deposit { amount: 5 })
+        .await
+        .expect("deposit");
+    settle(&db, 4).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    ledger.poison.store(666, Ordering::SeqCst);
+    let runner = runner(&db, &ledger, OnExhausted::Stop);
+    assert!(runner.acquire_lease().await.expect("lease"));
+
+    match runner.catch_up().await {
+        Err(RunnerError::Stopped {
+            event_id,
+            version,
+            attempts,
+            reason,
+            ..
+        }) => {
+            assert_eq!(
+                (event_id, version, attempts),
+                (poison.events[0].event_id, 3, 3)
+            );
+            assert!(reason.contains("poison deposit of 666"), "{reason}");
+        }
+        other => panic!("expected the projection to stop, got {other:?}"),
+    }
+    // It stopped right before the poison event, and stays stopped.
+    assert_eq!(
+        runner.checkpoint().await.expect("checkpoint"),
+        before.events[0].position
+    );
+    assert!(matches!(
+        runner.step().await,
+        Err(RunnerError::StillStopped { .. })
+    ));
+    assert_eq!(ledger.balances(db.pool()).await["a"], 10);
+
+    ledger.poison.store(0, Ordering::SeqCst);
+    runner.resume().await.expect("resume");
+    assert_eq!(runner.catch_up().await.expect("catch up"), 2);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    assert!(
+        runner
+            .dead_letters()
+            .await
+            .expect("dead letters")
+            .is_empty()
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_zero_and_a_new_version_beside_it_match_the_live_read_model() {
+    let db = TestStore::new().await;
+    business(&accounts(&db), "acc-", 3).await;
+    settle(&db, 15).await;
+    let live = Arc::new(Ledger::create(&db, "ledger").await);
+    let runner = runner(&db, &live, OnExhausted::Stop);
+    assert!(runner.acquire_lease().await.expect("lease"));
+    runner.catch_up().await.expect("catch up");
+    let live_balances = live.balances(db.pool()).await;
+
+    runner.rebuild().await.expect("rebuild");
+    assert!(
+        live.balances(db.pool()).await.is_empty(),
+        "reset cleared the read model"
+    );
+    assert_eq!(
+        runner.checkpoint().await.expect("checkpoint"),
+        Position::START
+    );
+    assert_eq!(runner.catch_up().await.expect("replay"), 15);
+    assert_eq!(live.balances(db.pool()).await, live_balances);
+    assert_eq!(live.applied(db.pool()).await, 15);
+
+    // Blue/green: version 2 under another name and tables, built beside the live one.
+    let green = Arc::new(Ledger::create(&db, "ledger_v2").await);
+    let green_runner = ProjectionRunner::new(db.store.clone(), green.clone())
+        .with_options(options(OnExhausted::Stop));
+    assert!(green_runner.acquire_lease().await.expect("its own lease"));
+    green_runner.catch_up().await.expect("catch up");
+    assert_eq!(green_runner.lag().await.expect("lag").events, 0);
+    assert_eq!(green.balances(db.pool()).await, live_balances);
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_event_reaches_the_read_model_through_notify_without_waiting_for_a_poll() {
+    let db = TestStore::new().await;
+    let accounts = accounts(&db);
+    accounts
+        .execute("a", OpenAccount { owner: "A".into() })
+        .await
+        .expect("open");
+    settle(&db, 1).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    let mut slow_polls = options(OnExhausted::Stop);
+    slow_polls.poll_interval = Duration::from_secs(120);
+    slow_polls.lease_duration = Duration::from_secs(600);
+    let runner =
+        Arc::new(ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(slow_polls));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let runner = runner.clone();
+        async move {
+            runner
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    // The runner listens before its first catch-up: once the opening is
+    // applied, it is listening.
+    wait_for_balance(&db, &ledger, Some(0)).await;
+
+    accounts
+        .execute("a", Deposit { amount: 42 })
+        .await
+        .expect("deposit");
+    let started = tokio::time::Instant::now();
+    wait_for_balance(&db, &ledger, Some(42)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let _ = stop.send(());
+    running.await.expect("task").expect("run ends cleanly");
+    db.drop_schema().await;
+}
+
+/// Waits (up to 10 s, far below the 120 s poll interval) for account `a`'s balance.
+async fn wait_for_balance(db: &TestStore, ledger: &Ledger, expected: Option<i64>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if ledger.balances(db.pool()).await.get("a").copied() == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "balance never became {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_lease_was_taken_over_cannot_move_the_checkpoint() {
+    let db = TestStore::new().await;
+    business(&accounts(&db), "acc-", 2).await;
+    settle(&db, 10).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    let mut long_lease = options(OnExhausted::Stop);
+    long_lease.lease_duration = Duration::from_secs(600);
+    let first = ProjectionRunner::new(db.store.clone(), ledger.clone())
+        .with_options(long_lease.clone())
+        .with_owner("first");
+    let second = ProjectionRunner::new(db.store.clone(), ledger.clone())
+        .with_options(long_lease)
+        .with_owner("second");
+    assert!(first.acquire_lease().await.expect("lease"));
+    assert_eq!(first.step().await.expect("a batch"), 7);
+
+    // The first runner's process freezes past its lease (by the database's
+    // clock); the second takes over. The first still believes it holds the lease.
+    sqlx::query(&format!(
+        "UPDATE {} SET lease_expires_at = now() - interval '1 second'",
+        db.table("projections")
+    ))
+    .execute(db.pool())
+    .await
+    .expect("expire the lease");
+    assert!(second.acquire_lease().await.expect("takeover"));
+
+    // Its next batch is fenced off inside the transaction: nothing applied.
+    assert!(matches!(
+        first.step().await,
+        Err(RunnerError::NotLeaseholder { .. })
+    ));
+    assert_eq!(ledger.applied(db.pool()).await, 7);
+    assert_eq!(second.catch_up().await.expect("catch up"), 3);
+    assert_eq!(ledger.applied(db.pool()).await, 10);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    db.drop_schema().await;
+}
