@@ -41,6 +41,7 @@
 //! `docs/postgres.md`.
 
 mod error;
+mod inline;
 mod migrate;
 mod projection;
 mod row;
@@ -48,6 +49,7 @@ mod schema;
 mod store;
 
 pub use error::{Error, Result};
+pub use inline::InlineProjections;
 pub use projection::{
     DeadLetter, FailurePolicy, Lag, OnExhausted, ProjectionRunner, ReplayOutcome, RunnerError,
     RunnerOptions,

@@ -494,3 +494,47 @@ async fn a_runner_whose_lease_was_taken_over_cannot_move_the_checkpoint() {
     assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_projections_commit_with_the_append_or_not_at_all() {
+    use cqrs_core::{Aggregate, CommandError, StoreError};
+    use cqrs_examples::bank_account::AccountEvent;
+
+    let db = TestStore::new().await;
+    let ledger = Arc::new(Ledger::create(&db, "inline").await);
+    let store =
+        cqrs_postgres::InlineProjections::<AccountEvent>::new(db.store.clone(), BankAccount::TYPE)
+            .with_projector(ledger.clone());
+    let accounts = Accounts::new(Arc::new(store), ());
+    accounts
+        .execute("a", OpenAccount { owner: "A".into() })
+        .await
+        .expect("open");
+    accounts
+        .execute("a", Deposit { amount: 10 })
+        .await
+        .expect("deposit");
+    // No runner: the read model was written by the append's own transaction.
+    assert_eq!(ledger.balances(db.pool()).await["a"], 10);
+
+    ledger.poison.store(666, Ordering::SeqCst);
+    match accounts.execute("a", Deposit { amount: 666 }).await {
+        Err(CommandError::Store(StoreError::InlineProjection(failure))) => {
+            assert_eq!(
+                (failure.projector.as_str(), failure.event_type.as_str()),
+                ("inline", "DepositMade")
+            );
+        }
+        other => panic!("expected the inline projection to fail the append, got {other:?}"),
+    }
+    // The events were rolled back with the read model.
+    assert_eq!(
+        db.store
+            .stream_version(&Accounts::stream_id("a"))
+            .await
+            .expect("version"),
+        2
+    );
+    assert_eq!(ledger.balances(db.pool()).await["a"], 10);
+    db.drop_schema().await;
+}

@@ -1,0 +1,201 @@
+//! Inline projections: read models updated in the same transaction as the
+//! append, for those that must never lag behind the write.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_core::{
+    AppendResult, DomainEvent, EventEnvelope, EventStore, ExpectedVersion, LogFilter, NewEvent,
+    Position, ProjectionError, Projector, Snapshot, StoreError, StoredEvent, StreamId,
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::PostgresEventStore;
+use crate::error::store_error;
+
+/// A projector run inside the append's transaction.
+type InlineProjector<E> = Arc<dyn Projector<PgConnection, Event = E>>;
+
+/// A [`PostgresEventStore`] that also runs projectors inside each append's
+/// transaction: the read model and the events commit together, or neither
+/// does (a failing projector fails the append with
+/// [`StoreError::InlineProjection`]).
+///
+/// It applies to the streams of one aggregate type, whose events are `E`;
+/// appends to other streams pass straight through. Everything else delegates
+/// to the wrapped store. Inline projections make every append slower and
+/// couple the write to the read model's health: use them only for read models
+/// that must be consistent with the write (a uniqueness index, say), and the
+/// [`ProjectionRunner`](crate::ProjectionRunner) for the rest.
+pub struct InlineProjections<E> {
+    store: PostgresEventStore,
+    aggregate_type: String,
+    projectors: Vec<InlineProjector<E>>,
+}
+
+impl<E: DomainEvent> InlineProjections<E> {
+    /// Wraps `store`, projecting the streams of `aggregate_type`
+    /// ([`Aggregate::TYPE`](cqrs_core::Aggregate::TYPE)).
+    pub fn new(store: PostgresEventStore, aggregate_type: impl Into<String>) -> Self {
+        Self {
+            store,
+            aggregate_type: aggregate_type.into(),
+            projectors: Vec::new(),
+        }
+    }
+
+    /// Adds a projector, run after the ones added before it.
+    pub fn with_projector(mut self, projector: InlineProjector<E>) -> Self {
+        self.projectors.push(projector);
+        self
+    }
+
+    /// The wrapped store.
+    pub fn store(&self) -> &PostgresEventStore {
+        &self.store
+    }
+
+    async fn project(
+        &self,
+        tx: &mut PgConnection,
+        envelopes: &[EventEnvelope<E>],
+    ) -> Result<(), StoreError> {
+        for projector in &self.projectors {
+            let wanted = projector.event_types();
+            for envelope in envelopes
+                .iter()
+                .filter(|e| wanted.contains(&e.event_type.as_str()))
+            {
+                projector.project(envelope, tx).await.map_err(|source| {
+                    StoreError::InlineProjection(ProjectionError::new(
+                        projector.name(),
+                        envelope,
+                        source,
+                    ))
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<E: DomainEvent> EventStore for InlineProjections<E> {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        if stream.aggregate_type != self.aggregate_type || self.projectors.is_empty() {
+            return self.store.append(stream, expected, events).await;
+        }
+        // Decode first: an event the projectors cannot read is refused before
+        // anything is written.
+        let mut decoded = Vec::with_capacity(events.len());
+        for event in &events {
+            let payload = E::decode(&event.event_type, event.event_version, &event.payload)
+                .map_err(|source| cqrs_core::DecodeError {
+                    stream: stream.clone(),
+                    version: 0,
+                    event_type: event.event_type.clone(),
+                    event_version: event.event_version,
+                    source,
+                })?;
+            decoded.push((
+                event.event_id,
+                event.event_type.clone(),
+                event.event_version,
+                event.metadata.clone(),
+                payload,
+            ));
+        }
+        let mut tx = self.store.pool().begin().await.map_err(store_error)?;
+        let appended = self
+            .store
+            .append_in(&mut tx, stream, expected, events)
+            .await?;
+        if !appended.already_stored {
+            let envelopes: Vec<EventEnvelope<E>> = decoded
+                .into_iter()
+                .zip(&appended.events)
+                .map(
+                    |((event_id, event_type, event_version, metadata, payload), committed)| {
+                        EventEnvelope {
+                            event_id,
+                            stream: stream.clone(),
+                            version: committed.version,
+                            position: committed.position,
+                            event_type,
+                            event_version,
+                            payload,
+                            metadata,
+                            recorded_at: committed.recorded_at,
+                        }
+                    },
+                )
+                .collect();
+            self.project(&mut tx, &envelopes).await?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(appended)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.store.read_stream(stream, from, limit).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.store.stream_version(stream).await
+    }
+
+    async fn read_log(
+        &self,
+        after: Position,
+        filter: &LogFilter,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.store.read_log(after, filter, limit).await
+    }
+
+    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        self.store.event_by_id(event_id).await
+    }
+
+    async fn events_by_correlation(
+        &self,
+        correlation_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.store
+            .events_by_correlation(correlation_id, limit)
+            .await
+    }
+
+    async fn events_in_time_range(
+        &self,
+        filter: &LogFilter,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.store
+            .events_in_time_range(filter, from, until, limit)
+            .await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        self.store.load_snapshot(stream).await
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.store.save_snapshot(snapshot).await
+    }
+}
