@@ -102,7 +102,7 @@ pub enum StoreError {
     /// A projector updated in the same transaction as the append failed, so
     /// the append was rolled back: nothing was stored.
     #[error("inline projection failed, nothing was stored: {0}")]
-    InlineProjection(#[source] crate::ProjectionError),
+    InlineProjection(#[source] Box<crate::ProjectionError>),
     /// A version was asked for that the stream has not reached.
     #[error("stream {stream} has no version {requested}: it is at version {current}")]
     VersionNotFound {

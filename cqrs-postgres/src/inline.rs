@@ -69,11 +69,11 @@ impl<E: DomainEvent> InlineProjections<E> {
                 .filter(|e| wanted.contains(&e.event_type.as_str()))
             {
                 projector.project(envelope, tx).await.map_err(|source| {
-                    StoreError::InlineProjection(ProjectionError::new(
+                    StoreError::InlineProjection(Box::new(ProjectionError::new(
                         projector.name(),
                         envelope,
                         source,
-                    ))
+                    )))
                 })?;
             }
         }

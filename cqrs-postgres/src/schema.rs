@@ -33,8 +33,9 @@ impl SchemaName {
         &self.0
     }
 
-    /// The name quoted as an SQL identifier.
-    pub(crate) fn quoted(&self) -> String {
+    /// The name quoted as an SQL identifier, for qualifying the names of
+    /// your own tables in the same schema (`format!("{}.balances", schema.quoted())`).
+    pub fn quoted(&self) -> String {
         // Validation admits no quote character; quoting keeps reserved words usable.
         format!("\"{}\"", self.0)
     }

@@ -538,3 +538,70 @@ async fn inline_projections_commit_with_the_append_or_not_at_all() {
     assert_eq!(ledger.balances(db.pool()).await["a"], 10);
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bank_examples_balance_table_follows_the_log_and_rebuilds() {
+    use cqrs_examples::bank_account::balances::AccountBalances;
+
+    let db = TestStore::new().await;
+    let accounts = accounts(&db);
+    accounts
+        .execute(
+            "acc",
+            OpenAccount {
+                owner: "Alice".into(),
+            },
+        )
+        .await
+        .expect("open");
+    accounts
+        .execute("acc", Deposit { amount: 100 })
+        .await
+        .expect("deposit");
+    accounts
+        .execute("acc", Withdraw { amount: 50 })
+        .await
+        .expect("withdraw");
+    accounts
+        .execute("acc", Deposit { amount: 25 })
+        .await
+        .expect("deposit");
+    settle(&db, 4).await;
+
+    // The example's projector is written with #[projector] and takes the
+    // runner's transaction as its context.
+    let balances = Arc::new(AccountBalances::new(&db.store));
+    balances.create_table(db.pool()).await.expect("table");
+    let runner = ProjectionRunner::new(db.store.clone(), balances.clone());
+    assert!(runner.acquire_lease().await.expect("lease"));
+    assert_eq!(runner.catch_up().await.expect("catch up"), 4);
+    let row = balances
+        .get(db.pool(), "acc")
+        .await
+        .expect("query")
+        .expect("row");
+    assert_eq!(
+        (row.owner.as_str(), row.balance, row.version),
+        ("Alice", 75, 4)
+    );
+
+    runner.rebuild().await.expect("rebuild");
+    assert!(
+        balances
+            .get(db.pool(), "acc")
+            .await
+            .expect("query")
+            .is_none()
+    );
+    runner.catch_up().await.expect("replay");
+    assert_eq!(
+        balances
+            .get(db.pool(), "acc")
+            .await
+            .expect("query")
+            .expect("row")
+            .balance,
+        75
+    );
+    db.drop_schema().await;
+}

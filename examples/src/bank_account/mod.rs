@@ -2,8 +2,11 @@
 //!
 //! - [`domain`]: the events, commands and the [`BankAccount`] aggregate;
 //! - [`read_model`]: account summaries kept up to date by a projector, and the
-//!   query that reads them.
+//!   query that reads them;
+//! - [`balances`]: the balances as a PostgreSQL table, kept by the projection
+//!   runner.
 
+pub mod balances;
 pub mod domain;
 pub mod read_model;
 

@@ -1,0 +1,167 @@
+//! The balance read model as a PostgreSQL table, kept up to date by the
+//! projection runner: each event is applied in the same transaction that
+//! moves the runner's checkpoint, so the table sees every event exactly once.
+
+use cqrs_core::{EventEnvelope, projector};
+use cqrs_postgres::PostgresEventStore;
+use cqrs_postgres::sqlx::{self, PgConnection, PgPool};
+
+use super::domain::{AccountEvent, AccountOpened, DepositMade, WithdrawalMade};
+
+type Envelope = EventEnvelope<AccountEvent>;
+
+/// One row of the read model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BalanceRow {
+    /// The account id.
+    pub account_id: String,
+    /// Who owns it.
+    pub owner: String,
+    /// The balance in cents.
+    pub balance: i64,
+    /// The stream version the row reflects.
+    pub version: i64,
+}
+
+/// The `account_balances` table in the store's schema.
+#[derive(Clone, Debug)]
+pub struct AccountBalances {
+    table: String,
+}
+
+impl AccountBalances {
+    /// The read model in the schema of `store`.
+    pub fn new(store: &PostgresEventStore) -> Self {
+        Self {
+            table: format!("{}.account_balances", store.schema().quoted()),
+        }
+    }
+
+    /// Creates the table if it does not exist yet.
+    ///
+    /// # Errors
+    ///
+    /// When the database refuses.
+    pub async fn create_table(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        // language=SQL
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                 account_id text PRIMARY KEY,
+                 owner      text   NOT NULL,
+                 balance    bigint NOT NULL,
+                 version    bigint NOT NULL
+             )",
+            self.table
+        ))
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The row of one account, if the read model has it.
+    ///
+    /// # Errors
+    ///
+    /// When the database refuses.
+    pub async fn get(
+        &self,
+        pool: &PgPool,
+        account_id: &str,
+    ) -> Result<Option<BalanceRow>, sqlx::Error> {
+        // language=SQL
+        let row: Option<(String, String, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT account_id, owner, balance, version FROM {} WHERE account_id = $1",
+            self.table
+        ))
+        .bind(account_id)
+        .fetch_optional(pool)
+        .await?;
+        Ok(row.map(|(account_id, owner, balance, version)| BalanceRow {
+            account_id,
+            owner,
+            balance,
+            version,
+        }))
+    }
+
+    async fn add(
+        &self,
+        tx: &mut PgConnection,
+        envelope: &Envelope,
+        amount: i64,
+    ) -> Result<(), sqlx::Error> {
+        // language=SQL
+        sqlx::query(&format!(
+            "UPDATE {} SET balance = balance + $2, version = $3 WHERE account_id = $1",
+            self.table
+        ))
+        .bind(&envelope.stream.aggregate_id)
+        .bind(amount)
+        .bind(i64::try_from(envelope.version).unwrap_or(i64::MAX))
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
+#[projector(event = AccountEvent, name = "account_balances")]
+impl AccountBalances {
+    #[project]
+    async fn opened(
+        &self,
+        event: &AccountOpened,
+        envelope: &Envelope,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        // language=SQL
+        sqlx::query(&format!(
+            "INSERT INTO {} (account_id, owner, balance, version) VALUES ($1, $2, 0, $3)",
+            self.table
+        ))
+        .bind(&envelope.stream.aggregate_id)
+        .bind(&event.owner)
+        .bind(i64::try_from(envelope.version).unwrap_or(i64::MAX))
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    #[project]
+    async fn deposited(
+        &self,
+        event: &DepositMade,
+        envelope: &Envelope,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        self.add(
+            tx,
+            envelope,
+            i64::try_from(event.amount).unwrap_or(i64::MAX),
+        )
+        .await
+    }
+
+    #[project]
+    async fn withdrew(
+        &self,
+        event: &WithdrawalMade,
+        envelope: &Envelope,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        self.add(
+            tx,
+            envelope,
+            -i64::try_from(event.amount).unwrap_or(i64::MAX),
+        )
+        .await
+    }
+
+    #[reset]
+    async fn clear(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        // language=SQL
+        sqlx::query(&format!("TRUNCATE {}", self.table))
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+}
