@@ -118,6 +118,7 @@ mod projector;
 mod query;
 mod store;
 mod stream;
+mod subscription;
 pub mod testing;
 
 pub use aggregate::{Aggregate, Command};
@@ -130,10 +131,11 @@ pub use metadata::Metadata;
 pub use pipeline::{CommandOutcome, CommandPipeline, Loaded};
 pub use policy::{RetryPolicy, SnapshotPolicy};
 pub use position::Position;
-pub use projector::{CatchUpError, ProjectionError, Projector, catch_up};
+pub use projector::{CatchUpError, Detached, ProjectionError, Projector, catch_up};
 pub use query::{Query, QueryHandler};
 pub use store::{AppendResult, Committed, EventStore, LogFilter, Snapshot};
 pub use stream::{ExpectedVersion, StreamId};
+pub use subscription::Subscription;
 
 /// Re-exported so that users and generated code need no direct dependency.
 pub use async_trait::async_trait;

@@ -147,6 +147,23 @@ impl<A: Aggregate> CommandPipeline<A> {
         }
     }
 
+    /// Carries out `command` as a consequence of `event` (what a process
+    /// manager does): the command's events get the event's correlation id and
+    /// the event's id as causation id, so the chain can be followed.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    pub async fn execute_caused_by<E>(
+        &self,
+        id: &str,
+        command: impl Into<A::Command>,
+        event: &EventEnvelope<E>,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        self.execute_with(id, command, Metadata::caused_by(event))
+            .await
+    }
+
     async fn attempt(
         &self,
         stream: &StreamId,

@@ -1,5 +1,7 @@
 //! Projectors: consumers of events that keep read models up to date.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::{BoxError, DomainEvent, EventEnvelope, EventStore, LogFilter, Position, StoreError};
@@ -56,6 +58,43 @@ pub trait Projector<C: ?Sized + Send = ()>: Send + Sync {
     async fn reset(&self, context: &mut C) -> Result<(), BoxError> {
         let _ = context;
         Ok(())
+    }
+}
+
+/// Runs a projector written for the in-process context `()` wherever another
+/// context is offered (the PostgreSQL runner's transaction, say), ignoring
+/// that context. Its effects then happen outside the runner's transaction:
+/// at-least-once, so it must deduplicate them (by event id, or by commands
+/// that are idempotent). This is how a process manager, whose effect is
+/// commands, runs under a runner with a durable checkpoint.
+pub struct Detached<P: ?Sized>(pub Arc<P>);
+
+#[async_trait]
+impl<P, C> Projector<C> for Detached<P>
+where
+    P: Projector + ?Sized,
+    C: ?Sized + Send,
+{
+    type Event = P::Event;
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        self.0.event_types()
+    }
+
+    async fn project(
+        &self,
+        event: &EventEnvelope<Self::Event>,
+        _context: &mut C,
+    ) -> Result<(), BoxError> {
+        self.0.project(event, &mut ()).await
+    }
+
+    async fn reset(&self, _context: &mut C) -> Result<(), BoxError> {
+        self.0.reset(&mut ()).await
     }
 }
 

@@ -5,6 +5,7 @@
 //! bank_account`).
 
 pub mod bank_account;
+pub mod ecommerce;
 
 // The README's and the guide's code blocks compile as doc tests of this
 // crate, so the documentation cannot drift from the API.

@@ -1,0 +1,35 @@
+//! An e-commerce order system: orders with a lifecycle, inventory that
+//! reserves and releases stock, a process manager that ties them together,
+//! and read models for "orders by customer" and "stock levels".
+//!
+//! - [`order`]: the [`Order`] aggregate (created, confirmed, paid, shipped,
+//!   delivered, cancelled; no shipping an unpaid order, no cancelling a
+//!   delivered one);
+//! - [`inventory`]: the [`Inventory`] aggregate, one per product;
+//! - [`fulfilment`]: the [`Fulfilment`] process manager;
+//! - [`read_models`]: [`OrdersByCustomer`] and [`StockLevels`];
+//! - [`shop`]: all of it wired over one store.
+
+pub mod fulfilment;
+pub mod inventory;
+pub mod order;
+pub mod read_models;
+pub mod shop;
+
+pub use fulfilment::Fulfilment;
+pub use inventory::{
+    AddStock, Inventory, InventoryCommand, InventoryError, InventoryEvent, ReleaseStock,
+    ReserveStock, StockAdded, StockReleased, StockReserved,
+};
+pub use order::{
+    CancelOrder, ConfirmOrder, CreateOrder, DeliverOrder, Order, OrderCancelled, OrderCommand,
+    OrderConfirmed, OrderCreated, OrderDelivered, OrderError, OrderEvent, OrderLine, OrderPaid,
+    OrderShipped, OrderStatus, PayOrder, ShipOrder,
+};
+pub use read_models::{
+    OrderSummary, OrdersByCustomer, OrdersOfCustomer, StockLevel, StockLevelOf, StockLevels,
+};
+pub use shop::Shop;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,378 @@
+use std::sync::Arc;
+
+use cqrs_core::testing::AggregateFixture;
+use cqrs_core::{CommandError, InMemoryEventStore, QueryHandler};
+
+use super::*;
+
+fn line(sku: &str, quantity: u32, unit_price: u64) -> OrderLine {
+    OrderLine {
+        sku: sku.into(),
+        quantity,
+        unit_price,
+    }
+}
+
+fn created() -> OrderCreated {
+    OrderCreated {
+        customer_id: "alice".into(),
+        lines: vec![line("tea", 2, 450), line("mug", 1, 900)],
+    }
+}
+
+#[tokio::test]
+async fn an_order_is_created_with_its_lines() {
+    AggregateFixture::<Order>::new(())
+        .when(CreateOrder {
+            customer_id: "alice".into(),
+            lines: created().lines,
+        })
+        .await
+        .then_expect_events([OrderEvent::from(created())])
+        .then_expect_state(|order| assert_eq!(order.total(), 1800));
+}
+
+#[tokio::test]
+async fn an_empty_order_is_refused() {
+    AggregateFixture::<Order>::new(())
+        .when(CreateOrder {
+            customer_id: "alice".into(),
+            lines: vec![line("tea", 0, 450)],
+        })
+        .await
+        .then_expect_error(OrderError::Empty);
+}
+
+#[tokio::test]
+async fn an_unpaid_order_cannot_be_shipped() {
+    AggregateFixture::<Order>::new(())
+        .given([OrderEvent::from(created()), OrderConfirmed.into()])
+        .when(ShipOrder)
+        .await
+        .then_expect_error(OrderError::InvalidTransition {
+            action: "ship",
+            status: OrderStatus::Confirmed,
+        });
+}
+
+#[tokio::test]
+async fn a_payment_must_match_the_total() {
+    AggregateFixture::<Order>::new(())
+        .given([OrderEvent::from(created()), OrderConfirmed.into()])
+        .when(PayOrder { amount: 1000 })
+        .await
+        .then_expect_error(OrderError::WrongAmount {
+            total: 1800,
+            paid: 1000,
+        });
+}
+
+#[tokio::test]
+async fn a_paid_order_ships_and_is_delivered() {
+    let history = [
+        OrderEvent::from(created()),
+        OrderConfirmed.into(),
+        OrderPaid { amount: 1800 }.into(),
+    ];
+    AggregateFixture::<Order>::new(())
+        .given(history.clone())
+        .when(ShipOrder)
+        .await
+        .then_expect_events([OrderShipped]);
+    AggregateFixture::<Order>::new(())
+        .given(history)
+        .given([OrderShipped])
+        .when(DeliverOrder)
+        .await
+        .then_expect_events([OrderDelivered])
+        .then_expect_state(|order| assert_eq!(order.status, OrderStatus::Delivered));
+}
+
+#[tokio::test]
+async fn a_delivered_order_cannot_be_cancelled() {
+    AggregateFixture::<Order>::new(())
+        .given([
+            OrderEvent::from(created()),
+            OrderConfirmed.into(),
+            OrderPaid { amount: 1800 }.into(),
+            OrderShipped.into(),
+            OrderDelivered.into(),
+        ])
+        .when(CancelOrder {
+            reason: "changed my mind".into(),
+        })
+        .await
+        .then_expect_error_message("cannot cancel an order that is Delivered");
+}
+
+#[tokio::test]
+async fn confirming_and_cancelling_twice_change_nothing() {
+    AggregateFixture::<Order>::new(())
+        .given([OrderEvent::from(created()), OrderConfirmed.into()])
+        .when(ConfirmOrder)
+        .await
+        .then_expect_events(Vec::<OrderEvent>::new());
+    AggregateFixture::<Order>::new(())
+        .given([
+            OrderEvent::from(created()),
+            OrderCancelled { reason: "x".into() }.into(),
+        ])
+        .when(CancelOrder { reason: "y".into() })
+        .await
+        .then_expect_events(Vec::<OrderEvent>::new());
+}
+
+#[tokio::test]
+async fn stock_is_reserved_once_per_order_and_never_beyond_what_is_there() {
+    let reserved = StockReserved {
+        order_id: "o1".into(),
+        quantity: 3,
+    };
+    AggregateFixture::<Inventory>::new(())
+        .given([StockAdded { quantity: 5 }])
+        .when(ReserveStock {
+            order_id: "o1".into(),
+            quantity: 3,
+        })
+        .await
+        .then_expect_events([reserved.clone()]);
+    AggregateFixture::<Inventory>::new(())
+        .given([
+            InventoryEvent::from(StockAdded { quantity: 5 }),
+            reserved.clone().into(),
+        ])
+        .when(ReserveStock {
+            order_id: "o1".into(),
+            quantity: 3,
+        })
+        .await
+        .then_expect_events(Vec::<InventoryEvent>::new());
+    AggregateFixture::<Inventory>::new(())
+        .given([
+            InventoryEvent::from(StockAdded { quantity: 5 }),
+            reserved.into(),
+        ])
+        .when(ReserveStock {
+            order_id: "o2".into(),
+            quantity: 3,
+        })
+        .await
+        .then_expect_error(InventoryError::InsufficientStock {
+            available: 2,
+            requested: 3,
+        });
+}
+
+#[tokio::test]
+async fn releasing_gives_back_exactly_the_reservation() {
+    AggregateFixture::<Inventory>::new(())
+        .given([
+            InventoryEvent::from(StockAdded { quantity: 5 }),
+            StockReserved {
+                order_id: "o1".into(),
+                quantity: 3,
+            }
+            .into(),
+        ])
+        .when(ReleaseStock {
+            order_id: "o1".into(),
+        })
+        .await
+        .then_expect_events([StockReleased {
+            order_id: "o1".into(),
+            quantity: 3,
+        }])
+        .then_expect_state(|inventory| assert_eq!(inventory.available, 5));
+}
+
+async fn status(shop: &Shop, customer: &str, order_id: &str) -> OrderStatus {
+    let orders = shop
+        .orders_by_customer
+        .handle(OrdersOfCustomer {
+            customer_id: customer.into(),
+        })
+        .await
+        .expect("infallible");
+    orders
+        .into_iter()
+        .find(|order| order.order_id == order_id)
+        .map_or(OrderStatus::None, |order| order.status)
+}
+
+async fn stock(shop: &Shop, sku: &str) -> StockLevel {
+    shop.stock_levels
+        .handle(StockLevelOf { sku: sku.into() })
+        .await
+        .expect("infallible")
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_process_manager_confirms_orders_it_can_reserve_and_cancels_the_others() {
+    let shop = Shop::new(Arc::new(InMemoryEventStore::new()));
+    shop.inventory
+        .execute("tea", AddStock { quantity: 10 })
+        .await
+        .expect("stock");
+    shop.inventory
+        .execute("mug", AddStock { quantity: 1 })
+        .await
+        .expect("stock");
+
+    let alice = shop
+        .orders
+        .execute(
+            "o-alice",
+            CreateOrder {
+                customer_id: "alice".into(),
+                lines: vec![line("tea", 3, 450), line("mug", 1, 900)],
+            },
+        )
+        .await
+        .expect("create");
+    shop.orders
+        .execute(
+            "o-bob",
+            CreateOrder {
+                customer_id: "bob".into(),
+                lines: vec![line("tea", 2, 450), line("mug", 1, 900)],
+            },
+        )
+        .await
+        .expect("create");
+    shop.process().await.expect("process");
+
+    assert_eq!(
+        status(&shop, "alice", "o-alice").await,
+        OrderStatus::Confirmed
+    );
+    // Bob's tea was reserved, then his mug could not be: the tea went back.
+    assert_eq!(status(&shop, "bob", "o-bob").await, OrderStatus::Cancelled);
+    assert_eq!(
+        stock(&shop, "tea").await,
+        StockLevel {
+            available: 7,
+            reserved: 3
+        }
+    );
+    assert_eq!(
+        stock(&shop, "mug").await,
+        StockLevel {
+            available: 0,
+            reserved: 1
+        }
+    );
+
+    // The reservation carries the order's correlation id and names the order's
+    // creation as its cause.
+    let created = &alice.events[0];
+    let correlation = created.metadata.correlation_id.expect("correlation id");
+    let chain = shop
+        .store
+        .events_by_correlation(correlation, 20)
+        .await
+        .expect("query");
+    let kinds: Vec<&str> = chain
+        .iter()
+        .map(|event| event.event_type.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "OrderCreated",
+            "StockReserved",
+            "StockReserved",
+            "OrderConfirmed"
+        ]
+    );
+    assert!(
+        chain[1..]
+            .iter()
+            .all(|event| event.metadata.causation_id == Some(created.event_id))
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_order_gives_its_stock_back() {
+    let shop = Shop::new(Arc::new(InMemoryEventStore::new()));
+    shop.inventory
+        .execute("tea", AddStock { quantity: 4 })
+        .await
+        .expect("stock");
+    shop.orders
+        .execute(
+            "o1",
+            CreateOrder {
+                customer_id: "carol".into(),
+                lines: vec![line("tea", 4, 450)],
+            },
+        )
+        .await
+        .expect("create");
+    shop.process().await.expect("process");
+    assert_eq!(
+        stock(&shop, "tea").await,
+        StockLevel {
+            available: 0,
+            reserved: 4
+        }
+    );
+
+    shop.orders
+        .execute(
+            "o1",
+            CancelOrder {
+                reason: "changed my mind".into(),
+            },
+        )
+        .await
+        .expect("cancel");
+    shop.process().await.expect("process");
+    assert_eq!(status(&shop, "carol", "o1").await, OrderStatus::Cancelled);
+    assert_eq!(
+        stock(&shop, "tea").await,
+        StockLevel {
+            available: 4,
+            reserved: 0
+        }
+    );
+
+    // Seeing the events again (a process manager restarted from an old
+    // checkpoint) changes nothing: every command it sends is idempotent.
+    let replay = Shop::new(shop.store.clone());
+    replay.process().await.expect("replay");
+    let stored = shop
+        .store
+        .stream_version(&cqrs_core::StreamId::new("inventory", "tea"))
+        .await
+        .expect("version");
+    assert_eq!(stored, 3, "no second reservation or release");
+}
+
+#[tokio::test]
+async fn an_order_that_is_not_paid_cannot_ship_through_the_pipeline_either() {
+    let shop = Shop::new(Arc::new(InMemoryEventStore::new()));
+    shop.inventory
+        .execute("tea", AddStock { quantity: 4 })
+        .await
+        .expect("stock");
+    shop.orders
+        .execute(
+            "o1",
+            CreateOrder {
+                customer_id: "dan".into(),
+                lines: vec![line("tea", 1, 450)],
+            },
+        )
+        .await
+        .expect("create");
+    shop.process().await.expect("process");
+    let refused = shop.orders.execute("o1", ShipOrder).await;
+    assert!(matches!(
+        refused,
+        Err(CommandError::Rejected(OrderError::InvalidTransition {
+            action: "ship",
+            ..
+        }))
+    ));
+}
