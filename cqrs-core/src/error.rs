@@ -30,6 +30,18 @@ pub enum PayloadError {
         /// The stored schema version.
         event_version: u32,
     },
+    /// The upcaster of an older schema version refused the payload.
+    #[error(
+        "cannot upcast event type `{event_type}` from schema version {event_version}: {reason}"
+    )]
+    Upcast {
+        /// The stored type name.
+        event_type: String,
+        /// The stored schema version.
+        event_version: u32,
+        /// What the upcaster reported.
+        reason: String,
+    },
     /// The payload does not match the variant's shape.
     #[error("payload does not match the event: {0}")]
     Json(#[from] serde_json::Error),

@@ -79,6 +79,25 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
     let versions: Vec<u32> = variants.iter().map(|v| v.version.unwrap_or(1)).collect();
     let indexes = 0..variants.len() as u32;
 
+    let upcasts = variants.iter().enumerate().filter_map(|(index, variant)| {
+        let upcast = variant.upcast.as_ref()?;
+        let index = index as u32;
+        Some(quote! {
+            #index if event_version < current_version => {
+                let value: ::cqrs_core::__private::serde_json::Value =
+                    ::cqrs_core::__private::serde_json::from_str(payload.get())?;
+                let value = #upcast(event_version, value).map_err(|reason| {
+                    ::cqrs_core::PayloadError::Upcast {
+                        event_type: ::std::string::String::from(event_type),
+                        event_version,
+                        reason: ::std::string::ToString::to_string(&reason),
+                    }
+                })?;
+                let upcast = ::cqrs_core::__private::serde_json::value::to_raw_value(&value)?;
+                return ::core::result::Result::Ok(::cqrs_core::codec::decode_variant(index, &upcast)?);
+            }
+        })
+    });
     let from_impls = variants::from_impls(input, variants);
     let variant_impls = event_variant_impls(input, variants);
     let dispatch = dispatch_impl(input, variants);
@@ -118,6 +137,11 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
                         event_type: ::std::string::String::from(event_type),
                         event_version,
                     });
+                }
+                #[allow(clippy::match_single_binding)]
+                match index {
+                    #(#upcasts)*
+                    _ => {}
                 }
                 ::core::result::Result::Ok(::cqrs_core::codec::decode_variant(index, payload)?)
             }

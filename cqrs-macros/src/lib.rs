@@ -41,6 +41,7 @@ mod variants;
 /// | --- | --- | --- |
 /// | `#[event(name = "...")]` | the stored type name; keep it when renaming the variant | the variant name |
 /// | `#[event(version = N)]` | the payload's schema version; stored events of a higher version are refused on read | `1` |
+/// | `#[event(upcast = path)]` | `fn(stored_version: u32, payload: serde_json::Value) -> Result<serde_json::Value, E: Display>`, run on payloads stored under an older version before they are decoded | none: older payloads decode as they are |
 ///
 /// # Example
 ///

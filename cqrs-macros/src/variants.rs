@@ -30,6 +30,9 @@ pub(crate) struct Variant<'a> {
     pub(crate) name_span: Span,
     /// The attribute's `version`, when given.
     pub(crate) version: Option<u32>,
+    /// The attribute's `upcast = path`: the function that turns payloads of
+    /// older schema versions into the current shape.
+    pub(crate) upcast: Option<syn::Path>,
 }
 
 /// The keys one derive accepts in its variant attribute.
@@ -101,6 +104,7 @@ pub(crate) fn parse<'a>(
             name: variant.ident.to_string(),
             name_span: variant.ident.span(),
             version: None,
+            upcast: None,
         };
         for attr in variant
             .attrs
@@ -143,6 +147,10 @@ fn parse_variant_attr(
                 variant.name = name.value();
                 variant.name_span = name.span();
             }
+            "upcast" if spec.version => {
+                input.parse::<Token![=]>()?;
+                variant.upcast = Some(input.parse()?);
+            }
             "version" if spec.version => {
                 input.parse::<Token![=]>()?;
                 let version: LitInt = input.parse()?;
@@ -156,7 +164,7 @@ fn parse_variant_attr(
             }
             _ => {
                 let expected = if spec.version {
-                    "`name` or `version`"
+                    "`name`, `version` or `upcast`"
                 } else {
                     "`name`"
                 };
