@@ -20,3 +20,15 @@ struct MacrosGuideDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/postgres.md")]
 struct PostgresGuideDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/testing.md")]
+struct TestingGuideDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/versioning.md")]
+struct VersioningGuideDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/getting-started.md")]
+struct GettingStartedDoctests;
