@@ -40,7 +40,7 @@ pub enum PayloadError {
         /// The stored schema version.
         event_version: u32,
         /// What the upcaster reported.
-        reason: String,
+        reason: Box<str>,
     },
     /// The payload does not match the variant's shape.
     #[error("payload does not match the event: {0}")]
@@ -63,7 +63,7 @@ pub struct DecodeError {
     pub event_version: u32,
     /// What was wrong.
     #[source]
-    pub source: PayloadError,
+    pub source: Box<PayloadError>,
 }
 
 /// A domain event whose payload could not be serialized.

@@ -140,7 +140,7 @@ impl StoredEvent {
                 version: self.version,
                 event_type: self.event_type,
                 event_version: self.event_version,
-                source,
+                source: Box::new(source),
             }),
         }
     }

@@ -88,9 +88,8 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
                     ::cqrs_core::__private::serde_json::from_str(payload.get())?;
                 let value = #upcast(event_version, value).map_err(|reason| {
                     ::cqrs_core::PayloadError::Upcast {
-                        event_type: ::std::string::String::from(event_type),
                         event_version,
-                        reason: ::std::string::ToString::to_string(&reason),
+                        reason: ::std::string::ToString::to_string(&reason).into_boxed_str(),
                     }
                 })?;
                 let upcast = ::cqrs_core::__private::serde_json::value::to_raw_value(&value)?;

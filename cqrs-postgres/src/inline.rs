@@ -102,7 +102,7 @@ impl<E: DomainEvent> EventStore for InlineProjections<E> {
                     version: 0,
                     event_type: event.event_type.clone(),
                     event_version: event.event_version,
-                    source,
+                    source: Box::new(source),
                 })?;
             decoded.push((
                 event.event_id,

@@ -1061,7 +1061,7 @@ pub async fn unknown_event_type_is_reported_with_its_place(store: Store) {
                 (2, "AccountFrozen")
             );
             assert!(matches!(
-                error.source,
+                *error.source,
                 cqrs_core::PayloadError::UnknownEventType { .. }
             ));
             assert!(
