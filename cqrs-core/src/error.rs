@@ -31,12 +31,8 @@ pub enum PayloadError {
         event_version: u32,
     },
     /// The upcaster of an older schema version refused the payload.
-    #[error(
-        "cannot upcast event type `{event_type}` from schema version {event_version}: {reason}"
-    )]
+    #[error("cannot upcast from schema version {event_version}: {reason}")]
     Upcast {
-        /// The stored type name.
-        event_type: String,
         /// The stored schema version.
         event_version: u32,
         /// What the upcaster reported.
