@@ -1,5 +1,6 @@
 //! The command pipeline: load, decide, append with the version seen, publish.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -40,6 +41,40 @@ pub struct CommandOutcome<E> {
 /// A registered in-process projector.
 type SharedProjector<E> = Arc<dyn Projector<Event = E>>;
 
+/// Recent aggregate states, so a command need not reload its aggregate. It
+/// stays correct without invalidation messages: an entry is taken out while a
+/// command uses it, and the append still states the version the entry was
+/// at, so a state made stale by another writer (another process) ends in a
+/// conflict, which drops it and reloads.
+struct StateCache<A> {
+    capacity: usize,
+    entries: std::sync::Mutex<HashMap<String, Loaded<A>>>,
+}
+
+impl<A> StateCache<A> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Loaded<A>>> {
+        // Entries are inserted and removed whole: a panic leaves no half entry.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&self, id: &str) -> Option<Loaded<A>> {
+        self.entries().remove(id)
+    }
+
+    fn put(&self, id: &str, loaded: Loaded<A>) {
+        let mut entries = self.entries();
+        if entries.len() >= self.capacity && !entries.contains_key(id) {
+            // Bounded memory; any entry may go, it is only a shortcut.
+            if let Some(victim) = entries.keys().next().cloned() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(id.to_owned(), loaded);
+    }
+}
+
 /// The one call an application makes to carry out a command on aggregate type `A`.
 ///
 /// `execute` loads the aggregate (latest snapshot plus the events after it),
@@ -53,6 +88,7 @@ pub struct CommandPipeline<A: Aggregate> {
     projectors: Vec<SharedProjector<A::Event>>,
     retry: RetryPolicy,
     snapshots: SnapshotPolicy,
+    cache: Option<StateCache<A>>,
 }
 
 impl<A: Aggregate> CommandPipeline<A> {
@@ -65,7 +101,21 @@ impl<A: Aggregate> CommandPipeline<A> {
             projectors: Vec::new(),
             retry: RetryPolicy::none(),
             snapshots: SnapshotPolicy::Never,
+            cache: None,
         }
+    }
+
+    /// Keeps the states of up to `capacity` recently used aggregates in
+    /// memory, so a command on one of them goes straight to deciding and
+    /// appending, with no read. Safe with other writers (other processes):
+    /// the append still checks the version, a stale state meets a conflict and
+    /// is reloaded (use a [`RetryPolicy`] so the caller does not see it).
+    pub fn with_state_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| StateCache {
+            capacity,
+            entries: std::sync::Mutex::new(HashMap::new()),
+        });
+        self
     }
 
     /// Adds an in-process projector that sees every committed event of `A`
@@ -170,12 +220,22 @@ impl<A: Aggregate> CommandPipeline<A> {
         command: &A::Command,
         metadata: &Metadata,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
-        let Loaded { mut state, version } = load_stream::<A>(&*self.store, stream, None).await?;
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.take(&stream.aggregate_id));
+        let Loaded { mut state, version } = match cached {
+            Some(loaded) => loaded,
+            None => load_stream::<A>(&*self.store, stream, None).await?,
+        };
         let events = state
             .handle(command, &self.services)
             .await
             .map_err(CommandError::Rejected)?;
         if events.is_empty() {
+            if let Some(cache) = &self.cache {
+                cache.put(&stream.aggregate_id, Loaded { state, version });
+            }
             return Ok(CommandOutcome {
                 version,
                 events: Vec::new(),
@@ -210,12 +270,20 @@ impl<A: Aggregate> CommandPipeline<A> {
             })
             .collect();
 
-        if self.snapshots.is_due(version, appended.stream_version) {
+        let keep_state = self.cache.is_some() && !appended.already_stored;
+        let snapshot_due = self.snapshots.is_due(version, appended.stream_version);
+        if keep_state || snapshot_due {
             for envelope in &envelopes {
                 state.apply(&envelope.payload);
             }
-            self.save_snapshot(stream, &state, appended.stream_version)
-                .await;
+            if snapshot_due {
+                self.save_snapshot(stream, &state, appended.stream_version)
+                    .await;
+            }
+            if let (Some(cache), true) = (&self.cache, keep_state) {
+                let version = appended.stream_version;
+                cache.put(&stream.aggregate_id, Loaded { state, version });
+            }
         }
 
         let projector_failures = self.publish(&envelopes).await;

@@ -60,6 +60,7 @@ macro_rules! for_each_scenario {
             event_by_id_finds_a_stored_event,
             events_by_correlation_follow_one_business_transaction,
             events_in_time_range_by_type,
+            state_cache_stays_correct_when_another_writer_moves_the_aggregate,
         );
     };
 }

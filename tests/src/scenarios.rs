@@ -1288,3 +1288,66 @@ pub async fn events_in_time_range_by_type(store: Store) {
         .expect("query");
     assert_eq!(every_type.len(), 2);
 }
+
+/// A pipeline that caches aggregate states still judges every command against
+/// the newest state: another writer's event makes its append conflict, and
+/// the retry reloads.
+pub async fn state_cache_stays_correct_when_another_writer_moves_the_aggregate(store: Store) {
+    let cached = Accounts::new(store.clone(), ())
+        .with_state_cache(100)
+        .with_retry(RetryPolicy::retries(3));
+    let other_process = Accounts::new(store.clone(), ());
+    cached
+        .execute("acc", OpenAccount { owner: "A".into() })
+        .await
+        .expect("open");
+    cached
+        .execute("acc", Deposit { amount: 100 })
+        .await
+        .expect("deposit");
+    other_process
+        .execute("acc", Withdraw { amount: 30 })
+        .await
+        .expect("withdraw elsewhere");
+    // The cache still says 100; the store says 70.
+    let result = cached.execute("acc", Withdraw { amount: 80 }).await;
+    assert!(
+        matches!(
+            result,
+            Err(CommandError::Rejected(AccountError::InsufficientFunds {
+                balance: 70,
+                requested: 80
+            }))
+        ),
+        "{result:?}"
+    );
+    let outcome = cached
+        .execute("acc", Withdraw { amount: 70 })
+        .await
+        .expect("withdraw what is there");
+    assert_eq!(outcome.version, 4);
+    assert_eq!(cached.load("acc").await.expect("load").state.balance, 0);
+
+    // Without retries the stale state surfaces as a conflict, never a wrong decision.
+    let no_retry = Accounts::new(store.clone(), ()).with_state_cache(100);
+    no_retry
+        .execute("acc", Deposit { amount: 5 })
+        .await
+        .expect("deposit, caching version 5");
+    other_process
+        .execute("acc", Deposit { amount: 1 })
+        .await
+        .expect("deposit elsewhere");
+    let result = no_retry.execute("acc", Deposit { amount: 2 }).await;
+    match result {
+        Err(CommandError::Conflict(conflict)) => {
+            assert_eq!(
+                (conflict.expected, conflict.actual),
+                (ExpectedVersion::Exact(5), 6)
+            );
+        }
+        other => panic!("expected a conflict from the stale cache entry, got {other:?}"),
+    }
+    let retried = no_retry.execute("acc", Deposit { amount: 2 }).await;
+    assert_eq!(retried.expect("the stale entry was dropped").version, 7);
+}
