@@ -181,6 +181,20 @@ where
             events = events.len()
         );
         async {
+            if self.apply_batch(&mut tx, &events).await.is_ok() {
+                self.advance(&mut tx, locked.checkpoint, last, held).await?;
+                tx.commit().await.map_err(db)?;
+                return Ok(events.len());
+            }
+            // Nothing of this batch is kept. Go through it one event at a time
+            // to find the one that fails.
+            tx.rollback().await.map_err(db)?;
+            let mut tx = self.begin().await?;
+            let relocked = self.guard(&mut tx, held).await?;
+            if relocked.checkpoint != locked.checkpoint {
+                tx.rollback().await.map_err(db)?;
+                return Ok(0);
+            }
             match self.apply_all(&mut tx, &events).await {
                 Ok(()) => {
                     self.advance(&mut tx, locked.checkpoint, last, held).await?;
@@ -188,8 +202,6 @@ where
                     Ok(events.len())
                 }
                 Err((failed, reason)) => {
-                    // Nothing of this batch is kept: apply what came before the
-                    // failing event, then deal with that event on its own.
                     tx.rollback().await.map_err(db)?;
                     let applied = self
                         .apply_prefix(&events[..failed], locked.checkpoint, held)
@@ -533,6 +545,23 @@ where
             .map_err(|error| error.to_string())?;
         self.projector
             .project(&decoded, tx)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// Decodes every event and hands them to the projector as one batch.
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> Result<(), String> {
+        let decoded = events
+            .iter()
+            .map(|event| event.clone().decode::<P::Event>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| error.to_string())?;
+        self.projector
+            .project_batch(&decoded, tx)
             .await
             .map_err(|error| error.to_string())
     }
