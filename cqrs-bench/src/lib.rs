@@ -1,0 +1,179 @@
+//! Benchmarks of the framework on PostgreSQL, each against a raw-SQL baseline
+//! written directly on sqlx and measured in the same run, so the ratios hold
+//! however noisy the machine is.
+//!
+//! Run the full benchmark (release build, a few minutes):
+//!
+//! ```text
+//! DATABASE_URL=$(scripts/ensure-postgres) cargo run --release -p cqrs-bench
+//! ```
+//!
+//! It prints one line per scenario:
+//! `scenario=<name> framework=<value> baseline=<value> unit=<unit> ratio=<framework/baseline>`,
+//! with p50/p99 latencies where single commands are timed. `--smoke` runs
+//! every scenario with tiny sizes (the test suite does, so this program cannot
+//! rot). Each scenario works in a fresh schema and checks afterwards that what
+//! it wrote reads back right.
+
+mod report;
+mod scenarios;
+mod tally;
+
+pub use report::{Latency, Report};
+
+use cqrs_postgres::sqlx::PgPool;
+use cqrs_postgres::sqlx::postgres::PgPoolOptions;
+
+/// Sizes of the scenarios.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// seq-command: commands on one aggregate, one after another.
+    pub seq_commands: usize,
+    /// concurrent-commands: aggregates.
+    pub aggregates: usize,
+    /// concurrent-commands: commands per aggregate.
+    pub commands_per_aggregate: usize,
+    /// concurrent-commands: concurrent tasks.
+    pub tasks: usize,
+    /// long-stream-load: events in the stream.
+    pub long_stream: usize,
+    /// long-stream-load: commands timed with a snapshot.
+    pub snapshot_commands: usize,
+    /// batch-append: commands.
+    pub batch_commands: usize,
+    /// batch-append: events per command.
+    pub batch_size: usize,
+    /// projection-catch-up: events in the log.
+    pub catch_up_events: usize,
+}
+
+impl Config {
+    /// The sizes the performance page reports.
+    pub fn full() -> Self {
+        Self {
+            seq_commands: 2000,
+            aggregates: 1000,
+            commands_per_aggregate: 10,
+            tasks: 20,
+            long_stream: 10_000,
+            snapshot_commands: 200,
+            batch_commands: 200,
+            batch_size: 100,
+            catch_up_events: 100_000,
+        }
+    }
+
+    /// Tiny sizes, to check that every scenario still runs and verifies.
+    pub fn smoke() -> Self {
+        Self {
+            seq_commands: 20,
+            aggregates: 8,
+            commands_per_aggregate: 3,
+            tasks: 4,
+            long_stream: 300,
+            snapshot_commands: 5,
+            batch_commands: 4,
+            batch_size: 10,
+            catch_up_events: 2000,
+        }
+    }
+}
+
+/// Why a benchmark run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A read-back check failed: the framework or the baseline wrote wrong data.
+    #[error("verification failed: {0}")]
+    Verification(String),
+    /// A command failed.
+    #[error("command failed: {0}")]
+    Command(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] cqrs_core::StoreError),
+    /// Setting up the store failed.
+    #[error(transparent)]
+    Setup(#[from] cqrs_postgres::Error),
+    /// A baseline query failed.
+    #[error(transparent)]
+    Database(#[from] cqrs_postgres::sqlx::Error),
+    /// A payload did not decode.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A new event did not encode.
+    #[error(transparent)]
+    Encode(#[from] cqrs_core::EncodeError),
+    /// The projection runner failed.
+    #[error(transparent)]
+    Runner(Box<cqrs_postgres::RunnerError>),
+    /// A task panicked or was cancelled.
+    #[error("task failed: {0}")]
+    Task(String),
+}
+
+impl BenchError {
+    fn task(error: tokio::task::JoinError) -> Self {
+        BenchError::Task(error.to_string())
+    }
+}
+
+impl From<cqrs_postgres::RunnerError> for BenchError {
+    fn from(error: cqrs_postgres::RunnerError) -> Self {
+        BenchError::Runner(Box::new(error))
+    }
+}
+
+impl<E: std::error::Error> From<cqrs_core::CommandError<E>> for BenchError {
+    fn from(error: cqrs_core::CommandError<E>) -> Self {
+        BenchError::Command(error.to_string())
+    }
+}
+
+/// Connects to `url` with a pool large enough for the concurrent scenario.
+///
+/// # Errors
+///
+/// When the database cannot be reached.
+pub async fn connect(url: &str, config: &Config) -> Result<PgPool, BenchError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(u32::try_from(config.tasks + 4).unwrap_or(32))
+        .connect(url)
+        .await?)
+}
+
+/// Runs every scenario, calling `each` with each report as it is ready.
+///
+/// # Errors
+///
+/// The first scenario that fails or does not verify.
+pub async fn run(
+    pool: &PgPool,
+    config: &Config,
+    mut each: impl FnMut(&Report),
+) -> Result<Vec<Report>, BenchError> {
+    let mut reports = Vec::new();
+    let mut add = |new: Vec<Report>, reports: &mut Vec<Report>| {
+        for report in new {
+            each(&report);
+            reports.push(report);
+        }
+    };
+    add(scenarios::seq_command(pool, config).await?, &mut reports);
+    add(
+        vec![scenarios::concurrent_commands(pool, config).await?],
+        &mut reports,
+    );
+    add(
+        scenarios::long_stream_load(pool, config).await?,
+        &mut reports,
+    );
+    add(
+        vec![scenarios::batch_append(pool, config).await?],
+        &mut reports,
+    );
+    add(
+        vec![scenarios::projection_catch_up(pool, config).await?],
+        &mut reports,
+    );
+    Ok(reports)
+}

@@ -1,0 +1,107 @@
+//! One result line per scenario, and latency percentiles.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What one scenario measured: the framework and its raw-SQL baseline, from
+/// the same run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: &'static str,
+    /// The framework's figure.
+    pub framework: f64,
+    /// The baseline's figure.
+    pub baseline: f64,
+    /// The unit of both (`ops/s`, `events/s`, `ms`).
+    pub unit: &'static str,
+    /// Framework latencies, for scenarios that time single commands.
+    pub latency: Option<Latency>,
+}
+
+impl Report {
+    /// framework / baseline.
+    pub fn ratio(&self) -> f64 {
+        self.framework / self.baseline
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "scenario={} framework={:.2} baseline={:.2} unit={} ratio={:.3}",
+            self.scenario,
+            self.framework,
+            self.baseline,
+            self.unit,
+            self.ratio()
+        )?;
+        if let Some(latency) = &self.latency {
+            write!(
+                f,
+                " p50_ms={:.3} p99_ms={:.3} baseline_p50_ms={:.3} baseline_p99_ms={:.3}",
+                latency.p50.as_secs_f64() * 1e3,
+                latency.p99.as_secs_f64() * 1e3,
+                latency.baseline_p50.as_secs_f64() * 1e3,
+                latency.baseline_p99.as_secs_f64() * 1e3
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Median and 99th percentile of the framework's and the baseline's latencies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Latency {
+    /// Framework median.
+    pub p50: Duration,
+    /// Framework 99th percentile.
+    pub p99: Duration,
+    /// Baseline median.
+    pub baseline_p50: Duration,
+    /// Baseline 99th percentile.
+    pub baseline_p99: Duration,
+}
+
+/// The `q`-quantile (0..=1) of `samples` (sorted in place).
+pub(crate) fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let index = ((samples.len() - 1) as f64 * q).round() as usize;
+    samples[index.min(samples.len() - 1)]
+}
+
+/// A rate from a count and the time it took.
+pub(crate) fn per_second(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_have_the_documented_shape() {
+        let report = Report {
+            scenario: "seq-command",
+            framework: 1500.0,
+            baseline: 2000.0,
+            unit: "ops/s",
+            latency: None,
+        };
+        assert_eq!(
+            report.to_string(),
+            "scenario=seq-command framework=1500.00 baseline=2000.00 unit=ops/s ratio=0.750"
+        );
+    }
+
+    #[test]
+    fn quantiles_pick_from_the_sorted_samples() {
+        let mut samples: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        assert_eq!(quantile(&mut samples, 0.5), Duration::from_millis(51));
+        assert_eq!(quantile(&mut samples, 0.99), Duration::from_millis(99));
+    }
+}

@@ -1,0 +1,554 @@
+//! The scenarios. Each runs the framework and its raw-SQL baseline on the same
+//! database in the same process, then checks that what was written reads back
+//! right, so a fast wrong answer cannot pass.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cqrs_core::{
+    CommandPipeline, EventStore, ExpectedVersion, LogFilter, Metadata, NewEvent, Position,
+    SnapshotPolicy, StreamId,
+};
+use cqrs_examples::bank_account::{BankAccount, Deposit, DepositMade, OpenAccount};
+use cqrs_postgres::sqlx::{self, PgPool};
+use cqrs_postgres::{PostgresEventStore, ProjectionRunner, RunnerOptions};
+
+use crate::report::{Latency, Report, per_second, quantile};
+use crate::tally::{AddMany, Tally, TallyEvent, TallyRows};
+use crate::{BenchError, Config};
+
+type Result<T> = std::result::Result<T, BenchError>;
+
+/// A store in a fresh schema, with a raw table for the baselines.
+pub(crate) struct Sandbox {
+    pub(crate) store: PostgresEventStore,
+    schema: String,
+}
+
+impl Sandbox {
+    pub(crate) async fn new(pool: &PgPool) -> Result<Self> {
+        let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+        let store = PostgresEventStore::from_pool(pool.clone()).with_schema(&schema)?;
+        store.migrate().await?;
+        // The baseline's table: what one event needs at the least, keyed like
+        // the store's so the database does the same uniqueness work.
+        sqlx::query(&format!(
+            "CREATE TABLE {} (stream text NOT NULL, version bigint NOT NULL, payload jsonb NOT NULL,
+                              PRIMARY KEY (stream, version))",
+            table_of(&schema, "raw_events")
+        ))
+        .execute(pool)
+        .await?;
+        Ok(Self { store, schema })
+    }
+
+    pub(crate) fn table(&self, table: &str) -> String {
+        table_of(&self.schema, table)
+    }
+
+    fn pool(&self) -> &PgPool {
+        self.store.pool()
+    }
+
+    fn shared(&self) -> Arc<dyn EventStore> {
+        Arc::new(self.store.clone())
+    }
+
+    pub(crate) async fn drop(self) -> Result<()> {
+        sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema))
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// One raw autocommit insert of one event.
+    async fn raw_insert(&self, stream: &str, version: i64) -> Result<Duration> {
+        let started = Instant::now();
+        sqlx::query(&format!(
+            "INSERT INTO {} (stream, version, payload) VALUES ($1, $2, $3::jsonb)",
+            self.table("raw_events")
+        ))
+        .bind(stream)
+        .bind(version)
+        .bind(r#"{"amount":1}"#)
+        .execute(self.pool())
+        .await?;
+        Ok(started.elapsed())
+    }
+
+    async fn raw_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {}",
+            self.table("raw_events")
+        ))
+        .fetch_one(self.pool())
+        .await?)
+    }
+}
+
+fn table_of(schema: &str, table: &str) -> String {
+    format!("\"{schema}\".{table}")
+}
+
+fn check(condition: bool, what: impl Into<String>) -> Result<()> {
+    if condition {
+        Ok(())
+    } else {
+        Err(BenchError::Verification(what.into()))
+    }
+}
+
+/// One aggregate, commands one after another, its stream growing.
+pub(crate) async fn seq_command(pool: &PgPool, config: &Config) -> Result<Vec<Report>> {
+    let mut reports = Vec::new();
+    for (scenario, cache) in [("seq-command", true), ("seq-command-uncached", false)] {
+        let sandbox = Sandbox::new(pool).await?;
+        let mut accounts = CommandPipeline::<BankAccount>::new(sandbox.shared(), ());
+        if cache {
+            accounts = accounts.with_state_cache(16);
+        }
+        accounts
+            .execute(
+                "acc",
+                OpenAccount {
+                    owner: "bench".into(),
+                },
+            )
+            .await?;
+
+        let mut framework = Vec::with_capacity(config.seq_commands);
+        let started = Instant::now();
+        for _ in 0..config.seq_commands {
+            let command = Instant::now();
+            accounts.execute("acc", Deposit { amount: 1 }).await?;
+            framework.push(command.elapsed());
+        }
+        let framework_rate = per_second(config.seq_commands, started.elapsed());
+
+        let mut baseline = Vec::with_capacity(config.seq_commands);
+        let started = Instant::now();
+        for version in 1..=config.seq_commands {
+            baseline.push(sandbox.raw_insert("acc", version as i64).await?);
+        }
+        let baseline_rate = per_second(config.seq_commands, started.elapsed());
+
+        let loaded = accounts.load("acc").await?;
+        check(
+            loaded.state.balance == config.seq_commands as u64
+                && loaded.version == config.seq_commands as u64 + 1,
+            format!(
+                "{scenario}: balance {} at version {}",
+                loaded.state.balance, loaded.version
+            ),
+        )?;
+        check(
+            sandbox.raw_count().await? == config.seq_commands as i64,
+            "seq baseline row count",
+        )?;
+        reports.push(Report {
+            scenario,
+            framework: framework_rate,
+            baseline: baseline_rate,
+            unit: "ops/s",
+            latency: Some(Latency {
+                p50: quantile(&mut framework, 0.5),
+                p99: quantile(&mut framework, 0.99),
+                baseline_p50: quantile(&mut baseline, 0.5),
+                baseline_p99: quantile(&mut baseline, 0.99),
+            }),
+        });
+        sandbox.drop().await?;
+    }
+    Ok(reports)
+}
+
+/// Many aggregates, a few commands each, from concurrent tasks.
+pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Result<Report> {
+    let sandbox = Sandbox::new(pool).await?;
+    let accounts = Arc::new(
+        CommandPipeline::<BankAccount>::new(sandbox.shared(), ())
+            .with_state_cache(config.aggregates),
+    );
+    // Opening the accounts is set-up, not measured.
+    let store = sandbox.shared();
+    for chunk in (0..config.aggregates)
+        .collect::<Vec<_>>()
+        .chunks(config.tasks.max(1))
+    {
+        let mut opens = Vec::new();
+        for &account in chunk {
+            let accounts = accounts.clone();
+            opens.push(tokio::spawn(async move {
+                accounts
+                    .execute(
+                        &format!("acc-{account}"),
+                        OpenAccount {
+                            owner: "bench".into(),
+                        },
+                    )
+                    .await
+            }));
+        }
+        for open in opens {
+            open.await.map_err(BenchError::task)??;
+        }
+    }
+
+    let total = config.aggregates * config.commands_per_aggregate;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..config.tasks {
+        let accounts = accounts.clone();
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..config.commands_per_aggregate {
+                let _ = round;
+                for account in (task..config.aggregates).step_by(config.tasks) {
+                    accounts
+                        .execute(&format!("acc-{account}"), Deposit { amount: 1 })
+                        .await?;
+                }
+            }
+            Ok::<_, BenchError>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(BenchError::task)??;
+    }
+    let framework = per_second(total, started.elapsed());
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..config.tasks {
+        let pool = sandbox.pool().clone();
+        let table = sandbox.table("raw_events");
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..config.commands_per_aggregate {
+                for account in (task..config.aggregates).step_by(config.tasks) {
+                    sqlx::query(&format!(
+                        "INSERT INTO {table} (stream, version, payload) VALUES ($1, $2, $3::jsonb)"
+                    ))
+                    .bind(format!("acc-{account}"))
+                    .bind(round as i64 + 1)
+                    .bind(r#"{"amount":1}"#)
+                    .execute(&pool)
+                    .await?;
+                }
+            }
+            Ok::<_, BenchError>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(BenchError::task)??;
+    }
+    let baseline = per_second(total, started.elapsed());
+
+    for account in [0, config.aggregates - 1] {
+        let version = store
+            .stream_version(&StreamId::new("account", format!("acc-{account}")))
+            .await?;
+        check(
+            version == config.commands_per_aggregate as u64 + 1,
+            format!("concurrent: account {account} at version {version}"),
+        )?;
+    }
+    check(
+        sandbox.raw_count().await? == total as i64,
+        "concurrent baseline row count",
+    )?;
+    sandbox.drop().await?;
+    Ok(Report {
+        scenario: "concurrent-commands",
+        framework,
+        baseline,
+        unit: "ops/s",
+        latency: None,
+    })
+}
+
+/// Writes `count` deposits of 1 to one account stream, in batches (set-up).
+async fn long_stream(store: &PostgresEventStore, id: &str, count: usize) -> Result<()> {
+    let stream = StreamId::new("account", id);
+    let open = NewEvent::from_event(
+        &cqrs_examples::bank_account::AccountEvent::from(
+            cqrs_examples::bank_account::AccountOpened {
+                owner: "bench".into(),
+            },
+        ),
+        Metadata::new(),
+    )?;
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![open])
+        .await?;
+    let mut written = 0;
+    while written < count {
+        let batch = (count - written).min(1000);
+        let events = (0..batch)
+            .map(|_| {
+                NewEvent::from_event(
+                    &cqrs_examples::bank_account::AccountEvent::from(DepositMade { amount: 1 }),
+                    Metadata::new(),
+                )
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        store
+            .append(&stream, ExpectedVersion::Exact(written as u64 + 1), events)
+            .await?;
+        written += batch;
+    }
+    Ok(())
+}
+
+/// Loading an aggregate with a long stream: full replay against a raw select
+/// and decode; then one more command with a snapshot.
+pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<Vec<Report>> {
+    let sandbox = Sandbox::new(pool).await?;
+    long_stream(&sandbox.store, "long", config.long_stream).await?;
+    let accounts = CommandPipeline::<BankAccount>::new(sandbox.shared(), ());
+
+    const ROUNDS: usize = 5;
+    let mut framework = Duration::MAX;
+    let mut baseline = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let loaded = accounts.load("long").await?;
+        framework = framework.min(started.elapsed());
+        check(
+            loaded.state.balance == config.long_stream as u64,
+            "long stream balance",
+        )?;
+
+        let started = Instant::now();
+        let payloads: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT payload::text FROM {} WHERE aggregate_type = 'account' AND aggregate_id = 'long' AND version > 1 ORDER BY version",
+            sandbox.table("events")
+        ))
+        .fetch_all(sandbox.pool())
+        .await?;
+        let mut sum = 0;
+        for payload in &payloads {
+            let deposit: DepositMade = serde_json::from_str(payload)?;
+            sum += deposit.amount;
+        }
+        baseline = baseline.min(started.elapsed());
+        check(sum == config.long_stream as u64, "raw decode sum")?;
+    }
+
+    // With a snapshot every command, loading reads one row and no events.
+    let snapshotted = CommandPipeline::<BankAccount>::new(sandbox.shared(), ())
+        .with_snapshots(SnapshotPolicy::Every(1));
+    snapshotted.execute("long", Deposit { amount: 1 }).await?;
+    let mut commands = Vec::with_capacity(config.snapshot_commands);
+    let mut loads = Vec::with_capacity(config.snapshot_commands);
+    for _ in 0..config.snapshot_commands {
+        let started = Instant::now();
+        snapshotted.load("long").await?;
+        loads.push(started.elapsed());
+        let started = Instant::now();
+        snapshotted.execute("long", Deposit { amount: 1 }).await?;
+        commands.push(started.elapsed());
+    }
+    let mut raw = Vec::with_capacity(config.snapshot_commands);
+    for version in 1..=config.snapshot_commands {
+        raw.push(sandbox.raw_insert("snap", version as i64).await?);
+    }
+    let expected = (config.long_stream + 1 + config.snapshot_commands) as u64;
+    check(
+        snapshotted.load("long").await?.state.balance == expected,
+        "balance after the snapshotted commands",
+    )?;
+    sandbox.drop().await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok(vec![
+        Report {
+            scenario: "long-stream-load",
+            framework: ms(framework),
+            baseline: ms(baseline),
+            unit: "ms",
+            latency: None,
+        },
+        Report {
+            scenario: "long-stream-load-snapshot",
+            framework: ms(quantile(&mut loads.clone(), 0.5)),
+            baseline: ms(baseline),
+            unit: "ms",
+            latency: Some(Latency {
+                p50: quantile(&mut loads, 0.5),
+                p99: quantile(&mut loads, 0.99),
+                baseline_p50: quantile(&mut raw.clone(), 0.5),
+                baseline_p99: quantile(&mut raw, 0.99),
+            }),
+        },
+        Report {
+            scenario: "long-stream-command-snapshot",
+            framework: ms(quantile(&mut commands.clone(), 0.5)),
+            baseline: ms(quantile(&mut raw.clone(), 0.5)),
+            unit: "ms",
+            latency: Some(Latency {
+                p50: quantile(&mut commands, 0.5),
+                p99: quantile(&mut commands, 0.99),
+                baseline_p50: quantile(&mut raw.clone(), 0.5),
+                baseline_p99: quantile(&mut raw, 0.99),
+            }),
+        },
+    ])
+}
+
+/// Commands that each append a batch of events, against a raw multi-row insert.
+pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Report> {
+    let sandbox = Sandbox::new(pool).await?;
+    let tallies = CommandPipeline::<Tally>::new(sandbox.shared(), ()).with_state_cache(16);
+    let size = config.batch_size as i64;
+    let started = Instant::now();
+    for _ in 0..config.batch_commands {
+        tallies.execute("t", AddMany { count: size }).await?;
+    }
+    let framework = per_second(config.batch_commands * config.batch_size, started.elapsed());
+
+    let payload = r#"{"n":1}"#.to_owned();
+    let started = Instant::now();
+    for command in 0..config.batch_commands {
+        let first = (command * config.batch_size) as i64 + 1;
+        let versions: Vec<i64> = (first..first + size).collect();
+        sqlx::query(&format!(
+            "INSERT INTO {} (stream, version, payload)
+             SELECT 't', v, p::jsonb FROM unnest($1::bigint[], $2::text[]) AS u(v, p)",
+            sandbox.table("raw_events")
+        ))
+        .bind(&versions)
+        .bind(vec![payload.clone(); config.batch_size])
+        .execute(sandbox.pool())
+        .await?;
+    }
+    let baseline = per_second(config.batch_commands * config.batch_size, started.elapsed());
+
+    let total = (config.batch_commands * config.batch_size) as u64;
+    let loaded = tallies.load("t").await?;
+    let expected_sum = config.batch_commands as i64 * size * (size + 1) / 2;
+    check(
+        loaded.version == total && loaded.state.sum == expected_sum,
+        "batch append read back",
+    )?;
+    check(
+        sandbox.raw_count().await? == total as i64,
+        "batch baseline row count",
+    )?;
+    sandbox.drop().await?;
+    Ok(Report {
+        scenario: "batch-append",
+        framework,
+        baseline,
+        unit: "events/s",
+        latency: None,
+    })
+}
+
+/// A projection catching up on a long log, against raw batched inserts of the
+/// same read-model rows.
+pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Result<Report> {
+    let sandbox = Sandbox::new(pool).await?;
+    // Set-up: the log, written in large appends to 100 streams.
+    let streams = 100.min(config.catch_up_events.max(1));
+    let per_stream = config.catch_up_events / streams;
+    let tallies = CommandPipeline::<Tally>::new(sandbox.shared(), ());
+    for stream in 0..streams {
+        let mut left = per_stream;
+        while left > 0 {
+            let count = left.min(1000);
+            tallies
+                .execute(
+                    &format!("t{stream}"),
+                    AddMany {
+                        count: count as i64,
+                    },
+                )
+                .await?;
+            left -= count;
+        }
+    }
+    let total = streams * per_stream;
+    for table in ["rows_framework", "rows_baseline"] {
+        sqlx::query(&format!(
+            "CREATE TABLE {} (event_id uuid PRIMARY KEY, stream text NOT NULL, n bigint NOT NULL)",
+            sandbox.table(table)
+        ))
+        .execute(sandbox.pool())
+        .await?;
+    }
+    // The baseline's rows, read before its clock starts: it only inserts.
+    let filter = LogFilter::event_types(["Added"]);
+    let mut rows = Vec::with_capacity(total);
+    let mut after = Position::START;
+    while rows.len() < total {
+        let batch = sandbox.store.read_log(after, &filter, 5000).await?;
+        let Some(last) = batch.last() else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        after = last.position;
+        for stored in batch {
+            let event = stored
+                .decode::<TallyEvent>()
+                .map_err(cqrs_core::StoreError::from)?;
+            let TallyEvent::Added(added) = event.payload;
+            rows.push((event.event_id, event.stream.aggregate_id, added.n));
+        }
+    }
+
+    let projector = Arc::new(TallyRows {
+        table: sandbox.table("rows_framework"),
+    });
+    let runner =
+        ProjectionRunner::new(sandbox.store.clone(), projector).with_options(RunnerOptions {
+            batch_size: 1000,
+            ..RunnerOptions::default()
+        });
+    if !runner.acquire_lease().await? {
+        return Err(BenchError::Verification(
+            "lease of a fresh projection is taken".into(),
+        ));
+    }
+    let started = Instant::now();
+    let mut applied = 0;
+    while applied < total {
+        applied += runner.catch_up().await?;
+    }
+    let framework = per_second(total, started.elapsed());
+
+    let baseline_rows = TallyRows {
+        table: sandbox.table("rows_baseline"),
+    };
+    let started = Instant::now();
+    for chunk in rows.chunks(1000) {
+        sqlx::query(&baseline_rows.insert_sql())
+            .bind(chunk.iter().map(|row| row.0).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|row| row.1.clone()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|row| row.2).collect::<Vec<_>>())
+            .execute(sandbox.pool())
+            .await?;
+    }
+    let baseline = per_second(total, started.elapsed());
+
+    for table in ["rows_framework", "rows_baseline"] {
+        let (count, sum): (i64, Option<i64>) = sqlx::query_as(&format!(
+            "SELECT count(*), sum(n)::bigint FROM {}",
+            sandbox.table(table)
+        ))
+        .fetch_one(sandbox.pool())
+        .await?;
+        let per = per_stream as i64;
+        check(
+            count == total as i64 && sum == Some(streams as i64 * per * (per + 1) / 2),
+            format!("{table}: {count} rows, sum {sum:?}"),
+        )?;
+    }
+    sandbox.drop().await?;
+    Ok(Report {
+        scenario: "projection-catch-up",
+        framework,
+        baseline,
+        unit: "events/s",
+        latency: None,
+    })
+}

@@ -1,0 +1,39 @@
+//! The benchmark at tiny sizes: every scenario runs, verifies what it wrote,
+//! and reports a line of the documented shape. Speed is not judged here.
+
+use cqrs_bench::{Config, connect, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_and_verifies_at_smoke_size() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned());
+    let config = Config::smoke();
+    let pool = connect(&url, &config)
+        .await
+        .unwrap_or_else(|error| panic!("PostgreSQL is not reachable at {url}: {error}"));
+    let reports = run(&pool, &config, |_| {})
+        .await
+        .expect("every scenario verifies");
+    let names: Vec<&str> = reports.iter().map(|report| report.scenario).collect();
+    assert_eq!(
+        names,
+        [
+            "seq-command",
+            "seq-command-uncached",
+            "concurrent-commands",
+            "long-stream-load",
+            "long-stream-load-snapshot",
+            "long-stream-command-snapshot",
+            "batch-append",
+            "projection-catch-up",
+        ]
+    );
+    for report in &reports {
+        assert!(report.framework > 0.0 && report.baseline > 0.0, "{report}");
+        assert!(
+            report
+                .to_string()
+                .starts_with(&format!("scenario={} framework=", report.scenario))
+        );
+    }
+}
