@@ -146,6 +146,37 @@ impl StoredEvent {
     }
 }
 
+impl StoredEvent {
+    /// [`decode`](Self::decode) without giving the stored event up: only the
+    /// envelope's small fields are copied, not the payload.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Self::decode).
+    pub fn decode_ref<E: DomainEvent>(&self) -> Result<EventEnvelope<E>, DecodeError> {
+        match E::decode(&self.event_type, self.event_version, &self.payload) {
+            Ok(event) => Ok(EventEnvelope {
+                event_id: self.event_id,
+                stream: self.stream.clone(),
+                version: self.version,
+                position: self.position,
+                event_type: self.event_type.clone(),
+                event_version: self.event_version,
+                payload: event,
+                metadata: self.metadata.clone(),
+                recorded_at: self.recorded_at,
+            }),
+            Err(source) => Err(DecodeError {
+                stream: self.stream.clone(),
+                version: self.version,
+                event_type: self.event_type.clone(),
+                event_version: self.event_version,
+                source: Box::new(source),
+            }),
+        }
+    }
+}
+
 impl<P> EventEnvelope<P> {
     /// The same envelope around another payload.
     pub fn with_payload<Q>(self, payload: Q) -> EventEnvelope<Q> {

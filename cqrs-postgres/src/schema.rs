@@ -75,7 +75,7 @@ impl Statements {
         let snapshots = format!("{}.snapshots", schema.quoted());
         Self {
             // One round trip per append: read the stream's version, check the
-            // expectation and that no id is stored yet, insert the batch. A
+            // expectation, insert the batch. A
             // racing writer that inserts the same version first makes this
             // statement fail on the primary key, which the store reports as a
             // conflict. Returns one row per inserted event, or one row of nulls
@@ -85,23 +85,21 @@ impl Statements {
                 "WITH current AS (
                      SELECT coalesce(max(version), 0) AS version
                      FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2
-                 ), reused AS (
-                     SELECT count(*) AS ids FROM {events} WHERE event_id = ANY($5::uuid[])
                  ), inserted AS (
                      INSERT INTO {events}
                          (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
                      SELECT e.event_id, $1, $2, current.version + e.ordinal, e.event_type, e.event_version,
                             e.payload::jsonb, e.metadata::jsonb
-                     FROM current, reused,
+                     FROM current,
                           unnest($5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[])
                               WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, ordinal)
-                     WHERE reused.ids = 0 AND current.version BETWEEN $3 AND $4
+                     WHERE current.version BETWEEN $3 AND $4
                      RETURNING event_id, version, position, transaction_id::text::bigint AS transaction, recorded_at
                  )
-                 SELECT current.version AS current_version, reused.ids AS reused_ids,
+                 SELECT current.version AS current_version,
                         inserted.event_id, inserted.version, inserted.position, inserted.transaction,
                         inserted.recorded_at
-                 FROM current CROSS JOIN reused LEFT JOIN inserted ON true
+                 FROM current LEFT JOIN inserted ON true
                  ORDER BY inserted.version"
             ),
             // language=SQL
@@ -125,12 +123,21 @@ impl Statements {
                  ORDER BY transaction_id, position LIMIT $5"
             ),
             // language=SQL
+            // One ordered index scan per wanted type (each stops after
+            // `limit` rows), merged: a projection far behind the head never
+            // sorts the rest of the log to read one batch.
             read_log_filtered: format!(
-                "SELECT {EVENT_COLUMNS} FROM {events}
-                 WHERE event_type = ANY($3)
-                   AND (transaction_id, position) > ($1::bigint::text::xid8, $2)
-                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-                   AND ($4::text[] IS NULL OR aggregate_type = ANY($4))
+                "SELECT {EVENT_COLUMNS}
+                 FROM unnest($3::text[]) AS wanted(type_name)
+                 CROSS JOIN LATERAL (
+                     SELECT * FROM {events} candidate
+                     WHERE candidate.event_type = wanted.type_name
+                       AND (candidate.transaction_id, candidate.position) > ($1::bigint::text::xid8, $2)
+                       AND candidate.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                       AND ($4::text[] IS NULL OR candidate.aggregate_type = ANY($4))
+                     ORDER BY candidate.transaction_id, candidate.position
+                     LIMIT $5
+                 ) AS e
                  ORDER BY transaction_id, position LIMIT $5"
             ),
             // language=SQL

@@ -130,13 +130,10 @@ impl PostgresEventStore {
             .await
         {
             Ok(Attempt::Done(result)) => Ok(result),
-            Ok(Attempt::Reused) => self.earlier_append(&mut *connection, stream, &events).await,
-            Ok(Attempt::Refused { actual }) => Err(Conflict {
-                stream: stream.clone(),
-                expected,
-                actual,
+            Ok(Attempt::Refused { actual }) => {
+                self.refused(&mut *connection, stream, expected, actual, &events)
+                    .await
             }
-            .into()),
             // The caller's transaction is aborted now; the version is read
             // outside it.
             Err(error) => match unique_violation(&error) {
@@ -216,11 +213,7 @@ impl PostgresEventStore {
             return Err(sqlx::Error::RowNotFound);
         };
         let current: i64 = first.try_get("current_version")?;
-        let reused: i64 = first.try_get("reused_ids")?;
         let current = current.max(0).unsigned_abs();
-        if reused > 0 {
-            return Ok(Attempt::Reused);
-        }
         if batch.ids.is_empty() || first.try_get::<Option<Uuid>, _>("event_id")?.is_none() {
             return if expected.accepts(current) {
                 Ok(Attempt::Done(AppendResult {
@@ -251,21 +244,47 @@ impl PostgresEventStore {
         }))
     }
 
-    /// Resolves an append whose event ids are already stored: a retry of an
-    /// earlier append (success, with the original places) or a reuse of ids
-    /// for other content (refused).
+    /// An append the expectation refused: a conflict, unless its events are
+    /// already stored (a retry of an append that succeeded, whose answer was
+    /// lost), which is resolved as such.
+    async fn refused(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        actual: u64,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, StoreError> {
+        match self.earlier_append(connection, stream, events).await? {
+            Some(earlier) => Ok(earlier),
+            None => Err(Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            }
+            .into()),
+        }
+    }
+
+    /// Resolves an append some of whose event ids may be stored already:
+    /// `None` when none is; a retry of an earlier append (success, with the
+    /// original places) when all are, exactly as given; otherwise a reuse of
+    /// ids for other content (refused).
     async fn earlier_append(
         &self,
         connection: &mut PgConnection,
         stream: &StreamId,
         events: &[NewEvent],
-    ) -> Result<AppendResult, StoreError> {
+    ) -> Result<Option<AppendResult>, StoreError> {
         let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
         let rows = sqlx::query(&self.sql.events_by_id)
             .bind(&ids)
             .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
         let mut stored: HashMap<Uuid, StoredEvent> = HashMap::with_capacity(rows.len());
         for row in &rows {
             let event = row::event(row)?;
@@ -294,11 +313,11 @@ impl PostgresEventStore {
             });
         }
         let stream_version = self.version_of(&mut *connection, stream).await?;
-        Ok(AppendResult {
+        Ok(Some(AppendResult {
             stream_version,
             events: committed,
             already_stored: true,
-        })
+        }))
     }
 
     async fn version_of(
@@ -364,8 +383,6 @@ impl PostgresEventStore {
 /// What one run of the append statement did.
 enum Attempt {
     Done(AppendResult),
-    /// An event id of the batch is already stored.
-    Reused,
     /// The stream was not at the expected version.
     Refused {
         actual: u64,
@@ -465,23 +482,31 @@ impl EventStore for PostgresEventStore {
                 .await
             {
                 Ok(Attempt::Done(result)) => return Ok(result),
-                Ok(Attempt::Reused) => {
-                    return self.earlier_append(&mut connection, stream, &events).await;
-                }
                 Ok(Attempt::Refused { actual }) => {
-                    return Err(Conflict {
-                        stream: stream.clone(),
-                        expected,
-                        actual,
-                    }
-                    .into());
+                    return self
+                        .refused(&mut connection, stream, expected, actual, &events)
+                        .await;
                 }
                 Err(error) => match unique_violation(&error) {
-                    // Another writer took a version between our read and our insert.
-                    Some("events_stream_version_key") if expected == ExpectedVersion::Any => {
-                        continue;
-                    }
-                    Some("events_stream_version_key") => {
+                    // Another writer took a version between our read and our
+                    // insert, or the same events were appended concurrently (a
+                    // double submit): which one, the stored ids tell.
+                    Some("events_stream_version_key" | "events_event_id_key") => {
+                        if let Some(earlier) = self
+                            .earlier_append(&mut connection, stream, &events)
+                            .await?
+                        {
+                            return Ok(earlier);
+                        }
+                        if unique_violation(&error) == Some("events_event_id_key") {
+                            return Err(StoreError::EventIdReused {
+                                event_id: events.first().map(|e| e.event_id).unwrap_or_default(),
+                                stream: stream.clone(),
+                            });
+                        }
+                        if expected == ExpectedVersion::Any {
+                            continue;
+                        }
                         let actual = self.version_of(&mut connection, stream).await?;
                         return Err(Conflict {
                             stream: stream.clone(),
@@ -489,10 +514,6 @@ impl EventStore for PostgresEventStore {
                             actual,
                         }
                         .into());
-                    }
-                    // The same ids were being appended concurrently: a double submit.
-                    Some("events_event_id_key") => {
-                        return self.earlier_append(&mut connection, stream, &events).await;
                     }
                     _ => return Err(store_error(error)),
                 },

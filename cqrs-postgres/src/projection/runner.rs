@@ -557,7 +557,7 @@ where
     ) -> Result<(), String> {
         let decoded = events
             .iter()
-            .map(|event| event.clone().decode::<P::Event>())
+            .map(StoredEvent::decode_ref::<P::Event>)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| error.to_string())?;
         self.projector
