@@ -141,7 +141,17 @@ pub async fn connect(url: &str, config: &Config) -> Result<PgPool, BenchError> {
         .await?)
 }
 
-/// Runs every scenario, calling `each` with each report as it is ready.
+/// The scenario groups, by the name given on the command line.
+pub const SCENARIOS: &[&str] = &[
+    "seq-command",
+    "concurrent-commands",
+    "long-stream-load",
+    "batch-append",
+    "projection-catch-up",
+];
+
+/// Runs the scenarios named in `only` (all when empty), calling `each` with
+/// each report as it is ready.
 ///
 /// # Errors
 ///
@@ -149,8 +159,10 @@ pub async fn connect(url: &str, config: &Config) -> Result<PgPool, BenchError> {
 pub async fn run(
     pool: &PgPool,
     config: &Config,
+    only: &[String],
     mut each: impl FnMut(&Report),
 ) -> Result<Vec<Report>, BenchError> {
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let mut reports = Vec::new();
     let mut add = |new: Vec<Report>, reports: &mut Vec<Report>| {
         for report in new {
@@ -158,22 +170,32 @@ pub async fn run(
             reports.push(report);
         }
     };
-    add(scenarios::seq_command(pool, config).await?, &mut reports);
-    add(
-        vec![scenarios::concurrent_commands(pool, config).await?],
-        &mut reports,
-    );
-    add(
-        scenarios::long_stream_load(pool, config).await?,
-        &mut reports,
-    );
-    add(
-        vec![scenarios::batch_append(pool, config).await?],
-        &mut reports,
-    );
-    add(
-        vec![scenarios::projection_catch_up(pool, config).await?],
-        &mut reports,
-    );
+    if wanted("seq-command") {
+        add(scenarios::seq_command(pool, config).await?, &mut reports);
+    }
+    if wanted("concurrent-commands") {
+        add(
+            vec![scenarios::concurrent_commands(pool, config).await?],
+            &mut reports,
+        );
+    }
+    if wanted("long-stream-load") {
+        add(
+            scenarios::long_stream_load(pool, config).await?,
+            &mut reports,
+        );
+    }
+    if wanted("batch-append") {
+        add(
+            vec![scenarios::batch_append(pool, config).await?],
+            &mut reports,
+        );
+    }
+    if wanted("projection-catch-up") {
+        add(
+            vec![scenarios::projection_catch_up(pool, config).await?],
+            &mut reports,
+        );
+    }
     Ok(reports)
 }

@@ -1,10 +1,21 @@
 //! The benchmark program: see the crate docs, or `docs/performance.md`.
+//!
+//! `cargo run --release -p cqrs-bench -- [--smoke] [scenario ...]`
 
-use cqrs_bench::{Config, connect, run};
+use cqrs_bench::{Config, SCENARIOS, connect, run};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let smoke = std::env::args().any(|arg| arg == "--smoke");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = args.iter().any(|arg| arg == "--smoke");
+    let only: Vec<String> = args.into_iter().filter(|arg| arg != "--smoke").collect();
+    if let Some(unknown) = only.iter().find(|name| !SCENARIOS.contains(&name.as_str())) {
+        return Err(format!(
+            "unknown scenario `{unknown}`: expected one of {}",
+            SCENARIOS.join(", ")
+        )
+        .into());
+    }
     let config = if smoke {
         Config::smoke()
     } else {
@@ -13,6 +24,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("DATABASE_URL")
         .map_err(|_| "set DATABASE_URL (scripts/ensure-postgres starts a server and prints one)")?;
     let pool = connect(&url, &config).await?;
-    run(&pool, &config, |report| println!("{report}")).await?;
+    run(&pool, &config, &only, |report| println!("{report}")).await?;
     Ok(())
 }

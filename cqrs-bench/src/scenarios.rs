@@ -54,6 +54,16 @@ impl Sandbox {
         Arc::new(self.store.clone())
     }
 
+    /// Refreshes the planner's statistics after a bulk load, as an operator
+    /// does after importing events: without them PostgreSQL may plan a log
+    /// read as a sort of everything after the checkpoint.
+    async fn analyze(&self) -> Result<()> {
+        sqlx::query(&format!("ANALYZE {}", self.table("events")))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn drop(self) -> Result<()> {
         sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema))
             .execute(self.store.pool())
@@ -305,6 +315,7 @@ async fn long_stream(store: &PostgresEventStore, id: &str, count: usize) -> Resu
 pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<Vec<Report>> {
     let sandbox = Sandbox::new(pool).await?;
     long_stream(&sandbox.store, "long", config.long_stream).await?;
+    sandbox.analyze().await?;
     let accounts = CommandPipeline::<BankAccount>::new(sandbox.shared(), ());
 
     const ROUNDS: usize = 5;
@@ -468,6 +479,7 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
         }
     }
     let total = streams * per_stream;
+    sandbox.analyze().await?;
     for table in ["rows_framework", "rows_baseline"] {
         sqlx::query(&format!(
             "CREATE TABLE {} (event_id uuid PRIMARY KEY, stream text NOT NULL, n bigint NOT NULL)",

@@ -11,7 +11,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
     let pool = connect(&url, &config)
         .await
         .unwrap_or_else(|error| panic!("PostgreSQL is not reachable at {url}: {error}"));
-    let reports = run(&pool, &config, |_| {})
+    let reports = run(&pool, &config, &[], |_| {})
         .await
         .expect("every scenario verifies");
     let names: Vec<&str> = reports.iter().map(|report| report.scenario).collect();

@@ -32,9 +32,9 @@ pub fn encode_variant<E: Serialize + ?Sized>(
 /// no variant with that index.
 pub fn decode_variant<E: de::DeserializeOwned>(
     variant_index: u32,
-    payload: &RawValue,
+    payload: &str,
 ) -> Result<E, serde_json::Error> {
-    let mut content = serde_json::Deserializer::from_str(payload.get());
+    let mut content = serde_json::Deserializer::from_str(payload);
     let event = E::deserialize(VariantDeserializer {
         variant_index,
         content: &mut content,
@@ -319,7 +319,7 @@ mod tests {
     fn round_trip(index: u32, event: Sample, expected_payload: &str) {
         let payload = encode_variant(&event).expect("encodes");
         assert_eq!(payload.get(), expected_payload);
-        let decoded: Sample = decode_variant(index, &payload).expect("decodes");
+        let decoded: Sample = decode_variant(index, payload.get()).expect("decodes");
         assert_eq!(decoded, event);
     }
 
@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn struct_variant_content_keeps_serde_field_defaults() {
         let payload = RawValue::from_string(r#"{"amount":3}"#.into()).expect("json");
-        let decoded: Sample = decode_variant(3, &payload).expect("decodes");
+        let decoded: Sample = decode_variant(3, payload.get()).expect("decodes");
         assert_eq!(
             decoded,
             Sample::Struct {
@@ -355,10 +355,10 @@ mod tests {
     #[test]
     fn mismatched_payload_is_an_error_naming_the_problem() {
         let payload = RawValue::from_string(r#"{"amount":"lots"}"#.into()).expect("json");
-        let error = decode_variant::<Sample>(3, &payload).expect_err("wrong type");
+        let error = decode_variant::<Sample>(3, payload.get()).expect_err("wrong type");
         assert!(error.to_string().contains("invalid type"), "{error}");
 
-        let error = decode_variant::<Sample>(9, &payload).expect_err("no such variant");
+        let error = decode_variant::<Sample>(9, payload.get()).expect_err("no such variant");
         assert!(error.to_string().contains("variant index"), "{error}");
     }
 

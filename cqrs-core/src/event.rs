@@ -40,7 +40,7 @@ use crate::{Metadata, Position, StreamId, codec};
 ///
 /// let payload = LightEvent::Dimmed { percent: 40 }.encode().unwrap();
 /// assert_eq!(payload.get(), r#"{"percent":40}"#);
-/// let back = LightEvent::decode("Dimmed", 1, &payload).unwrap();
+/// let back = LightEvent::decode("Dimmed", 1, payload.get()).unwrap();
 /// assert_eq!(back, LightEvent::Dimmed { percent: 40 });
 /// ```
 pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -68,7 +68,8 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
         codec::encode_variant(self)
     }
 
-    /// Rebuilds an event from its stored type name, schema version and payload.
+    /// Rebuilds an event from its stored type name, schema version and payload
+    /// (JSON text).
     ///
     /// The default looks the name up in [`EVENT_TYPES`](Self::EVENT_TYPES) and
     /// decodes that variant; override it to upcast older schema versions.
@@ -77,11 +78,7 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
     ///
     /// [`PayloadError::UnknownEventType`] for a name this enum does not have,
     /// [`PayloadError::Json`] when the payload does not match the variant.
-    fn decode(
-        event_type: &str,
-        event_version: u32,
-        payload: &RawValue,
-    ) -> Result<Self, PayloadError> {
+    fn decode(event_type: &str, event_version: u32, payload: &str) -> Result<Self, PayloadError> {
         let _ = event_version;
         let index = Self::EVENT_TYPES
             .iter()
@@ -133,7 +130,7 @@ impl StoredEvent {
     /// A [`DecodeError`] naming the stream, version and event type when the
     /// type is unknown to `E` or the payload no longer matches it.
     pub fn decode<E: DomainEvent>(self) -> Result<EventEnvelope<E>, DecodeError> {
-        match E::decode(&self.event_type, self.event_version, &self.payload) {
+        match E::decode(&self.event_type, self.event_version, self.payload.get()) {
             Ok(event) => Ok(self.with_payload(event)),
             Err(source) => Err(DecodeError {
                 stream: self.stream,
@@ -154,7 +151,7 @@ impl StoredEvent {
     ///
     /// As [`decode`](Self::decode).
     pub fn decode_ref<E: DomainEvent>(&self) -> Result<EventEnvelope<E>, DecodeError> {
-        match E::decode(&self.event_type, self.event_version, &self.payload) {
+        match E::decode(&self.event_type, self.event_version, self.payload.get()) {
             Ok(event) => Ok(EventEnvelope {
                 event_id: self.event_id,
                 stream: self.stream.clone(),

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// How many events a load reads per round trip.
-const LOAD_BATCH: usize = 1000;
+const LOAD_BATCH: usize = 5000;
 
 /// An aggregate's state together with the stream version it reflects.
 #[derive(Clone, Debug, PartialEq)]
@@ -401,7 +401,7 @@ pub(crate) async fn load_stream<A: Aggregate>(
             return Ok(loaded);
         }
         let batch = store
-            .read_stream(stream, loaded.version + 1, remaining)
+            .replay_stream(stream, loaded.version + 1, remaining)
             .await?;
         let read = batch.len();
         for stored in batch {
@@ -416,8 +416,15 @@ pub(crate) async fn load_stream<A: Aggregate>(
                     ),
                 });
             }
-            let event = stored.decode::<A::Event>()?;
-            loaded.state.apply(&event.payload);
+            let event = A::Event::decode(&stored.event_type, stored.event_version, &stored.payload)
+                .map_err(|source| crate::DecodeError {
+                    stream: stream.clone(),
+                    version,
+                    event_type: stored.event_type.clone(),
+                    event_version: stored.event_version,
+                    source: Box::new(source),
+                })?;
+            loaded.state.apply(&event);
             loaded.version = version;
         }
         if read < remaining {

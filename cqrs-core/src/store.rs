@@ -38,6 +38,20 @@ pub struct AppendResult {
     pub already_stored: bool,
 }
 
+/// What rebuilding an aggregate needs of one stored event: less than a
+/// [`StoredEvent`], so stores can read and decode it faster.
+#[derive(Clone, Debug)]
+pub struct ReplayEvent {
+    /// Its version in the stream.
+    pub version: u64,
+    /// The stored type name.
+    pub event_type: String,
+    /// The payload's schema version.
+    pub event_version: u32,
+    /// The serialized payload (JSON text).
+    pub payload: String,
+}
+
 /// Which events a reader of the global log wants. Empty lists mean "all".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogFilter {
@@ -135,6 +149,32 @@ pub trait EventStore: Send + Sync {
         from: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// [`read_stream`](Self::read_stream) for rebuilding an aggregate: the
+    /// same events, with only what replaying them needs. The default reads
+    /// whole events; stores override it with a leaner read.
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures, or a stored row that cannot be read.
+    async fn replay_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        Ok(self
+            .read_stream(stream, from, limit)
+            .await?
+            .into_iter()
+            .map(|event| ReplayEvent {
+                version: event.version,
+                event_type: event.event_type,
+                event_version: event.event_version,
+                payload: event.payload.get().to_owned(),
+            })
+            .collect())
+    }
 
     /// The stream's last version (0 when it holds no event).
     ///

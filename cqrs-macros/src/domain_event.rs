@@ -85,7 +85,7 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
         Some(quote! {
             #index if event_version < current_version => {
                 let value: ::cqrs_core::__private::serde_json::Value =
-                    ::cqrs_core::__private::serde_json::from_str(payload.get())?;
+                    ::cqrs_core::__private::serde_json::from_str(payload)?;
                 let value = #upcast(event_version, value).map_err(|reason| {
                     ::cqrs_core::PayloadError::Upcast {
                         event_version,
@@ -93,7 +93,7 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
                     }
                 })?;
                 let upcast = ::cqrs_core::__private::serde_json::value::to_raw_value(&value)?;
-                return ::core::result::Result::Ok(::cqrs_core::codec::decode_variant(index, &upcast)?);
+                return ::core::result::Result::Ok(::cqrs_core::codec::decode_variant(index, upcast.get())?);
             }
         })
     });
@@ -121,7 +121,7 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
             fn decode(
                 event_type: &str,
                 event_version: u32,
-                payload: &::cqrs_core::__private::serde_json::value::RawValue,
+                payload: &str,
             ) -> ::core::result::Result<Self, ::cqrs_core::PayloadError> {
                 let (index, current_version): (u32, u32) = match event_type {
                     #(#names => (#indexes, #versions),)*

@@ -96,7 +96,7 @@ impl<E: DomainEvent> EventStore for InlineProjections<E> {
         // anything is written.
         let mut decoded = Vec::with_capacity(events.len());
         for event in &events {
-            let payload = E::decode(&event.event_type, event.event_version, &event.payload)
+            let payload = E::decode(&event.event_type, event.event_version, event.payload.get())
                 .map_err(|source| cqrs_core::DecodeError {
                     stream: stream.clone(),
                     version: 0,
@@ -150,6 +150,15 @@ impl<E: DomainEvent> EventStore for InlineProjections<E> {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.store.read_stream(stream, from, limit).await
+    }
+
+    async fn replay_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<cqrs_core::ReplayEvent>, StoreError> {
+        self.store.replay_stream(stream, from, limit).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

@@ -2,7 +2,9 @@
 //! typed error naming where it is, never a panic.
 
 use chrono::{DateTime, Utc};
-use cqrs_core::{EventEnvelope, Metadata, Position, StoreError, StoredEvent, StreamId};
+use cqrs_core::{
+    EventEnvelope, Metadata, Position, ReplayEvent, StoreError, StoredEvent, StreamId,
+};
 use serde_json::value::RawValue;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -49,6 +51,25 @@ pub(crate) fn event(row: &PgRow) -> Result<StoredEvent, StoreError> {
         metadata,
         recorded_at,
         stream,
+    })
+}
+
+/// Reads a row of the replay columns (version, event_type, event_version, payload).
+pub(crate) fn replay_event(row: &PgRow, stream: &StreamId) -> Result<ReplayEvent, StoreError> {
+    let version: i64 = row.try_get("version").map_err(store_error)?;
+    let corrupted = |reason: String| StoreError::Corrupted {
+        location: format!("version {version} of stream {stream}"),
+        reason,
+    };
+    let event_version: i32 = row.try_get("event_version").map_err(store_error)?;
+    let payload: String = row.try_get("payload").map_err(store_error)?;
+    Ok(ReplayEvent {
+        version: to_u64(version, "version").map_err(corrupted)?,
+        event_type: row.try_get("event_type").map_err(store_error)?,
+        event_version: u32::try_from(event_version)
+            .map_err(|_| corrupted(format!("negative event version {event_version}")))?,
+        // Decoding reads it as JSON anyway: checking it here first would parse it twice.
+        payload,
     })
 }
 

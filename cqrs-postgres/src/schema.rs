@@ -58,6 +58,7 @@ pub(crate) struct Statements {
     pub(crate) append: String,
     pub(crate) stream_version: String,
     pub(crate) read_stream: String,
+    pub(crate) replay_stream: String,
     pub(crate) read_log: String,
     pub(crate) read_log_filtered: String,
     pub(crate) events_by_id: String,
@@ -109,6 +110,12 @@ impl Statements {
             // language=SQL
             read_stream: format!(
                 "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3
+                 ORDER BY version LIMIT $4"
+            ),
+            // language=SQL
+            replay_stream: format!(
+                "SELECT version, event_type, event_version, payload::text AS payload FROM {events}
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3
                  ORDER BY version LIMIT $4"
             ),

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_core::{
     AppendResult, Committed, Conflict, EventStore, ExpectedVersion, LogFilter, NewEvent, Position,
-    Snapshot, StoreError, StoredEvent, StreamId,
+    ReplayEvent, Snapshot, StoreError, StoredEvent, StreamId,
 };
 use serde_json::value::RawValue;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -542,6 +542,25 @@ impl EventStore for PostgresEventStore {
                 .bind(limit(limit_to)),
         )
         .await
+    }
+
+    async fn replay_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        limit_to: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        let rows = sqlx::query(&self.sql.replay_stream)
+            .bind(&stream.aggregate_type)
+            .bind(&stream.aggregate_id)
+            .bind(to_i64(from, "version")?)
+            .bind(limit(limit_to))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| row::replay_event(row, stream))
+            .collect()
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

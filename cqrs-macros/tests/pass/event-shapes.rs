@@ -21,7 +21,7 @@ enum DoorEvent {
 
 fn round_trip(event: DoorEvent) -> DoorEvent {
     let payload = event.encode().expect("encodes");
-    DoorEvent::decode(event.event_type(), event.event_version(), &payload).expect("decodes")
+    DoorEvent::decode(event.event_type(), event.event_version(), payload.get()).expect("decodes")
 }
 
 fn main() {
@@ -51,10 +51,10 @@ fn main() {
 
     // A payload written by a newer schema version is refused, not misread.
     let payload = DoorEvent::Closed.encode().unwrap();
-    let error = DoorEvent::decode("door.closed", 2, &payload).unwrap_err();
+    let error = DoorEvent::decode("door.closed", 2, payload.get()).unwrap_err();
     assert!(matches!(error, cqrs_core::PayloadError::UnsupportedVersion { event_version: 2, .. }));
     // Older versions reach decode (to be upcast there); the Rust name is not a stored name.
     let old = DoorEvent::Painted { colour: "x".into(), coats: 1 }.encode().unwrap();
-    assert!(DoorEvent::decode("Painted", 1, &old).is_ok());
-    assert!(DoorEvent::decode("Closed", 1, &payload).is_err());
+    assert!(DoorEvent::decode("Painted", 1, old.get()).is_ok());
+    assert!(DoorEvent::decode("Closed", 1, payload.get()).is_err());
 }

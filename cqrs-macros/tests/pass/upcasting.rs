@@ -38,22 +38,22 @@ fn raw(value: Value) -> Box<cqrs_core::__private::serde_json::value::RawValue> {
 fn main() {
     let old = raw(json!({ "amount": 12 }));
     assert_eq!(
-        AccountEvent::decode("Deposited", 1, &old).unwrap(),
+        AccountEvent::decode("Deposited", 1, old.get()).unwrap(),
         AccountEvent::Deposited { cents: 1200, currency: "EUR".into() }
     );
     let current = raw(json!({ "cents": 7, "currency": "USD" }));
     assert_eq!(
-        AccountEvent::decode("Deposited", 2, &current).unwrap(),
+        AccountEvent::decode("Deposited", 2, current.get()).unwrap(),
         AccountEvent::Deposited { cents: 7, currency: "USD".into() }
     );
     let broken = raw(json!({ "amount": "twelve" }));
-    let error = AccountEvent::decode("Deposited", 1, &broken).unwrap_err();
+    let error = AccountEvent::decode("Deposited", 1, broken.get()).unwrap_err();
     assert!(matches!(error, PayloadError::Upcast { event_version: 1, .. }), "{error}");
     assert!(error.to_string().contains("v1 deposit without a whole amount"), "{error}");
 
     let old_withdrawal = raw(json!({ "cents": 3 }));
     assert_eq!(
-        AccountEvent::decode("Withdrawn", 1, &old_withdrawal).unwrap(),
+        AccountEvent::decode("Withdrawn", 1, old_withdrawal.get()).unwrap(),
         AccountEvent::Withdrawn { cents: 3, note: String::new() }
     );
 }
