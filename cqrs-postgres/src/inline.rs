@@ -140,6 +140,9 @@ impl<E: DomainEvent> EventStore for InlineProjections<E> {
             self.project(&mut tx, &envelopes).await?;
         }
         tx.commit().await.map_err(store_error)?;
+        if !appended.events.is_empty() {
+            self.store.notify_appended();
+        }
         Ok(appended)
     }
 

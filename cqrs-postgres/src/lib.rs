@@ -43,6 +43,7 @@
 mod error;
 mod inline;
 mod migrate;
+mod notify;
 mod projection;
 mod row;
 mod schema;

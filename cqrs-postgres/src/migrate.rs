@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "projections",
         include_str!("../migrations/20261124000002_projections.sql"),
     ),
+    (
+        20261124000003,
+        "notify after commit",
+        include_str!("../migrations/20261124000003_notify_after_commit.sql"),
+    ),
 ];
 
 /// The embedded migrations as an sqlx migration source.

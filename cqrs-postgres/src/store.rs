@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::error::{Result, store_error, unique_violation};
 use crate::migrate;
+use crate::notify::Notifier;
 use crate::row::{self, to_i64, to_u64};
 use crate::schema::{SchemaName, Statements};
 
@@ -37,6 +38,7 @@ pub struct PostgresEventStore {
     pool: PgPool,
     schema: SchemaName,
     sql: std::sync::Arc<Statements>,
+    notifier: std::sync::Arc<Notifier>,
 }
 
 /// The session holding back readers of the global log: the oldest open
@@ -62,7 +64,13 @@ impl PostgresEventStore {
     pub fn from_pool(pool: PgPool) -> Self {
         let schema = SchemaName::default();
         let sql = std::sync::Arc::new(Statements::new(&schema));
-        Self { pool, schema, sql }
+        let notifier = Notifier::new(pool.clone(), channel(&schema));
+        Self {
+            pool,
+            schema,
+            sql,
+            notifier,
+        }
     }
 
     /// Connects a pool (default options) to `url`.
@@ -86,6 +94,7 @@ impl PostgresEventStore {
     pub fn with_schema(mut self, schema: &str) -> Result<Self> {
         self.schema = SchemaName::new(schema)?;
         self.sql = std::sync::Arc::new(Statements::new(&self.schema));
+        self.notifier = Notifier::new(self.pool.clone(), channel(&self.schema));
         Ok(self)
     }
 
@@ -371,13 +380,27 @@ impl PostgresEventStore {
     /// The channel on which appends to this store notify, once per appending
     /// statement, at commit.
     pub fn notification_channel(&self) -> String {
-        format!("{}.events", self.schema.as_str())
+        channel(&self.schema)
+    }
+
+    /// Wakes the log readers listening on this store's channel. Appends
+    /// through the store do this by themselves once they commit; call it after
+    /// committing a transaction in which you used
+    /// [`append_in`](Self::append_in) (readers otherwise find the events at
+    /// their next poll).
+    pub fn notify_appended(&self) {
+        self.notifier.appended();
     }
 
     /// The schema-qualified name of one of the store's tables.
     pub(crate) fn table(&self, table: &str) -> String {
         format!("{}.{table}", self.schema.quoted())
     }
+}
+
+/// The notification channel of a schema's store.
+fn channel(schema: &SchemaName) -> String {
+    format!("{}.events", schema.as_str())
 }
 
 /// What one run of the append statement did.
@@ -481,7 +504,12 @@ impl EventStore for PostgresEventStore {
                 .append_once(&mut connection, stream, expected, &batch)
                 .await
             {
-                Ok(Attempt::Done(result)) => return Ok(result),
+                Ok(Attempt::Done(result)) => {
+                    if !result.events.is_empty() {
+                        self.notifier.appended();
+                    }
+                    return Ok(result);
+                }
                 Ok(Attempt::Refused { actual }) => {
                     return self
                         .refused(&mut connection, stream, expected, actual, &events)
