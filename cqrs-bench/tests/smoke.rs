@@ -25,6 +25,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "long-stream-load-snapshot",
             "long-stream-command-snapshot",
             "batch-append",
+            "batch-append-same-schema",
             "projection-catch-up",
         ]
     );
