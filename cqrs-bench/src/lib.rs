@@ -186,10 +186,7 @@ pub async fn run(
         );
     }
     if wanted("batch-append") {
-        add(
-            vec![scenarios::batch_append(pool, config).await?],
-            &mut reports,
-        );
+        add(scenarios::batch_append(pool, config).await?, &mut reports);
     }
     if wanted("projection-catch-up") {
         add(
