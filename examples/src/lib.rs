@@ -32,3 +32,7 @@ struct VersioningGuideDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/getting-started.md")]
 struct GettingStartedDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/performance.md")]
+struct PerformanceDoctests;
