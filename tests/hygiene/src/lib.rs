@@ -103,7 +103,8 @@ pub struct Dimmings {
 impl Dimmings {
     #[project]
     async fn dimmed(&self, _: &Dimmed, _: &EventEnvelope<LampEvent>) {
-        self.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
