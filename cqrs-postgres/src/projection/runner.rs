@@ -540,8 +540,7 @@ where
     /// Decodes and applies one event; the error as text for the records.
     async fn apply_one(&self, tx: &mut PgConnection, event: &StoredEvent) -> Result<(), String> {
         let decoded = event
-            .clone()
-            .decode::<P::Event>()
+            .decode_ref::<P::Event>()
             .map_err(|error| error.to_string())?;
         self.projector
             .project(&decoded, tx)
