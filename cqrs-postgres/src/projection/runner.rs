@@ -261,7 +261,11 @@ where
             .max(Duration::from_millis(10));
         loop {
             let holds = self.lease_slot().is_some();
-            let outcome = if holds || self.acquire_lease().await.unwrap_or(false) {
+            let acquired = holds || self.acquire_lease().await.unwrap_or_else(|error| {
+                tracing::warn!(projection = self.name(), %error, "cannot take the lease; retrying");
+                false
+            });
+            let outcome = if acquired {
                 self.catch_up().await.map(|_| ())
             } else {
                 Ok(())
