@@ -175,7 +175,7 @@ pub async fn run(
     }
     if wanted("concurrent-commands") {
         add(
-            vec![scenarios::concurrent_commands(pool, config).await?],
+            scenarios::concurrent_commands(pool, config).await?,
             &mut reports,
         );
     }

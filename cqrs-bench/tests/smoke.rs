@@ -21,6 +21,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "seq-command",
             "seq-command-uncached",
             "concurrent-commands",
+            "concurrent-commands-same-schema",
             "long-stream-load",
             "long-stream-load-snapshot",
             "long-stream-command-snapshot",
