@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notify after commit",
         include_str!("../migrations/20261124000003_notify_after_commit.sql"),
     ),
+    (
+        20261124000004,
+        "time range brin",
+        include_str!("../migrations/20261124000004_time_range_brin.sql"),
+    ),
 ];
 
 /// The embedded migrations as an sqlx migration source.

@@ -1,14 +1,18 @@
 //! Waking log readers after appends commit.
 //!
 //! Each store handle sends `NOTIFY` on its channel after its appends commit,
-//! from a background task of its own, coalescing bursts into one notification
-//! per round trip. Sending it outside the append keeps concurrent appends
-//! committing in parallel. A notification can be lost (the process dies right
-//! after a commit, the listener's connection drops): readers also poll, so a
-//! lost one only delays them.
+//! from a background task of its own. Sending it outside the append keeps
+//! concurrent appends committing in parallel. The first append after a quiet
+//! spell is announced at once; while appends keep coming, they are announced
+//! together at most once per interval, so a busy writer does not spend a
+//! statement on notifications for every command (measured: one `NOTIFY` per
+//! eight commands under 20 writers without the interval). A notification can
+//! be lost (the process dies right after a commit, the listener's connection
+//! drops): readers also poll, so a lost one only delays them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -18,20 +22,27 @@ use tokio::sync::Notify;
 pub(crate) struct Notifier {
     channel: String,
     pool: PgPool,
+    interval: Duration,
     pending: AtomicBool,
     started: AtomicBool,
     wake: Notify,
 }
 
 impl Notifier {
-    pub(crate) fn new(pool: PgPool, channel: String) -> Arc<Self> {
+    pub(crate) fn new(pool: PgPool, channel: String, interval: Duration) -> Arc<Self> {
         Arc::new(Self {
             channel,
             pool,
+            interval,
             pending: AtomicBool::new(false),
             started: AtomicBool::new(false),
             wake: Notify::new(),
         })
+    }
+
+    /// The least time between two notifications.
+    pub(crate) fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// Records that events were committed; the background task notifies.
@@ -56,8 +67,8 @@ impl Notifier {
     async fn run(self: Arc<Self>) {
         loop {
             self.wake.notified().await;
-            // Appends that commit while this NOTIFY is sent set the flag
-            // again, and get a notification of their own.
+            // Appends that commit while this NOTIFY is sent, or during the
+            // interval after it, set the flag again and share the next one.
             while self.pending.swap(false, Ordering::AcqRel) {
                 // language=SQL
                 let sent = sqlx::query("SELECT pg_notify($1, '')")
@@ -66,6 +77,9 @@ impl Notifier {
                     .await;
                 if let Err(error) = sent {
                     tracing::debug!(%error, channel = %self.channel, "cannot notify; readers will poll");
+                }
+                if !self.interval.is_zero() {
+                    tokio::time::sleep(self.interval).await;
                 }
             }
         }

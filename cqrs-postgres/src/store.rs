@@ -19,6 +19,9 @@ use crate::notify::Notifier;
 use crate::row::{self, to_i64, to_u64};
 use crate::schema::{SchemaName, Statements};
 
+/// See [`PostgresEventStore::with_notify_interval`].
+const DEFAULT_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// How often an `ExpectedVersion::Any` append retries after losing a race for
 /// a version: it expects nothing, so losing is not a conflict for it.
 const ANY_VERSION_ATTEMPTS: usize = 20;
@@ -64,7 +67,7 @@ impl PostgresEventStore {
     pub fn from_pool(pool: PgPool) -> Self {
         let schema = SchemaName::default();
         let sql = std::sync::Arc::new(Statements::new(&schema));
-        let notifier = Notifier::new(pool.clone(), channel(&schema));
+        let notifier = Notifier::new(pool.clone(), channel(&schema), DEFAULT_NOTIFY_INTERVAL);
         Self {
             pool,
             schema,
@@ -94,8 +97,23 @@ impl PostgresEventStore {
     pub fn with_schema(mut self, schema: &str) -> Result<Self> {
         self.schema = SchemaName::new(schema)?;
         self.sql = std::sync::Arc::new(Statements::new(&self.schema));
-        self.notifier = Notifier::new(self.pool.clone(), channel(&self.schema));
+        self.notifier = Notifier::new(
+            self.pool.clone(),
+            channel(&self.schema),
+            self.notifier.interval(),
+        );
         Ok(self)
+    }
+
+    /// How often, at most, the store wakes log readers while appends keep
+    /// coming (default 5 ms). The first append after a quiet spell wakes them
+    /// at once; later ones within the interval share one notification, so
+    /// a projection sees a busy stream at most this much later than it could.
+    /// Zero notifies after every append, at the cost of one more statement
+    /// per burst of commits.
+    pub fn with_notify_interval(mut self, interval: std::time::Duration) -> Self {
+        self.notifier = Notifier::new(self.pool.clone(), channel(&self.schema), interval);
+        self
     }
 
     /// The pool, for read models and projections in the same database.

@@ -361,3 +361,135 @@ async fn an_unreachable_database_is_reported_as_unavailable() {
         "{result:?}"
     );
 }
+
+/// The next notification within `within`, if one comes.
+async fn wait(
+    listener: &mut sqlx::postgres::PgListener,
+    within: Duration,
+) -> Option<Result<sqlx::postgres::PgNotification, sqlx::Error>> {
+    tokio::time::timeout(within, listener.recv()).await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_appends_wakes_listeners_at_once_then_at_most_once_per_interval() {
+    let db = TestStore::new().await;
+    let interval = Duration::from_millis(700);
+    let store = db.store.clone().with_notify_interval(interval);
+    let mut listener = sqlx::postgres::PgListener::connect_with(db.pool())
+        .await
+        .expect("listener connects");
+    listener
+        .listen(&store.notification_channel())
+        .await
+        .expect("listen");
+
+    for _ in 0..20 {
+        store
+            .append(&stream("burst"), ExpectedVersion::Any, ticks(1))
+            .await
+            .expect("append");
+    }
+    let first = wait(&mut listener, Duration::from_secs(5))
+        .await
+        .expect("the first append is announced")
+        .expect("notification");
+    let first_at = std::time::Instant::now();
+    assert_eq!(first.channel(), store.notification_channel());
+    // The other 19 appends committed within the interval: one more
+    // notification covers them all, no sooner than the interval.
+    wait(&mut listener, Duration::from_secs(5))
+        .await
+        .expect("the rest of the burst is announced")
+        .expect("notification");
+    assert!(
+        first_at.elapsed() >= interval - Duration::from_millis(200),
+        "second notification after {:?}, interval {interval:?}",
+        first_at.elapsed()
+    );
+    assert!(
+        wait(&mut listener, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "a third notification for one burst"
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_and_audit_queries_are_answered_from_indexes() {
+    let db = TestStore::new().await;
+    db.store
+        .append(&stream("indexed"), ExpectedVersion::Any, ticks(3))
+        .await
+        .expect("append");
+    let events = db.table("events");
+    // The predicates of the store's statements, each with the indexes that
+    // may serve it on a table of any size.
+    let cases: [(String, &[&str]); 6] = [
+        (
+            format!("SELECT * FROM {events} WHERE event_id = '018f3b1e-7c4a-7def-8abc-0123456789ab'"),
+            &["events_event_id_key"],
+        ),
+        (
+            format!(
+                "SELECT * FROM {events} WHERE correlation_id = '018f3b1e-7c4a-7def-8abc-0123456789ab'
+                 ORDER BY transaction_id, position LIMIT 10"
+            ),
+            &["events_correlation_idx"],
+        ),
+        (
+            format!(
+                "SELECT * FROM {events} WHERE event_type = ANY('{{Ticked}}')
+                 AND recorded_at >= now() - interval '1 hour' AND recorded_at < now()
+                 ORDER BY recorded_at, transaction_id, position LIMIT 10"
+            ),
+            &["events_recorded_at_brin", "events_type_log_idx"],
+        ),
+        (
+            format!(
+                "SELECT * FROM {events}
+                 WHERE recorded_at >= now() - interval '1 hour' AND recorded_at < now()
+                 ORDER BY recorded_at, transaction_id, position LIMIT 10"
+            ),
+            &["events_recorded_at_brin"],
+        ),
+        (
+            format!(
+                "SELECT * FROM {events} WHERE (transaction_id, position) > ('5'::xid8, 0)
+                 ORDER BY transaction_id, position LIMIT 10"
+            ),
+            &["events_log_idx"],
+        ),
+        (
+            format!(
+                "SELECT * FROM {events} WHERE event_type = 'Ticked' AND (transaction_id, position) > ('5'::xid8, 0)
+                 ORDER BY transaction_id, position LIMIT 10"
+            ),
+            &["events_type_log_idx"],
+        ),
+    ];
+    let mut connection = db.pool().acquire().await.expect("connection");
+    // On a three-row table a scan is cheapest; forbid it to see which index
+    // the planner would use on a large one.
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *connection)
+        .await
+        .expect("set");
+    for (query, indexes) in cases {
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {query}"))
+            .fetch_all(&mut *connection)
+            .await
+            .expect("explain");
+        let plan = plan.join("\n");
+        assert!(
+            indexes.iter().any(|index| plan.contains(index)),
+            "{query}\nis not served by {indexes:?}:\n{plan}"
+        );
+    }
+    sqlx::query("RESET enable_seqscan")
+        .execute(&mut *connection)
+        .await
+        .expect("reset");
+    drop(connection);
+    db.drop_schema().await;
+}
