@@ -133,7 +133,10 @@ pub use policy::{RetryPolicy, SnapshotPolicy};
 pub use position::Position;
 pub use projector::{CatchUpError, Detached, ProjectionError, Projector, catch_up};
 pub use query::{Query, QueryHandler};
-pub use store::{AppendResult, Committed, EventStore, LogFilter, ReplayEvent, Snapshot};
+pub use store::{
+    AppendResult, Committed, EventStore, LogFilter, ReplayEvent, ReplayRequest, ReplaySink,
+    Snapshot,
+};
 pub use stream::{ExpectedVersion, StreamId};
 pub use subscription::Subscription;
 

@@ -10,11 +10,9 @@ use uuid::Uuid;
 use crate::projector::ProjectionError;
 use crate::{
     Aggregate, Command, CommandError, DomainEvent, EventEnvelope, EventStore, ExpectedVersion,
-    Metadata, NewEvent, Projector, RetryPolicy, Snapshot, SnapshotPolicy, StoreError, StreamId,
+    Metadata, NewEvent, Projector, ReplayEvent, ReplayRequest, ReplaySink, RetryPolicy, Snapshot,
+    SnapshotPolicy, StoreError, StreamId,
 };
-
-/// How many events a load reads per round trip.
-const LOAD_BATCH: usize = 5000;
 
 /// An aggregate's state together with the stream version it reflects.
 #[derive(Clone, Debug, PartialEq)]
@@ -373,69 +371,77 @@ pub(crate) async fn load_stream<A: Aggregate>(
     stream: &StreamId,
     upto: Option<u64>,
 ) -> Result<Loaded<A>, StoreError> {
-    let mut loaded = match store.load_snapshot(stream).await? {
-        Some(snapshot) if usable::<A>(&snapshot, upto) => match restore::<A>(&snapshot.state) {
-            Ok(state) => Loaded {
-                state,
-                version: snapshot.version,
-            },
-            Err(error) => {
-                tracing::warn!(%stream, version = snapshot.version, %error, "ignoring snapshot that does not deserialize");
-                Loaded {
-                    state: A::default(),
-                    version: 0,
-                }
-            }
-        },
-        _ => Loaded {
+    let mut rebuild = Rebuild {
+        stream,
+        upto,
+        loaded: Loaded {
             state: A::default(),
             version: 0,
         },
     };
-    loop {
-        let remaining = upto.map_or(LOAD_BATCH, |upto| {
-            usize::try_from(upto.saturating_sub(loaded.version))
-                .map_or(LOAD_BATCH, |n| n.min(LOAD_BATCH))
-        });
-        if remaining == 0 {
-            return Ok(loaded);
-        }
-        let batch = store
-            .replay_stream(stream, loaded.version + 1, remaining)
-            .await?;
-        let read = batch.len();
-        for stored in batch {
-            let version = stored.version;
-            if version != loaded.version + 1 {
-                return Err(StoreError::Corrupted {
-                    location: format!("stream {stream}"),
-                    reason: format!(
-                        "expected version {} after {}, found {version}",
-                        loaded.version + 1,
-                        loaded.version
-                    ),
-                });
-            }
-            let event = A::Event::decode(&stored.event_type, stored.event_version, &stored.payload)
-                .map_err(|source| crate::DecodeError {
-                    stream: stream.clone(),
-                    version,
-                    event_type: stored.event_type.clone(),
-                    event_version: stored.event_version,
-                    source: Box::new(source),
-                })?;
-            loaded.state.apply(&event);
-            loaded.version = version;
-        }
-        if read < remaining {
-            return Ok(loaded);
-        }
-    }
+    let request = ReplayRequest {
+        stream,
+        upto,
+        snapshot_schema: Some(A::SNAPSHOT_VERSION),
+    };
+    store.replay(request, &mut rebuild).await?;
+    Ok(rebuild.loaded)
 }
 
-fn usable<A: Aggregate>(snapshot: &Snapshot, upto: Option<u64>) -> bool {
-    snapshot.schema_version == A::SNAPSHOT_VERSION
-        && upto.is_none_or(|upto| snapshot.version <= upto)
+/// Applies a replayed stream to a fresh aggregate, event by event as the
+/// store reads them.
+struct Rebuild<'a, A> {
+    stream: &'a StreamId,
+    upto: Option<u64>,
+    loaded: Loaded<A>,
+}
+
+impl<A: Aggregate> ReplaySink for Rebuild<'_, A> {
+    fn snapshot(&mut self, snapshot: &Snapshot) -> bool {
+        let usable = snapshot.schema_version == A::SNAPSHOT_VERSION
+            && self.upto.is_none_or(|upto| snapshot.version <= upto);
+        if !usable {
+            return false;
+        }
+        match restore::<A>(&snapshot.state) {
+            Ok(state) => {
+                self.loaded = Loaded {
+                    state,
+                    version: snapshot.version,
+                };
+                true
+            }
+            Err(error) => {
+                tracing::warn!(stream = %self.stream, version = snapshot.version, %error, "ignoring snapshot that does not deserialize");
+                false
+            }
+        }
+    }
+
+    fn event(&mut self, stored: ReplayEvent<'_>) -> Result<(), StoreError> {
+        let version = stored.version;
+        let expected = self.loaded.version + 1;
+        if version != expected || self.upto.is_some_and(|upto| version > upto) {
+            return Err(StoreError::Corrupted {
+                location: format!("stream {}", self.stream),
+                reason: format!(
+                    "expected version {expected} after {}, found {version}",
+                    self.loaded.version
+                ),
+            });
+        }
+        let event = A::Event::decode(stored.event_type, stored.event_version, stored.payload)
+            .map_err(|source| crate::DecodeError {
+                stream: self.stream.clone(),
+                version,
+                event_type: stored.event_type.to_owned(),
+                event_version: stored.event_version,
+                source: Box::new(source),
+            })?;
+        self.loaded.state.apply(&event);
+        self.loaded.version = version;
+        Ok(())
+    }
 }
 
 fn restore<A: Aggregate>(state: &RawValue) -> Result<A, serde_json::Error> {

@@ -38,19 +38,52 @@ pub struct AppendResult {
     pub already_stored: bool,
 }
 
-/// What rebuilding an aggregate needs of one stored event: less than a
-/// [`StoredEvent`], so stores can read and decode it faster.
-#[derive(Clone, Debug)]
-pub struct ReplayEvent {
+/// One stored event as a replay reads it: only what rebuilding an aggregate
+/// needs, borrowed from the store's read buffer so that no payload is copied
+/// on its way to the decoder.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayEvent<'a> {
     /// Its version in the stream.
     pub version: u64,
     /// The stored type name.
-    pub event_type: String,
+    pub event_type: &'a str,
     /// The payload's schema version.
     pub event_version: u32,
     /// The serialized payload (JSON text).
-    pub payload: String,
+    pub payload: &'a str,
 }
+
+/// Which part of a stream a [replay](EventStore::replay) reads.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayRequest<'a> {
+    /// The stream.
+    pub stream: &'a StreamId,
+    /// The last version wanted; `None` reads to the end of the stream.
+    pub upto: Option<u64>,
+    /// Start from the stream's snapshot when it has this schema version and
+    /// is not past `upto`; `None` replays from version 1.
+    pub snapshot_schema: Option<u32>,
+}
+
+/// Receives a replayed stream: the snapshot first, when there is a usable
+/// one, then the events after it in version order.
+pub trait ReplaySink: Send {
+    /// Offered the stream's snapshot. Returns whether it was taken: when not
+    /// (its state no longer deserializes, say), the store replays the stream
+    /// from version 1 instead.
+    fn snapshot(&mut self, snapshot: &Snapshot) -> bool;
+
+    /// One event, in version order.
+    ///
+    /// # Errors
+    ///
+    /// Whatever should stop the replay (an event that does not decode); the
+    /// store stops reading and returns it.
+    fn event(&mut self, event: ReplayEvent<'_>) -> Result<(), StoreError>;
+}
+
+/// How many events the default [`EventStore::replay`] reads per round trip.
+const REPLAY_BATCH: usize = 5000;
 
 /// Which events a reader of the global log wants. Empty lists mean "all".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -150,30 +183,54 @@ pub trait EventStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// [`read_stream`](Self::read_stream) for rebuilding an aggregate: the
-    /// same events, with only what replaying them needs. The default reads
-    /// whole events; stores override it with a leaner read.
+    /// Streams what rebuilding an aggregate needs into `sink`: the stream's
+    /// snapshot when `request` asks for one and it is usable, then every
+    /// event after it up to `request.upto`, in version order.
+    ///
+    /// The default loads the snapshot, then reads whole events in batches;
+    /// stores override it to do it in one round trip, decoding rows as they
+    /// arrive.
     ///
     /// # Errors
     ///
-    /// Back-end failures, or a stored row that cannot be read.
-    async fn replay_stream(
+    /// Back-end failures, a stored row that cannot be read, or the first
+    /// error `sink` returns.
+    async fn replay(
         &self,
-        stream: &StreamId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<ReplayEvent>, StoreError> {
-        Ok(self
-            .read_stream(stream, from, limit)
-            .await?
-            .into_iter()
-            .map(|event| ReplayEvent {
-                version: event.version,
-                event_type: event.event_type,
-                event_version: event.event_version,
-                payload: event.payload.get().to_owned(),
-            })
-            .collect())
+        request: ReplayRequest<'_>,
+        sink: &mut dyn ReplaySink,
+    ) -> Result<(), StoreError> {
+        let mut next = 1;
+        if let Some(schema) = request.snapshot_schema {
+            if let Some(snapshot) = self.load_snapshot(request.stream).await? {
+                let usable = snapshot.schema_version == schema
+                    && request.upto.is_none_or(|upto| snapshot.version <= upto);
+                if usable && sink.snapshot(&snapshot) {
+                    next = snapshot.version + 1;
+                }
+            }
+        }
+        loop {
+            let wanted = match request.upto {
+                Some(upto) if upto < next => return Ok(()),
+                Some(upto) => usize::try_from(upto - next + 1)
+                    .map_or(REPLAY_BATCH, |left| left.min(REPLAY_BATCH)),
+                None => REPLAY_BATCH,
+            };
+            let batch = self.read_stream(request.stream, next, wanted).await?;
+            for event in &batch {
+                sink.event(ReplayEvent {
+                    version: event.version,
+                    event_type: &event.event_type,
+                    event_version: event.event_version,
+                    payload: event.payload.get(),
+                })?;
+            }
+            match batch.last() {
+                Some(last) if batch.len() == wanted => next = last.version + 1,
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// The stream's last version (0 when it holds no event).

@@ -155,13 +155,12 @@ impl<E: DomainEvent> EventStore for InlineProjections<E> {
         self.store.read_stream(stream, from, limit).await
     }
 
-    async fn replay_stream(
+    async fn replay(
         &self,
-        stream: &StreamId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<cqrs_core::ReplayEvent>, StoreError> {
-        self.store.replay_stream(stream, from, limit).await
+        request: cqrs_core::ReplayRequest<'_>,
+        sink: &mut dyn cqrs_core::ReplaySink,
+    ) -> Result<(), StoreError> {
+        self.store.replay(request, sink).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use cqrs_core::{
-    EventEnvelope, Metadata, Position, ReplayEvent, StoreError, StoredEvent, StreamId,
+    EventEnvelope, Metadata, Position, ReplayEvent, Snapshot, StoreError, StoredEvent, StreamId,
 };
 use serde_json::value::RawValue;
 use sqlx::Row;
@@ -54,23 +54,53 @@ pub(crate) fn event(row: &PgRow) -> Result<StoredEvent, StoreError> {
     })
 }
 
-/// Reads a row of the replay columns (version, event_type, event_version, payload).
-pub(crate) fn replay_event(row: &PgRow, stream: &StreamId) -> Result<ReplayEvent, StoreError> {
-    let version: i64 = row.try_get("version").map_err(store_error)?;
+/// A row of the replay statement.
+pub(crate) enum ReplayRow<'r> {
+    /// The stream's snapshot.
+    Snapshot(Snapshot),
+    /// An event, borrowed from the row.
+    Event(ReplayEvent<'r>),
+}
+
+/// Reads a row of the replay columns (version, event_type, event_version,
+/// payload, taken_at): a snapshot when `event_type` is null, else an event.
+pub(crate) fn replay_row<'r>(
+    row: &'r PgRow,
+    stream: &StreamId,
+) -> Result<ReplayRow<'r>, StoreError> {
+    // By index and without sqlx's per-column type check: this runs once per
+    // replayed event, the statement is ours and casts every column, and the
+    // decoders still refuse a value of the wrong size or encoding.
+    let version: i64 = row.try_get_unchecked(0).map_err(store_error)?;
+    let event_type: Option<&str> = row.try_get_unchecked(1).map_err(store_error)?;
+    let schema_version: i32 = row.try_get_unchecked(2).map_err(store_error)?;
+    let payload: &str = row.try_get_unchecked(3).map_err(store_error)?;
     let corrupted = |reason: String| StoreError::Corrupted {
         location: format!("version {version} of stream {stream}"),
         reason,
     };
-    let event_version: i32 = row.try_get("event_version").map_err(store_error)?;
-    let payload: String = row.try_get("payload").map_err(store_error)?;
-    Ok(ReplayEvent {
-        version: to_u64(version, "version").map_err(corrupted)?,
-        event_type: row.try_get("event_type").map_err(store_error)?,
-        event_version: u32::try_from(event_version)
-            .map_err(|_| corrupted(format!("negative event version {event_version}")))?,
-        // Decoding reads it as JSON anyway: checking it here first would parse it twice.
+    let version = to_u64(version, "version").map_err(corrupted)?;
+    let schema_version = u32::try_from(schema_version)
+        .map_err(|_| corrupted(format!("negative schema version {schema_version}")))?;
+    let Some(event_type) = event_type else {
+        let state = RawValue::from_string(payload.to_owned())
+            .map_err(|error| corrupted(format!("snapshot state is not JSON: {error}")))?;
+        return Ok(ReplayRow::Snapshot(Snapshot {
+            stream: stream.clone(),
+            version,
+            schema_version,
+            state,
+            taken_at: row.try_get(4).map_err(store_error)?,
+        }));
+    };
+    // The payload is not checked for JSON here: decoding reads it as JSON
+    // anyway, and checking first would parse it twice.
+    Ok(ReplayRow::Event(ReplayEvent {
+        version,
+        event_type,
+        event_version: schema_version,
         payload,
-    })
+    }))
 }
 
 /// A non-negative database integer as `u64`.

@@ -58,7 +58,7 @@ pub(crate) struct Statements {
     pub(crate) append: String,
     pub(crate) stream_version: String,
     pub(crate) read_stream: String,
-    pub(crate) replay_stream: String,
+    pub(crate) replay: String,
     pub(crate) read_log: String,
     pub(crate) read_log_filtered: String,
     pub(crate) events_by_id: String,
@@ -113,11 +113,27 @@ impl Statements {
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3
                  ORDER BY version LIMIT $4"
             ),
+            // Rebuilding an aggregate in one round trip: its snapshot (when
+            // of the wanted schema version; a row with a null event_type)
+            // and the events after it, only the columns replay needs. Each
+            // branch is read in order and the snapshot's first; the reader
+            // refuses any other order rather than trusting it.
             // language=SQL
-            replay_stream: format!(
-                "SELECT version, event_type, event_version, payload::text AS payload FROM {events}
-                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3
-                 ORDER BY version LIMIT $4"
+            replay: format!(
+                "WITH snapshot AS MATERIALIZED (
+                     SELECT version, schema_version, state, taken_at FROM {snapshots}
+                     WHERE aggregate_type = $1 AND aggregate_id = $2
+                       AND schema_version = $3 AND version <= $4
+                 )
+                 SELECT version, NULL::text AS event_type, schema_version AS event_version,
+                        state::text AS payload, taken_at
+                 FROM snapshot
+                 UNION ALL
+                 (SELECT version, event_type, event_version, payload::text, NULL::timestamptz
+                  FROM {events}
+                  WHERE aggregate_type = $1 AND aggregate_id = $2
+                    AND version > coalesce((SELECT version FROM snapshot), 0) AND version <= $4
+                  ORDER BY version)"
             ),
             // Gap-safe: only transactions older than every running one, whose
             // events can no longer change, are read.

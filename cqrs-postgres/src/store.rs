@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_core::{
     AppendResult, Committed, Conflict, EventStore, ExpectedVersion, LogFilter, NewEvent, Position,
-    ReplayEvent, Snapshot, StoreError, StoredEvent, StreamId,
+    ReplayRequest, ReplaySink, Snapshot, StoreError, StoredEvent, StreamId,
 };
 use serde_json::value::RawValue;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -395,6 +395,51 @@ impl PostgresEventStore {
         rows.iter().map(row::event).collect()
     }
 
+    /// One replay statement, its rows handed to `sink` as they arrive.
+    async fn replay_once(
+        &self,
+        request: ReplayRequest<'_>,
+        sink: &mut dyn ReplaySink,
+    ) -> Result<Replayed, StoreError> {
+        let stream = request.stream;
+        let upto = request
+            .upto
+            .map_or(Ok(i64::MAX), |upto| to_i64(upto, "version"))?;
+        // A schema version beyond the column's range matches no snapshot.
+        let schema = request
+            .snapshot_schema
+            .and_then(|schema| i32::try_from(schema).ok());
+        let mut rows = sqlx::query(&self.sql.replay)
+            .bind(&stream.aggregate_type)
+            .bind(&stream.aggregate_id)
+            .bind(schema)
+            .bind(upto)
+            .fetch(&self.pool);
+        let mut first = true;
+        while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+            let row = row.map_err(store_error)?;
+            match row::replay_row(&row, stream)? {
+                row::ReplayRow::Snapshot(snapshot) if first => {
+                    if !sink.snapshot(&snapshot) {
+                        return Ok(Replayed::SnapshotRefused);
+                    }
+                }
+                row::ReplayRow::Snapshot(snapshot) => {
+                    return Err(StoreError::Corrupted {
+                        location: format!("stream {stream}"),
+                        reason: format!(
+                            "the replay read the snapshot at version {} after events",
+                            snapshot.version
+                        ),
+                    });
+                }
+                row::ReplayRow::Event(event) => sink.event(event)?,
+            }
+            first = false;
+        }
+        Ok(Replayed::All)
+    }
+
     /// The channel on which appends to this store notify, once per appending
     /// statement, at commit.
     pub fn notification_channel(&self) -> String {
@@ -419,6 +464,14 @@ impl PostgresEventStore {
 /// The notification channel of a schema's store.
 fn channel(schema: &SchemaName) -> String {
     format!("{}.events", schema.as_str())
+}
+
+/// How one replay statement ended.
+enum Replayed {
+    /// Every row was handed over.
+    All,
+    /// The sink refused the snapshot; the events after it were not read.
+    SnapshotRefused,
 }
 
 /// What one run of the append statement did.
@@ -590,23 +643,21 @@ impl EventStore for PostgresEventStore {
         .await
     }
 
-    async fn replay_stream(
+    async fn replay(
         &self,
-        stream: &StreamId,
-        from: u64,
-        limit_to: usize,
-    ) -> Result<Vec<ReplayEvent>, StoreError> {
-        let rows = sqlx::query(&self.sql.replay_stream)
-            .bind(&stream.aggregate_type)
-            .bind(&stream.aggregate_id)
-            .bind(to_i64(from, "version")?)
-            .bind(limit(limit_to))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        rows.iter()
-            .map(|row| row::replay_event(row, stream))
-            .collect()
+        request: ReplayRequest<'_>,
+        sink: &mut dyn ReplaySink,
+    ) -> Result<(), StoreError> {
+        match self.replay_once(request, sink).await? {
+            Replayed::All => Ok(()),
+            Replayed::SnapshotRefused => {
+                let without = ReplayRequest {
+                    snapshot_schema: None,
+                    ..request
+                };
+                self.replay_once(without, sink).await.map(|_| ())
+            }
+        }
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

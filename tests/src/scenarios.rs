@@ -683,6 +683,20 @@ pub async fn rejected_command_stores_nothing(store: Store) {
     );
 }
 
+/// Opens account `id` for owner "A" and deposits each amount in turn.
+async fn open_with_deposits(accounts: &Accounts, id: &str, amounts: &[u64]) {
+    accounts
+        .execute(id, AccountCommand::Open(OpenAccount { owner: "A".into() }))
+        .await
+        .expect("open");
+    for &amount in amounts {
+        accounts
+            .execute(id, AccountCommand::Deposit(Deposit { amount }))
+            .await
+            .expect("deposit");
+    }
+}
+
 fn fold(events: &[AccountEvent]) -> BankAccount {
     let mut state = BankAccount::default();
     for event in events {
@@ -743,6 +757,48 @@ pub async fn snapshot_plus_events_rebuilds_the_same_state_as_full_replay(store: 
         accounts.load("acc").await.expect("load").state.balance,
         1_000_000
     );
+}
+
+/// A snapshot the aggregate cannot use (its state no longer deserializes, or
+/// it was taken with another snapshot schema version) is passed over: the
+/// load replays the whole stream and gets the true state.
+pub async fn an_unusable_snapshot_falls_back_to_a_full_replay(store: Store) {
+    let accounts = Accounts::new(store.clone(), ());
+    open_with_deposits(&accounts, "acc", &[5, 7]).await;
+    let doctored = |state: &str, schema_version: u32| Snapshot {
+        stream: Accounts::stream_id("acc"),
+        version: 2,
+        schema_version,
+        state: json(state),
+        taken_at: chrono::Utc::now(),
+    };
+    for (state, schema_version, why) in [
+        (
+            r#""not a state""#,
+            BankAccount::SNAPSHOT_VERSION,
+            "does not deserialize",
+        ),
+        (
+            r#"{"owner":"A","balance":1000000}"#,
+            BankAccount::SNAPSHOT_VERSION + 1,
+            "has another schema version",
+        ),
+    ] {
+        // Saving moves the snapshot forward only; start each case afresh.
+        let fresh = Snapshot {
+            version: 3,
+            ..doctored(state, schema_version)
+        };
+        store.save_snapshot(fresh).await.expect("save");
+        let loaded = accounts.load("acc").await.expect("load");
+        assert_eq!(
+            (loaded.version, loaded.state.balance),
+            (3, 12),
+            "a snapshot that {why}"
+        );
+        let past = accounts.load_at("acc", 2).await.expect("load_at");
+        assert_eq!(past.state.balance, 5, "load_at with a snapshot that {why}");
+    }
 }
 
 /// Time travel: the state right after version N, whatever came later.
@@ -1142,19 +1198,7 @@ pub async fn projector_failure_is_reported_and_the_events_stay_stored(store: Sto
 /// stops at a failing event with the checkpoint before it.
 pub async fn catch_up_delivers_only_declared_event_types(store: Store) {
     let accounts = Accounts::new(store.clone(), ());
-    accounts
-        .execute(
-            "acc",
-            AccountCommand::Open(OpenAccount { owner: "A".into() }),
-        )
-        .await
-        .expect("open");
-    for amount in [10, 20] {
-        accounts
-            .execute("acc", AccountCommand::Deposit(Deposit { amount }))
-            .await
-            .expect("deposit");
-    }
+    open_with_deposits(&accounts, "acc", &[10, 20]).await;
     accounts
         .execute("acc", AccountCommand::Withdraw(Withdraw { amount: 5 }))
         .await
