@@ -20,6 +20,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
         [
             "seq-command",
             "seq-command-uncached",
+            "seq-command-uncached-no-snapshots",
             "concurrent-commands",
             "concurrent-commands-same-schema",
             "long-stream-load",

@@ -216,6 +216,77 @@ impl PostgresEventStore {
         }))
     }
 
+    /// Appends a batch right after `version`, which the writer saw as the
+    /// stream's last (see `Statements::append_at`).
+    async fn append_at(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+        version: u64,
+        batch: &Batch,
+    ) -> Result<Attempt, sqlx::Error> {
+        let after = i64::try_from(version).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&self.sql.append_at)
+            .bind(&stream.aggregate_type)
+            .bind(&stream.aggregate_id)
+            .bind(after)
+            .bind(&batch.ids)
+            .bind(&batch.types)
+            .bind(&batch.versions)
+            .bind(&batch.payloads)
+            .bind(&batch.metadata)
+            .fetch_all(&mut *connection)
+            .await?;
+        if rows.is_empty() {
+            // Version `version` is not stored: the stream is behind it.
+            let actual: i64 = sqlx::query_scalar(&self.sql.stream_version)
+                .bind(&stream.aggregate_type)
+                .bind(&stream.aggregate_id)
+                .fetch_one(&mut *connection)
+                .await?;
+            return Ok(Attempt::Refused {
+                actual: actual.max(0).unsigned_abs(),
+            });
+        }
+        let mut events: Vec<Option<Committed>> = vec![None; batch.ids.len()];
+        for row in &rows {
+            let stored: i64 = row.try_get(0)?;
+            let position: i64 = row.try_get(1)?;
+            let transaction: i64 = row.try_get(2)?;
+            let index = stored
+                .unsigned_abs()
+                .checked_sub(version + 1)
+                .and_then(|index| usize::try_from(index).ok())
+                .filter(|&index| index < events.len())
+                .ok_or_else(|| {
+                    sqlx::Error::Protocol(format!(
+                        "append after version {version} returned version {stored}"
+                    ))
+                })?;
+            events[index] = Some(Committed {
+                event_id: batch.ids[index],
+                version: stored.unsigned_abs(),
+                position: Position::new(transaction.unsigned_abs(), position.unsigned_abs()),
+                recorded_at: row.try_get(3)?,
+            });
+        }
+        let events = events
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                sqlx::Error::Protocol(format!(
+                    "append after version {version} returned {} rows for {} events",
+                    rows.len(),
+                    batch.ids.len()
+                ))
+            })?;
+        Ok(Attempt::Done(AppendResult {
+            stream_version: version + events.len() as u64,
+            events,
+            already_stored: false,
+        }))
+    }
+
     async fn append_once(
         &self,
         connection: &mut PgConnection,
@@ -551,6 +622,15 @@ fn version_bounds(expected: ExpectedVersion) -> (i64, i64) {
     }
 }
 
+/// The stream version an expectation names exactly, if it does.
+fn known_version(expected: ExpectedVersion) -> Option<u64> {
+    match expected {
+        ExpectedVersion::NoStream => Some(0),
+        ExpectedVersion::Exact(version) => Some(version),
+        ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
+    }
+}
+
 fn none_if_empty(values: &[String]) -> Option<&[String]> {
     (!values.is_empty()).then_some(values)
 }
@@ -571,10 +651,17 @@ impl EventStore for PostgresEventStore {
         let batch = Batch::new(&events)?;
         let mut connection = self.pool.acquire().await.map_err(store_error)?;
         for _ in 0..ANY_VERSION_ATTEMPTS {
-            match self
-                .append_once(&mut connection, stream, expected, &batch)
-                .await
-            {
+            let attempt = match known_version(expected) {
+                Some(version) if !batch.ids.is_empty() => {
+                    self.append_at(&mut connection, stream, version, &batch)
+                        .await
+                }
+                _ => {
+                    self.append_once(&mut connection, stream, expected, &batch)
+                        .await
+                }
+            };
+            match attempt {
                 Ok(Attempt::Done(result)) => {
                     if !result.events.is_empty() {
                         self.notifier.appended();
