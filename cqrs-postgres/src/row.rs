@@ -12,39 +12,44 @@ use sqlx::postgres::PgRow;
 use crate::error::store_error;
 
 /// Reads a row of the event columns (see `schema::EVENT_COLUMNS`).
+///
+/// Columns are read by index and without sqlx's per-column type check: this
+/// runs for every event a projection reads, the statements are ours and cast
+/// every column, and the decoders still refuse a value of the wrong size or
+/// encoding.
 pub(crate) fn event(row: &PgRow) -> Result<StoredEvent, StoreError> {
-    let position: i64 = row.try_get("position").map_err(store_error)?;
+    let position: i64 = row.try_get_unchecked(0).map_err(store_error)?;
+    let transaction: i64 = row.try_get_unchecked(1).map_err(store_error)?;
     let stream = StreamId::new(
-        row.try_get::<String, _>("aggregate_type")
+        row.try_get_unchecked::<String, _>(3)
             .map_err(store_error)?,
-        row.try_get::<String, _>("aggregate_id")
+        row.try_get_unchecked::<String, _>(4)
             .map_err(store_error)?,
     );
-    let version: i64 = row.try_get("version").map_err(store_error)?;
+    let version: i64 = row.try_get_unchecked(5).map_err(store_error)?;
     let corrupted = |reason: String| StoreError::Corrupted {
         location: format!("event at position {position} (version {version} of stream {stream})"),
         reason,
     };
-    let payload: String = row.try_get("payload").map_err(store_error)?;
+    let event_version: i32 = row.try_get_unchecked(7).map_err(store_error)?;
+    let payload: String = row.try_get_unchecked(8).map_err(store_error)?;
     let payload = RawValue::from_string(payload)
         .map_err(|error| corrupted(format!("payload is not JSON: {error}")))?;
-    let metadata: String = row.try_get("metadata").map_err(store_error)?;
-    let metadata: Metadata = serde_json::from_str(&metadata).map_err(|error| {
+    let metadata: &str = row.try_get_unchecked(9).map_err(store_error)?;
+    let metadata: Metadata = serde_json::from_str(metadata).map_err(|error| {
         corrupted(format!(
             "metadata does not match the metadata format: {error}"
         ))
     })?;
-    let event_version: i32 = row.try_get("event_version").map_err(store_error)?;
-    let transaction: i64 = row.try_get("transaction").map_err(store_error)?;
-    let recorded_at: DateTime<Utc> = row.try_get("recorded_at").map_err(store_error)?;
+    let recorded_at: DateTime<Utc> = row.try_get_unchecked(10).map_err(store_error)?;
     Ok(EventEnvelope {
-        event_id: row.try_get("event_id").map_err(store_error)?,
+        event_id: row.try_get_unchecked(2).map_err(store_error)?,
         version: to_u64(version, "version").map_err(corrupted)?,
         position: Position::new(
             to_u64(transaction, "transaction id").map_err(corrupted)?,
             to_u64(position, "position").map_err(corrupted)?,
         ),
-        event_type: row.try_get("event_type").map_err(store_error)?,
+        event_type: row.try_get_unchecked(6).map_err(store_error)?,
         event_version: u32::try_from(event_version)
             .map_err(|_| corrupted(format!("negative event version {event_version}")))?,
         payload,
@@ -68,9 +73,7 @@ pub(crate) fn replay_row<'r>(
     row: &'r PgRow,
     stream: &StreamId,
 ) -> Result<ReplayRow<'r>, StoreError> {
-    // By index and without sqlx's per-column type check: this runs once per
-    // replayed event, the statement is ours and casts every column, and the
-    // decoders still refuse a value of the wrong size or encoding.
+    // By index and unchecked, as in `event`.
     let version: i64 = row.try_get_unchecked(0).map_err(store_error)?;
     let event_type: Option<&str> = row.try_get_unchecked(1).map_err(store_error)?;
     let schema_version: i32 = row.try_get_unchecked(2).map_err(store_error)?;
