@@ -21,10 +21,8 @@ pub(crate) fn event(row: &PgRow) -> Result<StoredEvent, StoreError> {
     let position: i64 = row.try_get_unchecked(0).map_err(store_error)?;
     let transaction: i64 = row.try_get_unchecked(1).map_err(store_error)?;
     let stream = StreamId::new(
-        row.try_get_unchecked::<String, _>(3)
-            .map_err(store_error)?,
-        row.try_get_unchecked::<String, _>(4)
-            .map_err(store_error)?,
+        row.try_get_unchecked::<String, _>(3).map_err(store_error)?,
+        row.try_get_unchecked::<String, _>(4).map_err(store_error)?,
     );
     let version: i64 = row.try_get_unchecked(5).map_err(store_error)?;
     let corrupted = |reason: String| StoreError::Corrupted {

@@ -605,3 +605,29 @@ async fn the_bank_examples_balance_table_follows_the_log_and_rebuilds() {
     );
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_read_ahead_is_not_used_once_another_runner_moved_the_checkpoint() {
+    let db = TestStore::new().await;
+    business(&accounts(&db), "acc-", 6).await;
+    settle(&db, 30).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    let first = runner(&db, &ledger, OnExhausted::Stop).with_owner("first");
+    let second = runner(&db, &ledger, OnExhausted::Stop).with_owner("second");
+
+    // The first runner applies events 1-7 and reads 8-14 ahead.
+    assert!(first.acquire_lease().await.expect("lease"));
+    assert_eq!(first.step().await.expect("a batch"), 7);
+    first.release_lease().await.expect("release");
+    // The second applies 8-14 (and reads 15-21 ahead), then lets go.
+    assert!(second.acquire_lease().await.expect("lease"));
+    assert_eq!(second.step().await.expect("a batch"), 7);
+    second.release_lease().await.expect("release");
+    // Back with the first: what it read ahead (8-14) is behind the
+    // checkpoint now; applying it again would break exactly-once.
+    assert!(first.acquire_lease().await.expect("lease"));
+    assert_eq!(first.catch_up().await.expect("catch up"), 16);
+    assert_eq!(ledger.applied(db.pool()).await, 30);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    db.drop_schema().await;
+}

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
-use cqrs_core::{LogFilter, Position, Projector, StoredEvent};
+use cqrs_core::{EventStore, LogFilter, Position, Projector, StoredEvent};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 use tracing::Instrument;
@@ -62,6 +62,14 @@ pub struct ProjectionRunner<P: ?Sized> {
     dead_letters: String,
     events: String,
     lease: Mutex<Option<Lease>>,
+    prefetched: Mutex<Option<Prefetched>>,
+}
+
+/// The batch after a committed one, read while that one was written.
+struct Prefetched {
+    /// The position the events follow.
+    after: Position,
+    events: Vec<StoredEvent>,
 }
 
 impl<P> ProjectionRunner<P>
@@ -79,6 +87,7 @@ where
             owner: format!("runner-{}", Uuid::now_v7()),
             options: RunnerOptions::default(),
             lease: Mutex::new(None),
+            prefetched: Mutex::new(None),
             store,
             projector,
             filter,
@@ -160,15 +169,15 @@ where
         let held = self.renewed_lease().await?;
         let mut tx = self.begin().await?;
         let locked = self.guard(&mut tx, held).await?;
-        let events = self
-            .store
-            .read_log_on(
-                &mut tx,
-                locked.checkpoint,
-                &self.filter,
-                self.options.batch_size.max(1),
-            )
-            .await?;
+        let size = self.options.batch_size.max(1);
+        let events = match self.take_prefetched(locked.checkpoint) {
+            Some(events) => events,
+            None => {
+                self.store
+                    .read_log_on(&mut tx, locked.checkpoint, &self.filter, size)
+                    .await?
+            }
+        };
         let Some(last) = events.last().map(|event| event.position) else {
             tx.rollback().await.map_err(db)?;
             return Ok(0);
@@ -181,11 +190,30 @@ where
             events = events.len()
         );
         async {
-            if self.apply_batch(&mut tx, &events).await.is_ok() {
+            let write = async {
+                if self.apply_batch(&mut tx, &events).await.is_err() {
+                    return Ok(Some(tx));
+                }
                 self.advance(&mut tx, locked.checkpoint, last, held).await?;
                 tx.commit().await.map_err(db)?;
+                Ok::<_, RunnerError>(None)
+            };
+            // The next batch is read on another connection while this one is
+            // written and committed: the log after `last` does not depend on
+            // this transaction, and the next step uses what was read only if
+            // the checkpoint is then at `last`.
+            let (written, next) =
+                tokio::join!(write, self.store.read_log(last, &self.filter, size));
+            let Some(tx) = written? else {
+                match next {
+                    Ok(next) if !next.is_empty() => self.keep_prefetched(last, next),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(projection = self.name(), %error, "reading ahead failed; the next step reads again");
+                    }
+                }
                 return Ok(events.len());
-            }
+            };
             // Nothing of this batch is kept. Go through it one event at a time
             // to find the one that fails.
             tx.rollback().await.map_err(db)?;
@@ -486,6 +514,25 @@ where
         .map_err(db)?;
         *self.lease_slot() = renewed;
         renewed.ok_or_else(|| self.not_leaseholder())
+    }
+
+    /// The batch read ahead, if it follows `checkpoint`.
+    fn take_prefetched(&self, checkpoint: Position) -> Option<Vec<StoredEvent>> {
+        let mut slot = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match slot.take() {
+            Some(prefetched) if prefetched.after == checkpoint => Some(prefetched.events),
+            _ => None,
+        }
+    }
+
+    fn keep_prefetched(&self, after: Position, events: Vec<StoredEvent>) {
+        *self
+            .prefetched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Prefetched { after, events });
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, RunnerError> {
