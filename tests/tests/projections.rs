@@ -631,3 +631,39 @@ async fn a_batch_read_ahead_is_not_used_once_another_runner_moved_the_checkpoint
     assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_ahead_never_waits_for_a_connection_the_step_itself_holds() {
+    let db = TestStore::new().await;
+    let accounts = accounts(&db);
+    business(&accounts, "acc-", 3).await;
+    accounts
+        .execute("acc-0", Deposit { amount: 666 })
+        .await
+        .expect("deposit");
+    settle(&db, 16).await;
+    // A store whose pool has a single connection, slow to give up waiting:
+    // a step that waited for a second connection would hang for a minute.
+    let single = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect(&cqrs_tests::postgres::database_url())
+        .await
+        .expect("connect");
+    let store = cqrs_postgres::PostgresEventStore::from_pool(single)
+        .with_schema(&db.schema)
+        .expect("schema");
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    ledger.poison.store(666, Ordering::SeqCst);
+    let runner =
+        ProjectionRunner::new(store, ledger.clone()).with_options(options(OnExhausted::Park));
+    assert!(runner.acquire_lease().await.expect("lease"));
+    let processed = tokio::time::timeout(Duration::from_secs(10), runner.catch_up())
+        .await
+        .expect("catch-up does not wait on its own connection")
+        .expect("catch up");
+    assert_eq!(processed, 16);
+    assert_eq!(runner.dead_letters().await.expect("dead letters").len(), 1);
+    assert_eq!(ledger.applied(db.pool()).await, 15);
+    db.drop_schema().await;
+}

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
-use cqrs_core::{EventStore, LogFilter, Position, Projector, StoredEvent};
+use cqrs_core::{LogFilter, Position, Projector, StoredEvent};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 use tracing::Instrument;
@@ -190,33 +190,30 @@ where
             events = events.len()
         );
         async {
+            // Returns whether the batch was applied; a failed one is rolled
+            // back at once, so its connection is free for the read below.
             let write = async {
                 if self.apply_batch(&mut tx, &events).await.is_err() {
-                    return Ok(Some(tx));
+                    tx.rollback().await.map_err(db)?;
+                    return Ok(false);
                 }
                 self.advance(&mut tx, locked.checkpoint, last, held).await?;
                 tx.commit().await.map_err(db)?;
-                Ok::<_, RunnerError>(None)
+                Ok::<_, RunnerError>(true)
             };
             // The next batch is read on another connection while this one is
             // written and committed: the log after `last` does not depend on
             // this transaction, and the next step uses what was read only if
             // the checkpoint is then at `last`.
-            let (written, next) =
-                tokio::join!(write, self.store.read_log(last, &self.filter, size));
-            let Some(tx) = written? else {
-                match next {
-                    Ok(next) if !next.is_empty() => self.keep_prefetched(last, next),
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::debug!(projection = self.name(), %error, "reading ahead failed; the next step reads again");
-                    }
+            let (applied, next) = tokio::join!(write, self.read_ahead(last, size));
+            if applied? {
+                if let Some(next) = next {
+                    self.keep_prefetched(last, next);
                 }
                 return Ok(events.len());
-            };
+            }
             // Nothing of this batch is kept. Go through it one event at a time
             // to find the one that fails.
-            tx.rollback().await.map_err(db)?;
             let mut tx = self.begin().await?;
             let relocked = self.guard(&mut tx, held).await?;
             if relocked.checkpoint != locked.checkpoint {
@@ -514,6 +511,35 @@ where
         .map_err(db)?;
         *self.lease_slot() = renewed;
         renewed.ok_or_else(|| self.not_leaseholder())
+    }
+
+    /// Reads the batch after `after` on a connection of its own, if the
+    /// pool has one to spare right away: reading ahead must never make the
+    /// step wait for a connection. `None` when it did not read or read
+    /// nothing (the next step reads again).
+    async fn read_ahead(&self, after: Position, size: usize) -> Option<Vec<StoredEvent>> {
+        let pool = self.store.pool();
+        let spare = pool.num_idle() > 0 || pool.size() < pool.options().get_max_connections();
+        if !spare {
+            return None;
+        }
+        let mut connection =
+            match tokio::time::timeout(Duration::from_millis(100), pool.acquire()).await {
+                Ok(Ok(connection)) => connection,
+                _ => return None,
+            };
+        match self
+            .store
+            .read_log_on(&mut connection, after, &self.filter, size)
+            .await
+        {
+            Ok(events) if !events.is_empty() => Some(events),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::debug!(projection = self.name(), %error, "reading ahead failed; the next step reads again");
+                None
+            }
+        }
     }
 
     /// The batch read ahead, if it follows `checkpoint`.
