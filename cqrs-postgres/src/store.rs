@@ -226,26 +226,15 @@ impl PostgresEventStore {
         batch: &Batch,
     ) -> Result<Attempt, sqlx::Error> {
         let after = i64::try_from(version).unwrap_or(i64::MAX);
-        let rows = sqlx::query(&self.sql.append_at)
+        let query = sqlx::query(&self.sql.append_at)
             .bind(&stream.aggregate_type)
             .bind(&stream.aggregate_id)
-            .bind(after)
-            .bind(&batch.ids)
-            .bind(&batch.types)
-            .bind(&batch.versions)
-            .bind(&batch.payloads)
-            .bind(&batch.metadata)
-            .fetch_all(&mut *connection)
-            .await?;
+            .bind(after);
+        let rows = batch.bind(query).fetch_all(&mut *connection).await?;
         if rows.is_empty() {
             // Version `version` is not stored: the stream is behind it.
-            let actual: i64 = sqlx::query_scalar(&self.sql.stream_version)
-                .bind(&stream.aggregate_type)
-                .bind(&stream.aggregate_id)
-                .fetch_one(&mut *connection)
-                .await?;
             return Ok(Attempt::Refused {
-                actual: actual.max(0).unsigned_abs(),
+                actual: self.read_version(connection, stream).await?,
             });
         }
         let mut events: Vec<Option<Committed>> = vec![None; batch.ids.len()];
@@ -295,18 +284,12 @@ impl PostgresEventStore {
         batch: &Batch,
     ) -> Result<Attempt, sqlx::Error> {
         let (low, high) = version_bounds(expected);
-        let rows = sqlx::query(&self.sql.append)
+        let query = sqlx::query(&self.sql.append)
             .bind(&stream.aggregate_type)
             .bind(&stream.aggregate_id)
             .bind(low)
-            .bind(high)
-            .bind(&batch.ids)
-            .bind(&batch.types)
-            .bind(&batch.versions)
-            .bind(&batch.payloads)
-            .bind(&batch.metadata)
-            .fetch_all(&mut *connection)
-            .await?;
+            .bind(high);
+        let rows = batch.bind(query).fetch_all(&mut *connection).await?;
         let Some(first) = rows.first() else {
             return Err(sqlx::Error::RowNotFound);
         };
@@ -423,12 +406,22 @@ impl PostgresEventStore {
         connection: &mut PgConnection,
         stream: &StreamId,
     ) -> Result<u64, StoreError> {
+        self.read_version(connection, stream)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The stream's last version, as the append attempts need it.
+    async fn read_version(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+    ) -> Result<u64, sqlx::Error> {
         let version: i64 = sqlx::query_scalar(&self.sql.stream_version)
             .bind(&stream.aggregate_type)
             .bind(&stream.aggregate_id)
             .fetch_one(&mut *connection)
-            .await
-            .map_err(store_error)?;
+            .await?;
         Ok(version.max(0).unsigned_abs())
     }
 
@@ -564,6 +557,20 @@ struct Batch {
 }
 
 impl Batch {
+    /// Binds the batch's columns, in the order both append statements
+    /// unnest them, after the parameters `query` already has.
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.types)
+            .bind(&self.versions)
+            .bind(&self.payloads)
+            .bind(&self.metadata)
+    }
+
     fn new(events: &[NewEvent]) -> Result<Self, StoreError> {
         let mut batch = Batch {
             ids: Vec::with_capacity(events.len()),
