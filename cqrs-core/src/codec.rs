@@ -12,15 +12,26 @@ use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 use serde::ser::{self, Impossible, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+mod faithful;
+
+pub use faithful::MAX_DEPTH;
+
 /// Serializes the content of the variant `event` holds (`null` for a unit variant).
 ///
 /// # Errors
 ///
-/// Fails when `event` is not an enum or its content does not serialize.
+/// Fails when `event` is not an enum, its content does not serialize, or the
+/// payload would not read back: a non-finite float anywhere in it (JSON would
+/// store `null`), or nesting deeper than [`MAX_DEPTH`]. The message names
+/// the field.
 pub fn encode_variant<E: Serialize + ?Sized>(
     event: &E,
 ) -> Result<Box<RawValue>, serde_json::Error> {
-    serde_json::value::to_raw_value(&VariantContent(event))
+    let content = VariantContent(event);
+    content
+        .serialize(faithful::Check(&mut faithful::Walk::default()))
+        .map_err(<serde_json::Error as ser::Error>::custom)?;
+    serde_json::value::to_raw_value(&content)
 }
 
 /// Deserializes variant number `variant_index` (in declaration order) of `E`
@@ -366,5 +377,73 @@ mod tests {
     fn non_enum_values_are_rejected() {
         let error = encode_variant(&42_u8).expect_err("not an enum");
         assert!(error.to_string().contains("must be an enum"), "{error}");
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Reading {
+        samples: Vec<Option<f64>>,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Measured {
+        Plain(f64),
+        Nested(Reading),
+        Deep(serde_json::Value),
+        Single(f32),
+    }
+
+    #[test]
+    fn non_finite_floats_are_refused_naming_the_field() {
+        for (event, at) in [
+            (Measured::Plain(f64::NAN), "root"),
+            (
+                Measured::Nested(Reading {
+                    samples: vec![Some(1.0), Some(f64::INFINITY)],
+                }),
+                "`.samples[1]`",
+            ),
+            (Measured::Single(f32::NEG_INFINITY), "root"),
+        ] {
+            let error = encode_variant(&event).expect_err("non-finite float");
+            let message = error.to_string();
+            assert!(message.contains("non-finite"), "{message}");
+            assert!(message.contains(at), "{message} should name {at}");
+        }
+        let finite = Measured::Nested(Reading {
+            samples: vec![None, Some(-0.5)],
+        });
+        let payload = encode_variant(&finite).expect("finite floats encode");
+        assert_eq!(
+            decode_variant::<Measured>(1, payload.get()).expect("decodes"),
+            finite
+        );
+    }
+
+    fn nested(levels: usize) -> serde_json::Value {
+        (0..levels).fold(serde_json::Value::Null, |inner, _| {
+            serde_json::Value::Array(vec![inner])
+        })
+    }
+
+    #[test]
+    fn nesting_is_refused_where_readers_would_refuse_it() {
+        let deepest = Measured::Deep(nested(MAX_DEPTH));
+        let payload = encode_variant(&deepest).expect("the deepest readable nesting encodes");
+        assert_eq!(
+            decode_variant::<Measured>(2, payload.get()).expect("decodes"),
+            deepest
+        );
+
+        let too_deep = Measured::Deep(nested(MAX_DEPTH + 1));
+        let written = serde_json::to_string(&nested(MAX_DEPTH + 1)).expect("serde_json writes it");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&written).is_err(),
+            "serde_json would not read it back"
+        );
+        let error = encode_variant(&too_deep).expect_err("too deep");
+        assert!(
+            error.to_string().contains("nested deeper than 127"),
+            "{error}"
+        );
     }
 }

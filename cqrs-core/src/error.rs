@@ -107,6 +107,18 @@ pub enum StoreError {
     /// A new event could not be serialized; nothing was written.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The append was refused before anything was written: a value the
+    /// store could not store or read back faithfully (see
+    /// [`limits`](crate::limits)).
+    #[error("{} refused for stream {stream}: {reason}", event_id.map_or_else(|| "append".to_owned(), |id| format!("event {id}")))]
+    InvalidEvent {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The event at fault; `None` when the stream id itself is.
+        event_id: Option<Uuid>,
+        /// What is wrong, and the limit it breaks.
+        reason: String,
+    },
     /// A projector updated in the same transaction as the append failed, so
     /// the append was rolled back: nothing was stored.
     #[error("inline projection failed, nothing was stored: {0}")]
@@ -133,6 +145,15 @@ pub enum StoreError {
     /// out). Nothing is known to have been written; retrying is reasonable.
     #[error("event store unavailable: {0}")]
     Unavailable(#[source] BoxError),
+    /// The connection failed after the write was sent: the events may or
+    /// may not be stored (the answer to a commit was lost). Appending the
+    /// same events again (same ids, same content) is safe and tells which:
+    /// it succeeds with [`already_stored`](crate::AppendResult::already_stored)
+    /// when the first attempt was stored.
+    #[error(
+        "outcome unknown: the connection failed after the append was sent, so it may have been stored; append the same events again to find out: {0}"
+    )]
+    OutcomeUnknown(#[source] BoxError),
     /// Any other failure of the store's back end.
     #[error("event store failure: {0}")]
     Backend(#[source] BoxError),
@@ -143,6 +164,12 @@ impl StoreError {
     /// reloading) or an unreachable store.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Conflict(_) | StoreError::Unavailable(_))
+    }
+
+    /// Whether the write may have happened although it failed: retry only
+    /// what is idempotent (the same events, the same command id).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, StoreError::OutcomeUnknown(_))
     }
 }
 

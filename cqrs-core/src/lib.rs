@@ -109,6 +109,8 @@ pub mod codec;
 pub mod dispatch;
 mod error;
 mod event;
+mod exact_json;
+pub mod limits;
 mod memory;
 mod metadata;
 mod pipeline;

@@ -138,6 +138,7 @@ impl EventStore for InMemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
+        crate::limits::check_append(stream, &events)?;
         let mut log = self.write();
         if let Some(earlier) = log.earlier_append(stream, &events)? {
             return Ok(earlier);
