@@ -239,21 +239,6 @@ impl NewEvent {
             && self.event_type == stored.event_type
             && self.event_version == stored.event_version
             && self.metadata == stored.metadata
-            && json_equal(&self.payload, &stored.payload)
-    }
-}
-
-/// Compares two JSON texts by value, so that formatting a store applies (as
-/// PostgreSQL's `jsonb` does) does not count as a difference.
-fn json_equal(a: &RawValue, b: &RawValue) -> bool {
-    if a.get() == b.get() {
-        return true;
-    }
-    match (
-        serde_json::from_str::<serde_json::Value>(a.get()),
-        serde_json::from_str::<serde_json::Value>(b.get()),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
+            && crate::exact_json::equal(self.payload.get(), stored.payload.get())
     }
 }

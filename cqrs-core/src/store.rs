@@ -203,8 +203,11 @@ pub trait EventStore: Send + Sync {
         let mut next = 1;
         if let Some(schema) = request.snapshot_schema {
             if let Some(snapshot) = self.load_snapshot(request.stream).await? {
+                // A snapshot ahead of its stream is ignored: trusting it
+                // would make every append conflict with the version it claims.
                 let usable = snapshot.schema_version == schema
-                    && request.upto.is_none_or(|upto| snapshot.version <= upto);
+                    && request.upto.is_none_or(|upto| snapshot.version <= upto)
+                    && snapshot.version <= self.stream_version(request.stream).await?;
                 if usable && sink.snapshot(&snapshot) {
                     next = snapshot.version + 1;
                 }

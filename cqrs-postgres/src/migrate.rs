@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::error::Result;
 use crate::schema::SchemaName;
@@ -65,23 +65,63 @@ impl<'s> MigrationSource<'s> for Embedded {
     }
 }
 
+/// The first key of the advisory lock `run` takes (PostgreSQL's two-key
+/// form, a key space apart from the one-key lock sqlx's migrator takes); the
+/// second is derived from the schema name. The bytes spell `cqrs`.
+const LOCK_CLASS: i32 = 0x6371_7273;
+
 /// Creates `schema` if needed and applies every migration not yet applied
-/// there. Safe to call from several processes at once: sqlx's migrator takes
-/// an advisory lock.
+/// there. Safe to call from several processes at once: they take turns on an
+/// advisory lock of the schema.
 pub(crate) async fn run(pool: &PgPool, schema: &SchemaName) -> Result<()> {
     let migrator = Migrator::new(Embedded).await?;
     // A connection of its own: its search_path points at the schema, and it is
-    // closed afterwards rather than handed back to the pool with that setting.
+    // closed afterwards rather than handed back to the pool with that setting
+    // or the lock. Closing it releases the lock too when a step failed.
     let mut connection = pool.acquire().await?.detach();
+    let result = migrate_locked(&mut connection, &migrator, schema).await;
+    connection.close().await?;
+    result
+}
+
+async fn migrate_locked(
+    connection: &mut PgConnection,
+    migrator: &Migrator,
+    schema: &SchemaName,
+) -> Result<()> {
+    // sqlx's migrator locks only once the schema exists: two sessions running
+    // `CREATE SCHEMA IF NOT EXISTS` at once both find it missing and one of
+    // them fails on the catalog's unique index. The schema's lock is taken
+    // first, so the create and the migrations run one session at a time.
+    let key = lock_key(schema);
+    // language=SQL
+    sqlx::query("SELECT pg_advisory_lock($1, $2)")
+        .bind(LOCK_CLASS)
+        .bind(key)
+        .execute(&mut *connection)
+        .await?;
     // language=SQL
     sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted()))
-        .execute(&mut connection)
+        .execute(&mut *connection)
         .await?;
     // language=SQL
     sqlx::query(&format!("SET search_path TO {}", schema.quoted()))
-        .execute(&mut connection)
+        .execute(&mut *connection)
         .await?;
-    let result = migrator.run_direct(&mut connection).await;
-    connection.close().await?;
-    Ok(result?)
+    migrator.run_direct(&mut *connection).await?;
+    // language=SQL
+    sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+        .bind(LOCK_CLASS)
+        .bind(key)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
+/// The schema's half of the lock's key. Two schemas sharing one only take
+/// turns needlessly.
+fn lock_key(schema: &SchemaName) -> i32 {
+    let fingerprint = schema.fingerprint();
+    // Folded so every bit of the hash counts; `as` keeps the low 32 bits.
+    (fingerprint ^ (fingerprint >> 32)) as i32
 }

@@ -9,6 +9,10 @@
 //! eight commands under 20 writers without the interval). A notification can
 //! be lost (the process dies right after a commit, the listener's connection
 //! drops): readers also poll, so a lost one only delays them.
+//!
+//! The task ends once the last handle of the store is dropped, after sending
+//! the notification still owed, so a store made per request does not leave a
+//! task and its pool's connections behind.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,14 +21,46 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-/// The notifier shared by the clones of one store.
+use crate::schema::SchemaName;
+
+/// PostgreSQL's limit on identifiers, channel names included (`NAMEDATALEN - 1`).
+const MAX_CHANNEL_BYTES: usize = 63;
+
+/// The notification channel of a schema's store: `<schema>.events`, or, when
+/// that is longer than PostgreSQL accepts, the name's first characters and
+/// its fingerprint, `<prefix>.<16 hex digits>.events`.
+///
+/// The second dot keeps a shortened channel apart from every unshortened one:
+/// schema names contain no dot.
+pub(crate) fn channel(schema: &SchemaName) -> String {
+    const SUFFIX: &str = ".events";
+    let name = schema.as_str();
+    if name.len() + SUFFIX.len() <= MAX_CHANNEL_BYTES {
+        return format!("{name}{SUFFIX}");
+    }
+    // The hash, its dot and the suffix take 24 bytes; schema names are ASCII,
+    // so any byte index is a character boundary.
+    let prefix = &name[..MAX_CHANNEL_BYTES - 16 - 1 - SUFFIX.len()];
+    format!("{prefix}.{:016x}{SUFFIX}", schema.fingerprint())
+}
+
+/// The notifier shared by the clones of one store. Dropping it (with the last
+/// clone) ends its task.
 #[derive(Debug)]
 pub(crate) struct Notifier {
     channel: String,
     pool: PgPool,
     interval: Duration,
-    pending: AtomicBool,
     started: AtomicBool,
+    state: Arc<State>,
+}
+
+/// What the notifier and its task share. The task holds only this, not the
+/// notifier, so the notifier can be dropped while the task waits.
+#[derive(Debug)]
+struct State {
+    pending: AtomicBool,
+    closed: AtomicBool,
     wake: Notify,
 }
 
@@ -34,9 +70,12 @@ impl Notifier {
             channel,
             pool,
             interval,
-            pending: AtomicBool::new(false),
             started: AtomicBool::new(false),
-            wake: Notify::new(),
+            state: Arc::new(State {
+                pending: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                wake: Notify::new(),
+            }),
         })
     }
 
@@ -46,14 +85,19 @@ impl Notifier {
     }
 
     /// Records that events were committed; the background task notifies.
-    pub(crate) fn appended(self: &Arc<Self>) {
-        if self.pending.swap(true, Ordering::AcqRel) {
+    pub(crate) fn appended(&self) {
+        if self.state.pending.swap(true, Ordering::AcqRel) {
             return; // a notification is already on its way
         }
         if !self.started.swap(true, Ordering::AcqRel) {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
-                    runtime.spawn(self.clone().run());
+                    runtime.spawn(run(
+                        self.state.clone(),
+                        self.pool.clone(),
+                        self.channel.clone(),
+                        self.interval,
+                    ));
                 }
                 Err(_) => {
                     self.started.store(false, Ordering::Release);
@@ -61,27 +105,88 @@ impl Notifier {
                 }
             }
         }
-        self.wake.notify_one();
+        self.state.wake.notify_one();
     }
+}
 
-    async fn run(self: Arc<Self>) {
-        loop {
-            self.wake.notified().await;
-            // Appends that commit while this NOTIFY is sent, or during the
-            // interval after it, set the flag again and share the next one.
-            while self.pending.swap(false, Ordering::AcqRel) {
-                // language=SQL
-                let sent = sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(&self.channel)
-                    .execute(&self.pool)
-                    .await;
-                if let Err(error) = sent {
-                    tracing::debug!(%error, channel = %self.channel, "cannot notify; readers will poll");
-                }
-                if !self.interval.is_zero() {
-                    tokio::time::sleep(self.interval).await;
-                }
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.state.closed.store(true, Ordering::Release);
+        // Stores a permit when the task is busy, so it cannot miss this.
+        self.state.wake.notify_one();
+    }
+}
+
+/// Sends the notifications owed until the notifier is dropped. Holds a clone
+/// of the pool until then, and no longer.
+async fn run(state: Arc<State>, pool: PgPool, channel: String, interval: Duration) {
+    loop {
+        // Appends that commit while this NOTIFY is sent, or during the
+        // interval after it, set the flag again and share the next one.
+        while state.pending.swap(false, Ordering::AcqRel) {
+            // language=SQL
+            let sent = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(&channel)
+                .execute(&pool)
+                .await;
+            if let Err(error) = sent {
+                tracing::debug!(%error, %channel, "cannot notify; readers will poll");
+            }
+            if !interval.is_zero() {
+                tokio::time::sleep(interval).await;
             }
         }
+        // Checked after the flag: the last appends happen before the drop
+        // that sets `closed`, so their notification has been sent by now.
+        if state.closed.load(Ordering::Acquire) {
+            return;
+        }
+        state.wake.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(name: &str) -> SchemaName {
+        SchemaName::new(name).expect("valid schema name")
+    }
+
+    #[test]
+    fn a_channel_that_fits_is_the_schema_and_events() {
+        assert_eq!(channel(&SchemaName::default()), "public.events");
+        let longest_kept = "s".repeat(MAX_CHANNEL_BYTES - ".events".len());
+        assert_eq!(
+            channel(&schema(&longest_kept)),
+            format!("{longest_kept}.events")
+        );
+    }
+
+    #[test]
+    fn the_channel_of_a_63_character_schema_fits_postgres_identifiers() {
+        let name = "a".repeat(63);
+        let long = channel(&schema(&name));
+        assert!(
+            long.len() <= MAX_CHANNEL_BYTES,
+            "{long} is {} bytes",
+            long.len()
+        );
+        assert!(
+            long.starts_with("aaaa") && long.ends_with(".events"),
+            "{long}"
+        );
+        // Stable: the same name gives the same channel in every process.
+        assert_eq!(long, channel(&schema(&name)));
+        let just_too_long = "b".repeat(MAX_CHANNEL_BYTES - ".events".len() + 1);
+        assert!(channel(&schema(&just_too_long)).len() <= MAX_CHANNEL_BYTES);
+    }
+
+    #[test]
+    fn long_schemas_differing_only_at_the_end_get_different_channels() {
+        let common = "x".repeat(62);
+        let first = channel(&schema(&format!("{common}1")));
+        let second = channel(&schema(&format!("{common}2")));
+        assert_ne!(first, second);
     }
 }

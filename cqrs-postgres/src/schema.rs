@@ -39,6 +39,17 @@ impl SchemaName {
         // Validation admits no quote character; quoting keeps reserved words usable.
         format!("\"{}\"", self.0)
     }
+
+    /// A 64-bit FNV-1a hash of the name. Processes built by other Rust
+    /// versions or on other platforms derive names and lock keys from it that
+    /// must agree, which std's hashers do not promise.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        self.0.bytes().fold(OFFSET_BASIS, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+        })
+    }
 }
 
 impl Default for SchemaName {
@@ -105,12 +116,14 @@ impl Statements {
                  ORDER BY inserted.version"
             ),
             // The append when the writer knows the stream's version (what a
-            // command pipeline always does): no read of the stream's version
-            // and no join, only an index probe that version `$3` exists (so
-            // versions stay without holes) and the insert. A stream that
-            // moved past `$3` fails the insert on the primary key, which the
-            // store reports as a conflict; a stream short of `$3` inserts no
-            // row. Measured under 20 writers: 0.046 ms of server time per
+            // command pipeline always does): no join, only one backward probe
+            // of the primary key for the stream's last version and the
+            // insert. Comparing the last version, not just probing that `$3`
+            // exists, keeps a stream with a hole (a deleted row) from being
+            // written into the hole. A stream at another version inserts no
+            // row; a writer that committed `$3 + 1` meanwhile makes the insert
+            // fail on the primary key; the store reports both as a conflict.
+            // Measured under 20 writers: 0.046 ms of server time per
             // single-event append against 0.079 ms for `append`.
             // language=SQL
             append_at: format!(
@@ -120,9 +133,9 @@ impl Statements {
                         e.payload::jsonb, e.metadata::jsonb
                  FROM unnest($4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[])
                           WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, ordinal)
-                 WHERE $3 = 0 OR EXISTS (
-                     SELECT 1 FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = $3
-                 )
+                 WHERE coalesce((
+                     SELECT max(version) FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2
+                 ), 0) = $3
                  RETURNING version, position, transaction_id::text::bigint AS transaction, recorded_at"
             ),
             // language=SQL
@@ -136,16 +149,23 @@ impl Statements {
                  ORDER BY version LIMIT $4"
             ),
             // Rebuilding an aggregate in one round trip: its snapshot (when
-            // of the wanted schema version; a row with a null event_type)
+            // of the wanted schema version and of a version the stream has:
+            // a snapshot ahead of its stream is ignored, or every command
+            // would conflict with the version it claims; a row with a null
+            // event_type)
             // and the events after it, only the columns replay needs. Each
             // branch is read in order and the snapshot's first; the reader
             // refuses any other order rather than trusting it.
             // language=SQL
             replay: format!(
                 "WITH snapshot AS MATERIALIZED (
-                     SELECT version, schema_version, state, taken_at FROM {snapshots}
+                     SELECT version, schema_version, state, taken_at FROM {snapshots} s
                      WHERE aggregate_type = $1 AND aggregate_id = $2
                        AND schema_version = $3 AND version <= $4
+                       AND EXISTS (
+                           SELECT 1 FROM {events} e
+                           WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.version = s.version
+                       )
                  )
                  SELECT version, NULL::text AS event_type, schema_version AS event_version,
                         state::text AS payload, taken_at
@@ -257,5 +277,14 @@ mod tests {
             SchemaName::new("select").expect("valid").quoted(),
             "\"select\""
         );
+    }
+
+    #[test]
+    fn the_fingerprint_is_fnv_1a_64() {
+        // Reference values of the published FNV-1a 64 test vectors.
+        let fingerprint = |name: &str| SchemaName(name.to_owned()).fingerprint();
+        assert_eq!(fingerprint(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fingerprint("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fingerprint("foobar"), 0x8594_4171_f739_67e8);
     }
 }

@@ -15,16 +15,17 @@ use uuid::Uuid;
 
 use crate::error::{Result, store_error, unique_violation};
 use crate::migrate;
-use crate::notify::Notifier;
+use crate::notify::{Notifier, channel};
 use crate::row::{self, to_i64, to_u64};
 use crate::schema::{SchemaName, Statements};
 
 /// See [`PostgresEventStore::with_notify_interval`].
 const DEFAULT_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
-/// How often an `ExpectedVersion::Any` append retries after losing a race for
-/// a version: it expects nothing, so losing is not a conflict for it.
-const ANY_VERSION_ATTEMPTS: usize = 20;
+/// How long an `ExpectedVersion::Any` append waits, at most, before trying
+/// again after losing a race for a version: it expects nothing, so losing is
+/// never a conflict for it, and it tries until it wins.
+const ANY_VERSION_MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// An [`EventStore`] on PostgreSQL.
 ///
@@ -150,6 +151,7 @@ impl PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
+        cqrs_core::limits::check_append(stream, &events)?;
         check_batch(stream, &events)?;
         let batch = Batch::new(&events)?;
         match self
@@ -525,11 +527,6 @@ impl PostgresEventStore {
     }
 }
 
-/// The notification channel of a schema's store.
-fn channel(schema: &SchemaName) -> String {
-    format!("{}.events", schema.as_str())
-}
-
 /// How one replay statement ended.
 enum Replayed {
     /// Every row was handed over.
@@ -582,17 +579,10 @@ impl Batch {
         for event in events {
             batch.ids.push(event.event_id);
             batch.types.push(event.event_type.clone());
+            // `limits::check_append` refused versions past the column's range.
             batch
                 .versions
-                .push(i32::try_from(event.event_version).map_err(|_| {
-                    StoreError::Backend(
-                        format!(
-                            "event version {} of {} exceeds the database's integer range",
-                            event.event_version, event.event_type
-                        )
-                        .into(),
-                    )
-                })?);
+                .push(i32::try_from(event.event_version).unwrap_or(i32::MAX));
             batch.payloads.push(event.payload.get().to_owned());
             batch
                 .metadata
@@ -614,6 +604,27 @@ fn check_batch(stream: &StreamId, events: &[NewEvent]) -> Result<(), StoreError>
         }),
         None => Ok(()),
     }
+}
+
+/// A failed write statement: when the connection failed, the statement may
+/// have committed before the answer was lost, so the outcome is unknown.
+pub(crate) fn sent_write_error(error: sqlx::Error) -> StoreError {
+    match store_error(error) {
+        StoreError::Unavailable(source) => StoreError::OutcomeUnknown(source),
+        other => other,
+    }
+}
+
+/// Spreads out writers that keep losing races for the same stream's next
+/// version: the first retries go at once, later ones after a growing,
+/// jittered pause.
+async fn pause_after_lost_race(lost_races: u32) {
+    if lost_races < 3 {
+        return;
+    }
+    let jitter = u64::from(Uuid::now_v7().as_u128() as u16) % 1000;
+    let pause = std::time::Duration::from_micros(u64::from(lost_races.min(20)) * jitter);
+    tokio::time::sleep(pause.min(ANY_VERSION_MAX_PAUSE)).await;
 }
 
 /// The stream versions an expectation accepts, as an inclusive range.
@@ -654,10 +665,12 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
+        cqrs_core::limits::check_append(stream, &events)?;
         check_batch(stream, &events)?;
         let batch = Batch::new(&events)?;
         let mut connection = self.pool.acquire().await.map_err(store_error)?;
-        for _ in 0..ANY_VERSION_ATTEMPTS {
+        let mut lost_races: u32 = 0;
+        loop {
             let attempt = match known_version(expected) {
                 Some(version) if !batch.ids.is_empty() => {
                     self.append_at(&mut connection, stream, version, &batch)
@@ -698,6 +711,8 @@ impl EventStore for PostgresEventStore {
                             });
                         }
                         if expected == ExpectedVersion::Any {
+                            lost_races += 1;
+                            pause_after_lost_race(lost_races).await;
                             continue;
                         }
                         let actual = self.version_of(&mut connection, stream).await?;
@@ -708,17 +723,10 @@ impl EventStore for PostgresEventStore {
                         }
                         .into());
                     }
-                    _ => return Err(store_error(error)),
+                    _ => return Err(sent_write_error(error)),
                 },
             }
         }
-        let actual = self.version_of(&mut connection, stream).await?;
-        Err(Conflict {
-            stream: stream.clone(),
-            expected,
-            actual,
-        }
-        .into())
     }
 
     async fn read_stream(

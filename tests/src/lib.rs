@@ -62,6 +62,11 @@ macro_rules! for_each_scenario {
             events_by_correlation_follow_one_business_transaction,
             events_in_time_range_by_type,
             state_cache_stays_correct_when_another_writer_moves_the_aggregate,
+            edge_input_is_refused_alike_before_anything_is_written,
+            whatever_is_accepted_reads_back_equal,
+            reappending_compares_numbers_exactly,
+            any_version_never_conflicts_under_contention,
+            a_snapshot_ahead_of_its_stream_is_ignored,
         );
     };
 }

@@ -267,6 +267,43 @@ async fn a_corrupted_row_is_a_typed_error_naming_its_place() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_version_append_never_writes_into_a_hole() {
+    let db = TestStore::new().await;
+    db.store
+        .append(&stream("holed"), ExpectedVersion::NoStream, ticks(3))
+        .await
+        .expect("append");
+    // An operator deleted version 2 by hand (rows are immutable, not undeletable).
+    // language=SQL
+    sqlx::query(&format!(
+        "DELETE FROM {} WHERE aggregate_id = 'holed' AND version = 2",
+        db.table("events")
+    ))
+    .execute(db.pool())
+    .await
+    .expect("delete a row");
+
+    match db
+        .store
+        .append(&stream("holed"), ExpectedVersion::Exact(1), ticks(1))
+        .await
+    {
+        Err(StoreError::Conflict(conflict)) => assert_eq!(conflict.actual, 3),
+        other => panic!("an append at version 1 of a stream at 3 must conflict, got {other:?}"),
+    }
+    let versions: Vec<u64> = db
+        .store
+        .read_stream(&stream("holed"), 1, 10)
+        .await
+        .expect("read")
+        .iter()
+        .map(|event| event.version)
+        .collect();
+    assert_eq!(versions, [1, 3], "nothing was written into the hole");
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_events_cannot_be_rewritten() {
     let db = TestStore::new().await;
     db.store

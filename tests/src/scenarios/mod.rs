@@ -18,6 +18,12 @@ use uuid::Uuid;
 
 use crate::fixtures::{event, json, stream, ticks};
 
+mod consistency;
+mod round_trip;
+
+pub use consistency::*;
+pub use round_trip::*;
+
 /// A store as the scenarios receive it.
 pub type Store = Arc<dyn EventStore>;
 

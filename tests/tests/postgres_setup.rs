@@ -1,0 +1,190 @@
+//! Setting a store up and letting it go: migrating from many sessions at once,
+//! schema names at PostgreSQL's identifier limit, and a dropped store handing
+//! its connections back.
+
+use std::time::Duration;
+
+use cqrs_core::{EventStore, ExpectedVersion};
+use cqrs_postgres::PostgresEventStore;
+use cqrs_tests::fixtures::{stream, ticks};
+use cqrs_tests::postgres::{database_url, pool};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+/// A pool of its own, so its sessions are not shared with any other store's.
+async fn own_pool(max_connections: u32, application_name: &str) -> PgPool {
+    let options: PgConnectOptions = database_url().parse().expect("DATABASE_URL parses");
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options.application_name(application_name))
+        .await
+        .expect("PostgreSQL is reachable")
+}
+
+/// How many sessions named `application_name` the server has open.
+async fn sessions(observer: &PgPool, application_name: &str) -> i64 {
+    // language=SQL
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(application_name)
+        .fetch_one(observer)
+        .await
+        .expect("count sessions")
+}
+
+async fn drop_schema(pool: &PgPool, schema: &str) {
+    // language=SQL
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(pool)
+        .await
+        .expect("drop the test schema");
+}
+
+/// The next notification within `within`, if one comes.
+async fn wait(
+    listener: &mut PgListener,
+    within: Duration,
+) -> Option<Result<sqlx::postgres::PgNotification, sqlx::Error>> {
+    tokio::time::timeout(within, listener.recv()).await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_every_handle_of_a_store_that_appended_closes_its_connections() {
+    let observer = pool().await;
+    let application_name = format!("release_{}", Uuid::now_v7().simple());
+    let schema = format!("test_setup_{}", Uuid::now_v7().simple());
+    let store = PostgresEventStore::from_pool(own_pool(3, &application_name).await)
+        .with_schema(&schema)
+        .expect("valid schema name");
+    store.migrate().await.expect("migrations apply");
+    let clone = store.clone();
+    // Both handles append, so the notifier has work to do when they drop.
+    for handle in [&store, &clone] {
+        handle
+            .append(&stream("release"), ExpectedVersion::Any, ticks(1))
+            .await
+            .expect("append");
+    }
+    assert!(sessions(&observer, &application_name).await > 0);
+
+    drop(store);
+    drop(clone);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let open = sessions(&observer, &application_name).await;
+        if open == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} sessions still open 5 s after the last store handle dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop_schema(&observer, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_just_before_the_store_drops_are_still_announced() {
+    let observer = pool().await;
+    let schema = format!("test_setup_{}", Uuid::now_v7().simple());
+    // A long interval, so the second append is still waiting to be announced
+    // when the store drops.
+    let store = PostgresEventStore::from_pool(own_pool(3, "announce_on_drop").await)
+        .with_schema(&schema)
+        .expect("valid schema name")
+        .with_notify_interval(Duration::from_millis(500));
+    store.migrate().await.expect("migrations apply");
+    let mut listener = PgListener::connect_with(&observer)
+        .await
+        .expect("listener connects");
+    listener
+        .listen(&store.notification_channel())
+        .await
+        .expect("listen");
+
+    for _ in 0..2 {
+        store
+            .append(&stream("last words"), ExpectedVersion::Any, ticks(1))
+            .await
+            .expect("append");
+    }
+    drop(store);
+
+    for which in ["first", "second"] {
+        wait(&mut listener, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("the {which} notification never came"))
+            .expect("notification");
+    }
+    drop_schema(&observer, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_in_separate_sessions_migrate_one_fresh_schema_at_once() {
+    const ROUNDS: usize = 5;
+    const STORES: usize = 20;
+    let observer = pool().await;
+    for round in 0..ROUNDS {
+        let schema = format!("test_setup_{}", Uuid::now_v7().simple());
+        // Connected before any of them starts, so they start together.
+        let mut stores = Vec::new();
+        for _ in 0..STORES {
+            stores.push(
+                PostgresEventStore::from_pool(own_pool(1, "concurrent_migrate").await)
+                    .with_schema(&schema)
+                    .expect("valid schema name"),
+            );
+        }
+        let mut migrations = JoinSet::new();
+        for store in stores {
+            migrations.spawn(async move { store.migrate().await });
+        }
+        let mut failures = Vec::new();
+        while let Some(result) = migrations.join_next().await {
+            if let Err(error) = result.expect("the migration task ends") {
+                failures.push(error.to_string());
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "round {round}: {} of {STORES} concurrent migrations failed: {failures:?}",
+            failures.len()
+        );
+        drop_schema(&observer, &schema).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_in_a_schema_of_63_characters_wakes_its_listeners() {
+    let observer = pool().await;
+    let mut schema = format!("test_setup_{}_", Uuid::now_v7().simple());
+    while schema.len() < 63 {
+        schema.push('x');
+    }
+    let store = PostgresEventStore::from_pool(observer.clone())
+        .with_schema(&schema)
+        .expect("63 characters are a valid schema name");
+    store.migrate().await.expect("migrations apply");
+    let mut listener = PgListener::connect_with(&observer)
+        .await
+        .expect("listener connects");
+    listener
+        .listen(&store.notification_channel())
+        .await
+        .expect("listen");
+
+    store
+        .append(&stream("long"), ExpectedVersion::NoStream, ticks(1))
+        .await
+        .expect("append");
+
+    let notification = wait(&mut listener, Duration::from_secs(5))
+        .await
+        .expect("the append is announced")
+        .expect("notification");
+    assert_eq!(notification.channel(), store.notification_channel());
+    drop_schema(&observer, &schema).await;
+}
