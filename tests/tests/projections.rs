@@ -667,3 +667,123 @@ async fn reading_ahead_never_waits_for_a_connection_the_step_itself_holds() {
     assert_eq!(ledger.applied(db.pool()).await, 15);
     db.drop_schema().await;
 }
+
+/// The ledger, failing on the deposit of one amount with whatever reason the
+/// test sets: the same event can fail, succeed, then fail again, and each
+/// failure is told apart by its reason.
+struct Switchable {
+    ledger: Ledger,
+    amount: u64,
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Switchable {
+    fn fail_with(&self, reason: Option<&str>) {
+        *self.failure.lock().expect("not poisoned") = reason.map(str::to_owned);
+    }
+}
+
+#[cqrs_core::async_trait]
+impl cqrs_core::Projector<sqlx::PgConnection> for Switchable {
+    type Event = cqrs_examples::bank_account::AccountEvent;
+
+    fn name(&self) -> &str {
+        cqrs_core::Projector::name(&self.ledger)
+    }
+
+    async fn project(
+        &self,
+        event: &cqrs_core::EventEnvelope<Self::Event>,
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<(), cqrs_core::BoxError> {
+        use cqrs_examples::bank_account::AccountEvent;
+        let targeted = matches!(
+            &event.payload,
+            AccountEvent::DepositMade(deposit) if deposit.amount == self.amount
+        );
+        let failure = self.failure.lock().expect("not poisoned").clone();
+        match failure {
+            Some(reason) if targeted => Err(reason.into()),
+            _ => cqrs_core::Projector::project(&self.ledger, event, tx).await,
+        }
+    }
+
+    async fn reset(&self, tx: &mut sqlx::PgConnection) -> Result<(), cqrs_core::BoxError> {
+        cqrs_core::Projector::reset(&self.ledger, tx).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_resolved_after_parking_is_parked_again_when_a_rebuild_meets_it_failing() {
+    let db = TestStore::new().await;
+    let accounts = accounts(&db);
+    accounts
+        .execute("a", OpenAccount { owner: "A".into() })
+        .await
+        .expect("open");
+    accounts
+        .execute("a", Deposit { amount: 10 })
+        .await
+        .expect("deposit");
+    let flaky = accounts
+        .execute("a", Deposit { amount: 7 })
+        .await
+        .expect("deposit");
+    accounts
+        .execute("a", Deposit { amount: 5 })
+        .await
+        .expect("deposit");
+    settle(&db, 4).await;
+    let projector = Arc::new(Switchable {
+        ledger: Ledger::create(&db, "ledger").await,
+        amount: 7,
+        failure: std::sync::Mutex::new(Some("first outage".to_owned())),
+    });
+    let runner = ProjectionRunner::new(db.store.clone(), projector.clone())
+        .with_options(options(OnExhausted::Park));
+    assert!(runner.acquire_lease().await.expect("lease"));
+
+    assert_eq!(runner.catch_up().await.expect("catch up"), 4);
+    let parked = runner.dead_letters().await.expect("dead letters");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event_id, flaky.events[0].event_id);
+    projector.fail_with(None);
+    let replayed = runner.replay_dead_letters().await.expect("replay");
+    assert_eq!((replayed.resolved, replayed.still_failing), (1, 0));
+    assert!(
+        runner
+            .dead_letters()
+            .await
+            .expect("dead letters")
+            .is_empty()
+    );
+
+    // The rebuild keeps the resolved dead letter; meeting the event failing
+    // again must reopen it rather than trip over its unique key.
+    projector.fail_with(Some("second outage"));
+    runner.rebuild().await.expect("rebuild");
+    assert_eq!(runner.catch_up().await.expect("catch up after rebuild"), 4);
+    let reparked = runner.dead_letters().await.expect("dead letters");
+    assert_eq!(reparked.len(), 1, "{reparked:?}");
+    assert_eq!(
+        (reparked[0].id, reparked[0].event_id),
+        (parked[0].id, flaky.events[0].event_id)
+    );
+    assert_eq!(
+        (reparked[0].error.as_str(), reparked[0].attempts),
+        ("second outage", 3)
+    );
+    assert_eq!(reparked[0].resolved_at, None);
+    assert!(reparked[0].parked_at >= parked[0].parked_at);
+    assert_eq!(projector.ledger.balances(db.pool()).await["a"], 15);
+
+    // The reopened dead letter replays like any other.
+    projector.fail_with(None);
+    let replayed = runner.replay_dead_letters().await.expect("replay");
+    assert_eq!((replayed.resolved, replayed.still_failing), (1, 0));
+    assert_eq!(
+        projector.ledger.balances(db.pool()).await,
+        fold(&db.store).await
+    );
+    db.drop_schema().await;
+}

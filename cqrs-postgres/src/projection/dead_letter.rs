@@ -34,7 +34,8 @@ pub struct DeadLetter {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
-/// Records `event` as parked by `projection`.
+/// Records `event` as parked by `projection`, reopening its dead letter if
+/// one is left from an earlier run.
 pub(crate) async fn park(
     connection: &mut PgConnection,
     table: &str,
@@ -43,12 +44,26 @@ pub(crate) async fn park(
     error: &str,
     attempts: u32,
 ) -> Result<(), sqlx::Error> {
+    // A rebuild keeps resolved dead letters, so it can meet one of their events
+    // failing again: that reopens the row. The attempts start over, as the old
+    // count belonged to a parking that was resolved.
     // language=SQL
     sqlx::query(&format!(
         "INSERT INTO {table}
              (projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
               version, event_type, error, attempts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT ON CONSTRAINT dead_letters_projection_event_key DO UPDATE
+         SET transaction_id = EXCLUDED.transaction_id,
+             sequence = EXCLUDED.sequence,
+             aggregate_type = EXCLUDED.aggregate_type,
+             aggregate_id = EXCLUDED.aggregate_id,
+             version = EXCLUDED.version,
+             event_type = EXCLUDED.event_type,
+             error = EXCLUDED.error,
+             attempts = EXCLUDED.attempts,
+             parked_at = now(),
+             resolved_at = NULL"
     ))
     .bind(projection)
     .bind(event.event_id)

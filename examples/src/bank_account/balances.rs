@@ -2,7 +2,7 @@
 //! projection runner: each event is applied in the same transaction that
 //! moves the runner's checkpoint, so the table sees every event exactly once.
 
-use cqrs_core::{EventEnvelope, projector};
+use cqrs_core::{BoxError, EventEnvelope, projector};
 use cqrs_postgres::PostgresEventStore;
 use cqrs_postgres::sqlx::{self, PgConnection, PgPool};
 
@@ -132,13 +132,9 @@ impl AccountBalances {
         event: &DepositMade,
         envelope: &Envelope,
         tx: &mut PgConnection,
-    ) -> Result<(), sqlx::Error> {
-        self.add(
-            tx,
-            envelope,
-            i64::try_from(event.amount).unwrap_or(i64::MAX),
-        )
-        .await
+    ) -> Result<(), BoxError> {
+        self.add(tx, envelope, bigint(event.amount)?).await?;
+        Ok(())
     }
 
     #[project]
@@ -147,13 +143,9 @@ impl AccountBalances {
         event: &WithdrawalMade,
         envelope: &Envelope,
         tx: &mut PgConnection,
-    ) -> Result<(), sqlx::Error> {
-        self.add(
-            tx,
-            envelope,
-            -i64::try_from(event.amount).unwrap_or(i64::MAX),
-        )
-        .await
+    ) -> Result<(), BoxError> {
+        self.add(tx, envelope, -bigint(event.amount)?).await?;
+        Ok(())
     }
 
     #[reset]
@@ -164,4 +156,12 @@ impl AccountBalances {
             .await?;
         Ok(())
     }
+}
+
+// Clamping an amount the bigint column cannot hold would record a wrong
+// balance without a word; an error hands the event to the runner's failure
+// policy instead, as PostgreSQL's own error does when a sum leaves the range.
+fn bigint(amount: u64) -> Result<i64, BoxError> {
+    i64::try_from(amount)
+        .map_err(|_| format!("amount {amount} does not fit the bigint balance column").into())
 }

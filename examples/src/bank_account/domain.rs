@@ -90,6 +90,18 @@ pub enum AccountError {
         /// The amount asked for.
         requested: u64,
     },
+    /// A deposit that would take the balance past the largest amount a
+    /// balance can hold.
+    #[error(
+        "balance overflow: the balance is {balance}, the deposit {amount} would take it past {}",
+        u64::MAX
+    )]
+    BalanceOverflow {
+        /// The balance at the time.
+        balance: u64,
+        /// The amount deposited.
+        amount: u64,
+    },
 }
 
 /// The account's state, as far as its rules need it.
@@ -121,6 +133,12 @@ impl BankAccount {
     #[command]
     fn deposit(&self, &Deposit { amount }: &Deposit) -> Decision {
         self.check_movement(amount)?;
+        if self.balance.checked_add(amount).is_none() {
+            return Err(AccountError::BalanceOverflow {
+                balance: self.balance,
+                amount,
+            });
+        }
         Ok(vec![DepositMade { amount }.into()])
     }
 
@@ -149,13 +167,18 @@ impl BankAccount {
         self.owner = Some(event.owner.clone());
     }
 
+    // The handlers refuse any movement that leaves the balance's range, so
+    // saturating changes nothing for the events they decided. An event cannot
+    // be refused once stored, though, and events written by other code (an
+    // import, an older version without these checks) must still load rather
+    // than panic (debug) or wrap (release).
     #[apply]
     fn deposited(&mut self, event: &DepositMade) {
-        self.balance += event.amount;
+        self.balance = self.balance.saturating_add(event.amount);
     }
 
     #[apply]
     fn withdrew(&mut self, event: &WithdrawalMade) {
-        self.balance -= event.amount;
+        self.balance = self.balance.saturating_sub(event.amount);
     }
 }

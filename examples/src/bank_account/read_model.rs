@@ -65,9 +65,13 @@ impl AccountSummaries {
     #[project]
     fn deposited(&self, event: &DepositMade, envelope: &Envelope) -> Result<(), BoxError> {
         self.update(envelope, |row| {
-            row.balance += event.amount;
-            row.transactions += 1;
-            Ok(())
+            row.balance = row.balance.checked_add(event.amount).ok_or_else(|| {
+                format!(
+                    "deposit of {} overflows balance {}",
+                    event.amount, row.balance
+                )
+            })?;
+            count_transaction(row)
         })
     }
 
@@ -80,8 +84,7 @@ impl AccountSummaries {
                     event.amount, row.balance
                 )
             })?;
-            row.transactions += 1;
-            Ok(())
+            count_transaction(row)
         })
     }
 
@@ -107,6 +110,15 @@ impl AccountSummaries {
         rows.insert(id.clone(), updated);
         Ok(())
     }
+}
+
+// A count that wrapped would misreport silently; failing names the event.
+fn count_transaction(row: &mut AccountSummary) -> Result<(), BoxError> {
+    row.transactions = row
+        .transactions
+        .checked_add(1)
+        .ok_or("transaction count overflows")?;
+    Ok(())
 }
 
 /// The summary of one account, if the read model has seen it.

@@ -91,6 +91,18 @@ pub enum InventoryError {
         /// Items asked for.
         requested: u32,
     },
+    /// An addition that would take the items on hand past the most a stock
+    /// count can hold.
+    #[error(
+        "stock overflow: {on_hand} on hand (reserved included), adding {added} would exceed {}",
+        u32::MAX
+    )]
+    StockOverflow {
+        /// Items in stock, available and reserved.
+        on_hand: u64,
+        /// Items asked to add.
+        added: u32,
+    },
 }
 
 /// A product's stock.
@@ -105,6 +117,15 @@ pub struct Inventory {
     pub released: BTreeSet<String>,
 }
 
+impl Inventory {
+    /// Items in stock: available and reserved.
+    pub fn on_hand(&self) -> u64 {
+        // Summed in u64: overflowing it would take four billion full reservations.
+        let reserved: u64 = self.reservations.values().map(|&q| u64::from(q)).sum();
+        u64::from(self.available) + reserved
+    }
+}
+
 type Decision = Result<Vec<InventoryEvent>, InventoryError>;
 
 #[aggregate(type = "inventory", command = InventoryCommand, event = InventoryEvent, error = InventoryError)]
@@ -113,6 +134,14 @@ impl Inventory {
     fn add(&self, command: &AddStock) -> Decision {
         if command.quantity == 0 {
             return Err(InventoryError::ZeroQuantity);
+        }
+        // Reserved items count too: a release gives them back to `available`.
+        let on_hand = self.on_hand();
+        if on_hand + u64::from(command.quantity) > u64::from(u32::MAX) {
+            return Err(InventoryError::StockOverflow {
+                on_hand,
+                added: command.quantity,
+            });
         }
         Ok(vec![
             StockAdded {
@@ -163,21 +192,26 @@ impl Inventory {
             .collect())
     }
 
+    // The handlers keep every count in range: `add` keeps the items on hand
+    // within a u32, `reserve` takes no more than is available, and a release
+    // gives back what was reserved. So saturating changes nothing for the
+    // events they decided; events written by other code must still load
+    // rather than panic (debug) or wrap (release).
     #[apply]
     fn added(&mut self, event: &StockAdded) {
-        self.available += event.quantity;
+        self.available = self.available.saturating_add(event.quantity);
     }
 
     #[apply]
     fn reserved(&mut self, event: &StockReserved) {
-        self.available -= event.quantity;
+        self.available = self.available.saturating_sub(event.quantity);
         self.reservations
             .insert(event.order_id.clone(), event.quantity);
     }
 
     #[apply]
     fn released(&mut self, event: &StockReleased) {
-        self.available += event.quantity;
+        self.available = self.available.saturating_add(event.quantity);
         self.reservations.remove(&event.order_id);
         self.released.insert(event.order_id.clone());
     }

@@ -16,6 +16,13 @@ pub struct OrderLine {
     pub unit_price: u64,
 }
 
+/// The total of `lines` in cents; `None` when it does not fit in a `u64`.
+pub fn lines_total(lines: &[OrderLine]) -> Option<u64> {
+    lines.iter().try_fold(0_u64, |total, line| {
+        total.checked_add(line.unit_price.checked_mul(u64::from(line.quantity))?)
+    })
+}
+
 /// The order was placed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCreated {
@@ -173,6 +180,9 @@ pub enum OrderError {
         /// What was paid.
         paid: u64,
     },
+    /// Lines whose total, in cents, does not fit in a `u64`.
+    #[error("the order's total exceeds the largest amount, {} cents", u64::MAX)]
+    TotalOverflow,
 }
 
 /// An order's state.
@@ -189,10 +199,10 @@ pub struct Order {
 impl Order {
     /// The total in cents.
     pub fn total(&self) -> u64 {
-        self.lines
-            .iter()
-            .map(|line| u64::from(line.quantity) * line.unit_price)
-            .sum()
+        // `create` refuses lines whose total does not fit, so only events
+        // written by other code reach the fallback; they must still load, and
+        // saturating never shows a wrapped total small enough to pay.
+        lines_total(&self.lines).unwrap_or(u64::MAX)
     }
 
     fn expect(&self, action: &'static str, allowed: &[OrderStatus]) -> Result<(), OrderError> {
@@ -218,6 +228,9 @@ impl Order {
         }
         if command.lines.is_empty() || command.lines.iter().any(|line| line.quantity == 0) {
             return Err(OrderError::Empty);
+        }
+        if lines_total(&command.lines).is_none() {
+            return Err(OrderError::TotalOverflow);
         }
         Ok(vec![
             OrderCreated {

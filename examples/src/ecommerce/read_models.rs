@@ -4,12 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use cqrs_core::{EventEnvelope, Query, QueryHandler, projector};
+use cqrs_core::{BoxError, EventEnvelope, Query, QueryHandler, projector};
 
 use super::inventory::{InventoryEvent, StockAdded, StockReleased, StockReserved};
 use super::order::{
     OrderCancelled, OrderConfirmed, OrderCreated, OrderDelivered, OrderEvent, OrderPaid,
-    OrderShipped, OrderStatus,
+    OrderShipped, OrderStatus, lines_total,
 };
 
 /// One order as a customer's order list shows it.
@@ -61,13 +61,16 @@ impl OrdersByCustomer {
 #[projector(event = OrderEvent, name = "orders_by_customer")]
 impl OrdersByCustomer {
     #[project]
-    fn created(&self, event: &OrderCreated, envelope: &EventEnvelope<OrderEvent>) {
+    fn created(
+        &self,
+        event: &OrderCreated,
+        envelope: &EventEnvelope<OrderEvent>,
+    ) -> Result<(), BoxError> {
         let order_id = envelope.stream.aggregate_id.clone();
-        let total = event
-            .lines
-            .iter()
-            .map(|line| u64::from(line.quantity) * line.unit_price)
-            .sum();
+        // `Order::create` refuses such lines; a stored event with them still
+        // must not panic here nor show a wrapped total.
+        let total = lines_total(&event.lines)
+            .ok_or_else(|| format!("the total of order {order_id} does not fit in a u64"))?;
         let mut orders = self.lock();
         orders
             .customer_of
@@ -84,6 +87,7 @@ impl OrdersByCustomer {
                     total,
                 },
             );
+        Ok(())
     }
 
     #[project]
@@ -152,17 +156,26 @@ pub struct StockLevels {
 }
 
 impl StockLevels {
+    /// Replaces the product's level by `change` of it; a count out of range
+    /// (`None`) leaves the level as it was and fails the event. The inventory
+    /// never decides such an event, but a count that wrapped would misreport
+    /// the stock without a word.
     fn update(
         &self,
         envelope: &EventEnvelope<InventoryEvent>,
-        change: impl FnOnce(&mut StockLevel),
-    ) {
+        change: impl FnOnce(StockLevel) -> Option<StockLevel>,
+    ) -> Result<(), BoxError> {
         let mut levels = self.levels.lock().unwrap_or_else(PoisonError::into_inner);
-        change(
-            levels
-                .entry(envelope.stream.aggregate_id.clone())
-                .or_default(),
-        );
+        let sku = &envelope.stream.aggregate_id;
+        let level = levels.get(sku).copied().unwrap_or_default();
+        let changed = change(level).ok_or_else(|| {
+            format!(
+                "the stock of {sku} leaves the range of its counts at {}",
+                envelope.event_type
+            )
+        })?;
+        levels.insert(sku.clone(), changed);
+        Ok(())
     }
 
     /// Every product's level, by sku.
@@ -177,24 +190,45 @@ impl StockLevels {
 #[projector(event = InventoryEvent, name = "stock_levels")]
 impl StockLevels {
     #[project]
-    fn added(&self, event: &StockAdded, envelope: &EventEnvelope<InventoryEvent>) {
-        self.update(envelope, |level| level.available += event.quantity);
+    fn added(
+        &self,
+        event: &StockAdded,
+        envelope: &EventEnvelope<InventoryEvent>,
+    ) -> Result<(), BoxError> {
+        self.update(envelope, |level| {
+            Some(StockLevel {
+                available: level.available.checked_add(event.quantity)?,
+                ..level
+            })
+        })
     }
 
     #[project]
-    fn reserved(&self, event: &StockReserved, envelope: &EventEnvelope<InventoryEvent>) {
+    fn reserved(
+        &self,
+        event: &StockReserved,
+        envelope: &EventEnvelope<InventoryEvent>,
+    ) -> Result<(), BoxError> {
         self.update(envelope, |level| {
-            level.available -= event.quantity;
-            level.reserved += event.quantity;
-        });
+            Some(StockLevel {
+                available: level.available.checked_sub(event.quantity)?,
+                reserved: level.reserved.checked_add(event.quantity)?,
+            })
+        })
     }
 
     #[project]
-    fn released(&self, event: &StockReleased, envelope: &EventEnvelope<InventoryEvent>) {
+    fn released(
+        &self,
+        event: &StockReleased,
+        envelope: &EventEnvelope<InventoryEvent>,
+    ) -> Result<(), BoxError> {
         self.update(envelope, |level| {
-            level.available += event.quantity;
-            level.reserved -= event.quantity;
-        });
+            Some(StockLevel {
+                available: level.available.checked_add(event.quantity)?,
+                reserved: level.reserved.checked_sub(event.quantity)?,
+            })
+        })
     }
 }
 

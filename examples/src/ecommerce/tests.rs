@@ -1,7 +1,10 @@
 use std::sync::Arc;
 
 use cqrs_core::testing::AggregateFixture;
-use cqrs_core::{CommandError, InMemoryEventStore, QueryHandler};
+use cqrs_core::{
+    CommandError, DomainEvent, EventStore, ExpectedVersion, InMemoryEventStore, Metadata, NewEvent,
+    Position, QueryHandler, StreamId, catch_up,
+};
 
 use super::*;
 
@@ -375,4 +378,134 @@ async fn an_order_that_is_not_paid_cannot_ship_through_the_pipeline_either() {
             ..
         }))
     ));
+}
+
+#[tokio::test]
+async fn an_order_whose_total_does_not_fit_is_refused() {
+    // One line's price overflows...
+    AggregateFixture::<Order>::new(())
+        .when(CreateOrder {
+            customer_id: "alice".into(),
+            lines: vec![line("gold", 2, u64::MAX / 2 + 1)],
+        })
+        .await
+        .then_expect_error(OrderError::TotalOverflow);
+    // ...or only the sum of lines that each fit.
+    AggregateFixture::<Order>::new(())
+        .when(CreateOrder {
+            customer_id: "alice".into(),
+            lines: vec![line("gold", 1, u64::MAX), line("tea", 1, 1)],
+        })
+        .await
+        .then_expect_error(OrderError::TotalOverflow)
+        .then_expect_state(|order| assert_eq!(order.status, OrderStatus::None));
+}
+
+#[tokio::test]
+async fn stock_that_would_not_fit_its_count_is_refused() {
+    AggregateFixture::<Inventory>::new(())
+        .given([StockAdded {
+            quantity: u32::MAX - 2,
+        }])
+        .when(AddStock { quantity: 3 })
+        .await
+        .then_expect_error(InventoryError::StockOverflow {
+            on_hand: u64::from(u32::MAX - 2),
+            added: 3,
+        })
+        .then_expect_state(|inventory| assert_eq!(inventory.available, u32::MAX - 2));
+    // Reserved items come back on release, so they count as well.
+    AggregateFixture::<Inventory>::new(())
+        .given([
+            InventoryEvent::from(StockAdded { quantity: u32::MAX }),
+            StockReserved {
+                order_id: "o1".into(),
+                quantity: 10,
+            }
+            .into(),
+        ])
+        .when(AddStock { quantity: 5 })
+        .await
+        .then_expect_error(InventoryError::StockOverflow {
+            on_hand: u64::from(u32::MAX),
+            added: 5,
+        });
+}
+
+#[tokio::test]
+async fn stored_events_beyond_the_stock_range_load_without_panicking() {
+    // Events written by other code than these handlers: the aggregate still
+    // loads, its count pinned at the bounds.
+    AggregateFixture::<Inventory>::new(())
+        .given([
+            InventoryEvent::from(StockAdded { quantity: u32::MAX }),
+            StockAdded { quantity: 1 }.into(),
+            StockReserved {
+                order_id: "o1".into(),
+                quantity: 7,
+            }
+            .into(),
+            StockReserved {
+                order_id: "o2".into(),
+                quantity: u32::MAX,
+            }
+            .into(),
+        ])
+        .when(ReleaseStock {
+            order_id: "o1".into(),
+        })
+        .await
+        .then_expect_events([StockReleased {
+            order_id: "o1".into(),
+            quantity: 7,
+        }])
+        .then_expect_state(|inventory| assert_eq!(inventory.available, 7));
+}
+
+/// Appends `events` to a new stream as other code than the handlers might.
+async fn stored<E: DomainEvent>(store: &InMemoryEventStore, stream: StreamId, events: &[E]) {
+    let events = events
+        .iter()
+        .map(|event| NewEvent::from_event(event, Metadata::new()).expect("encodes"))
+        .collect();
+    store
+        .append(&stream, ExpectedVersion::NoStream, events)
+        .await
+        .expect("appended");
+}
+
+#[tokio::test]
+async fn the_read_models_report_amounts_they_cannot_hold_instead_of_wrapping() {
+    let store = InMemoryEventStore::new();
+    stored(
+        &store,
+        StreamId::new("order", "o1"),
+        &[OrderEvent::from(OrderCreated {
+            customer_id: "alice".into(),
+            lines: vec![line("gold", 2, u64::MAX)],
+        })],
+    )
+    .await;
+    stored(
+        &store,
+        StreamId::new("inventory", "tea"),
+        &[
+            InventoryEvent::from(StockAdded { quantity: u32::MAX }),
+            StockAdded { quantity: 1 }.into(),
+        ],
+    )
+    .await;
+
+    let orders = OrdersByCustomer::default();
+    let failure = catch_up(&store, &orders, Position::START, 10)
+        .await
+        .expect_err("the total does not fit");
+    assert!(failure.to_string().contains("total"), "{failure}");
+    let levels = StockLevels::default();
+    let failure = catch_up(&store, &levels, Position::START, 10)
+        .await
+        .expect_err("the stock does not fit");
+    assert!(failure.to_string().contains("stock"), "{failure}");
+    // The level stays as the last event that fitted left it.
+    assert_eq!(levels.all()["tea"].available, u32::MAX);
 }
