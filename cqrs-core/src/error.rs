@@ -184,6 +184,20 @@ pub enum CommandError<E> {
     /// policy allowed. Nothing was stored.
     #[error(transparent)]
     Conflict(Conflict),
+    /// The store's answer to the append was lost and sending it again did
+    /// not get one: the command's events may or may not be stored. Carry
+    /// the command out again with
+    /// [`execute_once`](crate::CommandPipeline::execute_once) and this
+    /// `command_id` once the store is back: it applies the command at most
+    /// once and returns what the first execution stored, if it did.
+    #[error("outcome of command {command_id} unknown: {source}")]
+    OutcomeUnknown {
+        /// The command's id.
+        command_id: uuid::Uuid,
+        /// The last failure.
+        #[source]
+        source: StoreError,
+    },
     /// The event store failed.
     #[error(transparent)]
     Store(StoreError),

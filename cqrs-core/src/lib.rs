@@ -106,6 +106,7 @@
 
 mod aggregate;
 pub mod codec;
+pub mod command_id;
 pub mod dispatch;
 mod error;
 mod event;

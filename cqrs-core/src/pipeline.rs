@@ -7,6 +7,7 @@ use chrono::Utc;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::command_id;
 use crate::projector::ProjectionError;
 use crate::{
     Aggregate, Command, CommandError, DomainEvent, EventEnvelope, EventStore, ExpectedVersion,
@@ -26,6 +27,15 @@ pub struct Loaded<A> {
 /// What a successful command did.
 #[derive(Debug)]
 pub struct CommandOutcome<E> {
+    /// The command's id: its events' ids derive from it (see
+    /// [`command_id`](crate::command_id)). Pass it to
+    /// [`execute_once`](CommandPipeline::execute_once) to carry the same
+    /// command out again idempotently.
+    pub command_id: Uuid,
+    /// True when an earlier execution of the same command id had already
+    /// stored its events: nothing was appended, and `events` are the ones
+    /// stored then.
+    pub already_executed: bool,
     /// The stream's version after the command.
     pub version: u64,
     /// The events stored, as committed (empty when the command decided nothing).
@@ -152,8 +162,12 @@ impl<A: Aggregate> CommandPipeline<A> {
     /// # Errors
     ///
     /// [`CommandError::Rejected`] with the aggregate's domain error,
-    /// [`CommandError::Conflict`] when retries ran out, or a store failure. In
-    /// every error case nothing was stored.
+    /// [`CommandError::Conflict`] when retries ran out, or a store failure:
+    /// in these cases nothing was stored. [`CommandError::OutcomeUnknown`]
+    /// when the store's answer was lost and could not be recovered: the
+    /// events may be stored; carry the command out again with
+    /// [`execute_once`](Self::execute_once) and the id the error gives,
+    /// which applies it at most once.
     pub async fn execute(
         &self,
         id: &str,
@@ -173,14 +187,58 @@ impl<A: Aggregate> CommandPipeline<A> {
         &self,
         id: &str,
         command: impl Into<A::Command>,
+        metadata: Metadata,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        self.run(Uuid::now_v7(), false, id, command.into(), metadata)
+            .await
+    }
+
+    /// Carries out `command` on aggregate `id` at most once per
+    /// `command_id`: the ids of its events derive from `command_id`, so if an
+    /// execution with this id already stored its events, nothing is appended
+    /// and the outcome of that execution is returned, with
+    /// [`already_executed`](CommandOutcome::already_executed) set. This is
+    /// what to call when retrying after [`CommandError::OutcomeUnknown`], or
+    /// to make a request idempotent (an HTTP idempotency key mapped to a
+    /// UUID, say).
+    ///
+    /// A command id belongs to one aggregate: used for another, the
+    /// execution is refused with [`StoreError::EventIdReused`]. A first
+    /// execution that decided no event leaves nothing to find, so a later
+    /// one decides again.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    pub async fn execute_once(
+        &self,
+        command_id: Uuid,
+        id: &str,
+        command: impl Into<A::Command>,
+        metadata: Metadata,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        self.run(command_id, true, id, command.into(), metadata)
+            .await
+    }
+
+    async fn run(
+        &self,
+        command_id: Uuid,
+        maybe_executed: bool,
+        id: &str,
+        command: A::Command,
         mut metadata: Metadata,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
-        let command = command.into();
         let stream = Self::stream_id(id);
+        if maybe_executed {
+            if let Some(outcome) = self.executed(command_id, &stream).await? {
+                return Ok(outcome);
+            }
+        }
         metadata.correlation_id.get_or_insert_with(Uuid::now_v7);
         let mut attempt = 0;
         loop {
-            match self.attempt(&stream, &command, &metadata).await {
+            match self.attempt(command_id, &stream, &command, &metadata).await {
                 Err(CommandError::Conflict(conflict)) if attempt < self.retry.max_retries => {
                     attempt += 1;
                     tracing::debug!(
@@ -190,14 +248,71 @@ impl<A: Aggregate> CommandPipeline<A> {
                         "retrying command after conflict"
                     );
                 }
+                // Another execution of the same command id got there first
+                // (a double submit): its outcome is this one's.
+                Err(CommandError::Store(StoreError::EventIdReused { event_id, stream }))
+                    if maybe_executed =>
+                {
+                    return match self.executed(command_id, &stream).await? {
+                        Some(outcome) => Ok(outcome),
+                        None => Err(StoreError::EventIdReused { event_id, stream }.into()),
+                    };
+                }
                 other => return other,
             }
         }
     }
 
+    /// The outcome of an earlier execution of `command_id` on `stream`, if
+    /// one stored events.
+    async fn executed(
+        &self,
+        command_id: Uuid,
+        stream: &StreamId,
+    ) -> Result<Option<CommandOutcome<A::Event>>, CommandError<A::Error>> {
+        let first_id = command_id::event_id(command_id, 0);
+        let Some(first) = self.store.event_by_id(first_id).await? else {
+            return Ok(None);
+        };
+        if first.stream != *stream {
+            return Err(StoreError::EventIdReused {
+                event_id: first_id,
+                stream: stream.clone(),
+            }
+            .into());
+        }
+        let mut events = Vec::new();
+        let mut from = first.version;
+        'read: loop {
+            let batch = self.store.read_stream(stream, from, 100).await?;
+            let full = batch.len() == 100;
+            for stored in batch {
+                if stored.event_id != command_id::event_id(command_id, events.len()) {
+                    break 'read;
+                }
+                from = stored.version + 1;
+                events.push(stored.decode::<A::Event>().map_err(StoreError::from)?);
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(Some(CommandOutcome {
+            command_id,
+            already_executed: true,
+            version: events.last().map_or(first.version, |event| event.version),
+            events,
+            projector_failures: Vec::new(),
+        }))
+    }
+
     /// Carries out `command` as a consequence of `event` (what a process
     /// manager does): the command's events get the event's correlation id and
-    /// the event's id as causation id, so the chain can be followed.
+    /// the event's id as causation id, so the chain can be followed. The
+    /// command id is derived from the event, the target aggregate and the
+    /// command's type ([`command_id::caused_by`]), so a process manager that
+    /// handles the same event twice (after a crash, a redelivery) applies the
+    /// command once; see [`execute_once`](Self::execute_once).
     ///
     /// # Errors
     ///
@@ -208,12 +323,15 @@ impl<A: Aggregate> CommandPipeline<A> {
         command: impl Into<A::Command>,
         event: &EventEnvelope<E>,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
-        self.execute_with(id, command, Metadata::caused_by(event))
+        let command = command.into();
+        let command_id = command_id::caused_by(event, &Self::stream_id(id), command.command_type());
+        self.run(command_id, true, id, command, Metadata::caused_by(event))
             .await
     }
 
     async fn attempt(
         &self,
+        command_id: Uuid,
         stream: &StreamId,
         command: &A::Command,
         metadata: &Metadata,
@@ -235,6 +353,8 @@ impl<A: Aggregate> CommandPipeline<A> {
                 cache.put(&stream.aggregate_id, Loaded { state, version });
             }
             return Ok(CommandOutcome {
+                command_id,
+                already_executed: false,
                 version,
                 events: Vec::new(),
                 projector_failures: Vec::new(),
@@ -242,15 +362,22 @@ impl<A: Aggregate> CommandPipeline<A> {
         }
         let new_events = events
             .iter()
-            .map(|event| NewEvent::from_event(event, metadata.clone()))
-            .collect::<Result<Vec<_>, _>>()
+            .enumerate()
+            .map(|(index, event)| {
+                let mut new_event = NewEvent::from_event(event, metadata.clone())?;
+                new_event.event_id = command_id::event_id(command_id, index);
+                Ok(new_event)
+            })
+            .collect::<Result<Vec<_>, crate::EncodeError>>()
             .map_err(StoreError::from)?;
         let expected = if version == 0 {
             ExpectedVersion::NoStream
         } else {
             ExpectedVersion::Exact(version)
         };
-        let appended = self.store.append(stream, expected, new_events).await?;
+        let appended = self
+            .append(command_id, stream, expected, new_events)
+            .await?;
 
         let envelopes: Vec<EventEnvelope<A::Event>> = events
             .into_iter()
@@ -286,10 +413,32 @@ impl<A: Aggregate> CommandPipeline<A> {
 
         let projector_failures = self.publish(&envelopes).await;
         Ok(CommandOutcome {
-            version: appended.stream_version,
+            command_id,
+            already_executed: false,
+            version: envelopes
+                .last()
+                .map_or(appended.stream_version, |event| event.version),
             events: envelopes,
             projector_failures,
         })
+    }
+
+    /// Appends; a lost answer (which the store could not resolve by
+    /// sending the same events again itself) becomes
+    /// [`CommandError::OutcomeUnknown`] with the command's id.
+    async fn append(
+        &self,
+        command_id: Uuid,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<crate::AppendResult, CommandError<A::Error>> {
+        match self.store.append(stream, expected, events).await {
+            Err(source @ StoreError::OutcomeUnknown(_)) => {
+                Err(CommandError::OutcomeUnknown { command_id, source })
+            }
+            other => Ok(other?),
+        }
     }
 
     /// A snapshot is an optimisation: failing to save one is logged, never

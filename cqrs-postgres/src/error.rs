@@ -54,3 +54,12 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
         StoreError::Backend(Box::new(error))
     }
 }
+
+/// A failed write statement: when the connection failed, the statement may
+/// have committed before the answer was lost, so the outcome is unknown.
+pub(crate) fn sent_write_error(error: sqlx::Error) -> StoreError {
+    match store_error(error) {
+        StoreError::Unavailable(source) => StoreError::OutcomeUnknown(source),
+        other => other,
+    }
+}

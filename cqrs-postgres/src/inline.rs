@@ -139,7 +139,8 @@ impl<E: DomainEvent> EventStore for InlineProjections<E> {
                 .collect();
             self.project(&mut tx, &envelopes).await?;
         }
-        tx.commit().await.map_err(store_error)?;
+        // A connection lost during COMMIT leaves the outcome unknown.
+        tx.commit().await.map_err(crate::error::sent_write_error)?;
         if !appended.events.is_empty() {
             self.store.notify_appended();
         }

@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::error::{Result, store_error, unique_violation};
+use crate::error::{Result, sent_write_error, store_error, unique_violation};
 use crate::migrate;
 use crate::notify::{Notifier, channel};
 use crate::row::{self, to_i64, to_u64};
@@ -21,6 +21,13 @@ use crate::schema::{SchemaName, Statements};
 
 /// See [`PostgresEventStore::with_notify_interval`].
 const DEFAULT_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How often an append is sent again after its answer was lost, the pause
+/// before the first resend (each later one is four times longer: 0.1 s,
+/// 0.4 s, 1.6 s), and how long one resend may take.
+const LOST_ANSWER_RESENDS: u32 = 3;
+const LOST_ANSWER_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+const LOST_ANSWER_RESEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long an `ExpectedVersion::Any` append waits, at most, before trying
 /// again after losing a race for a version: it expects nothing, so losing is
@@ -606,15 +613,6 @@ fn check_batch(stream: &StreamId, events: &[NewEvent]) -> Result<(), StoreError>
     }
 }
 
-/// A failed write statement: when the connection failed, the statement may
-/// have committed before the answer was lost, so the outcome is unknown.
-pub(crate) fn sent_write_error(error: sqlx::Error) -> StoreError {
-    match store_error(error) {
-        StoreError::Unavailable(source) => StoreError::OutcomeUnknown(source),
-        other => other,
-    }
-}
-
 /// Spreads out writers that keep losing races for the same stream's next
 /// version: the first retries go at once, later ones after a growing,
 /// jittered pause.
@@ -657,27 +655,25 @@ fn limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-#[async_trait]
-impl EventStore for PostgresEventStore {
-    async fn append(
+impl PostgresEventStore {
+    /// One append, with the retries of `Any` appends that lost a race.
+    async fn try_append(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        events: &[NewEvent],
+        batch: &Batch,
     ) -> Result<AppendResult, StoreError> {
-        cqrs_core::limits::check_append(stream, &events)?;
-        check_batch(stream, &events)?;
-        let batch = Batch::new(&events)?;
         let mut connection = self.pool.acquire().await.map_err(store_error)?;
         let mut lost_races: u32 = 0;
         loop {
             let attempt = match known_version(expected) {
                 Some(version) if !batch.ids.is_empty() => {
-                    self.append_at(&mut connection, stream, version, &batch)
+                    self.append_at(&mut connection, stream, version, batch)
                         .await
                 }
                 _ => {
-                    self.append_once(&mut connection, stream, expected, &batch)
+                    self.append_once(&mut connection, stream, expected, batch)
                         .await
                 }
             };
@@ -690,7 +686,7 @@ impl EventStore for PostgresEventStore {
                 }
                 Ok(Attempt::Refused { actual }) => {
                     return self
-                        .refused(&mut connection, stream, expected, actual, &events)
+                        .refused(&mut connection, stream, expected, actual, events)
                         .await;
                 }
                 Err(error) => match unique_violation(&error) {
@@ -698,9 +694,8 @@ impl EventStore for PostgresEventStore {
                     // insert, or the same events were appended concurrently (a
                     // double submit): which one, the stored ids tell.
                     Some("events_stream_version_key" | "events_event_id_key") => {
-                        if let Some(earlier) = self
-                            .earlier_append(&mut connection, stream, &events)
-                            .await?
+                        if let Some(earlier) =
+                            self.earlier_append(&mut connection, stream, events).await?
                         {
                             return Ok(earlier);
                         }
@@ -727,6 +722,40 @@ impl EventStore for PostgresEventStore {
                 },
             }
         }
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        cqrs_core::limits::check_append(stream, &events)?;
+        check_batch(stream, &events)?;
+        let batch = Batch::new(&events)?;
+        let mut result = self.try_append(stream, expected, &events, &batch).await;
+        // A lost answer: the same events again tell whether the first attempt
+        // was stored (the store recognises their ids) or write them now.
+        let mut pause = LOST_ANSWER_FIRST_PAUSE;
+        for resend in 1..=LOST_ANSWER_RESENDS {
+            let Err(StoreError::OutcomeUnknown(error)) = &result else {
+                break;
+            };
+            tracing::warn!(%stream, resend, %error, "the answer to an append was lost; sending it again");
+            tokio::time::sleep(pause).await;
+            pause *= 4;
+            let again = self.try_append(stream, expected, &events, &batch);
+            result = match tokio::time::timeout(LOST_ANSWER_RESEND_TIMEOUT, again).await {
+                // Not even sent: the first attempt's outcome is still unknown.
+                Ok(Err(StoreError::Unavailable(error))) => Err(StoreError::OutcomeUnknown(error)),
+                Ok(outcome) => outcome,
+                Err(elapsed) => Err(StoreError::OutcomeUnknown(Box::new(elapsed))),
+            };
+        }
+        result
     }
 
     async fn read_stream(

@@ -19,9 +19,11 @@ use uuid::Uuid;
 use crate::fixtures::{event, json, stream, ticks};
 
 mod consistency;
+mod idempotent_commands;
 mod round_trip;
 
 pub use consistency::*;
+pub use idempotent_commands::*;
 pub use round_trip::*;
 
 /// A store as the scenarios receive it.
