@@ -190,10 +190,11 @@ impl Statements {
             // language=SQL
             // One ordered index scan per wanted type (each stops after
             // `limit` rows), merged: a projection far behind the head never
-            // sorts the rest of the log to read one batch.
+            // sorts the rest of the log to read one batch. A type named twice
+            // is scanned once, or its events would come twice.
             read_log_filtered: format!(
                 "SELECT {EVENT_COLUMNS}
-                 FROM unnest($3::text[]) AS wanted(type_name)
+                 FROM (SELECT DISTINCT unnest($3::text[])) AS wanted(type_name)
                  CROSS JOIN LATERAL (
                      SELECT * FROM {events} candidate
                      WHERE candidate.event_type = wanted.type_name

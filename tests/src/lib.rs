@@ -67,6 +67,7 @@ macro_rules! for_each_scenario {
             reappending_compares_numbers_exactly,
             any_version_never_conflicts_under_contention,
             a_snapshot_ahead_of_its_stream_is_ignored,
+            a_filter_naming_a_type_twice_reads_each_event_once,
             executing_a_command_id_again_returns_the_first_outcome,
             racing_executions_of_one_command_id_store_it_once,
             a_command_caused_by_an_event_is_applied_once_per_event,

@@ -2,7 +2,7 @@
 //! found wanting: contended `Any` appends, a snapshot ahead of its stream,
 //! numbers a store reformats.
 
-use cqrs_core::{CommandPipeline, ExpectedVersion, Snapshot, StoreError};
+use cqrs_core::{CommandPipeline, ExpectedVersion, LogFilter, Position, Snapshot, StoreError};
 use cqrs_examples::bank_account::{AccountCommand, BankAccount, Deposit, OpenAccount};
 
 use super::Store;
@@ -123,4 +123,20 @@ pub async fn a_snapshot_ahead_of_its_stream_is_ignored(store: Store) {
         .await
         .expect("a command after the bad snapshot");
     assert_eq!(outcome.version, 3);
+}
+
+/// A filter that names a type twice reads each of its events once.
+pub async fn a_filter_naming_a_type_twice_reads_each_event_once(store: Store) {
+    store
+        .append(&stream("twice"), ExpectedVersion::NoStream, ticks(3))
+        .await
+        .expect("append");
+    super::settled(&store, 3).await;
+    let filter = LogFilter::event_types(["Ticked", "Other", "Ticked"]);
+    let events = store
+        .read_log(Position::START, &filter, 10)
+        .await
+        .expect("read the log");
+    let versions: Vec<u64> = events.iter().map(|event| event.version).collect();
+    assert_eq!(versions, [1, 2, 3]);
 }
