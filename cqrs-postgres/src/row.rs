@@ -57,6 +57,74 @@ pub(crate) fn event(row: &PgRow) -> Result<StoredEvent, StoreError> {
     })
 }
 
+/// A row of the global log as a runner reads it: an event, or one that
+/// cannot be read, kept in its place so the runner can apply the events
+/// before it and hand it to the projection's failure policy.
+#[derive(Debug)]
+pub(crate) enum LogRow {
+    Readable(StoredEvent),
+    Unreadable {
+        /// What could be read of it (its place and identity; an empty
+        /// payload and metadata).
+        event: StoredEvent,
+        /// The error reading it gave.
+        error: StoreError,
+    },
+}
+
+impl LogRow {
+    /// The event, or what is known of an unreadable one.
+    pub(crate) fn event(&self) -> &StoredEvent {
+        match self {
+            LogRow::Readable(event) | LogRow::Unreadable { event, .. } => event,
+        }
+    }
+
+    /// The event, or the error reading it gave.
+    pub(crate) fn into_event(self) -> Result<StoredEvent, StoreError> {
+        match self {
+            LogRow::Readable(event) => Ok(event),
+            LogRow::Unreadable { error, .. } => Err(error),
+        }
+    }
+}
+
+/// Reads a row of the event columns into a [`LogRow`]: a row that is
+/// corrupted (bad metadata, a negative version, ...) but whose place and
+/// identity can be read is kept as unreadable; one without even those is an
+/// error.
+pub(crate) fn log_row(row: &PgRow) -> Result<LogRow, StoreError> {
+    let error = match event(row) {
+        Ok(event) => return Ok(LogRow::Readable(event)),
+        Err(error @ StoreError::Corrupted { .. }) => error,
+        Err(other) => return Err(other),
+    };
+    let identity = || -> Result<StoredEvent, sqlx::Error> {
+        let position: i64 = row.try_get(0)?;
+        let transaction: i64 = row.try_get(1)?;
+        let version: i64 = row.try_get(5)?;
+        Ok(EventEnvelope {
+            event_id: row.try_get(2)?,
+            stream: StreamId::new(row.try_get::<String, _>(3)?, row.try_get::<String, _>(4)?),
+            version: version.max(0).unsigned_abs(),
+            position: Position::new(
+                transaction.max(0).unsigned_abs(),
+                position.max(0).unsigned_abs(),
+            ),
+            event_type: row.try_get(6)?,
+            event_version: 0,
+            payload: RawValue::from_string("null".to_owned())
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            metadata: Metadata::default(),
+            recorded_at: row.try_get(10)?,
+        })
+    };
+    match identity() {
+        Ok(event) => Ok(LogRow::Unreadable { event, error }),
+        Err(_) => Err(error),
+    }
+}
+
 /// A row of the replay statement.
 pub(crate) enum ReplayRow<'r> {
     /// The stream's snapshot.

@@ -63,6 +63,25 @@ const EVENT_COLUMNS: &str = "position, transaction_id::text::bigint AS transacti
      aggregate_type, aggregate_id, version, event_type, event_version, payload::text AS payload, \
      metadata::text AS metadata, recorded_at";
 
+/// The names of [`EVENT_COLUMNS`], in the same order.
+const EVENT_COLUMN_NAMES: &str = "position, transaction, event_id, aggregate_type, aggregate_id, \
+     version, event_type, event_version, payload, metadata, recorded_at";
+
+/// Cuts a batch of event rows (a statement selecting [`EVENT_COLUMNS`] in
+/// log order) where its payloads pass `$6` bytes, keeping at least the
+/// first row.
+fn sized_batch(batch: &str) -> String {
+    // language=SQL
+    format!(
+        "SELECT {EVENT_COLUMN_NAMES} FROM (
+             SELECT *, sum(octet_length(payload)) OVER (ORDER BY transaction, position) AS bytes_through
+             FROM ({batch}) AS batch
+         ) AS sized
+         WHERE bytes_through - octet_length(payload) < $6
+         ORDER BY transaction, position"
+    )
+}
+
 /// Every statement the store runs, with its tables qualified by the schema.
 #[derive(Debug)]
 pub(crate) struct Statements {
@@ -178,21 +197,24 @@ impl Statements {
                   ORDER BY version)"
             ),
             // Gap-safe: only transactions older than every running one, whose
-            // events can no longer change, are read.
+            // events can no longer change, are read. At most `$5` events, and
+            // no more after the batch's payloads reach `$6` bytes (the first
+            // is always read), so a runner's memory stays bounded however
+            // large single events are.
             // language=SQL
-            read_log: format!(
+            read_log: sized_batch(&format!(
                 "SELECT {EVENT_COLUMNS} FROM {events}
                  WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
                    AND ($4::text[] IS NULL OR aggregate_type = ANY($4))
                  ORDER BY transaction_id, position LIMIT $5"
-            ),
+            )),
             // language=SQL
             // One ordered index scan per wanted type (each stops after
             // `limit` rows), merged: a projection far behind the head never
             // sorts the rest of the log to read one batch. A type named twice
             // is scanned once, or its events would come twice.
-            read_log_filtered: format!(
+            read_log_filtered: sized_batch(&format!(
                 "SELECT {EVENT_COLUMNS}
                  FROM (SELECT DISTINCT unnest($3::text[])) AS wanted(type_name)
                  CROSS JOIN LATERAL (
@@ -205,7 +227,7 @@ impl Statements {
                      LIMIT $5
                  ) AS e
                  ORDER BY transaction_id, position LIMIT $5"
-            ),
+            )),
             // language=SQL
             events_by_id: format!("SELECT {EVENT_COLUMNS} FROM {events} WHERE event_id = ANY($1)"),
             // language=SQL

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::error::{Result, sent_write_error, store_error, unique_violation};
 use crate::migrate;
 use crate::notify::{Notifier, channel};
-use crate::row::{self, to_i64, to_u64};
+use crate::row::{self, LogRow, to_i64, to_u64};
 use crate::schema::{SchemaName, Statements};
 
 /// See [`PostgresEventStore::with_notify_interval`].
@@ -443,14 +443,17 @@ impl PostgresEventStore {
     }
 
     /// [`EventStore::read_log`] on a given connection (a projection's
-    /// transaction), so the read and the writes it leads to share one session.
-    pub(crate) async fn read_log_on(
+    /// transaction), so the read and the writes it leads to share one
+    /// session; cut after `max_bytes` of payload, and with rows that cannot
+    /// be read kept in their place rather than failing the whole read.
+    pub(crate) async fn read_log_rows_on(
         &self,
         connection: &mut PgConnection,
         after: Position,
         filter: &LogFilter,
         limit_to: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
+        max_bytes: usize,
+    ) -> Result<Vec<LogRow>, StoreError> {
         let sql = if filter.event_types.is_empty() {
             &self.sql.read_log
         } else {
@@ -462,10 +465,26 @@ impl PostgresEventStore {
             .bind(&filter.event_types)
             .bind(none_if_empty(&filter.aggregate_types))
             .bind(limit(limit_to))
+            .bind(limit(max_bytes))
             .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;
-        rows.iter().map(row::event).collect()
+        rows.iter().map(row::log_row).collect()
+    }
+
+    /// [`EventStore::event_by_id`] on a given connection (a runner's
+    /// transaction).
+    pub(crate) async fn event_by_id_on(
+        &self,
+        connection: &mut PgConnection,
+        event_id: Uuid,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let row = sqlx::query(&self.sql.events_by_id)
+            .bind(vec![event_id])
+            .fetch_optional(connection)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(row::event).transpose()
     }
 
     /// One replay statement, its rows handed to `sink` as they arrive.
@@ -803,8 +822,11 @@ impl EventStore for PostgresEventStore {
         limit_to: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut connection = self.pool.acquire().await.map_err(store_error)?;
-        self.read_log_on(&mut connection, after, filter, limit_to)
-            .await
+        self.read_log_rows_on(&mut connection, after, filter, limit_to, usize::MAX)
+            .await?
+            .into_iter()
+            .map(LogRow::into_event)
+            .collect()
     }
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {

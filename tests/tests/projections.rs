@@ -50,6 +50,7 @@ fn options(failure: OnExhausted) -> RunnerOptions {
             max_backoff: Duration::from_millis(5),
             on_exhausted: failure,
         },
+        ..RunnerOptions::default()
     }
 }
 

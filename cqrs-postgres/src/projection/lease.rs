@@ -22,7 +22,10 @@ pub(crate) struct Lease {
 }
 
 /// Takes the lease of `name` for `owner`, if it is free, expired, or already
-/// `owner`'s. Creates the projection's row on first use.
+/// `owner`'s. Creates the projection's row on first use. Never waits: while
+/// another runner's transaction holds the row (it is applying a batch, or it
+/// froze in one and the server has not ended its session yet), the lease is
+/// not taken this time.
 pub(crate) async fn acquire(
     pool: &PgPool,
     table: &str,
@@ -43,6 +46,7 @@ pub(crate) async fn acquire(
          SET owner = $2, lease_expires_at = now() + make_interval(secs => $3),
              fencing_token = fencing_token + 1, updated_at = now()
          WHERE name = $1 AND (owner IS NULL OR owner = $2 OR lease_expires_at < now())
+           AND name IN (SELECT name FROM {table} WHERE name = $1 FOR UPDATE SKIP LOCKED)
          RETURNING fencing_token, lease_expires_at"
     ))
     .bind(name)

@@ -57,8 +57,17 @@ impl FailurePolicy {
 pub struct RunnerOptions {
     /// How many events one transaction applies.
     pub batch_size: usize,
+    /// How many bytes of payload a batch holds at most (its first event is
+    /// read whatever its size), so that large events cannot make a runner's
+    /// memory grow with `batch_size`.
+    pub batch_bytes: usize,
     /// How long a lease lasts without renewal; another runner takes over
-    /// after it expires.
+    /// after it expires. It also bounds the runner's transactions: the
+    /// server ends one that is idle, or runs one statement, or waits for a
+    /// lock, for longer than a third of it (see
+    /// [`transaction_bound`](Self::transaction_bound)), so a frozen or cut-off
+    /// runner never holds the projection (nor the log's horizon) past its
+    /// lease.
     pub lease_duration: Duration,
     /// How often an idle runner looks for events even without a notification.
     pub poll_interval: Duration,
@@ -70,10 +79,21 @@ impl Default for RunnerOptions {
     fn default() -> Self {
         Self {
             batch_size: 500,
+            batch_bytes: 16 * 1024 * 1024,
             lease_duration: Duration::from_secs(30),
             poll_interval: Duration::from_secs(5),
             failure: FailurePolicy::default(),
         }
+    }
+}
+
+impl RunnerOptions {
+    /// The longest a runner's transaction may stay idle, run one statement
+    /// or wait for one lock before the server ends it: a third of the lease
+    /// (at least 100 ms). A projector that needs longer for one event fails
+    /// on it, and the failure policy retries, parks or stops.
+    pub fn transaction_bound(&self) -> Duration {
+        (self.lease_duration / 3).max(Duration::from_millis(100))
     }
 }
 

@@ -1,23 +1,30 @@
 //! The projection runner: reads the gap-safe log from a projection's
 //! checkpoint and applies each batch in one transaction with the checkpoint.
 
+mod apply;
+mod failure;
+mod holder;
+mod read_ahead;
+mod session;
+
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
-use cqrs_core::{LogFilter, Position, Projector, StoredEvent};
-use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, Postgres, Row, Transaction};
+use cqrs_core::{LogFilter, Position, Projector};
+use sqlx::{PgConnection, PgPool, Row};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::checkpoint::{self, Locked};
+use self::apply::roll_back;
+use self::read_ahead::Prefetched;
+use super::checkpoint;
 use super::dead_letter::{self, DeadLetter};
 use super::error::{RunnerError, db};
 use super::lease::{self, Lease};
-use super::policy::{OnExhausted, RunnerOptions};
+use super::policy::RunnerOptions;
 use crate::PostgresEventStore;
+use crate::row::LogRow;
 
 /// How far a projection is behind the head of the log.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,13 +70,10 @@ pub struct ProjectionRunner<P: ?Sized> {
     events: String,
     lease: Mutex<Option<Lease>>,
     prefetched: Mutex<Option<Prefetched>>,
-}
-
-/// The batch after a committed one, read while that one was written.
-struct Prefetched {
-    /// The position the events follow.
-    after: Position,
-    events: Vec<StoredEvent>,
+    /// See `session::begin_statement`.
+    begin_statement: String,
+    /// See `session::listener_pool`.
+    listener_pool: PgPool,
 }
 
 impl<P> ProjectionRunner<P>
@@ -88,6 +92,8 @@ where
             options: RunnerOptions::default(),
             lease: Mutex::new(None),
             prefetched: Mutex::new(None),
+            begin_statement: session::begin_statement(&RunnerOptions::default()),
+            listener_pool: session::listener_pool(store.pool()),
             store,
             projector,
             filter,
@@ -96,6 +102,7 @@ where
 
     /// Replaces the options.
     pub fn with_options(mut self, options: RunnerOptions) -> Self {
+        self.begin_statement = session::begin_statement(&options);
         self.options = options;
         self
     }
@@ -169,16 +176,11 @@ where
         let held = self.renewed_lease().await?;
         let mut tx = self.begin().await?;
         let locked = self.guard(&mut tx, held).await?;
-        let size = self.options.batch_size.max(1);
-        let events = match self.take_prefetched(locked.checkpoint) {
-            Some(events) => events,
-            None => {
-                self.store
-                    .read_log_on(&mut tx, locked.checkpoint, &self.filter, size)
-                    .await?
-            }
+        let rows = match self.take_prefetched(locked.checkpoint) {
+            Some(rows) => rows,
+            None => self.read_batch(&mut tx, locked.checkpoint).await?,
         };
-        let Some(last) = events.last().map(|event| event.position) else {
+        let Some(last) = rows.last().map(|row| row.event().position) else {
             tx.rollback().await.map_err(db)?;
             return Ok(0);
         };
@@ -187,30 +189,42 @@ where
             projection = self.name(),
             from = %locked.checkpoint,
             to = %last,
-            events = events.len()
+            events = rows.len()
         );
         async {
-            // Returns whether the batch was applied; a failed one is rolled
-            // back at once, so its connection is free for the read below.
+            // Whether the batch was applied. Any failure short of a lost lease
+            // (the projector's, a session the server ended, an aborted
+            // transaction) sends the batch down the one-event-at-a-time path
+            // below, which finds the event at fault; the transaction is
+            // rolled back at once, so its connection is free for the read.
             let write = async {
-                if self.apply_batch(&mut tx, &events).await.is_err() {
-                    tx.rollback().await.map_err(db)?;
+                if self.apply_batch(&mut tx, &rows).await.is_err() {
+                    roll_back(tx).await;
                     return Ok(false);
                 }
-                self.advance(&mut tx, locked.checkpoint, last, held).await?;
-                tx.commit().await.map_err(db)?;
-                Ok::<_, RunnerError>(true)
+                match self.advance(&mut tx, locked.checkpoint, last, held).await {
+                    Ok(()) => {}
+                    Err(error @ RunnerError::NotLeaseholder { .. }) => return Err(error),
+                    Err(error) => {
+                        tracing::debug!(projection = self.name(), %error, "batch could not be committed; applying it event by event");
+                        roll_back(tx).await;
+                        return Ok(false);
+                    }
+                }
+                // A COMMIT whose answer is lost is found out below: the
+                // checkpoint is then past the batch, and nothing is redone.
+                Ok::<_, RunnerError>(tx.commit().await.is_ok())
             };
             // The next batch is read on another connection while this one is
             // written and committed: the log after `last` does not depend on
             // this transaction, and the next step uses what was read only if
             // the checkpoint is then at `last`.
-            let (applied, next) = tokio::join!(write, self.read_ahead(last, size));
+            let (applied, next) = tokio::join!(write, self.read_ahead(last));
             if applied? {
                 if let Some(next) = next {
                     self.keep_prefetched(last, next);
                 }
-                return Ok(events.len());
+                return Ok(rows.len());
             }
             // Nothing of this batch is kept. Go through it one event at a time
             // to find the one that fails.
@@ -220,25 +234,24 @@ where
                 tx.rollback().await.map_err(db)?;
                 return Ok(0);
             }
-            match self.apply_all(&mut tx, &events).await {
+            match self.apply_all(&mut tx, &rows).await {
                 Ok(()) => {
                     self.advance(&mut tx, locked.checkpoint, last, held).await?;
                     tx.commit().await.map_err(db)?;
-                    Ok(events.len())
+                    Ok(rows.len())
                 }
                 Err((failed, reason)) => {
-                    tx.rollback().await.map_err(db)?;
+                    roll_back(tx).await;
                     let applied = self
-                        .apply_prefix(&events[..failed], locked.checkpoint, held)
+                        .apply_prefix(&rows[..failed], locked.checkpoint, held)
                         .await?;
                     if applied < failed {
                         return Ok(applied);
                     }
                     let before = failed
                         .checked_sub(1)
-                        .map_or(locked.checkpoint, |index| events[index].position);
-                    self.retry_or_give_up(&events[failed], reason, before)
-                        .await?;
+                        .map_or(locked.checkpoint, |index| rows[index].event().position);
+                    self.retry_or_give_up(&rows[failed], reason, before).await?;
                     Ok(failed + 1)
                 }
             }
@@ -448,9 +461,11 @@ where
             else {
                 continue;
             };
-            let event = cqrs_core::EventStore::event_by_id(&self.store, parked.event_id).await?;
-            let result = match &event {
-                Some(event) => self.apply_one(&mut tx, event).await,
+            // Read on the transaction's own connection: a runner works with
+            // a pool of one.
+            let event = self.store.event_by_id_on(&mut tx, parked.event_id).await?;
+            let result = match event {
+                Some(event) => self.apply_one(&mut tx, &LogRow::Readable(event)).await,
                 None => Err(format!("event {} is no longer stored", parked.event_id)),
             };
             match result {
@@ -462,7 +477,7 @@ where
                     outcome.resolved += 1;
                 }
                 Err(reason) => {
-                    tx.rollback().await.map_err(db)?;
+                    roll_back(tx).await;
                     let mut tx = self.begin().await?;
                     dead_letter::record_replay(
                         &mut tx,
@@ -478,332 +493,6 @@ where
             }
         }
         Ok(outcome)
-    }
-
-    fn lease_slot(&self) -> std::sync::MutexGuard<'_, Option<Lease>> {
-        // Only ever set or taken whole: a panic cannot leave it half-written.
-        self.lease.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn not_leaseholder(&self) -> RunnerError {
-        RunnerError::NotLeaseholder {
-            projection: self.name().to_owned(),
-            owner: self.owner.clone(),
-        }
-    }
-
-    /// The lease, renewed when less than half of it is left.
-    async fn renewed_lease(&self) -> Result<Lease, RunnerError> {
-        let held = (*self.lease_slot()).ok_or_else(|| self.not_leaseholder())?;
-        let half = chrono::Duration::from_std(self.options.lease_duration / 2).unwrap_or_default();
-        if held.expires_at - Utc::now() > half {
-            return Ok(held);
-        }
-        let renewed = lease::renew(
-            self.store.pool(),
-            &self.projections,
-            self.name(),
-            &self.owner,
-            held.token,
-            self.options.lease_duration,
-        )
-        .await
-        .map_err(db)?;
-        *self.lease_slot() = renewed;
-        renewed.ok_or_else(|| self.not_leaseholder())
-    }
-
-    /// Reads the batch after `after` on a connection of its own, if the
-    /// pool has one to spare right away: reading ahead must never make the
-    /// step wait for a connection. `None` when it did not read or read
-    /// nothing (the next step reads again).
-    async fn read_ahead(&self, after: Position, size: usize) -> Option<Vec<StoredEvent>> {
-        let pool = self.store.pool();
-        let spare = pool.num_idle() > 0 || pool.size() < pool.options().get_max_connections();
-        if !spare {
-            return None;
-        }
-        let mut connection =
-            match tokio::time::timeout(Duration::from_millis(100), pool.acquire()).await {
-                Ok(Ok(connection)) => connection,
-                _ => return None,
-            };
-        match self
-            .store
-            .read_log_on(&mut connection, after, &self.filter, size)
-            .await
-        {
-            Ok(events) if !events.is_empty() => Some(events),
-            Ok(_) => None,
-            Err(error) => {
-                tracing::debug!(projection = self.name(), %error, "reading ahead failed; the next step reads again");
-                None
-            }
-        }
-    }
-
-    /// The batch read ahead, if it follows `checkpoint`.
-    fn take_prefetched(&self, checkpoint: Position) -> Option<Vec<StoredEvent>> {
-        let mut slot = self
-            .prefetched
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match slot.take() {
-            Some(prefetched) if prefetched.after == checkpoint => Some(prefetched.events),
-            _ => None,
-        }
-    }
-
-    fn keep_prefetched(&self, after: Position, events: Vec<StoredEvent>) {
-        *self
-            .prefetched
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Prefetched { after, events });
-    }
-
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, RunnerError> {
-        self.store.pool().begin().await.map_err(db)
-    }
-
-    /// Locks the projection's row and checks that this runner holds the lease.
-    async fn lock_as_holder(
-        &self,
-        tx: &mut PgConnection,
-        held: Lease,
-    ) -> Result<Locked, RunnerError> {
-        let locked = checkpoint::lock(tx, &self.projections, self.name())
-            .await
-            .map_err(db)?
-            .ok_or_else(|| self.not_leaseholder())?;
-        let holder = locked.owner.as_deref() == Some(self.owner.as_str())
-            && locked.token == held.token
-            && locked.lease_valid;
-        if holder {
-            Ok(locked)
-        } else {
-            Err(self.not_leaseholder())
-        }
-    }
-
-    /// [`lock_as_holder`](Self::lock_as_holder), refusing a stopped projection.
-    async fn guard(&self, tx: &mut PgConnection, held: Lease) -> Result<Locked, RunnerError> {
-        let locked = self.lock_as_holder(tx, held).await?;
-        match &locked.stop_reason {
-            Some(reason) => Err(RunnerError::StillStopped {
-                projection: self.name().to_owned(),
-                reason: reason.clone(),
-            }),
-            None => Ok(locked),
-        }
-    }
-
-    async fn advance(
-        &self,
-        tx: &mut PgConnection,
-        from: Position,
-        to: Position,
-        held: Lease,
-    ) -> Result<(), RunnerError> {
-        let moved = checkpoint::advance(tx, &self.projections, self.name(), from, to, held.token)
-            .await
-            .map_err(db)?;
-        if moved {
-            Ok(())
-        } else {
-            Err(self.not_leaseholder())
-        }
-    }
-
-    /// Decodes and applies one event; the error as text for the records.
-    async fn apply_one(&self, tx: &mut PgConnection, event: &StoredEvent) -> Result<(), String> {
-        let decoded = event
-            .decode_ref::<P::Event>()
-            .map_err(|error| error.to_string())?;
-        self.projector
-            .project(&decoded, tx)
-            .await
-            .map_err(|error| error.to_string())
-    }
-
-    /// Decodes every event and hands them to the projector as one batch.
-    async fn apply_batch(
-        &self,
-        tx: &mut PgConnection,
-        events: &[StoredEvent],
-    ) -> Result<(), String> {
-        let decoded = events
-            .iter()
-            .map(StoredEvent::decode_ref::<P::Event>)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| error.to_string())?;
-        self.projector
-            .project_batch(&decoded, tx)
-            .await
-            .map_err(|error| error.to_string())
-    }
-
-    /// Applies every event; on a failure, the index of the failing event and why.
-    async fn apply_all(
-        &self,
-        tx: &mut PgConnection,
-        events: &[StoredEvent],
-    ) -> Result<(), (usize, String)> {
-        for (index, event) in events.iter().enumerate() {
-            self.apply_one(tx, event)
-                .await
-                .map_err(|reason| (index, reason))?;
-        }
-        Ok(())
-    }
-
-    /// Applies and commits the events before a failing one. Returns how many
-    /// were applied (fewer than asked if the projector now fails earlier).
-    async fn apply_prefix(
-        &self,
-        events: &[StoredEvent],
-        from: Position,
-        held: Lease,
-    ) -> Result<usize, RunnerError> {
-        let Some(last) = events.last().map(|event| event.position) else {
-            return Ok(0);
-        };
-        let mut tx = self.begin().await?;
-        let locked = self.guard(&mut tx, held).await?;
-        if locked.checkpoint != from || self.apply_all(&mut tx, events).await.is_err() {
-            tx.rollback().await.map_err(db)?;
-            return Ok(0);
-        }
-        self.advance(&mut tx, from, last, held).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(events.len())
-    }
-
-    /// Retries `event` with backoff; then parks it or stops, as configured.
-    async fn retry_or_give_up(
-        &self,
-        event: &StoredEvent,
-        mut reason: String,
-        before: Position,
-    ) -> Result<(), RunnerError> {
-        let policy = self.options.failure;
-        let mut attempts = 1;
-        while attempts < policy.max_attempts.max(1) {
-            attempts += 1;
-            tracing::warn!(
-                projection = self.name(),
-                event_id = %event.event_id,
-                attempt = attempts,
-                error = %reason,
-                "retrying event"
-            );
-            tokio::time::sleep(policy.backoff(attempts)).await;
-            let held = self.renewed_lease().await?;
-            let mut tx = self.begin().await?;
-            let locked = self.guard(&mut tx, held).await?;
-            if locked.checkpoint != before {
-                // Another runner moved on meanwhile; nothing left for us here.
-                tx.rollback().await.map_err(db)?;
-                return Ok(());
-            }
-            match self.apply_one(&mut tx, event).await {
-                Ok(()) => {
-                    self.advance(&mut tx, before, event.position, held).await?;
-                    return tx.commit().await.map_err(db);
-                }
-                Err(error) => {
-                    tx.rollback().await.map_err(db)?;
-                    reason = error;
-                }
-            }
-        }
-
-        let held = self.renewed_lease().await?;
-        let mut tx = self.begin().await?;
-        let locked = self.guard(&mut tx, held).await?;
-        if locked.checkpoint != before {
-            tx.rollback().await.map_err(db)?;
-            return Ok(());
-        }
-        match policy.on_exhausted {
-            OnExhausted::Park => {
-                dead_letter::park(
-                    &mut tx,
-                    &self.dead_letters,
-                    self.name(),
-                    event,
-                    &reason,
-                    attempts,
-                )
-                .await
-                .map_err(db)?;
-                self.advance(&mut tx, before, event.position, held).await?;
-                tx.commit().await.map_err(db)?;
-                tracing::error!(
-                    projection = self.name(),
-                    event_id = %event.event_id,
-                    error = %reason,
-                    attempts,
-                    "event parked in the dead-letter table"
-                );
-                Ok(())
-            }
-            OnExhausted::Stop => {
-                let stop = RunnerError::Stopped {
-                    projection: self.name().to_owned(),
-                    event_id: event.event_id,
-                    event_type: event.event_type.clone(),
-                    stream: event.stream.clone(),
-                    version: event.version,
-                    position: event.position,
-                    attempts,
-                    reason,
-                };
-                // language=SQL
-                sqlx::query(&format!(
-                    "UPDATE {} SET stopped_at = now(), stop_reason = $2, updated_at = now() WHERE name = $1",
-                    self.projections
-                ))
-                .bind(self.name())
-                .bind(stop.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                tx.commit().await.map_err(db)?;
-                tracing::error!(projection = self.name(), error = %stop, "projection stopped");
-                Err(stop)
-            }
-        }
-    }
-
-    async fn clear_stop(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
-        // language=SQL
-        sqlx::query(&format!(
-            "UPDATE {} SET stopped_at = NULL, stop_reason = NULL, updated_at = now() WHERE name = $1",
-            self.projections
-        ))
-        .bind(self.name())
-        .execute(tx)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    /// A listener on the store's channel, or `None` (then the runner polls).
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = match PgListener::connect_with(self.store.pool()).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(projection = self.name(), %error, "cannot LISTEN; polling instead");
-                return None;
-            }
-        };
-        match listener.listen(&self.store.notification_channel()).await {
-            Ok(()) => Some(listener),
-            Err(error) => {
-                tracing::warn!(projection = self.name(), %error, "cannot LISTEN; polling instead");
-                None
-            }
-        }
     }
 }
 

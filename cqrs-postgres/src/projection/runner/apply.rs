@@ -1,0 +1,120 @@
+//! Handing events to the projector so that every way it can fail becomes
+//! the failure of one event, which the failure policy then handles: an error
+//! it returns, a panic, a database error it swallowed (its transaction is
+//! then aborted), or a session the server ended while it worked (a timeout).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::task::Poll;
+
+use cqrs_core::{Projector, StoredEvent};
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use super::ProjectionRunner;
+use crate::row::LogRow;
+
+impl<P> ProjectionRunner<P>
+where
+    P: Projector<PgConnection> + ?Sized + 'static,
+{
+    /// Decodes and applies one event, then checks that the projector left
+    /// its transaction usable; the error as text for the records.
+    pub(super) async fn apply_one(
+        &self,
+        tx: &mut PgConnection,
+        row: &LogRow,
+    ) -> Result<(), String> {
+        let decoded = readable(row)?
+            .decode_ref::<P::Event>()
+            .map_err(|error| error.to_string())?;
+        caught(self.projector.project(&decoded, tx))
+            .await?
+            .map_err(|error| error.to_string())?;
+        still_usable(tx).await
+    }
+
+    /// Decodes every event and hands them to the projector as one batch.
+    pub(super) async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        rows: &[LogRow],
+    ) -> Result<(), String> {
+        let decoded = rows
+            .iter()
+            .map(|row| {
+                readable(row)?
+                    .decode_ref::<P::Event>()
+                    .map_err(|error| error.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        caught(self.projector.project_batch(&decoded, tx))
+            .await?
+            .map_err(|error| error.to_string())
+    }
+
+    /// Applies every event; on a failure, the index of the failing event and why.
+    pub(super) async fn apply_all(
+        &self,
+        tx: &mut PgConnection,
+        rows: &[LogRow],
+    ) -> Result<(), (usize, String)> {
+        for (index, row) in rows.iter().enumerate() {
+            self.apply_one(tx, row)
+                .await
+                .map_err(|reason| (index, reason))?;
+        }
+        Ok(())
+    }
+}
+
+fn readable(row: &LogRow) -> Result<&StoredEvent, String> {
+    match row {
+        LogRow::Readable(event) => Ok(event),
+        LogRow::Unreadable { error, .. } => Err(format!("the stored row cannot be read: {error}")),
+    }
+}
+
+/// Runs `future`, turning a panic in it into an error naming the panic.
+async fn caught<F: Future>(future: F) -> Result<F::Output, String> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(format!(
+                "the projector panicked: {}",
+                panic_message(&*panic)
+            ))),
+        }
+    })
+    .await
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// Whether the transaction can still commit: a projector that swallowed a
+/// database error left it aborted, and a server timeout may have ended the
+/// session while the projector worked. Either is that event's failure, not
+/// the next statement's.
+async fn still_usable(tx: &mut PgConnection) -> Result<(), String> {
+    // language=SQL
+    sqlx::query("SELECT 1")
+        .execute(tx)
+        .await
+        .map(|_| ())
+        .map_err(|error| format!("the projector left its transaction unusable: {error}"))
+}
+
+/// Rolls back, when the session still allows it: a failure is being handled
+/// already, and a session the server ended has nothing left to roll back.
+pub(super) async fn roll_back(tx: Transaction<'static, Postgres>) {
+    if let Err(error) = tx.rollback().await {
+        tracing::debug!(%error, "rollback after a failure failed; the session is gone");
+    }
+}

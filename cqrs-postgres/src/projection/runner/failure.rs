@@ -1,0 +1,152 @@
+//! What happens when the projector fails on an event: the events before it
+//! are committed, the event is retried with backoff, then parked in the
+//! dead-letter table or the projection stopped at it, as the policy says.
+
+use cqrs_core::{Position, Projector};
+use sqlx::PgConnection;
+
+use super::ProjectionRunner;
+use super::apply::roll_back;
+use crate::projection::dead_letter;
+use crate::projection::error::{RunnerError, db};
+use crate::projection::lease::Lease;
+use crate::projection::policy::OnExhausted;
+use crate::row::LogRow;
+
+impl<P> ProjectionRunner<P>
+where
+    P: Projector<PgConnection> + ?Sized + 'static,
+{
+    /// Applies and commits the events before a failing one. Returns how many
+    /// were applied (fewer than asked if the projector now fails earlier).
+    pub(super) async fn apply_prefix(
+        &self,
+        rows: &[LogRow],
+        from: Position,
+        held: Lease,
+    ) -> Result<usize, RunnerError> {
+        let Some(last) = rows.last().map(|row| row.event().position) else {
+            return Ok(0);
+        };
+        let mut tx = self.begin().await?;
+        let locked = self.guard(&mut tx, held).await?;
+        if locked.checkpoint != from || self.apply_all(&mut tx, rows).await.is_err() {
+            roll_back(tx).await;
+            return Ok(0);
+        }
+        self.advance(&mut tx, from, last, held).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(rows.len())
+    }
+
+    /// Retries `event` with backoff; then parks it or stops, as configured.
+    pub(super) async fn retry_or_give_up(
+        &self,
+        row: &LogRow,
+        mut reason: String,
+        before: Position,
+    ) -> Result<(), RunnerError> {
+        let event = row.event();
+        let policy = self.options.failure;
+        let mut attempts = 1;
+        while attempts < policy.max_attempts.max(1) {
+            attempts += 1;
+            tracing::warn!(
+                projection = self.name(),
+                event_id = %event.event_id,
+                attempt = attempts,
+                error = %reason,
+                "retrying event"
+            );
+            tokio::time::sleep(policy.backoff(attempts)).await;
+            let held = self.renewed_lease().await?;
+            let mut tx = self.begin().await?;
+            let locked = self.guard(&mut tx, held).await?;
+            if locked.checkpoint != before {
+                // Another runner moved on meanwhile; nothing left for us here.
+                roll_back(tx).await;
+                return Ok(());
+            }
+            match self.apply_one(&mut tx, row).await {
+                Ok(()) => {
+                    self.advance(&mut tx, before, event.position, held).await?;
+                    return tx.commit().await.map_err(db);
+                }
+                Err(error) => {
+                    roll_back(tx).await;
+                    reason = error;
+                }
+            }
+        }
+
+        let held = self.renewed_lease().await?;
+        let mut tx = self.begin().await?;
+        let locked = self.guard(&mut tx, held).await?;
+        if locked.checkpoint != before {
+            roll_back(tx).await;
+            return Ok(());
+        }
+        match policy.on_exhausted {
+            OnExhausted::Park => {
+                dead_letter::park(
+                    &mut tx,
+                    &self.dead_letters,
+                    self.name(),
+                    event,
+                    &reason,
+                    attempts,
+                )
+                .await
+                .map_err(db)?;
+                self.advance(&mut tx, before, event.position, held).await?;
+                tx.commit().await.map_err(db)?;
+                tracing::error!(
+                    projection = self.name(),
+                    event_id = %event.event_id,
+                    error = %reason,
+                    attempts,
+                    "event parked in the dead-letter table"
+                );
+                Ok(())
+            }
+            OnExhausted::Stop => {
+                let stop = RunnerError::Stopped {
+                    projection: self.name().to_owned(),
+                    event_id: event.event_id,
+                    event_type: event.event_type.clone(),
+                    stream: event.stream.clone(),
+                    version: event.version,
+                    position: event.position,
+                    attempts,
+                    reason,
+                };
+                // language=SQL
+                sqlx::query(&format!(
+                    "UPDATE {} SET stopped_at = now(), stop_reason = $2, updated_at = now() WHERE name = $1",
+                    self.projections
+                ))
+                .bind(self.name())
+                .bind(stop.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                tracing::error!(projection = self.name(), error = %stop, "projection stopped");
+                Err(stop)
+            }
+        }
+    }
+
+    pub(super) async fn clear_stop(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
+        // language=SQL
+        sqlx::query(&format!(
+            "UPDATE {} SET stopped_at = NULL, stop_reason = NULL, updated_at = now() WHERE name = $1",
+            self.projections
+        ))
+        .bind(self.name())
+        .execute(tx)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! Proving, in every transaction, that this runner holds the lease: the
+//! projection's row locked, owner and fencing token checked, the checkpoint
+//! moved by compare-and-set.
+
+use std::sync::PoisonError;
+
+use chrono::Utc;
+use cqrs_core::{Position, Projector};
+use sqlx::PgConnection;
+
+use super::ProjectionRunner;
+use crate::projection::checkpoint::{self, Locked};
+use crate::projection::error::{RunnerError, db};
+use crate::projection::lease::{self, Lease};
+
+impl<P> ProjectionRunner<P>
+where
+    P: Projector<PgConnection> + ?Sized + 'static,
+{
+    pub(super) fn lease_slot(&self) -> std::sync::MutexGuard<'_, Option<Lease>> {
+        // Only ever set or taken whole: a panic cannot leave it half-written.
+        self.lease.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn not_leaseholder(&self) -> RunnerError {
+        RunnerError::NotLeaseholder {
+            projection: self.name().to_owned(),
+            owner: self.owner.clone(),
+        }
+    }
+
+    /// The lease, renewed when less than half of it is left.
+    pub(super) async fn renewed_lease(&self) -> Result<Lease, RunnerError> {
+        let held = (*self.lease_slot()).ok_or_else(|| self.not_leaseholder())?;
+        let half = chrono::Duration::from_std(self.options.lease_duration / 2).unwrap_or_default();
+        if held.expires_at - Utc::now() > half {
+            return Ok(held);
+        }
+        let renewed = lease::renew(
+            self.store.pool(),
+            &self.projections,
+            self.name(),
+            &self.owner,
+            held.token,
+            self.options.lease_duration,
+        )
+        .await
+        .map_err(db)?;
+        *self.lease_slot() = renewed;
+        renewed.ok_or_else(|| self.not_leaseholder())
+    }
+
+    /// Locks the projection's row and checks that this runner holds the lease.
+    pub(super) async fn lock_as_holder(
+        &self,
+        tx: &mut PgConnection,
+        held: Lease,
+    ) -> Result<Locked, RunnerError> {
+        let locked = checkpoint::lock(tx, &self.projections, self.name())
+            .await
+            .map_err(db)?
+            .ok_or_else(|| self.not_leaseholder())?;
+        let holder = locked.owner.as_deref() == Some(self.owner.as_str())
+            && locked.token == held.token
+            && locked.lease_valid;
+        if holder {
+            Ok(locked)
+        } else {
+            Err(self.not_leaseholder())
+        }
+    }
+
+    /// [`lock_as_holder`](Self::lock_as_holder), refusing a stopped projection.
+    pub(super) async fn guard(
+        &self,
+        tx: &mut PgConnection,
+        held: Lease,
+    ) -> Result<Locked, RunnerError> {
+        let locked = self.lock_as_holder(tx, held).await?;
+        match &locked.stop_reason {
+            Some(reason) => Err(RunnerError::StillStopped {
+                projection: self.name().to_owned(),
+                reason: reason.clone(),
+            }),
+            None => Ok(locked),
+        }
+    }
+
+    pub(super) async fn advance(
+        &self,
+        tx: &mut PgConnection,
+        from: Position,
+        to: Position,
+        held: Lease,
+    ) -> Result<(), RunnerError> {
+        let moved = checkpoint::advance(tx, &self.projections, self.name(), from, to, held.token)
+            .await
+            .map_err(db)?;
+        if moved {
+            Ok(())
+        } else {
+            Err(self.not_leaseholder())
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The sessions a runner opens: its transactions, bounded by the lease, and
+//! its listener, on a connection of its own.
+
+use cqrs_core::{Position, Projector};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use super::ProjectionRunner;
+use crate::projection::error::{RunnerError, db};
+use crate::projection::policy::RunnerOptions;
+use crate::row::LogRow;
+
+/// The statement that opens a runner's transaction: the server ends the
+/// session when the transaction idles, runs a statement or waits for a lock
+/// longer than the bound. A runner frozen (SIGSTOP), cut off or stuck in a
+/// projector's external call thus gives up its row lock, and the
+/// transaction id that holds back every reader of the log, within a third
+/// of its lease, before another runner may take the lease over.
+pub(super) fn begin_statement(options: &RunnerOptions) -> String {
+    let bound = options.transaction_bound().as_millis();
+    format!(
+        "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {bound}; \
+         SET LOCAL statement_timeout = {bound}; SET LOCAL lock_timeout = {bound}"
+    )
+}
+
+/// A pool of one connection, opened when first used, for the listener: it
+/// must not hold one of the connections the runner's transactions need
+/// (with a pool of one, it would hold the only one).
+pub(super) fn listener_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(pool.connect_options().as_ref().clone())
+}
+
+impl<P> ProjectionRunner<P>
+where
+    P: Projector<PgConnection> + ?Sized + 'static,
+{
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, Postgres>, RunnerError> {
+        self.store
+            .pool()
+            .begin_with(self.begin_statement.clone())
+            .await
+            .map_err(db)
+    }
+
+    /// The batch after `after`, bounded by count and bytes.
+    pub(super) async fn read_batch(
+        &self,
+        connection: &mut PgConnection,
+        after: Position,
+    ) -> Result<Vec<LogRow>, RunnerError> {
+        Ok(self
+            .store
+            .read_log_rows_on(
+                connection,
+                after,
+                &self.filter,
+                self.options.batch_size.max(1),
+                self.options.batch_bytes,
+            )
+            .await?)
+    }
+
+    /// A listener on the store's channel, or `None` (then the runner polls).
+    pub(super) async fn listen(&self) -> Option<PgListener> {
+        let mut listener = match PgListener::connect_with(&self.listener_pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(projection = self.name(), %error, "cannot LISTEN; polling instead");
+                return None;
+            }
+        };
+        match listener.listen(&self.store.notification_channel()).await {
+            Ok(()) => Some(listener),
+            Err(error) => {
+                tracing::warn!(projection = self.name(), %error, "cannot LISTEN; polling instead");
+                None
+            }
+        }
+    }
+}
