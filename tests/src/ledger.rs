@@ -24,9 +24,33 @@ pub struct Ledger {
     pub failures_after_writing: AtomicU32,
     /// A deposit of this amount makes the projector pause (0: none).
     pub slow_amount: AtomicU64,
+    /// How long that pause lasts, in milliseconds (default 300).
+    pub slow_millis: AtomicU64,
+    /// A deposit of this amount makes the projector panic (0: none).
+    pub panic_amount: AtomicU64,
+    /// A deposit of this amount makes the projector run a statement that
+    /// fails, swallow the error and report success, leaving its
+    /// transaction aborted (0: none).
+    pub swallow_amount: AtomicU64,
 }
 
 impl Ledger {
+    /// The ledger named `name` whose tables already exist in `schema` (for
+    /// a runner in another process).
+    pub fn open(schema: &str, name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            balances: format!("\"{schema}\".{name}_balances"),
+            applied: format!("\"{schema}\".{name}_applied"),
+            poison: AtomicU64::new(0),
+            failures_after_writing: AtomicU32::new(0),
+            slow_amount: AtomicU64::new(0),
+            slow_millis: AtomicU64::new(300),
+            panic_amount: AtomicU64::new(0),
+            swallow_amount: AtomicU64::new(0),
+        }
+    }
+
     /// A ledger named `name`, with its tables (`<name>_balances`,
     /// `<name>_applied`) created in the test store's schema.
     ///
@@ -34,14 +58,7 @@ impl Ledger {
     ///
     /// When the tables cannot be created.
     pub async fn create(db: &TestStore, name: &str) -> Self {
-        let ledger = Self {
-            name: name.to_owned(),
-            balances: db.table(&format!("{name}_balances")),
-            applied: db.table(&format!("{name}_applied")),
-            poison: AtomicU64::new(0),
-            failures_after_writing: AtomicU32::new(0),
-            slow_amount: AtomicU64::new(0),
-        };
+        let ledger = Self::open(&db.schema, name);
         for ddl in [
             format!(
                 "CREATE TABLE {} (account_id text PRIMARY KEY, balance bigint NOT NULL, events integer NOT NULL)",
@@ -144,7 +161,18 @@ impl Projector<PgConnection> for Ledger {
                 return Err(format!("poison deposit of {}", deposit.amount).into());
             }
             if deposit.amount == self.slow_amount.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                let pause = self.slow_millis.load(Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            assert!(
+                deposit.amount != self.panic_amount.load(Ordering::SeqCst),
+                "the ledger cannot take a deposit of {}",
+                deposit.amount
+            );
+            if deposit.amount == self.swallow_amount.load(Ordering::SeqCst) {
+                let failed = sqlx::query("SELECT 1 / 0").execute(&mut *tx).await;
+                assert!(failed.is_err(), "division by zero fails");
+                return Ok(());
             }
         }
         sqlx::query(&format!(

@@ -57,7 +57,9 @@ pub(crate) async fn acquire(
     row.map(|row| lease(&row)).transpose()
 }
 
-/// Extends `owner`'s lease; `None` when it was taken over meanwhile.
+/// Extends `owner`'s lease; `None` when it was taken over meanwhile. A lease
+/// that lapsed but that nobody took (the token is unchanged) is still
+/// `owner`'s to extend: a takeover always changes the token.
 pub(crate) async fn renew(
     pool: &PgPool,
     table: &str,
@@ -70,7 +72,7 @@ pub(crate) async fn renew(
     let row = sqlx::query(&format!(
         "UPDATE {table}
          SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-         WHERE name = $1 AND owner = $2 AND fencing_token = $3 AND lease_expires_at >= now()
+         WHERE name = $1 AND owner = $2 AND fencing_token = $3
          RETURNING fencing_token, lease_expires_at"
     ))
     .bind(name)

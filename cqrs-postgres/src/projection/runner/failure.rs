@@ -9,7 +9,6 @@ use super::ProjectionRunner;
 use super::apply::roll_back;
 use crate::projection::dead_letter;
 use crate::projection::error::{RunnerError, db};
-use crate::projection::lease::Lease;
 use crate::projection::policy::OnExhausted;
 use crate::row::LogRow;
 
@@ -23,11 +22,11 @@ where
         &self,
         rows: &[LogRow],
         from: Position,
-        held: Lease,
     ) -> Result<usize, RunnerError> {
         let Some(last) = rows.last().map(|row| row.event().position) else {
             return Ok(0);
         };
+        let held = self.renewed_lease().await?;
         let mut tx = self.begin().await?;
         let locked = self.guard(&mut tx, held).await?;
         if locked.checkpoint != from || self.apply_all(&mut tx, rows).await.is_err() {

@@ -4,6 +4,7 @@
 mod apply;
 mod failure;
 mod holder;
+mod horizon;
 mod read_ahead;
 mod session;
 
@@ -227,7 +228,9 @@ where
                 return Ok(rows.len());
             }
             // Nothing of this batch is kept. Go through it one event at a time
-            // to find the one that fails.
+            // to find the one that fails; a slow batch may have used up half
+            // the lease meanwhile.
+            let held = self.renewed_lease().await?;
             let mut tx = self.begin().await?;
             let relocked = self.guard(&mut tx, held).await?;
             if relocked.checkpoint != locked.checkpoint {
@@ -243,7 +246,7 @@ where
                 Err((failed, reason)) => {
                     roll_back(tx).await;
                     let applied = self
-                        .apply_prefix(&rows[..failed], locked.checkpoint, held)
+                        .apply_prefix(&rows[..failed], locked.checkpoint)
                         .await?;
                     if applied < failed {
                         return Ok(applied);
@@ -297,6 +300,7 @@ where
             .poll_interval
             .min(self.options.lease_duration / 3)
             .max(Duration::from_millis(10));
+        let mut horizon_pause = horizon::FIRST_PAUSE;
         loop {
             let holds = self.lease_slot().is_some();
             let acquired = holds || self.acquire_lease().await.unwrap_or_else(|error| {
@@ -308,7 +312,18 @@ where
             } else {
                 Ok(())
             };
+            let mut wait = idle;
             match outcome {
+                Ok(()) if acquired => {
+                    // The notification that woke us is spent; events still
+                    // behind the horizon would send none when it moves.
+                    if self.events_pending().await.unwrap_or(false) {
+                        wait = horizon_pause.min(idle);
+                        horizon_pause = (horizon_pause * 2).min(horizon::MAX_PAUSE);
+                    } else {
+                        horizon_pause = horizon::FIRST_PAUSE;
+                    }
+                }
                 Ok(()) => {}
                 Err(error @ (RunnerError::Stopped { .. } | RunnerError::StillStopped { .. })) => {
                     let _ = self.release_lease().await;
@@ -337,7 +352,7 @@ where
                         listener = None;
                     }
                 }
-                () = tokio::time::sleep(idle) => {
+                () = tokio::time::sleep(wait) => {
                     if listener.is_none() {
                         listener = self.listen().await;
                     }

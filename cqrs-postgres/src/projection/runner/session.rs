@@ -12,15 +12,18 @@ use crate::row::LogRow;
 
 /// The statement that opens a runner's transaction: the server ends the
 /// session when the transaction idles, runs a statement or waits for a lock
-/// longer than the bound. A runner frozen (SIGSTOP), cut off or stuck in a
-/// projector's external call thus gives up its row lock, and the
-/// transaction id that holds back every reader of the log, within a third
-/// of its lease, before another runner may take the lease over.
+/// longer than the bound (or than the session's own setting, when an
+/// operator set a shorter one). A runner frozen (SIGSTOP), cut off or stuck
+/// in a projector's external call thus gives up its row lock, and the
+/// transaction id that holds back every reader of the log, within a third of
+/// its lease, before another runner may take the lease over.
 pub(super) fn begin_statement(options: &RunnerOptions) -> String {
     let bound = options.transaction_bound().as_millis();
+    // language=SQL
     format!(
-        "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {bound}; \
-         SET LOCAL statement_timeout = {bound}; SET LOCAL lock_timeout = {bound}"
+        "BEGIN; SELECT set_config(name, least(nullif(setting::bigint, 0), {bound})::text, true) \
+         FROM pg_settings \
+         WHERE name IN ('idle_in_transaction_session_timeout', 'statement_timeout', 'lock_timeout')"
     )
 }
 
