@@ -19,7 +19,9 @@
 
 pub mod fixtures;
 pub mod ledger;
+pub mod pgbouncer;
 pub mod postgres;
+pub mod proxy;
 pub mod scenarios;
 
 /// Calls `$callback!(scenario, scenario, ...)` with the name of every scenario
