@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "time range brin",
         include_str!("../migrations/20261124000004_time_range_brin.sql"),
     ),
+    (
+        20261130000005,
+        "projection subscriptions",
+        include_str!("../migrations/20261130000005_projection_subscriptions.sql"),
+    ),
 ];
 
 /// The embedded migrations as an sqlx migration source.

@@ -12,6 +12,9 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::postgres::TestStore;
 
+/// Every event type of the account: what the current projector declares.
+pub const ALL_TYPES: &[&str] = AccountEvent::EVENT_TYPES;
+
 /// Balances per account, maintained in the store's schema.
 pub struct Ledger {
     name: String,
@@ -26,6 +29,9 @@ pub struct Ledger {
     pub slow_amount: AtomicU64,
     /// How long that pause lasts, in milliseconds (default 300).
     pub slow_millis: AtomicU64,
+    /// The event types it declares (default: all of the account's): a
+    /// projector of an older version declares fewer.
+    pub types: &'static [&'static str],
     /// A deposit of this amount makes the projector panic (0: none).
     pub panic_amount: AtomicU64,
     /// A deposit of this amount makes the projector run a statement that
@@ -46,6 +52,7 @@ impl Ledger {
             failures_after_writing: AtomicU32::new(0),
             slow_amount: AtomicU64::new(0),
             slow_millis: AtomicU64::new(300),
+            types: AccountEvent::EVENT_TYPES,
             panic_amount: AtomicU64::new(0),
             swallow_amount: AtomicU64::new(0),
         }
@@ -148,6 +155,10 @@ impl Projector<PgConnection> for Ledger {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        self.types
     }
 
     async fn project(

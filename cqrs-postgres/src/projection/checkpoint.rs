@@ -12,6 +12,8 @@ pub(crate) struct Locked {
     pub(crate) token: i64,
     pub(crate) lease_valid: bool,
     pub(crate) stop_reason: Option<String>,
+    /// The event types recorded as the projection's subscription.
+    pub(crate) event_types: Option<Vec<String>>,
 }
 
 /// Locks the projection's row (`FOR UPDATE`): two runners cannot both be
@@ -21,12 +23,31 @@ pub(crate) async fn lock(
     table: &str,
     name: &str,
 ) -> Result<Option<Locked>, sqlx::Error> {
+    select(connection, table, name, "FOR UPDATE").await
+}
+
+/// The projection's row as it is, without locking it (for reports).
+pub(crate) async fn peek(
+    connection: &mut PgConnection,
+    table: &str,
+    name: &str,
+) -> Result<Option<Locked>, sqlx::Error> {
+    select(connection, table, name, "").await
+}
+
+async fn select(
+    connection: &mut PgConnection,
+    table: &str,
+    name: &str,
+    locking: &str,
+) -> Result<Option<Locked>, sqlx::Error> {
     // language=SQL
     let row = sqlx::query(&format!(
         "SELECT checkpoint_transaction, checkpoint_sequence, owner, fencing_token,
                 coalesce(lease_expires_at >= now(), false) AS lease_valid,
-                CASE WHEN stopped_at IS NULL THEN NULL ELSE coalesce(stop_reason, '') END AS stop_reason
-         FROM {table} WHERE name = $1 FOR UPDATE"
+                CASE WHEN stopped_at IS NULL THEN NULL ELSE coalesce(stop_reason, '') END AS stop_reason,
+                event_types
+         FROM {table} WHERE name = $1 {locking}"
     ))
     .bind(name)
     .fetch_optional(&mut *connection)
@@ -38,6 +59,7 @@ pub(crate) async fn lock(
             token: row.try_get("fencing_token")?,
             lease_valid: row.try_get("lease_valid")?,
             stop_reason: row.try_get("stop_reason")?,
+            event_types: row.try_get("event_types")?,
         })
     })
     .transpose()

@@ -51,6 +51,24 @@ pub enum RunnerError {
         /// Why it stopped.
         reason: String,
     },
+    /// The projector subscribes to other event types than the projection
+    /// recorded: applying on would skip, for good, events of the added
+    /// types that the checkpoint already passed (a new projector version
+    /// taking over from an old one), or drop types the projection relied on
+    /// (an old version coming back). Nothing was applied.
+    #[error(
+        "projection `{projection}` was built for other event types (added: {added:?}, removed: {removed:?});          events of added types before its checkpoint were never applied. Rebuild it (ProjectionRunner::rebuild),          or run the new projector under a new name beside it (blue/green); if the change needs no backfill,          record it with ProjectionRunner::accept_subscription"
+    )]
+    SubscriptionChanged {
+        /// The projection.
+        projection: String,
+        /// Types the projector declares that the projection did not
+        /// subscribe to, of which the log holds events before the checkpoint.
+        added: Vec<String>,
+        /// Types the projection subscribed to that the projector no longer
+        /// declares.
+        removed: Vec<String>,
+    },
     /// The projector's reset hook failed; the rebuild did not start.
     #[error("resetting projection `{projection}` failed: {source}")]
     Reset {

@@ -3,8 +3,10 @@
 //!
 //! Runs the test ledger (`cqrs_tests::ledger::Ledger`, tables created by the
 //! test) until killed. Configured by environment: `DATABASE_URL`, `SCHEMA`,
-//! `OWNER` (also the session's `application_name`), `LEASE_MS`, and
-//! `SLOW_AMOUNT` / `SLOW_MS` (deposits of that amount take that long).
+//! `OWNER` (also the session's `application_name`), `LEASE_MS`,
+//! `SLOW_AMOUNT` / `SLOW_MS` (deposits of that amount take that long), and
+//! optionally `TYPES=without-withdrawals` (the projector of an older version,
+//! which does not know withdrawals). Exits with the runner's error, if any.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -36,7 +38,11 @@ async fn main() {
     let store = PostgresEventStore::from_pool(pool)
         .with_schema(&var("SCHEMA"))
         .expect("schema");
-    let ledger = Arc::new(Ledger::open(&var("SCHEMA"), "ledger"));
+    let mut ledger = Ledger::open(&var("SCHEMA"), "ledger");
+    if std::env::var("TYPES").as_deref() == Ok("without-withdrawals") {
+        ledger.types = &["AccountOpened", "DepositMade"];
+    }
+    let ledger = Arc::new(ledger);
     ledger
         .slow_amount
         .store(number("SLOW_AMOUNT"), Ordering::SeqCst);
@@ -51,8 +57,8 @@ async fn main() {
             poll_interval: Duration::from_millis(50),
             ..RunnerOptions::default()
         });
-    runner
-        .run(std::future::pending())
-        .await
-        .expect("the runner stops only when killed");
+    if let Err(error) = runner.run(std::future::pending()).await {
+        eprintln!("runner error: {error}");
+        std::process::exit(2);
+    }
 }

@@ -70,20 +70,22 @@ where
         }
     }
 
-    /// [`lock_as_holder`](Self::lock_as_holder), refusing a stopped projection.
+    /// [`lock_as_holder`](Self::lock_as_holder), refusing a stopped projection
+    /// and one whose subscription the projector would break.
     pub(super) async fn guard(
         &self,
         tx: &mut PgConnection,
         held: Lease,
     ) -> Result<Locked, RunnerError> {
         let locked = self.lock_as_holder(tx, held).await?;
-        match &locked.stop_reason {
-            Some(reason) => Err(RunnerError::StillStopped {
+        if let Some(reason) = &locked.stop_reason {
+            return Err(RunnerError::StillStopped {
                 projection: self.name().to_owned(),
                 reason: reason.clone(),
-            }),
-            None => Ok(locked),
+            });
         }
+        self.check_subscription(tx, &locked).await?;
+        Ok(locked)
     }
 
     pub(super) async fn advance(

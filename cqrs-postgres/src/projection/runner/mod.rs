@@ -7,6 +7,7 @@ mod holder;
 mod horizon;
 mod read_ahead;
 mod session;
+mod subscription;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,11 @@ pub struct Lag {
     pub events: u64,
     /// How long ago the oldest of them was recorded (zero when caught up).
     pub behind: Duration,
+    /// Whether the projector's event types differ from the projection's
+    /// recorded subscription in a way a runner refuses (see
+    /// [`RunnerError::SubscriptionChanged`]): the projection needs a rebuild
+    /// (or the change accepted) before it moves again.
+    pub needs_rebuild: bool,
 }
 
 /// The outcome of replaying parked events.
@@ -75,6 +81,9 @@ pub struct ProjectionRunner<P: ?Sized> {
     begin_statement: String,
     /// See `session::listener_pool`.
     listener_pool: PgPool,
+    /// The projector's event types, sorted and without repeats: what the
+    /// projection records as its subscription.
+    subscription: Vec<String>,
 }
 
 impl<P> ProjectionRunner<P>
@@ -95,6 +104,7 @@ where
             prefetched: Mutex::new(None),
             begin_statement: session::begin_statement(&RunnerOptions::default()),
             listener_pool: session::listener_pool(store.pool()),
+            subscription: subscription(projector.event_types()),
             store,
             projector,
             filter,
@@ -290,8 +300,10 @@ where
     /// # Errors
     ///
     /// [`RunnerError::Stopped`] / [`RunnerError::StillStopped`] when the
-    /// projection is stopped at a poison event. Unreachable databases and lost
-    /// leases are waited out, not returned.
+    /// projection is stopped at a poison event;
+    /// [`RunnerError::SubscriptionChanged`] when the projector's event types
+    /// do not match the projection's (a new version that needs a rebuild).
+    /// Unreachable databases and lost leases are waited out, not returned.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), RunnerError> {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut listener = self.listen().await;
@@ -325,7 +337,11 @@ where
                     }
                 }
                 Ok(()) => {}
-                Err(error @ (RunnerError::Stopped { .. } | RunnerError::StillStopped { .. })) => {
+                Err(
+                    error @ (RunnerError::Stopped { .. }
+                    | RunnerError::StillStopped { .. }
+                    | RunnerError::SubscriptionChanged { .. }),
+                ) => {
                     let _ = self.release_lease().await;
                     return Err(error);
                 }
@@ -395,10 +411,22 @@ where
         .map_err(db)?;
         let events: i64 = row.try_get("events").map_err(db)?;
         let behind: Option<f64> = row.try_get("behind").map_err(db)?;
+        let mut connection = self.store.pool().acquire().await.map_err(db)?;
+        let needs_rebuild = match checkpoint::peek(&mut connection, &self.projections, self.name())
+            .await
+            .map_err(db)?
+        {
+            Some(row) => matches!(
+                self.compare_subscription(&mut connection, &row).await?,
+                subscription::Change::Refuse { .. }
+            ),
+            None => false,
+        };
         Ok(Lag {
             checkpoint,
             events: events.max(0).unsigned_abs(),
             behind: Duration::from_secs_f64(behind.unwrap_or(0.0).max(0.0)),
+            needs_rebuild,
         })
     }
 
@@ -429,6 +457,7 @@ where
             })?;
         self.advance(&mut tx, locked.checkpoint, Position::START, held)
             .await?;
+        self.record_subscription(&mut tx).await?;
         dead_letter::clear_open(&mut tx, &self.dead_letters, self.name())
             .await
             .map_err(db)?;
@@ -509,6 +538,14 @@ where
         }
         Ok(outcome)
     }
+}
+
+/// Event types as a projection records them: sorted, without repeats.
+fn subscription(types: &[&str]) -> Vec<String> {
+    let mut types: Vec<String> = types.iter().map(|name| (*name).to_owned()).collect();
+    types.sort();
+    types.dedup();
+    types
 }
 
 impl<P: ?Sized> std::fmt::Debug for ProjectionRunner<P> {
