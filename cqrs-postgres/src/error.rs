@@ -15,6 +15,13 @@ pub enum Error {
     /// The database could not be reached or refused a statement.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The operation needs a session of its own (an advisory lock, `LISTEN`),
+    /// which a transaction-mode pooler does not keep: give the store a direct
+    /// pool ([`PostgresEventStore::through_transaction_pooler`](crate::PostgresEventStore::through_transaction_pooler)).
+    #[error(
+        "`{0}` needs a direct connection to PostgreSQL, not one through a transaction pooler: give the store a direct pool"
+    )]
+    SessionRequired(&'static str),
     /// Applying the migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

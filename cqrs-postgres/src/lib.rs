@@ -40,6 +40,7 @@
 //! The schema and the queries behind each index are documented in
 //! `docs/postgres.md`.
 
+mod database;
 mod error;
 mod inline;
 mod migrate;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use crate::database::Database;
 use tokio::sync::Notify;
 
 use crate::schema::SchemaName;
@@ -49,7 +49,7 @@ pub(crate) fn channel(schema: &SchemaName) -> String {
 #[derive(Debug)]
 pub(crate) struct Notifier {
     channel: String,
-    pool: PgPool,
+    pool: Database,
     interval: Duration,
     started: AtomicBool,
     state: Arc<State>,
@@ -65,7 +65,7 @@ struct State {
 }
 
 impl Notifier {
-    pub(crate) fn new(pool: PgPool, channel: String, interval: Duration) -> Arc<Self> {
+    pub(crate) fn new(pool: Database, channel: String, interval: Duration) -> Arc<Self> {
         Arc::new(Self {
             channel,
             pool,
@@ -117,18 +117,25 @@ impl Drop for Notifier {
     }
 }
 
+async fn notify(database: &Database, channel: &str) -> Result<(), sqlx::Error> {
+    let mut session = database.session().await?;
+    // language=SQL
+    database
+        .query("SELECT pg_notify($1, '')")
+        .bind(channel)
+        .execute(&mut *session)
+        .await?;
+    session.finish().await
+}
+
 /// Sends the notifications owed until the notifier is dropped. Holds a clone
 /// of the pool until then, and no longer.
-async fn run(state: Arc<State>, pool: PgPool, channel: String, interval: Duration) {
+async fn run(state: Arc<State>, pool: Database, channel: String, interval: Duration) {
     loop {
         // Appends that commit while this NOTIFY is sent, or during the
         // interval after it, set the flag again and share the next one.
         while state.pending.swap(false, Ordering::AcqRel) {
-            // language=SQL
-            let sent = sqlx::query("SELECT pg_notify($1, '')")
-                .bind(&channel)
-                .execute(&pool)
-                .await;
+            let sent = notify(&pool, &channel).await;
             if let Err(error) = sent {
                 tracing::debug!(%error, %channel, "cannot notify; readers will poll");
             }

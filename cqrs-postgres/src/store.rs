@@ -13,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::database::Database;
 use crate::error::{Result, sent_write_error, store_error, unique_violation};
 use crate::migrate;
 use crate::notify::{Notifier, channel};
@@ -46,7 +47,7 @@ const ANY_VERSION_MAX_PAUSE: std::time::Duration = std::time::Duration::from_mil
 ///   [`with_schema`](Self::with_schema).
 #[derive(Clone, Debug)]
 pub struct PostgresEventStore {
-    pool: PgPool,
+    db: Database,
     schema: SchemaName,
     sql: std::sync::Arc<Statements>,
     notifier: std::sync::Arc<Notifier>,
@@ -75,13 +76,35 @@ impl PostgresEventStore {
     pub fn from_pool(pool: PgPool) -> Self {
         let schema = SchemaName::default();
         let sql = std::sync::Arc::new(Statements::new(&schema));
-        let notifier = Notifier::new(pool.clone(), channel(&schema), DEFAULT_NOTIFY_INTERVAL);
+        let db = Database::new(pool);
+        let notifier = Notifier::new(db.clone(), channel(&schema), DEFAULT_NOTIFY_INTERVAL);
         Self {
-            pool,
+            db,
             schema,
             sql,
             notifier,
         }
+    }
+
+    /// The same store, told that its pool goes through a connection pooler
+    /// in transaction mode (PgBouncer with `pool_mode = transaction`, the
+    /// pooled URL of a managed PostgreSQL), optionally with a pool that
+    /// reaches PostgreSQL directly.
+    ///
+    /// Every statement is then sent unnamed, and one that would run on its
+    /// own runs in a transaction of its own: the only way statements survive
+    /// such a pooler (see `docs/postgres.md`). It costs two more round trips
+    /// per statement. What needs a session of its own goes through `direct`:
+    /// [`migrate`](Self::migrate) (refused without it) and the projection
+    /// runner's `LISTEN` (without it, runners poll, and say so).
+    pub fn through_transaction_pooler(mut self, direct: Option<PgPool>) -> Self {
+        self.db = self.db.through_pooler(direct);
+        self.notifier = Notifier::new(
+            self.db.clone(),
+            channel(&self.schema),
+            self.notifier.interval(),
+        );
+        self
     }
 
     /// Connects a pool (default options) to `url`.
@@ -95,6 +118,35 @@ impl PostgresEventStore {
         Ok(Self::from_pool(pool))
     }
 
+    /// Connects to PostgreSQL through a connection pooler in transaction
+    /// mode at `pooled_url`, and directly at `direct_url` for what needs a
+    /// session of its own: the usual pair a managed PostgreSQL gives (see
+    /// [`through_transaction_pooler`](Self::through_transaction_pooler)).
+    ///
+    /// # Errors
+    ///
+    /// When a URL is malformed or the pooler cannot be reached (the direct
+    /// pool connects when first used).
+    pub async fn connect_through_pooler(
+        pooled_url: &str,
+        direct_url: Option<&str>,
+    ) -> Result<Self> {
+        let pooled: PgConnectOptions = pooled_url.parse()?;
+        let direct = match direct_url {
+            Some(url) => {
+                let options: PgConnectOptions = url.parse()?;
+                Some(
+                    PgPoolOptions::new()
+                        .max_connections(4)
+                        .connect_lazy_with(options),
+                )
+            }
+            None => None,
+        };
+        let pool = PgPoolOptions::new().connect_with(pooled).await?;
+        Ok(Self::from_pool(pool).through_transaction_pooler(direct))
+    }
+
     /// The same store in another schema (its tables are `<schema>.events` and
     /// `<schema>.snapshots`).
     ///
@@ -106,7 +158,7 @@ impl PostgresEventStore {
         self.schema = SchemaName::new(schema)?;
         self.sql = std::sync::Arc::new(Statements::new(&self.schema));
         self.notifier = Notifier::new(
-            self.pool.clone(),
+            self.db.clone(),
             channel(&self.schema),
             self.notifier.interval(),
         );
@@ -120,13 +172,18 @@ impl PostgresEventStore {
     /// Zero notifies after every append, at the cost of one more statement
     /// per burst of commits.
     pub fn with_notify_interval(mut self, interval: std::time::Duration) -> Self {
-        self.notifier = Notifier::new(self.pool.clone(), channel(&self.schema), interval);
+        self.notifier = Notifier::new(self.db.clone(), channel(&self.schema), interval);
         self
     }
 
     /// The pool, for read models and projections in the same database.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.db.pool()
+    }
+
+    /// How the store reaches the database (for the runner).
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
     }
 
     /// The schema the store's tables live in.
@@ -138,9 +195,15 @@ impl PostgresEventStore {
     ///
     /// # Errors
     ///
-    /// When the database cannot be reached or a migration fails.
+    /// When the database cannot be reached or a migration fails;
+    /// [`Error::SessionRequired`](crate::Error::SessionRequired) behind a
+    /// transaction pooler without a direct pool.
     pub async fn migrate(&self) -> Result<()> {
-        migrate::run(&self.pool, &self.schema).await
+        let pool = self
+            .db
+            .session_pool()
+            .ok_or(crate::Error::SessionRequired("migrate"))?;
+        migrate::run(pool, &self.schema).await
     }
 
     /// Appends inside a transaction the caller controls: the events commit or
@@ -174,11 +237,13 @@ impl PostgresEventStore {
             // outside it.
             Err(error) => match unique_violation(&error) {
                 Some("events_stream_version_key") => {
-                    let mut fresh = self.pool.acquire().await.map_err(store_error)?;
+                    let mut fresh = self.db.session().await.map_err(store_error)?;
+                    let actual = self.version_of(&mut fresh, stream).await?;
+                    fresh.finish().await.map_err(store_error)?;
                     Err(Conflict {
                         stream: stream.clone(),
                         expected,
-                        actual: self.version_of(&mut fresh, stream).await?,
+                        actual,
                     }
                     .into())
                 }
@@ -204,10 +269,14 @@ impl PostgresEventStore {
     ///
     /// When the database cannot be reached.
     pub async fn oldest_open_transaction(&self) -> Result<Option<OldestTransaction>, StoreError> {
-        let row = sqlx::query(&self.sql.oldest_transaction)
-            .fetch_optional(&self.pool)
+        let mut session = self.db.session().await.map_err(store_error)?;
+        let row = self
+            .db
+            .query(&self.sql.oldest_transaction)
+            .fetch_optional(&mut *session)
             .await
             .map_err(store_error)?;
+        session.finish().await.map_err(store_error)?;
         let Some(row) = row else { return Ok(None) };
         let xid: i64 = row.try_get("xid").map_err(store_error)?;
         Ok(Some(OldestTransaction {
@@ -235,7 +304,9 @@ impl PostgresEventStore {
         batch: &Batch,
     ) -> Result<Attempt, sqlx::Error> {
         let after = i64::try_from(version).unwrap_or(i64::MAX);
-        let query = sqlx::query(&self.sql.append_at)
+        let query = self
+            .db
+            .query(&self.sql.append_at)
             .bind(&stream.aggregate_type)
             .bind(&stream.aggregate_id)
             .bind(after);
@@ -293,7 +364,9 @@ impl PostgresEventStore {
         batch: &Batch,
     ) -> Result<Attempt, sqlx::Error> {
         let (low, high) = version_bounds(expected);
-        let query = sqlx::query(&self.sql.append)
+        let query = self
+            .db
+            .query(&self.sql.append)
             .bind(&stream.aggregate_type)
             .bind(&stream.aggregate_id)
             .bind(low)
@@ -367,7 +440,9 @@ impl PostgresEventStore {
         events: &[NewEvent],
     ) -> Result<Option<AppendResult>, StoreError> {
         let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
-        let rows = sqlx::query(&self.sql.events_by_id)
+        let rows = self
+            .db
+            .query(&self.sql.events_by_id)
             .bind(&ids)
             .fetch_all(&mut *connection)
             .await
@@ -426,7 +501,9 @@ impl PostgresEventStore {
         connection: &mut PgConnection,
         stream: &StreamId,
     ) -> Result<u64, sqlx::Error> {
-        let version: i64 = sqlx::query_scalar(&self.sql.stream_version)
+        let version: i64 = self
+            .db
+            .query_scalar(&self.sql.stream_version)
             .bind(&stream.aggregate_type)
             .bind(&stream.aggregate_id)
             .fetch_one(&mut *connection)
@@ -438,7 +515,9 @@ impl PostgresEventStore {
         &self,
         query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = query.fetch_all(&self.pool).await.map_err(store_error)?;
+        let mut session = self.db.session().await.map_err(store_error)?;
+        let rows = query.fetch_all(&mut *session).await.map_err(store_error)?;
+        session.finish().await.map_err(store_error)?;
         rows.iter().map(row::event).collect()
     }
 
@@ -459,7 +538,9 @@ impl PostgresEventStore {
         } else {
             &self.sql.read_log_filtered
         };
-        let rows = sqlx::query(sql)
+        let rows = self
+            .db
+            .query(sql)
             .bind(to_i64(after.transaction, "transaction id")?)
             .bind(to_i64(after.sequence, "position")?)
             .bind(&filter.event_types)
@@ -479,7 +560,9 @@ impl PostgresEventStore {
         connection: &mut PgConnection,
         event_id: Uuid,
     ) -> Result<Option<StoredEvent>, StoreError> {
-        let row = sqlx::query(&self.sql.events_by_id)
+        let row = self
+            .db
+            .query(&self.sql.events_by_id)
             .bind(vec![event_id])
             .fetch_optional(connection)
             .await
@@ -501,12 +584,15 @@ impl PostgresEventStore {
         let schema = request
             .snapshot_schema
             .and_then(|schema| i32::try_from(schema).ok());
-        let mut rows = sqlx::query(&self.sql.replay)
+        let mut session = self.db.session().await.map_err(store_error)?;
+        let mut rows = self
+            .db
+            .query(&self.sql.replay)
             .bind(&stream.aggregate_type)
             .bind(&stream.aggregate_id)
             .bind(schema)
             .bind(upto)
-            .fetch(&self.pool);
+            .fetch(&mut *session);
         let mut first = true;
         while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
             let row = row.map_err(store_error)?;
@@ -529,6 +615,8 @@ impl PostgresEventStore {
             }
             first = false;
         }
+        drop(rows);
+        session.finish().await.map_err(store_error)?;
         Ok(Replayed::All)
     }
 
@@ -683,9 +771,9 @@ impl PostgresEventStore {
         events: &[NewEvent],
         batch: &Batch,
     ) -> Result<AppendResult, StoreError> {
-        let mut connection = self.pool.acquire().await.map_err(store_error)?;
         let mut lost_races: u32 = 0;
         loop {
+            let mut connection = self.db.session().await.map_err(store_error)?;
             let attempt = match known_version(expected) {
                 Some(version) if !batch.ids.is_empty() => {
                     self.append_at(&mut connection, stream, version, batch)
@@ -696,49 +784,66 @@ impl PostgresEventStore {
                         .await
                 }
             };
-            match attempt {
+            let error = match attempt {
                 Ok(Attempt::Done(result)) => {
+                    // Behind a pooler this is the COMMIT: its answer lost,
+                    // the outcome is unknown.
+                    connection.finish().await.map_err(sent_write_error)?;
                     if !result.events.is_empty() {
                         self.notifier.appended();
                     }
                     return Ok(result);
                 }
                 Ok(Attempt::Refused { actual }) => {
-                    return self
+                    let refused = self
                         .refused(&mut connection, stream, expected, actual, events)
                         .await;
+                    connection.finish().await.map_err(store_error)?;
+                    return refused;
                 }
-                Err(error) => match unique_violation(&error) {
-                    // Another writer took a version between our read and our
-                    // insert, or the same events were appended concurrently (a
-                    // double submit): which one, the stored ids tell.
-                    Some("events_stream_version_key" | "events_event_id_key") => {
-                        if let Some(earlier) =
-                            self.earlier_append(&mut connection, stream, events).await?
-                        {
-                            return Ok(earlier);
-                        }
-                        if unique_violation(&error) == Some("events_event_id_key") {
-                            return Err(StoreError::EventIdReused {
-                                event_id: events.first().map(|e| e.event_id).unwrap_or_default(),
-                                stream: stream.clone(),
-                            });
-                        }
-                        if expected == ExpectedVersion::Any {
-                            lost_races += 1;
-                            pause_after_lost_race(lost_races).await;
-                            continue;
-                        }
-                        let actual = self.version_of(&mut connection, stream).await?;
-                        return Err(Conflict {
-                            stream: stream.clone(),
-                            expected,
-                            actual,
-                        }
-                        .into());
+                Err(error) => error,
+            };
+            let Some(constraint) = unique_violation(&error) else {
+                return Err(sent_write_error(error));
+            };
+            // Another writer took a version between our read and our insert,
+            // or the same events were appended concurrently (a double
+            // submit): which one, the stored ids tell. Asked on a fresh
+            // session: behind a pooler, the failed one's transaction is
+            // aborted.
+            drop(connection);
+            let mut connection = self.db.session().await.map_err(store_error)?;
+            let earlier = self.earlier_append(&mut connection, stream, events).await?;
+            let actual = match (&earlier, constraint, expected) {
+                (None, "events_stream_version_key", ExpectedVersion::Any) => None,
+                (None, "events_stream_version_key", _) => {
+                    Some(self.version_of(&mut connection, stream).await?)
+                }
+                _ => None,
+            };
+            connection.finish().await.map_err(store_error)?;
+            if let Some(earlier) = earlier {
+                return Ok(earlier);
+            }
+            if constraint == "events_event_id_key" {
+                return Err(StoreError::EventIdReused {
+                    event_id: events.first().map(|e| e.event_id).unwrap_or_default(),
+                    stream: stream.clone(),
+                });
+            }
+            match actual {
+                Some(actual) => {
+                    return Err(Conflict {
+                        stream: stream.clone(),
+                        expected,
+                        actual,
                     }
-                    _ => return Err(sent_write_error(error)),
-                },
+                    .into());
+                }
+                None => {
+                    lost_races += 1;
+                    pause_after_lost_race(lost_races).await;
+                }
             }
         }
     }
@@ -784,7 +889,8 @@ impl EventStore for PostgresEventStore {
         limit_to: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.fetch_events(
-            sqlx::query(&self.sql.read_stream)
+            self.db
+                .query(&self.sql.read_stream)
                 .bind(&stream.aggregate_type)
                 .bind(&stream.aggregate_id)
                 .bind(to_i64(from, "version")?)
@@ -811,8 +917,10 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        let mut connection = self.pool.acquire().await.map_err(store_error)?;
-        self.version_of(&mut connection, stream).await
+        let mut connection = self.db.session().await.map_err(store_error)?;
+        let version = self.version_of(&mut connection, stream).await?;
+        connection.finish().await.map_err(store_error)?;
+        Ok(version)
     }
 
     async fn read_log(
@@ -821,17 +929,17 @@ impl EventStore for PostgresEventStore {
         filter: &LogFilter,
         limit_to: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut connection = self.pool.acquire().await.map_err(store_error)?;
-        self.read_log_rows_on(&mut connection, after, filter, limit_to, usize::MAX)
-            .await?
-            .into_iter()
-            .map(LogRow::into_event)
-            .collect()
+        let mut connection = self.db.session().await.map_err(store_error)?;
+        let rows = self
+            .read_log_rows_on(&mut connection, after, filter, limit_to, usize::MAX)
+            .await?;
+        connection.finish().await.map_err(store_error)?;
+        rows.into_iter().map(LogRow::into_event).collect()
     }
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
         let mut events = self
-            .fetch_events(sqlx::query(&self.sql.events_by_id).bind(vec![event_id]))
+            .fetch_events(self.db.query(&self.sql.events_by_id).bind(vec![event_id]))
             .await?;
         Ok(events.pop())
     }
@@ -842,7 +950,8 @@ impl EventStore for PostgresEventStore {
         limit_to: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.fetch_events(
-            sqlx::query(&self.sql.events_by_correlation)
+            self.db
+                .query(&self.sql.events_by_correlation)
                 .bind(correlation_id)
                 .bind(limit(limit_to)),
         )
@@ -857,9 +966,11 @@ impl EventStore for PostgresEventStore {
         limit_to: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let query = if filter.event_types.is_empty() {
-            sqlx::query(&self.sql.events_in_time_range_all_types)
+            self.db.query(&self.sql.events_in_time_range_all_types)
         } else {
-            sqlx::query(&self.sql.events_in_time_range).bind(&filter.event_types)
+            self.db
+                .query(&self.sql.events_in_time_range)
+                .bind(&filter.event_types)
         };
         self.fetch_events(
             query
@@ -872,12 +983,16 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row = sqlx::query(&self.sql.load_snapshot)
+        let mut session = self.db.session().await.map_err(store_error)?;
+        let row = self
+            .db
+            .query(&self.sql.load_snapshot)
             .bind(&stream.aggregate_type)
             .bind(&stream.aggregate_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *session)
             .await
             .map_err(store_error)?;
+        session.finish().await.map_err(store_error)?;
         let Some(row) = row else { return Ok(None) };
         let corrupted = |reason: String| StoreError::Corrupted {
             location: format!("snapshot of stream {stream}"),
@@ -898,16 +1013,18 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        sqlx::query(&self.sql.save_snapshot)
+        let query = self
+            .db
+            .query(&self.sql.save_snapshot)
             .bind(&snapshot.stream.aggregate_type)
             .bind(&snapshot.stream.aggregate_id)
             .bind(to_i64(snapshot.version, "version")?)
             .bind(i32::try_from(snapshot.schema_version).unwrap_or(i32::MAX))
             .bind(snapshot.state.get())
-            .bind(snapshot.taken_at)
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
+            .bind(snapshot.taken_at);
+        let mut session = self.db.session().await.map_err(store_error)?;
+        query.execute(&mut *session).await.map_err(store_error)?;
+        session.finish().await.map_err(store_error)?;
         Ok(())
     }
 }

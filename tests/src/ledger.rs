@@ -186,10 +186,13 @@ impl Projector<PgConnection> for Ledger {
                 return Ok(());
             }
         }
+        // Unnamed statements: the runner may reach PostgreSQL through a
+        // transaction pooler (see `tests/tests/pooler.rs`).
         sqlx::query(&format!(
             "INSERT INTO {} (event_id) VALUES ($1)",
             self.applied
         ))
+        .persistent(false)
         .bind(event.event_id)
         .execute(&mut *tx)
         .await?;
@@ -217,6 +220,7 @@ impl Projector<PgConnection> for Ledger {
             ),
         };
         sqlx::query(&sql)
+            .persistent(false)
             .bind(id)
             .bind(amount)
             .execute(&mut *tx)
@@ -232,6 +236,7 @@ impl Projector<PgConnection> for Ledger {
 
     async fn reset(&self, tx: &mut PgConnection) -> Result<(), BoxError> {
         sqlx::query(&format!("TRUNCATE {}, {}", self.balances, self.applied))
+            .persistent(false)
             .execute(&mut *tx)
             .await?;
         Ok(())

@@ -2,7 +2,9 @@
 //! compare-and-set in the transaction that applied the events.
 
 use cqrs_core::Position;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, Row};
+
+use crate::database::Database;
 
 /// The projection's row, locked for the rest of the transaction.
 #[derive(Debug)]
@@ -19,30 +21,33 @@ pub(crate) struct Locked {
 /// Locks the projection's row (`FOR UPDATE`): two runners cannot both be
 /// between reading and moving the checkpoint.
 pub(crate) async fn lock(
+    db: &Database,
     connection: &mut PgConnection,
     table: &str,
     name: &str,
 ) -> Result<Option<Locked>, sqlx::Error> {
-    select(connection, table, name, "FOR UPDATE").await
+    select(db, connection, table, name, "FOR UPDATE").await
 }
 
 /// The projection's row as it is, without locking it (for reports).
 pub(crate) async fn peek(
+    db: &Database,
     connection: &mut PgConnection,
     table: &str,
     name: &str,
 ) -> Result<Option<Locked>, sqlx::Error> {
-    select(connection, table, name, "").await
+    select(db, connection, table, name, "").await
 }
 
 async fn select(
+    db: &Database,
     connection: &mut PgConnection,
     table: &str,
     name: &str,
     locking: &str,
 ) -> Result<Option<Locked>, sqlx::Error> {
     // language=SQL
-    let row = sqlx::query(&format!(
+    let row = db.query(&format!(
         "SELECT checkpoint_transaction, checkpoint_sequence, owner, fencing_token,
                 coalesce(lease_expires_at >= now(), false) AS lease_valid,
                 CASE WHEN stopped_at IS NULL THEN NULL ELSE coalesce(stop_reason, '') END AS stop_reason,
@@ -68,6 +73,7 @@ async fn select(
 /// Moves the checkpoint from `from` to `to` if it is still at `from` and the
 /// fencing token still `token`; false when another runner got there first.
 pub(crate) async fn advance(
+    db: &Database,
     connection: &mut PgConnection,
     table: &str,
     name: &str,
@@ -76,32 +82,36 @@ pub(crate) async fn advance(
     token: i64,
 ) -> Result<bool, sqlx::Error> {
     // language=SQL
-    let result = sqlx::query(&format!(
-        "UPDATE {table}
+    let result = db
+        .query(&format!(
+            "UPDATE {table}
          SET checkpoint_transaction = $4, checkpoint_sequence = $5, updated_at = now()
          WHERE name = $1 AND checkpoint_transaction = $2 AND checkpoint_sequence = $3
            AND fencing_token = $6"
-    ))
-    .bind(name)
-    .bind(as_i64(from.transaction))
-    .bind(as_i64(from.sequence))
-    .bind(as_i64(to.transaction))
-    .bind(as_i64(to.sequence))
-    .bind(token)
-    .execute(&mut *connection)
-    .await?;
+        ))
+        .bind(name)
+        .bind(as_i64(from.transaction))
+        .bind(as_i64(from.sequence))
+        .bind(as_i64(to.transaction))
+        .bind(as_i64(to.sequence))
+        .bind(token)
+        .execute(&mut *connection)
+        .await?;
     Ok(result.rows_affected() == 1)
 }
 
 /// The checkpoint as committed (START for a projection that never ran).
-pub(crate) async fn read(pool: &PgPool, table: &str, name: &str) -> Result<Position, sqlx::Error> {
+pub(crate) async fn read(db: &Database, table: &str, name: &str) -> Result<Position, sqlx::Error> {
+    let mut session = db.session().await?;
     // language=SQL
-    let row = sqlx::query(&format!(
-        "SELECT checkpoint_transaction, checkpoint_sequence FROM {table} WHERE name = $1"
-    ))
-    .bind(name)
-    .fetch_optional(pool)
-    .await?;
+    let row = db
+        .query(&format!(
+            "SELECT checkpoint_transaction, checkpoint_sequence FROM {table} WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *session)
+        .await?;
+    session.finish().await?;
     row.map_or(Ok(Position::START), |row| {
         position(&row, "checkpoint_transaction", "checkpoint_sequence")
     })

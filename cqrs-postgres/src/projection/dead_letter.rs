@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use cqrs_core::{Position, StoredEvent, StreamId};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, Row};
+
+use crate::database::Database;
 use uuid::Uuid;
 
 use super::checkpoint::as_i64;
@@ -37,6 +39,7 @@ pub struct DeadLetter {
 /// Records `event` as parked by `projection`, reopening its dead letter if
 /// one is left from an earlier run.
 pub(crate) async fn park(
+    db: &Database,
     connection: &mut PgConnection,
     table: &str,
     projection: &str,
@@ -48,7 +51,7 @@ pub(crate) async fn park(
     // failing again: that reopens the row. The attempts start over, as the old
     // count belonged to a parking that was resolved.
     // language=SQL
-    sqlx::query(&format!(
+    db.query(&format!(
         "INSERT INTO {table}
              (projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
               version, event_type, error, attempts)
@@ -83,52 +86,58 @@ pub(crate) async fn park(
 /// The dead letters of `projection`, oldest first; unresolved only unless
 /// `include_resolved`.
 pub(crate) async fn list(
-    pool: &PgPool,
+    db: &Database,
     table: &str,
     projection: &str,
     include_resolved: bool,
 ) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    let mut session = db.session().await?;
     // language=SQL
-    let rows = sqlx::query(&format!(
+    let rows = db
+        .query(&format!(
         "SELECT id, projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
                 version, event_type, error, attempts, parked_at, resolved_at
          FROM {table} WHERE projection = $1 AND ($2 OR resolved_at IS NULL) ORDER BY id"
     ))
-    .bind(projection)
-    .bind(include_resolved)
-    .fetch_all(pool)
-    .await?;
+        .bind(projection)
+        .bind(include_resolved)
+        .fetch_all(&mut *session)
+        .await?;
+    session.finish().await?;
     rows.iter().map(dead_letter).collect()
 }
 
 /// Locks one unresolved dead letter for a replay; `None` if it was resolved
 /// meanwhile.
 pub(crate) async fn lock_open(
+    db: &Database,
     connection: &mut PgConnection,
     table: &str,
     id: i64,
 ) -> Result<Option<DeadLetter>, sqlx::Error> {
     // language=SQL
-    let row = sqlx::query(&format!(
+    let row = db
+        .query(&format!(
         "SELECT id, projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
                 version, event_type, error, attempts, parked_at, resolved_at
          FROM {table} WHERE id = $1 AND resolved_at IS NULL FOR UPDATE"
     ))
-    .bind(id)
-    .fetch_optional(&mut *connection)
-    .await?;
+        .bind(id)
+        .fetch_optional(&mut *connection)
+        .await?;
     row.as_ref().map(dead_letter).transpose()
 }
 
 /// Records the outcome of one replay attempt.
 pub(crate) async fn record_replay(
+    db: &Database,
     connection: &mut PgConnection,
     table: &str,
     id: i64,
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     // language=SQL
-    sqlx::query(&format!(
+    db.query(&format!(
         "UPDATE {table}
          SET attempts = attempts + 1,
              error = coalesce($2, error),
@@ -145,12 +154,13 @@ pub(crate) async fn record_replay(
 /// Forgets a projection's unresolved dead letters (a rebuild meets those
 /// events again).
 pub(crate) async fn clear_open(
+    db: &Database,
     connection: &mut PgConnection,
     table: &str,
     projection: &str,
 ) -> Result<(), sqlx::Error> {
     // language=SQL
-    sqlx::query(&format!(
+    db.query(&format!(
         "DELETE FROM {table} WHERE projection = $1 AND resolved_at IS NULL"
     ))
     .bind(projection)

@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
+
+use crate::database::Database;
 
 /// A lease held by a runner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,33 +29,36 @@ pub(crate) struct Lease {
 /// froze in one and the server has not ended its session yet), the lease is
 /// not taken this time.
 pub(crate) async fn acquire(
-    pool: &PgPool,
+    db: &Database,
     table: &str,
     name: &str,
     owner: &str,
     duration: Duration,
 ) -> Result<Option<Lease>, sqlx::Error> {
+    let mut session = db.session().await?;
     // language=SQL
-    sqlx::query(&format!(
+    db.query(&format!(
         "INSERT INTO {table} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
     ))
     .bind(name)
-    .execute(pool)
+    .execute(&mut *session)
     .await?;
     // language=SQL
-    let row = sqlx::query(&format!(
-        "UPDATE {table}
+    let row = db
+        .query(&format!(
+            "UPDATE {table}
          SET owner = $2, lease_expires_at = now() + make_interval(secs => $3),
              fencing_token = fencing_token + 1, updated_at = now()
          WHERE name = $1 AND (owner IS NULL OR owner = $2 OR lease_expires_at < now())
            AND name IN (SELECT name FROM {table} WHERE name = $1 FOR UPDATE SKIP LOCKED)
          RETURNING fencing_token, lease_expires_at"
-    ))
-    .bind(name)
-    .bind(owner)
-    .bind(duration.as_secs_f64())
-    .fetch_optional(pool)
-    .await?;
+        ))
+        .bind(name)
+        .bind(owner)
+        .bind(duration.as_secs_f64())
+        .fetch_optional(&mut *session)
+        .await?;
+    session.finish().await?;
     row.map(|row| lease(&row)).transpose()
 }
 
@@ -61,48 +66,52 @@ pub(crate) async fn acquire(
 /// that lapsed but that nobody took (the token is unchanged) is still
 /// `owner`'s to extend: a takeover always changes the token.
 pub(crate) async fn renew(
-    pool: &PgPool,
+    db: &Database,
     table: &str,
     name: &str,
     owner: &str,
     token: i64,
     duration: Duration,
 ) -> Result<Option<Lease>, sqlx::Error> {
+    let mut session = db.session().await?;
     // language=SQL
-    let row = sqlx::query(&format!(
-        "UPDATE {table}
+    let row = db
+        .query(&format!(
+            "UPDATE {table}
          SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
          WHERE name = $1 AND owner = $2 AND fencing_token = $3
          RETURNING fencing_token, lease_expires_at"
-    ))
-    .bind(name)
-    .bind(owner)
-    .bind(token)
-    .bind(duration.as_secs_f64())
-    .fetch_optional(pool)
-    .await?;
+        ))
+        .bind(name)
+        .bind(owner)
+        .bind(token)
+        .bind(duration.as_secs_f64())
+        .fetch_optional(&mut *session)
+        .await?;
+    session.finish().await?;
     row.map(|row| lease(&row)).transpose()
 }
 
 /// Gives the lease up, so another runner need not wait for it to expire.
 pub(crate) async fn release(
-    pool: &PgPool,
+    db: &Database,
     table: &str,
     name: &str,
     owner: &str,
     token: i64,
 ) -> Result<(), sqlx::Error> {
+    let mut session = db.session().await?;
     // language=SQL
-    sqlx::query(&format!(
+    db.query(&format!(
         "UPDATE {table} SET owner = NULL, lease_expires_at = NULL, updated_at = now()
          WHERE name = $1 AND owner = $2 AND fencing_token = $3"
     ))
     .bind(name)
     .bind(owner)
     .bind(token)
-    .execute(pool)
+    .execute(&mut *session)
     .await?;
-    Ok(())
+    session.finish().await
 }
 
 fn lease(row: &sqlx::postgres::PgRow) -> Result<Lease, sqlx::Error> {

@@ -30,7 +30,7 @@ where
         caught(self.projector.project(&decoded, tx))
             .await?
             .map_err(|error| error.to_string())?;
-        still_usable(tx).await
+        self.still_usable(tx).await
     }
 
     /// Decodes every event and hands them to the projector as one batch.
@@ -50,6 +50,21 @@ where
         caught(self.projector.project_batch(&decoded, tx))
             .await?
             .map_err(|error| error.to_string())
+    }
+
+    /// Whether the transaction can still commit: a projector that swallowed
+    /// a database error left it aborted, and a server timeout may have ended
+    /// the session while the projector worked. Either is that event's
+    /// failure, not the next statement's.
+    async fn still_usable(&self, tx: &mut PgConnection) -> Result<(), String> {
+        // language=SQL
+        self.store
+            .database()
+            .query("SELECT 1")
+            .execute(tx)
+            .await
+            .map(|_| ())
+            .map_err(|error| format!("the projector left its transaction unusable: {error}"))
     }
 
     /// Applies every event; on a failure, the index of the failing event and why.
@@ -96,19 +111,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)")
-}
-
-/// Whether the transaction can still commit: a projector that swallowed a
-/// database error left it aborted, and a server timeout may have ended the
-/// session while the projector worked. Either is that event's failure, not
-/// the next statement's.
-async fn still_usable(tx: &mut PgConnection) -> Result<(), String> {
-    // language=SQL
-    sqlx::query("SELECT 1")
-        .execute(tx)
-        .await
-        .map(|_| ())
-        .map_err(|error| format!("the projector left its transaction unusable: {error}"))
 }
 
 /// Rolls back, when the session still allows it: a failure is being handled

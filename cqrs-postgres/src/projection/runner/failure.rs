@@ -88,6 +88,7 @@ where
         match policy.on_exhausted {
             OnExhausted::Park => {
                 dead_letter::park(
+                    self.store.database(),
                     &mut tx,
                     &self.dead_letters,
                     self.name(),
@@ -120,7 +121,7 @@ where
                     reason,
                 };
                 // language=SQL
-                sqlx::query(&format!(
+                self.store.database().query(&format!(
                     "UPDATE {} SET stopped_at = now(), stop_reason = $2, updated_at = now() WHERE name = $1",
                     self.projections
                 ))
@@ -138,7 +139,7 @@ where
 
     pub(super) async fn clear_stop(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
         // language=SQL
-        sqlx::query(&format!(
+        self.store.database().query(&format!(
             "UPDATE {} SET stopped_at = NULL, stop_reason = NULL, updated_at = now() WHERE name = $1",
             self.projections
         ))

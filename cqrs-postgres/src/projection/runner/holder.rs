@@ -37,7 +37,7 @@ where
             return Ok(held);
         }
         let renewed = lease::renew(
-            self.store.pool(),
+            self.store.database(),
             &self.projections,
             self.name(),
             &self.owner,
@@ -56,7 +56,7 @@ where
         tx: &mut PgConnection,
         held: Lease,
     ) -> Result<Locked, RunnerError> {
-        let locked = checkpoint::lock(tx, &self.projections, self.name())
+        let locked = checkpoint::lock(self.store.database(), tx, &self.projections, self.name())
             .await
             .map_err(db)?
             .ok_or_else(|| self.not_leaseholder())?;
@@ -95,9 +95,17 @@ where
         to: Position,
         held: Lease,
     ) -> Result<(), RunnerError> {
-        let moved = checkpoint::advance(tx, &self.projections, self.name(), from, to, held.token)
-            .await
-            .map_err(db)?;
+        let moved = checkpoint::advance(
+            self.store.database(),
+            tx,
+            &self.projections,
+            self.name(),
+            from,
+            to,
+            held.token,
+        )
+        .await
+        .map_err(db)?;
         if moved {
             Ok(())
         } else {

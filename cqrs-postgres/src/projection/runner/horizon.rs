@@ -26,22 +26,27 @@ where
     /// checkpoint. Asked right after a catch-up, a yes means they are behind
     /// the horizon.
     pub(super) async fn events_pending(&self) -> Result<bool, RunnerError> {
+        let database = self.store.database();
+        let mut session = database.session().await.map_err(db)?;
         // language=SQL
-        sqlx::query_scalar(&format!(
-            "SELECT EXISTS (
+        let pending = database
+            .query_scalar(&format!(
+                "SELECT EXISTS (
                  SELECT 1 FROM {events} e, {projections} p
                  WHERE p.name = $1
                    AND (e.transaction_id, e.position)
                        > (p.checkpoint_transaction::text::xid8, p.checkpoint_sequence)
                    AND ($2::text[] IS NULL OR e.event_type = ANY($2))
              )",
-            events = self.events,
-            projections = self.projections,
-        ))
-        .bind(self.name())
-        .bind((!self.filter.event_types.is_empty()).then_some(&self.filter.event_types))
-        .fetch_one(self.store.pool())
-        .await
-        .map_err(db)
+                events = self.events,
+                projections = self.projections,
+            ))
+            .bind(self.name())
+            .bind((!self.filter.event_types.is_empty()).then_some(&self.filter.event_types))
+            .fetch_one(&mut *session)
+            .await
+            .map_err(db)?;
+        session.finish().await.map_err(db)?;
+        Ok(pending)
     }
 }

@@ -80,7 +80,7 @@ pub struct ProjectionRunner<P: ?Sized> {
     /// See `session::begin_statement`.
     begin_statement: String,
     /// See `session::listener_pool`.
-    listener_pool: PgPool,
+    listener_pool: Option<PgPool>,
     /// The projector's event types, sorted and without repeats: what the
     /// projection records as its subscription.
     subscription: Vec<String>,
@@ -103,7 +103,7 @@ where
             lease: Mutex::new(None),
             prefetched: Mutex::new(None),
             begin_statement: session::begin_statement(&RunnerOptions::default()),
-            listener_pool: session::listener_pool(store.pool()),
+            listener_pool: session::listener_pool(store.database()),
             subscription: subscription(projector.event_types()),
             store,
             projector,
@@ -142,7 +142,7 @@ where
     /// When the database cannot be reached.
     pub async fn acquire_lease(&self) -> Result<bool, RunnerError> {
         let acquired = lease::acquire(
-            self.store.pool(),
+            self.store.database(),
             &self.projections,
             self.name(),
             &self.owner,
@@ -163,7 +163,7 @@ where
         let held = self.lease_slot().take();
         if let Some(held) = held {
             lease::release(
-                self.store.pool(),
+                self.store.database(),
                 &self.projections,
                 self.name(),
                 &self.owner,
@@ -369,7 +369,7 @@ where
                     }
                 }
                 () = tokio::time::sleep(wait) => {
-                    if listener.is_none() {
+                    if listener.is_none() && self.listener_pool.is_some() {
                         listener = self.listen().await;
                     }
                 }
@@ -384,7 +384,7 @@ where
     ///
     /// When the database cannot be reached.
     pub async fn checkpoint(&self) -> Result<Position, RunnerError> {
-        checkpoint::read(self.store.pool(), &self.projections, self.name())
+        checkpoint::read(self.store.database(), &self.projections, self.name())
             .await
             .map_err(db)
     }
@@ -396,8 +396,10 @@ where
     /// When the database cannot be reached.
     pub async fn lag(&self) -> Result<Lag, RunnerError> {
         let checkpoint = self.checkpoint().await?;
+        let database = self.store.database();
+        let mut session = database.session().await.map_err(db)?;
         // language=SQL
-        let row = sqlx::query(&format!(
+        let row = database.query(&format!(
             "SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at))::float8 AS behind
              FROM {} WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
                AND ($3::text[] IS NULL OR event_type = ANY($3))",
@@ -406,22 +408,23 @@ where
         .bind(checkpoint::as_i64(checkpoint.transaction))
         .bind(checkpoint::as_i64(checkpoint.sequence))
         .bind((!self.filter.event_types.is_empty()).then_some(&self.filter.event_types))
-        .fetch_one(self.store.pool())
+        .fetch_one(&mut *session)
         .await
         .map_err(db)?;
         let events: i64 = row.try_get("events").map_err(db)?;
         let behind: Option<f64> = row.try_get("behind").map_err(db)?;
-        let mut connection = self.store.pool().acquire().await.map_err(db)?;
-        let needs_rebuild = match checkpoint::peek(&mut connection, &self.projections, self.name())
-            .await
-            .map_err(db)?
-        {
-            Some(row) => matches!(
-                self.compare_subscription(&mut connection, &row).await?,
-                subscription::Change::Refuse { .. }
-            ),
-            None => false,
-        };
+        let needs_rebuild =
+            match checkpoint::peek(database, &mut session, &self.projections, self.name())
+                .await
+                .map_err(db)?
+            {
+                Some(row) => matches!(
+                    self.compare_subscription(&mut session, &row).await?,
+                    subscription::Change::Refuse { .. }
+                ),
+                None => false,
+            };
+        session.finish().await.map_err(db)?;
         Ok(Lag {
             checkpoint,
             events: events.max(0).unsigned_abs(),
@@ -458,9 +461,14 @@ where
         self.advance(&mut tx, locked.checkpoint, Position::START, held)
             .await?;
         self.record_subscription(&mut tx).await?;
-        dead_letter::clear_open(&mut tx, &self.dead_letters, self.name())
-            .await
-            .map_err(db)?;
+        dead_letter::clear_open(
+            self.store.database(),
+            &mut tx,
+            &self.dead_letters,
+            self.name(),
+        )
+        .await
+        .map_err(db)?;
         self.clear_stop(&mut tx).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
@@ -483,9 +491,14 @@ where
     ///
     /// When the database cannot be reached.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, RunnerError> {
-        dead_letter::list(self.store.pool(), &self.dead_letters, self.name(), false)
-            .await
-            .map_err(db)
+        dead_letter::list(
+            self.store.database(),
+            &self.dead_letters,
+            self.name(),
+            false,
+        )
+        .await
+        .map_err(db)
     }
 
     /// Tries every open dead letter again, each in its own transaction. The
@@ -499,9 +512,14 @@ where
         let mut outcome = ReplayOutcome::default();
         for parked in self.dead_letters().await? {
             let mut tx = self.begin().await?;
-            let Some(parked) = dead_letter::lock_open(&mut tx, &self.dead_letters, parked.id)
-                .await
-                .map_err(db)?
+            let Some(parked) = dead_letter::lock_open(
+                self.store.database(),
+                &mut tx,
+                &self.dead_letters,
+                parked.id,
+            )
+            .await
+            .map_err(db)?
             else {
                 continue;
             };
@@ -514,9 +532,15 @@ where
             };
             match result {
                 Ok(()) => {
-                    dead_letter::record_replay(&mut tx, &self.dead_letters, parked.id, None)
-                        .await
-                        .map_err(db)?;
+                    dead_letter::record_replay(
+                        self.store.database(),
+                        &mut tx,
+                        &self.dead_letters,
+                        parked.id,
+                        None,
+                    )
+                    .await
+                    .map_err(db)?;
                     tx.commit().await.map_err(db)?;
                     outcome.resolved += 1;
                 }
@@ -524,6 +548,7 @@ where
                     roll_back(tx).await;
                     let mut tx = self.begin().await?;
                     dead_letter::record_replay(
+                        self.store.database(),
                         &mut tx,
                         &self.dead_letters,
                         parked.id,

@@ -30,12 +30,16 @@ where
         if !spare {
             return None;
         }
-        let mut connection =
-            match tokio::time::timeout(Duration::from_millis(100), pool.acquire()).await {
-                Ok(Ok(connection)) => connection,
-                _ => return None,
-            };
-        match self.read_batch(&mut connection, after).await {
+        let session = self.store.database().session();
+        let mut session = match tokio::time::timeout(Duration::from_millis(100), session).await {
+            Ok(Ok(session)) => session,
+            _ => return None,
+        };
+        let read = self.read_batch(&mut session, after).await;
+        // Only read: behind a pooler, ending its transaction cannot fail in a
+        // way that matters.
+        let _ = session.finish().await;
+        match read {
             Ok(rows) if !rows.is_empty() => Some(rows),
             Ok(_) => None,
             Err(error) => {

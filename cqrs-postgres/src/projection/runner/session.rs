@@ -6,6 +6,7 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::ProjectionRunner;
+use crate::database::Database;
 use crate::projection::error::{RunnerError, db};
 use crate::projection::policy::RunnerOptions;
 use crate::row::LogRow;
@@ -29,11 +30,16 @@ pub(super) fn begin_statement(options: &RunnerOptions) -> String {
 
 /// A pool of one connection, opened when first used, for the listener: it
 /// must not hold one of the connections the runner's transactions need
-/// (with a pool of one, it would hold the only one).
-pub(super) fn listener_pool(pool: &PgPool) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(1)
-        .connect_lazy_with(pool.connect_options().as_ref().clone())
+/// (with a pool of one, it would hold the only one). It connects where the
+/// store's sessions go: `None` behind a transaction pooler without a direct
+/// pool, where `LISTEN` would succeed and never deliver.
+pub(super) fn listener_pool(database: &Database) -> Option<PgPool> {
+    let pool = database.session_pool()?;
+    Some(
+        PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(pool.connect_options().as_ref().clone()),
+    )
 }
 
 impl<P> ProjectionRunner<P>
@@ -68,7 +74,15 @@ where
 
     /// A listener on the store's channel, or `None` (then the runner polls).
     pub(super) async fn listen(&self) -> Option<PgListener> {
-        let mut listener = match PgListener::connect_with(&self.listener_pool).await {
+        let Some(pool) = &self.listener_pool else {
+            tracing::warn!(
+                projection = self.name(),
+                poll_interval = ?self.options.poll_interval,
+                "behind a transaction pooler without a direct pool, LISTEN cannot work; polling instead"
+            );
+            return None;
+        };
+        let mut listener = match PgListener::connect_with(pool).await {
             Ok(listener) => listener,
             Err(error) => {
                 tracing::warn!(projection = self.name(), %error, "cannot LISTEN; polling instead");

@@ -111,22 +111,24 @@ where
         checkpoint: Position,
     ) -> Result<Vec<String>, RunnerError> {
         // language=SQL
-        sqlx::query_scalar(&format!(
-            "SELECT wanted.type_name FROM unnest($1::text[]) AS wanted(type_name)
+        self.store
+            .database()
+            .query_scalar(&format!(
+                "SELECT wanted.type_name FROM unnest($1::text[]) AS wanted(type_name)
              WHERE EXISTS (
                  SELECT 1 FROM {} e
                  WHERE e.event_type = wanted.type_name
                    AND (e.transaction_id, e.position) <= ($2::bigint::text::xid8, $3)
              )
              ORDER BY 1",
-            self.events
-        ))
-        .bind(types)
-        .bind(checkpoint::as_i64(checkpoint.transaction))
-        .bind(checkpoint::as_i64(checkpoint.sequence))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)
+                self.events
+            ))
+            .bind(types)
+            .bind(checkpoint::as_i64(checkpoint.transaction))
+            .bind(checkpoint::as_i64(checkpoint.sequence))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)
     }
 
     /// Records the projector's types as the projection's subscription.
@@ -135,15 +137,17 @@ where
         tx: &mut PgConnection,
     ) -> Result<(), RunnerError> {
         // language=SQL
-        sqlx::query(&format!(
-            "UPDATE {} SET event_types = $2, updated_at = now() WHERE name = $1",
-            self.projections
-        ))
-        .bind(self.name())
-        .bind(&self.subscription)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        self.store
+            .database()
+            .query(&format!(
+                "UPDATE {} SET event_types = $2, updated_at = now() WHERE name = $1",
+                self.projections
+            ))
+            .bind(self.name())
+            .bind(&self.subscription)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
