@@ -395,19 +395,29 @@ impl<A: Aggregate> CommandPipeline<A> {
             })
             .collect();
 
+        // The version right after this command's events: an append found
+        // already stored reports the stream's version now, which other
+        // writers may have moved on since.
+        let after = envelopes
+            .last()
+            .map_or(appended.stream_version, |event| event.version);
         let keep_state = self.cache.is_some() && !appended.already_stored;
-        let snapshot_due = self.snapshots.is_due(version, appended.stream_version);
+        let snapshot_due = self.snapshots.is_due(version, after);
         if keep_state || snapshot_due {
             for envelope in &envelopes {
                 state.apply(&envelope.payload);
             }
             if snapshot_due {
-                self.save_snapshot(stream, &state, appended.stream_version)
-                    .await;
+                self.save_snapshot(stream, &state, after).await;
             }
             if let (Some(cache), true) = (&self.cache, keep_state) {
-                let version = appended.stream_version;
-                cache.put(&stream.aggregate_id, Loaded { state, version });
+                cache.put(
+                    &stream.aggregate_id,
+                    Loaded {
+                        state,
+                        version: after,
+                    },
+                );
             }
         }
 
@@ -415,9 +425,7 @@ impl<A: Aggregate> CommandPipeline<A> {
         Ok(CommandOutcome {
             command_id,
             already_executed: false,
-            version: envelopes
-                .last()
-                .map_or(appended.stream_version, |event| event.version),
+            version: after,
             events: envelopes,
             projector_failures,
         })

@@ -62,11 +62,20 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// A failed write statement: when the connection failed, the statement may
-/// have committed before the answer was lost, so the outcome is unknown.
+/// A failed write statement whose transaction commits by itself (an
+/// autocommit insert) or whose COMMIT failed: when the database refused it
+/// (a constraint, a check), nothing was written; when it never left the
+/// pool, neither; any other failure (the connection, a reply that could not
+/// be read) may have come after the commit, so the outcome is unknown.
 pub(crate) fn sent_write_error(error: sqlx::Error) -> StoreError {
-    match store_error(error) {
-        StoreError::Unavailable(source) => StoreError::OutcomeUnknown(source),
-        other => other,
+    match &error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            StoreError::Unavailable(Box::new(error))
+        }
+        sqlx::Error::Database(_) => match store_error(error) {
+            StoreError::Unavailable(source) => StoreError::OutcomeUnknown(source),
+            other => other,
+        },
+        _ => StoreError::OutcomeUnknown(Box::new(error)),
     }
 }

@@ -10,7 +10,7 @@ use cqrs_core::{
 };
 use serde_json::value::RawValue;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::database::Database;
@@ -208,8 +208,10 @@ impl PostgresEventStore {
 
     /// Appends inside a transaction the caller controls: the events commit or
     /// roll back with the caller's other writes (an outbox row, an inline read
-    /// model). Same semantics as [`EventStore::append`], except that a
-    /// conflict aborts the caller's transaction.
+    /// model). Same semantics as [`EventStore::append`]; a refused append
+    /// (a conflict, reused ids) leaves the caller's transaction usable, as
+    /// the insert runs under a savepoint when the connection is in a
+    /// transaction begun through sqlx.
     ///
     /// # Errors
     ///
@@ -224,39 +226,112 @@ impl PostgresEventStore {
         cqrs_core::limits::check_append(stream, &events)?;
         check_batch(stream, &events)?;
         let batch = Batch::new(&events)?;
-        match self
-            .append_once(&mut *connection, stream, expected, &batch)
-            .await
-        {
-            Ok(Attempt::Done(result)) => Ok(result),
-            Ok(Attempt::Refused { actual }) => {
-                self.refused(&mut *connection, stream, expected, actual, &events)
-                    .await
+        // A savepoint keeps the caller's transaction usable when the insert
+        // fails on a key: the outcome is then resolved on the same
+        // connection, with no second one from the pool.
+        let savepoints = connection.is_in_transaction();
+        let mut lost_races: u32 = 0;
+        loop {
+            if savepoints {
+                self.savepoint(connection, "SAVEPOINT cqrs_append").await?;
             }
-            // The caller's transaction is aborted now; the version is read
-            // outside it.
-            Err(error) => match unique_violation(&error) {
-                Some("events_stream_version_key") => {
-                    let mut fresh = self.db.session().await.map_err(store_error)?;
-                    let actual = self.version_of(&mut fresh, stream).await?;
-                    fresh.finish().await.map_err(store_error)?;
-                    Err(Conflict {
-                        stream: stream.clone(),
-                        expected,
-                        actual,
+            let error = match self
+                .append_once(&mut *connection, stream, expected, &batch)
+                .await
+            {
+                Ok(attempt) => {
+                    if savepoints {
+                        self.savepoint(connection, "RELEASE SAVEPOINT cqrs_append")
+                            .await?;
                     }
-                    .into())
+                    return match attempt {
+                        Attempt::Done(result) => Ok(result),
+                        Attempt::Refused { actual } => {
+                            self.refused(&mut *connection, stream, expected, actual, &events)
+                                .await
+                        }
+                    };
                 }
-                Some("events_event_id_key") => Err(StoreError::EventIdReused {
-                    event_id: events
-                        .first()
-                        .map(|event| event.event_id)
-                        .unwrap_or_default(),
-                    stream: stream.clone(),
-                }),
-                _ => Err(store_error(error)),
-            },
+                Err(error) => error,
+            };
+            let Some(ids_taken) = key_violation(&error) else {
+                // Nothing commits before the caller does.
+                return Err(store_error(error));
+            };
+            let resolved = if savepoints {
+                self.savepoint(connection, "ROLLBACK TO SAVEPOINT cqrs_append")
+                    .await?;
+                self.after_key_violation(connection, stream, expected, &events, ids_taken)
+                    .await?
+            } else {
+                // Not in a transaction sqlx knows of: resolved on a fresh
+                // session.
+                let mut fresh = self.db.session().await.map_err(store_error)?;
+                self.after_key_violation(&mut fresh, stream, expected, &events, ids_taken)
+                    .await?
+            };
+            match resolved {
+                Resolved::Stored(result) => return Ok(result),
+                Resolved::Failed(error) => return Err(error),
+                Resolved::LostRace => {
+                    lost_races += 1;
+                    pause_after_lost_race(lost_races).await;
+                }
+            }
         }
+    }
+
+    /// Wakes log readers for an append found already stored: the attempt
+    /// that stored it may have lost its answer before it could.
+    fn announce_resolved(&self, result: &AppendResult) {
+        if result.already_stored && !result.events.is_empty() {
+            self.notifier.appended();
+        }
+    }
+
+    async fn savepoint(&self, connection: &mut PgConnection, sql: &str) -> Result<(), StoreError> {
+        self.db
+            .query(sql)
+            .execute(connection)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
+    /// After an insert failed on the stream's version key or the event id
+    /// key: the batch was stored already (a retry whose first answer was
+    /// lost, a double submit), or its ids are taken by other content, or
+    /// another writer took the version, which is a lost race when
+    /// `expected` accepts the stream's version now and a conflict otherwise.
+    async fn after_key_violation(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        ids_taken: bool,
+    ) -> Result<Resolved, StoreError> {
+        if let Some(earlier) = self.earlier_append(connection, stream, events).await? {
+            return Ok(Resolved::Stored(earlier));
+        }
+        if ids_taken {
+            return Ok(Resolved::Failed(StoreError::EventIdReused {
+                event_id: events.first().map(|e| e.event_id).unwrap_or_default(),
+                stream: stream.clone(),
+            }));
+        }
+        let actual = self.version_of(connection, stream).await?;
+        if expected.accepts(actual) {
+            return Ok(Resolved::LostRace);
+        }
+        Ok(Resolved::Failed(
+            Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            }
+            .into(),
+        ))
     }
 
     /// The session whose open transaction holds back readers of the global
@@ -649,6 +724,26 @@ enum Replayed {
     SnapshotRefused,
 }
 
+/// How an insert that failed on a key turned out.
+enum Resolved {
+    /// The batch was stored already, exactly as given.
+    Stored(AppendResult),
+    /// The append is refused.
+    Failed(StoreError),
+    /// Another writer took the version; the expectation still holds.
+    LostRace,
+}
+
+/// Whether `error` is a violation of the stream's version key (`false`) or
+/// of the event id key (`true`); `None` for anything else.
+fn key_violation(error: &sqlx::Error) -> Option<bool> {
+    match unique_violation(error)? {
+        "events_stream_version_key" => Some(false),
+        "events_event_id_key" => Some(true),
+        _ => None,
+    }
+}
+
 /// What one run of the append statement did.
 enum Attempt {
     Done(AppendResult),
@@ -795,52 +890,34 @@ impl PostgresEventStore {
                     return Ok(result);
                 }
                 Ok(Attempt::Refused { actual }) => {
+                    // Only read since: the session ends without a commit,
+                    // so no failure to end it can hide the answer.
                     let refused = self
                         .refused(&mut connection, stream, expected, actual, events)
                         .await;
-                    connection.finish().await.map_err(store_error)?;
-                    return refused;
+                    drop(connection);
+                    return refused.inspect(|result| self.announce_resolved(result));
                 }
                 Err(error) => error,
             };
-            let Some(constraint) = unique_violation(&error) else {
+            let Some(ids_taken) = key_violation(&error) else {
                 return Err(sent_write_error(error));
             };
-            // Another writer took a version between our read and our insert,
-            // or the same events were appended concurrently (a double
-            // submit): which one, the stored ids tell. Asked on a fresh
-            // session: behind a pooler, the failed one's transaction is
-            // aborted.
+            // Resolved on a fresh session: behind a pooler, the failed one's
+            // transaction is aborted.
             drop(connection);
             let mut connection = self.db.session().await.map_err(store_error)?;
-            let earlier = self.earlier_append(&mut connection, stream, events).await?;
-            let actual = match (&earlier, constraint, expected) {
-                (None, "events_stream_version_key", ExpectedVersion::Any) => None,
-                (None, "events_stream_version_key", _) => {
-                    Some(self.version_of(&mut connection, stream).await?)
+            let resolved = self
+                .after_key_violation(&mut connection, stream, expected, events, ids_taken)
+                .await?;
+            drop(connection);
+            match resolved {
+                Resolved::Stored(result) => {
+                    self.announce_resolved(&result);
+                    return Ok(result);
                 }
-                _ => None,
-            };
-            connection.finish().await.map_err(store_error)?;
-            if let Some(earlier) = earlier {
-                return Ok(earlier);
-            }
-            if constraint == "events_event_id_key" {
-                return Err(StoreError::EventIdReused {
-                    event_id: events.first().map(|e| e.event_id).unwrap_or_default(),
-                    stream: stream.clone(),
-                });
-            }
-            match actual {
-                Some(actual) => {
-                    return Err(Conflict {
-                        stream: stream.clone(),
-                        expected,
-                        actual,
-                    }
-                    .into());
-                }
-                None => {
+                Resolved::Failed(error) => return Err(error),
+                Resolved::LostRace => {
                     lost_races += 1;
                     pause_after_lost_race(lost_races).await;
                 }
@@ -873,9 +950,19 @@ impl EventStore for PostgresEventStore {
             pause *= 4;
             let again = self.try_append(stream, expected, &events, &batch);
             result = match tokio::time::timeout(LOST_ANSWER_RESEND_TIMEOUT, again).await {
-                // Not even sent: the first attempt's outcome is still unknown.
-                Ok(Err(StoreError::Unavailable(error))) => Err(StoreError::OutcomeUnknown(error)),
-                Ok(outcome) => outcome,
+                // Answers that settle it: the events are stored (now or
+                // before), or they never will be.
+                Ok(
+                    outcome @ (Ok(_)
+                    | Err(
+                        StoreError::Conflict(_)
+                        | StoreError::EventIdReused { .. }
+                        | StoreError::InvalidEvent { .. },
+                    )),
+                ) => outcome,
+                // Anything else (not sent, timed out behind the first
+                // attempt, still on its way) leaves the outcome unknown.
+                Ok(Err(error)) => Err(StoreError::OutcomeUnknown(Box::new(error))),
                 Err(elapsed) => Err(StoreError::OutcomeUnknown(Box::new(elapsed))),
             };
         }

@@ -304,6 +304,111 @@ async fn a_known_version_append_never_writes_into_a_hole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_violated_key_of_the_users_own_is_an_error_not_an_endless_retry() {
+    let db = TestStore::new().await;
+    // An index an application added: one `Ticked` per stream.
+    // language=SQL
+    sqlx::query(&format!(
+        "CREATE UNIQUE INDEX one_tick_per_stream ON {} (aggregate_id) WHERE event_type = 'Ticked'",
+        db.table("events")
+    ))
+    .execute(db.pool())
+    .await
+    .expect("create the index");
+    db.store
+        .append(&stream("a"), ExpectedVersion::NoStream, ticks(1))
+        .await
+        .expect("append");
+    for expected in [ExpectedVersion::Any, ExpectedVersion::Exact(1)] {
+        let refused = tokio::time::timeout(
+            Duration::from_secs(5),
+            db.store.append(&stream("a"), expected, ticks(1)),
+        )
+        .await
+        .expect("the append gives up at once");
+        match refused {
+            Err(StoreError::Backend(error)) => {
+                assert!(error.to_string().contains("one_tick_per_stream"), "{error}")
+            }
+            other => panic!("expected the database's refusal, got {other:?}"),
+        }
+    }
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_append_in_a_transaction_leaves_the_transaction_usable() {
+    let db = TestStore::new().await;
+    db.store
+        .append(&stream("a"), ExpectedVersion::NoStream, ticks(2))
+        .await
+        .expect("append");
+    let mut tx = db.pool().begin().await.expect("begin");
+    // language=SQL
+    sqlx::query(&format!("CREATE TABLE {} (n int)", db.table("outbox")))
+        .execute(&mut *tx)
+        .await
+        .expect("a write of the caller's");
+    // Exact(1) on a stream at 2 fails on the primary key inside the
+    // caller's transaction (the known-version form is not used here).
+    match db
+        .store
+        .append_in(
+            &mut tx,
+            &stream("a"),
+            ExpectedVersion::StreamExists,
+            ticks(1),
+        )
+        .await
+    {
+        Ok(appended) => assert_eq!(appended.stream_version, 3),
+        Err(other) => panic!("StreamExists on an existing stream appends, got {other}"),
+    }
+    match db
+        .store
+        .append_in(&mut tx, &stream("a"), ExpectedVersion::Exact(1), ticks(1))
+        .await
+    {
+        Err(StoreError::Conflict(conflict)) => assert_eq!(conflict.actual, 3),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let stored = ticks(1);
+    db.store
+        .append_in(
+            &mut tx,
+            &stream("b"),
+            ExpectedVersion::NoStream,
+            stored.clone(),
+        )
+        .await
+        .expect("append to another stream");
+    let again = db
+        .store
+        .append_in(&mut tx, &stream("b"), ExpectedVersion::Any, stored)
+        .await
+        .expect("the same events again in the same transaction");
+    assert!(again.already_stored);
+    tx.commit()
+        .await
+        .expect("the caller's transaction still commits");
+    assert_eq!(
+        db.store
+            .stream_version(&stream("a"))
+            .await
+            .expect("version"),
+        3
+    );
+    assert_eq!(
+        db.store
+            .stream_version(&stream("b"))
+            .await
+            .expect("version"),
+        1
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_events_cannot_be_rewritten() {
     let db = TestStore::new().await;
     db.store

@@ -56,18 +56,28 @@ pub async fn reappending_compares_numbers_exactly(store: Store) {
     );
 }
 
-/// `Any` expects nothing, so it never conflicts, however many writers race
-/// for the same stream's next version (50 writers, 5 appends each).
+/// `Any` expects nothing, and `StreamExists` nothing but an existing
+/// stream, so neither conflicts however many writers race for the same
+/// stream's next version (50 writers, 5 appends each, the two kinds mixed).
 pub async fn any_version_never_conflicts_under_contention(store: Store) {
     const WRITERS: usize = 50;
     const APPENDS: usize = 5;
+    store
+        .append(&stream("contended"), ExpectedVersion::NoStream, ticks(1))
+        .await
+        .expect("create the stream");
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..WRITERS {
+    for writer in 0..WRITERS {
         let store = store.clone();
+        let expected = if writer % 2 == 0 {
+            ExpectedVersion::Any
+        } else {
+            ExpectedVersion::StreamExists
+        };
         tasks.spawn(async move {
             for _ in 0..APPENDS {
                 store
-                    .append(&stream("contended"), ExpectedVersion::Any, ticks(1))
+                    .append(&stream("contended"), expected, ticks(1))
                     .await?;
             }
             Ok::<_, StoreError>(())
@@ -85,7 +95,7 @@ pub async fn any_version_never_conflicts_under_contention(store: Store) {
     let versions: Vec<u64> = events.iter().map(|event| event.version).collect();
     assert_eq!(
         versions,
-        (1..=(WRITERS * APPENDS) as u64).collect::<Vec<_>>()
+        (1..=(WRITERS * APPENDS + 1) as u64).collect::<Vec<_>>()
     );
 }
 
