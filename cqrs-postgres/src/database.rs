@@ -59,6 +59,11 @@ impl Database {
         &self.pool
     }
 
+    /// Whether statements go through a transaction-mode pooler.
+    pub(crate) fn pooled(&self) -> bool {
+        self.pooled
+    }
+
     /// A pool whose connections are real sessions: the direct one behind a
     /// pooler (`None` when none was given), the store's own otherwise.
     pub(crate) fn session_pool(&self) -> Option<&PgPool> {

@@ -38,6 +38,9 @@ pub struct Ledger {
     /// fails, swallow the error and report success, leaving its
     /// transaction aborted (0: none).
     pub swallow_amount: AtomicU64,
+    /// A deposit of this amount makes the projector send its own `ROLLBACK`
+    /// and report success (0: none).
+    pub rollback_amount: AtomicU64,
 }
 
 impl Ledger {
@@ -55,6 +58,7 @@ impl Ledger {
             types: AccountEvent::EVENT_TYPES,
             panic_amount: AtomicU64::new(0),
             swallow_amount: AtomicU64::new(0),
+            rollback_amount: AtomicU64::new(0),
         }
     }
 
@@ -180,6 +184,10 @@ impl Projector<PgConnection> for Ledger {
                 "the ledger cannot take a deposit of {}",
                 deposit.amount
             );
+            if deposit.amount == self.rollback_amount.load(Ordering::SeqCst) {
+                sqlx::query("ROLLBACK").execute(&mut *tx).await?;
+                return Ok(());
+            }
             if deposit.amount == self.swallow_amount.load(Ordering::SeqCst) {
                 let failed = sqlx::query("SELECT 1 / 0").execute(&mut *tx).await;
                 assert!(failed.is_err(), "division by zero fails");

@@ -300,3 +300,146 @@ async fn batches_are_bounded_by_bytes() {
     assert_eq!(ledger.applied(db.pool()).await, 21);
     db.drop_schema().await;
 }
+
+/// A read model with a constraint checked at COMMIT (deferred): each deposit
+/// amount may appear once.
+struct DistinctAmounts {
+    table: String,
+}
+
+#[cqrs_core::async_trait]
+impl cqrs_core::Projector<sqlx::PgConnection> for DistinctAmounts {
+    type Event = cqrs_examples::bank_account::AccountEvent;
+
+    fn name(&self) -> &str {
+        "distinct_amounts"
+    }
+
+    async fn project(
+        &self,
+        event: &cqrs_core::EventEnvelope<Self::Event>,
+        tx: &mut sqlx::PgConnection,
+    ) -> Result<(), cqrs_core::BoxError> {
+        if let cqrs_examples::bank_account::AccountEvent::DepositMade(deposit) = &event.payload {
+            sqlx::query(&format!("INSERT INTO {} (amount) VALUES ($1)", self.table))
+                .bind(i64::try_from(deposit.amount)?)
+                .execute(tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A COMMIT the server refuses (a deferred constraint) is the failure of the
+/// event behind it: that event is parked, the others applied, instead of
+/// the batch being retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_refused_by_a_deferred_constraint_parks_the_event_behind_it() {
+    let db = TestStore::new().await;
+    let table = db.table("distinct_amounts");
+    // language=SQL
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (amount bigint UNIQUE DEFERRABLE INITIALLY DEFERRED)"
+    ))
+    .execute(db.pool())
+    .await
+    .expect("create the read model");
+    let accounts = Accounts::new(db.shared(), ());
+    accounts
+        .execute("a", OpenAccount { owner: "A".into() })
+        .await
+        .expect("open");
+    let mut ids = Vec::new();
+    for amount in [1, 2, 2, 3] {
+        ids.push(
+            accounts
+                .execute("a", Deposit { amount })
+                .await
+                .expect("deposit")
+                .events[0]
+                .event_id,
+        );
+    }
+    let runner = ProjectionRunner::new(
+        db.store.clone(),
+        Arc::new(DistinctAmounts {
+            table: table.clone(),
+        }),
+    )
+    .with_options(options(Duration::from_secs(10)));
+    assert!(runner.acquire_lease().await.expect("lease"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut processed = 0;
+    while processed < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runner is wedged"
+        );
+        processed += runner.catch_up().await.expect("catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let parked = runner.dead_letters().await.expect("dead letters");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].event_id, ids[2]);
+    assert!(
+        parked[0].error.contains("commit was refused"),
+        "{}",
+        parked[0].error
+    );
+    let amounts: Vec<i64> =
+        sqlx::query_scalar(&format!("SELECT amount FROM {table} ORDER BY amount"))
+            .fetch_all(db.pool())
+            .await
+            .expect("read the read model");
+    assert_eq!(amounts, [1, 2, 3]);
+    db.drop_schema().await;
+}
+
+/// A projector that ends the runner's transaction itself (its own
+/// `ROLLBACK`) fails its event: what it rolled back is applied again, and
+/// the event goes through the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_ending_the_runners_transaction_fails_its_event() {
+    let db = TestStore::new().await;
+    let accounts = Accounts::new(db.shared(), ());
+    accounts
+        .execute("a", OpenAccount { owner: "A".into() })
+        .await
+        .expect("open");
+    accounts
+        .execute("a", Deposit { amount: 10 })
+        .await
+        .expect("deposit");
+    let bad = accounts
+        .execute("a", Deposit { amount: 13 })
+        .await
+        .expect("deposit")
+        .events[0]
+        .event_id;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    ledger.rollback_amount.store(13, Ordering::SeqCst);
+    let runner = ProjectionRunner::new(db.store.clone(), ledger.clone())
+        .with_options(options(Duration::from_secs(10)));
+    assert!(runner.acquire_lease().await.expect("lease"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut processed = 0;
+    while processed < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runner is wedged"
+        );
+        processed += runner.catch_up().await.expect("catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let parked = runner.dead_letters().await.expect("dead letters");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].event_id, bad);
+    assert!(
+        parked[0].error.contains("ended the runner's transaction"),
+        "{}",
+        parked[0].error
+    );
+    assert_eq!(ledger.balances(db.pool()).await["a"], 10);
+    assert_eq!(ledger.applied(db.pool()).await, 2);
+    db.drop_schema().await;
+}

@@ -142,7 +142,7 @@ pub(crate) async fn record_replay(
          SET attempts = attempts + 1,
              error = coalesce($2, error),
              resolved_at = CASE WHEN $2 IS NULL THEN now() ELSE NULL END
-         WHERE id = $1"
+         WHERE id = $1 AND ($2 IS NULL OR resolved_at IS NULL)"
     ))
     .bind(id)
     .bind(error)

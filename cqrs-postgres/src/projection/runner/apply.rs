@@ -24,8 +24,10 @@ where
         tx: &mut PgConnection,
         row: &LogRow,
     ) -> Result<(), String> {
-        let decoded = readable(row)?
-            .decode_ref::<P::Event>()
+        let event = readable(row)?;
+        // Decoding runs the application's upcasters and Deserialize impls.
+        let decoded = caught(async { event.decode_ref::<P::Event>() })
+            .await?
             .map_err(|error| error.to_string())?;
         caught(self.projector.project(&decoded, tx))
             .await?
@@ -39,32 +41,47 @@ where
         tx: &mut PgConnection,
         rows: &[LogRow],
     ) -> Result<(), String> {
-        let decoded = rows
-            .iter()
-            .map(|row| {
-                readable(row)?
-                    .decode_ref::<P::Event>()
-                    .map_err(|error| error.to_string())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let decoded = caught(async {
+            rows.iter()
+                .map(|row| {
+                    readable(row)?
+                        .decode_ref::<P::Event>()
+                        .map_err(|error| error.to_string())
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await??;
         caught(self.projector.project_batch(&decoded, tx))
             .await?
-            .map_err(|error| error.to_string())
+            .map_err(|error| error.to_string())?;
+        self.still_usable(tx).await
     }
 
     /// Whether the transaction can still commit: a projector that swallowed
-    /// a database error left it aborted, and a server timeout may have ended
-    /// the session while the projector worked. Either is that event's
-    /// failure, not the next statement's.
+    /// a database error left it aborted, a server timeout may have ended the
+    /// session while the projector worked, and a projector that sent its own
+    /// `ROLLBACK` or `COMMIT` ended it (the row lock taken at its start gave
+    /// it a transaction id; outside it, a statement has none). Each is that
+    /// event's failure, not the next statement's.
     async fn still_usable(&self, tx: &mut PgConnection) -> Result<(), String> {
         // language=SQL
-        self.store
+        let in_transaction: Result<bool, _> = self
+            .store
             .database()
-            .query("SELECT 1")
-            .execute(tx)
-            .await
-            .map(|_| ())
-            .map_err(|error| format!("the projector left its transaction unusable: {error}"))
+            .query_scalar("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+            .fetch_one(tx)
+            .await;
+        match in_transaction {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(
+                "the projector ended the runner's transaction (its own ROLLBACK or COMMIT); \
+                 a projector must leave the transaction to the runner"
+                    .to_owned(),
+            ),
+            Err(error) => Err(format!(
+                "the projector left its transaction unusable: {error}"
+            )),
+        }
     }
 
     /// Applies every event; on a failure, the index of the failing event and why.

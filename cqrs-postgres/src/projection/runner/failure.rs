@@ -69,7 +69,16 @@ where
             match self.apply_one(&mut tx, row).await {
                 Ok(()) => {
                     self.advance(&mut tx, before, event.position, held).await?;
-                    return tx.commit().await.map_err(db);
+                    match tx.commit().await {
+                        Ok(()) => return Ok(()),
+                        // The server refused the COMMIT (a deferred
+                        // constraint, a serialization failure): this event's
+                        // failure like any other.
+                        Err(sqlx::Error::Database(error)) => {
+                            reason = format!("the commit was refused: {error}");
+                        }
+                        Err(error) => return Err(db(error)),
+                    }
                 }
                 Err(error) => {
                     roll_back(tx).await;

@@ -250,8 +250,19 @@ where
             match self.apply_all(&mut tx, &rows).await {
                 Ok(()) => {
                     self.advance(&mut tx, locked.checkpoint, last, held).await?;
-                    tx.commit().await.map_err(db)?;
-                    Ok(rows.len())
+                    match tx.commit().await {
+                        Ok(()) => Ok(rows.len()),
+                        // Every event applied, and the server refused the
+                        // COMMIT (a deferred constraint): one event per
+                        // transaction from here finds the one at fault.
+                        Err(sqlx::Error::Database(error)) => {
+                            let reason = format!("the commit was refused: {error}");
+                            self.retry_or_give_up(&rows[0], reason, locked.checkpoint)
+                                .await?;
+                            Ok(1)
+                        }
+                        Err(error) => Err(db(error)),
+                    }
                 }
                 Err((failed, reason)) => {
                     roll_back(tx).await;
@@ -512,6 +523,16 @@ where
         let mut outcome = ReplayOutcome::default();
         for parked in self.dead_letters().await? {
             let mut tx = self.begin().await?;
+            // A rebuild holds this row from its reset to dropping the open
+            // dead letters: a replay must not write between the two.
+            checkpoint::lock(
+                self.store.database(),
+                &mut tx,
+                &self.projections,
+                self.name(),
+            )
+            .await
+            .map_err(db)?;
             let Some(parked) = dead_letter::lock_open(
                 self.store.database(),
                 &mut tx,

@@ -25,6 +25,11 @@ where
     /// step wait for a connection. `None` when it did not read or read
     /// nothing (the next step reads again).
     pub(super) async fn read_ahead(&self, after: Position) -> Option<Vec<LogRow>> {
+        // Behind a transaction pooler a session is a BEGIN round trip, which
+        // the time limit below could cut in the middle.
+        if self.store.database().pooled() {
+            return None;
+        }
         let pool = self.store.pool();
         let spare = pool.num_idle() > 0 || pool.size() < pool.options().get_max_connections();
         if !spare {

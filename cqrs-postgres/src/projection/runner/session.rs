@@ -19,7 +19,11 @@ use crate::row::LogRow;
 /// transaction id that holds back every reader of the log, within a third of
 /// its lease, before another runner may take the lease over.
 pub(super) fn begin_statement(options: &RunnerOptions) -> String {
-    let bound = options.transaction_bound().as_millis();
+    // The settings take milliseconds as a 32-bit integer.
+    let bound = options
+        .transaction_bound()
+        .as_millis()
+        .min(i32::MAX.unsigned_abs().into());
     // language=SQL
     format!(
         "BEGIN; SELECT set_config(name, least(nullif(setting::bigint, 0), {bound})::text, true) \
