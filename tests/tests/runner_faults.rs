@@ -58,6 +58,26 @@ async fn deposits_around(db: &TestStore, bad: u64) -> uuid::Uuid {
     bad
 }
 
+/// Catches up until `events` are processed (the log's horizon may hide the
+/// newest for a moment while other tests' transactions run); returns how
+/// many were.
+async fn process<P>(runner: &ProjectionRunner<P>, events: usize) -> usize
+where
+    P: cqrs_core::Projector<sqlx::PgConnection> + 'static,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut processed = 0;
+    while processed < events {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runner is wedged"
+        );
+        processed += runner.catch_up().await.expect("catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    processed
+}
+
 /// Runs the ledger over the four events and checks that exactly the bad one
 /// was parked, with an error saying `why`, and every other one applied.
 async fn parks_only_the_bad_event(
@@ -70,18 +90,7 @@ async fn parks_only_the_bad_event(
 ) {
     let runner = ProjectionRunner::new(store, ledger.clone()).with_options(options(lease));
     assert!(runner.acquire_lease().await.expect("lease"));
-    // Until the log's horizon shows all four (other tests' transactions may
-    // hold it back for a moment).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut processed = 0;
-    while processed < 4 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the runner is wedged"
-        );
-        processed += runner.catch_up().await.expect("catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let processed = process(&runner, 4).await;
     assert_eq!(processed, 4);
     let parked = runner.dead_letters().await.expect("dead letters");
     assert_eq!(parked.len(), 1, "{parked:?}");
@@ -368,16 +377,7 @@ async fn a_commit_refused_by_a_deferred_constraint_parks_the_event_behind_it() {
     )
     .with_options(options(Duration::from_secs(10)));
     assert!(runner.acquire_lease().await.expect("lease"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut processed = 0;
-    while processed < 5 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the runner is wedged"
-        );
-        processed += runner.catch_up().await.expect("catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(process(&runner, 5).await, 5);
     let parked = runner.dead_letters().await.expect("dead letters");
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert_eq!(parked[0].event_id, ids[2]);
@@ -421,16 +421,7 @@ async fn a_projector_ending_the_runners_transaction_fails_its_event() {
     let runner = ProjectionRunner::new(db.store.clone(), ledger.clone())
         .with_options(options(Duration::from_secs(10)));
     assert!(runner.acquire_lease().await.expect("lease"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut processed = 0;
-    while processed < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the runner is wedged"
-        );
-        processed += runner.catch_up().await.expect("catch up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(process(&runner, 3).await, 3);
     let parked = runner.dead_letters().await.expect("dead letters");
     assert_eq!(parked.len(), 1, "{parked:?}");
     assert_eq!(parked[0].event_id, bad);
