@@ -668,15 +668,15 @@ impl PostgresEventStore {
             .bind(schema)
             .bind(upto)
             .fetch(&mut *session);
+        // The snapshot is held back until the event at its version arrives:
+        // that proves the stream has the version the snapshot claims. One
+        // ahead of its stream would make every command conflict.
+        let mut pending: Option<Snapshot> = None;
         let mut first = true;
         while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
             let row = row.map_err(store_error)?;
             match row::replay_row(&row, stream)? {
-                row::ReplayRow::Snapshot(snapshot) if first => {
-                    if !sink.snapshot(&snapshot) {
-                        return Ok(Replayed::SnapshotRefused);
-                    }
-                }
+                row::ReplayRow::Snapshot(snapshot) if first => pending = Some(snapshot),
                 row::ReplayRow::Snapshot(snapshot) => {
                     return Err(StoreError::Corrupted {
                         location: format!("stream {stream}"),
@@ -686,9 +686,20 @@ impl PostgresEventStore {
                         ),
                     });
                 }
-                row::ReplayRow::Event(event) => sink.event(event)?,
+                row::ReplayRow::Event(event) => match pending.take() {
+                    Some(snapshot) if snapshot.version == event.version => {
+                        if !sink.snapshot(&snapshot) {
+                            return Ok(Replayed::SnapshotRefused);
+                        }
+                    }
+                    Some(_) => return Ok(Replayed::SnapshotRefused),
+                    None => sink.event(event)?,
+                },
             }
             first = false;
+        }
+        if pending.is_some() {
+            return Ok(Replayed::SnapshotRefused);
         }
         drop(rows);
         session.finish().await.map_err(store_error)?;
@@ -720,7 +731,8 @@ impl PostgresEventStore {
 enum Replayed {
     /// Every row was handed over.
     All,
-    /// The sink refused the snapshot; the events after it were not read.
+    /// The snapshot was refused (by the sink, or because the stream does
+    /// not have its version); the events after it were not all read.
     SnapshotRefused,
 }
 
