@@ -67,9 +67,29 @@ fn check_event(event: &NewEvent) -> Result<(), String> {
         ));
     }
     check_json("payload", event.payload.get())?;
-    let metadata = serde_json::to_string(&event.metadata)
-        .map_err(|error| format!("metadata does not serialize: {error}"))?;
-    check_json("metadata", &metadata)
+    check_metadata(&event.metadata)
+}
+
+/// Metadata is ids and flat string entries: checked field by field rather
+/// than serialized once more on every append (the store serializes it
+/// anyway).
+fn check_metadata(metadata: &crate::Metadata) -> Result<(), String> {
+    let mut bytes = 0;
+    for (key, value) in &metadata.entries {
+        if key.contains('\0') || value.contains('\0') {
+            return Err(format!(
+                "the metadata contains a NUL character (entry `{}`), which PostgreSQL cannot store",
+                key.escape_default()
+            ));
+        }
+        bytes += key.len() + value.len();
+    }
+    if bytes > MAX_PAYLOAD_BYTES {
+        return Err(format!(
+            "the metadata is {bytes} bytes long; the limit is {MAX_PAYLOAD_BYTES}"
+        ));
+    }
+    Ok(())
 }
 
 fn check_text(what: &str, text: &str, max_bytes: usize) -> Result<(), String> {

@@ -118,6 +118,38 @@ impl Ledger {
     }
 }
 
+/// Opens `count` accounts and makes a few deposits and withdrawals on each
+/// (5 events per account: an opening, deposits of 100, 20 and 3, a
+/// withdrawal of 50).
+///
+/// # Panics
+///
+/// When a command fails.
+pub async fn business(
+    accounts: &cqrs_core::CommandPipeline<cqrs_examples::bank_account::BankAccount>,
+    prefix: &str,
+    count: usize,
+) {
+    use cqrs_examples::bank_account::{Deposit, OpenAccount, Withdraw};
+    for n in 0..count {
+        let id = format!("{prefix}{n}");
+        accounts
+            .execute(&id, OpenAccount { owner: id.clone() })
+            .await
+            .expect("open");
+        for amount in [100, 20, 3] {
+            accounts
+                .execute(&id, Deposit { amount })
+                .await
+                .expect("deposit");
+        }
+        accounts
+            .execute(&id, Withdraw { amount: 50 })
+            .await
+            .expect("withdraw");
+    }
+}
+
 /// Balances folded directly from every account event in the log: what the
 /// read model must equal.
 ///

@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_core::{CommandPipeline, EventStore, ExpectedVersion, LogFilter, Position};
-use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
+use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
 use cqrs_postgres::sqlx;
 use cqrs_postgres::sqlx::postgres::PgListener;
 use cqrs_postgres::{
     FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions,
 };
 use cqrs_tests::fixtures::{stream, ticks};
-use cqrs_tests::ledger::{Ledger, fold};
+use cqrs_tests::ledger::{Ledger, business, fold};
 use cqrs_tests::pgbouncer::PgBouncer;
 use cqrs_tests::postgres::TestStore;
 use uuid::Uuid;
@@ -274,28 +274,6 @@ async fn concurrent_appends_reads_and_commands_all_succeed_through_a_transaction
     failures.assert_none("mixed workload", &bouncer);
     assert_stored(&db, &done).await;
     db.drop_schema().await;
-}
-
-/// Opens `count` accounts and makes a few deposits and withdrawals on each
-/// (5 events per account).
-async fn business(accounts: &Accounts, prefix: &str, count: usize) {
-    for n in 0..count {
-        let id = format!("{prefix}{n}");
-        accounts
-            .execute(&id, OpenAccount { owner: id.clone() })
-            .await
-            .expect("open");
-        for amount in [100, 20, 3] {
-            accounts
-                .execute(&id, Deposit { amount })
-                .await
-                .expect("deposit");
-        }
-        accounts
-            .execute(&id, Withdraw { amount: 50 })
-            .await
-            .expect("withdraw");
-    }
 }
 
 /// Test B: a runner whose store goes through the pooler applies every event

@@ -9,34 +9,13 @@ use std::time::Duration;
 use cqrs_core::{CommandPipeline, EventStore, Position};
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
 use cqrs_postgres::{FailurePolicy, OnExhausted, ProjectionRunner, RunnerError, RunnerOptions};
-use cqrs_tests::ledger::{Ledger, fold};
+use cqrs_tests::ledger::{Ledger, business, fold};
 use cqrs_tests::postgres::TestStore;
 
 type Accounts = CommandPipeline<BankAccount>;
 
 fn accounts(db: &TestStore) -> Accounts {
     Accounts::new(db.shared(), ())
-}
-
-/// Opens `count` accounts and makes a few deposits and withdrawals on each.
-async fn business(accounts: &Accounts, prefix: &str, count: usize) {
-    for n in 0..count {
-        let id = format!("{prefix}{n}");
-        accounts
-            .execute(&id, OpenAccount { owner: id.clone() })
-            .await
-            .expect("open");
-        for amount in [100, 20, 3] {
-            accounts
-                .execute(&id, Deposit { amount })
-                .await
-                .expect("deposit");
-        }
-        accounts
-            .execute(&id, Withdraw { amount: 50 })
-            .await
-            .expect("withdraw");
-    }
 }
 
 fn options(failure: OnExhausted) -> RunnerOptions {
