@@ -21,8 +21,8 @@ mod tally;
 
 pub use report::{Latency, Report};
 
-use cqrs_postgres::sqlx::PgPool;
-use cqrs_postgres::sqlx::postgres::PgPoolOptions;
+use cqrskit::postgres::sqlx::PgPool;
+use cqrskit::postgres::sqlx::postgres::PgPoolOptions;
 
 /// Sizes of the scenarios.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,22 +90,22 @@ pub enum BenchError {
     Command(String),
     /// The store failed.
     #[error(transparent)]
-    Store(#[from] cqrs_core::StoreError),
+    Store(#[from] cqrskit::StoreError),
     /// Setting up the store failed.
     #[error(transparent)]
-    Setup(#[from] cqrs_postgres::Error),
+    Setup(#[from] cqrskit::postgres::Error),
     /// A baseline query failed.
     #[error(transparent)]
-    Database(#[from] cqrs_postgres::sqlx::Error),
+    Database(#[from] cqrskit::postgres::sqlx::Error),
     /// A payload did not decode.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
     /// A new event did not encode.
     #[error(transparent)]
-    Encode(#[from] cqrs_core::EncodeError),
+    Encode(#[from] cqrskit::EncodeError),
     /// The projection runner failed.
     #[error(transparent)]
-    Runner(Box<cqrs_postgres::RunnerError>),
+    Runner(Box<cqrskit::postgres::RunnerError>),
     /// A task panicked or was cancelled.
     #[error("task failed: {0}")]
     Task(String),
@@ -117,14 +117,14 @@ impl BenchError {
     }
 }
 
-impl From<cqrs_postgres::RunnerError> for BenchError {
-    fn from(error: cqrs_postgres::RunnerError) -> Self {
+impl From<cqrskit::postgres::RunnerError> for BenchError {
+    fn from(error: cqrskit::postgres::RunnerError) -> Self {
         BenchError::Runner(Box::new(error))
     }
 }
 
-impl<E: std::error::Error> From<cqrs_core::CommandError<E>> for BenchError {
-    fn from(error: cqrs_core::CommandError<E>) -> Self {
+impl<E: std::error::Error> From<cqrskit::CommandError<E>> for BenchError {
+    fn from(error: cqrskit::CommandError<E>) -> Self {
         BenchError::Command(error.to_string())
     }
 }

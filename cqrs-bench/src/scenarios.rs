@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cqrs_core::{
+use cqrs_examples::bank_account::{BankAccount, Deposit, DepositMade, OpenAccount};
+use cqrskit::postgres::sqlx::{self, PgPool};
+use cqrskit::postgres::{PostgresEventStore, ProjectionRunner, RunnerOptions};
+use cqrskit::{
     CommandPipeline, EventStore, ExpectedVersion, LogFilter, Metadata, NewEvent, Position,
     SnapshotPolicy, StreamId,
 };
-use cqrs_examples::bank_account::{BankAccount, Deposit, DepositMade, OpenAccount};
-use cqrs_postgres::sqlx::{self, PgPool};
-use cqrs_postgres::{PostgresEventStore, ProjectionRunner, RunnerOptions};
 
 use crate::report::{Latency, Report, per_second, quantile};
 use crate::tally::{AddMany, Tally, TallyEvent, TallyRows};
@@ -612,7 +612,7 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
         for stored in batch {
             let event = stored
                 .decode::<TallyEvent>()
-                .map_err(cqrs_core::StoreError::from)?;
+                .map_err(cqrskit::StoreError::from)?;
             let TallyEvent::Added(added) = event.payload;
             rows.push((event.event_id, event.stream.aggregate_id, added.n));
         }

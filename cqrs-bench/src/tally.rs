@@ -1,8 +1,8 @@
 //! A bench-only domain: a tally that adds many numbers per command, and a
 //! read model that writes each batch of events in one statement.
 
-use cqrs_core::{BoxError, Command, DomainEvent, EventEnvelope, Projector, aggregate, async_trait};
-use cqrs_postgres::sqlx::{self, PgConnection};
+use cqrskit::postgres::sqlx::{self, PgConnection};
+use cqrskit::{BoxError, Command, DomainEvent, EventEnvelope, Projector, aggregate, async_trait};
 use serde::{Deserialize, Serialize};
 
 /// A number was added.

@@ -17,7 +17,7 @@ use crate::{Metadata, Position, StreamId, codec};
 /// enum must use serde's default representation.
 ///
 /// ```
-/// use cqrs_core::DomainEvent;
+/// use cqrskit::DomainEvent;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug, PartialEq, Serialize, Deserialize)]

@@ -1,97 +1,10 @@
-//! Event sourcing and CQRS for Rust.
+//! The model of [cqrskit](https://docs.rs/cqrskit): aggregates, commands,
+//! events, projections, the event store trait and an in-memory store.
 //!
-//! Write plain domain types: an event enum ([`DomainEvent`]), an aggregate that
-//! decides and evolves ([`Aggregate`]), and projectors that keep read models up
-//! to date ([`Projector`]). A [`CommandPipeline`] carries out commands against
-//! an [`EventStore`]: [`InMemoryEventStore`] here, for tests and demos, or the
-//! PostgreSQL store of `cqrs-postgres` in production. Both keep the same
-//! promises: optimistic concurrency on every append, versions with no holes,
-//! and a global log that readers tail without ever skipping an event.
-//!
-//! # Example
-//!
-//! ```
-//! use std::sync::Arc;
-//!
-//! use cqrs_core::{Command, CommandError, CommandPipeline, DomainEvent, InMemoryEventStore, aggregate};
-//! use serde::{Deserialize, Serialize};
-//!
-//! // Events: one type per fact, gathered in an enum.
-//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-//! struct Credited { amount: u64 }
-//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-//! struct Debited { amount: u64 }
-//!
-//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
-//! enum WalletEvent {
-//!     Credited(Credited),
-//!     Debited(Debited),
-//! }
-//!
-//! // Commands: one type per intent, gathered in an enum.
-//! struct Credit { amount: u64 }
-//! struct Debit { amount: u64 }
-//!
-//! #[derive(Command)]
-//! enum WalletCommand {
-//!     Credit(Credit),
-//!     Debit(Debit),
-//! }
-//!
-//! #[derive(Debug, PartialEq, thiserror::Error)]
-//! #[error("insufficient funds: balance {balance}, asked {asked}")]
-//! struct InsufficientFunds { balance: u64, asked: u64 }
-//!
-//! // The aggregate: handlers decide, apply methods evolve the state.
-//! #[derive(Default, Serialize, Deserialize)]
-//! struct Wallet { balance: u64 }
-//!
-//! #[aggregate(type = "wallet", command = WalletCommand, event = WalletEvent, error = InsufficientFunds)]
-//! impl Wallet {
-//!     #[command]
-//!     fn credit(&self, command: &Credit) -> Result<Vec<WalletEvent>, InsufficientFunds> {
-//!         Ok(vec![Credited { amount: command.amount }.into()])
-//!     }
-//!
-//!     #[command]
-//!     fn debit(&self, &Debit { amount }: &Debit) -> Result<Vec<WalletEvent>, InsufficientFunds> {
-//!         if amount > self.balance {
-//!             return Err(InsufficientFunds { balance: self.balance, asked: amount });
-//!         }
-//!         Ok(vec![Debited { amount }.into()])
-//!     }
-//!
-//!     #[apply]
-//!     fn credited(&mut self, event: &Credited) {
-//!         self.balance += event.amount;
-//!     }
-//!
-//!     #[apply]
-//!     fn debited(&mut self, event: &Debited) {
-//!         self.balance -= event.amount;
-//!     }
-//! }
-//!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let wallets = CommandPipeline::<Wallet>::new(Arc::new(InMemoryEventStore::new()), ());
-//!
-//! wallets.execute("alice", Credit { amount: 100 }).await?;
-//! let outcome = wallets.execute("alice", Debit { amount: 30 }).await?;
-//! assert_eq!(outcome.version, 2);
-//!
-//! let refused = wallets.execute("alice", Debit { amount: 500 }).await;
-//! assert!(matches!(refused, Err(CommandError::Rejected(InsufficientFunds { balance: 70, .. }))));
-//!
-//! assert_eq!(wallets.load("alice").await?.state.balance, 70);
-//! assert_eq!(wallets.load_at("alice", 1).await?.state.balance, 100);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! # }).unwrap();
-//! ```
-//!
-//! The derive macros (`DomainEvent`, `Command`, `aggregate`, `projector`) are
-//! re-exported here behind the default `derive` feature; every trait they
-//! implement can also be implemented by hand (see [`DomainEvent`] and
-//! [`dispatch`]).
+//! Applications depend on the `cqrskit` crate, which re-exports everything
+//! here together with the macros and, behind a feature, the PostgreSQL store;
+//! this crate exists so that the stores and the macros can build on the model
+//! without depending on each other.
 //!
 //! # Modules at a glance
 //!
@@ -159,6 +72,3 @@ pub mod __private {
     pub use std::result::Result;
     pub use std::vec::Vec;
 }
-
-#[cfg(feature = "derive")]
-pub use cqrs_macros::{Command, DomainEvent, aggregate, projector};

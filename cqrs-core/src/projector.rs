@@ -11,7 +11,7 @@ use crate::{BoxError, DomainEvent, EventEnvelope, EventStore, LogFilter, Positio
 /// `C` is the context each call receives along with the event: `()` for a
 /// projector that keeps its read model itself (in memory, or behind its own
 /// connection), a database connection for one whose writes must commit
-/// together with its checkpoint (`cqrs-postgres` runs `Projector<PgConnection>`
+/// together with its checkpoint (the PostgreSQL runner runs `Projector<PgConnection>`
 /// this way, so its read models are updated exactly once). The `#[projector]`
 /// macro implements `Projector<()>` when no method takes a context, and
 /// `Projector<C>` when its methods take `&mut C`.

@@ -1,7 +1,7 @@
 //! Given/when/then tests for domain logic, with no store involved.
 //!
 //! ```
-//! # use cqrs_core::{Aggregate, Command, DomainEvent};
+//! # use cqrskit::{Aggregate, Command, DomainEvent};
 //! # use serde::{Deserialize, Serialize};
 //! # #[derive(Default, Serialize, Deserialize)]
 //! # struct Counter { value: u32 }
@@ -28,7 +28,7 @@
 //! #     }
 //! #     fn apply(&mut self, CounterEvent::Incremented { to }: &CounterEvent) { self.value = *to; }
 //! # }
-//! use cqrs_core::testing::AggregateFixture;
+//! use cqrskit::testing::AggregateFixture;
 //!
 //! # block_on(async {
 //! AggregateFixture::<Counter>::new(())

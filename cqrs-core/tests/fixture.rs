@@ -3,8 +3,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use cqrs_core::testing::{AggregateFixture, Then};
-use cqrs_core::{Aggregate, Command, DomainEvent};
+use cqrskit_core::testing::{AggregateFixture, Then};
+use cqrskit_core::{Aggregate, Command, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

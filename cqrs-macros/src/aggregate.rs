@@ -165,10 +165,10 @@ fn generate(args: &Args, item: &ItemImpl, handlers: &[Handler]) -> TokenStream {
         .map(|version| quote! { const SNAPSHOT_VERSION: u32 = #version; });
     // Spanned so that "no handler for X" points at the enum named in the attribute.
     let dispatch_command = quote_spanned! {command.span()=>
-        <#command as ::cqrs_core::dispatch::DispatchCommand<Self>>::dispatch(command, self, services)
+        <#command as ::cqrskit::dispatch::DispatchCommand<Self>>::dispatch(command, self, services)
     };
     let dispatch_event = quote_spanned! {event.span()=>
-        <#event as ::cqrs_core::dispatch::DispatchEvent<Self>>::dispatch(event, self)
+        <#event as ::cqrskit::dispatch::DispatchEvent<Self>>::dispatch(event, self)
     };
 
     let handler_impls = handlers.iter().map(|handler| {
@@ -185,7 +185,7 @@ fn generate(args: &Args, item: &ItemImpl, handlers: &[Handler]) -> TokenStream {
                 };
                 quote! {
                     #[automatically_derived]
-                    impl #impl_generics ::cqrs_core::dispatch::HandleCommand<#message> for #self_ty #where_clause {
+                    impl #impl_generics ::cqrskit::dispatch::HandleCommand<#message> for #self_ty #where_clause {
                         fn handle_command(
                             &self,
                             command: &#message,
@@ -201,7 +201,7 @@ fn generate(args: &Args, item: &ItemImpl, handlers: &[Handler]) -> TokenStream {
             }
             Role::Apply | Role::Project | Role::Reset => quote! {
                 #[automatically_derived]
-                impl #impl_generics ::cqrs_core::dispatch::ApplyEvent<#message> for #self_ty #where_clause {
+                impl #impl_generics ::cqrskit::dispatch::ApplyEvent<#message> for #self_ty #where_clause {
                     fn apply_event(&mut self, event: &#message) {
                         Self::#method(self, event)
                     }
@@ -212,7 +212,7 @@ fn generate(args: &Args, item: &ItemImpl, handlers: &[Handler]) -> TokenStream {
     let ignored = args.ignore.iter().map(|ty| {
         quote! {
             #[automatically_derived]
-            impl #impl_generics ::cqrs_core::dispatch::ApplyEvent<#ty> for #self_ty #where_clause {
+            impl #impl_generics ::cqrskit::dispatch::ApplyEvent<#ty> for #self_ty #where_clause {
                 fn apply_event(&mut self, _event: &#ty) {}
             }
         }
@@ -220,7 +220,7 @@ fn generate(args: &Args, item: &ItemImpl, handlers: &[Handler]) -> TokenStream {
 
     quote! {
         #[automatically_derived]
-        impl #impl_generics ::cqrs_core::Aggregate for #self_ty #where_clause {
+        impl #impl_generics ::cqrskit::Aggregate for #self_ty #where_clause {
             const TYPE: &'static str = #aggregate_type;
             #snapshot_version
             type Command = #command;
@@ -265,7 +265,7 @@ fn fallback(args: &Args, item: &ItemImpl) -> TokenStream {
         .clone()
         .unwrap_or_else(|| syn::parse_quote!(()));
     quote! {
-        impl #impl_generics ::cqrs_core::Aggregate for #self_ty #where_clause {
+        impl #impl_generics ::cqrskit::Aggregate for #self_ty #where_clause {
             const TYPE: &'static str = "";
             type Command = #command;
             type Event = #event;

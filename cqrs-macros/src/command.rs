@@ -32,7 +32,7 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
     let dispatch = dispatch_impl(input, variants);
     quote! {
         #[automatically_derived]
-        impl #impl_generics ::cqrs_core::Command for #name #ty_generics #where_clause {
+        impl #impl_generics ::cqrskit::Command for #name #ty_generics #where_clause {
             fn command_type(&self) -> &'static str {
                 match self {
                     #(#patterns => #names,)*
@@ -57,27 +57,27 @@ fn dispatch_impl(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
         let ident = variant.ident;
         quote! {
             Self::#ident(command) => {
-                ::cqrs_core::dispatch::HandleCommand::<#ty>::handle_command(aggregate, command, services).await
+                ::cqrskit::dispatch::HandleCommand::<#ty>::handle_command(aggregate, command, services).await
             }
         }
     });
     let bounds = newtypes
         .iter()
-        .map(|(_, ty)| quote! { + ::cqrs_core::dispatch::HandleCommand<#ty> });
+        .map(|(_, ty)| quote! { + ::cqrskit::dispatch::HandleCommand<#ty> });
     quote! {
         #[automatically_derived]
-        impl<__A> ::cqrs_core::dispatch::DispatchCommand<__A> for #name
+        impl<__A> ::cqrskit::dispatch::DispatchCommand<__A> for #name
         where
-            __A: ::cqrs_core::Aggregate<Command = Self> #(#bounds)*,
+            __A: ::cqrskit::Aggregate<Command = Self> #(#bounds)*,
         {
             fn dispatch(
                 &self,
                 aggregate: &__A,
-                services: &<__A as ::cqrs_core::Aggregate>::Services,
+                services: &<__A as ::cqrskit::Aggregate>::Services,
             ) -> impl ::core::future::Future<
                 Output = ::core::result::Result<
-                    ::std::vec::Vec<<__A as ::cqrs_core::Aggregate>::Event>,
-                    <__A as ::cqrs_core::Aggregate>::Error,
+                    ::std::vec::Vec<<__A as ::cqrskit::Aggregate>::Event>,
+                    <__A as ::cqrskit::Aggregate>::Error,
                 >,
             > + ::core::marker::Send {
                 async move {
@@ -97,7 +97,7 @@ fn fallback(input: &DeriveInput) -> TokenStream {
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     quote! {
-        impl #impl_generics ::cqrs_core::Command for #name #ty_generics #where_clause {
+        impl #impl_generics ::cqrskit::Command for #name #ty_generics #where_clause {
             fn command_type(&self) -> &'static str {
                 ::core::unreachable!()
             }

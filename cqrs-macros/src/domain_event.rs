@@ -84,16 +84,16 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
         let index = index as u32;
         Some(quote! {
             #index if event_version < current_version => {
-                let value: ::cqrs_core::__private::serde_json::Value =
-                    ::cqrs_core::__private::serde_json::from_str(payload)?;
+                let value: ::cqrskit::__private::serde_json::Value =
+                    ::cqrskit::__private::serde_json::from_str(payload)?;
                 let value = #upcast(event_version, value).map_err(|reason| {
-                    ::cqrs_core::PayloadError::Upcast {
+                    ::cqrskit::PayloadError::Upcast {
                         event_version,
                         reason: ::std::string::ToString::to_string(&reason).into_boxed_str(),
                     }
                 })?;
-                let upcast = ::cqrs_core::__private::serde_json::value::to_raw_value(&value)?;
-                return ::core::result::Result::Ok(::cqrs_core::codec::decode_variant(index, upcast.get())?);
+                let upcast = ::cqrskit::__private::serde_json::value::to_raw_value(&value)?;
+                return ::core::result::Result::Ok(::cqrskit::codec::decode_variant(index, upcast.get())?);
             }
         })
     });
@@ -103,7 +103,7 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
 
     quote! {
         #[automatically_derived]
-        impl #impl_generics ::cqrs_core::DomainEvent for #name #ty_generics #where_clause {
+        impl #impl_generics ::cqrskit::DomainEvent for #name #ty_generics #where_clause {
             const EVENT_TYPES: &'static [&'static str] = &[#(#names),*];
 
             fn event_type(&self) -> &'static str {
@@ -122,17 +122,17 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
                 event_type: &str,
                 event_version: u32,
                 payload: &str,
-            ) -> ::core::result::Result<Self, ::cqrs_core::PayloadError> {
+            ) -> ::core::result::Result<Self, ::cqrskit::PayloadError> {
                 let (index, current_version): (u32, u32) = match event_type {
                     #(#names => (#indexes, #versions),)*
                     _ => {
-                        return ::core::result::Result::Err(::cqrs_core::PayloadError::UnknownEventType {
+                        return ::core::result::Result::Err(::cqrskit::PayloadError::UnknownEventType {
                             event_type: ::std::string::String::from(event_type),
                         });
                     }
                 };
                 if event_version > current_version {
-                    return ::core::result::Result::Err(::cqrs_core::PayloadError::UnsupportedVersion {
+                    return ::core::result::Result::Err(::cqrskit::PayloadError::UnsupportedVersion {
                         event_type: ::std::string::String::from(event_type),
                         event_version,
                     });
@@ -142,7 +142,7 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
                     #(#upcasts)*
                     _ => {}
                 }
-                ::core::result::Result::Ok(::cqrs_core::codec::decode_variant(index, payload)?)
+                ::core::result::Result::Ok(::cqrskit::codec::decode_variant(index, payload)?)
             }
         }
 
@@ -162,7 +162,7 @@ fn event_variant_impls(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenSt
         let stored = &variant.name;
         quote! {
             #[automatically_derived]
-            impl #impl_generics ::cqrs_core::dispatch::EventVariant<#ty> for #name #ty_generics #where_clause {
+            impl #impl_generics ::cqrskit::dispatch::EventVariant<#ty> for #name #ty_generics #where_clause {
                 const EVENT_TYPE: &'static str = #stored;
 
                 fn as_variant(&self) -> ::core::option::Option<&#ty> {
@@ -188,17 +188,17 @@ fn dispatch_impl(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
     let arms = variants::unique_newtypes(variants).into_iter().map(|(variant, ty)| {
         let ident = variant.ident;
         quote! {
-            Self::#ident(event) => ::cqrs_core::dispatch::ApplyEvent::<#ty>::apply_event(aggregate, event),
+            Self::#ident(event) => ::cqrskit::dispatch::ApplyEvent::<#ty>::apply_event(aggregate, event),
         }
     });
     let bounds = variants::unique_newtypes(variants)
         .into_iter()
-        .map(|(_, ty)| quote! { + ::cqrs_core::dispatch::ApplyEvent<#ty> });
+        .map(|(_, ty)| quote! { + ::cqrskit::dispatch::ApplyEvent<#ty> });
     quote! {
         #[automatically_derived]
-        impl<__A> ::cqrs_core::dispatch::DispatchEvent<__A> for #name
+        impl<__A> ::cqrskit::dispatch::DispatchEvent<__A> for #name
         where
-            __A: ::cqrs_core::Aggregate<Event = Self> #(#bounds)*,
+            __A: ::cqrskit::Aggregate<Event = Self> #(#bounds)*,
         {
             fn dispatch(&self, aggregate: &mut __A) {
                 match self {
@@ -217,7 +217,7 @@ fn fallback(input: &DeriveInput) -> TokenStream {
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     quote! {
-        impl #impl_generics ::cqrs_core::DomainEvent for #name #ty_generics #where_clause {
+        impl #impl_generics ::cqrskit::DomainEvent for #name #ty_generics #where_clause {
             const EVENT_TYPES: &'static [&'static str] = &[];
             fn event_type(&self) -> &'static str {
                 ::core::unreachable!()

@@ -1,10 +1,10 @@
-//! Derive and attribute macros for `cqrs-core`.
+//! Derive and attribute macros of [cqrskit](https://docs.rs/cqrskit).
 //!
-//! Use them through `cqrs-core`, which re-exports them behind its default
-//! `derive` feature (as `serde` re-exports `serde_derive`); the generated code
-//! names everything through `::cqrs_core`, so a crate that depends on
-//! `cqrs-core` and `serde` needs nothing else. The full documentation, with
-//! examples, is on the re-exports in `cqrs_core`.
+//! Use them through the `cqrskit` crate, which re-exports them behind its
+//! default `derive` feature (as `sqlx` re-exports its macros); the generated
+//! code names everything through `::cqrskit`, so a crate that depends on
+//! `cqrskit` and `serde` needs nothing else. The full documentation, with
+//! examples, is on the re-exports in `cqrskit`.
 //!
 //! Each macro parses its input into a borrowed view, validates it (collecting
 //! every mistake, each with the span of the offending tokens), and only then
@@ -46,7 +46,7 @@ mod variants;
 /// # Example
 ///
 /// ```
-/// use cqrs_core::DomainEvent;
+/// use cqrskit::DomainEvent;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -92,7 +92,7 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 /// # Example
 ///
 /// ```
-/// use cqrs_core::Command;
+/// use cqrskit::Command;
 ///
 /// struct AddItem { sku: String }
 /// struct CheckOut;
@@ -148,7 +148,7 @@ pub fn derive_command(input: TokenStream) -> TokenStream {
 /// ```
 /// use std::sync::Arc;
 ///
-/// use cqrs_core::{Command, CommandPipeline, DomainEvent, InMemoryEventStore, aggregate};
+/// use cqrskit::{Command, CommandPipeline, DomainEvent, InMemoryEventStore, aggregate};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,7 +256,7 @@ pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 /// use std::sync::Mutex;
 ///
-/// use cqrs_core::{DomainEvent, EventEnvelope, Projector, projector};
+/// use cqrskit::{DomainEvent, EventEnvelope, Projector, projector};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -153,7 +153,7 @@ fn generate(
         let event = respan(event, message.span());
         // Spanned so that "X is not an event of E" points at the method's parameter.
         quote_spanned! {message.span()=>
-            <#event as ::cqrs_core::dispatch::EventVariant<#message>>::EVENT_TYPE
+            <#event as ::cqrskit::dispatch::EventVariant<#message>>::EVENT_TYPE
         }
     });
     let branches = projects.iter().map(|handler| {
@@ -165,7 +165,7 @@ fn generate(
         let call = call(handler, quote! { Self::#method(self, event #envelope_arg #context_arg) });
         quote_spanned! {message.span()=>
             if let ::core::option::Option::Some(event) =
-                <#event as ::cqrs_core::dispatch::EventVariant<#message>>::as_variant(&envelope.payload)
+                <#event as ::cqrskit::dispatch::EventVariant<#message>>::as_variant(&envelope.payload)
             {
                 return #call;
             }
@@ -187,7 +187,7 @@ fn generate(
                 async fn reset(
                     &self,
                     context: &mut #context_ty,
-                ) -> ::core::result::Result<(), ::cqrs_core::BoxError> {
+                ) -> ::core::result::Result<(), ::cqrskit::BoxError> {
                     let _ = &context;
                     #call
                 }
@@ -201,8 +201,8 @@ fn generate(
         }
 
         #[automatically_derived]
-        #[::cqrs_core::async_trait]
-        impl #impl_generics ::cqrs_core::Projector<#context_ty> for #self_ty #where_clause {
+        #[::cqrskit::async_trait]
+        impl #impl_generics ::cqrskit::Projector<#context_ty> for #self_ty #where_clause {
             type Event = #event;
 
             fn name(&self) -> &str {
@@ -215,9 +215,9 @@ fn generate(
 
             async fn project(
                 &self,
-                envelope: &::cqrs_core::EventEnvelope<#event>,
+                envelope: &::cqrskit::EventEnvelope<#event>,
                 context: &mut #context_ty,
-            ) -> ::core::result::Result<(), ::cqrs_core::BoxError> {
+            ) -> ::core::result::Result<(), ::cqrskit::BoxError> {
                 let _ = &context;
                 #(#branches)*
                 ::core::result::Result::Ok(())

@@ -1,7 +1,7 @@
 //! Errors of setting the store up, and the mapping of database errors onto
 //! the core's [`StoreError`].
 
-use cqrs_core::StoreError;
+use cqrskit_core::StoreError;
 
 /// What can go wrong configuring or migrating the PostgreSQL store.
 #[derive(Debug, thiserror::Error)]

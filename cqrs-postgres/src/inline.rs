@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cqrs_core::{
+use cqrskit_core::{
     AppendResult, DomainEvent, EventEnvelope, EventStore, ExpectedVersion, LogFilter, NewEvent,
     Position, ProjectionError, Projector, Snapshot, StoreError, StoredEvent, StreamId,
 };
@@ -37,7 +37,7 @@ pub struct InlineProjections<E> {
 
 impl<E: DomainEvent> InlineProjections<E> {
     /// Wraps `store`, projecting the streams of `aggregate_type`
-    /// ([`Aggregate::TYPE`](cqrs_core::Aggregate::TYPE)).
+    /// ([`Aggregate::TYPE`](cqrskit_core::Aggregate::TYPE)).
     pub fn new(store: PostgresEventStore, aggregate_type: impl Into<String>) -> Self {
         Self {
             store,
@@ -97,7 +97,7 @@ impl<E: DomainEvent> EventStore for InlineProjections<E> {
         let mut decoded = Vec::with_capacity(events.len());
         for event in &events {
             let payload = E::decode(&event.event_type, event.event_version, event.payload.get())
-                .map_err(|source| cqrs_core::DecodeError {
+                .map_err(|source| cqrskit_core::DecodeError {
                     stream: stream.clone(),
                     version: 0,
                     event_type: event.event_type.clone(),
@@ -158,8 +158,8 @@ impl<E: DomainEvent> EventStore for InlineProjections<E> {
 
     async fn replay(
         &self,
-        request: cqrs_core::ReplayRequest<'_>,
-        sink: &mut dyn cqrs_core::ReplaySink,
+        request: cqrskit_core::ReplayRequest<'_>,
+        sink: &mut dyn cqrskit_core::ReplaySink,
     ) -> Result<(), StoreError> {
         self.store.replay(request, sink).await
     }

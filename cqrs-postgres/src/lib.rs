@@ -1,18 +1,20 @@
-//! PostgreSQL storage for `cqrs-core`: an [`EventStore`](cqrs_core::EventStore)
+//! PostgreSQL storage of [cqrskit](https://docs.rs/cqrskit), re-exported there
+//! as `cqrskit::postgres` behind the `postgres` feature: an
+//! [`EventStore`](cqrskit_core::EventStore)
 //! with the same semantics as the in-memory one, proven against a real database
 //! by the shared conformance suite.
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //!
-//! use cqrs_postgres::PostgresEventStore;
+//! use cqrskit::postgres::PostgresEventStore;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = PostgresEventStore::connect("postgres://postgres@127.0.0.1/postgres")
 //!     .await?
 //!     .with_schema("bank")?;
 //! store.migrate().await?; // creates schema `bank` and its tables, once
-//! let store: Arc<dyn cqrs_core::EventStore> = Arc::new(store);
+//! let store: Arc<dyn cqrskit::EventStore> = Arc::new(store);
 //! # Ok(()) }
 //! ```
 //!
@@ -22,7 +24,7 @@
 //!   type, aggregate id, version). An append checks the stream's version and
 //!   inserts its batch in one statement; of two writers at the same version the
 //!   primary key lets one commit and the other gets
-//!   [`StoreError::Conflict`](cqrs_core::StoreError::Conflict) with expected and
+//!   [`StoreError::Conflict`](cqrskit_core::StoreError::Conflict) with expected and
 //!   actual versions. A batch is one statement, so it is stored whole or not at
 //!   all, even if the connection drops mid-way.
 //! - **Idempotent re-appends.** A batch whose event ids are stored, with the

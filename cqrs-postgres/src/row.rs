@@ -2,7 +2,7 @@
 //! typed error naming where it is, never a panic.
 
 use chrono::{DateTime, Utc};
-use cqrs_core::{
+use cqrskit_core::{
     EventEnvelope, Metadata, Position, ReplayEvent, Snapshot, StoreError, StoredEvent, StreamId,
 };
 use serde_json::value::RawValue;

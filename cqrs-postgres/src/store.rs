@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cqrs_core::{
+use cqrskit_core::{
     AppendResult, Committed, Conflict, EventStore, ExpectedVersion, LogFilter, NewEvent, Position,
     ReplayRequest, ReplaySink, Snapshot, StoreError, StoredEvent, StreamId,
 };
@@ -223,7 +223,7 @@ impl PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        cqrs_core::limits::check_append(stream, &events)?;
+        cqrskit_core::limits::check_append(stream, &events)?;
         check_batch(stream, &events)?;
         let batch = Batch::new(&events)?;
         // A savepoint keeps the caller's transaction usable when the insert
@@ -946,7 +946,7 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        cqrs_core::limits::check_append(stream, &events)?;
+        cqrskit_core::limits::check_append(stream, &events)?;
         check_batch(stream, &events)?;
         let batch = Batch::new(&events)?;
         let mut result = self.try_append(stream, expected, &events, &batch).await;

@@ -25,15 +25,15 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_core::{
-    CommandError, CommandPipeline, InMemoryEventStore, Metadata, Position, QueryHandler, catch_up,
-};
 use cqrs_examples::bank_account::balances::AccountBalances;
 use cqrs_examples::bank_account::{
     AccountCommand, AccountSummaries, BankAccount, Deposit, GetAccountSummary, OpenAccount,
     Withdraw,
 };
-use cqrs_postgres::{PostgresEventStore, ProjectionRunner};
+use cqrskit::postgres::{PostgresEventStore, ProjectionRunner};
+use cqrskit::{
+    CommandError, CommandPipeline, InMemoryEventStore, Metadata, Position, QueryHandler, catch_up,
+};
 
 type Accounts = CommandPipeline<BankAccount>;
 

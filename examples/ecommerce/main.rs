@@ -25,12 +25,12 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_core::{CommandError, EventStore, InMemoryEventStore, QueryHandler};
 use cqrs_examples::ecommerce::{
     AddStock, CancelOrder, CreateOrder, DeliverOrder, OrderLine, OrdersOfCustomer, PayOrder,
     ShipOrder, Shop, StockLevelOf,
 };
-use cqrs_postgres::PostgresEventStore;
+use cqrskit::postgres::PostgresEventStore;
+use cqrskit::{CommandError, EventStore, InMemoryEventStore, QueryHandler};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn Error>> {

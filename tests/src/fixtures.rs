@@ -1,6 +1,6 @@
 //! Small helpers the scenarios share.
 
-use cqrs_core::{Metadata, NewEvent, StreamId};
+use cqrskit::{Metadata, NewEvent, StreamId};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 

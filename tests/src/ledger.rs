@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use cqrs_core::{BoxError, DomainEvent, EventEnvelope, Projector, async_trait};
 use cqrs_examples::bank_account::AccountEvent;
+use cqrskit::{BoxError, DomainEvent, EventEnvelope, Projector, async_trait};
 use sqlx::{PgConnection, PgPool};
 
 use crate::postgres::TestStore;
@@ -126,7 +126,7 @@ impl Ledger {
 ///
 /// When a command fails.
 pub async fn business(
-    accounts: &cqrs_core::CommandPipeline<cqrs_examples::bank_account::BankAccount>,
+    accounts: &cqrskit::CommandPipeline<cqrs_examples::bank_account::BankAccount>,
     prefix: &str,
     count: usize,
 ) {
@@ -156,10 +156,10 @@ pub async fn business(
 /// # Panics
 ///
 /// When the log cannot be read.
-pub async fn fold(store: &dyn cqrs_core::EventStore) -> BTreeMap<String, i64> {
+pub async fn fold(store: &dyn cqrskit::EventStore) -> BTreeMap<String, i64> {
     let mut balances = BTreeMap::new();
-    let mut after = cqrs_core::Position::START;
-    let filter = cqrs_core::LogFilter::event_types(AccountEvent::EVENT_TYPES.iter().copied());
+    let mut after = cqrskit::Position::START;
+    let filter = cqrskit::LogFilter::event_types(AccountEvent::EVENT_TYPES.iter().copied());
     loop {
         let batch = store
             .read_log(after, &filter, 1000)

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use cqrs_postgres::PostgresEventStore;
+use cqrskit::postgres::PostgresEventStore;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
@@ -61,7 +61,7 @@ impl TestStore {
     }
 
     /// The store as the conformance scenarios take it.
-    pub fn shared(&self) -> Arc<dyn cqrs_core::EventStore> {
+    pub fn shared(&self) -> Arc<dyn cqrskit::EventStore> {
         Arc::new(self.store.clone())
     }
 

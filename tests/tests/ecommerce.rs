@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_core::Detached;
 use cqrs_examples::ecommerce::{
     AddStock, CancelOrder, CreateOrder, Fulfilment, OrderLine, OrderStatus, Shop,
 };
-use cqrs_postgres::ProjectionRunner;
 use cqrs_tests::postgres::TestStore;
+use cqrskit::Detached;
+use cqrskit::postgres::ProjectionRunner;
 
 fn line(sku: &str, quantity: u32) -> OrderLine {
     OrderLine {

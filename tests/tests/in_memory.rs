@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cqrs_core::InMemoryEventStore;
+use cqrskit::InMemoryEventStore;
 
 macro_rules! in_memory {
     ($($name:ident),* $(,)?) => {$(

@@ -14,17 +14,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_core::{
-    CommandError, CommandOutcome, CommandPipeline, EventStore, ExpectedVersion, Metadata,
-    StoreError,
-};
 use cqrs_examples::bank_account::{
     AccountEvent, BankAccount, Deposit, OpenAccount, Withdraw, WithdrawalMade,
 };
-use cqrs_postgres::PostgresEventStore;
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::postgres::TestStore;
 use cqrs_tests::proxy::{FaultProxy, Mode};
+use cqrskit::postgres::PostgresEventStore;
+use cqrskit::{
+    CommandError, CommandOutcome, CommandPipeline, EventStore, ExpectedVersion, Metadata,
+    StoreError,
+};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -264,7 +264,7 @@ async fn a_lost_answer_on_the_store_level_append_is_outcome_unknown() {
         "the append was sent and its answer lost: {lost:?}"
     );
     assert_eq!(proxy.fired(), 1);
-    let stored_ids = |stored: Vec<cqrs_core::StoredEvent>| -> Vec<Uuid> {
+    let stored_ids = |stored: Vec<cqrskit::StoredEvent>| -> Vec<Uuid> {
         stored
             .into_iter()
             .skip(1)

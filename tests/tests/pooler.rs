@@ -16,17 +16,17 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_core::{CommandPipeline, EventStore, ExpectedVersion, LogFilter, Position};
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
-use cqrs_postgres::sqlx;
-use cqrs_postgres::sqlx::postgres::PgListener;
-use cqrs_postgres::{
-    FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions,
-};
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::ledger::{Ledger, business, fold};
 use cqrs_tests::pgbouncer::PgBouncer;
 use cqrs_tests::postgres::TestStore;
+use cqrskit::postgres::sqlx;
+use cqrskit::postgres::sqlx::postgres::PgListener;
+use cqrskit::postgres::{
+    FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions,
+};
+use cqrskit::{CommandPipeline, EventStore, ExpectedVersion, LogFilter, Position};
 use uuid::Uuid;
 
 type Accounts = CommandPipeline<BankAccount>;
@@ -468,7 +468,7 @@ async fn with_a_direct_url_migrations_and_notifications_work_behind_a_pooler() {
         .with_schema(&schema)
         .expect("schema");
     match without_direct.migrate().await {
-        Err(cqrs_postgres::Error::SessionRequired(what)) => assert_eq!(what, "migrate"),
+        Err(cqrskit::postgres::Error::SessionRequired(what)) => assert_eq!(what, "migrate"),
         other => panic!("migrating through a transaction pooler must be refused, got {other:?}"),
     }
 

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_core::{EventStore, ExpectedVersion, LogFilter, Position, StoreError, StreamId};
-use cqrs_postgres::PostgresEventStore;
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::postgres::TestStore;
+use cqrskit::postgres::PostgresEventStore;
+use cqrskit::{EventStore, ExpectedVersion, LogFilter, Position, StoreError, StreamId};
 use sqlx::{Connection, PgConnection};
 
 /// What a reader that only remembers "the last position I saw" reads next.
@@ -29,7 +29,7 @@ async fn tail(
     store: &PostgresEventStore,
     mut after: Position,
     count: usize,
-) -> Vec<cqrs_core::StoredEvent> {
+) -> Vec<cqrskit::StoredEvent> {
     let mut read = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while read.len() < count {
@@ -483,7 +483,7 @@ async fn schemas_keep_stores_apart_and_migrating_twice_changes_nothing() {
         .with_schema("Robert'); DROP TABLE events;--");
     assert!(matches!(
         invalid,
-        Err(cqrs_postgres::Error::InvalidSchemaName(_))
+        Err(cqrskit::postgres::Error::InvalidSchemaName(_))
     ));
     first.drop_schema().await;
     second.drop_schema().await;

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use cqrs_core::{EventStore, ExpectedVersion};
-use cqrs_postgres::PostgresEventStore;
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::postgres::{database_url, pool};
+use cqrskit::postgres::PostgresEventStore;
+use cqrskit::{EventStore, ExpectedVersion};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::task::JoinSet;

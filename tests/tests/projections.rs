@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cqrs_core::{CommandPipeline, EventStore, Position};
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
-use cqrs_postgres::{FailurePolicy, OnExhausted, ProjectionRunner, RunnerError, RunnerOptions};
 use cqrs_tests::ledger::{Ledger, business, fold};
 use cqrs_tests::postgres::TestStore;
+use cqrskit::postgres::{FailurePolicy, OnExhausted, ProjectionRunner, RunnerError, RunnerOptions};
+use cqrskit::{CommandPipeline, EventStore, Position};
 
 type Accounts = CommandPipeline<BankAccount>;
 
@@ -477,14 +477,16 @@ async fn a_runner_whose_lease_was_taken_over_cannot_move_the_checkpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inline_projections_commit_with_the_append_or_not_at_all() {
-    use cqrs_core::{Aggregate, CommandError, StoreError};
     use cqrs_examples::bank_account::AccountEvent;
+    use cqrskit::{Aggregate, CommandError, StoreError};
 
     let db = TestStore::new().await;
     let ledger = Arc::new(Ledger::create(&db, "inline").await);
-    let store =
-        cqrs_postgres::InlineProjections::<AccountEvent>::new(db.store.clone(), BankAccount::TYPE)
-            .with_projector(ledger.clone());
+    let store = cqrskit::postgres::InlineProjections::<AccountEvent>::new(
+        db.store.clone(),
+        BankAccount::TYPE,
+    )
+    .with_projector(ledger.clone());
     let accounts = Accounts::new(Arc::new(store), ());
     accounts
         .execute("a", OpenAccount { owner: "A".into() })
@@ -630,7 +632,7 @@ async fn reading_ahead_never_waits_for_a_connection_the_step_itself_holds() {
         .connect(&cqrs_tests::postgres::database_url())
         .await
         .expect("connect");
-    let store = cqrs_postgres::PostgresEventStore::from_pool(single)
+    let store = cqrskit::postgres::PostgresEventStore::from_pool(single)
         .with_schema(&db.schema)
         .expect("schema");
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
@@ -663,19 +665,19 @@ impl Switchable {
     }
 }
 
-#[cqrs_core::async_trait]
-impl cqrs_core::Projector<sqlx::PgConnection> for Switchable {
+#[cqrskit::async_trait]
+impl cqrskit::Projector<sqlx::PgConnection> for Switchable {
     type Event = cqrs_examples::bank_account::AccountEvent;
 
     fn name(&self) -> &str {
-        cqrs_core::Projector::name(&self.ledger)
+        cqrskit::Projector::name(&self.ledger)
     }
 
     async fn project(
         &self,
-        event: &cqrs_core::EventEnvelope<Self::Event>,
+        event: &cqrskit::EventEnvelope<Self::Event>,
         tx: &mut sqlx::PgConnection,
-    ) -> Result<(), cqrs_core::BoxError> {
+    ) -> Result<(), cqrskit::BoxError> {
         use cqrs_examples::bank_account::AccountEvent;
         let targeted = matches!(
             &event.payload,
@@ -684,12 +686,12 @@ impl cqrs_core::Projector<sqlx::PgConnection> for Switchable {
         let failure = self.failure.lock().expect("not poisoned").clone();
         match failure {
             Some(reason) if targeted => Err(reason.into()),
-            _ => cqrs_core::Projector::project(&self.ledger, event, tx).await,
+            _ => cqrskit::Projector::project(&self.ledger, event, tx).await,
         }
     }
 
-    async fn reset(&self, tx: &mut sqlx::PgConnection) -> Result<(), cqrs_core::BoxError> {
-        cqrs_core::Projector::reset(&self.ledger, tx).await
+    async fn reset(&self, tx: &mut sqlx::PgConnection) -> Result<(), cqrskit::BoxError> {
+        cqrskit::Projector::reset(&self.ledger, tx).await
     }
 }
 

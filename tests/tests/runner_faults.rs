@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cqrs_core::{CommandPipeline, EventStore};
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
-use cqrs_postgres::{
-    FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions,
-};
 use cqrs_tests::ledger::Ledger;
 use cqrs_tests::postgres::TestStore;
+use cqrskit::postgres::{
+    FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions,
+};
+use cqrskit::{CommandPipeline, EventStore};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 type Accounts = CommandPipeline<BankAccount>;
@@ -63,7 +63,7 @@ async fn deposits_around(db: &TestStore, bad: u64) -> uuid::Uuid {
 /// many were.
 async fn process<P>(runner: &ProjectionRunner<P>, events: usize) -> usize
 where
-    P: cqrs_core::Projector<sqlx::PgConnection> + 'static,
+    P: cqrskit::Projector<sqlx::PgConnection> + 'static,
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut processed = 0;
@@ -316,8 +316,8 @@ struct DistinctAmounts {
     table: String,
 }
 
-#[cqrs_core::async_trait]
-impl cqrs_core::Projector<sqlx::PgConnection> for DistinctAmounts {
+#[cqrskit::async_trait]
+impl cqrskit::Projector<sqlx::PgConnection> for DistinctAmounts {
     type Event = cqrs_examples::bank_account::AccountEvent;
 
     fn name(&self) -> &str {
@@ -326,9 +326,9 @@ impl cqrs_core::Projector<sqlx::PgConnection> for DistinctAmounts {
 
     async fn project(
         &self,
-        event: &cqrs_core::EventEnvelope<Self::Event>,
+        event: &cqrskit::EventEnvelope<Self::Event>,
         tx: &mut sqlx::PgConnection,
-    ) -> Result<(), cqrs_core::BoxError> {
+    ) -> Result<(), cqrskit::BoxError> {
         if let cqrs_examples::bank_account::AccountEvent::DepositMade(deposit) = &event.payload {
             sqlx::query(&format!("INSERT INTO {} (amount) VALUES ($1)", self.table))
                 .bind(i64::try_from(deposit.amount)?)

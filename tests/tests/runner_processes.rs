@@ -9,10 +9,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cqrs_core::CommandPipeline;
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
 use cqrs_tests::ledger::{Ledger, fold};
 use cqrs_tests::postgres::{TestStore, database_url};
+use cqrskit::CommandPipeline;
 
 const LEASE_MS: u64 = 2000;
 const DEPOSIT: u64 = 7;

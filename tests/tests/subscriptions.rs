@@ -6,11 +6,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_core::CommandPipeline;
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
-use cqrs_postgres::{ProjectionRunner, RunnerError, RunnerOptions};
 use cqrs_tests::ledger::{Ledger, fold};
 use cqrs_tests::postgres::{TestStore, database_url};
+use cqrskit::CommandPipeline;
+use cqrskit::postgres::{ProjectionRunner, RunnerError, RunnerOptions};
 
 type Accounts = CommandPipeline<BankAccount>;
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cqrs_core::{Aggregate, Command, CommandPipeline, DomainEvent, InMemoryEventStore, aggregate};
+use cqrskit::{Aggregate, Command, CommandPipeline, DomainEvent, InMemoryEventStore, aggregate};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Unit, newtype, tuple and struct variants; renamed events; schema versions.
 
-use cqrs_core::DomainEvent;
+use cqrskit::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ fn main() {
     // A payload written by a newer schema version is refused, not misread.
     let payload = DoorEvent::Closed.encode().unwrap();
     let error = DoorEvent::decode("door.closed", 2, payload.get()).unwrap_err();
-    assert!(matches!(error, cqrs_core::PayloadError::UnsupportedVersion { event_version: 2, .. }));
+    assert!(matches!(error, cqrskit::PayloadError::UnsupportedVersion { event_version: 2, .. }));
     // Older versions reach decode (to be upcast there); the Rust name is not a stored name.
     let old = DoorEvent::Painted { colour: "x".into(), coats: 1 }.encode().unwrap();
     assert!(DoorEvent::decode("Painted", 1, old.get()).is_ok());

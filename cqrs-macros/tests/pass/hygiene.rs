@@ -2,7 +2,7 @@
 //! prelude and std names change nothing.
 #![allow(dead_code, non_camel_case_types)]
 
-use cqrs_core::{DomainEvent, aggregate};
+use cqrskit::{DomainEvent, aggregate};
 use serde::{Deserialize, Serialize};
 
 struct Option;
@@ -29,7 +29,7 @@ enum BellEvent {
     Rang(Rang),
 }
 
-#[derive(cqrs_core::Command)]
+#[derive(cqrskit::Command)]
 enum BellCommand {
     Ring(u32),
 }
@@ -59,6 +59,6 @@ impl Bell {
 fn main() {
     assert_eq!(BellEvent::EVENT_TYPES, ["Rang"]);
     let mut bell = Bell::default();
-    cqrs_core::Aggregate::apply(&mut bell, &BellEvent::Rang(Rang { times: 2 }));
+    cqrskit::Aggregate::apply(&mut bell, &BellEvent::Rang(Rang { times: 2 }));
     assert_eq!(bell.rung, 2);
 }

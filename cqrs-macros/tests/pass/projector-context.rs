@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cqrs_core::{
+use cqrskit::{
     CommandPipeline, DomainEvent, EventStore, EventEnvelope, InMemoryEventStore, LogFilter,
     Position, Projector, aggregate, projector,
 };
@@ -24,7 +24,7 @@ enum HotelEvent {
     Cancelled(Cancelled),
 }
 
-#[derive(cqrs_core::Command)]
+#[derive(cqrskit::Command)]
 enum HotelCommand {
     Book(Booked),
     Cancel(Cancelled),

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cqrs_core::{
+use cqrskit::{
     CommandPipeline, DomainEvent, EventEnvelope, EventStore, InMemoryEventStore, LogFilter,
     Position, Projector, aggregate, catch_up, projector,
 };
@@ -28,7 +28,7 @@ enum TallyEvent {
     Renamed(Renamed),
 }
 
-#[derive(cqrs_core::Command)]
+#[derive(cqrskit::Command)]
 enum TallyCommand {
     Add(Added),
     Reset(Reset),

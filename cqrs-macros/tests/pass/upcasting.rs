@@ -2,7 +2,7 @@
 //! goes through the variant's upcaster before it is decoded; stored rows are
 //! never rewritten.
 
-use cqrs_core::{DomainEvent, PayloadError};
+use cqrskit::{DomainEvent, PayloadError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -31,7 +31,7 @@ fn deposit_from_v1(version: u32, payload: Value) -> Result<Value, String> {
     }
 }
 
-fn raw(value: Value) -> Box<cqrs_core::__private::serde_json::value::RawValue> {
+fn raw(value: Value) -> Box<cqrskit::__private::serde_json::value::RawValue> {
     serde_json::value::to_raw_value(&value).unwrap()
 }
 

@@ -1,4 +1,4 @@
-use cqrs_core::{Command, DomainEvent, aggregate};
+use cqrskit::{Command, DomainEvent, aggregate};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

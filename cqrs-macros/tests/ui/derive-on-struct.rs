@@ -1,4 +1,4 @@
-use cqrs_core::DomainEvent;
+use cqrskit::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, DomainEvent)]
@@ -6,7 +6,7 @@ struct Deposited {
     amount: u64,
 }
 
-#[derive(cqrs_core::Command)]
+#[derive(cqrskit::Command)]
 struct Deposit {
     amount: u64,
 }

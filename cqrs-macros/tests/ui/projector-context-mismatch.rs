@@ -1,4 +1,4 @@
-use cqrs_core::{DomainEvent, projector};
+use cqrskit::{DomainEvent, projector};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-use cqrs_core::{Command, DomainEvent};
+use cqrskit::{Command, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ struct Audited;
 
 struct Balances;
 
-#[cqrs_core::projector(event = AccountEvent)]
+#[cqrskit::projector(event = AccountEvent)]
 impl Balances {
     #[project]
     fn deposited(&self, _: &Deposited) {}

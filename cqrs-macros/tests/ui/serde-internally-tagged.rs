@@ -1,4 +1,4 @@
-use cqrs_core::DomainEvent;
+use cqrskit::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, DomainEvent)]

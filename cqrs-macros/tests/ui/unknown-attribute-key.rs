@@ -1,4 +1,4 @@
-use cqrs_core::DomainEvent;
+use cqrskit::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, DomainEvent)]
@@ -9,7 +9,7 @@ enum AccountEvent {
     Closed,
 }
 
-#[derive(cqrs_core::Command)]
+#[derive(cqrskit::Command)]
 enum AccountCommand {
     #[command(version = 2)]
     Open,

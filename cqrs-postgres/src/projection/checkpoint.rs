@@ -1,7 +1,7 @@
 //! A projection's checkpoint, read under a row lock and moved by
 //! compare-and-set in the transaction that applied the events.
 
-use cqrs_core::Position;
+use cqrskit_core::Position;
 use sqlx::{PgConnection, Row};
 
 use crate::database::Database;

@@ -1,7 +1,7 @@
 //! Events a projection parked after its failure policy gave up on them.
 
 use chrono::{DateTime, Utc};
-use cqrs_core::{Position, StoredEvent, StreamId};
+use cqrskit_core::{Position, StoredEvent, StreamId};
 use sqlx::{PgConnection, Row};
 
 use crate::database::Database;

@@ -1,6 +1,6 @@
 //! What can stop a projection runner.
 
-use cqrs_core::{BoxError, Position, StoreError, StreamId};
+use cqrskit_core::{BoxError, Position, StoreError, StreamId};
 use uuid::Uuid;
 
 /// Why a projection runner stopped or refused to act.

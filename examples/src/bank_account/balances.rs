@@ -2,9 +2,9 @@
 //! projection runner: each event is applied in the same transaction that
 //! moves the runner's checkpoint, so the table sees every event exactly once.
 
-use cqrs_core::{BoxError, EventEnvelope, projector};
-use cqrs_postgres::PostgresEventStore;
-use cqrs_postgres::sqlx::{self, PgConnection, PgPool};
+use cqrskit::postgres::PostgresEventStore;
+use cqrskit::postgres::sqlx::{self, PgConnection, PgPool};
+use cqrskit::{BoxError, EventEnvelope, projector};
 
 use super::domain::{AccountEvent, AccountOpened, DepositMade, WithdrawalMade};
 

@@ -3,7 +3,7 @@
 //! Each command and each event is its own type, held by a newtype variant of
 //! its enum; the macros route each to the method that takes it.
 
-use cqrs_core::{Command, DomainEvent, aggregate};
+use cqrskit::{Command, DomainEvent, aggregate};
 use serde::{Deserialize, Serialize};
 
 /// Facts about an account.

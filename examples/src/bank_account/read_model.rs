@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
-use cqrs_core::{BoxError, EventEnvelope, Query, QueryHandler, projector};
+use cqrskit::{BoxError, EventEnvelope, Query, QueryHandler, projector};
 
 use super::domain::{AccountEvent, AccountOpened, DepositMade, WithdrawalMade};
 

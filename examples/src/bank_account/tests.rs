@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use cqrs_core::testing::AggregateFixture;
-use cqrs_core::{
+use cqrskit::testing::AggregateFixture;
+use cqrskit::{
     CommandError, CommandPipeline, EventStore, ExpectedVersion, InMemoryEventStore, Metadata,
     NewEvent, Position, QueryHandler, catch_up,
 };

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use cqrs_core::{BoxError, CommandError, CommandPipeline, EventEnvelope, projector};
+use cqrskit::{BoxError, CommandError, CommandPipeline, EventEnvelope, projector};
 
 use super::inventory::{Inventory, ReleaseStock, ReserveStock};
 use super::order::{

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cqrs_core::{Command, DomainEvent, aggregate};
+use cqrskit::{Command, DomainEvent, aggregate};
 use serde::{Deserialize, Serialize};
 
 /// Items arrived in stock.

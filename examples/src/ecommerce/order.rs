@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use cqrs_core::{Command, DomainEvent, aggregate};
+use cqrskit::{Command, DomainEvent, aggregate};
 use serde::{Deserialize, Serialize};
 
 /// One line of an order.

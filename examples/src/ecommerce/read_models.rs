@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use cqrs_core::{BoxError, EventEnvelope, Query, QueryHandler, projector};
+use cqrskit::{BoxError, EventEnvelope, Query, QueryHandler, projector};
 
 use super::inventory::{InventoryEvent, StockAdded, StockReleased, StockReserved};
 use super::order::{

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use cqrs_core::{CatchUpError, CommandPipeline, EventStore, Position, RetryPolicy, Subscription};
+use cqrskit::{CatchUpError, CommandPipeline, EventStore, Position, RetryPolicy, Subscription};
 
 use super::{Fulfilment, Inventory, Order, OrdersByCustomer, StockLevels};
 

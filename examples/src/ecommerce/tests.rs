@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use cqrs_core::testing::AggregateFixture;
-use cqrs_core::{
+use cqrskit::testing::AggregateFixture;
+use cqrskit::{
     CommandError, DomainEvent, EventStore, ExpectedVersion, InMemoryEventStore, Metadata, NewEvent,
     Position, QueryHandler, StreamId, catch_up,
 };
@@ -346,7 +346,7 @@ async fn a_cancelled_order_gives_its_stock_back() {
     replay.process().await.expect("replay");
     let stored = shop
         .store
-        .stream_version(&cqrs_core::StreamId::new("inventory", "tea"))
+        .stream_version(&cqrskit::StreamId::new("inventory", "tea"))
         .await
         .expect("version");
     assert_eq!(stored, 3, "no second reservation or release");

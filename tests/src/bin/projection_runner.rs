@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cqrs_postgres::{PostgresEventStore, ProjectionRunner, RunnerOptions};
 use cqrs_tests::ledger::Ledger;
+use cqrskit::postgres::{PostgresEventStore, ProjectionRunner, RunnerOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 fn var(name: &str) -> String {

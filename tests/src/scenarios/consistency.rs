@@ -2,8 +2,8 @@
 //! found wanting: contended `Any` appends, a snapshot ahead of its stream,
 //! numbers a store reformats.
 
-use cqrs_core::{CommandPipeline, ExpectedVersion, LogFilter, Position, Snapshot, StoreError};
 use cqrs_examples::bank_account::{AccountCommand, BankAccount, Deposit, OpenAccount};
+use cqrskit::{CommandPipeline, ExpectedVersion, LogFilter, Position, Snapshot, StoreError};
 
 use super::Store;
 use crate::fixtures::{event, json, stream, ticks};

@@ -2,10 +2,10 @@
 //! id out again (after a lost answer, a double submit, a redelivered event)
 //! returns the first outcome and appends nothing.
 
-use cqrs_core::{CommandError, CommandPipeline, EventEnvelope, Metadata, StoreError, command_id};
 use cqrs_examples::bank_account::{
     AccountCommand, AccountError, AccountEvent, BankAccount, Deposit, OpenAccount, Withdraw,
 };
+use cqrskit::{CommandError, CommandPipeline, EventEnvelope, Metadata, StoreError, command_id};
 use uuid::Uuid;
 
 use super::Store;

@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cqrs_core::{
-    Aggregate, BoxError, CommandError, CommandPipeline, Conflict, DomainEvent, EventEnvelope,
-    EventStore, ExpectedVersion, LogFilter, Metadata, Position, RetryPolicy, Snapshot,
-    SnapshotPolicy, StoreError, catch_up, projector,
-};
 use cqrs_examples::bank_account::{
     AccountCommand, AccountError, AccountEvent, AccountOpened, BankAccount, Deposit, DepositMade,
     OpenAccount, Withdraw, WithdrawalMade,
+};
+use cqrskit::{
+    Aggregate, BoxError, CommandError, CommandPipeline, Conflict, DomainEvent, EventEnvelope,
+    EventStore, ExpectedVersion, LogFilter, Metadata, Position, RetryPolicy, Snapshot,
+    SnapshotPolicy, StoreError, catch_up, projector,
 };
 use uuid::Uuid;
 
@@ -299,7 +299,7 @@ pub async fn read_log_pages_by_position(store: Store) {
 
 /// The log keeps only the event types and aggregate types asked for.
 pub async fn read_log_filters_by_event_and_aggregate_type(store: Store) {
-    let other_aggregate = cqrs_core::StreamId::new("gadget", "g");
+    let other_aggregate = cqrskit::StreamId::new("gadget", "g");
     store
         .append(
             &stream("a"),
@@ -322,7 +322,7 @@ pub async fn read_log_filters_by_event_and_aggregate_type(store: Store) {
         .expect("append");
 
     settled(&store, 4).await;
-    let types = |events: Vec<cqrs_core::StoredEvent>| {
+    let types = |events: Vec<cqrskit::StoredEvent>| {
         events
             .into_iter()
             .map(|e| format!("{}:{}", e.stream.aggregate_type, e.event_type))
@@ -988,7 +988,7 @@ mod slow {
 
     pub(super) struct Touch;
 
-    impl cqrs_core::Command for Touch {
+    impl cqrskit::Command for Touch {
         fn command_type(&self) -> &'static str {
             "Touch"
         }
@@ -1055,7 +1055,7 @@ pub async fn conflict_without_retry_is_reported_with_versions(store: Store) {
     assert_eq!(
         conflicts,
         [Conflict {
-            stream: cqrs_core::StreamId::new("slow", "s"),
+            stream: cqrskit::StreamId::new("slow", "s"),
             expected: ExpectedVersion::NoStream,
             actual: 1
         }]
@@ -1126,7 +1126,7 @@ pub async fn unknown_event_type_is_reported_with_its_place(store: Store) {
             );
             assert!(matches!(
                 *error.source,
-                cqrs_core::PayloadError::UnknownEventType { .. }
+                cqrskit::PayloadError::UnknownEventType { .. }
             ));
             assert!(
                 error
@@ -1222,7 +1222,7 @@ pub async fn catch_up_delivers_only_declared_event_types(store: Store) {
         seen: Mutex::new(Vec::new()),
     };
     let result = catch_up(&*store, &picky, Position::START, 1).await;
-    let Err(cqrs_core::CatchUpError::Projector { source, checkpoint }) = result else {
+    let Err(cqrskit::CatchUpError::Projector { source, checkpoint }) = result else {
         panic!("expected the projector to stop at the large deposit, got {result:?}");
     };
     assert_eq!(source.version, 5);
@@ -1316,7 +1316,7 @@ pub async fn events_in_time_range_by_type(store: Store) {
     let start = early.events[0].recorded_at;
     let split = late.events[0].recorded_at;
     let far = split + chrono::Duration::days(1);
-    let ids = |events: Vec<cqrs_core::StoredEvent>| {
+    let ids = |events: Vec<cqrskit::StoredEvent>| {
         events.into_iter().map(|e| e.event_id).collect::<Vec<_>>()
     };
 

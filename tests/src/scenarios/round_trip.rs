@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use cqrs_core::limits::{MAX_AGGREGATE_ID_BYTES, MAX_DEPTH, MAX_TYPE_NAME_BYTES};
-use cqrs_core::{ExpectedVersion, LogFilter, Metadata, NewEvent, Position, StoreError, StreamId};
+use cqrskit::limits::{MAX_AGGREGATE_ID_BYTES, MAX_DEPTH, MAX_TYPE_NAME_BYTES};
+use cqrskit::{ExpectedVersion, LogFilter, Metadata, NewEvent, Position, StoreError, StreamId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -140,7 +140,7 @@ enum Tree {
     Map(BTreeMap<String, Tree>),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, cqrs_core::DomainEvent)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, cqrskit::DomainEvent)]
 enum Generated {
     Recorded(Tree),
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::task::Poll;
 
-use cqrs_core::{Projector, StoredEvent};
+use cqrskit_core::{Projector, StoredEvent};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::ProjectionRunner;

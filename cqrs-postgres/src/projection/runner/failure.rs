@@ -2,7 +2,7 @@
 //! are committed, the event is retried with backoff, then parked in the
 //! dead-letter table or the projection stopped at it, as the policy says.
 
-use cqrs_core::{Position, Projector};
+use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;

@@ -5,7 +5,7 @@
 use std::sync::PoisonError;
 
 use chrono::Utc;
-use cqrs_core::{Position, Projector};
+use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;

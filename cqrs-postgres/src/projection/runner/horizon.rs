@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use cqrs_core::Projector;
+use cqrskit_core::Projector;
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;

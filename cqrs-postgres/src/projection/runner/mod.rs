@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cqrs_core::{LogFilter, Position, Projector};
+use cqrskit_core::{LogFilter, Position, Projector};
 use sqlx::{PgConnection, PgPool, Row};
 use tracing::Instrument;
 use uuid::Uuid;

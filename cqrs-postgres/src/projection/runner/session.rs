@@ -1,7 +1,7 @@
 //! The sessions a runner opens: its transactions, bounded by the lease, and
 //! its listener, on a connection of its own.
 
-use cqrs_core::{Position, Projector};
+use cqrskit_core::{Position, Projector};
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 

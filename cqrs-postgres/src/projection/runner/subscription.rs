@@ -17,7 +17,7 @@
 //!   removal): refuse with [`RunnerError::SubscriptionChanged`], until the
 //!   projection is rebuilt or the change accepted.
 
-use cqrs_core::{Position, Projector};
+use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
