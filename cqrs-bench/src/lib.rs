@@ -15,6 +15,7 @@
 //! rot). Each scenario works in a fresh schema and checks afterwards that what
 //! it wrote reads back right.
 
+mod live_lag;
 mod report;
 mod scenarios;
 mod tally;
@@ -45,6 +46,8 @@ pub struct Config {
     pub batch_size: usize,
     /// projection-catch-up: events in the log.
     pub catch_up_events: usize,
+    /// live-lag: events timed from commit to read model, per load.
+    pub lag_samples: usize,
 }
 
 impl Config {
@@ -60,6 +63,7 @@ impl Config {
             batch_commands: 200,
             batch_size: 100,
             catch_up_events: 100_000,
+            lag_samples: 200,
         }
     }
 
@@ -75,6 +79,7 @@ impl Config {
             batch_commands: 4,
             batch_size: 10,
             catch_up_events: 2000,
+            lag_samples: 10,
         }
     }
 }
@@ -136,7 +141,8 @@ impl<E: std::error::Error> From<cqrskit::CommandError<E>> for BenchError {
 /// When the database cannot be reached.
 pub async fn connect(url: &str, config: &Config) -> Result<PgPool, BenchError> {
     Ok(PgPoolOptions::new()
-        .max_connections(u32::try_from(config.tasks + 4).unwrap_or(32))
+        // live-lag runs a runner, four unrelated writers and a listener at once.
+        .max_connections(u32::try_from((config.tasks + 4).max(12)).unwrap_or(32))
         .connect(url)
         .await?)
 }
@@ -148,6 +154,7 @@ pub const SCENARIOS: &[&str] = &[
     "long-stream-load",
     "batch-append",
     "projection-catch-up",
+    "live-lag",
 ];
 
 /// Runs the scenarios named in `only` (all when empty), calling `each` with
@@ -193,6 +200,9 @@ pub async fn run(
             vec![scenarios::projection_catch_up(pool, config).await?],
             &mut reports,
         );
+    }
+    if wanted("live-lag") {
+        add(live_lag::live_lag(pool, config).await?, &mut reports);
     }
     Ok(reports)
 }

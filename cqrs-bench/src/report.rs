@@ -17,9 +17,20 @@ pub struct Report {
     pub unit: &'static str,
     /// Framework latencies, for scenarios that time single commands.
     pub latency: Option<Latency>,
+    /// The slowest sample of the framework and of the baseline, for
+    /// scenarios where the worst case is the point.
+    pub max: Option<(Duration, Duration)>,
 }
 
 impl Report {
+    /// The same report, with the slowest samples.
+    pub fn with_max(self, framework: Duration, baseline: Duration) -> Self {
+        Self {
+            max: Some((framework, baseline)),
+            ..self
+        }
+    }
+
     /// framework / baseline.
     pub fn ratio(&self) -> f64 {
         self.framework / self.baseline
@@ -45,6 +56,14 @@ impl fmt::Display for Report {
                 latency.p99.as_secs_f64() * 1e3,
                 latency.baseline_p50.as_secs_f64() * 1e3,
                 latency.baseline_p99.as_secs_f64() * 1e3
+            )?;
+        }
+        if let Some((framework, baseline)) = self.max {
+            write!(
+                f,
+                " max_ms={:.3} baseline_max_ms={:.3}",
+                framework.as_secs_f64() * 1e3,
+                baseline.as_secs_f64() * 1e3
             )?;
         }
         Ok(())
@@ -91,6 +110,7 @@ mod tests {
             baseline: 2000.0,
             unit: "ops/s",
             latency: None,
+            max: None,
         };
         assert_eq!(
             report.to_string(),

@@ -169,6 +169,7 @@ pub(crate) async fn seq_command(pool: &PgPool, config: &Config) -> Result<Vec<Re
             "seq baseline row count",
         )?;
         reports.push(Report {
+            max: None,
             scenario,
             framework: framework_rate,
             baseline: baseline_rate,
@@ -324,6 +325,7 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
     sandbox.drop().await?;
     Ok(vec![
         Report {
+            max: None,
             scenario: "concurrent-commands",
             framework,
             baseline,
@@ -331,6 +333,7 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
             latency: None,
         },
         Report {
+            max: None,
             scenario: "concurrent-commands-same-schema",
             framework,
             baseline: same_schema,
@@ -436,6 +439,7 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     Ok(vec![
         Report {
+            max: None,
             scenario: "long-stream-load",
             framework: ms(framework),
             baseline: ms(baseline),
@@ -443,6 +447,7 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
             latency: None,
         },
         Report {
+            max: None,
             scenario: "long-stream-load-snapshot",
             framework: ms(quantile(&mut loads.clone(), 0.5)),
             baseline: ms(baseline),
@@ -455,6 +460,7 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
             }),
         },
         Report {
+            max: None,
             scenario: "long-stream-command-snapshot",
             framework: ms(quantile(&mut commands.clone(), 0.5)),
             baseline: ms(quantile(&mut raw.clone(), 0.5)),
@@ -549,6 +555,7 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
     sandbox.drop().await?;
     Ok(vec![
         Report {
+            max: None,
             scenario: "batch-append",
             framework,
             baseline,
@@ -556,6 +563,7 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
             latency: None,
         },
         Report {
+            max: None,
             scenario: "batch-append-same-schema",
             framework,
             baseline: same_schema,
@@ -667,6 +675,7 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
     }
     sandbox.drop().await?;
     Ok(Report {
+        max: None,
         scenario: "projection-catch-up",
         framework,
         baseline,

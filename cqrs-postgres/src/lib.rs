@@ -30,20 +30,22 @@
 //! - **Idempotent re-appends.** A batch whose event ids are stored, with the
 //!   same content, succeeds again and reports the original places; the same ids
 //!   with other content are refused.
-//! - **A gap-safe global log.** Every event records the id of the transaction
-//!   that wrote it (`pg_current_xact_id()`), and the log is ordered by
-//!   (transaction id, position). A reader only reads transactions below
-//!   `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still
-//!   running: everything below it has committed or rolled back, so no event can
-//!   ever appear behind a reader's checkpoint. The price: a transaction left
-//!   open holds every reader back until it ends;
-//!   [`PostgresEventStore::oldest_open_transaction`] names the session.
+//! - **A gap-safe global log.** Every event is tagged with the id of the
+//!   transaction that wrote it, and the log is ordered by (tag, position).
+//!   Appends announce themselves before they take a transaction id, and a
+//!   reader only reads below the oldest append still in flight: everything
+//!   below it has committed or rolled back, so no event can ever appear behind
+//!   a reader's checkpoint, while transactions that append nothing (other
+//!   schemas, other tables, reports) hold back nobody. An append left open
+//!   holds readers back until it ends;
+//!   [`PostgresEventStore::oldest_open_append`] names the session.
 //!
 //! The schema and the queries behind each index are documented in
 //! `docs/postgres.md`.
 
 mod database;
 mod error;
+mod horizon;
 mod inline;
 mod migrate;
 mod notify;
@@ -55,11 +57,11 @@ mod store;
 pub use error::{Error, Result};
 pub use inline::InlineProjections;
 pub use projection::{
-    DeadLetter, FailurePolicy, Lag, OnExhausted, ProjectionRunner, ReplayOutcome, RunnerError,
-    RunnerOptions,
+    DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, ProjectionRunner, ReplayOutcome,
+    RunnerError, RunnerOptions,
 };
 pub use schema::SchemaName;
-pub use store::{OldestTransaction, PostgresEventStore};
+pub use store::{OldestAppend, PostgresEventStore};
 
 /// Re-exported so applications need not depend on sqlx to build a pool.
 pub use sqlx::{self, PgPool};

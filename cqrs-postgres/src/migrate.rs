@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "projection subscriptions",
         include_str!("../migrations/20261130000005_projection_subscriptions.sql"),
     ),
+    (
+        20261130000006,
+        "append tags",
+        include_str!("../migrations/20261130000006_append_tags.sql"),
+    ),
 ];
 
 /// The embedded migrations as an sqlx migration source.

@@ -1,6 +1,7 @@
 //! The schema a store lives in, and its SQL statements rendered for it once.
 
 use crate::error::{Error, Result};
+use crate::horizon;
 
 /// A validated PostgreSQL schema name: lower-case letters, digits and
 /// underscores, so it can be quoted into SQL without any user input reaching
@@ -98,16 +99,24 @@ pub(crate) struct Statements {
     pub(crate) events_in_time_range_all_types: String,
     pub(crate) load_snapshot: String,
     pub(crate) save_snapshot: String,
-    pub(crate) oldest_transaction: String,
+    pub(crate) oldest_append: String,
+    pub(crate) retag: String,
 }
 
 impl Statements {
     pub(crate) fn new(schema: &SchemaName) -> Self {
         let events = format!("{}.events", schema.quoted());
         let snapshots = format!("{}.snapshots", schema.quoted());
+        let announce = horizon::announce(schema);
+        // `$7`: the floor (see `horizon::Floor`).
+        let horizon = format!(
+            "greatest({}, $7::bigint::text::xid8)",
+            horizon::horizon(schema)
+        );
         Self {
             // One round trip per append: read the stream's version, check the
-            // expectation, insert the batch. A
+            // expectation, announce the append (see `horizon`), insert the
+            // batch. A
             // racing writer that inserts the same version first makes this
             // statement fail on the primary key, which the store reports as a
             // conflict. Returns one row per inserted event, or one row of nulls
@@ -117,12 +126,12 @@ impl Statements {
                 "WITH current AS (
                      SELECT coalesce(max(version), 0) AS version
                      FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2
-                 ), inserted AS (
+                 ), announced AS MATERIALIZED ({announce}), inserted AS (
                      INSERT INTO {events}
                          (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
                      SELECT e.event_id, $1, $2, current.version + e.ordinal, e.event_type, e.event_version,
                             e.payload::jsonb, e.metadata::jsonb
-                     FROM current,
+                     FROM current, announced,
                           unnest($5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[])
                               WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, ordinal)
                      WHERE current.version BETWEEN $3 AND $4
@@ -146,11 +155,12 @@ impl Statements {
             // single-event append against 0.079 ms for `append`.
             // language=SQL
             append_at: format!(
-                "INSERT INTO {events}
+                "WITH announced AS MATERIALIZED ({announce})
+                 INSERT INTO {events}
                      (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
                  SELECT e.event_id, $1, $2, $3 + e.ordinal, e.event_type, e.event_version,
                         e.payload::jsonb, e.metadata::jsonb
-                 FROM unnest($4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[])
+                 FROM announced, unnest($4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[])
                           WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, ordinal)
                  WHERE coalesce((
                      SELECT max(version) FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2
@@ -194,8 +204,8 @@ impl Statements {
                     AND version >= coalesce((SELECT version FROM snapshot), 0) AND version <= $4
                   ORDER BY version)"
             ),
-            // Gap-safe: only transactions older than every running one, whose
-            // events can no longer change, are read. At most `$5` events, and
+            // Gap-safe: only events below the horizon (see `horizon`), which
+            // can no longer change, are read. At most `$5` events, and
             // no more after the batch's payloads reach `$6` bytes (the first
             // is always read), so a runner's memory stays bounded however
             // large single events are.
@@ -203,7 +213,7 @@ impl Statements {
             read_log: sized_batch(&format!(
                 "SELECT {EVENT_COLUMNS} FROM {events}
                  WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
-                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                   AND transaction_id < {horizon}
                    AND ($4::text[] IS NULL OR aggregate_type = ANY($4))
                  ORDER BY transaction_id, position LIMIT $5"
             )),
@@ -219,7 +229,7 @@ impl Statements {
                      SELECT * FROM {events} candidate
                      WHERE candidate.event_type = wanted.type_name
                        AND (candidate.transaction_id, candidate.position) > ($1::bigint::text::xid8, $2)
-                       AND candidate.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                       AND candidate.transaction_id < {horizon}
                        AND ($4::text[] IS NULL OR candidate.aggregate_type = ANY($4))
                      ORDER BY candidate.transaction_id, candidate.position
                      LIMIT $5
@@ -262,13 +272,20 @@ impl Statements {
                      state = EXCLUDED.state, taken_at = EXCLUDED.taken_at
                  WHERE {snapshots}.version <= EXCLUDED.version"
             ),
+            // The oldest transaction holding the schema's gate: an append
+            // still running, which readers wait for.
             // language=SQL
-            oldest_transaction: "SELECT pid, backend_xid::text::bigint AS xid, xact_start, state, \
-                                 coalesce(application_name, '') AS application_name, \
-                                 left(coalesce(query, ''), 200) AS query \
-                                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL \
-                                 ORDER BY age(backend_xid) DESC LIMIT 1"
-                .to_owned(),
+            oldest_append: format!(
+                "SELECT pid, backend_xid::text::bigint AS xid, xact_start, state,
+                        coalesce(application_name, '') AS application_name,
+                        left(coalesce(query, ''), 200) AS query
+                 FROM pg_stat_activity
+                 WHERE backend_xid IS NOT NULL
+                   AND pid IN (SELECT gate.pid FROM pg_locks gate WHERE {holds_gate})
+                 ORDER BY age(backend_xid) DESC LIMIT 1",
+                holds_gate = horizon::holds_gate(schema, "gate"),
+            ),
+            retag: horizon::retag(schema),
         }
     }
 }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::database::Database;
 use crate::error::{Result, sent_write_error, store_error, unique_violation};
+use crate::horizon;
 use crate::migrate;
 use crate::notify::{Notifier, channel};
 use crate::row::{self, LogRow, to_i64, to_u64};
@@ -27,6 +28,11 @@ const DEFAULT_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_m
 /// before the first resend (each later one is four times longer: 0.1 s,
 /// 0.4 s, 1.6 s), and how long one resend may take.
 const LOST_ANSWER_RESENDS: u32 = 3;
+/// Opens `append_in`'s savepoint and asks whether the transaction already
+/// has an id (see [`horizon::HAS_TRANSACTION_ID`]).
+// language=SQL
+const SAVEPOINT_AND_PROBE: &str =
+    "SAVEPOINT cqrs_append; SELECT pg_current_xact_id_if_assigned() IS NOT NULL";
 const LOST_ANSWER_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 const LOST_ANSWER_RESEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -51,12 +57,13 @@ pub struct PostgresEventStore {
     schema: SchemaName,
     sql: std::sync::Arc<Statements>,
     notifier: std::sync::Arc<Notifier>,
+    floor: std::sync::Arc<horizon::Floor>,
 }
 
-/// The session holding back readers of the global log: the oldest open
-/// transaction that has written (or taken a transaction id).
+/// The session holding back readers of the global log: the oldest append
+/// still in flight (see [`PostgresEventStore::oldest_open_append`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OldestTransaction {
+pub struct OldestAppend {
     /// Its server process id (`pg_terminate_backend(pid)` ends it).
     pub pid: i32,
     /// Its transaction id.
@@ -83,6 +90,7 @@ impl PostgresEventStore {
             schema,
             sql,
             notifier,
+            floor: std::sync::Arc::default(),
         }
     }
 
@@ -157,6 +165,7 @@ impl PostgresEventStore {
     pub fn with_schema(mut self, schema: &str) -> Result<Self> {
         self.schema = SchemaName::new(schema)?;
         self.sql = std::sync::Arc::new(Statements::new(&self.schema));
+        self.floor = std::sync::Arc::default();
         self.notifier = Notifier::new(
             self.db.clone(),
             channel(&self.schema),
@@ -226,20 +235,23 @@ impl PostgresEventStore {
         cqrskit_core::limits::check_append(stream, &events)?;
         check_batch(stream, &events)?;
         let batch = Batch::new(&events)?;
-        // A savepoint keeps the caller's transaction usable when the insert
-        // fails on a key: the outcome is then resolved on the same
-        // connection, with no second one from the pool.
-        let savepoints = connection.is_in_transaction();
         let mut lost_races: u32 = 0;
         loop {
-            if savepoints {
-                self.savepoint(connection, "SAVEPOINT cqrs_append").await?;
-            }
+            let Guard {
+                savepoint: savepoints,
+                retag,
+            } = self.guard_append(connection).await?;
             let error = match self
                 .append_once(&mut *connection, stream, expected, &batch)
                 .await
             {
                 Ok(attempt) => {
+                    let attempt = match attempt {
+                        Attempt::Done(result) if retag && !result.events.is_empty() => {
+                            Attempt::Done(self.retag(connection, result).await?)
+                        }
+                        other => other,
+                    };
                     if savepoints {
                         self.savepoint(connection, "RELEASE SAVEPOINT cqrs_append")
                             .await?;
@@ -289,6 +301,73 @@ impl PostgresEventStore {
         }
     }
 
+    /// Prepares one attempt of [`append_in`](Self::append_in). A savepoint
+    /// keeps the caller's transaction usable when the insert fails on a key
+    /// (the outcome is then resolved on the same connection, with no second
+    /// one from the pool). A transaction that has an id already (it wrote
+    /// before appending) must tag its events with a fresh one, which only a
+    /// savepoint can give: see [`horizon`](crate::horizon).
+    async fn guard_append(&self, connection: &mut PgConnection) -> Result<Guard, StoreError> {
+        if connection.is_in_transaction() {
+            // One round trip for both.
+            // A query without arguments goes out as a simple query, which may
+            // hold two statements.
+            let row = sqlx::Executor::fetch_one(&mut *connection, SAVEPOINT_AND_PROBE)
+                .await
+                .map_err(store_error)?;
+            let retag: bool = row.try_get(0).map_err(store_error)?;
+            return Ok(Guard {
+                savepoint: true,
+                retag,
+            });
+        }
+        // Outside a transaction sqlx began: autocommit, where the append gets
+        // a fresh id by itself, or a transaction begun with a plain `BEGIN`.
+        let retag: bool = self
+            .db
+            .query_scalar(horizon::HAS_TRANSACTION_ID)
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        if retag {
+            self.savepoint(connection, "SAVEPOINT cqrs_append").await?;
+        }
+        Ok(Guard {
+            savepoint: retag,
+            retag,
+        })
+    }
+
+    /// Tags the events `result` just inserted with the id of the savepoint
+    /// that inserted them, and returns their new positions.
+    async fn retag(
+        &self,
+        connection: &mut PgConnection,
+        mut result: AppendResult,
+    ) -> Result<AppendResult, StoreError> {
+        let ids: Vec<Uuid> = result.events.iter().map(|event| event.event_id).collect();
+        let rows = self
+            .db
+            .query(&self.sql.retag)
+            .bind(&ids)
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        for row in rows {
+            let event_id: Uuid = row.try_get("event_id").map_err(store_error)?;
+            let position: i64 = row.try_get("position").map_err(store_error)?;
+            let transaction: i64 = row.try_get("transaction").map_err(store_error)?;
+            if let Some(event) = result
+                .events
+                .iter_mut()
+                .find(|event| event.event_id == event_id)
+            {
+                event.position = Position::new(transaction.unsigned_abs(), position.unsigned_abs());
+            }
+        }
+        Ok(result)
+    }
+
     async fn savepoint(&self, connection: &mut PgConnection, sql: &str) -> Result<(), StoreError> {
         self.db
             .query(sql)
@@ -334,27 +413,28 @@ impl PostgresEventStore {
         ))
     }
 
-    /// The session whose open transaction holds back readers of the global
-    /// log, if any: a reader only reads events of transactions older than
-    /// every transaction still running, so a transaction left open (an idle
-    /// session in a transaction, a long report) delays every projection until
-    /// it ends.
+    /// The session whose open append holds back readers of the global log,
+    /// if any. Readers never read past an append still in flight (its events
+    /// could still commit), so a transaction that appended and was then left
+    /// open (an idle session in a transaction, a slow inline projection)
+    /// delays every projection of this schema until it ends. Transactions
+    /// that append nothing hold back nobody.
     ///
     /// # Errors
     ///
     /// When the database cannot be reached.
-    pub async fn oldest_open_transaction(&self) -> Result<Option<OldestTransaction>, StoreError> {
+    pub async fn oldest_open_append(&self) -> Result<Option<OldestAppend>, StoreError> {
         let mut session = self.db.session().await.map_err(store_error)?;
         let row = self
             .db
-            .query(&self.sql.oldest_transaction)
+            .query(&self.sql.oldest_append)
             .fetch_optional(&mut *session)
             .await
             .map_err(store_error)?;
         session.finish().await.map_err(store_error)?;
         let Some(row) = row else { return Ok(None) };
         let xid: i64 = row.try_get("xid").map_err(store_error)?;
-        Ok(Some(OldestTransaction {
+        Ok(Some(OldestAppend {
             pid: row.try_get("pid").map_err(store_error)?,
             transaction_id: to_u64(xid, "transaction id").map_err(|reason| {
                 StoreError::Corrupted {
@@ -622,10 +702,15 @@ impl PostgresEventStore {
             .bind(none_if_empty(&filter.aggregate_types))
             .bind(limit(limit_to))
             .bind(limit(max_bytes))
+            .bind(self.floor.get())
             .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;
-        rows.iter().map(row::log_row).collect()
+        let rows: Vec<LogRow> = rows.iter().map(row::log_row).collect::<Result<_, _>>()?;
+        if let Some(last) = rows.last() {
+            self.floor.passed(last.event().position.transaction);
+        }
+        Ok(rows)
     }
 
     /// [`EventStore::event_by_id`] on a given connection (a runner's
@@ -757,6 +842,14 @@ fn key_violation(error: &sqlx::Error) -> Option<bool> {
 }
 
 /// What one run of the append statement did.
+/// How one attempt of `append_in` runs.
+struct Guard {
+    /// Under the savepoint `cqrs_append`.
+    savepoint: bool,
+    /// Its events must be tagged with the savepoint's id.
+    retag: bool,
+}
+
 enum Attempt {
     Done(AppendResult),
     /// The stream was not at the expected version.

@@ -88,6 +88,17 @@ async fn a_late_commit_is_lost_by_a_naive_reader_and_read_by_the_store() {
         held_back.is_empty(),
         "read past an open transaction: {held_back:?}"
     );
+    // And it names the session that holds it back.
+    let xid: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *slow)
+        .await
+        .expect("its transaction id");
+    let holder = store
+        .oldest_open_append()
+        .await
+        .expect("query")
+        .expect("the open append is named");
+    assert_eq!(holder.transaction_id, xid as u64);
 
     slow.commit().await.expect("commit the slow writer");
 
@@ -424,27 +435,17 @@ async fn stored_events_cannot_be_rewritten() {
     .await;
     let error = result.expect_err("rows are immutable");
     assert!(error.to_string().contains("never rewritten"), "{error}");
-    db.drop_schema().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_session_holding_readers_back_can_be_found() {
-    let db = TestStore::new().await;
-    let mut held = db.pool().begin().await.expect("begin");
-    let xid: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
-        .fetch_one(&mut *held)
-        .await
-        .expect("take a transaction id");
-    let oldest = db
-        .store
-        .oldest_open_transaction()
-        .await
-        .expect("query")
-        .expect("an open transaction exists");
-    // Other tests may hold older ones; ours is open, so the oldest is at most ours.
-    assert!(oldest.transaction_id <= xid as u64, "{oldest:?} vs {xid}");
-    assert!(oldest.pid > 0);
-    held.rollback().await.expect("rollback");
+    // Not even the tag that orders the log, which only the transaction that
+    // inserted a row may raise before it commits.
+    // language=SQL
+    let result = sqlx::query(&format!(
+        "UPDATE {} SET transaction_id = (transaction_id::text::bigint + 1)::text::xid8",
+        db.table("events")
+    ))
+    .execute(db.pool())
+    .await;
+    let error = result.expect_err("a committed row's tag is immutable");
+    assert!(error.to_string().contains("never rewritten"), "{error}");
     db.drop_schema().await;
 }
 

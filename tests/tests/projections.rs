@@ -137,8 +137,17 @@ async fn only_the_leaseholder_applies_and_a_successor_takes_over_when_it_stops_r
     let first = runner(&db, &ledger, OnExhausted::Stop).with_owner("first");
     let second = runner(&db, &ledger, OnExhausted::Stop).with_owner("second");
 
+    assert_eq!(second.lease_holder().await.expect("query"), None);
     assert!(first.acquire_lease().await.expect("lease"));
     assert!(!second.acquire_lease().await.expect("lease is taken"));
+    // The runner left waiting can tell who holds the lease and until when.
+    let holder = second
+        .lease_holder()
+        .await
+        .expect("query")
+        .expect("a holder");
+    assert_eq!(holder.owner, "first");
+    assert!(holder.expires_at > chrono::Utc::now());
     assert!(matches!(
         second.step().await,
         Err(RunnerError::NotLeaseholder { .. })

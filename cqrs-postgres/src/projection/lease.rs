@@ -14,6 +14,16 @@ use sqlx::Row;
 
 use crate::database::Database;
 
+/// Who holds a projection's lease, and until when (by the database's
+/// clock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// The holder's owner name ([`ProjectionRunner::with_owner`](crate::projection::ProjectionRunner::with_owner)).
+    pub owner: String,
+    /// When the lease lapses unless its holder renews it.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A lease held by a runner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Lease {
@@ -90,6 +100,32 @@ pub(crate) async fn renew(
         .await?;
     session.finish().await?;
     row.map(|row| lease(&row)).transpose()
+}
+
+/// The lease's current holder, if a runner holds an unexpired one.
+pub(crate) async fn holder(
+    db: &Database,
+    table: &str,
+    name: &str,
+) -> Result<Option<LeaseHolder>, sqlx::Error> {
+    let mut session = db.session().await?;
+    // language=SQL
+    let row = db
+        .query(&format!(
+            "SELECT owner, lease_expires_at FROM {table}
+             WHERE name = $1 AND owner IS NOT NULL AND lease_expires_at > now()"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *session)
+        .await?;
+    session.finish().await?;
+    row.map(|row| {
+        Ok(LeaseHolder {
+            owner: row.try_get("owner")?,
+            expires_at: row.try_get("lease_expires_at")?,
+        })
+    })
+    .transpose()
 }
 
 /// Gives the lease up, so another runner need not wait for it to expire.

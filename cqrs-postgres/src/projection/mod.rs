@@ -10,5 +10,6 @@ mod runner;
 
 pub use dead_letter::DeadLetter;
 pub use error::RunnerError;
+pub use lease::LeaseHolder;
 pub use policy::{FailurePolicy, OnExhausted, RunnerOptions};
 pub use runner::{Lag, ProjectionRunner, ReplayOutcome};

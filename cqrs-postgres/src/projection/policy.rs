@@ -61,8 +61,12 @@ pub struct RunnerOptions {
     /// read whatever its size), so that large events cannot make a runner's
     /// memory grow with `batch_size`.
     pub batch_bytes: usize,
-    /// How long a lease lasts without renewal; another runner takes over
-    /// after it expires. It also bounds the runner's transactions: the
+    /// How long a lease lasts without renewal (default 10 s); another runner
+    /// takes over after it expires. A runner that stops cleanly releases its
+    /// lease at once; one that crashes or freezes holds it until it lapses,
+    /// so this is how long a restart after a crash waits. Shorter means a
+    /// faster takeover but more renewals (one every half lease) and a
+    /// tighter bound on each statement the projector runs. It also bounds the runner's transactions: the
     /// server ends one that is idle, or runs one statement, or waits for a
     /// lock, for longer than a third of it (see
     /// [`transaction_bound`](Self::transaction_bound)), so a frozen or cut-off
@@ -80,7 +84,7 @@ impl Default for RunnerOptions {
         Self {
             batch_size: 500,
             batch_bytes: 16 * 1024 * 1024,
-            lease_duration: Duration::from_secs(30),
+            lease_duration: Duration::from_secs(10),
             poll_interval: Duration::from_secs(5),
             failure: FailurePolicy::default(),
         }

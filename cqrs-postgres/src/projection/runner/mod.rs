@@ -5,6 +5,7 @@ mod apply;
 mod failure;
 mod holder;
 mod horizon;
+mod lease_wait;
 mod read_ahead;
 mod session;
 mod subscription;
@@ -324,12 +325,16 @@ where
             .min(self.options.lease_duration / 3)
             .max(Duration::from_millis(10));
         let mut horizon_pause = horizon::FIRST_PAUSE;
+        let mut waiting_for = lease_wait::WaitingFor::default();
         loop {
             let holds = self.lease_slot().is_some();
             let acquired = holds || self.acquire_lease().await.unwrap_or_else(|error| {
                 tracing::warn!(projection = self.name(), %error, "cannot take the lease; retrying");
                 false
             });
+            if !acquired {
+                waiting_for.report(self).await;
+            }
             let outcome = if acquired {
                 self.catch_up().await.map(|_| ())
             } else {
