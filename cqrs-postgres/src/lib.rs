@@ -57,8 +57,8 @@ mod store;
 pub use error::{Error, Result};
 pub use inline::InlineProjections;
 pub use projection::{
-    DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, ProjectionRunner, ReplayOutcome,
-    RunnerError, RunnerOptions,
+    DaemonError, DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, ProjectionDaemon,
+    ProjectionRunner, ProjectionStatus, ReplayOutcome, RunnerError, RunnerOptions,
 };
 pub use schema::SchemaName;
 pub use store::{OldestAppend, PostgresEventStore};

@@ -2,12 +2,14 @@
 //! for read models in the same database.
 
 mod checkpoint;
+mod daemon;
 mod dead_letter;
 mod error;
 mod lease;
 mod policy;
 mod runner;
 
+pub use daemon::{DaemonError, ProjectionDaemon, ProjectionStatus};
 pub use dead_letter::DeadLetter;
 pub use error::RunnerError;
 pub use lease::LeaseHolder;
