@@ -29,6 +29,8 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "batch-append",
             "batch-append-same-schema",
             "projection-catch-up",
+            "live-lag-quiet",
+            "live-lag-busy",
         ]
     );
     for report in &reports {

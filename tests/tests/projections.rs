@@ -857,3 +857,42 @@ async fn a_daemon_refuses_to_run_one_projection_twice() {
     }
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_names_the_append_that_holds_events_back() {
+    let db = TestStore::new().await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    let runner = runner(&db, &ledger, OnExhausted::Stop);
+    let mut open = db.pool().begin().await.expect("begin");
+    db.store
+        .append_in(
+            &mut open,
+            &cqrs_tests::fixtures::stream("slow"),
+            cqrskit::ExpectedVersion::NoStream,
+            cqrs_tests::fixtures::ticks(1),
+        )
+        .await
+        .expect("an append left open");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *open)
+        .await
+        .expect("its session");
+    business(&accounts(&db), "acc-", 1).await;
+
+    let lag = runner.lag().await.expect("lag");
+    assert_eq!(lag.events, 5);
+    let holder = lag.held_back_by.expect("the open append is named");
+    assert_eq!(holder.pid, pid);
+    assert!(runner.acquire_lease().await.expect("lease"));
+    assert_eq!(
+        runner.catch_up().await.expect("catch up"),
+        0,
+        "read past an open append"
+    );
+
+    open.commit().await.expect("commit");
+    assert_eq!(runner.catch_up().await.expect("catch up"), 5);
+    let lag = runner.lag().await.expect("lag");
+    assert_eq!((lag.events, lag.held_back_by), (0, None));
+    db.drop_schema().await;
+}

@@ -1,11 +1,11 @@
 //! Events that are committed but not yet safe to read: the log is read only
-//! below the oldest running transaction, so an event committed while any
-//! other transaction in the database is open waits behind that horizon. A
-//! runner that went back to sleep until the next notification would leave it
-//! waiting for an unrelated write or the poll interval; it looks again soon
-//! instead.
+//! below the oldest append still in flight, so an event committed while an
+//! older append is open waits behind that horizon. A runner that went back to
+//! sleep until the next notification would leave it waiting for another write
+//! or the poll interval; it looks again soon instead, and says which session
+//! holds it back when the wait grows long.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cqrskit_core::Projector;
 use sqlx::PgConnection;
@@ -48,5 +48,58 @@ where
             .map_err(db)?;
         session.finish().await.map_err(db)?;
         Ok(pending)
+    }
+}
+
+/// How long events may wait behind the horizon before the runner says so,
+/// and how often it repeats itself while they still wait.
+const HELD_BACK_REPORT_AFTER: Duration = Duration::from_secs(1);
+const HELD_BACK_REPEAT: Duration = Duration::from_secs(30);
+
+/// Since when a runner's events wait behind the horizon, and when it last
+/// said so.
+#[derive(Default)]
+pub(super) struct HeldBack {
+    since: Option<Instant>,
+    reported: Option<Instant>,
+}
+
+impl HeldBack {
+    /// Events still wait: after a while, names the append holding them back.
+    pub(super) async fn still<P>(&mut self, runner: &ProjectionRunner<P>)
+    where
+        P: Projector<PgConnection> + ?Sized + 'static,
+    {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let due = self
+            .reported
+            .is_none_or(|at| at.elapsed() >= HELD_BACK_REPEAT);
+        if since.elapsed() < HELD_BACK_REPORT_AFTER || !due {
+            return;
+        }
+        self.reported = Some(Instant::now());
+        match runner.store.oldest_open_append().await {
+            Ok(Some(append)) => tracing::warn!(
+                projection = runner.name(),
+                waited_ms = since.elapsed().as_millis() as u64,
+                pid = append.pid,
+                application_name = %append.application_name,
+                transaction_started = ?append.started_at,
+                state = ?append.state,
+                query = %append.query,
+                "events wait behind an append still in flight"
+            ),
+            _ => tracing::warn!(
+                projection = runner.name(),
+                waited_ms = since.elapsed().as_millis() as u64,
+                "events wait behind the log's horizon"
+            ),
+        }
+    }
+
+    /// Nothing waits any more.
+    pub(super) fn over(&mut self) {
+        self.since = None;
+        self.reported = None;
     }
 }

@@ -30,7 +30,7 @@ use crate::PostgresEventStore;
 use crate::row::LogRow;
 
 /// How far a projection is behind the head of the log.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Lag {
     /// The projection's checkpoint.
     pub checkpoint: Position,
@@ -43,6 +43,10 @@ pub struct Lag {
     /// [`RunnerError::SubscriptionChanged`]): the projection needs a rebuild
     /// (or the change accepted) before it moves again.
     pub needs_rebuild: bool,
+    /// When events wait: the oldest append still in flight in the schema,
+    /// which readers cannot pass until it ends (see
+    /// [`PostgresEventStore::oldest_open_append`]).
+    pub held_back_by: Option<crate::OldestAppend>,
 }
 
 /// The outcome of replaying parked events.
@@ -326,6 +330,7 @@ where
             .max(Duration::from_millis(10));
         let mut horizon_pause = horizon::FIRST_PAUSE;
         let mut waiting_for = lease_wait::WaitingFor::default();
+        let mut held_back = horizon::HeldBack::default();
         loop {
             let holds = self.lease_slot().is_some();
             let acquired = holds || self.acquire_lease().await.unwrap_or_else(|error| {
@@ -348,8 +353,10 @@ where
                     if self.events_pending().await.unwrap_or(false) {
                         wait = horizon_pause.min(idle);
                         horizon_pause = (horizon_pause * 2).min(horizon::MAX_PAUSE);
+                        held_back.still(self).await;
                     } else {
                         horizon_pause = horizon::FIRST_PAUSE;
+                        held_back.over();
                     }
                 }
                 Ok(()) => {}
@@ -441,11 +448,17 @@ where
                 None => false,
             };
         session.finish().await.map_err(db)?;
+        let held_back_by = if events > 0 {
+            self.store.oldest_open_append().await?
+        } else {
+            None
+        };
         Ok(Lag {
             checkpoint,
             events: events.max(0).unsigned_abs(),
             behind: Duration::from_secs_f64(behind.unwrap_or(0.0).max(0.0)),
             needs_rebuild,
+            held_back_by,
         })
     }
 
