@@ -21,6 +21,10 @@
 //! - `A` running at `S` with an id below `S`'s xmax, still holding the gate
 //!   when the reader looks: counted, the horizon stays at or below its id.
 //! - `A` ended between `S` and the look: counted as ended-since.
+//! - `A` running at `S` but not yet holding the lock on its own id when the
+//!   reader looks (PostgreSQL publishes an id, then locks it): counted, since
+//!   only a transaction seen holding its id's lock without the gate is
+//!   passed, and the gate is taken before the id exists.
 //! - `A` given its id after `S` (or not yet): ids are handed out in
 //!   increasing order, so its id is at least `S`'s xmax, at or above the
 //!   horizon.
@@ -69,23 +73,35 @@ pub(crate) fn announce(schema: &SchemaName) -> String {
 /// snapshot: every event with a smaller tag is visible to the statement or
 /// will never commit.
 pub(crate) fn horizon(schema: &SchemaName) -> String {
-    // `appenders` is materialized first; the status of each running
-    // transaction is only asked after it, in the join, so a transaction that
-    // released the gate before the look is seen as ended.
+    // `pg_locks` is read once (one consistent copy of the lock table; two
+    // references would be two copies taken at different times), before the
+    // status of any running transaction is asked, so one that released the
+    // gate before the look is seen as ended. A running transaction counts
+    // unless the look *positively* shows it without the gate: it holds the
+    // lock on its own id and its session holds no gate. One that has
+    // published its id but not yet locked it (PostgreSQL does these one
+    // after the other) counts, for it may be an append that announced
+    // itself a moment before. On a hot standby the primary's locks are not
+    // visible, so the horizon falls back to the oldest running transaction.
     format!(
-        "(WITH appenders AS MATERIALIZED (
-             SELECT coalesce(array_agg(held.transactionid::text::bigint), '{{}}') AS xids
-             FROM pg_locks gate
-             JOIN pg_locks held
-               ON held.virtualtransaction = gate.virtualtransaction AND held.locktype = 'transactionid'
-             WHERE {holds_gate}
+        "(WITH locks AS MATERIALIZED (
+             SELECT locktype, virtualtransaction, transactionid, classid, objid, objsubid FROM pg_locks
+         ), looked AS MATERIALIZED (
+             SELECT
+                 coalesce(array_agg(held.transactionid::text::bigint)
+                     FILTER (WHERE held.virtualtransaction IN
+                         (SELECT gate.virtualtransaction FROM locks gate WHERE {holds_gate})), '{{}}')
+                     AS appenders,
+                 coalesce(array_agg(held.transactionid::text::bigint), '{{}}') AS locked
+             FROM locks held WHERE held.locktype = 'transactionid'
          )
-         SELECT coalesce(
-             (SELECT running FROM appenders, pg_snapshot_xip(pg_current_snapshot()) AS running
-              WHERE (running::text::bigint & 4294967295) = ANY (appenders.xids)
+         SELECT CASE WHEN pg_is_in_recovery() THEN pg_snapshot_xmin(pg_current_snapshot()) ELSE coalesce(
+             (SELECT running FROM looked, pg_snapshot_xip(pg_current_snapshot()) AS running
+              WHERE (running::text::bigint & 4294967295) = ANY (looked.appenders)
+                 OR NOT (running::text::bigint & 4294967295) = ANY (looked.locked)
                  OR pg_xact_status(running) IS DISTINCT FROM 'in progress'
               ORDER BY running LIMIT 1),
-             pg_snapshot_xmax(pg_current_snapshot())))",
+             pg_snapshot_xmax(pg_current_snapshot())) END)",
         holds_gate = holds_gate(schema, "gate"),
     )
 }

@@ -108,9 +108,12 @@ impl Statements {
         let events = format!("{}.events", schema.quoted());
         let snapshots = format!("{}.snapshots", schema.quoted());
         let announce = horizon::announce(schema);
-        // `$7`: the floor (see `horizon::Floor`).
+        // `$7`: the floor (see `horizon::Floor`). It holds for a snapshot
+        // taken after the read that raised it, which only READ COMMITTED
+        // guarantees (a REPEATABLE READ transaction may have an older one).
         let horizon = format!(
-            "greatest({}, $7::bigint::text::xid8)",
+            "greatest({}, (CASE WHEN current_setting('transaction_isolation') = 'read committed' \
+             THEN $7::bigint ELSE 0 END)::text::xid8)",
             horizon::horizon(schema)
         );
         Self {
