@@ -16,6 +16,7 @@
 //! it wrote reads back right.
 
 mod live_lag;
+mod peer;
 mod report;
 mod scenarios;
 mod tally;
@@ -48,6 +49,8 @@ pub struct Config {
     pub catch_up_events: usize,
     /// live-lag: events timed from commit to read model, per load.
     pub lag_samples: usize,
+    /// vs-cqrs-es: aggregates of ten commands each, one after another.
+    pub short_streams: usize,
 }
 
 impl Config {
@@ -64,6 +67,7 @@ impl Config {
             batch_size: 100,
             catch_up_events: 100_000,
             lag_samples: 200,
+            short_streams: 20,
         }
     }
 
@@ -80,6 +84,7 @@ impl Config {
             batch_size: 10,
             catch_up_events: 2000,
             lag_samples: 10,
+            short_streams: 3,
         }
     }
 }
@@ -155,6 +160,7 @@ pub const SCENARIOS: &[&str] = &[
     "batch-append",
     "projection-catch-up",
     "live-lag",
+    "vs-cqrs-es",
 ];
 
 /// Runs the scenarios named in `only` (all when empty), calling `each` with
@@ -200,6 +206,9 @@ pub async fn run(
             vec![scenarios::projection_catch_up(pool, config).await?],
             &mut reports,
         );
+    }
+    if wanted("vs-cqrs-es") {
+        add(peer::vs_cqrs_es(pool, config).await?, &mut reports);
     }
     if wanted("live-lag") {
         add(live_lag::live_lag(pool, config).await?, &mut reports);

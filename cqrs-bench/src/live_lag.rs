@@ -93,6 +93,7 @@ async fn measure(pool: &PgPool, config: &Config, scenario: &'static str) -> Resu
     let baseline_max = baseline.iter().max().copied().unwrap_or_default();
     Ok(Report {
         max: None,
+        peer: None,
         scenario,
         framework: latency.p99.as_secs_f64() * 1e3,
         baseline: latency.baseline_p99.as_secs_f64() * 1e3,

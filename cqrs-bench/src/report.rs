@@ -20,9 +20,32 @@ pub struct Report {
     /// The slowest sample of the framework and of the baseline, for
     /// scenarios where the worst case is the point.
     pub max: Option<(Duration, Duration)>,
+    /// The same figure for a peer framework, where one ran beside ours.
+    pub peer: Option<f64>,
 }
 
 impl Report {
+    /// A report with no latencies, no worst case and no peer.
+    pub fn new(scenario: &'static str, framework: f64, baseline: f64, unit: &'static str) -> Self {
+        Self {
+            scenario,
+            framework,
+            baseline,
+            unit,
+            latency: None,
+            max: None,
+            peer: None,
+        }
+    }
+
+    /// The same report, with a peer framework's figure.
+    pub fn with_peer(self, peer: f64) -> Self {
+        Self {
+            peer: Some(peer),
+            ..self
+        }
+    }
+
     /// The same report, with the slowest samples.
     pub fn with_max(self, framework: Duration, baseline: Duration) -> Self {
         Self {
@@ -57,6 +80,9 @@ impl fmt::Display for Report {
                 latency.baseline_p50.as_secs_f64() * 1e3,
                 latency.baseline_p99.as_secs_f64() * 1e3
             )?;
+        }
+        if let Some(peer) = self.peer {
+            write!(f, " peer={peer:.2} vs_peer={:.3}", self.framework / peer)?;
         }
         if let Some((framework, baseline)) = self.max {
             write!(
@@ -111,6 +137,7 @@ mod tests {
             unit: "ops/s",
             latency: None,
             max: None,
+            peer: None,
         };
         assert_eq!(
             report.to_string(),

@@ -42,6 +42,10 @@ impl Sandbox {
         Ok(Self { store, schema })
     }
 
+    pub(crate) fn schema(&self) -> &str {
+        &self.schema
+    }
+
     pub(crate) fn table(&self, table: &str) -> String {
         table_of(&self.schema, table)
     }
@@ -72,7 +76,7 @@ impl Sandbox {
     }
 
     /// One raw autocommit insert of one event.
-    async fn raw_insert(&self, stream: &str, version: i64) -> Result<Duration> {
+    pub(crate) async fn raw_insert(&self, stream: &str, version: i64) -> Result<Duration> {
         let started = Instant::now();
         sqlx::query(&format!(
             "INSERT INTO {} (stream, version, payload) VALUES ($1, $2, $3::jsonb)",
@@ -100,7 +104,7 @@ fn table_of(schema: &str, table: &str) -> String {
     format!("\"{schema}\".{table}")
 }
 
-fn check(condition: bool, what: impl Into<String>) -> Result<()> {
+pub(crate) fn check(condition: bool, what: impl Into<String>) -> Result<()> {
     if condition {
         Ok(())
     } else {
@@ -170,6 +174,7 @@ pub(crate) async fn seq_command(pool: &PgPool, config: &Config) -> Result<Vec<Re
         )?;
         reports.push(Report {
             max: None,
+            peer: None,
             scenario,
             framework: framework_rate,
             baseline: baseline_rate,
@@ -241,32 +246,7 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
     }
     let framework = per_second(total, started.elapsed());
 
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for task in 0..config.tasks {
-        let pool = sandbox.pool().clone();
-        let table = sandbox.table("raw_events");
-        let config = config.clone();
-        tasks.push(tokio::spawn(async move {
-            for round in 0..config.commands_per_aggregate {
-                for account in (task..config.aggregates).step_by(config.tasks) {
-                    sqlx::query(&format!(
-                        "INSERT INTO {table} (stream, version, payload) VALUES ($1, $2, $3::jsonb)"
-                    ))
-                    .bind(format!("acc-{account}"))
-                    .bind(round as i64 + 1)
-                    .bind(r#"{"amount":1}"#)
-                    .execute(&pool)
-                    .await?;
-                }
-            }
-            Ok::<_, BenchError>(())
-        }));
-    }
-    for task in tasks {
-        task.await.map_err(BenchError::task)??;
-    }
-    let baseline = per_second(total, started.elapsed());
+    let baseline = raw_concurrent(&sandbox, config).await?;
 
     // The same single-row inserts into a copy of the events table (same
     // columns, defaults, generated column and indexes): what the schema costs.
@@ -326,6 +306,7 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
     Ok(vec![
         Report {
             max: None,
+            peer: None,
             scenario: "concurrent-commands",
             framework,
             baseline,
@@ -334,6 +315,7 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
         },
         Report {
             max: None,
+            peer: None,
             scenario: "concurrent-commands-same-schema",
             framework,
             baseline: same_schema,
@@ -343,8 +325,42 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
     ])
 }
 
+/// The raw baseline of concurrent commands: the same single-row inserts from
+/// the same number of tasks, into the minimal table. Returns rows per second.
+pub(crate) async fn raw_concurrent(sandbox: &Sandbox, config: &Config) -> Result<f64> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..config.tasks {
+        let pool = sandbox.pool().clone();
+        let table = sandbox.table("raw_events");
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..config.commands_per_aggregate {
+                for account in (task..config.aggregates).step_by(config.tasks) {
+                    sqlx::query(&format!(
+                        "INSERT INTO {table} (stream, version, payload) VALUES ($1, $2, $3::jsonb)"
+                    ))
+                    .bind(format!("acc-{account}"))
+                    .bind(round as i64 + 1)
+                    .bind(r#"{"amount":1}"#)
+                    .execute(&pool)
+                    .await?;
+                }
+            }
+            Ok::<_, BenchError>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(BenchError::task)??;
+    }
+    Ok(per_second(
+        config.aggregates * config.commands_per_aggregate,
+        started.elapsed(),
+    ))
+}
+
 /// Writes `count` deposits of 1 to one account stream, in batches (set-up).
-async fn long_stream(store: &PostgresEventStore, id: &str, count: usize) -> Result<()> {
+pub(crate) async fn long_stream(store: &PostgresEventStore, id: &str, count: usize) -> Result<()> {
     let stream = StreamId::new("account", id);
     let open = NewEvent::from_event(
         &cqrs_examples::bank_account::AccountEvent::from(
@@ -440,6 +456,7 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
     Ok(vec![
         Report {
             max: None,
+            peer: None,
             scenario: "long-stream-load",
             framework: ms(framework),
             baseline: ms(baseline),
@@ -448,6 +465,7 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
         },
         Report {
             max: None,
+            peer: None,
             scenario: "long-stream-load-snapshot",
             framework: ms(quantile(&mut loads.clone(), 0.5)),
             baseline: ms(baseline),
@@ -461,6 +479,7 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
         },
         Report {
             max: None,
+            peer: None,
             scenario: "long-stream-command-snapshot",
             framework: ms(quantile(&mut commands.clone(), 0.5)),
             baseline: ms(quantile(&mut raw.clone(), 0.5)),
@@ -556,6 +575,7 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
     Ok(vec![
         Report {
             max: None,
+            peer: None,
             scenario: "batch-append",
             framework,
             baseline,
@@ -564,6 +584,7 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
         },
         Report {
             max: None,
+            peer: None,
             scenario: "batch-append-same-schema",
             framework,
             baseline: same_schema,
@@ -676,6 +697,7 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
     sandbox.drop().await?;
     Ok(Report {
         max: None,
+        peer: None,
         scenario: "projection-catch-up",
         framework,
         baseline,

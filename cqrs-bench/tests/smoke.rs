@@ -29,6 +29,10 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "batch-append",
             "batch-append-same-schema",
             "projection-catch-up",
+            "vs-cqrs-es-seq-command",
+            "vs-cqrs-es-short-streams",
+            "vs-cqrs-es-concurrent-commands",
+            "vs-cqrs-es-long-stream-load",
             "live-lag-quiet",
             "live-lag-busy",
         ]

@@ -1,0 +1,410 @@
+//! vs-cqrs-es: the same bank account written with cqrs-es 0.5 and
+//! postgres-es 0.5, run beside ours and the raw baseline in the same process
+//! on the same database. Both sides are set up as their getting-started
+//! guides do it: ours with `PostgresEventStore::connect` (sqlx's default
+//! pool) and a `CommandPipeline` without cache or snapshots; cqrs-es with
+//! `default_postgress_pool` (ten connections) and `postgres_cqrs`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, CqrsFramework, EventStore as _};
+use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
+use cqrskit::CommandPipeline;
+use cqrskit::postgres::PostgresEventStore;
+use cqrskit::postgres::sqlx::postgres::PgPoolOptions;
+use cqrskit::postgres::sqlx::{self, PgPool};
+use postgres_es::PostgresEventRepository;
+use serde::{Deserialize, Serialize};
+
+use crate::report::{Report, per_second};
+use crate::scenarios::{Sandbox, check, long_stream, raw_concurrent};
+use crate::{BenchError, Config};
+
+type Result<T> = std::result::Result<T, BenchError>;
+
+/// The peer's account: the same rules as `cqrs_examples::bank_account`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct PeerAccount {
+    opened: bool,
+    balance: u64,
+}
+
+/// The peer's events, in its default (externally tagged) JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum PeerEvent {
+    /// The account was opened.
+    AccountOpened { owner: String },
+    /// Money came in.
+    DepositMade { amount: u64 },
+}
+
+impl cqrs_es::DomainEvent for PeerEvent {
+    fn event_type(&self) -> String {
+        match self {
+            PeerEvent::AccountOpened { .. } => "AccountOpened",
+            PeerEvent::DepositMade { .. } => "DepositMade",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}
+
+/// The peer's commands.
+pub(crate) enum PeerCommand {
+    Open { owner: String },
+    Deposit { amount: u64 },
+}
+
+/// The peer's refusals.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PeerError {
+    #[error("the account is already open")]
+    AlreadyOpen,
+    #[error("the account is not open")]
+    NotOpen,
+}
+
+impl Aggregate for PeerAccount {
+    const TYPE: &'static str = "account";
+    type Command = PeerCommand;
+    type Event = PeerEvent;
+    type Error = PeerError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: PeerCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> std::result::Result<(), PeerError> {
+        match command {
+            PeerCommand::Open { owner } => {
+                if self.opened {
+                    return Err(PeerError::AlreadyOpen);
+                }
+                sink.write(PeerEvent::AccountOpened { owner }, self).await;
+            }
+            PeerCommand::Deposit { amount } => {
+                if !self.opened {
+                    return Err(PeerError::NotOpen);
+                }
+                sink.write(PeerEvent::DepositMade { amount }, self).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::AccountOpened { .. } => self.opened = true,
+            PeerEvent::DepositMade { amount } => self.balance += amount,
+        }
+    }
+}
+
+type Peer = CqrsFramework<PeerAccount, PersistedEventStore<PostgresEventRepository, PeerAccount>>;
+
+/// Both contenders, in one sandbox schema, each with its default pool.
+struct Contenders {
+    sandbox: Sandbox,
+    ours: CommandPipeline<BankAccount>,
+    ours_store: PostgresEventStore,
+    peer: Arc<Peer>,
+    peer_store: PersistedEventStore<PostgresEventRepository, PeerAccount>,
+}
+
+impl Contenders {
+    async fn new(pool: &PgPool) -> Result<Self> {
+        let sandbox = Sandbox::new(pool).await?;
+        let options = (*pool.connect_options()).clone();
+        // What `PostgresEventStore::connect(url)` builds.
+        let ours_pool = PgPoolOptions::new().connect_with(options.clone()).await?;
+        let ours_store = PostgresEventStore::from_pool(ours_pool).with_schema(sandbox.schema())?;
+        let ours = CommandPipeline::<BankAccount>::new(Arc::new(ours_store.clone()), ());
+        // What postgres-es's `default_postgress_pool(url)` builds.
+        let peer_pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect_with(options)
+            .await?;
+        let (events, snapshots) = (
+            sandbox.table("peer_events"),
+            sandbox.table("peer_snapshots"),
+        );
+        for ddl in [
+            format!(
+                "CREATE TABLE {events} (aggregate_type text NOT NULL, aggregate_id text NOT NULL,
+                     sequence bigint CHECK (sequence >= 0) NOT NULL, event_type text NOT NULL,
+                     event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL,
+                     PRIMARY KEY (aggregate_type, aggregate_id, sequence))"
+            ),
+            format!(
+                "CREATE TABLE {snapshots} (aggregate_type text NOT NULL, aggregate_id text NOT NULL,
+                     last_sequence bigint CHECK (last_sequence >= 0) NOT NULL,
+                     current_snapshot bigint CHECK (current_snapshot >= 0) NOT NULL,
+                     payload json NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, last_sequence))"
+            ),
+        ] {
+            sqlx::query(&ddl).execute(pool).await?;
+        }
+        let repository =
+            || PostgresEventRepository::new(peer_pool.clone()).with_tables(&events, &snapshots);
+        let peer = Arc::new(CqrsFramework::new(
+            PersistedEventStore::new_event_store(repository()),
+            vec![],
+            (),
+        ));
+        let peer_store = PersistedEventStore::new_event_store(repository());
+        Ok(Self {
+            sandbox,
+            ours,
+            ours_store,
+            peer,
+            peer_store,
+        })
+    }
+
+    async fn peer_balance(&self, id: &str) -> Result<u64> {
+        let context = self
+            .peer_store
+            .load_aggregate(id)
+            .await
+            .map_err(|error| BenchError::Command(error.to_string()))?;
+        Ok(context.aggregate.balance)
+    }
+
+    async fn peer_execute(&self, id: &str, command: PeerCommand) -> Result<()> {
+        self.peer
+            .execute(id, command)
+            .await
+            .map_err(|error| BenchError::Command(error.to_string()))
+    }
+}
+
+/// Runs the peer scenarios.
+pub(crate) async fn vs_cqrs_es(pool: &PgPool, config: &Config) -> Result<Vec<Report>> {
+    Ok(vec![
+        sequential(pool, "vs-cqrs-es-seq-command", 1, config.seq_commands).await?,
+        sequential(pool, "vs-cqrs-es-short-streams", config.short_streams, 10).await?,
+        concurrent(pool, config).await?,
+        long_stream_load(pool, config).await?,
+    ])
+}
+
+/// `streams` aggregates, one after another, each opened and then given
+/// `commands - 1` deposits, one command at a time.
+async fn sequential(
+    pool: &PgPool,
+    scenario: &'static str,
+    streams: usize,
+    commands: usize,
+) -> Result<Report> {
+    let contenders = Contenders::new(pool).await?;
+    let total = streams * commands;
+    let deposits = commands.saturating_sub(1);
+
+    let started = Instant::now();
+    for stream in 0..streams {
+        let id = format!("acc-{stream}");
+        contenders
+            .ours
+            .execute(
+                &id,
+                OpenAccount {
+                    owner: "bench".into(),
+                },
+            )
+            .await?;
+        for _ in 0..deposits {
+            contenders.ours.execute(&id, Deposit { amount: 1 }).await?;
+        }
+    }
+    let ours = per_second(total, started.elapsed());
+
+    let started = Instant::now();
+    for stream in 0..streams {
+        let id = format!("acc-{stream}");
+        contenders
+            .peer_execute(
+                &id,
+                PeerCommand::Open {
+                    owner: "bench".into(),
+                },
+            )
+            .await?;
+        for _ in 0..deposits {
+            contenders
+                .peer_execute(&id, PeerCommand::Deposit { amount: 1 })
+                .await?;
+        }
+    }
+    let peer = per_second(total, started.elapsed());
+
+    let started = Instant::now();
+    for stream in 0..streams {
+        for version in 1..=commands {
+            contenders
+                .sandbox
+                .raw_insert(&format!("acc-{stream}"), version as i64)
+                .await?;
+        }
+    }
+    let baseline = per_second(total, started.elapsed());
+
+    for stream in [0, streams - 1] {
+        let id = format!("acc-{stream}");
+        let ours = contenders.ours.load(&id).await?.state.balance;
+        let theirs = contenders.peer_balance(&id).await?;
+        check(
+            ours == deposits as u64 && theirs == deposits as u64,
+            format!("{scenario}: balances {ours} and {theirs}, expected {deposits}"),
+        )?;
+    }
+    contenders.sandbox.drop().await?;
+    Ok(Report::new(scenario, ours, baseline, "ops/s").with_peer(peer))
+}
+
+/// Many aggregates, a few commands each, from concurrent tasks.
+async fn concurrent(pool: &PgPool, config: &Config) -> Result<Report> {
+    let contenders = Arc::new(Contenders::new(pool).await?);
+    for account in 0..config.aggregates {
+        let id = format!("acc-{account}");
+        contenders
+            .ours
+            .execute(
+                &id,
+                OpenAccount {
+                    owner: "bench".into(),
+                },
+            )
+            .await?;
+        contenders
+            .peer_execute(
+                &id,
+                PeerCommand::Open {
+                    owner: "bench".into(),
+                },
+            )
+            .await?;
+    }
+    let total = config.aggregates * config.commands_per_aggregate;
+
+    let mut rates = [0.0; 2];
+    for (side, rate) in rates.iter_mut().enumerate() {
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for task in 0..config.tasks {
+            let (contenders, config) = (contenders.clone(), config.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..config.commands_per_aggregate {
+                    for account in (task..config.aggregates).step_by(config.tasks) {
+                        let id = format!("acc-{account}");
+                        if side == 0 {
+                            contenders.ours.execute(&id, Deposit { amount: 1 }).await?;
+                        } else {
+                            contenders
+                                .peer_execute(&id, PeerCommand::Deposit { amount: 1 })
+                                .await?;
+                        }
+                    }
+                }
+                Ok::<_, BenchError>(())
+            }));
+        }
+        for task in tasks {
+            task.await.map_err(BenchError::task)??;
+        }
+        *rate = per_second(total, started.elapsed());
+    }
+    let baseline = raw_concurrent(&contenders.sandbox, config).await?;
+    for account in [0, config.aggregates - 1] {
+        let id = format!("acc-{account}");
+        let ours = contenders.ours.load(&id).await?.state.balance;
+        let theirs = contenders.peer_balance(&id).await?;
+        let expected = config.commands_per_aggregate as u64;
+        check(
+            ours == expected && theirs == expected,
+            format!("vs-cqrs-es concurrent: balances {ours} and {theirs}, expected {expected}"),
+        )?;
+    }
+    let contenders = Arc::try_unwrap(contenders)
+        .map_err(|_| BenchError::Task("a task still holds the contenders".into()))?;
+    contenders.sandbox.drop().await?;
+    Ok(Report::new(
+        "vs-cqrs-es-concurrent-commands",
+        rates[0],
+        baseline,
+        "ops/s",
+    )
+    .with_peer(rates[1]))
+}
+
+/// Loading an account with a long stream, the fastest of five loads each.
+async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<Report> {
+    let contenders = Contenders::new(pool).await?;
+    long_stream(&contenders.ours_store, "long", config.long_stream).await?;
+    // The peer's stream, written the way postgres-es stores it.
+    sqlx::query(&format!(
+        "INSERT INTO {} (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'account', 'long', 1, 'AccountOpened', '1.0', '{{\"AccountOpened\":{{\"owner\":\"bench\"}}}}'::json, '{{}}'::json
+         UNION ALL
+         SELECT 'account', 'long', n, 'DepositMade', '1.0', '{{\"DepositMade\":{{\"amount\":1}}}}'::json, '{{}}'::json
+         FROM generate_series(2, $1 + 1) AS n",
+        contenders.sandbox.table("peer_events")
+    ))
+    .bind(config.long_stream as i64)
+    .execute(pool)
+    .await?;
+    for table in ["events", "peer_events"] {
+        sqlx::query(&format!("ANALYZE {}", contenders.sandbox.table(table)))
+            .execute(pool)
+            .await?;
+    }
+
+    let (mut ours, mut peer, mut baseline) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    for _ in 0..5 {
+        let started = Instant::now();
+        let balance = contenders.ours.load("long").await?.state.balance;
+        ours = ours.min(started.elapsed());
+        check(
+            balance == config.long_stream as u64,
+            "ours: long stream balance",
+        )?;
+
+        let started = Instant::now();
+        let balance = contenders.peer_balance("long").await?;
+        peer = peer.min(started.elapsed());
+        check(
+            balance == config.long_stream as u64,
+            "cqrs-es: long stream balance",
+        )?;
+
+        let started = Instant::now();
+        let payloads: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT payload::text FROM {} WHERE aggregate_type = 'account' AND aggregate_id = 'long' ORDER BY version",
+            contenders.sandbox.table("events")
+        ))
+        .fetch_all(pool)
+        .await?;
+        let values: Vec<serde_json::Value> = payloads
+            .iter()
+            .map(|payload| serde_json::from_str(payload))
+            .collect::<std::result::Result<_, _>>()?;
+        baseline = baseline.min(started.elapsed());
+        check(
+            values.len() == config.long_stream + 1,
+            "raw long stream length",
+        )?;
+    }
+    contenders.sandbox.drop().await?;
+    let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+    Ok(
+        Report::new("vs-cqrs-es-long-stream-load", ms(ours), ms(baseline), "ms")
+            .with_peer(ms(peer)),
+    )
+}
