@@ -178,6 +178,17 @@ impl Contenders {
         Ok(context.aggregate.balance)
     }
 
+    async fn ours_open(&self, id: &str) -> Result<()> {
+        let owner = "bench".to_owned();
+        self.ours.execute(id, OpenAccount { owner }).await?;
+        Ok(())
+    }
+
+    async fn peer_open(&self, id: &str) -> Result<()> {
+        let owner = "bench".to_owned();
+        self.peer_execute(id, PeerCommand::Open { owner }).await
+    }
+
     async fn peer_execute(&self, id: &str, command: PeerCommand) -> Result<()> {
         self.peer
             .execute(id, command)
@@ -211,15 +222,7 @@ async fn sequential(
     let started = Instant::now();
     for stream in 0..streams {
         let id = format!("acc-{stream}");
-        contenders
-            .ours
-            .execute(
-                &id,
-                OpenAccount {
-                    owner: "bench".into(),
-                },
-            )
-            .await?;
+        contenders.ours_open(&id).await?;
         for _ in 0..deposits {
             contenders.ours.execute(&id, Deposit { amount: 1 }).await?;
         }
@@ -229,14 +232,7 @@ async fn sequential(
     let started = Instant::now();
     for stream in 0..streams {
         let id = format!("acc-{stream}");
-        contenders
-            .peer_execute(
-                &id,
-                PeerCommand::Open {
-                    owner: "bench".into(),
-                },
-            )
-            .await?;
+        contenders.peer_open(&id).await?;
         for _ in 0..deposits {
             contenders
                 .peer_execute(&id, PeerCommand::Deposit { amount: 1 })
@@ -274,23 +270,8 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<Report> {
     let contenders = Arc::new(Contenders::new(pool).await?);
     for account in 0..config.aggregates {
         let id = format!("acc-{account}");
-        contenders
-            .ours
-            .execute(
-                &id,
-                OpenAccount {
-                    owner: "bench".into(),
-                },
-            )
-            .await?;
-        contenders
-            .peer_execute(
-                &id,
-                PeerCommand::Open {
-                    owner: "bench".into(),
-                },
-            )
-            .await?;
+        contenders.ours_open(&id).await?;
+        contenders.peer_open(&id).await?;
     }
     let total = config.aggregates * config.commands_per_aggregate;
 
