@@ -32,6 +32,7 @@ mod policy;
 mod position;
 mod projector;
 mod query;
+mod state_cache;
 mod store;
 mod stream;
 mod subscription;
@@ -49,6 +50,7 @@ pub use policy::{RetryPolicy, SnapshotPolicy};
 pub use position::Position;
 pub use projector::{CatchUpError, Detached, ProjectionError, Projector, catch_up};
 pub use query::{Query, QueryHandler};
+pub use state_cache::DEFAULT_CAPACITY as DEFAULT_STATE_CACHE;
 pub use store::{
     AppendResult, Committed, EventStore, LogFilter, ReplayEvent, ReplayRequest, ReplaySink,
     Snapshot,

@@ -1,6 +1,5 @@
 //! The command pipeline: load, decide, append with the version seen, publish.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -9,6 +8,7 @@ use uuid::Uuid;
 
 use crate::command_id;
 use crate::projector::ProjectionError;
+use crate::state_cache::{self, StateCache};
 use crate::{
     Aggregate, Command, CommandError, DomainEvent, EventEnvelope, EventStore, ExpectedVersion,
     Metadata, NewEvent, Projector, ReplayEvent, ReplayRequest, ReplaySink, RetryPolicy, Snapshot,
@@ -49,40 +49,6 @@ pub struct CommandOutcome<E> {
 /// A registered in-process projector.
 type SharedProjector<E> = Arc<dyn Projector<Event = E>>;
 
-/// Recent aggregate states, so a command need not reload its aggregate. It
-/// stays correct without invalidation messages: an entry is taken out while a
-/// command uses it, and the append still states the version the entry was
-/// at, so a state made stale by another writer (another process) ends in a
-/// conflict, which drops it and reloads.
-struct StateCache<A> {
-    capacity: usize,
-    entries: std::sync::Mutex<HashMap<String, Loaded<A>>>,
-}
-
-impl<A> StateCache<A> {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Loaded<A>>> {
-        // Entries are inserted and removed whole: a panic leaves no half entry.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn take(&self, id: &str) -> Option<Loaded<A>> {
-        self.entries().remove(id)
-    }
-
-    fn put(&self, id: &str, loaded: Loaded<A>) {
-        let mut entries = self.entries();
-        if entries.len() >= self.capacity && !entries.contains_key(id) {
-            // Bounded memory; any entry may go, it is only a shortcut.
-            if let Some(victim) = entries.keys().next().cloned() {
-                entries.remove(&victim);
-            }
-        }
-        entries.insert(id.to_owned(), loaded);
-    }
-}
-
 /// The one call an application makes to carry out a command on aggregate type `A`.
 ///
 /// `execute` loads the aggregate (latest snapshot plus the events after it),
@@ -101,7 +67,9 @@ pub struct CommandPipeline<A: Aggregate> {
 
 impl<A: Aggregate> CommandPipeline<A> {
     /// A pipeline over `store`, with the services `A`'s handlers consult,
-    /// no retries, no snapshots and no projectors.
+    /// no retries, no snapshots, no projectors, and a cache of the
+    /// [`DEFAULT_STATE_CACHE`](crate::DEFAULT_STATE_CACHE) most recently used
+    /// aggregate states (see [`with_state_cache`](Self::with_state_cache)).
     pub fn new(store: Arc<dyn EventStore>, services: A::Services) -> Self {
         Self {
             store,
@@ -109,20 +77,22 @@ impl<A: Aggregate> CommandPipeline<A> {
             projectors: Vec::new(),
             retry: RetryPolicy::none(),
             snapshots: SnapshotPolicy::Never,
-            cache: None,
+            cache: StateCache::new(state_cache::DEFAULT_CAPACITY),
         }
     }
 
     /// Keeps the states of up to `capacity` recently used aggregates in
-    /// memory, so a command on one of them goes straight to deciding and
-    /// appending, with no read. Safe with other writers (other processes):
-    /// the append still checks the version, a stale state meets a conflict and
-    /// is reloaded (use a [`RetryPolicy`] so the caller does not see it).
+    /// memory (default [`DEFAULT_STATE_CACHE`](crate::DEFAULT_STATE_CACHE);
+    /// 0 turns the cache off), so a command on one of them goes straight to
+    /// deciding and appending, with no read. Safe with other writers (other
+    /// processes): the append still checks the version, and only a decision
+    /// the append proves is taken from a cached state. A rejection, a
+    /// decision to do nothing, or a conflict (the state was stale) is decided
+    /// again from a fresh load, once, before the caller sees it, so a cached
+    /// state never changes an outcome, only how fast it comes. The least
+    /// recently used state goes when the cache is full.
     pub fn with_state_cache(mut self, capacity: usize) -> Self {
-        self.cache = (capacity > 0).then(|| StateCache {
-            capacity,
-            entries: std::sync::Mutex::new(HashMap::new()),
-        });
+        self.cache = StateCache::new(capacity);
         self
     }
 
@@ -340,10 +310,34 @@ impl<A: Aggregate> CommandPipeline<A> {
             .cache
             .as_ref()
             .and_then(|cache| cache.take(&stream.aggregate_id));
-        let Loaded { mut state, version } = match cached {
-            Some(loaded) => loaded,
-            None => load_stream::<A>(&*self.store, stream, None).await?,
-        };
+        if let Some(cached) = cached {
+            // A cached state may be stale (another process appended since):
+            // only an append, whose version check proves the state, stands.
+            match self
+                .decide(command_id, stream, command, metadata, cached)
+                .await
+            {
+                Ok(outcome) if !outcome.events.is_empty() => return Ok(outcome),
+                Ok(_) | Err(CommandError::Rejected(_) | CommandError::Conflict(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        let fresh = load_stream::<A>(&*self.store, stream, None).await?;
+        self.decide(command_id, stream, command, metadata, fresh)
+            .await
+    }
+
+    /// Decides `command` on `loaded`, appends what it decided with the
+    /// version it saw, and publishes it.
+    async fn decide(
+        &self,
+        command_id: Uuid,
+        stream: &StreamId,
+        command: &A::Command,
+        metadata: &Metadata,
+        loaded: Loaded<A>,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let Loaded { mut state, version } = loaded;
         let events = state
             .handle(command, &self.services)
             .await

@@ -1342,8 +1342,10 @@ pub async fn events_in_time_range_by_type(store: Store) {
 }
 
 /// A pipeline that caches aggregate states still judges every command against
-/// the newest state: another writer's event makes its append conflict, and
-/// the retry reloads.
+/// the newest state: a decision from a cached state stands only when its
+/// append proves the state current; a stale state's conflict, rejection or
+/// decision to do nothing is decided again from a fresh load, with or without
+/// a retry policy.
 pub async fn state_cache_stays_correct_when_another_writer_moves_the_aggregate(store: Store) {
     let cached = Accounts::new(store.clone(), ())
         .with_state_cache(100)
@@ -1380,26 +1382,33 @@ pub async fn state_cache_stays_correct_when_another_writer_moves_the_aggregate(s
     assert_eq!(outcome.version, 4);
     assert_eq!(cached.load("acc").await.expect("load").state.balance, 0);
 
-    // Without retries the stale state surfaces as a conflict, never a wrong decision.
+    // Without retries, a stale state never surfaces: its conflict is decided
+    // again from a fresh load.
     let no_retry = Accounts::new(store.clone(), ()).with_state_cache(100);
     no_retry
         .execute("acc", Deposit { amount: 5 })
         .await
-        .expect("deposit, caching version 5");
+        .expect("deposit, caching version 5 and balance 5");
     other_process
         .execute("acc", Deposit { amount: 1 })
         .await
         .expect("deposit elsewhere");
-    let result = no_retry.execute("acc", Deposit { amount: 2 }).await;
-    match result {
-        Err(CommandError::Conflict(conflict)) => {
-            assert_eq!(
-                (conflict.expected, conflict.actual),
-                (ExpectedVersion::Exact(5), 6)
-            );
-        }
-        other => panic!("expected a conflict from the stale cache entry, got {other:?}"),
-    }
-    let retried = no_retry.execute("acc", Deposit { amount: 2 }).await;
-    assert_eq!(retried.expect("the stale entry was dropped").version, 7);
+    let outcome = no_retry
+        .execute("acc", Deposit { amount: 2 })
+        .await
+        .expect("the stale entry is reloaded, not reported");
+    assert_eq!(outcome.version, 7);
+
+    // Nor does a stale state refuse what the newest state allows: the cache
+    // says 8, the store says 58 after another deposit elsewhere.
+    other_process
+        .execute("acc", Deposit { amount: 50 })
+        .await
+        .expect("deposit elsewhere");
+    let outcome = no_retry
+        .execute("acc", Withdraw { amount: 40 })
+        .await
+        .expect("judged against the newest balance, not the cached one");
+    assert_eq!(outcome.version, 9);
+    assert_eq!(no_retry.load("acc").await.expect("load").state.balance, 18);
 }
