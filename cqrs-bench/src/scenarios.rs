@@ -131,9 +131,8 @@ pub(crate) async fn seq_command(pool: &PgPool, config: &Config) -> Result<Vec<Re
         let sandbox = Sandbox::new(pool).await?;
         let mut accounts =
             CommandPipeline::<BankAccount>::new(sandbox.shared(), ()).with_snapshots(snapshots);
-        if cache {
-            accounts = accounts.with_state_cache(16);
-        }
+        // The cache is on by default; the uncached rows turn it off.
+        accounts = accounts.with_state_cache(if cache { 16 } else { 0 });
         accounts
             .execute(
                 "acc",
@@ -430,7 +429,8 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
 
     // With a snapshot every command, loading reads one row and no events.
     let snapshotted = CommandPipeline::<BankAccount>::new(sandbox.shared(), ())
-        .with_snapshots(SnapshotPolicy::Every(1));
+        .with_snapshots(SnapshotPolicy::Every(1))
+        .with_state_cache(0);
     snapshotted.execute("long", Deposit { amount: 1 }).await?;
     let mut commands = Vec::with_capacity(config.snapshot_commands);
     let mut loads = Vec::with_capacity(config.snapshot_commands);
