@@ -107,6 +107,7 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
         }
     }
     check_ignored(&args, &handlers, &mut errors);
+    check_services(&args, &handlers, &mut errors);
     if item.trait_.is_some() {
         errors.at(&item.self_ty, "`#[aggregate]` goes on an inherent impl block (`impl MyAggregate { ... }`), not a trait impl");
     }
@@ -118,6 +119,32 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     quote! {
         #item
         #generated
+    }
+}
+
+/// A handler that takes services while the attribute declares none would
+/// otherwise fail deep in the generated code (`Services == T`, "expected
+/// `&T`, found `&()`"): say what to add instead.
+fn check_services(args: &Args, handlers: &[Handler], errors: &mut Errors) {
+    if args.services.is_some() {
+        return;
+    }
+    for handler in handlers
+        .iter()
+        .filter(|handler| handler.role == Role::Command)
+    {
+        let Some(ty) = &handler.second else { continue };
+        if matches!(ty, Type::Tuple(unit) if unit.elems.is_empty()) {
+            continue;
+        }
+        let name = ty.to_token_stream().to_string();
+        errors.at(
+            ty,
+            format!(
+                "`{}` takes services of type `{name}`, but `#[aggregate]` declares none: add `services = {name}` to its arguments",
+                handler.method
+            ),
+        );
     }
 }
 

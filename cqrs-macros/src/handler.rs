@@ -56,6 +56,8 @@ pub(crate) struct Handler {
     pub(crate) message: Type,
     /// Whether it takes the optional second parameter (services, or the envelope).
     pub(crate) takes_context: bool,
+    /// The `T` of that second parameter's `&T`, when it is a reference.
+    pub(crate) second: Option<Type>,
     /// The `C` of a `&mut C` context parameter (projectors only).
     pub(crate) context: Option<Type>,
     /// Whether it declares a return type.
@@ -239,6 +241,10 @@ fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Handler> {
         is_async: sig.asyncness.is_some(),
         message,
         takes_context: rest.len() == 2,
+        second: rest.get(1).and_then(|param| match &*param.ty {
+            Type::Reference(reference) => Some((*reference.elem).clone()),
+            _ => None,
+        }),
         context,
         returns,
     })
