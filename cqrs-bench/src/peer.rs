@@ -123,9 +123,10 @@ impl Contenders {
     async fn new(pool: &PgPool) -> Result<Self> {
         let sandbox = Sandbox::new(pool).await?;
         let options = (*pool.connect_options()).clone();
-        // What `PostgresEventStore::connect(url)` builds.
-        let ours_pool = PgPoolOptions::new().connect_with(options.clone()).await?;
-        let ours_store = PostgresEventStore::from_pool(ours_pool).with_schema(sandbox.schema())?;
+        // Exactly what `PostgresEventStore::connect(url)` builds.
+        let ours_store = PostgresEventStore::connect_with(options.clone())
+            .await?
+            .with_schema(sandbox.schema())?;
         let ours = CommandPipeline::<BankAccount>::new(Arc::new(ours_store.clone()), ());
         // What postgres-es's `default_postgress_pool(url)` builds.
         let peer_pool = PgPoolOptions::new()

@@ -90,6 +90,37 @@ impl Database {
         sqlx::query_scalar(sql).persistent(!self.pooled)
     }
 
+    /// After a connection turned out dead on first use (the store's own pool
+    /// does not ping before each use): takes every idle connection out,
+    /// pings it, and closes the dead ones, so that what follows gets a
+    /// live one. Only ever run after a failure; its own failures are ignored.
+    pub(crate) async fn sweep_dead(&self) {
+        use sqlx::Connection as _;
+        let mut idle = Vec::new();
+        for _ in 0..self.pool.num_idle() {
+            match tokio::time::timeout(std::time::Duration::from_millis(50), self.pool.acquire())
+                .await
+            {
+                Ok(Ok(connection)) => idle.push(connection),
+                _ => break,
+            }
+        }
+        let mut closed = 0;
+        for mut connection in idle {
+            // A connection that does not answer a ping within a second is as
+            // good as dead (a cut network does not always say so).
+            let answered =
+                tokio::time::timeout(std::time::Duration::from_secs(1), connection.ping()).await;
+            if !matches!(answered, Ok(Ok(()))) {
+                let _ = connection.close().await;
+                closed += 1;
+            }
+        }
+        if closed > 0 {
+            tracing::info!(closed, "closed pooled connections the server had ended");
+        }
+    }
+
     /// A connection for statements that need no transaction of their own.
     pub(crate) async fn session(&self) -> Result<Session, sqlx::Error> {
         if self.pooled {

@@ -62,6 +62,22 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// Whether `error` says the connection was lost (cut, or ended by the
+/// server), rather than that the pool had none to give or the statement was
+/// refused.
+pub(crate) fn is_dead_connection(error: &StoreError) -> bool {
+    let StoreError::Unavailable(source) = error else {
+        return false;
+    };
+    match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
+        Some(sqlx::Error::Database(db)) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code == "57P01"),
+        _ => false,
+    }
+}
+
 /// A failed write statement whose transaction commits by itself (an
 /// autocommit insert) or whose COMMIT failed: when the database refused it
 /// (a constraint, a check), nothing was written; when it never left the

@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::database::Database;
-use crate::error::{Result, sent_write_error, store_error, unique_violation};
+use crate::error::{Result, is_dead_connection, sent_write_error, store_error, unique_violation};
 use crate::horizon;
 use crate::migrate;
 use crate::notify::{Notifier, channel};
@@ -115,14 +115,35 @@ impl PostgresEventStore {
         self
     }
 
-    /// Connects a pool (default options) to `url`.
+    /// Connects a pool to `url`: sqlx's defaults (10 connections), except
+    /// that a connection is not pinged before each use (see
+    /// [`connect_with`](Self::connect_with)).
     ///
     /// # Errors
     ///
     /// When the URL is malformed or the database cannot be reached.
     pub async fn connect(url: &str) -> Result<Self> {
-        let options: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new().connect_with(options).await?;
+        Self::connect_with(url.parse()?).await
+    }
+
+    /// [`connect`](Self::connect) with connection options built in code.
+    ///
+    /// The pool does not ping a connection before each use: that is a round
+    /// trip per acquire, a third of a command on a cached aggregate. A
+    /// connection found dead on first use (the server restarted, an idle
+    /// connection was cut) costs a load a second read and an append its
+    /// resend, after which the store closes the pool's other dead
+    /// connections; the caller sees none of it. For sqlx's ping, build the
+    /// pool yourself and pass it to [`from_pool`](Self::from_pool).
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
         Ok(Self::from_pool(pool))
     }
 
@@ -736,6 +757,27 @@ impl PostgresEventStore {
         request: ReplayRequest<'_>,
         sink: &mut dyn ReplaySink,
     ) -> Result<Replayed, StoreError> {
+        let mut delivered = false;
+        match self.replay_attempt(request, sink, &mut delivered).await {
+            // The pool hands out connections without a ping first (a round
+            // trip per command saved), so one may turn out dead on first use
+            // (the server restarted, an idle connection was cut). Nothing
+            // reached the sink yet: reading again is safe.
+            Err(error) if !delivered && is_dead_connection(&error) => {
+                tracing::debug!(stream = %request.stream, %error, "a pooled connection was dead; reading again");
+                self.db.sweep_dead().await;
+                self.replay_attempt(request, sink, &mut delivered).await
+            }
+            other => other,
+        }
+    }
+
+    async fn replay_attempt(
+        &self,
+        request: ReplayRequest<'_>,
+        sink: &mut dyn ReplaySink,
+        delivered: &mut bool,
+    ) -> Result<Replayed, StoreError> {
         let stream = request.stream;
         let upto = request
             .upto
@@ -773,12 +815,16 @@ impl PostgresEventStore {
                 }
                 row::ReplayRow::Event(event) => match pending.take() {
                     Some(snapshot) if snapshot.version == event.version => {
+                        *delivered = true;
                         if !sink.snapshot(&snapshot) {
                             return Ok(Replayed::SnapshotRefused);
                         }
                     }
                     Some(_) => return Ok(Replayed::SnapshotRefused),
-                    None => sink.event(event)?,
+                    None => {
+                        *delivered = true;
+                        sink.event(event)?;
+                    }
                 },
             }
             first = false;
@@ -1052,6 +1098,9 @@ impl EventStore for PostgresEventStore {
             };
             tracing::warn!(%stream, resend, %error, "the answer to an append was lost; sending it again");
             tokio::time::sleep(pause).await;
+            // The connection may have been one the server had ended; others
+            // in the pool may be too.
+            self.db.sweep_dead().await;
             pause *= 4;
             let again = self.try_append(stream, expected, &events, &batch);
             result = match tokio::time::timeout(LOST_ANSWER_RESEND_TIMEOUT, again).await {

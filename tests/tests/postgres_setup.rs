@@ -188,3 +188,79 @@ async fn a_store_in_a_schema_of_63_characters_wakes_its_listeners() {
     assert_eq!(notification.channel(), store.notification_channel());
     drop_schema(&observer, &schema).await;
 }
+
+/// The store's own pool does not ping a connection before each use (a round
+/// trip per command saved), so a command can meet a connection the server
+/// has ended (a restart, an administrator, a cut idle connection): its load
+/// reads again on a fresh one and its append resends, and the caller sees
+/// nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_go_through_when_the_server_ended_the_pools_connections() {
+    use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
+    use cqrskit::CommandPipeline;
+    use std::sync::Arc;
+
+    let db = cqrs_tests::postgres::TestStore::new().await;
+    let application_name = format!("ended_{}", Uuid::now_v7().simple());
+    let separator = if database_url().contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!(
+        "{}{separator}application_name={application_name}",
+        database_url()
+    );
+    let store = PostgresEventStore::connect(&url)
+        .await
+        .expect("connect")
+        .with_schema(&db.schema)
+        .expect("schema");
+    // Without the cache every command loads, then appends.
+    let accounts =
+        Arc::new(CommandPipeline::<BankAccount>::new(Arc::new(store), ()).with_state_cache(0));
+    let mut opens = JoinSet::new();
+    for account in 0..4 {
+        let accounts = accounts.clone();
+        opens.spawn(async move {
+            let owner = "ann".to_owned();
+            accounts
+                .execute(&format!("acc-{account}"), OpenAccount { owner })
+                .await
+        });
+    }
+    while let Some(opened) = opens.join_next().await {
+        opened.expect("task").expect("open");
+    }
+
+    let observer = pool().await;
+    // language=SQL
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&application_name)
+    .fetch_all(&observer)
+    .await
+    .expect("end the pool's sessions");
+    assert!(!ended.is_empty(), "the pool held no session to end");
+    while sessions(&observer, &application_name).await > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    for round in 0..3 {
+        for account in 0..4 {
+            accounts
+                .execute(&format!("acc-{account}"), Deposit { amount: 1 })
+                .await
+                .unwrap_or_else(|error| panic!("deposit {round} on acc-{account}: {error}"));
+        }
+    }
+    for account in 0..4 {
+        let loaded = accounts
+            .load(&format!("acc-{account}"))
+            .await
+            .expect("load");
+        assert_eq!((loaded.state.balance, loaded.version), (3, 4));
+    }
+    db.drop_schema().await;
+}
