@@ -67,6 +67,23 @@ pub trait Projector<C: ?Sized + Send = ()>: Send + Sync {
         Ok(())
     }
 
+    /// Creates what the read model needs (tables, indexes), idempotently:
+    /// `CREATE TABLE IF NOT EXISTS`, never a `DROP`. Runners call it before
+    /// their first batch and before a rebuild, with the context they project
+    /// with (on PostgreSQL, a transaction that holds the projection's row, so
+    /// two runners never run it at once), so a projection's tables come into
+    /// being with it, in the schema of its events, and again after a
+    /// restart. The default does nothing (`#[setup]` with the macro).
+    ///
+    /// # Errors
+    ///
+    /// Any error of the projector's own; the runner applies nothing until it
+    /// succeeds.
+    async fn setup(&self, context: &mut C) -> Result<(), BoxError> {
+        let _ = context;
+        Ok(())
+    }
+
     /// Clears the read model before a rebuild replays the log from the start.
     /// The default does nothing: override it (`#[reset]` with the macro) for
     /// any projector that will be rebuilt, or the replay lands on top of the
@@ -119,6 +136,10 @@ where
         _context: &mut C,
     ) -> Result<(), BoxError> {
         self.0.project_batch(events, &mut ()).await
+    }
+
+    async fn setup(&self, _context: &mut C) -> Result<(), BoxError> {
+        self.0.setup(&mut ()).await
     }
 
     async fn reset(&self, _context: &mut C) -> Result<(), BoxError> {

@@ -226,7 +226,7 @@ fn generate(args: &Args, item: &ItemImpl, handlers: &[Handler]) -> TokenStream {
                     }
                 }
             }
-            Role::Apply | Role::Project | Role::Reset => quote! {
+            Role::Apply | Role::Project | Role::Reset | Role::Setup => quote! {
                 #[automatically_derived]
                 impl #impl_generics ::cqrskit::dispatch::ApplyEvent<#message> for #self_ty #where_clause {
                     fn apply_event(&mut self, event: &#message) {

@@ -19,6 +19,8 @@ pub(crate) enum Role {
     Project,
     /// `#[reset]`: clears a projector's read model before a rebuild (`&self`).
     Reset,
+    /// `#[setup]`: creates a projector's read model, idempotently (`&self`).
+    Setup,
 }
 
 impl Role {
@@ -28,13 +30,14 @@ impl Role {
             Role::Apply => "apply",
             Role::Project => "project",
             Role::Reset => "reset",
+            Role::Setup => "setup",
         }
     }
 
     fn home(self) -> &'static str {
         match self {
             Role::Command | Role::Apply => "#[aggregate]",
-            Role::Project | Role::Reset => "#[projector]",
+            Role::Project | Role::Reset | Role::Setup => "#[projector]",
         }
     }
 
@@ -42,7 +45,7 @@ impl Role {
         match self {
             Role::Command => "command",
             Role::Apply | Role::Project => "event",
-            Role::Reset => "read model",
+            Role::Reset | Role::Setup => "read model",
         }
     }
 }
@@ -68,7 +71,13 @@ pub(crate) struct Handler {
 /// marked methods. Reports markers of other roles, bad signatures, and two
 /// handlers for one type.
 pub(crate) fn take(item: &mut ItemImpl, roles: &[Role], errors: &mut Errors) -> Vec<Handler> {
-    let all = [Role::Command, Role::Apply, Role::Project, Role::Reset];
+    let all = [
+        Role::Command,
+        Role::Apply,
+        Role::Project,
+        Role::Reset,
+        Role::Setup,
+    ];
     let mut handlers = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(function) = impl_item else {
@@ -130,7 +139,7 @@ fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Handler> {
         Role::Project => {
             "`async fn name(&self, event: &E) -> Result<(), Error>` (optionally followed by `envelope: &EventEnvelope<Event>` and then a context `&mut C`; `async` and the return type are optional)"
         }
-        Role::Reset => {
+        Role::Reset | Role::Setup => {
             "`async fn name(&self, context: &mut C) -> Result<(), Error>` (the context is optional; `async` and the return type are optional)"
         }
     };
@@ -148,7 +157,7 @@ fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Handler> {
             match role {
                 Role::Command => "a command handler takes `&self`: deciding never changes state (state changes in `#[apply]` methods)".to_owned(),
                 Role::Apply => "an apply method takes `&mut self`: it evolves the state".to_owned(),
-                Role::Project | Role::Reset => "a projector method takes `&self`: keep the read model behind a connection or a lock".to_owned(),
+                Role::Project | Role::Reset | Role::Setup => "a projector method takes `&self`: keep the read model behind a connection or a lock".to_owned(),
             },
         ),
         None => fail(&sig.ident, format!("a handler is a method: expected {shape}")),
@@ -164,7 +173,7 @@ fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Handler> {
     // A projector method's trailing `&mut C` is its context; take it off first.
     let mut context = None;
     let mut rest: &[&syn::PatType] = &params;
-    if matches!(role, Role::Project | Role::Reset) {
+    if matches!(role, Role::Project | Role::Reset | Role::Setup) {
         if let Some((last, before)) = rest.split_last() {
             if let Type::Reference(reference) = &*last.ty {
                 if reference.mutability.is_some() {
@@ -174,7 +183,7 @@ fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Handler> {
             }
         }
     }
-    let message = if role == Role::Reset {
+    let message = if matches!(role, Role::Reset | Role::Setup) {
         if let Some(extra) = rest.first() {
             fail(extra, format!("unexpected parameter: expected {shape}"));
         }
@@ -255,11 +264,12 @@ fn report_duplicates(handlers: &[Handler], errors: &mut Errors) {
     for handler in handlers {
         let key = (handler.role, handler.message.to_token_stream().to_string());
         match first.get(&key) {
-            Some(earlier) if handler.role == Role::Reset => errors.at(
+            Some(earlier) if matches!(handler.role, Role::Reset | Role::Setup) => errors.at(
                 &handler.method,
                 format!(
-                    "`{}` is already the reset method: a projector has one",
-                    earlier.method
+                    "`{}` is already the {} method: a projector has one",
+                    earlier.method,
+                    handler.role.marker()
                 ),
             ),
             Some(earlier) => errors.at(

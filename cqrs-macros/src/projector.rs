@@ -48,7 +48,11 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Args {
 pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
     let args = parse_args(args, &mut errors);
-    let handlers = handler::take(&mut item, &[Role::Project, Role::Reset], &mut errors);
+    let handlers = handler::take(
+        &mut item,
+        &[Role::Project, Role::Reset, Role::Setup],
+        &mut errors,
+    );
     let context = context_type(&handlers, &mut errors);
     if args.event.is_none() {
         errors.push(syn::Error::new(
@@ -176,15 +180,13 @@ fn generate(
         Some(context) => quote! { #context },
         None => quote! { () },
     };
-    let reset = handlers
-        .iter()
-        .find(|h| h.role == Role::Reset)
-        .map(|handler| {
+    let hook = |role: Role, name: TokenStream| {
+        handlers.iter().find(|h| h.role == role).map(|handler| {
             let method = &handler.method;
             let context_arg = handler.context.is_some().then(|| quote! { context });
             let call = call(handler, quote! { Self::#method(self, #context_arg) });
             quote! {
-                async fn reset(
+                async fn #name(
                     &self,
                     context: &mut #context_ty,
                 ) -> ::core::result::Result<(), ::cqrskit::BoxError> {
@@ -192,7 +194,10 @@ fn generate(
                     #call
                 }
             }
-        });
+        })
+    };
+    let reset = hook(Role::Reset, quote! { reset });
+    let setup = hook(Role::Setup, quote! { setup });
     quote! {
         impl #impl_generics #self_ty #where_clause {
             /// The stored event types this projector handles: those of its
@@ -222,6 +227,8 @@ fn generate(
                 #(#branches)*
                 ::core::result::Result::Ok(())
             }
+
+            #setup
 
             #reset
         }

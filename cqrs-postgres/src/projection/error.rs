@@ -69,6 +69,15 @@ pub enum RunnerError {
         /// declares.
         removed: Vec<String>,
     },
+    /// The projector's setup hook failed; nothing was applied.
+    #[error("setting up projection `{projection}` failed: {source}")]
+    Setup {
+        /// The projection.
+        projection: String,
+        /// The hook's error.
+        #[source]
+        source: BoxError,
+    },
     /// The projector's reset hook failed; the rebuild did not start.
     #[error("resetting projection `{projection}` failed: {source}")]
     Reset {

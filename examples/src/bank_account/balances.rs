@@ -37,27 +37,6 @@ impl AccountBalances {
         }
     }
 
-    /// Creates the table if it does not exist yet.
-    ///
-    /// # Errors
-    ///
-    /// When the database refuses.
-    pub async fn create_table(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        // language=SQL
-        sqlx::query(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (
-                 account_id text PRIMARY KEY,
-                 owner      text   NOT NULL,
-                 balance    bigint NOT NULL,
-                 version    bigint NOT NULL
-             )",
-            self.table
-        ))
-        .execute(pool)
-        .await?;
-        Ok(())
-    }
-
     /// The row of one account, if the read model has it.
     ///
     /// # Errors
@@ -106,6 +85,25 @@ impl AccountBalances {
 
 #[projector(event = AccountEvent, name = "account_balances")]
 impl AccountBalances {
+    /// Creates the table if it does not exist yet: the runner calls it
+    /// before its first batch and before a rebuild.
+    #[setup]
+    async fn create_table(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        // language=SQL
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                 account_id text PRIMARY KEY,
+                 owner      text   NOT NULL,
+                 balance    bigint NOT NULL,
+                 version    bigint NOT NULL
+             )",
+            self.table
+        ))
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
     #[project]
     async fn opened(
         &self,

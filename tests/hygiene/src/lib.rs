@@ -101,10 +101,18 @@ pub struct Dimmings {
 
 #[projector(event = LampEvent)]
 impl Dimmings {
+    #[setup]
+    fn prepare(&self) {}
+
     #[project]
     async fn dimmed(&self, _: &Dimmed, _: &EventEnvelope<LampEvent>) {
         self.count
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[reset]
+    async fn clear(&self) {
+        self.count.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

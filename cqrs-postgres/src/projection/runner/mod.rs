@@ -8,6 +8,7 @@ mod horizon;
 mod lease_wait;
 mod read_ahead;
 mod session;
+mod setup;
 mod subscription;
 
 use std::future::Future;
@@ -89,6 +90,8 @@ pub struct ProjectionRunner<P: ?Sized> {
     /// The projector's event types, sorted and without repeats: what the
     /// projection records as its subscription.
     subscription: Vec<String>,
+    /// Whether the projector's setup hook ran since this runner was made.
+    set_up: std::sync::atomic::AtomicBool,
 }
 
 impl<P> ProjectionRunner<P>
@@ -110,6 +113,7 @@ where
             begin_statement: session::begin_statement(&RunnerOptions::default()),
             listener_pool: session::listener_pool(store.database()),
             subscription: subscription(projector.event_types()),
+            set_up: std::sync::atomic::AtomicBool::new(false),
             store,
             projector,
             filter,
@@ -190,6 +194,7 @@ where
     /// store failures.
     pub async fn step(&self) -> Result<usize, RunnerError> {
         let held = self.renewed_lease().await?;
+        self.set_up_once().await?;
         let mut tx = self.begin().await?;
         let locked = self.guard(&mut tx, held).await?;
         let rows = match self.take_prefetched(locked.checkpoint) {
@@ -480,6 +485,9 @@ where
         let held = self.renewed_lease().await?;
         let mut tx = self.begin().await?;
         let locked = self.lock_as_holder(&mut tx, held).await?;
+        // The tables the reset clears must exist (a rebuild may be the
+        // projection's first run, or follow a dropped table).
+        self.run_setup(&mut tx).await?;
         self.projector
             .reset(&mut tx)
             .await

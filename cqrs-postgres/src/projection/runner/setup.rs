@@ -1,0 +1,69 @@
+//! The projector's setup hook: its read model's tables come into being with
+//! the projection, before the first batch, in a transaction that holds the
+//! projection's row (so two runners never run `CREATE TABLE` at once, which
+//! PostgreSQL does not make safe even with `IF NOT EXISTS`).
+
+use std::sync::atomic::Ordering;
+
+use cqrskit_core::Projector;
+use sqlx::PgConnection;
+
+use super::ProjectionRunner;
+use crate::projection::checkpoint;
+use crate::projection::error::{RunnerError, db};
+
+impl<P> ProjectionRunner<P>
+where
+    P: Projector<PgConnection> + ?Sized + 'static,
+{
+    /// Runs the projector's [`setup`](Projector::setup) hook now, creating
+    /// the projection's row if needed. Runners do it by themselves before
+    /// their first batch; call it to have the read model's tables before the
+    /// runner starts (an application that serves reads at once, a test).
+    /// Needs no lease: it waits while a holder is applying a batch.
+    ///
+    /// # Errors
+    ///
+    /// [`RunnerError::Setup`] when the hook fails (nothing is kept);
+    /// store failures.
+    pub async fn setup(&self) -> Result<(), RunnerError> {
+        let database = self.store.database();
+        let mut tx = self.begin().await?;
+        // language=SQL
+        database
+            .query(&format!(
+                "INSERT INTO {} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                self.projections
+            ))
+            .bind(self.name())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        checkpoint::lock(database, &mut tx, &self.projections, self.name())
+            .await
+            .map_err(db)?;
+        self.run_setup(&mut tx).await?;
+        tx.commit().await.map_err(db)?;
+        self.set_up.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The projector's hook on `tx`, its failure named.
+    pub(super) async fn run_setup(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
+        self.projector
+            .setup(tx)
+            .await
+            .map_err(|source| RunnerError::Setup {
+                projection: self.name().to_owned(),
+                source,
+            })
+    }
+
+    /// [`setup`](Self::setup), the first time only.
+    pub(super) async fn set_up_once(&self) -> Result<(), RunnerError> {
+        if self.set_up.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.setup().await
+    }
+}
