@@ -53,6 +53,8 @@ mod projection;
 mod row;
 mod schema;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Error, Result};
 pub use inline::InlineProjections;

@@ -98,6 +98,7 @@
 //! | --- | --- | --- |
 //! | `derive` | yes | the macros `DomainEvent`, `Command`, `aggregate` and `projector` |
 //! | `postgres` | no | `cqrskit::postgres`: the PostgreSQL event store, snapshots, checkpoints and the projection runner |
+//! | `testing` | no | `cqrskit::postgres::testing`: a store in a fresh schema per test, and running a projection until it has caught up (for an application's own tests; implies `postgres`) |
 //!
 //! This crate is the only one to depend on. It re-exports `cqrskit-core` (the
 //! model), `cqrskit-macros` and `cqrskit-postgres`, whose versions always move

@@ -5,12 +5,9 @@
 //! PostgreSQL when none answers). A test that cannot reach it fails: tests that
 //! need PostgreSQL never skip.
 
-use std::sync::Arc;
-
-use cqrskit::postgres::PostgresEventStore;
+use cqrskit::postgres::testing;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use uuid::Uuid;
 
 /// The URL tests connect to: `DATABASE_URL`, or the local default.
 pub fn database_url() -> String {
@@ -37,13 +34,10 @@ pub async fn pool() -> PgPool {
         })
 }
 
-/// A migrated store in a fresh schema.
-pub struct TestStore {
-    /// The store.
-    pub store: PostgresEventStore,
-    /// Its schema's name.
-    pub schema: String,
-}
+/// The published test store (`cqrskit::postgres::testing::TestStore`), on a
+/// pool sized for this suite's concurrency tests: the suite uses what it
+/// offers applications.
+pub struct TestStore(testing::TestStore);
 
 impl TestStore {
     /// Creates a fresh schema and migrates it.
@@ -52,27 +46,7 @@ impl TestStore {
     ///
     /// When the database cannot be reached or the migration fails.
     pub async fn new() -> Self {
-        let schema = format!("test_{}", Uuid::now_v7().simple());
-        let store = PostgresEventStore::from_pool(pool().await)
-            .with_schema(&schema)
-            .expect("generated schema names are valid");
-        store.migrate().await.expect("migrations apply");
-        Self { store, schema }
-    }
-
-    /// The store as the conformance scenarios take it.
-    pub fn shared(&self) -> Arc<dyn cqrskit::EventStore> {
-        Arc::new(self.store.clone())
-    }
-
-    /// The store's pool.
-    pub fn pool(&self) -> &PgPool {
-        self.store.pool()
-    }
-
-    /// The schema-qualified name of one of the store's tables.
-    pub fn table(&self, table: &str) -> String {
-        format!("\"{}\".{table}", self.schema)
+        Self(testing::TestStore::on_pool(pool().await).await)
     }
 
     /// Drops the schema. Called when a test passed; a failed test leaves its
@@ -82,10 +56,20 @@ impl TestStore {
     ///
     /// When the database refuses.
     pub async fn drop_schema(self) {
-        // language=SQL
-        sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema))
-            .execute(self.store.pool())
-            .await
-            .expect("drop the test schema");
+        self.0.drop_schema().await;
+    }
+}
+
+impl From<testing::TestStore> for TestStore {
+    fn from(store: testing::TestStore) -> Self {
+        Self(store)
+    }
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = testing::TestStore;
+
+    fn deref(&self) -> &testing::TestStore {
+        &self.0
     }
 }

@@ -77,11 +77,24 @@ async fn write_first(db: &TestStore, tx: &mut Transaction<'static, Postgres>) {
     }
 }
 
-async fn read_all(store: &PostgresEventStore, after: Position) -> Vec<StoredEvent> {
-    store
-        .read_log(after, &LogFilter::all(), 100)
-        .await
-        .expect("read the log")
+/// Reads the log after `after` until `count` events arrived (or 10 s
+/// passed). A horizon may lag a commit by a moment (it also waits for
+/// transactions of other tests that ended just as it looked), so a single
+/// read right after a commit may come back short; what matters is that the
+/// events arrive, in order, while the transactions the test holds open are
+/// still open.
+async fn read_all(store: &PostgresEventStore, after: Position, count: usize) -> Vec<StoredEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = store
+            .read_log(after, &LogFilter::all(), 100)
+            .await
+            .expect("read the log");
+        if read.len() >= count || tokio::time::Instant::now() > deadline {
+            return read;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +112,7 @@ async fn a_transaction_that_appends_nothing_does_not_hold_readers_back() {
         .expect("append");
 
     // Both transactions are still open, and wrote before the append began.
-    let read = read_all(&db.store, Position::START).await;
+    let read = read_all(&db.store, Position::START, 2).await;
     let ids: Vec<_> = read.iter().map(|event| event.event_id).collect();
     let appended_ids: Vec<_> = appended.events.iter().map(|event| event.event_id).collect();
     assert_eq!(
@@ -127,7 +140,7 @@ async fn an_append_after_other_writes_in_its_transaction_is_read_after_later_com
         .await
         .expect("append");
     // ...so a reader reads past its id.
-    let read = read_all(&db.store, Position::START).await;
+    let read = read_all(&db.store, Position::START, 1).await;
     assert_eq!(read.len(), 1);
     let checkpoint = read[0].position;
 
@@ -153,7 +166,7 @@ async fn an_append_after_other_writes_in_its_transaction_is_read_after_later_com
     );
     late.commit().await.expect("commit");
 
-    let read = read_all(&db.store, checkpoint).await;
+    let read = read_all(&db.store, checkpoint, 2).await;
     let ids: Vec<_> = read.iter().map(|event| event.event_id).collect();
     let expected: Vec<_> = appended.events.iter().map(|event| event.event_id).collect();
     assert_eq!(ids, expected, "the late append was skipped");

@@ -483,12 +483,12 @@ async fn with_a_direct_url_migrations_and_notifications_work_behind_a_pooler() {
         .await
         .expect("migrations through the direct URL");
     // The test's own reads go direct.
-    let db = TestStore {
+    let db = TestStore::from(cqrskit::postgres::testing::TestStore {
         store: PostgresEventStore::from_pool(cqrs_tests::postgres::pool().await)
             .with_schema(&schema)
             .expect("schema"),
         schema: schema.clone(),
-    };
+    });
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
     let runner = Arc::new(
         ProjectionRunner::new(store.clone(), ledger.clone()).with_options(RunnerOptions {

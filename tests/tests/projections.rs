@@ -897,7 +897,7 @@ async fn the_lag_names_the_append_that_holds_events_back() {
     );
 
     open.commit().await.expect("commit");
-    assert_eq!(runner.catch_up().await.expect("catch up"), 5);
+    assert_eq!(cqrskit::postgres::testing::caught_up(&runner).await, 5);
     let lag = runner.lag().await.expect("lag");
     assert_eq!((lag.events, lag.held_back_by), (0, None));
     db.drop_schema().await;

@@ -222,3 +222,49 @@ async fn the_read_model_reports_a_balance_it_cannot_hold_instead_of_wrapping() {
     // The row stays as the last event that fitted left it.
     assert_eq!(summaries.all()[0].balance, u64::MAX);
 }
+
+/// The balance read model against PostgreSQL, with the test helpers
+/// `docs/testing.md` shows: a store in a schema of its own, and the
+/// projection run until it has caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_balance_table_follows_the_account() {
+    use cqrskit::postgres::ProjectionRunner;
+    use cqrskit::postgres::testing::{TestStore, caught_up};
+
+    use super::balances::AccountBalances;
+
+    let db = TestStore::new().await;
+    let accounts = CommandPipeline::<BankAccount>::new(db.shared(), ());
+    accounts
+        .execute(
+            "acc-1",
+            OpenAccount {
+                owner: "Alice".into(),
+            },
+        )
+        .await
+        .expect("open");
+    accounts
+        .execute("acc-1", Deposit { amount: 100 })
+        .await
+        .expect("deposit");
+    accounts
+        .execute("acc-1", Withdraw { amount: 30 })
+        .await
+        .expect("withdraw");
+
+    let balances = Arc::new(AccountBalances::new(&db.store));
+    let runner = ProjectionRunner::new(db.store.clone(), balances.clone());
+    assert_eq!(caught_up(&runner).await, 3);
+
+    let row = balances
+        .get(db.pool(), "acc-1")
+        .await
+        .expect("query")
+        .expect("a row for the account");
+    assert_eq!(
+        (row.owner.as_str(), row.balance, row.version),
+        ("Alice", 70, 3)
+    );
+    db.drop_schema().await;
+}
