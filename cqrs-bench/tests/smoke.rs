@@ -33,6 +33,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "vs-cqrs-es-short-streams",
             "vs-cqrs-es-concurrent-commands",
             "vs-cqrs-es-long-stream-load",
+            "vs-cqrs-es-long-stream-load-snapshot",
             "live-lag-quiet",
             "live-lag-busy",
         ]
