@@ -94,6 +94,7 @@ async fn measure(pool: &PgPool, config: &Config, scenario: &'static str) -> Resu
     Ok(Report {
         max: None,
         peer: None,
+        peer_latency: None,
         scenario,
         framework: latency.p99.as_secs_f64() * 1e3,
         baseline: latency.baseline_p99.as_secs_f64() * 1e3,

@@ -19,7 +19,7 @@ use cqrskit::{CommandPipeline, SnapshotPolicy};
 use postgres_es::PostgresEventRepository;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Report, per_second};
+use crate::report::{Latency, Report, per_second, quantile};
 use crate::scenarios::{Sandbox, check, long_stream, raw_concurrent};
 use crate::{BenchError, Config};
 
@@ -234,35 +234,49 @@ async fn sequential(
     let total = streams * commands;
     let deposits = commands.saturating_sub(1);
 
+    // Each command is timed, for the latency percentiles of both sides.
+    let mut ours_latency = Vec::with_capacity(total);
     let started = Instant::now();
     for stream in 0..streams {
         let id = format!("acc-{stream}");
+        let command = Instant::now();
         contenders.ours_open(&id).await?;
+        ours_latency.push(command.elapsed());
         for _ in 0..deposits {
+            let command = Instant::now();
             contenders.ours.execute(&id, Deposit { amount: 1 }).await?;
+            ours_latency.push(command.elapsed());
         }
     }
     let ours = per_second(total, started.elapsed());
 
+    let mut peer_latency = Vec::with_capacity(total);
     let started = Instant::now();
     for stream in 0..streams {
         let id = format!("acc-{stream}");
+        let command = Instant::now();
         contenders.peer_open(&id).await?;
+        peer_latency.push(command.elapsed());
         for _ in 0..deposits {
+            let command = Instant::now();
             contenders
                 .peer_execute(&id, PeerCommand::Deposit { amount: 1 })
                 .await?;
+            peer_latency.push(command.elapsed());
         }
     }
     let peer = per_second(total, started.elapsed());
 
+    let mut baseline_latency = Vec::with_capacity(total);
     let started = Instant::now();
     for stream in 0..streams {
         for version in 1..=commands {
-            contenders
-                .sandbox
-                .raw_insert(&format!("acc-{stream}"), version as i64)
-                .await?;
+            baseline_latency.push(
+                contenders
+                    .sandbox
+                    .raw_insert(&format!("acc-{stream}"), version as i64)
+                    .await?,
+            );
         }
     }
     let baseline = per_second(total, started.elapsed());
@@ -277,7 +291,18 @@ async fn sequential(
         )?;
     }
     contenders.sandbox.drop().await?;
-    Ok(Report::new(scenario, ours, baseline, "ops/s").with_peer(peer))
+    let mut report = Report::new(scenario, ours, baseline, "ops/s").with_peer(peer);
+    report.latency = Some(Latency {
+        p50: quantile(&mut ours_latency, 0.5),
+        p99: quantile(&mut ours_latency, 0.99),
+        baseline_p50: quantile(&mut baseline_latency, 0.5),
+        baseline_p99: quantile(&mut baseline_latency, 0.99),
+    });
+    report.peer_latency = Some((
+        quantile(&mut peer_latency, 0.5),
+        quantile(&mut peer_latency, 0.99),
+    ));
+    Ok(report)
 }
 
 /// Many aggregates, a few commands each, from concurrent tasks.

@@ -22,6 +22,8 @@ pub struct Report {
     pub max: Option<(Duration, Duration)>,
     /// The same figure for a peer framework, where one ran beside ours.
     pub peer: Option<f64>,
+    /// The peer's median and 99th percentile, where single commands are timed.
+    pub peer_latency: Option<(Duration, Duration)>,
 }
 
 impl Report {
@@ -35,6 +37,7 @@ impl Report {
             latency: None,
             max: None,
             peer: None,
+            peer_latency: None,
         }
     }
 
@@ -83,6 +86,14 @@ impl fmt::Display for Report {
         }
         if let Some(peer) = self.peer {
             write!(f, " peer={peer:.2} vs_peer={:.3}", self.framework / peer)?;
+        }
+        if let Some((p50, p99)) = self.peer_latency {
+            write!(
+                f,
+                " peer_p50_ms={:.3} peer_p99_ms={:.3}",
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3
+            )?;
         }
         if let Some((framework, baseline)) = self.max {
             write!(
@@ -138,6 +149,7 @@ mod tests {
             latency: None,
             max: None,
             peer: None,
+            peer_latency: None,
         };
         assert_eq!(
             report.to_string(),

@@ -174,6 +174,7 @@ pub(crate) async fn seq_command(pool: &PgPool, config: &Config) -> Result<Vec<Re
         reports.push(Report {
             max: None,
             peer: None,
+            peer_latency: None,
             scenario,
             framework: framework_rate,
             baseline: baseline_rate,
@@ -306,6 +307,7 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
         Report {
             max: None,
             peer: None,
+            peer_latency: None,
             scenario: "concurrent-commands",
             framework,
             baseline,
@@ -315,6 +317,7 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
         Report {
             max: None,
             peer: None,
+            peer_latency: None,
             scenario: "concurrent-commands-same-schema",
             framework,
             baseline: same_schema,
@@ -457,6 +460,7 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
         Report {
             max: None,
             peer: None,
+            peer_latency: None,
             scenario: "long-stream-load",
             framework: ms(framework),
             baseline: ms(baseline),
@@ -466,6 +470,7 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
         Report {
             max: None,
             peer: None,
+            peer_latency: None,
             scenario: "long-stream-load-snapshot",
             framework: ms(quantile(&mut loads.clone(), 0.5)),
             baseline: ms(baseline),
@@ -480,6 +485,7 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
         Report {
             max: None,
             peer: None,
+            peer_latency: None,
             scenario: "long-stream-command-snapshot",
             framework: ms(quantile(&mut commands.clone(), 0.5)),
             baseline: ms(quantile(&mut raw.clone(), 0.5)),
@@ -576,6 +582,7 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
         Report {
             max: None,
             peer: None,
+            peer_latency: None,
             scenario: "batch-append",
             framework,
             baseline,
@@ -585,6 +592,7 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
         Report {
             max: None,
             peer: None,
+            peer_latency: None,
             scenario: "batch-append-same-schema",
             framework,
             baseline: same_schema,
@@ -698,6 +706,7 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
     Ok(Report {
         max: None,
         peer: None,
+        peer_latency: None,
         scenario: "projection-catch-up",
         framework,
         baseline,
