@@ -62,13 +62,10 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     }
 }
 
-/// Whether `error` says the connection was lost (cut, or ended by the
-/// server), rather than that the pool had none to give or the statement was
-/// refused.
-pub(crate) fn is_dead_connection(error: &StoreError) -> bool {
-    let StoreError::Unavailable(source) = error else {
-        return false;
-    };
+/// Whether `source` (the cause inside a store error) says the connection was
+/// lost (cut, or ended by the server), rather than that the pool had none to
+/// give or the statement was refused.
+pub(crate) fn is_dead_connection(source: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     match source.downcast_ref::<sqlx::Error>() {
         Some(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
         Some(sqlx::Error::Database(db)) => db

@@ -763,7 +763,10 @@ impl PostgresEventStore {
             // trip per command saved), so one may turn out dead on first use
             // (the server restarted, an idle connection was cut). Nothing
             // reached the sink yet: reading again is safe.
-            Err(error) if !delivered && is_dead_connection(&error) => {
+            Err(StoreError::Unavailable(source))
+                if !delivered && is_dead_connection(source.as_ref()) =>
+            {
+                let error = StoreError::Unavailable(source);
                 tracing::debug!(stream = %request.stream, %error, "a pooled connection was dead; reading again");
                 self.db.sweep_dead().await;
                 self.replay_attempt(request, sink, &mut delivered).await
@@ -1098,9 +1101,11 @@ impl EventStore for PostgresEventStore {
             };
             tracing::warn!(%stream, resend, %error, "the answer to an append was lost; sending it again");
             tokio::time::sleep(pause).await;
-            // The connection may have been one the server had ended; others
-            // in the pool may be too.
-            self.db.sweep_dead().await;
+            // The connection was one the server had ended: others in the
+            // pool may be too.
+            if is_dead_connection(error.as_ref()) {
+                self.db.sweep_dead().await;
+            }
             pause *= 4;
             let again = self.try_append(stream, expected, &events, &batch);
             result = match tokio::time::timeout(LOST_ANSWER_RESEND_TIMEOUT, again).await {

@@ -18,6 +18,24 @@ pub(crate) struct Locked {
     pub(crate) event_types: Option<Vec<String>>,
 }
 
+/// Creates the projection's row (at the start of the log, unowned) if it
+/// does not exist yet.
+pub(crate) async fn ensure_row(
+    db: &Database,
+    connection: &mut PgConnection,
+    table: &str,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    // language=SQL
+    db.query(&format!(
+        "INSERT INTO {table} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
+    ))
+    .bind(name)
+    .execute(connection)
+    .await
+    .map(|_| ())
+}
+
 /// Locks the projection's row (`FOR UPDATE`): two runners cannot both be
 /// between reading and moving the checkpoint.
 pub(crate) async fn lock(

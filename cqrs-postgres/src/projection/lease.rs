@@ -46,13 +46,7 @@ pub(crate) async fn acquire(
     duration: Duration,
 ) -> Result<Option<Lease>, sqlx::Error> {
     let mut session = db.session().await?;
-    // language=SQL
-    db.query(&format!(
-        "INSERT INTO {table} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
-    ))
-    .bind(name)
-    .execute(&mut *session)
-    .await?;
+    super::checkpoint::ensure_row(db, &mut session, table, name).await?;
     // language=SQL
     let row = db
         .query(&format!(

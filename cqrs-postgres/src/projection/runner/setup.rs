@@ -29,14 +29,7 @@ where
     pub async fn setup(&self) -> Result<(), RunnerError> {
         let database = self.store.database();
         let mut tx = self.begin().await?;
-        // language=SQL
-        database
-            .query(&format!(
-                "INSERT INTO {} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-                self.projections
-            ))
-            .bind(self.name())
-            .execute(&mut *tx)
+        checkpoint::ensure_row(database, &mut tx, &self.projections, self.name())
             .await
             .map_err(db)?;
         checkpoint::lock(database, &mut tx, &self.projections, self.name())
