@@ -369,8 +369,23 @@ impl<A: Aggregate> CommandPipeline<A> {
         } else {
             ExpectedVersion::Exact(version)
         };
+        // The state after these events is needed for the cache and for a
+        // snapshot due at their last version; the snapshot then rides in
+        // the append itself (one commit, not two).
+        let ends_at = version + events.len() as u64;
+        let snapshot_due = self.snapshots.is_due(version, ends_at);
+        if self.cache.is_some() || snapshot_due {
+            for event in &events {
+                state.apply(event);
+            }
+        }
+        let snapshot = if snapshot_due {
+            self.snapshot_of(stream, &state, ends_at)
+        } else {
+            None
+        };
         let appended = self
-            .append(command_id, stream, expected, new_events)
+            .append(command_id, stream, expected, new_events, snapshot)
             .await?;
 
         let envelopes: Vec<EventEnvelope<A::Event>> = events
@@ -395,24 +410,14 @@ impl<A: Aggregate> CommandPipeline<A> {
         let after = envelopes
             .last()
             .map_or(appended.stream_version, |event| event.version);
-        let keep_state = self.cache.is_some() && !appended.already_stored;
-        let snapshot_due = self.snapshots.is_due(version, after);
-        if keep_state || snapshot_due {
-            for envelope in &envelopes {
-                state.apply(&envelope.payload);
-            }
-            if snapshot_due {
-                self.save_snapshot(stream, &state, after).await;
-            }
-            if let (Some(cache), true) = (&self.cache, keep_state) {
-                cache.put(
-                    &stream.aggregate_id,
-                    Loaded {
-                        state,
-                        version: after,
-                    },
-                );
-            }
+        if let (Some(cache), false) = (&self.cache, appended.already_stored) {
+            cache.put(
+                &stream.aggregate_id,
+                Loaded {
+                    state,
+                    version: after,
+                },
+            );
         }
 
         let projector_failures = self.publish(&envelopes).await;
@@ -425,17 +430,26 @@ impl<A: Aggregate> CommandPipeline<A> {
         })
     }
 
-    /// Appends; a lost answer (which the store could not resolve by
-    /// sending the same events again itself) becomes
-    /// [`CommandError::OutcomeUnknown`] with the command's id.
+    /// Appends, with `snapshot` when one is due; a lost answer (which the
+    /// store could not resolve by sending the same events again itself)
+    /// becomes [`CommandError::OutcomeUnknown`] with the command's id.
     async fn append(
         &self,
         command_id: Uuid,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
+        snapshot: Option<Snapshot>,
     ) -> Result<crate::AppendResult, CommandError<A::Error>> {
-        match self.store.append(stream, expected, events).await {
+        let appended = match snapshot {
+            Some(snapshot) => {
+                self.store
+                    .append_with_snapshot(stream, expected, events, snapshot)
+                    .await
+            }
+            None => self.store.append(stream, expected, events).await,
+        };
+        match appended {
             Err(source @ StoreError::OutcomeUnknown(_)) => {
                 Err(CommandError::OutcomeUnknown { command_id, source })
             }
@@ -443,25 +457,22 @@ impl<A: Aggregate> CommandPipeline<A> {
         }
     }
 
-    /// A snapshot is an optimisation: failing to save one is logged, never
-    /// turned into a failed command whose events are already stored.
-    async fn save_snapshot(&self, stream: &StreamId, state: &A, version: u64) {
-        let state = match serde_json::value::to_raw_value(state) {
-            Ok(state) => state,
+    /// The snapshot of `state` at `version`; `None`, logged, when the state
+    /// does not serialize (a snapshot is an optimisation, never a reason
+    /// to fail a command).
+    fn snapshot_of(&self, stream: &StreamId, state: &A, version: u64) -> Option<Snapshot> {
+        match serde_json::value::to_raw_value(state) {
+            Ok(state) => Some(Snapshot {
+                stream: stream.clone(),
+                version,
+                schema_version: A::SNAPSHOT_VERSION,
+                state,
+                taken_at: Utc::now(),
+            }),
             Err(error) => {
                 tracing::warn!(%stream, version, %error, "cannot serialize aggregate state for a snapshot");
-                return;
+                None
             }
-        };
-        let snapshot = Snapshot {
-            stream: stream.clone(),
-            version,
-            schema_version: A::SNAPSHOT_VERSION,
-            state,
-            taken_at: Utc::now(),
-        };
-        if let Err(error) = self.store.save_snapshot(snapshot).await {
-            tracing::warn!(%stream, version, %error, "cannot save snapshot");
         }
     }
 

@@ -170,6 +170,38 @@ pub trait EventStore: Send + Sync {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError>;
 
+    /// Appends like [`append`](Self::append) and, when that stores the
+    /// events, saves `snapshot`, the aggregate's state at the version the
+    /// batch ends on, with them. A snapshot at any other version, or of
+    /// another stream, is not saved. A snapshot is an optimisation: failing to save it never fails
+    /// the append.
+    ///
+    /// The default appends, then saves the snapshot with
+    /// [`save_snapshot`](Self::save_snapshot) and logs a failure to; stores
+    /// override it to save both in one statement and one commit.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    async fn append_with_snapshot(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        snapshot: Snapshot,
+    ) -> Result<AppendResult, StoreError> {
+        let result = self.append(stream, expected, events).await?;
+        let ends_at = result.events.last().map(|event| event.version);
+        if !result.already_stored && ends_at == Some(snapshot.version) && snapshot.stream == *stream
+        {
+            let version = snapshot.version;
+            if let Err(error) = self.save_snapshot(snapshot).await {
+                tracing::warn!(%stream, version, %error, "cannot save snapshot");
+            }
+        }
+        Ok(result)
+    }
+
     /// Reads up to `limit` events of `stream`, starting at version `from`
     /// (inclusive), in version order. Read long streams in batches.
     ///

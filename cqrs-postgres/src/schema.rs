@@ -88,6 +88,7 @@ fn sized_batch(batch: &str) -> String {
 pub(crate) struct Statements {
     pub(crate) append: String,
     pub(crate) append_at: String,
+    pub(crate) append_at_with_snapshot: String,
     pub(crate) stream_version: String,
     pub(crate) read_stream: String,
     pub(crate) replay: String,
@@ -115,6 +116,37 @@ impl Statements {
             "greatest({}, (CASE WHEN current_setting('transaction_isolation') = 'read committed' \
              THEN $7::bigint ELSE 0 END)::text::xid8)",
             horizon::horizon(schema)
+        );
+        // The insert behind `append_at`: when the writer knows the stream's
+        // version (what a command pipeline always does), no join, only one
+        // backward probe of the primary key for the stream's last version
+        // and the insert. Comparing the last version, not just probing that
+        // `$3` exists, keeps a stream with a hole (a deleted row) from being
+        // written into the hole. A stream at another version inserts no
+        // row; a writer that committed `$3 + 1` meanwhile makes the insert
+        // fail on the primary key; the store reports both as a conflict.
+        // Measured under 20 writers: 0.046 ms of server time per
+        // single-event append against 0.079 ms for `append`.
+        // language=SQL
+        let insert_after = format!(
+            "INSERT INTO {events}
+                 (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
+             SELECT e.event_id, $1, $2, $3 + e.ordinal, e.event_type, e.event_version,
+                    e.payload::jsonb, e.metadata::jsonb
+             FROM announced, unnest($4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[])
+                      WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, ordinal)
+             WHERE coalesce((
+                 SELECT max(version) FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2
+             ), 0) = $3
+             RETURNING version, position, transaction_id::text::bigint AS transaction, recorded_at"
+        );
+        // A snapshot never replaces a newer one.
+        // language=SQL
+        let keep_newest_snapshot = format!(
+            "ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+             SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
+                 state = EXCLUDED.state, taken_at = EXCLUDED.taken_at
+             WHERE {snapshots}.version <= EXCLUDED.version"
         );
         Self {
             // One round trip per append: read the stream's version, check the
@@ -157,18 +189,20 @@ impl Statements {
             // Measured under 20 writers: 0.046 ms of server time per
             // single-event append against 0.079 ms for `append`.
             // language=SQL
-            append_at: format!(
-                "WITH announced AS MATERIALIZED ({announce})
-                 INSERT INTO {events}
-                     (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
-                 SELECT e.event_id, $1, $2, $3 + e.ordinal, e.event_type, e.event_version,
-                        e.payload::jsonb, e.metadata::jsonb
-                 FROM announced, unnest($4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[])
-                          WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, ordinal)
-                 WHERE coalesce((
-                     SELECT max(version) FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2
-                 ), 0) = $3
-                 RETURNING version, position, transaction_id::text::bigint AS transaction, recorded_at"
+            append_at: format!("WITH announced AS MATERIALIZED ({announce}) {insert_after}"),
+            // `append_at` that also saves the aggregate's state after the
+            // batch (`$9` its version, `$10` its schema version, `$11` the
+            // state, `$12` when taken) in the same statement and commit:
+            // only when the batch was inserted and ends at that version.
+            // language=SQL
+            append_at_with_snapshot: format!(
+                "WITH announced AS MATERIALIZED ({announce}), inserted AS ({insert_after}), saved AS (
+                     INSERT INTO {snapshots} (aggregate_type, aggregate_id, version, schema_version, state, taken_at)
+                     SELECT $1, $2, $9, $10, $11::jsonb, $12
+                     WHERE (SELECT max(version) FROM inserted) = $9
+                     {keep_newest_snapshot}
+                 )
+                 SELECT version, position, transaction, recorded_at FROM inserted"
             ),
             // language=SQL
             stream_version: format!(
@@ -265,15 +299,11 @@ impl Statements {
                 "SELECT version, schema_version, state::text AS state, taken_at FROM {snapshots}
                  WHERE aggregate_type = $1 AND aggregate_id = $2"
             ),
-            // A snapshot never replaces a newer one.
             // language=SQL
             save_snapshot: format!(
                 "INSERT INTO {snapshots} (aggregate_type, aggregate_id, version, schema_version, state, taken_at)
                  VALUES ($1, $2, $3, $4, $5::jsonb, $6)
-                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-                 SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
-                     state = EXCLUDED.state, taken_at = EXCLUDED.taken_at
-                 WHERE {snapshots}.version <= EXCLUDED.version"
+                 {keep_newest_snapshot}"
             ),
             // The oldest transaction holding the schema's gate: an append
             // still running, which readers wait for.

@@ -46,6 +46,7 @@ macro_rules! for_each_scenario {
             duplicate_ids_within_one_batch_are_refused,
             metadata_round_trips,
             snapshots_keep_only_the_newest,
+            a_snapshot_rides_only_with_the_append_it_describes,
             concurrent_appends_at_the_same_version_let_exactly_one_win,
             tailing_reader_sees_every_event_exactly_once_under_concurrent_writers,
             pipeline_runs_the_bank_account_story,

@@ -29,7 +29,8 @@ pub use round_trip::*;
 /// A store as the scenarios receive it.
 pub type Store = Arc<dyn EventStore>;
 
-type Accounts = CommandPipeline<BankAccount>;
+/// The bank-account pipeline the scenarios drive.
+pub type Accounts = CommandPipeline<BankAccount>;
 
 /// Waits until the global log shows `expected` events in all.
 ///
@@ -508,6 +509,67 @@ pub async fn snapshots_keep_only_the_newest(store: Store) {
     );
 }
 
+/// A snapshot given with an append is saved only when the append stores
+/// the batch and the snapshot is of that stream at the version the batch
+/// ends on; whatever the expectation, and never when the append fails.
+pub async fn a_snapshot_rides_only_with_the_append_it_describes(store: Store) {
+    let snapshot = |id: &str, version: u64| Snapshot {
+        stream: stream(id),
+        version,
+        schema_version: 1,
+        state: json(&format!(r#"{{"at":{version}}}"#)),
+        taken_at: chrono::Utc::now(),
+    };
+    let saved = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .load_snapshot(&stream(id))
+                .await
+                .expect("load")
+                .map(|snapshot| snapshot.version)
+        }
+    };
+    let a = stream("a");
+    store
+        .append_with_snapshot(&a, ExpectedVersion::NoStream, ticks(2), snapshot("a", 2))
+        .await
+        .expect("append");
+    assert_eq!(
+        saved("a").await,
+        Some(2),
+        "saved with the batch ending at 2"
+    );
+    store
+        .append_with_snapshot(&a, ExpectedVersion::Exact(2), ticks(1), snapshot("a", 7))
+        .await
+        .expect("append");
+    assert_eq!(
+        saved("a").await,
+        Some(2),
+        "a snapshot at 7 after a batch ending at 3"
+    );
+    match store
+        .append_with_snapshot(&a, ExpectedVersion::Exact(1), ticks(1), snapshot("a", 2))
+        .await
+    {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    store
+        .append_with_snapshot(&a, ExpectedVersion::Any, ticks(1), snapshot("a", 4))
+        .await
+        .expect("append");
+    assert_eq!(saved("a").await, Some(4), "saved after an `Any` append");
+    store
+        .append_with_snapshot(&a, ExpectedVersion::Exact(4), ticks(1), snapshot("b", 5))
+        .await
+        .expect("append");
+    assert_eq!(saved("a").await, Some(4));
+    assert_eq!(saved("b").await, None, "a snapshot of another stream");
+    assert_eq!(store.stream_version(&a).await.expect("version"), 5);
+}
+
 /// Twenty writers append at the same expected version: per version exactly one
 /// wins, the others get the typed conflict, and the stream has no holes.
 pub async fn concurrent_appends_at_the_same_version_let_exactly_one_win(store: Store) {
@@ -692,7 +754,7 @@ pub async fn rejected_command_stores_nothing(store: Store) {
 }
 
 /// Opens account `id` for owner "A" and deposits each amount in turn.
-async fn open_with_deposits(accounts: &Accounts, id: &str, amounts: &[u64]) {
+pub async fn open_with_deposits(accounts: &Accounts, id: &str, amounts: &[u64]) {
     accounts
         .execute(id, AccountCommand::Open(OpenAccount { owner: "A".into() }))
         .await

@@ -1,0 +1,409 @@
+//! The PostgreSQL event store: its handle and configuration. Appends,
+//! transactional appends, the resolution of refused appends, reads and
+//! snapshots each have a module of their own.
+
+mod append;
+mod append_in;
+mod read;
+mod resolve;
+mod snapshot;
+
+use read::{limit, none_if_empty};
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrskit_core::{
+    AppendResult, Committed, Conflict, EventStore, ExpectedVersion, LogFilter, NewEvent, Position,
+    ReplayRequest, ReplaySink, Snapshot, StoreError, StoredEvent, StreamId,
+};
+use serde_json::value::RawValue;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::database::Database;
+use crate::error::{Result, is_dead_connection, sent_write_error, store_error, unique_violation};
+use crate::horizon;
+use crate::migrate;
+use crate::notify::{Notifier, channel};
+use crate::row::{self, LogRow, to_i64, to_u64};
+use crate::schema::{SchemaName, Statements};
+
+/// See [`PostgresEventStore::with_notify_interval`].
+const DEFAULT_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// An [`EventStore`] on PostgreSQL.
+///
+/// - appends are one statement: the stream's version is checked and the batch
+///   inserted together, and the primary key on (stream, version) makes the
+///   database reject the second of two racing writers, reported as
+///   [`StoreError::Conflict`];
+/// - the global log is gap-safe: see [`read_log`](EventStore::read_log) and
+///   the crate docs;
+/// - everything lives in one schema (default `public`), chosen with
+///   [`with_schema`](Self::with_schema).
+#[derive(Clone, Debug)]
+pub struct PostgresEventStore {
+    db: Database,
+    schema: SchemaName,
+    sql: std::sync::Arc<Statements>,
+    notifier: std::sync::Arc<Notifier>,
+    floor: std::sync::Arc<horizon::Floor>,
+}
+
+/// The session holding back readers of the global log: the oldest append
+/// still in flight (see [`PostgresEventStore::oldest_open_append`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OldestAppend {
+    /// Its server process id (`pg_terminate_backend(pid)` ends it).
+    pub pid: i32,
+    /// Its transaction id.
+    pub transaction_id: u64,
+    /// When its transaction started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// `active`, `idle in transaction`, ...
+    pub state: Option<String>,
+    /// The client's `application_name`.
+    pub application_name: String,
+    /// The start of its current or last query.
+    pub query: String,
+}
+
+impl PostgresEventStore {
+    /// A store over an existing pool, in schema `public`.
+    pub fn from_pool(pool: PgPool) -> Self {
+        let schema = SchemaName::default();
+        let sql = std::sync::Arc::new(Statements::new(&schema));
+        let db = Database::new(pool);
+        let notifier = Notifier::new(db.clone(), channel(&schema), DEFAULT_NOTIFY_INTERVAL);
+        Self {
+            db,
+            schema,
+            sql,
+            notifier,
+            floor: std::sync::Arc::default(),
+        }
+    }
+
+    /// The same store, told that its pool goes through a connection pooler
+    /// in transaction mode (PgBouncer with `pool_mode = transaction`, the
+    /// pooled URL of a managed PostgreSQL), optionally with a pool that
+    /// reaches PostgreSQL directly.
+    ///
+    /// Every statement is then sent unnamed, and one that would run on its
+    /// own runs in a transaction of its own: the only way statements survive
+    /// such a pooler (see `docs/postgres.md`). It costs two more round trips
+    /// per statement. What needs a session of its own goes through `direct`:
+    /// [`migrate`](Self::migrate) (refused without it) and the projection
+    /// runner's `LISTEN` (without it, runners poll, and say so).
+    pub fn through_transaction_pooler(mut self, direct: Option<PgPool>) -> Self {
+        self.db = self.db.through_pooler(direct);
+        self.notifier = Notifier::new(
+            self.db.clone(),
+            channel(&self.schema),
+            self.notifier.interval(),
+        );
+        self
+    }
+
+    /// Connects a pool to `url`: sqlx's defaults (10 connections), except
+    /// that a connection is not pinged before each use (see
+    /// [`connect_with`](Self::connect_with)).
+    ///
+    /// # Errors
+    ///
+    /// When the URL is malformed or the database cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url.parse()?).await
+    }
+
+    /// [`connect`](Self::connect) with connection options built in code.
+    ///
+    /// The pool does not ping a connection before each use: that is a round
+    /// trip per acquire, a third of a command on a cached aggregate. A
+    /// connection found dead on first use (the server restarted, an idle
+    /// connection was cut) costs a load a second read and an append its
+    /// resend, after which the store closes the pool's other dead
+    /// connections; the caller sees none of it. For sqlx's ping, build the
+    /// pool yourself and pass it to [`from_pool`](Self::from_pool).
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Connects to PostgreSQL through a connection pooler in transaction
+    /// mode at `pooled_url`, and directly at `direct_url` for what needs a
+    /// session of its own: the usual pair a managed PostgreSQL gives (see
+    /// [`through_transaction_pooler`](Self::through_transaction_pooler)).
+    ///
+    /// # Errors
+    ///
+    /// When a URL is malformed or the pooler cannot be reached (the direct
+    /// pool connects when first used).
+    pub async fn connect_through_pooler(
+        pooled_url: &str,
+        direct_url: Option<&str>,
+    ) -> Result<Self> {
+        let pooled: PgConnectOptions = pooled_url.parse()?;
+        let direct = match direct_url {
+            Some(url) => {
+                let options: PgConnectOptions = url.parse()?;
+                Some(
+                    PgPoolOptions::new()
+                        .max_connections(4)
+                        .connect_lazy_with(options),
+                )
+            }
+            None => None,
+        };
+        let pool = PgPoolOptions::new().connect_with(pooled).await?;
+        Ok(Self::from_pool(pool).through_transaction_pooler(direct))
+    }
+
+    /// The same store in another schema (its tables are `<schema>.events` and
+    /// `<schema>.snapshots`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSchemaName`](crate::Error::InvalidSchemaName) unless the
+    /// name is a plain lower-case identifier.
+    pub fn with_schema(mut self, schema: &str) -> Result<Self> {
+        self.schema = SchemaName::new(schema)?;
+        self.sql = std::sync::Arc::new(Statements::new(&self.schema));
+        self.floor = std::sync::Arc::default();
+        self.notifier = Notifier::new(
+            self.db.clone(),
+            channel(&self.schema),
+            self.notifier.interval(),
+        );
+        Ok(self)
+    }
+
+    /// How often, at most, the store wakes log readers while appends keep
+    /// coming (default 5 ms). The first append after a quiet spell wakes them
+    /// at once; later ones within the interval share one notification, so
+    /// a projection sees a busy stream at most this much later than it could.
+    /// Zero notifies after every append, at the cost of one more statement
+    /// per burst of commits.
+    pub fn with_notify_interval(mut self, interval: std::time::Duration) -> Self {
+        self.notifier = Notifier::new(self.db.clone(), channel(&self.schema), interval);
+        self
+    }
+
+    /// The pool, for read models and projections in the same database.
+    pub fn pool(&self) -> &PgPool {
+        self.db.pool()
+    }
+
+    /// How the store reaches the database (for the runner).
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The schema the store's tables live in.
+    pub fn schema(&self) -> &SchemaName {
+        &self.schema
+    }
+
+    /// Creates the schema and applies the embedded migrations not applied yet.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached or a migration fails;
+    /// [`Error::SessionRequired`](crate::Error::SessionRequired) behind a
+    /// transaction pooler without a direct pool.
+    pub async fn migrate(&self) -> Result<()> {
+        let pool = self
+            .db
+            .session_pool()
+            .ok_or(crate::Error::SessionRequired("migrate"))?;
+        migrate::run(pool, &self.schema).await
+    }
+
+    /// The session whose open append holds back readers of the global log,
+    /// if any. Readers never read past an append still in flight (its events
+    /// could still commit), so a transaction that appended and was then left
+    /// open (an idle session in a transaction, a slow inline projection)
+    /// delays every projection of this schema until it ends. Transactions
+    /// that append nothing hold back nobody.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached.
+    pub async fn oldest_open_append(&self) -> Result<Option<OldestAppend>, StoreError> {
+        let mut session = self.db.session().await.map_err(store_error)?;
+        let row = self
+            .db
+            .query(&self.sql.oldest_append)
+            .fetch_optional(&mut *session)
+            .await
+            .map_err(store_error)?;
+        session.finish().await.map_err(store_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let xid: i64 = row.try_get("xid").map_err(store_error)?;
+        Ok(Some(OldestAppend {
+            pid: row.try_get("pid").map_err(store_error)?,
+            transaction_id: to_u64(xid, "transaction id").map_err(|reason| {
+                StoreError::Corrupted {
+                    location: "pg_stat_activity".into(),
+                    reason,
+                }
+            })?,
+            started_at: row.try_get("xact_start").map_err(store_error)?,
+            state: row.try_get("state").map_err(store_error)?,
+            application_name: row.try_get("application_name").map_err(store_error)?,
+            query: row.try_get("query").map_err(store_error)?,
+        }))
+    }
+
+    /// The channel on which appends to this store notify, once per appending
+    /// statement, at commit.
+    pub fn notification_channel(&self) -> String {
+        channel(&self.schema)
+    }
+
+    /// Wakes the log readers listening on this store's channel. Appends
+    /// through the store do this by themselves once they commit; call it after
+    /// committing a transaction in which you used
+    /// [`append_in`](Self::append_in) (readers otherwise find the events at
+    /// their next poll).
+    pub fn notify_appended(&self) {
+        self.notifier.appended();
+    }
+
+    /// The schema-qualified name of one of the store's tables.
+    pub(crate) fn table(&self, table: &str) -> String {
+        format!("{}.{table}", self.schema.quoted())
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        self.append_resending(stream, expected, events, None).await
+    }
+
+    async fn append_with_snapshot(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        snapshot: Snapshot,
+    ) -> Result<AppendResult, StoreError> {
+        self.append_resending(stream, expected, events, Some(snapshot))
+            .await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.fetch_events(
+            self.db
+                .query(&self.sql.read_stream)
+                .bind(&stream.aggregate_type)
+                .bind(&stream.aggregate_id)
+                .bind(to_i64(from, "version")?)
+                .bind(limit(limit_to)),
+        )
+        .await
+    }
+
+    async fn replay(
+        &self,
+        request: ReplayRequest<'_>,
+        sink: &mut dyn ReplaySink,
+    ) -> Result<(), StoreError> {
+        self.replay_with_fallback(request, sink).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let mut connection = self.db.session().await.map_err(store_error)?;
+        let version = self.version_of(&mut connection, stream).await?;
+        connection.finish().await.map_err(store_error)?;
+        Ok(version)
+    }
+
+    async fn read_log(
+        &self,
+        after: Position,
+        filter: &LogFilter,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut connection = self.db.session().await.map_err(store_error)?;
+        let rows = self
+            .read_log_rows_on(&mut connection, after, filter, limit_to, usize::MAX)
+            .await?;
+        connection.finish().await.map_err(store_error)?;
+        rows.into_iter().map(LogRow::into_event).collect()
+    }
+
+    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        let mut events = self
+            .fetch_events(self.db.query(&self.sql.events_by_id).bind(vec![event_id]))
+            .await?;
+        Ok(events.pop())
+    }
+
+    async fn events_by_correlation(
+        &self,
+        correlation_id: Uuid,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.fetch_events(
+            self.db
+                .query(&self.sql.events_by_correlation)
+                .bind(correlation_id)
+                .bind(limit(limit_to)),
+        )
+        .await
+    }
+
+    async fn events_in_time_range(
+        &self,
+        filter: &LogFilter,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let query = if filter.event_types.is_empty() {
+            self.db.query(&self.sql.events_in_time_range_all_types)
+        } else {
+            self.db
+                .query(&self.sql.events_in_time_range)
+                .bind(&filter.event_types)
+        };
+        self.fetch_events(
+            query
+                .bind(from)
+                .bind(until)
+                .bind(none_if_empty(&filter.aggregate_types))
+                .bind(limit(limit_to)),
+        )
+        .await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        self.snapshot_of(stream).await
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.put_snapshot(snapshot).await
+    }
+}
