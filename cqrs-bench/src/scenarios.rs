@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cqrs_examples::bank_account::{BankAccount, Deposit, DepositMade, OpenAccount};
 use cqrskit::postgres::sqlx::{self, PgPool};
-use cqrskit::postgres::{PostgresEventStore, ProjectionRunner, RunnerOptions};
+use cqrskit::postgres::{GroupCommit, PostgresEventStore, ProjectionRunner, RunnerOptions};
 use cqrskit::{
     CommandPipeline, EventStore, ExpectedVersion, LogFilter, Metadata, NewEvent, Position,
     SnapshotPolicy, StreamId,
@@ -191,60 +191,21 @@ pub(crate) async fn seq_command(pool: &PgPool, config: &Config) -> Result<Vec<Re
     Ok(reports)
 }
 
-/// Many aggregates, a few commands each, from concurrent tasks.
+/// Many aggregates, a few commands each, from concurrent tasks: with each
+/// append committed alone, then (in a fresh schema) with group commit.
 pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Result<Vec<Report>> {
-    let sandbox = Sandbox::new(pool).await?;
-    let accounts = Arc::new(
-        CommandPipeline::<BankAccount>::new(sandbox.shared(), ())
-            .with_state_cache(config.aggregates),
-    );
-    // Opening the accounts is set-up, not measured.
-    let store = sandbox.shared();
-    for chunk in (0..config.aggregates)
-        .collect::<Vec<_>>()
-        .chunks(config.tasks.max(1))
-    {
-        let mut opens = Vec::new();
-        for &account in chunk {
-            let accounts = accounts.clone();
-            opens.push(tokio::spawn(async move {
-                accounts
-                    .execute(
-                        &format!("acc-{account}"),
-                        OpenAccount {
-                            owner: "bench".into(),
-                        },
-                    )
-                    .await
-            }));
-        }
-        for open in opens {
-            open.await.map_err(BenchError::task)??;
-        }
-    }
+    let grouped_sandbox = Sandbox::new(pool).await?;
+    let grouped_store = grouped_sandbox
+        .store
+        .clone()
+        .with_group_commit(GroupCommit::default());
+    let grouped = deposits_from_tasks(Arc::new(grouped_store), config).await?;
+    grouped_sandbox.drop().await?;
 
+    let sandbox = Sandbox::new(pool).await?;
+    let store = sandbox.shared();
+    let framework = deposits_from_tasks(store.clone(), config).await?;
     let total = config.aggregates * config.commands_per_aggregate;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for task in 0..config.tasks {
-        let accounts = accounts.clone();
-        let config = config.clone();
-        tasks.push(tokio::spawn(async move {
-            for round in 0..config.commands_per_aggregate {
-                let _ = round;
-                for account in (task..config.aggregates).step_by(config.tasks) {
-                    accounts
-                        .execute(&format!("acc-{account}"), Deposit { amount: 1 })
-                        .await?;
-                }
-            }
-            Ok::<_, BenchError>(())
-        }));
-    }
-    for task in tasks {
-        task.await.map_err(BenchError::task)??;
-    }
-    let framework = per_second(total, started.elapsed());
 
     let baseline = raw_concurrent(&sandbox, config).await?;
 
@@ -289,15 +250,6 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
     }
     let same_schema = per_second(total, started.elapsed());
 
-    for account in [0, config.aggregates - 1] {
-        let version = store
-            .stream_version(&StreamId::new("account", format!("acc-{account}")))
-            .await?;
-        check(
-            version == config.commands_per_aggregate as u64 + 1,
-            format!("concurrent: account {account} at version {version}"),
-        )?;
-    }
     check(
         sandbox.raw_count().await? == total as i64,
         "concurrent baseline row count",
@@ -324,7 +276,83 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
             unit: "ops/s",
             latency: None,
         },
+        Report {
+            max: None,
+            peer: None,
+            peer_latency: None,
+            scenario: "concurrent-commands-group-commit",
+            framework: grouped,
+            baseline,
+            unit: "ops/s",
+            latency: None,
+        },
     ])
+}
+
+/// Opens `config.aggregates` accounts (set-up, not measured), then deposits
+/// `config.commands_per_aggregate` times into each from `config.tasks`
+/// tasks; returns commands per second, after checking every account ended
+/// at the right version.
+async fn deposits_from_tasks(store: Arc<dyn EventStore>, config: &Config) -> Result<f64> {
+    let accounts = Arc::new(
+        CommandPipeline::<BankAccount>::new(store.clone(), ()).with_state_cache(config.aggregates),
+    );
+    // Opening the accounts is set-up, not measured.
+    for chunk in (0..config.aggregates)
+        .collect::<Vec<_>>()
+        .chunks(config.tasks.max(1))
+    {
+        let mut opens = Vec::new();
+        for &account in chunk {
+            let accounts = accounts.clone();
+            opens.push(tokio::spawn(async move {
+                accounts
+                    .execute(
+                        &format!("acc-{account}"),
+                        OpenAccount {
+                            owner: "bench".into(),
+                        },
+                    )
+                    .await
+            }));
+        }
+        for open in opens {
+            open.await.map_err(BenchError::task)??;
+        }
+    }
+
+    let total = config.aggregates * config.commands_per_aggregate;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..config.tasks {
+        let accounts = accounts.clone();
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..config.commands_per_aggregate {
+                let _ = round;
+                for account in (task..config.aggregates).step_by(config.tasks) {
+                    accounts
+                        .execute(&format!("acc-{account}"), Deposit { amount: 1 })
+                        .await?;
+                }
+            }
+            Ok::<_, BenchError>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(BenchError::task)??;
+    }
+    let rate = per_second(total, started.elapsed());
+    for account in 0..config.aggregates {
+        let version = store
+            .stream_version(&StreamId::new("account", format!("acc-{account}")))
+            .await?;
+        check(
+            version == config.commands_per_aggregate as u64 + 1,
+            format!("concurrent: account {account} at version {version}"),
+        )?;
+    }
+    Ok(rate)
 }
 
 /// The raw baseline of concurrent commands: the same single-row inserts from

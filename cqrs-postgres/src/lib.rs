@@ -63,7 +63,7 @@ pub use projection::{
     ProjectionRunner, ProjectionStatus, ReplayOutcome, RunnerError, RunnerOptions,
 };
 pub use schema::SchemaName;
-pub use store::{OldestAppend, PostgresEventStore};
+pub use store::{GroupCommit, OldestAppend, PostgresEventStore};
 
 /// Re-exported so applications need not depend on sqlx to build a pool.
 pub use sqlx::{self, PgPool};

@@ -89,6 +89,7 @@ pub(crate) struct Statements {
     pub(crate) append: String,
     pub(crate) append_at: String,
     pub(crate) append_at_with_snapshot: String,
+    pub(crate) append_group: String,
     pub(crate) stream_version: String,
     pub(crate) read_stream: String,
     pub(crate) replay: String,
@@ -138,7 +139,7 @@ impl Statements {
              WHERE coalesce((
                  SELECT max(version) FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2
              ), 0) = $3
-             RETURNING version, position, transaction_id::text::bigint AS transaction, recorded_at"
+             RETURNING version, position, transaction_id::text::bigint AS transaction, recorded_at, event_id"
         );
         // A snapshot never replaces a newer one.
         // language=SQL
@@ -203,6 +204,58 @@ impl Statements {
                      {keep_newest_snapshot}
                  )
                  SELECT version, position, transaction, recorded_at FROM inserted"
+            ),
+            // Appends of several streams at once (group commit), in one
+            // statement that commits by itself: `$1` names each event's
+            // append, `$4` the version it takes. An append is inserted when
+            // its stream is at the version before its first event, as in
+            // `append_at`; one whose stream moved on inserts nothing. Rows
+            // that collide with a racing writer's (a version or an event id
+            // taken) are skipped rather than failing the group; an append
+            // only partly inserted that way fails the whole statement (a
+            // text that is no number, cast to one), so nothing of it
+            // commits and each append is then written alone. Events are
+            // inserted in append and version order, so positions follow
+            // versions within each stream.
+            // language=SQL
+            append_group: format!(
+                "WITH announced AS MATERIALIZED ({announce}), batch AS (
+                     SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::uuid[],
+                                          $6::text[], $7::int[], $8::text[], $9::text[])
+                         AS b(slot, aggregate_type, aggregate_id, version, event_id, event_type,
+                              event_version, payload, metadata)
+                 ), ready AS (
+                     SELECT head.slot FROM (
+                         SELECT slot, aggregate_type, aggregate_id, min(version) - 1 AS after
+                         FROM batch GROUP BY slot, aggregate_type, aggregate_id
+                     ) AS head
+                     WHERE coalesce((
+                         SELECT max(version) FROM {events} e
+                         WHERE e.aggregate_type = head.aggregate_type AND e.aggregate_id = head.aggregate_id
+                     ), 0) = head.after
+                 ), inserted AS (
+                     INSERT INTO {events}
+                         (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
+                     SELECT b.event_id, b.aggregate_type, b.aggregate_id, b.version, b.event_type, b.event_version,
+                            b.payload::jsonb, b.metadata::jsonb
+                     FROM announced, batch b
+                     WHERE b.slot IN (SELECT slot FROM ready)
+                     ORDER BY b.slot, b.version
+                     ON CONFLICT DO NOTHING
+                     RETURNING event_id, aggregate_type, aggregate_id, version, position,
+                               transaction_id::text::bigint AS transaction, recorded_at
+                 ), partly AS (
+                     SELECT b.slot FROM batch b
+                     LEFT JOIN inserted i USING (event_id, aggregate_type, aggregate_id, version)
+                     GROUP BY b.slot
+                     HAVING count(i.event_id) BETWEEN 1 AND count(*) - 1
+                 )
+                 SELECT event_id, version, position, transaction, recorded_at,
+                        CASE WHEN EXISTS (SELECT FROM partly)
+                             THEN ('append ' || (SELECT min(slot) FROM partly)
+                                   || ' of a group was partly written, so none of the group is')::int
+                        END AS undone
+                 FROM inserted"
             ),
             // language=SQL
             stream_version: format!(

@@ -1,6 +1,10 @@
-//! The conformance suite against PostgreSQL, one fresh schema per test.
+//! The conformance suite against PostgreSQL, one fresh schema per test: once
+//! with each append committed alone, once with group commit.
+
+use std::sync::Arc;
 
 use cqrs_tests::postgres::TestStore;
+use cqrskit::postgres::GroupCommit;
 
 macro_rules! postgres {
     ($($name:ident),* $(,)?) => {$(
@@ -14,3 +18,21 @@ macro_rules! postgres {
 }
 
 cqrs_tests::for_each_scenario!(postgres);
+
+mod group_commit {
+    use super::*;
+
+    macro_rules! grouped {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = TestStore::new().await;
+                let store = db.store.clone().with_group_commit(GroupCommit::default());
+                cqrs_tests::scenarios::$name(Arc::new(store)).await;
+                db.drop_schema().await;
+            }
+        )*};
+    }
+
+    cqrs_tests::for_each_scenario!(grouped);
+}

@@ -2,6 +2,7 @@
 //! the retries of `Any` appends that lost a race, and the resends of an
 //! append whose answer was lost.
 
+use super::group_commit::Grouped;
 use super::resolve::*;
 use super::*;
 
@@ -143,6 +144,23 @@ impl PostgresEventStore {
         }))
     }
 
+    /// Hands the append to the store's group writer, when it has one and
+    /// the append can be grouped (see
+    /// [`with_group_commit`](Self::with_group_commit)).
+    async fn grouped(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        batch: &std::sync::Arc<Batch>,
+    ) -> Option<Grouped> {
+        let grouping = self.grouping.as_ref()?;
+        let after = known_version(expected)?;
+        if batch.ids.is_empty() || batch.snapshot.is_some() {
+            return None;
+        }
+        Some(grouping.append(self, stream, after, batch.clone()).await)
+    }
+
     /// One append, with the retries of `Any` appends that lost a race.
     pub(super) async fn try_append(
         &self,
@@ -226,11 +244,11 @@ pub(super) enum Attempt {
 
 /// The batch as the column arrays the append statement unnests.
 pub(super) struct Batch {
-    ids: Vec<Uuid>,
-    types: Vec<String>,
-    versions: Vec<i32>,
-    payloads: Vec<String>,
-    metadata: Vec<String>,
+    pub(super) ids: Vec<Uuid>,
+    pub(super) types: Vec<String>,
+    pub(super) versions: Vec<i32>,
+    pub(super) payloads: Vec<String>,
+    pub(super) metadata: Vec<String>,
     /// The aggregate's state after the batch, saved with it.
     pub(super) snapshot: Option<Snapshot>,
 }
@@ -342,7 +360,14 @@ impl PostgresEventStore {
         check_batch(stream, &events)?;
         let mut batch = Batch::new(&events)?;
         batch.snapshot = snapshot.filter(|snapshot| &snapshot.stream == stream);
-        let mut result = self.try_append(stream, expected, &events, &batch).await;
+        let batch = std::sync::Arc::new(batch);
+        let mut result = match self.grouped(stream, expected, &batch).await {
+            Some(Grouped::Stored(result)) => Ok(result),
+            Some(Grouped::Failed(error)) => Err(error),
+            Some(Grouped::NotWritten) | None => {
+                self.try_append(stream, expected, &events, &batch).await
+            }
+        };
         // A lost answer: the same events again tell whether the first attempt
         // was stored (the store recognises their ids) or write them now.
         let mut pause = LOST_ANSWER_FIRST_PAUSE;

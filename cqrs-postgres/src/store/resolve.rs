@@ -103,8 +103,18 @@ impl PostgresEventStore {
                     && previous.is_none_or(|version| stored.version == version + 1)
             });
             let Some(original) = matching else {
+                // Named: an id stored with other content, rather than
+                // this event's, which may be one not stored at all.
+                let reused = events
+                    .iter()
+                    .find(|event| {
+                        stored.get(&event.event_id).is_some_and(|stored| {
+                            stored.stream != *stream || !event.same_as(stored)
+                        })
+                    })
+                    .unwrap_or(event);
                 return Err(StoreError::EventIdReused {
-                    event_id: event.event_id,
+                    event_id: reused.event_id,
                     stream: stream.clone(),
                 });
             };

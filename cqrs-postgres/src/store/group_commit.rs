@@ -1,0 +1,379 @@
+//! Group commit: appends of concurrent commands to different streams,
+//! written by one statement and one commit (opt-in, see
+//! [`PostgresEventStore::with_group_commit`]).
+//!
+//! A store's appends go to one task that writes them in groups: whatever
+//! arrived while earlier groups were being written forms the next one. At
+//! most a few groups are in flight at once, so under load appends queue and
+//! the groups grow; a lone append is written at once, alone. Each append
+//! keeps its own outcome: one that cannot be written as it is (its stream
+//! moved on, its ids are taken, another append in the group collided with a
+//! racing writer) is handed back unwritten, and its caller writes it on its
+//! own, which reports a conflict or a retry exactly as without grouping.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use super::append::Batch;
+use super::*;
+
+/// How a store groups appends (see
+/// [`PostgresEventStore::with_group_commit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupCommit {
+    max_appends: usize,
+    max_in_flight: usize,
+}
+
+impl Default for GroupCommit {
+    /// Groups of up to 64 appends, at most two groups in flight.
+    fn default() -> Self {
+        Self {
+            max_appends: 64,
+            max_in_flight: 2,
+        }
+    }
+}
+
+impl GroupCommit {
+    /// At most `appends` appends per group (at least 1). More than 64 would
+    /// make one statement's events long to lock and to index.
+    pub fn max_appends(mut self, appends: usize) -> Self {
+        self.max_appends = appends.max(1);
+        self
+    }
+
+    /// At most `groups` groups being written at once (at least 1), each on
+    /// a pooled connection of its own. Fewer make larger groups (fewer
+    /// commits); more keep latency low when the server has cores to spare.
+    pub fn max_in_flight(mut self, groups: usize) -> Self {
+        self.max_in_flight = groups.max(1);
+        self
+    }
+}
+
+/// A store's group commit: its options, and the task writing the groups,
+/// started by the first append.
+#[derive(Debug)]
+pub(super) struct Grouping {
+    options: GroupCommit,
+    requests: OnceLock<mpsc::UnboundedSender<Request>>,
+}
+
+/// What grouping did with one append.
+pub(super) enum Grouped {
+    /// Stored with its group.
+    Stored(AppendResult),
+    /// Not written: the caller writes it alone.
+    NotWritten,
+    /// Sent with its group, whose commit's answer was lost.
+    Failed(StoreError),
+}
+
+/// One append waiting for its group.
+struct Request {
+    stream: StreamId,
+    after: u64,
+    batch: Arc<Batch>,
+    reply: oneshot::Sender<Grouped>,
+}
+
+/// What the task writing groups needs of the store.
+struct Writer {
+    db: Database,
+    sql: Arc<Statements>,
+    notifier: Arc<Notifier>,
+}
+
+impl Grouping {
+    pub(super) fn new(options: GroupCommit) -> Self {
+        Self {
+            options,
+            requests: OnceLock::new(),
+        }
+    }
+
+    pub(super) fn options(&self) -> GroupCommit {
+        self.options
+    }
+
+    /// Hands the append of `batch` right after version `after` of `stream`
+    /// to the group writer of `store`, and waits for its outcome.
+    pub(super) async fn append(
+        &self,
+        store: &PostgresEventStore,
+        stream: &StreamId,
+        after: u64,
+        batch: Arc<Batch>,
+    ) -> Grouped {
+        let requests = self.requests.get_or_init(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            let writer = Writer {
+                db: store.db.clone(),
+                sql: store.sql.clone(),
+                notifier: store.notifier.clone(),
+            };
+            tokio::spawn(run(receiver, Arc::new(writer), self.options));
+            sender
+        });
+        let (reply, outcome) = oneshot::channel();
+        let request = Request {
+            stream: stream.clone(),
+            after,
+            batch,
+            reply,
+        };
+        if requests.send(request).is_err() {
+            return Grouped::NotWritten;
+        }
+        // A group dropped without an answer wrote nothing or committed:
+        // the caller's own append tells which (it recognises its ids).
+        outcome.await.unwrap_or(Grouped::NotWritten)
+    }
+}
+
+/// The group writer: takes what has queued, up to a group, whenever fewer
+/// than `max_in_flight` groups are being written. Ends with the store's
+/// last handle.
+async fn run(
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    writer: Arc<Writer>,
+    options: GroupCommit,
+) {
+    let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = requests.recv().await else {
+            return;
+        };
+        let mut streams = HashSet::from([first.stream.clone()]);
+        let mut ids: HashSet<Uuid> = first.batch.ids.iter().copied().collect();
+        let mut group = vec![first];
+        while group.len() < options.max_appends {
+            let Ok(request) = requests.try_recv() else {
+                break;
+            };
+            // Two appends to one stream, or naming one event id, would
+            // collide in one group: the later is written by its caller.
+            let apart = !streams.contains(&request.stream)
+                && !request.batch.ids.iter().any(|id| ids.contains(id));
+            if apart {
+                streams.insert(request.stream.clone());
+                ids.extend(request.batch.ids.iter().copied());
+                group.push(request);
+            } else {
+                let _ = request.reply.send(Grouped::NotWritten);
+            }
+        }
+        tokio::spawn(flush(writer.clone(), group, permit));
+    }
+}
+
+/// Writes one group and answers each of its appends.
+async fn flush(writer: Arc<Writer>, group: Vec<Request>, _permit: OwnedSemaphorePermit) {
+    let outcomes = writer.write(&group).await;
+    for (request, outcome) in group.into_iter().zip(outcomes) {
+        let _ = request.reply.send(outcome);
+    }
+}
+
+impl Writer {
+    /// One statement, committed by itself: `append_at` for a group of one,
+    /// `append_group` for more (which fails as a whole rather than leave an
+    /// append partly written).
+    async fn write(&self, group: &[Request]) -> Vec<Grouped> {
+        let not_written = || group.iter().map(|_| Grouped::NotWritten).collect();
+        let Ok(mut session) = self.db.session().await else {
+            return not_written();
+        };
+        let columns;
+        let query = match group {
+            [alone] => alone.batch.bind(
+                self.db
+                    .query(&self.sql.append_at)
+                    .bind(&alone.stream.aggregate_type)
+                    .bind(&alone.stream.aggregate_id)
+                    .bind(i64::try_from(alone.after).unwrap_or(i64::MAX)),
+            ),
+            _ => {
+                columns = Columns::new(group);
+                columns.bind(self.db.query(&self.sql.append_group))
+            }
+        };
+        let rows = match query.fetch_all(&mut *session).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                return match sent_write_error(error) {
+                    error @ StoreError::OutcomeUnknown(_) => failed(group, &error),
+                    // Nothing was written (refused by the database, a partly
+                    // written group undone, not sent): each append is
+                    // written alone, which tells a conflict from a retry.
+                    _ => not_written(),
+                };
+            }
+        };
+        let mut slots = Slots::new(group);
+        for row in &rows {
+            if slots.record(row).is_err() {
+                // Stored, but not as asked: each caller's own append finds
+                // its events by their ids, or reports why not.
+                return not_written();
+            }
+        }
+        if !rows.is_empty() {
+            // Behind a pooler this is the COMMIT.
+            if let Err(error) = session.finish().await {
+                return failed(group, &sent_write_error(error));
+            }
+            self.notifier.appended();
+        }
+        (0..group.len()).map(|slot| slots.take(slot)).collect()
+    }
+}
+
+/// Every append of `group` answered with `error`: the statement or its
+/// commit was sent and its answer lost.
+fn failed(group: &[Request], error: &StoreError) -> Vec<Grouped> {
+    group
+        .iter()
+        .map(|_| Grouped::Failed(StoreError::OutcomeUnknown(error.to_string().into())))
+        .collect()
+}
+
+/// A group's appends as the column arrays `Statements::append_group`
+/// unnests: one element per event, `slot` naming its append.
+struct Columns<'a> {
+    slots: Vec<i32>,
+    aggregate_types: Vec<&'a str>,
+    aggregate_ids: Vec<&'a str>,
+    versions: Vec<i64>,
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    event_versions: Vec<i32>,
+    payloads: Vec<&'a str>,
+    metadata: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn new(group: &'a [Request]) -> Self {
+        let events: usize = group.iter().map(|request| request.batch.ids.len()).sum();
+        let mut columns = Columns {
+            slots: Vec::with_capacity(events),
+            aggregate_types: Vec::with_capacity(events),
+            aggregate_ids: Vec::with_capacity(events),
+            versions: Vec::with_capacity(events),
+            ids: Vec::with_capacity(events),
+            types: Vec::with_capacity(events),
+            event_versions: Vec::with_capacity(events),
+            payloads: Vec::with_capacity(events),
+            metadata: Vec::with_capacity(events),
+        };
+        for (slot, request) in group.iter().enumerate() {
+            let batch = &request.batch;
+            for index in 0..batch.ids.len() {
+                columns.slots.push(i32::try_from(slot).unwrap_or(i32::MAX));
+                columns.aggregate_types.push(&request.stream.aggregate_type);
+                columns.aggregate_ids.push(&request.stream.aggregate_id);
+                let version = request.after + 1 + index as u64;
+                columns
+                    .versions
+                    .push(i64::try_from(version).unwrap_or(i64::MAX));
+                columns.ids.push(batch.ids[index]);
+                columns.types.push(&batch.types[index]);
+                columns.event_versions.push(batch.versions[index]);
+                columns.payloads.push(&batch.payloads[index]);
+                columns.metadata.push(&batch.metadata[index]);
+            }
+        }
+        columns
+    }
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.slots)
+            .bind(&self.aggregate_types)
+            .bind(&self.aggregate_ids)
+            .bind(&self.versions)
+            .bind(&self.ids)
+            .bind(&self.types)
+            .bind(&self.event_versions)
+            .bind(&self.payloads)
+            .bind(&self.metadata)
+    }
+}
+
+/// Where each append's events landed, filled from the rows a statement
+/// returned (one per inserted event, in no promised order).
+struct Slots<'a> {
+    group: &'a [Request],
+    /// Event id to (append, index in its batch).
+    places: HashMap<Uuid, (usize, usize)>,
+    landed: Vec<Vec<Option<Committed>>>,
+}
+
+impl<'a> Slots<'a> {
+    fn new(group: &'a [Request]) -> Self {
+        let mut places = HashMap::new();
+        for (slot, request) in group.iter().enumerate() {
+            for (index, id) in request.batch.ids.iter().enumerate() {
+                places.insert(*id, (slot, index));
+            }
+        }
+        let landed = group
+            .iter()
+            .map(|request| vec![None; request.batch.ids.len()])
+            .collect();
+        Self {
+            group,
+            places,
+            landed,
+        }
+    }
+
+    /// Records one returned row; an error for a row that matches no event
+    /// sent, or lands at another version than asked.
+    fn record(&mut self, row: &sqlx::postgres::PgRow) -> Result<(), sqlx::Error> {
+        let event_id: Uuid = row.try_get("event_id")?;
+        let version: i64 = row.try_get("version")?;
+        let position: i64 = row.try_get("position")?;
+        let transaction: i64 = row.try_get("transaction")?;
+        let &(slot, index) = self
+            .places
+            .get(&event_id)
+            .ok_or_else(|| sqlx::Error::Protocol(format!("unknown event {event_id} returned")))?;
+        let wanted = self.group[slot].after + 1 + index as u64;
+        if version.unsigned_abs() != wanted {
+            return Err(sqlx::Error::Protocol(format!(
+                "event {event_id} stored at version {version}, not {wanted}"
+            )));
+        }
+        self.landed[slot][index] = Some(Committed {
+            event_id,
+            version: wanted,
+            position: Position::new(transaction.unsigned_abs(), position.unsigned_abs()),
+            recorded_at: row.try_get("recorded_at")?,
+        });
+        Ok(())
+    }
+
+    /// The outcome of append `slot`: stored when all its events were.
+    fn take(&mut self, slot: usize) -> Grouped {
+        let events: Option<Vec<Committed>> =
+            std::mem::take(&mut self.landed[slot]).into_iter().collect();
+        match events {
+            Some(events) if !events.is_empty() => Grouped::Stored(AppendResult {
+                stream_version: self.group[slot].after + events.len() as u64,
+                events,
+                already_stored: false,
+            }),
+            _ => Grouped::NotWritten,
+        }
+    }
+}
