@@ -31,6 +31,14 @@ ALTER TABLE columns_only ADD PRIMARY KEY (aggregate_type, aggregate_id, version)
 CREATE TABLE no_correlation (LIKE events INCLUDING ALL);
 DROP INDEX no_correlation_correlation_id_transaction_id_position_idx;
 ALTER TABLE no_correlation DROP COLUMN correlation_id;
+-- The events table with json (text kept as sent) instead of jsonb columns.
+CREATE TABLE json_columns (LIKE events INCLUDING ALL);
+ALTER TABLE json_columns DROP COLUMN correlation_id;
+ALTER TABLE json_columns ALTER COLUMN payload TYPE json, ALTER COLUMN metadata DROP DEFAULT,
+    ALTER COLUMN metadata TYPE json, ALTER COLUMN metadata SET DEFAULT '{}'::json;
+ALTER TABLE json_columns ADD COLUMN correlation_id uuid
+    GENERATED ALWAYS AS ((metadata ->> 'correlation_id')::uuid) STORED;
+CREATE INDEX ON json_columns (correlation_id, transaction_id, position) WHERE correlation_id IS NOT NULL;
 SQL
 
 metadata='{"correlation_id":"018f3b1e-7c4a-7def-8abc-0123456789ab"}'
@@ -55,7 +63,7 @@ report() { # label clients version-expression from-clause rows-per-statement
   local base
   base=$(run "raw_events" "$2" "$(row raw_events "$3" "$4")")
   printf '  %-16s %9.0f rows/s  ratio 1.00\n' raw_events "$(echo "$base * $5" | bc)"
-  for table in columns_only no_correlation events; do
+  for table in columns_only no_correlation json_columns events; do
     local tps
     tps=$(run "$table" "$2" "$(row "$table" "$3" "$4")")
     printf '  %-16s %9.0f rows/s  ratio %.2f\n' "$table" "$(echo "$tps * $5" | bc)" "$(echo "$tps / $base" | bc -l)"

@@ -209,14 +209,12 @@ impl Statements {
             // statement that commits by itself: `$1` names each event's
             // append, `$4` the version it takes. An append is inserted when
             // its stream is at the version before its first event, as in
-            // `append_at`; one whose stream moved on inserts nothing. Rows
-            // that collide with a racing writer's (a version or an event id
-            // taken) are skipped rather than failing the group; an append
-            // only partly inserted that way fails the whole statement (a
-            // text that is no number, cast to one), so nothing of it
-            // commits and each append is then written alone. Events are
-            // inserted in append and version order, so positions follow
-            // versions within each stream.
+            // `append_at`; one whose stream moved on inserts nothing and
+            // the others go on. A row colliding with a racing writer's (a
+            // version or an event id taken since) fails the whole
+            // statement, so no append is ever partly written; each is then
+            // written alone. Events are inserted in append and version
+            // order, so positions follow versions within each stream.
             // language=SQL
             append_group: format!(
                 "WITH announced AS MATERIALIZED ({announce}), batch AS (
@@ -233,29 +231,15 @@ impl Statements {
                          SELECT max(version) FROM {events} e
                          WHERE e.aggregate_type = head.aggregate_type AND e.aggregate_id = head.aggregate_id
                      ), 0) = head.after
-                 ), inserted AS (
-                     INSERT INTO {events}
-                         (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
-                     SELECT b.event_id, b.aggregate_type, b.aggregate_id, b.version, b.event_type, b.event_version,
-                            b.payload::jsonb, b.metadata::jsonb
-                     FROM announced, batch b
-                     WHERE b.slot IN (SELECT slot FROM ready)
-                     ORDER BY b.slot, b.version
-                     ON CONFLICT DO NOTHING
-                     RETURNING event_id, aggregate_type, aggregate_id, version, position,
-                               transaction_id::text::bigint AS transaction, recorded_at
-                 ), partly AS (
-                     SELECT b.slot FROM batch b
-                     LEFT JOIN inserted i USING (event_id, aggregate_type, aggregate_id, version)
-                     GROUP BY b.slot
-                     HAVING count(i.event_id) BETWEEN 1 AND count(*) - 1
                  )
-                 SELECT event_id, version, position, transaction, recorded_at,
-                        CASE WHEN EXISTS (SELECT FROM partly)
-                             THEN ('append ' || (SELECT min(slot) FROM partly)
-                                   || ' of a group was partly written, so none of the group is')::int
-                        END AS undone
-                 FROM inserted"
+                 INSERT INTO {events}
+                     (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
+                 SELECT b.event_id, b.aggregate_type, b.aggregate_id, b.version, b.event_type, b.event_version,
+                        b.payload::jsonb, b.metadata::jsonb
+                 FROM announced, batch b
+                 WHERE b.slot IN (SELECT slot FROM ready)
+                 ORDER BY b.slot, b.version
+                 RETURNING event_id, version, position, transaction_id::text::bigint AS transaction, recorded_at"
             ),
             // language=SQL
             stream_version: format!(

@@ -183,8 +183,8 @@ async fn flush(writer: Arc<Writer>, group: Vec<Request>, _permit: OwnedSemaphore
 
 impl Writer {
     /// One statement, committed by itself: `append_at` for a group of one,
-    /// `append_group` for more (which fails as a whole rather than leave an
-    /// append partly written).
+    /// `append_group` for more. Either fails as a whole when a row collides
+    /// with a racing writer's.
     async fn write(&self, group: &[Request]) -> Vec<Grouped> {
         let not_written = || group.iter().map(|_| Grouped::NotWritten).collect();
         let Ok(mut session) = self.db.session().await else {
@@ -209,9 +209,10 @@ impl Writer {
             Err(error) => {
                 return match sent_write_error(error) {
                     error @ StoreError::OutcomeUnknown(_) => failed(group, &error),
-                    // Nothing was written (refused by the database, a partly
-                    // written group undone, not sent): each append is
-                    // written alone, which tells a conflict from a retry.
+                    // Nothing was written (refused by the database, a row
+                    // colliding with a racing writer's, not sent): each
+                    // append is written alone, which tells a conflict from a
+                    // retry.
                     _ => not_written(),
                 };
             }
