@@ -12,9 +12,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, CqrsFramework, EventStore as _};
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
-use cqrskit::postgres::PostgresEventStore;
 use cqrskit::postgres::sqlx::postgres::PgPoolOptions;
 use cqrskit::postgres::sqlx::{self, PgPool};
+use cqrskit::postgres::{GroupCommit, PostgresEventStore};
 use cqrskit::{CommandPipeline, SnapshotPolicy};
 use postgres_es::PostgresEventRepository;
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,8 @@ type Peer = CqrsFramework<PeerAccount, PersistedEventStore<PostgresEventReposito
 struct Contenders {
     sandbox: Sandbox,
     ours: CommandPipeline<BankAccount>,
+    /// Ours tuned: the same store with group commit.
+    ours_grouped: CommandPipeline<BankAccount>,
     ours_store: PostgresEventStore,
     peer: Arc<Peer>,
     peer_store: PersistedEventStore<PostgresEventRepository, PeerAccount>,
@@ -131,6 +133,8 @@ impl Contenders {
             .await?
             .with_schema(sandbox.schema())?;
         let ours = CommandPipeline::<BankAccount>::new(Arc::new(ours_store.clone()), ());
+        let grouped = ours_store.clone().with_group_commit(GroupCommit::default());
+        let ours_grouped = CommandPipeline::<BankAccount>::new(Arc::new(grouped), ());
         // What postgres-es's `default_postgress_pool(url)` builds.
         let peer_pool = PgPoolOptions::new()
             .max_connections(10)
@@ -167,6 +171,7 @@ impl Contenders {
         Ok(Self {
             sandbox,
             ours,
+            ours_grouped,
             ours_store,
             peer,
             peer_store,
@@ -213,10 +218,12 @@ impl Contenders {
 /// Runs the peer scenarios.
 pub(crate) async fn vs_cqrs_es(pool: &PgPool, config: &Config) -> Result<Vec<Report>> {
     let [load, snapshot_load] = long_stream_load(pool, config).await?;
+    let [concurrent, concurrent_grouped] = concurrent(pool, config).await?;
     Ok(vec![
         sequential(pool, "vs-cqrs-es-seq-command", 1, config.seq_commands).await?,
         sequential(pool, "vs-cqrs-es-short-streams", config.short_streams, 10).await?,
-        concurrent(pool, config).await?,
+        concurrent,
+        concurrent_grouped,
         load,
         snapshot_load,
     ])
@@ -305,17 +312,25 @@ async fn sequential(
     Ok(report)
 }
 
-/// Many aggregates, a few commands each, from concurrent tasks.
-async fn concurrent(pool: &PgPool, config: &Config) -> Result<Report> {
+/// Many aggregates, a few commands each, from concurrent tasks: ours with
+/// the defaults, cqrs-es, then ours with group commit (on accounts of its
+/// own, opened through it, so its state cache starts as warm as the
+/// defaults' does).
+async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
     let contenders = Arc::new(Contenders::new(pool).await?);
     for account in 0..config.aggregates {
         let id = format!("acc-{account}");
         contenders.ours_open(&id).await?;
         contenders.peer_open(&id).await?;
+        let owner = "bench".to_owned();
+        contenders
+            .ours_grouped
+            .execute(&format!("grp-{account}"), OpenAccount { owner })
+            .await?;
     }
     let total = config.aggregates * config.commands_per_aggregate;
 
-    let mut rates = [0.0; 2];
+    let mut rates = [0.0; 3];
     for (side, rate) in rates.iter_mut().enumerate() {
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -324,13 +339,22 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<Report> {
             tasks.push(tokio::spawn(async move {
                 for _ in 0..config.commands_per_aggregate {
                     for account in (task..config.aggregates).step_by(config.tasks) {
-                        let id = format!("acc-{account}");
-                        if side == 0 {
-                            contenders.ours.execute(&id, Deposit { amount: 1 }).await?;
-                        } else {
-                            contenders
-                                .peer_execute(&id, PeerCommand::Deposit { amount: 1 })
-                                .await?;
+                        let deposit = Deposit { amount: 1 };
+                        match side {
+                            0 => {
+                                let id = format!("acc-{account}");
+                                contenders.ours.execute(&id, deposit).await?;
+                            }
+                            1 => {
+                                let id = format!("acc-{account}");
+                                contenders
+                                    .peer_execute(&id, PeerCommand::Deposit { amount: 1 })
+                                    .await?;
+                            }
+                            _ => {
+                                let id = format!("grp-{account}");
+                                contenders.ours_grouped.execute(&id, deposit).await?;
+                            }
                         }
                     }
                 }
@@ -347,22 +371,39 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<Report> {
         let id = format!("acc-{account}");
         let ours = contenders.ours.load(&id).await?.state.balance;
         let theirs = contenders.peer_balance(&id).await?;
+        let grouped = contenders
+            .ours_grouped
+            .load(&format!("grp-{account}"))
+            .await?
+            .state
+            .balance;
         let expected = config.commands_per_aggregate as u64;
         check(
-            ours == expected && theirs == expected,
-            format!("vs-cqrs-es concurrent: balances {ours} and {theirs}, expected {expected}"),
+            ours == expected && theirs == expected && grouped == expected,
+            format!(
+                "vs-cqrs-es concurrent: balances {ours}, {theirs} and {grouped}, expected {expected}"
+            ),
         )?;
     }
     let contenders = Arc::try_unwrap(contenders)
         .map_err(|_| BenchError::Task("a task still holds the contenders".into()))?;
     contenders.sandbox.drop().await?;
-    Ok(Report::new(
-        "vs-cqrs-es-concurrent-commands",
-        rates[0],
-        baseline,
-        "ops/s",
-    )
-    .with_peer(rates[1]))
+    Ok([
+        Report::new(
+            "vs-cqrs-es-concurrent-commands",
+            rates[0],
+            baseline,
+            "ops/s",
+        )
+        .with_peer(rates[1]),
+        Report::new(
+            "vs-cqrs-es-concurrent-group-commit",
+            rates[2],
+            baseline,
+            "ops/s",
+        )
+        .with_peer(rates[1]),
+    ])
 }
 
 /// Loading an account with a long stream, the fastest of five loads each:
