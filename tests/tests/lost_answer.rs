@@ -20,7 +20,7 @@ use cqrs_examples::bank_account::{
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::postgres::TestStore;
 use cqrs_tests::proxy::{FaultProxy, Mode};
-use cqrskit::postgres::PostgresEventStore;
+use cqrskit::postgres::{GroupCommit, PostgresEventStore};
 use cqrskit::{
     CommandError, CommandOutcome, CommandPipeline, EventStore, ExpectedVersion, Metadata,
     StoreError,
@@ -166,10 +166,27 @@ async fn a_lost_answer_after_commit_is_reported_as_unknown_and_the_retry_applies
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_resolves_a_lost_answer_itself_when_the_store_comes_back() {
     let (db, proxy, store) = setup().await;
+    withdraw_through_a_lost_answer(db, proxy, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_a_group_commit_is_resolved_the_same_way() {
+    let (db, proxy, store) = setup().await;
+    let store = store.with_group_commit(GroupCommit::default());
+    withdraw_through_a_lost_answer(db, proxy, store).await;
+}
+
+/// Withdraws 60 from an account of 100 while the answer to the append is
+/// lost (only the reply; the database stays reachable): the store sends
+/// it again, finds it stored, and the account is debited once.
+async fn withdraw_through_a_lost_answer(
+    db: TestStore,
+    proxy: FaultProxy,
+    store: PostgresEventStore,
+) {
     let accounts = Accounts::new(Arc::new(store), ());
     open_with_100(&accounts).await;
 
-    // Only the reply is lost; the database stays reachable.
     proxy.drop_reply_after(APPEND, Mode::Pass);
     let outcome = accounts
         .execute("acc", Withdraw { amount: 60 })
