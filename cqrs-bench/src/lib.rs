@@ -203,7 +203,7 @@ pub async fn run(
     }
     if wanted("projection-catch-up") {
         add(
-            vec![scenarios::projection_catch_up(pool, config).await?],
+            scenarios::projection_catch_up(pool, config).await?,
             &mut reports,
         );
     }

@@ -41,6 +41,12 @@ impl Report {
         }
     }
 
+    /// The same report, with per-operation latencies.
+    pub fn with_latency(mut self, latency: Latency) -> Self {
+        self.latency = Some(latency);
+        self
+    }
+
     /// The same report, with a peer framework's figure.
     pub fn with_peer(self, peer: f64) -> Self {
         Self {

@@ -14,7 +14,7 @@ use cqrskit::{
 };
 
 use crate::report::{Latency, Report, per_second, quantile};
-use crate::tally::{AddMany, Tally, TallyEvent, TallyRows};
+use crate::tally::{AddMany, Added, Tally, TallyEvent, TallyRows};
 use crate::{BenchError, Config};
 
 type Result<T> = std::result::Result<T, BenchError>;
@@ -171,6 +171,8 @@ pub(crate) async fn seq_command(pool: &PgPool, config: &Config) -> Result<Vec<Re
             sandbox.raw_count().await? == config.seq_commands as i64,
             "seq baseline row count",
         )?;
+        let p50 = quantile(&mut framework, 0.5);
+        let p99 = quantile(&mut framework, 0.99);
         reports.push(Report {
             max: None,
             peer: None,
@@ -180,15 +182,119 @@ pub(crate) async fn seq_command(pool: &PgPool, config: &Config) -> Result<Vec<Re
             baseline: baseline_rate,
             unit: "ops/s",
             latency: Some(Latency {
-                p50: quantile(&mut framework, 0.5),
-                p99: quantile(&mut framework, 0.99),
+                p50,
+                p99,
                 baseline_p50: quantile(&mut baseline, 0.5),
                 baseline_p99: quantile(&mut baseline, 0.99),
             }),
         });
+        if scenario == "seq-command-uncached" {
+            let (rate, mut latencies) =
+                hand_written_uncached(&sandbox, config.seq_commands).await?;
+            reports.push(
+                Report::new(
+                    "seq-command-uncached-hand-written",
+                    framework_rate,
+                    rate,
+                    "ops/s",
+                )
+                .with_latency(Latency {
+                    p50,
+                    p99,
+                    baseline_p50: quantile(&mut latencies, 0.5),
+                    baseline_p99: quantile(&mut latencies, 0.99),
+                }),
+            );
+        }
         sandbox.drop().await?;
     }
     Ok(reports)
+}
+
+/// What a careful program written straight on sqlx does for a command on
+/// an aggregate it does not keep in memory, over tables of its own: one
+/// statement reads the aggregate's snapshot and the events after it, which
+/// serde decodes and folds; one statement inserts the new event and, every
+/// 50 versions, the snapshot with it. Returns the rate and each command's
+/// latency.
+async fn hand_written_uncached(sandbox: &Sandbox, commands: usize) -> Result<(f64, Vec<Duration>)> {
+    #[derive(serde::Deserialize)]
+    struct Deposited {
+        amount: i64,
+    }
+    let (events, snapshots) = (
+        sandbox.table("hand_written_events"),
+        sandbox.table("hand_written_snapshots"),
+    );
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE {events} (stream text NOT NULL, version bigint NOT NULL, payload jsonb NOT NULL,
+                                PRIMARY KEY (stream, version));
+         CREATE TABLE {snapshots} (stream text PRIMARY KEY, version bigint NOT NULL, balance bigint NOT NULL)"
+    ))
+    .execute(sandbox.pool())
+    .await?;
+    let load = format!(
+        "SELECT version, balance, NULL::text AS payload FROM {snapshots} WHERE stream = $1
+         UNION ALL
+         (SELECT version, NULL::bigint, payload::text FROM {events}
+          WHERE stream = $1
+            AND version > coalesce((SELECT version FROM {snapshots} WHERE stream = $1), 0)
+          ORDER BY version)"
+    );
+    let insert =
+        format!("INSERT INTO {events} (stream, version, payload) VALUES ($1, $2, $3::jsonb)");
+    let insert_with_snapshot = format!(
+        "WITH event AS ({insert})
+         INSERT INTO {snapshots} (stream, version, balance) VALUES ($1, $2, $4)
+         ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version, balance = EXCLUDED.balance"
+    );
+    let mut latencies = Vec::with_capacity(commands);
+    let started = Instant::now();
+    for _ in 0..commands {
+        let command = Instant::now();
+        let rows: Vec<(i64, Option<i64>, Option<String>)> = sqlx::query_as(&load)
+            .bind("acc")
+            .fetch_all(sandbox.pool())
+            .await?;
+        let (mut version, mut balance) = (0, 0);
+        for (at, snapshot, payload) in rows {
+            version = at;
+            match payload {
+                Some(payload) => {
+                    let deposited: Deposited = serde_json::from_str(&payload)
+                        .map_err(|error| BenchError::Verification(error.to_string()))?;
+                    balance += deposited.amount;
+                }
+                None => balance = snapshot.unwrap_or_default(),
+            }
+        }
+        version += 1;
+        balance += 1;
+        let query = if version % 50 == 0 {
+            sqlx::query(&insert_with_snapshot)
+        } else {
+            sqlx::query(&insert)
+        };
+        let query = query.bind("acc").bind(version).bind(r#"{"amount":1}"#);
+        let query = if version % 50 == 0 {
+            query.bind(balance)
+        } else {
+            query
+        };
+        query.execute(sandbox.pool()).await?;
+        latencies.push(command.elapsed());
+    }
+    let rate = per_second(commands, started.elapsed());
+    let balance: i64 = sqlx::query_scalar(&format!(
+        "SELECT sum((payload->>'amount')::bigint)::bigint FROM {events}"
+    ))
+    .fetch_one(sandbox.pool())
+    .await?;
+    check(
+        balance == commands as i64,
+        format!("hand-written uncached: balance {balance}"),
+    )?;
+    Ok((rate, latencies))
 }
 
 /// Many aggregates, a few commands each, from concurrent tasks: with each
@@ -632,7 +738,7 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
 
 /// A projection catching up on a long log, against raw batched inserts of the
 /// same read-model rows.
-pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Result<Report> {
+pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Result<Vec<Report>> {
     let sandbox = Sandbox::new(pool).await?;
     // Set-up: the log, written in large appends to 100 streams.
     let streams = 100.min(config.catch_up_events.max(1));
@@ -655,7 +761,7 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
     }
     let total = streams * per_stream;
     sandbox.analyze().await?;
-    for table in ["rows_framework", "rows_baseline"] {
+    for table in ["rows_framework", "rows_baseline", "rows_hand_written"] {
         sqlx::query(&format!(
             "CREATE TABLE {} (event_id uuid PRIMARY KEY, stream text NOT NULL, n bigint NOT NULL)",
             sandbox.table(table)
@@ -716,8 +822,9 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
             .await?;
     }
     let baseline = per_second(total, started.elapsed());
+    let hand_written = hand_written_catch_up(&sandbox, total).await?;
 
-    for table in ["rows_framework", "rows_baseline"] {
+    for table in ["rows_framework", "rows_baseline", "rows_hand_written"] {
         let (count, sum): (i64, Option<i64>) = sqlx::query_as(&format!(
             "SELECT count(*), sum(n)::bigint FROM {}",
             sandbox.table(table)
@@ -731,14 +838,80 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
         )?;
     }
     sandbox.drop().await?;
-    Ok(Report {
-        max: None,
-        peer: None,
-        peer_latency: None,
-        scenario: "projection-catch-up",
-        framework,
-        baseline,
-        unit: "events/s",
-        latency: None,
-    })
+    Ok(vec![
+        Report::new("projection-catch-up", framework, baseline, "events/s"),
+        Report::new(
+            "projection-catch-up-hand-written",
+            framework,
+            hand_written,
+            "events/s",
+        ),
+    ])
+}
+
+/// What a careful program written straight on sqlx does to keep the same
+/// read model: per batch of 1000, one transaction that reads the next
+/// events from the events table in position order (no gap safety), decodes
+/// each payload with serde, inserts the rows and moves its checkpoint.
+/// Returns events per second.
+async fn hand_written_catch_up(sandbox: &Sandbox, total: usize) -> Result<f64> {
+    let checkpoint = sandbox.table("hand_written_checkpoint");
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE {checkpoint} (name text PRIMARY KEY, position bigint NOT NULL);
+         INSERT INTO {checkpoint} VALUES ('rows', 0)"
+    ))
+    .execute(sandbox.pool())
+    .await?;
+    let rows = TallyRows {
+        table: sandbox.table("rows_hand_written"),
+    };
+    let read = format!(
+        "SELECT position, event_id, aggregate_id, payload::text FROM {}
+         WHERE event_type = 'Added' AND position > $1 ORDER BY position LIMIT 1000",
+        sandbox.table("events")
+    );
+    let started = Instant::now();
+    let mut done = 0;
+    while done < total {
+        let mut tx = sandbox.pool().begin().await?;
+        let after: i64 = sqlx::query_scalar(&format!(
+            "SELECT position FROM {checkpoint} WHERE name = 'rows' FOR UPDATE"
+        ))
+        .fetch_one(&mut *tx)
+        .await?;
+        let batch: Vec<(i64, uuid::Uuid, String, String)> = sqlx::query_as(&read)
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(last) = batch.last().map(|row| row.0) else {
+            return Err(BenchError::Verification(format!(
+                "hand-written catch-up found {done} of {total} events"
+            )));
+        };
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut streams = Vec::with_capacity(batch.len());
+        let mut numbers = Vec::with_capacity(batch.len());
+        for (_, id, stream, payload) in &batch {
+            let added: Added = serde_json::from_str(payload)
+                .map_err(|error| BenchError::Verification(error.to_string()))?;
+            ids.push(*id);
+            streams.push(stream.as_str());
+            numbers.push(added.n);
+        }
+        sqlx::query(&rows.insert_sql())
+            .bind(ids)
+            .bind(streams)
+            .bind(numbers)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "UPDATE {checkpoint} SET position = $1 WHERE name = 'rows'"
+        ))
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        done += batch.len();
+    }
+    Ok(per_second(total, started.elapsed()))
 }

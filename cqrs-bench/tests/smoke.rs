@@ -20,6 +20,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
         [
             "seq-command",
             "seq-command-uncached",
+            "seq-command-uncached-hand-written",
             "seq-command-uncached-no-snapshots",
             "concurrent-commands",
             "concurrent-commands-same-schema",
@@ -30,6 +31,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "batch-append",
             "batch-append-same-schema",
             "projection-catch-up",
+            "projection-catch-up-hand-written",
             "vs-cqrs-es-seq-command",
             "vs-cqrs-es-short-streams",
             "vs-cqrs-es-concurrent-commands",
