@@ -67,7 +67,7 @@ impl Config {
             batch_size: 100,
             catch_up_events: 100_000,
             lag_samples: 200,
-            short_streams: 20,
+            short_streams: 100,
         }
     }
 

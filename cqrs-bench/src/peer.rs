@@ -229,6 +229,11 @@ pub(crate) async fn vs_cqrs_es(pool: &PgPool, config: &Config) -> Result<Vec<Rep
     ])
 }
 
+/// Aggregates each side opens, and deposits into each, before the
+/// sequential scenarios' clocks start.
+const WARM_UP_STREAMS: usize = 10;
+const WARM_UP_DEPOSITS: usize = 4;
+
 /// `streams` aggregates, one after another, each opened and then given
 /// `commands - 1` deposits, one command at a time.
 async fn sequential(
@@ -240,6 +245,21 @@ async fn sequential(
     let contenders = Contenders::new(pool).await?;
     let total = streams * commands;
     let deposits = commands.saturating_sub(1);
+    // Warm-up, not timed: each side's pool has opened its connections and
+    // prepared its statements (and PostgreSQL settled on their plans)
+    // before the first timed command, so the tail measures commands, not
+    // start-up.
+    for warm in 0..WARM_UP_STREAMS {
+        let id = format!("warm-{warm}");
+        contenders.ours_open(&id).await?;
+        contenders.peer_open(&id).await?;
+        for _ in 0..WARM_UP_DEPOSITS {
+            contenders.ours.execute(&id, Deposit { amount: 1 }).await?;
+            contenders
+                .peer_execute(&id, PeerCommand::Deposit { amount: 1 })
+                .await?;
+        }
+    }
 
     // Each command is timed, for the latency percentiles of both sides.
     let mut ours_latency = Vec::with_capacity(total);
