@@ -98,10 +98,11 @@
 //! | --- | --- | --- |
 //! | `derive` | yes | the macros `DomainEvent`, `Command`, `aggregate` and `projector` |
 //! | `postgres` | no | `cqrskit::postgres`: the PostgreSQL event store, snapshots, checkpoints and the projection runner |
+//! | `nats` | no | `cqrskit::nats`: integration events over NATS JetStream (a relay from the PostgreSQL log, CloudEvents on the wire, consumers applying each message once in effect; implies `postgres`) |
 //! | `testing` | no | `cqrskit::postgres::testing`: a store in a fresh schema per test, and running a projection until it has caught up (for an application's own tests; implies `postgres`) |
 //!
 //! This crate is the only one to depend on. It re-exports `cqrskit-core` (the
-//! model), `cqrskit-macros` and `cqrskit-postgres`, whose versions always move
+//! model), `cqrskit-macros`, `cqrskit-postgres` and `cqrskit-nats`, whose versions always move
 //! together with it; the code the macros generate names items through
 //! `::cqrskit`.
 //!
@@ -115,7 +116,8 @@
 //! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`];
 //! - the macros' machinery: [`dispatch`];
 //! - tests of domain logic: [`testing::AggregateFixture`];
-//! - production storage: `cqrskit::postgres` (feature `postgres`).
+//! - production storage: `cqrskit::postgres` (feature `postgres`);
+//! - integration events between services: `cqrskit::nats` (feature `nats`).
 
 pub use cqrskit_core::*;
 
@@ -125,3 +127,7 @@ pub use cqrskit_macros::{Command, DomainEvent, aggregate, projector};
 #[cfg(feature = "postgres")]
 #[doc(inline)]
 pub use cqrskit_postgres as postgres;
+
+#[cfg(feature = "nats")]
+#[doc(inline)]
+pub use cqrskit_nats as nats;

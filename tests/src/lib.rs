@@ -19,6 +19,7 @@
 
 pub mod fixtures;
 pub mod ledger;
+pub mod nats;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod proxy;

@@ -1,0 +1,502 @@
+//! CloudEvents 1.0 on NATS messages: an integration event's attributes and
+//! data, written in structured mode (the JSON event format as the body) or
+//! binary mode (the attributes as `ce-` headers, the data alone as the body),
+//! and read back from either.
+
+use std::collections::BTreeMap;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// The CloudEvents version this crate writes and reads.
+pub const SPEC_VERSION: &str = "1.0";
+
+/// The media type of a structured-mode message: the JSON event format.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// The media type of the data this crate writes.
+pub const JSON: &str = "application/json";
+
+/// The prefix of a binary-mode attribute header.
+const HEADER_PREFIX: &str = "ce-";
+
+/// The header that carries a structured message's media type, and a binary
+/// message's `datacontenttype`.
+const CONTENT_TYPE: &str = "content-type";
+
+/// How a message carries its CloudEvent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ContentMode {
+    /// The whole event as one JSON object in the body, with
+    /// `content-type: application/cloudevents+json`: the JSON event format,
+    /// which every CloudEvents reader of NATS understands.
+    #[default]
+    Structured,
+    /// Each attribute in a header of its own (`ce-id`, `ce-type`, ...), the
+    /// data's media type in `content-type`, the data alone as the body, as
+    /// the HTTP binding does: a subscriber can route or filter on an
+    /// attribute without parsing the body. Needs NATS 2.2 or later.
+    Binary,
+}
+
+/// Why a message is not a CloudEvent this crate can read, or an event
+/// cannot be written as one.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloudEventError {
+    /// The message has neither a structured content type nor a
+    /// `ce-specversion` header.
+    #[error(
+        "not a CloudEvent: no `content-type: {STRUCTURED_CONTENT_TYPE}` and no `ce-specversion` header"
+    )]
+    NotACloudEvent,
+    /// A required attribute is missing or empty.
+    #[error("the required attribute `{0}` is missing or empty")]
+    Missing(&'static str),
+    /// Another CloudEvents version.
+    #[error("specversion `{0}` is not supported (only {SPEC_VERSION})")]
+    SpecVersion(String),
+    /// `time` is not an RFC 3339 timestamp.
+    #[error("`time` is not an RFC 3339 timestamp: `{0}`")]
+    Time(String),
+    /// An extension attribute's name breaks the spec's naming rule.
+    #[error(
+        "extension attribute name `{0}` must be 1 to 20 characters of a-z and 0-9 and not a context attribute"
+    )]
+    ExtensionName(String),
+    /// An attribute of the wrong JSON type, or data that is not JSON.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// One CloudEvent: its context attributes and its JSON data.
+#[derive(Clone, Debug)]
+pub struct CloudEvent {
+    /// `id`: unique within `source` (this crate writes the event id).
+    pub id: String,
+    /// `source`: a URI reference naming the producing context (`/orders`).
+    pub source: String,
+    /// `type`: what happened, in the publisher's public vocabulary
+    /// (`com.example.order.placed.v1`).
+    pub event_type: String,
+    /// `time`: when it happened (this crate writes when it was recorded).
+    pub time: Option<DateTime<Utc>>,
+    /// `subject`: what it happened to, within `source`
+    /// (`<aggregate type>/<aggregate id>`).
+    pub subject: Option<String>,
+    /// `datacontenttype` (`application/json`).
+    pub data_content_type: String,
+    /// `data`, as JSON text.
+    pub data: Box<RawValue>,
+    /// Extension attributes, by name: a string, an integer or a boolean.
+    pub extensions: BTreeMap<String, Value>,
+}
+
+/// The context attributes the spec defines, which no extension may reuse.
+const CONTEXT_ATTRIBUTES: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "datacontenttype",
+    "dataschema",
+    "data",
+    "data_base64",
+];
+
+/// Checks an extension attribute's name against the spec's rule: lower-case
+/// a-z and 0-9 only, at most 20 characters, and not a context attribute.
+///
+/// # Errors
+///
+/// [`CloudEventError::ExtensionName`].
+pub fn check_extension_name(name: &str) -> Result<(), CloudEventError> {
+    let valid = (1..=20).contains(&name.len())
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
+        && !CONTEXT_ATTRIBUTES.contains(&name);
+    if valid {
+        Ok(())
+    } else {
+        Err(CloudEventError::ExtensionName(name.to_owned()))
+    }
+}
+
+impl CloudEvent {
+    /// Writes the event as a NATS message body with its headers.
+    ///
+    /// # Errors
+    ///
+    /// [`CloudEventError::ExtensionName`] for an extension the spec does not
+    /// allow, [`CloudEventError::Missing`] for an empty required attribute,
+    /// [`CloudEventError::Malformed`] for an extension that is not a string,
+    /// an integer or a boolean.
+    pub fn encode(&self, mode: ContentMode) -> Result<(HeaderMap, Bytes), CloudEventError> {
+        self.check()?;
+        let mut headers = HeaderMap::new();
+        match mode {
+            ContentMode::Structured => {
+                headers.insert(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
+                let body = serde_json::to_vec(&self.to_json())
+                    .map_err(|error| CloudEventError::Malformed(error.to_string()))?;
+                Ok((headers, Bytes::from(body)))
+            }
+            ContentMode::Binary => {
+                let mut attribute = |name: &str, value: &str| {
+                    headers.insert(
+                        format!("{HEADER_PREFIX}{name}").as_str(),
+                        percent_encode(value).as_str(),
+                    );
+                };
+                attribute("specversion", SPEC_VERSION);
+                attribute("id", &self.id);
+                attribute("source", &self.source);
+                attribute("type", &self.event_type);
+                if let Some(time) = self.time {
+                    attribute("time", &format_time(time));
+                }
+                if let Some(subject) = &self.subject {
+                    attribute("subject", subject);
+                }
+                for (name, value) in &self.extensions {
+                    attribute(name, &extension_text(value));
+                }
+                headers.insert(CONTENT_TYPE, self.data_content_type.as_str());
+                Ok((headers, Bytes::copy_from_slice(self.data.get().as_bytes())))
+            }
+        }
+    }
+
+    /// Reads a CloudEvent from a NATS message, in whichever mode it came.
+    ///
+    /// # Errors
+    ///
+    /// [`CloudEventError`] naming what is missing or malformed.
+    pub fn decode(headers: Option<&HeaderMap>, body: &[u8]) -> Result<Self, CloudEventError> {
+        // Header names compare without case: other producers may write
+        // `Ce-Id` or `Content-Type`.
+        let header = |name: &str| {
+            headers?
+                .iter()
+                .find(|(key, _)| AsRef::<str>::as_ref(key).eq_ignore_ascii_case(name))
+                .and_then(|(_, values)| values.first())
+                .map(|value| value.as_str().to_owned())
+        };
+        if header(CONTENT_TYPE).is_some_and(|value| value.starts_with("application/cloudevents")) {
+            return Self::from_json(body);
+        }
+        let Some(spec) = header("ce-specversion") else {
+            return Err(CloudEventError::NotACloudEvent);
+        };
+        let attribute = |name: &'static str| -> Result<Option<String>, CloudEventError> {
+            header(&format!("{HEADER_PREFIX}{name}"))
+                .map(|value| percent_decode(&value))
+                .transpose()
+        };
+        let required = |name: &'static str| {
+            attribute(name)?
+                .filter(|value| !value.is_empty())
+                .ok_or(CloudEventError::Missing(name))
+        };
+        let spec = percent_decode(&spec)?;
+        if spec != SPEC_VERSION {
+            return Err(CloudEventError::SpecVersion(spec));
+        }
+        let time = attribute("time")?
+            .map(|time| parse_time(&time))
+            .transpose()?;
+        let data = std::str::from_utf8(body).map_err(|error| {
+            CloudEventError::Malformed(format!("the data is not UTF-8: {error}"))
+        })?;
+        let data = RawValue::from_string(data.to_owned()).map_err(|error| {
+            CloudEventError::Malformed(format!("the data is not JSON: {error}"))
+        })?;
+        let mut extensions = BTreeMap::new();
+        for (name, values) in headers.into_iter().flat_map(|headers| headers.iter()) {
+            let name = name.to_string().to_ascii_lowercase();
+            let Some(extension) = name.strip_prefix(HEADER_PREFIX) else {
+                continue;
+            };
+            if CONTEXT_ATTRIBUTES.contains(&extension) {
+                continue;
+            }
+            check_extension_name(extension)?;
+            if let Some(value) = values.first() {
+                let text = percent_decode(value.as_str())?;
+                extensions.insert(extension.to_owned(), Value::String(text));
+            }
+        }
+        Ok(Self {
+            id: required("id")?,
+            source: required("source")?,
+            event_type: required("type")?,
+            time,
+            subject: attribute("subject")?,
+            data_content_type: header(CONTENT_TYPE).unwrap_or_else(|| JSON.to_owned()),
+            data,
+            extensions,
+        })
+    }
+
+    /// An extension attribute as text, whatever mode it came in (binary mode
+    /// carries every attribute as text).
+    pub fn extension(&self, name: &str) -> Option<String> {
+        self.extensions.get(name).map(extension_text)
+    }
+
+    /// The data, deserialized.
+    ///
+    /// # Errors
+    ///
+    /// When the data does not deserialize into `T`.
+    pub fn data_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.data.get())
+    }
+
+    fn check(&self) -> Result<(), CloudEventError> {
+        for (name, value) in [
+            ("id", &self.id),
+            ("source", &self.source),
+            ("type", &self.event_type),
+        ] {
+            if value.is_empty() {
+                return Err(CloudEventError::Missing(name));
+            }
+        }
+        for (name, value) in &self.extensions {
+            check_extension_name(name)?;
+            if !(value.is_string() || value.is_i64() || value.is_u64() || value.is_boolean()) {
+                return Err(CloudEventError::Malformed(format!(
+                    "extension `{name}` must be a string, an integer or a boolean, not {value}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The JSON event format's object.
+    fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("specversion".into(), SPEC_VERSION.into());
+        object.insert("id".into(), self.id.clone().into());
+        object.insert("source".into(), self.source.clone().into());
+        object.insert("type".into(), self.event_type.clone().into());
+        if let Some(time) = self.time {
+            object.insert("time".into(), format_time(time).into());
+        }
+        if let Some(subject) = &self.subject {
+            object.insert("subject".into(), subject.clone().into());
+        }
+        object.insert(
+            "datacontenttype".into(),
+            self.data_content_type.clone().into(),
+        );
+        for (name, value) in &self.extensions {
+            object.insert(name.clone(), value.clone());
+        }
+        // The data goes in as written: its text is the publisher's, and
+        // `RawValue` keeps numbers and key order exactly.
+        let data: Value = serde_json::from_str(self.data.get()).unwrap_or(Value::Null);
+        object.insert("data".into(), data);
+        Value::Object(object)
+    }
+
+    fn from_json(body: &[u8]) -> Result<Self, CloudEventError> {
+        let Value::Object(mut object) = serde_json::from_slice(body).map_err(|error| {
+            CloudEventError::Malformed(format!("the body is not JSON: {error}"))
+        })?
+        else {
+            return Err(CloudEventError::Malformed(
+                "the body is not a JSON object".into(),
+            ));
+        };
+        let mut take = |name: &'static str| -> Result<Option<String>, CloudEventError> {
+            match object.remove(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => Ok(Some(text)),
+                Some(other) => Err(CloudEventError::Malformed(format!(
+                    "`{name}` must be a string, not {other}"
+                ))),
+            }
+        };
+        let spec = take("specversion")?.ok_or(CloudEventError::Missing("specversion"))?;
+        if spec != SPEC_VERSION {
+            return Err(CloudEventError::SpecVersion(spec));
+        }
+        let required = |value: Option<String>, name: &'static str| {
+            value
+                .filter(|value| !value.is_empty())
+                .ok_or(CloudEventError::Missing(name))
+        };
+        let id = required(take("id")?, "id")?;
+        let source = required(take("source")?, "source")?;
+        let event_type = required(take("type")?, "type")?;
+        let time = take("time")?.map(|time| parse_time(&time)).transpose()?;
+        let subject = take("subject")?;
+        let data_content_type = take("datacontenttype")?.unwrap_or_else(|| JSON.to_owned());
+        take("dataschema")?;
+        let data = object.remove("data").unwrap_or(Value::Null);
+        let data = serde_json::value::to_raw_value(&data)
+            .map_err(|error| CloudEventError::Malformed(error.to_string()))?;
+        let mut extensions = BTreeMap::new();
+        for (name, value) in object {
+            check_extension_name(&name)?;
+            extensions.insert(name, value);
+        }
+        Ok(Self {
+            id,
+            source,
+            event_type,
+            time,
+            subject,
+            data_content_type,
+            data,
+            extensions,
+        })
+    }
+}
+
+/// RFC 3339 with microseconds, in UTC (`2026-11-30T21:08:54.123456Z`).
+fn format_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, CloudEventError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| CloudEventError::Time(text.to_owned()))
+}
+
+/// An extension's canonical string form.
+fn extension_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Percent-encodes what a header value may not carry as it is: `%`, control
+/// characters and everything outside printable ASCII (as UTF-8 bytes), as
+/// the HTTP binding's header encoding does.
+fn percent_encode(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' && byte != b'"' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+fn percent_decode(value: &str) -> Result<String, CloudEventError> {
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = value
+                .get(index + 1..index + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| {
+                    CloudEventError::Malformed(format!("bad percent-encoding in `{value}`"))
+                })?;
+            decoded.push(hex);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded)
+        .map_err(|_| CloudEventError::Malformed(format!("`{value}` decodes to no UTF-8 text")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> CloudEvent {
+        CloudEvent {
+            id: "01a22e51-d147-7729-a68f-bb38dda96a32".into(),
+            source: "/orders".into(),
+            event_type: "com.example.order.placed.v1".into(),
+            time: Some(Utc::now()),
+            subject: Some("order/42 ünïcode".into()),
+            data_content_type: JSON.into(),
+            data: RawValue::from_string(r#"{"order":42,"total":"19.90"}"#.into()).expect("json"),
+            extensions: BTreeMap::from([
+                ("correlationid".into(), Value::String("abc".into())),
+                ("streamversion".into(), Value::from(7)),
+            ]),
+        }
+    }
+
+    #[test]
+    fn both_modes_read_back_what_they_wrote() {
+        let written = event();
+        for mode in [ContentMode::Structured, ContentMode::Binary] {
+            let (headers, body) = written.encode(mode).expect("encode");
+            let read = CloudEvent::decode(Some(&headers), &body).expect("decode");
+            assert_eq!(read.id, written.id);
+            assert_eq!(read.source, written.source);
+            assert_eq!(read.event_type, written.event_type);
+            assert_eq!(read.subject, written.subject, "{mode:?}");
+            assert_eq!(read.time.map(format_time), written.time.map(format_time));
+            let data: Value = read.data_as().expect("data");
+            assert_eq!(data["order"], 42);
+            assert_eq!(read.extension("correlationid").as_deref(), Some("abc"));
+            assert_eq!(read.extension("streamversion").as_deref(), Some("7"));
+        }
+    }
+
+    #[test]
+    fn extension_names_follow_the_spec() {
+        for good in ["correlationid", "a1", "x".repeat(20).as_str()] {
+            assert_eq!(check_extension_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "CorrelationId",
+            "correlation_id",
+            "x".repeat(21).as_str(),
+            "type",
+        ] {
+            assert!(check_extension_name(bad).is_err(), "{bad}");
+        }
+        let mut bad = event();
+        bad.extensions.insert("Bad-Name".into(), Value::from(1));
+        assert!(matches!(
+            bad.encode(ContentMode::Binary),
+            Err(CloudEventError::ExtensionName(_))
+        ));
+    }
+
+    #[test]
+    fn a_message_without_the_required_attributes_is_refused_by_name() {
+        let (mut headers, body) = event().encode(ContentMode::Binary).expect("encode");
+        headers.insert("ce-source", "");
+        assert_eq!(
+            CloudEvent::decode(Some(&headers), &body).err(),
+            Some(CloudEventError::Missing("source"))
+        );
+        assert_eq!(
+            CloudEvent::decode(None, b"{}").err(),
+            Some(CloudEventError::NotACloudEvent)
+        );
+        let mut structured = HeaderMap::new();
+        structured.insert(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
+        let body = br#"{"specversion":"0.3","id":"1","source":"/x","type":"t"}"#;
+        assert_eq!(
+            CloudEvent::decode(Some(&structured), body).err(),
+            Some(CloudEventError::SpecVersion("0.3".into()))
+        );
+    }
+}

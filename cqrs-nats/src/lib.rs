@@ -1,0 +1,23 @@
+//! Integration events between services over NATS JetStream, for `cqrskit`.
+//!
+//! - **Publishing**: a [`Relay`] tails the PostgreSQL store's global log
+//!   like a projection (gap-safe, from its own checkpoint, one active
+//!   instance per name) and publishes the events a [`Publication`] selects,
+//!   mapped to their public shape, as CloudEvents. The JetStream message id
+//!   is the event id, so a relay that crashes between JetStream's
+//!   acknowledgement and its checkpoint publishes again into JetStream's
+//!   duplicate window and nothing is delivered twice.
+//! - **The wire format**: [`CloudEvent`], CloudEvents 1.0 in structured
+//!   mode (the JSON event format) or binary mode (`ce-` headers).
+//!
+//! Depend on `cqrskit` with the `nats` feature and use it as `cqrskit::nats`.
+//! The guide is `docs/integration.md`.
+
+pub mod cloudevent;
+mod publication;
+mod relay;
+
+pub use async_nats;
+pub use cloudevent::{CloudEvent, CloudEventError, ContentMode};
+pub use publication::{Outgoing, Publication};
+pub use relay::{Relay, RelayOptions, StreamSpec};

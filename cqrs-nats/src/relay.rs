@@ -1,0 +1,250 @@
+//! The relay: the global log, published to JetStream.
+//!
+//! A relay is a projector, run by the PostgreSQL store's projection runner:
+//! it tails the log gap-safe from a checkpoint of its own, under a fenced
+//! lease (one relay active per name), with the runner's retries and its
+//! stop-or-park policy for an event that keeps failing. For each batch it
+//! publishes every selected event and waits for JetStream to acknowledge
+//! them all; only then does the runner commit the checkpoint past them.
+//!
+//! Each message's `Nats-Msg-Id` is the event id. A relay that dies after
+//! JetStream stored a batch and before its checkpoint committed publishes
+//! the batch again when it resumes, and JetStream drops the copies it has
+//! seen within the stream's duplicate window: consumers receive each event
+//! once. Messages are published in log order on one connection, so each
+//! stream's events reach JetStream in version order.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::PublishMessage;
+use async_trait::async_trait;
+use cqrskit_core::{BoxError, EventEnvelope, Projector};
+use cqrskit_postgres::sqlx::PgConnection;
+use serde_json::Value;
+
+use crate::cloudevent::{CloudEvent, ContentMode, JSON};
+use crate::publication::{Outgoing, Publication};
+
+/// The JetStream stream a relay publishes into, created by the relay's
+/// setup when missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// The stream's name (`ORDERS`).
+    pub name: String,
+    /// How long JetStream remembers message ids to drop duplicates: the
+    /// longest a relay may be down between publishing and checkpointing
+    /// without a consumer seeing a copy. Default 2 minutes (JetStream's).
+    pub duplicate_window: Duration,
+}
+
+/// How a relay names, shapes and sends its messages.
+#[derive(Clone, Debug)]
+pub struct RelayOptions {
+    /// The first token(s) of every subject: messages go to
+    /// `<subject_prefix>.<aggregate type>.<token>`, the token being the
+    /// [`Outgoing::subject_token`] or the stored event type.
+    pub subject_prefix: String,
+    /// The CloudEvents `source`: a URI reference naming this service
+    /// (`/orders`, `urn:example:orders`).
+    pub source: String,
+    /// Structured (default) or binary CloudEvents.
+    pub mode: ContentMode,
+    /// The stream to create when missing, or `None` when it is managed
+    /// elsewhere (the subjects must then be captured by some stream, or
+    /// every publish fails with "no responders").
+    pub stream: Option<StreamSpec>,
+}
+
+impl RelayOptions {
+    /// Options publishing under `subject_prefix` from `source`, structured,
+    /// into a stream named after the prefix (upper-cased, `.` as `_`).
+    pub fn new(subject_prefix: impl Into<String>, source: impl Into<String>) -> Self {
+        let subject_prefix = subject_prefix.into();
+        let name = subject_prefix
+            .to_ascii_uppercase()
+            .replace(['.', ' ', '*', '>'], "_");
+        Self {
+            subject_prefix,
+            source: source.into(),
+            mode: ContentMode::Structured,
+            stream: Some(StreamSpec {
+                name,
+                duplicate_window: Duration::from_secs(120),
+            }),
+        }
+    }
+}
+
+/// Publishes the events a [`Publication`] selects to JetStream, as
+/// CloudEvents. Run it with a `ProjectionRunner` (see the module docs).
+pub struct Relay<P> {
+    name: String,
+    jetstream: jetstream::Context,
+    publication: P,
+    options: RelayOptions,
+}
+
+impl<P: Publication> Relay<P> {
+    /// A relay named `name` (its checkpoint's and lease's name: one relay of
+    /// a name is active at a time), publishing through `jetstream`.
+    pub fn new(
+        name: impl Into<String>,
+        jetstream: jetstream::Context,
+        publication: P,
+        options: RelayOptions,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            jetstream,
+            publication,
+            options,
+        }
+    }
+
+    /// The subject of `outgoing` for `event`.
+    pub fn subject(&self, event: &EventEnvelope<P::Event>, outgoing: &Outgoing) -> String {
+        let token = outgoing
+            .subject_token
+            .as_deref()
+            .unwrap_or(&event.event_type);
+        format!(
+            "{}.{}.{}",
+            self.options.subject_prefix,
+            subject_token(&event.stream.aggregate_type),
+            subject_token(token)
+        )
+    }
+
+    /// The CloudEvent `outgoing` is for `event`: the event id as `id`, the
+    /// recording time as `time`, `<aggregate type>/<aggregate id>` as
+    /// `subject`, and the extensions `correlationid`, `causationid`,
+    /// `streamversion` and `schemaversion`.
+    pub fn cloud_event(&self, event: &EventEnvelope<P::Event>, outgoing: Outgoing) -> CloudEvent {
+        let mut extensions = std::collections::BTreeMap::new();
+        if let Some(correlation) = event.metadata.correlation_id {
+            extensions.insert(
+                "correlationid".to_owned(),
+                Value::String(correlation.to_string()),
+            );
+        }
+        if let Some(causation) = event.metadata.causation_id {
+            extensions.insert(
+                "causationid".to_owned(),
+                Value::String(causation.to_string()),
+            );
+        }
+        extensions.insert("streamversion".to_owned(), Value::from(event.version));
+        extensions.insert("schemaversion".to_owned(), Value::from(event.event_version));
+        CloudEvent {
+            id: event.event_id.to_string(),
+            source: self.options.source.clone(),
+            event_type: outgoing.event_type,
+            time: Some(event.recorded_at),
+            subject: Some(format!(
+                "{}/{}",
+                event.stream.aggregate_type, event.stream.aggregate_id
+            )),
+            data_content_type: JSON.to_owned(),
+            data: outgoing.data,
+            extensions,
+        }
+    }
+
+    /// Sends one event's message, if the publication selects it; the
+    /// acknowledgement is awaited later.
+    async fn send(
+        &self,
+        event: &EventEnvelope<P::Event>,
+    ) -> Result<Option<PublishAckFuture>, BoxError> {
+        let Some(outgoing) = self.publication.publish(event)? else {
+            return Ok(None);
+        };
+        let subject = self.subject(event, &outgoing);
+        let (headers, body) = self
+            .cloud_event(event, outgoing)
+            .encode(self.options.mode)?;
+        let message = PublishMessage::build()
+            .headers(headers)
+            .message_id(event.event_id.to_string())
+            .payload(body);
+        let ack = self.jetstream.send_publish(subject, message).await?;
+        Ok(Some(ack))
+    }
+}
+
+/// A subject token: what NATS would read as a separator or a wildcard
+/// replaced by `_`.
+fn subject_token(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c == '.' || c == '*' || c == '>' || c.is_whitespace() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[async_trait]
+impl<P: Publication> Projector<PgConnection> for Relay<P> {
+    type Event = P::Event;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn event_types(&self) -> &'static [&'static str] {
+        self.publication.event_types()
+    }
+
+    async fn project(
+        &self,
+        event: &EventEnvelope<Self::Event>,
+        context: &mut PgConnection,
+    ) -> Result<(), BoxError> {
+        self.project_batch(std::slice::from_ref(event), context)
+            .await
+    }
+
+    /// Sends the batch's messages in log order, then waits for every
+    /// acknowledgement: the runner commits the checkpoint only after this
+    /// returns. A failed send or acknowledgement fails the batch; the runner
+    /// then goes through it event by event, and what JetStream stored
+    /// already is dropped as a duplicate.
+    async fn project_batch(
+        &self,
+        events: &[EventEnvelope<Self::Event>],
+        _context: &mut PgConnection,
+    ) -> Result<(), BoxError> {
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(ack) = self.send(event).await? {
+                acks.push(ack);
+            }
+        }
+        for ack in acks {
+            ack.await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the stream when the options name one and it is missing,
+    /// capturing `<subject_prefix>.>` with the duplicate window asked for.
+    async fn setup(&self, _context: &mut PgConnection) -> Result<(), BoxError> {
+        let Some(stream) = &self.options.stream else {
+            return Ok(());
+        };
+        self.jetstream
+            .get_or_create_stream(jetstream::stream::Config {
+                name: stream.name.clone(),
+                subjects: vec![format!("{}.>", self.options.subject_prefix)],
+                duplicate_window: stream.duplicate_window,
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+}

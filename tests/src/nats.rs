@@ -1,0 +1,164 @@
+//! NATS for the tests: the shared server (`NATS_URL`, which `scripts/test`
+//! makes sure answers), private servers the fault tests may stop and start
+//! again, and the bank account's public events.
+//!
+//! A test that cannot reach NATS fails: tests that need it never skip.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cqrs_examples::bank_account::AccountEvent;
+use cqrskit::nats::async_nats::{self, jetstream};
+use cqrskit::nats::{Outgoing, Publication};
+use cqrskit::{BoxError, EventEnvelope};
+
+/// The shared server's URL: `NATS_URL`, or the local default.
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// A client of the server at `url`.
+///
+/// # Panics
+///
+/// When the server cannot be reached, saying how to get one.
+pub async fn connect(url: &str) -> async_nats::Client {
+    async_nats::connect(url).await.unwrap_or_else(|error| {
+        panic!(
+            "NATS is not reachable at {url}: {error}\n\
+             run `scripts/test`, which starts it, or set NATS_URL"
+        )
+    })
+}
+
+/// A JetStream context on the shared server.
+pub async fn jetstream() -> jetstream::Context {
+    jetstream::new(connect(&nats_url()).await)
+}
+
+/// A name no other test uses: subject prefixes and stream names.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A nats-server of the test's own, on a free port with a store directory
+/// of its own, killed when dropped.
+pub struct PrivateNats {
+    port: u16,
+    store: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    /// Starts one and waits until it answers.
+    ///
+    /// # Panics
+    ///
+    /// When the binary (`NATS_SERVER`, `nats-server` on PATH or Debian's
+    /// /usr/sbin/nats-server) is missing or the server does not answer.
+    pub async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let store = std::env::temp_dir().join(unique("cqrskit-nats-"));
+        std::fs::create_dir_all(&store).expect("a store directory");
+        let mut server = Self {
+            port,
+            store,
+            child: None,
+        };
+        server.resume().await;
+        server
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same store, and waits
+    /// until it answers.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub async fn resume(&mut self) {
+        let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| {
+            if std::path::Path::new("/usr/sbin/nats-server").exists() {
+                "/usr/sbin/nats-server".to_owned()
+            } else {
+                "nats-server".to_owned()
+            }
+        });
+        let child = Command::new(&binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {binary}: {error} (scripts/test installs it)"));
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if async_nats::connect(self.url()).await.is_ok() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{binary} did not answer on port {} within 10 s",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// The bank account's published language: an opened account and a
+/// withdrawal leave the service as `bank.account.opened.v1` and
+/// `bank.money.withdrawn.v1`; deposits stay inside.
+pub struct PublicAccountEvents;
+
+impl Publication for PublicAccountEvents {
+    type Event = AccountEvent;
+
+    fn publish(&self, event: &EventEnvelope<AccountEvent>) -> Result<Option<Outgoing>, BoxError> {
+        let outgoing = match &event.payload {
+            AccountEvent::AccountOpened(opened) => Outgoing::new(
+                "bank.account.opened.v1",
+                &serde_json::json!({ "account": event.stream.aggregate_id, "holder": opened.owner }),
+            )?
+            .with_subject_token("opened"),
+            AccountEvent::WithdrawalMade(withdrawal) => Outgoing::new(
+                "bank.money.withdrawn.v1",
+                &serde_json::json!({ "account": event.stream.aggregate_id, "cents": withdrawal.amount }),
+            )?
+            .with_subject_token("withdrawn"),
+            AccountEvent::DepositMade(_) => return Ok(None),
+        };
+        Ok(Some(outgoing))
+    }
+}
