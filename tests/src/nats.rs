@@ -145,6 +145,11 @@ pub struct PublicAccountEvents;
 impl Publication for PublicAccountEvents {
     type Event = AccountEvent;
 
+    // Deposits are never read from the log.
+    fn event_types(&self) -> &'static [&'static str] {
+        &["AccountOpened", "WithdrawalMade"]
+    }
+
     fn publish(&self, event: &EventEnvelope<AccountEvent>) -> Result<Option<Outgoing>, BoxError> {
         let outgoing = match &event.payload {
             AccountEvent::AccountOpened(opened) => Outgoing::new(

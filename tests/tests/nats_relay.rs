@@ -242,11 +242,156 @@ async fn the_reference_sdk_reads_the_relays_messages_in_both_modes() {
     db.drop_schema().await;
 }
 
-/// Options for a relay whose lease lapses fast, so a test does not wait
-/// long for a killed one's.
-pub fn short_lease() -> RunnerOptions {
-    RunnerOptions {
-        lease_duration: Duration::from_millis(1500),
-        ..RunnerOptions::default()
+/// How long a relay's lease lasts in the process tests: a killed relay's
+/// lapses quickly.
+const LEASE_MS: u64 = 1500;
+
+/// A relay process, killed with SIGKILL when dropped so that a failing test
+/// leaves none behind.
+struct RelayProcess(std::process::Child);
+
+impl RelayProcess {
+    fn start(db: &TestStore, prefix: &str, hold_after_publish: bool) -> Self {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nats_relay"));
+        command
+            .env("DATABASE_URL", cqrs_tests::postgres::database_url())
+            .env("SCHEMA", &db.schema)
+            .env("NATS_URL", cqrs_tests::nats::nats_url())
+            .env("PREFIX", prefix)
+            .env("LEASE_MS", LEASE_MS.to_string())
+            .stdout(std::process::Stdio::piped());
+        if hold_after_publish {
+            command.env("HOLD_AFTER_PUBLISH", "1");
+        }
+        Self(command.spawn().expect("start a relay process"))
     }
+
+    /// Waits until the process prints `line`.
+    fn wait_for(&mut self, line: &str) {
+        use std::io::BufRead;
+        let stdout = self.0.stdout.take().expect("piped stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for printed in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = sender.send(printed);
+            }
+        });
+        loop {
+            let printed = receiver
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("the relay process never printed `{line}`"));
+            if printed == line {
+                return;
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A relay in the parent process, under the same name as the one killed:
+/// it gets the lease once the killed one's lapses.
+async fn successor(
+    db: &TestStore,
+    jetstream: &Context,
+    prefix: &str,
+) -> ProjectionRunner<Relay<PublicAccountEvents>> {
+    let runner = ProjectionRunner::new(
+        db.store.clone(),
+        Arc::new(relay(jetstream, prefix, ContentMode::Structured)),
+    )
+    .with_options(RunnerOptions {
+        lease_duration: Duration::from_millis(LEASE_MS),
+        ..RunnerOptions::default()
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !runner.acquire_lease().await.expect("lease") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the killed relay's lease never lapsed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    runner
+}
+
+async fn message_count(jetstream: &Context, prefix: &str) -> u64 {
+    let name = RelayOptions::new(prefix, "/bank")
+        .stream
+        .expect("stream")
+        .name;
+    let mut stream = jetstream.get_stream(&name).await.expect("the stream");
+    stream.info().await.expect("info").state.messages
+}
+
+/// The relay is killed (SIGKILL) after JetStream acknowledged its batch and
+/// before its checkpoint committed: its successor publishes the batch again,
+/// and JetStream, recognising the message ids, stores none of it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_between_the_acks_and_its_checkpoint_delivers_nothing_twice() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    some_banking(&db.store).await;
+    cqrs_tests::scenarios::settled(&db.shared(), 6).await;
+    let prefix = unique("bank");
+
+    let mut process = RelayProcess::start(&db, &prefix, true);
+    process.wait_for("published");
+    assert_eq!(
+        message_count(&jetstream, &prefix).await,
+        4,
+        "the batch reached JetStream"
+    );
+    process.kill();
+
+    let runner = successor(&db, &jetstream, &prefix).await;
+    assert_eq!(
+        runner.checkpoint().await.expect("checkpoint"),
+        Position::START
+    );
+    assert_eq!(
+        caught_up(&runner).await,
+        4,
+        "the successor relayed the batch again"
+    );
+    assert_eq!(
+        message_count(&jetstream, &prefix).await,
+        4,
+        "and JetStream dropped the copies"
+    );
+
+    // Later events go out once, after the others.
+    let accounts = CommandPipeline::<BankAccount>::new(db.shared(), ());
+    accounts
+        .execute("a", Withdraw { amount: 5 })
+        .await
+        .expect("withdraw");
+    caught_up(&runner).await;
+    let messages = published(&jetstream, &prefix).await;
+    assert_eq!(messages.len(), 5);
+    let ids: std::collections::HashSet<_> =
+        messages.iter().map(|(_, event, _)| &event.id).collect();
+    assert_eq!(ids.len(), 5, "each event once");
+    runner.release_lease().await.expect("release");
+    let name = RelayOptions::new(&prefix, "/bank")
+        .stream
+        .expect("stream")
+        .name;
+    jetstream
+        .delete_stream(&name)
+        .await
+        .expect("delete the stream");
+    db.drop_schema().await;
 }
