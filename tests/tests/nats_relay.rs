@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
-use cqrs_tests::nats::{PublicAccountEvents, jetstream, unique};
+use cqrs_tests::nats::{PrivateNats, PublicAccountEvents, connect, jetstream, unique};
 use cqrs_tests::postgres::TestStore;
 use cqrskit::nats::async_nats::jetstream::Context;
 use cqrskit::nats::{CloudEvent, ContentMode, Relay, RelayOptions};
 use cqrskit::postgres::testing::caught_up;
-use cqrskit::postgres::{PostgresEventStore, ProjectionRunner, RunnerOptions};
+use cqrskit::postgres::{FailurePolicy, PostgresEventStore, ProjectionRunner, RunnerOptions};
 use cqrskit::{CommandPipeline, EventStore, LogFilter, Position};
 
 /// Opens two accounts and moves money: six events, of which the publication
@@ -393,5 +393,111 @@ async fn a_relay_killed_between_the_acks_and_its_checkpoint_delivers_nothing_twi
         .delete_stream(&name)
         .await
         .expect("delete the stream");
+    db.drop_schema().await;
+}
+
+/// The relay's NATS server is killed (SIGKILL) and started again while
+/// events keep coming: the relay's publishes fail, the runner retries them,
+/// and in the end JetStream holds every selected event once, each account's
+/// in version order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_server_killed_and_restarted_under_the_relay_loses_and_doubles_nothing() {
+    let db = TestStore::new().await;
+    let mut server = PrivateNats::start().await;
+    let jetstream = cqrskit::nats::async_nats::jetstream::new(connect(&server.url()).await);
+    let prefix = unique("bank");
+    let runner = Arc::new(
+        ProjectionRunner::new(
+            db.store.clone(),
+            Arc::new(relay(&jetstream, &prefix, ContentMode::Binary)),
+        )
+        .with_options(RunnerOptions {
+            poll_interval: Duration::from_millis(50),
+            failure: FailurePolicy {
+                max_attempts: 100,
+                max_backoff: Duration::from_millis(500),
+                ..FailurePolicy::default()
+            },
+            ..RunnerOptions::default()
+        }),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = {
+        let runner = runner.clone();
+        tokio::spawn(async move {
+            runner
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
+
+    // Ten accounts, each opened and given three withdrawals (40 selected
+    // events), the server killed after the first withdrawals and started
+    // again after the second.
+    let accounts = CommandPipeline::<BankAccount>::new(db.shared(), ());
+    for round in 0..4 {
+        for account in 0..10 {
+            let id = format!("acc-{account}");
+            if round == 0 {
+                let owner = id.clone();
+                accounts
+                    .execute(&id, OpenAccount { owner })
+                    .await
+                    .expect("open");
+                accounts
+                    .execute(&id, Deposit { amount: 100 })
+                    .await
+                    .expect("deposit");
+            } else {
+                accounts
+                    .execute(&id, Withdraw { amount: 1 })
+                    .await
+                    .expect("withdraw");
+            }
+        }
+        // Down after round 1; round 2's events come while it is.
+        if round == 1 {
+            server.kill();
+        }
+        if round == 2 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            server.resume().await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while message_count(&jetstream, &prefix).await < 40 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "JetStream holds {} of 40 events after 60 s",
+            message_count(&jetstream, &prefix).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    running
+        .await
+        .expect("join")
+        .expect("the relay ran without giving up");
+
+    let messages = published(&jetstream, &prefix).await;
+    assert_eq!(messages.len(), 40, "nothing doubled");
+    let mut last_version = std::collections::HashMap::new();
+    for (_, event, _) in &messages {
+        let account = event.subject.clone().expect("a subject");
+        let version: u64 = event
+            .extension("streamversion")
+            .and_then(|version| version.parse().ok())
+            .expect("a stream version");
+        let previous = last_version.insert(account.clone(), version);
+        assert!(
+            previous.is_none_or(|previous| previous < version),
+            "{account}: version {version} after {previous:?}"
+        );
+    }
+    assert_eq!(last_version.len(), 10);
     db.drop_schema().await;
 }
