@@ -9,15 +9,24 @@
 //!   duplicate window and nothing is delivered twice.
 //! - **The wire format**: [`CloudEvent`], CloudEvents 1.0 in structured
 //!   mode (the JSON event format) or binary mode (`ce-` headers).
+//! - **Consuming**: a [`Consumer`] runs a [`Handler`] for each message of a
+//!   durable JetStream consumer, its PostgreSQL writes committed together
+//!   with an inbox row before the message is acknowledged, so a redelivered
+//!   message is recognised and not handled twice; failures are retried with
+//!   a growing delay, then dead-lettered.
 //!
 //! Depend on `cqrskit` with the `nats` feature and use it as `cqrskit::nats`.
 //! The guide is `docs/integration.md`.
 
 pub mod cloudevent;
+mod consumer;
 mod publication;
 mod relay;
 
 pub use async_nats;
 pub use cloudevent::{CloudEvent, CloudEventError, ContentMode};
+pub use consumer::{
+    Committed, Consumer, ConsumerError, ConsumerOptions, DeadLetter, Handler, Outcome, caused_by,
+};
 pub use publication::{Outgoing, Publication};
 pub use relay::{Relay, RelayOptions, StreamSpec};

@@ -167,3 +167,61 @@ impl Publication for PublicAccountEvents {
         Ok(Some(outgoing))
     }
 }
+
+/// A consumer's handler for the bank's public events: each withdrawal is
+/// recorded as a row of `<schema>.withdrawals_seen` (no key: a message
+/// handled twice shows as two rows). A withdrawal of 13 cents always fails.
+pub struct RecordWithdrawals {
+    /// The schema-qualified table.
+    pub table: String,
+}
+
+impl RecordWithdrawals {
+    /// The handler for `schema`, creating its table when missing.
+    ///
+    /// # Panics
+    ///
+    /// When the database refuses.
+    pub async fn create(pool: &sqlx::PgPool, schema: &str) -> Self {
+        let table = format!("\"{schema}\".withdrawals_seen");
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (event_id text NOT NULL, account text NOT NULL, cents bigint NOT NULL)"
+        ))
+        .execute(pool)
+        .await
+        .expect("create withdrawals_seen");
+        Self { table }
+    }
+}
+
+#[cqrskit::async_trait]
+impl cqrskit::nats::Handler for RecordWithdrawals {
+    async fn handle(
+        &self,
+        event: &cqrskit::nats::CloudEvent,
+        transaction: &mut sqlx::PgConnection,
+    ) -> Result<(), BoxError> {
+        if event.event_type != "bank.money.withdrawn.v1" {
+            return Ok(());
+        }
+        #[derive(serde::Deserialize)]
+        struct Withdrawn {
+            account: String,
+            cents: i64,
+        }
+        let withdrawn: Withdrawn = event.data_as()?;
+        if withdrawn.cents == 13 {
+            return Err("13 cents: refused by the test's handler".into());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {} (event_id, account, cents) VALUES ($1, $2, $3)",
+            self.table
+        ))
+        .bind(&event.id)
+        .bind(&withdrawn.account)
+        .bind(withdrawn.cents)
+        .execute(transaction)
+        .await?;
+        Ok(())
+    }
+}

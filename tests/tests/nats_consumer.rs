@@ -1,0 +1,260 @@
+//! Consumers of integration events, against a real nats-server: each
+//! message applied once in effect, retries, dead letters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_examples::bank_account::{BankAccount, OpenAccount, Withdraw};
+use cqrs_tests::nats::{PublicAccountEvents, RecordWithdrawals, jetstream, unique};
+use cqrs_tests::postgres::TestStore;
+use cqrskit::CommandPipeline;
+use cqrskit::nats::async_nats::jetstream::Context;
+use cqrskit::nats::{Consumer, ConsumerOptions, Outcome, Relay, RelayOptions};
+use cqrskit::postgres::testing::caught_up;
+use cqrskit::postgres::{PostgresEventStore, ProjectionRunner};
+
+/// Opens an account with 100 and withdraws each of `amounts`, then relays
+/// the public events into a fresh stream; returns its name.
+async fn relayed(store: &PostgresEventStore, jetstream: &Context, amounts: &[u64]) -> String {
+    let accounts = CommandPipeline::<BankAccount>::new(Arc::new(store.clone()), ());
+    let owner = "Ada".to_owned();
+    accounts
+        .execute("acc", OpenAccount { owner })
+        .await
+        .expect("open");
+    accounts
+        .execute("acc", cqrs_examples::bank_account::Deposit { amount: 100 })
+        .await
+        .expect("deposit");
+    for &amount in amounts {
+        accounts
+            .execute("acc", Withdraw { amount })
+            .await
+            .expect("withdraw");
+    }
+    let prefix = unique("bank");
+    let options = RelayOptions::new(&prefix, "/bank");
+    let stream = options.stream.clone().expect("a stream").name;
+    let relay = Relay::new(
+        format!("relay_{prefix}"),
+        jetstream.clone(),
+        PublicAccountEvents,
+        options,
+    );
+    let runner = ProjectionRunner::new(store.clone(), Arc::new(relay));
+    assert!(runner.acquire_lease().await.expect("lease"));
+    caught_up(&runner).await;
+    runner.release_lease().await.expect("release");
+    stream
+}
+
+/// The withdrawals the handler recorded, in cents, as many times as handled.
+async fn recorded(db: &TestStore) -> Vec<i64> {
+    sqlx::query_scalar(&format!(
+        "SELECT cents FROM {} ORDER BY cents",
+        db.table("withdrawals_seen")
+    ))
+    .fetch_all(db.pool())
+    .await
+    .expect("withdrawals_seen")
+}
+
+/// Processes messages until none comes for a second.
+async fn drain<H: cqrskit::nats::Handler>(consumer: &Consumer<H>) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    while let Some(message) = consumer
+        .fetch_one(Duration::from_secs(1))
+        .await
+        .expect("fetch")
+    {
+        outcomes.push(consumer.process(message).await.expect("process"));
+    }
+    outcomes
+}
+
+/// A consumer killed (SIGKILL) after committing the handler's writes and
+/// before acknowledging: JetStream delivers the message again, the inbox
+/// recognises it, and the withdrawal is recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_between_its_commit_and_its_ack_applies_the_message_once() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    let stream = relayed(&db.store, &jetstream, &[30]).await;
+    let durable = unique("shipping");
+
+    // The process handles the opening (which the handler ignores) and
+    // commits the withdrawal, then waits unacknowledged.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nats_consumer"))
+        .env("DATABASE_URL", cqrs_tests::postgres::database_url())
+        .env("SCHEMA", &db.schema)
+        .env("NATS_URL", cqrs_tests::nats::nats_url())
+        .env("STREAM", &stream)
+        .env("DURABLE", &durable)
+        .env("ACK_WAIT_MS", "1000")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a consumer process");
+    let stdout = child.stdout.take().expect("piped");
+    let line = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().next()
+    })
+    .await
+    .expect("join");
+    let line = line.expect("the consumer printed nothing").expect("a line");
+    assert_eq!(line, "committed");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let mut options = ConsumerOptions::new(&stream, &durable);
+    options.ack_wait = Duration::from_millis(1000);
+    let consumer = Consumer::new(db.store.clone(), jetstream.clone(), handler, options);
+    // The killed process's message comes back once its ack wait is over.
+    let mut outcomes = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while outcomes.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing was redelivered");
+        outcomes.extend(drain(&consumer).await);
+    }
+    assert_eq!(
+        outcomes,
+        [Outcome::AlreadyProcessed],
+        "the redelivered withdrawal was recognised, not handled again"
+    );
+    assert_eq!(
+        recorded(&db).await,
+        [30],
+        "the withdrawal was recorded once"
+    );
+    jetstream
+        .delete_stream(&stream)
+        .await
+        .expect("delete the stream");
+    db.drop_schema().await;
+}
+
+/// A handler that keeps failing is retried up to `max_deliver` deliveries,
+/// then the message is dead-lettered (kept in the table, published to the
+/// dead-letter subject) and JetStream stops delivering it; the messages
+/// around it are handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliveries() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    let stream = relayed(&db.store, &jetstream, &[5, 13, 7]).await;
+    let dead_subject = unique("dead");
+    // A dead-letter subject is published with JetStream acknowledgement: a
+    // stream must capture it.
+    let dead_stream = unique("DEAD");
+    jetstream
+        .create_stream(cqrskit::nats::async_nats::jetstream::stream::Config {
+            name: dead_stream.clone(),
+            subjects: vec![dead_subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("dead-letter stream");
+
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let mut options = ConsumerOptions::new(&stream, unique("shipping"));
+    options.max_deliver = 3;
+    options.backoff = vec![Duration::from_millis(50)];
+    options.dead_letter_subject = Some(dead_subject.clone());
+    let consumer = Consumer::new(db.store.clone(), jetstream.clone(), handler, options);
+    let mut outcomes = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !outcomes
+        .iter()
+        .any(|outcome| matches!(outcome, Outcome::DeadLettered { .. }))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "got {outcomes:?}");
+        outcomes.extend(drain(&consumer).await);
+    }
+    let retries = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Outcome::Retrying { .. }))
+        .count();
+    assert_eq!(retries, 2, "delivered three times in all: {outcomes:?}");
+    assert_eq!(recorded(&db).await, [5, 7], "the others were handled");
+
+    let parked = consumer.dead_letters().await.expect("dead letters");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].deliveries, 3);
+    assert!(
+        parked[0].reason.contains("13 cents"),
+        "{}",
+        parked[0].reason
+    );
+    let dead = jetstream
+        .get_stream(&dead_stream)
+        .await
+        .expect("dead-letter stream");
+    let published = dead
+        .get_raw_message(1)
+        .await
+        .expect("the dead letter was published");
+    assert!(
+        published
+            .headers
+            .get("Cqrskit-Dead-Letter-Reason")
+            .is_some_and(|reason| reason.as_str().contains("13 cents"))
+    );
+    // Nothing more comes: JetStream stopped delivering it.
+    assert!(drain(&consumer).await.is_empty());
+    for name in [&stream, &dead_stream] {
+        jetstream
+            .delete_stream(name)
+            .await
+            .expect("delete the stream");
+    }
+    db.drop_schema().await;
+}
+
+/// A message that is no CloudEvent cannot be handled at all: it is
+/// dead-lettered at its first delivery, named by its message id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_is_no_cloudevent_is_dead_lettered_at_once() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    let stream = unique("JUNK");
+    let subject = unique("junk");
+    jetstream
+        .create_stream(cqrskit::nats::async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    let mut headers = cqrskit::nats::async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "junk-1");
+    jetstream
+        .publish_with_headers(subject, headers, "not an event".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let consumer = Consumer::new(
+        db.store.clone(),
+        jetstream.clone(),
+        handler,
+        ConsumerOptions::new(&stream, unique("shipping")),
+    );
+    let outcomes = drain(&consumer).await;
+    assert!(
+        matches!(&outcomes[..], [Outcome::DeadLettered { reason }] if reason.contains("not a CloudEvent")),
+        "{outcomes:?}"
+    );
+    let parked = consumer.dead_letters().await.expect("dead letters");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].message_id, "junk-1");
+    assert_eq!(parked[0].deliveries, 1);
+    jetstream
+        .delete_stream(&stream)
+        .await
+        .expect("delete the stream");
+    db.drop_schema().await;
+}
