@@ -495,6 +495,76 @@ impl<H: Handler> Consumer<H> {
     }
 }
 
+impl<H: Handler> Consumer<H> {
+    /// Runs the handler again on the dead letter `message_id` (after the
+    /// cause was fixed), exactly as on a delivery: its writes commit with
+    /// the inbox row, and the dead letter is removed in the same
+    /// transaction. `Ok(false)` when there is no such dead letter.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails, or the handler fails again (the dead letter
+    /// then stays, with nothing of the attempt written), or the stored
+    /// message is no CloudEvent.
+    pub async fn replay_dead_letter(&self, message_id: &str) -> Result<bool, ReplayError> {
+        let database = |error| ReplayError::Consumer(self.database(error));
+        let mut connection = self.store.pool().acquire().await.map_err(database)?;
+        let mut transaction = connection.begin().await.map_err(database)?;
+        let row: Option<(sqlx::types::Json<serde_json::Value>, Vec<u8>)> =
+            sqlx::query_as(&format!(
+                "DELETE FROM {} WHERE consumer = $1 AND message_id = $2 RETURNING headers, body",
+                self.table("nats_dead_letters")
+            ))
+            .bind(&self.options.durable)
+            .bind(message_id)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(database)?;
+        let Some((sqlx::types::Json(stored), body)) = row else {
+            return Ok(false);
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, values) in stored.as_object().into_iter().flatten() {
+            for value in values.as_array().into_iter().flatten() {
+                headers.append(name.as_str(), value.as_str().unwrap_or_default());
+            }
+        }
+        let event =
+            CloudEvent::decode(Some(&headers), &body).map_err(ReplayError::NotACloudEvent)?;
+        sqlx::query(&format!(
+            "INSERT INTO {} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            self.table("nats_inbox")
+        ))
+        .bind(&self.options.durable)
+        .bind(&event.id)
+        .execute(&mut *transaction)
+        .await
+        .map_err(database)?;
+        self.handler
+            .handle(&event, &mut transaction)
+            .await
+            .map_err(ReplayError::Handler)?;
+        transaction.commit().await.map_err(database)?;
+        Ok(true)
+    }
+}
+
+/// Why a dead letter could not be replayed; it stays where it was.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The database failed.
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
+    /// The handler failed again.
+    #[error("the handler failed again: {0}")]
+    Handler(#[source] BoxError),
+    /// The stored message is no CloudEvent; only a fix of the message
+    /// itself could help.
+    #[error("the dead letter is no CloudEvent: {0}")]
+    NotACloudEvent(#[source] crate::CloudEventError),
+}
+
 /// A message a consumer gave up on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {

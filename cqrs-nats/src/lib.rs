@@ -26,7 +26,8 @@ mod relay;
 pub use async_nats;
 pub use cloudevent::{CloudEvent, CloudEventError, ContentMode};
 pub use consumer::{
-    Committed, Consumer, ConsumerError, ConsumerOptions, DeadLetter, Handler, Outcome, caused_by,
+    Committed, Consumer, ConsumerError, ConsumerOptions, DeadLetter, Handler, Outcome, ReplayError,
+    caused_by,
 };
 pub use publication::{Outgoing, Publication};
 pub use relay::{Relay, RelayOptions, StreamSpec};

@@ -170,10 +170,13 @@ impl Publication for PublicAccountEvents {
 
 /// A consumer's handler for the bank's public events: each withdrawal is
 /// recorded as a row of `<schema>.withdrawals_seen` (no key: a message
-/// handled twice shows as two rows). A withdrawal of 13 cents always fails.
+/// handled twice shows as two rows). A withdrawal of 13 cents fails while
+/// `refuse_13` is set (from the start).
 pub struct RecordWithdrawals {
     /// The schema-qualified table.
     pub table: String,
+    /// Whether 13 cents are refused.
+    pub refuse_13: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RecordWithdrawals {
@@ -190,7 +193,10 @@ impl RecordWithdrawals {
         .execute(pool)
         .await
         .expect("create withdrawals_seen");
-        Self { table }
+        Self {
+            table,
+            refuse_13: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        }
     }
 }
 
@@ -210,7 +216,7 @@ impl cqrskit::nats::Handler for RecordWithdrawals {
             cents: i64,
         }
         let withdrawn: Withdrawn = event.data_as()?;
-        if withdrawn.cents == 13 {
+        if withdrawn.cents == 13 && self.refuse_13.load(std::sync::atomic::Ordering::SeqCst) {
             return Err("13 cents: refused by the test's handler".into());
         }
         sqlx::query(&format!(

@@ -114,7 +114,10 @@ async fn a_consumer_killed_between_its_commit_and_its_ack_applies_the_message_on
     let mut outcomes = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while outcomes.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "nothing was redelivered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was redelivered"
+        );
         outcomes.extend(drain(&consumer).await);
     }
     assert_eq!(
@@ -137,7 +140,8 @@ async fn a_consumer_killed_between_its_commit_and_its_ack_applies_the_message_on
 /// A handler that keeps failing is retried up to `max_deliver` deliveries,
 /// then the message is dead-lettered (kept in the table, published to the
 /// dead-letter subject) and JetStream stops delivering it; the messages
-/// around it are handled.
+/// around it are handled. Once the cause is fixed, replaying the dead letter
+/// handles it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliveries() {
     let db = TestStore::new().await;
@@ -157,6 +161,7 @@ async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliver
         .expect("dead-letter stream");
 
     let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let refuse_13 = handler.refuse_13.clone();
     let mut options = ConsumerOptions::new(&stream, unique("shipping"));
     options.max_deliver = 3;
     options.backoff = vec![Duration::from_millis(50)];
@@ -202,6 +207,40 @@ async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliver
     );
     // Nothing more comes: JetStream stopped delivering it.
     assert!(drain(&consumer).await.is_empty());
+
+    // Replayed while the handler still refuses: nothing changes.
+    assert!(
+        consumer
+            .replay_dead_letter(&parked[0].message_id)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        consumer.dead_letters().await.expect("dead letters").len(),
+        1
+    );
+    // The cause fixed, the replay handles it once and clears the dead letter.
+    refuse_13.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        consumer
+            .replay_dead_letter(&parked[0].message_id)
+            .await
+            .expect("replay")
+    );
+    assert_eq!(recorded(&db).await, [5, 7, 13]);
+    assert!(
+        consumer
+            .dead_letters()
+            .await
+            .expect("dead letters")
+            .is_empty()
+    );
+    assert!(
+        !consumer
+            .replay_dead_letter(&parked[0].message_id)
+            .await
+            .expect("replay")
+    );
     for name in [&stream, &dead_stream] {
         jetstream
             .delete_stream(name)
