@@ -36,3 +36,7 @@ struct GettingStartedDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/performance.md")]
 struct PerformanceDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/integration.md")]
+struct IntegrationGuideDoctests;
