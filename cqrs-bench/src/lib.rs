@@ -17,6 +17,7 @@
 
 mod live_lag;
 mod peer;
+mod relay;
 mod report;
 mod scenarios;
 mod tally;
@@ -51,6 +52,8 @@ pub struct Config {
     pub lag_samples: usize,
     /// vs-cqrs-es: aggregates of ten commands each, one after another.
     pub short_streams: usize,
+    /// relay: events relayed to JetStream.
+    pub relay_events: usize,
 }
 
 impl Config {
@@ -68,6 +71,7 @@ impl Config {
             catch_up_events: 100_000,
             lag_samples: 200,
             short_streams: 100,
+            relay_events: 10_000,
         }
     }
 
@@ -85,6 +89,7 @@ impl Config {
             catch_up_events: 2000,
             lag_samples: 10,
             short_streams: 3,
+            relay_events: 50,
         }
     }
 }
@@ -161,6 +166,7 @@ pub const SCENARIOS: &[&str] = &[
     "projection-catch-up",
     "live-lag",
     "vs-cqrs-es",
+    "relay",
 ];
 
 /// Runs the scenarios named in `only` (all when empty), calling `each` with
@@ -209,6 +215,9 @@ pub async fn run(
     }
     if wanted("vs-cqrs-es") {
         add(peer::vs_cqrs_es(pool, config).await?, &mut reports);
+    }
+    if wanted("relay") {
+        add(relay::relay(pool, config).await?, &mut reports);
     }
     if wanted("live-lag") {
         add(live_lag::live_lag(pool, config).await?, &mut reports);

@@ -61,7 +61,7 @@ impl Sandbox {
     /// Refreshes the planner's statistics after a bulk load, as an operator
     /// does after importing events: without them PostgreSQL may plan a log
     /// read as a sort of everything after the checkpoint.
-    async fn analyze(&self) -> Result<()> {
+    pub(crate) async fn analyze(&self) -> Result<()> {
         sqlx::query(&format!("ANALYZE {}", self.table("events")))
             .execute(self.pool())
             .await?;

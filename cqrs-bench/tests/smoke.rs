@@ -38,6 +38,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "vs-cqrs-es-concurrent-group-commit",
             "vs-cqrs-es-long-stream-load",
             "vs-cqrs-es-long-stream-load-snapshot",
+            "relay-throughput",
             "live-lag-quiet",
             "live-lag-busy",
         ]

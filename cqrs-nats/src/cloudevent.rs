@@ -9,7 +9,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The CloudEvents version this crate writes and reads.
 pub const SPEC_VERSION: &str = "1.0";
@@ -143,7 +143,7 @@ impl CloudEvent {
         match mode {
             ContentMode::Structured => {
                 headers.insert(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE);
-                let body = serde_json::to_vec(&self.to_json())
+                let body = serde_json::to_vec(&self.structured())
                     .map_err(|error| CloudEventError::Malformed(error.to_string()))?;
                 Ok((headers, Bytes::from(body)))
             }
@@ -280,31 +280,20 @@ impl CloudEvent {
         Ok(())
     }
 
-    /// The JSON event format's object.
-    fn to_json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("specversion".into(), SPEC_VERSION.into());
-        object.insert("id".into(), self.id.clone().into());
-        object.insert("source".into(), self.source.clone().into());
-        object.insert("type".into(), self.event_type.clone().into());
-        if let Some(time) = self.time {
-            object.insert("time".into(), format_time(time).into());
+    /// The JSON event format's object, the data written as it is (its
+    /// text is the publisher's: numbers and key order stay exactly).
+    fn structured(&self) -> Structured<'_> {
+        Structured {
+            specversion: SPEC_VERSION,
+            id: &self.id,
+            source: &self.source,
+            event_type: &self.event_type,
+            time: self.time.map(format_time),
+            subject: self.subject.as_deref(),
+            datacontenttype: &self.data_content_type,
+            extensions: &self.extensions,
+            data: &self.data,
         }
-        if let Some(subject) = &self.subject {
-            object.insert("subject".into(), subject.clone().into());
-        }
-        object.insert(
-            "datacontenttype".into(),
-            self.data_content_type.clone().into(),
-        );
-        for (name, value) in &self.extensions {
-            object.insert(name.clone(), value.clone());
-        }
-        // The data goes in as written: its text is the publisher's, and
-        // `RawValue` keeps numbers and key order exactly.
-        let data: Value = serde_json::from_str(self.data.get()).unwrap_or(Value::Null);
-        object.insert("data".into(), data);
-        Value::Object(object)
     }
 
     fn from_json(body: &[u8]) -> Result<Self, CloudEventError> {
@@ -360,6 +349,24 @@ impl CloudEvent {
             extensions,
         })
     }
+}
+
+/// A CloudEvent in the JSON event format, as written.
+#[derive(serde::Serialize)]
+struct Structured<'a> {
+    specversion: &'a str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    datacontenttype: &'a str,
+    #[serde(flatten)]
+    extensions: &'a BTreeMap<String, Value>,
+    data: &'a RawValue,
 }
 
 /// RFC 3339 with microseconds, in UTC (`2026-11-30T21:08:54.123456Z`).
