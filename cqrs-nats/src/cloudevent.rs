@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::value::RawValue;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The CloudEvents version this crate writes and reads.
 pub const SPEC_VERSION: &str = "1.0";
