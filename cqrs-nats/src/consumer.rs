@@ -255,8 +255,11 @@ impl<H: Handler> Consumer<H> {
         let consumer = self.setup().await?;
         tokio::pin!(shutdown);
         loop {
+            // A waiting pull: messages are yielded as they arrive, and the
+            // request ends after a second without reaching the batch size
+            // (never a busy loop of empty answers when the stream is idle).
             let fetched = consumer
-                .fetch()
+                .batch()
                 .max_messages(self.options.batch.max(1))
                 .expires(Duration::from_secs(1))
                 .messages();
@@ -284,7 +287,7 @@ impl<H: Handler> Consumer<H> {
     ) -> Result<Option<jetstream::Message>, ConsumerError> {
         let consumer = self.setup().await?;
         let mut batch = consumer
-            .fetch()
+            .batch()
             .max_messages(1)
             .expires(wait)
             .messages()

@@ -297,3 +297,57 @@ async fn a_message_that_is_no_cloudevent_is_dead_lettered_at_once() {
         .expect("delete the stream");
     db.drop_schema().await;
 }
+
+/// Taking a message waits for one that arrives meanwhile, rather than
+/// answering at once that there is none (which made an idle consumer's loop
+/// spin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_a_message_waits_for_one_that_arrives_meanwhile() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    let stream = unique("LATE");
+    let subject = unique("late");
+    jetstream
+        .create_stream(cqrskit::nats::async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let consumer = Consumer::new(
+        db.store.clone(),
+        jetstream.clone(),
+        handler,
+        ConsumerOptions::new(&stream, unique("late")),
+    );
+    consumer.setup().await.expect("setup");
+    let publisher = {
+        let jetstream = jetstream.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            jetstream
+                .publish(subject, "late".into())
+                .await
+                .expect("publish")
+                .await
+                .expect("ack");
+        })
+    };
+    let message = consumer
+        .fetch_one(Duration::from_secs(10))
+        .await
+        .expect("fetch");
+    publisher.await.expect("join");
+    assert_eq!(
+        message.map(|message| message.payload.to_vec()),
+        Some(b"late".to_vec()),
+        "the message published during the wait"
+    );
+    jetstream
+        .delete_stream(&stream)
+        .await
+        .expect("delete the stream");
+    db.drop_schema().await;
+}
