@@ -218,6 +218,7 @@ pub async fn run(
     }
     if wanted("relay") {
         add(relay::relay(pool, config).await?, &mut reports);
+        add(relay::relay_latency(pool, config).await?, &mut reports);
     }
     if wanted("live-lag") {
         add(live_lag::live_lag(pool, config).await?, &mut reports);

@@ -163,3 +163,170 @@ pub(crate) async fn relay(pool: &PgPool, config: &Config) -> Result<Vec<Report>>
         "events/s",
     )])
 }
+
+/// Records when each message reached the handler, by CloudEvent id.
+#[derive(Clone, Default)]
+struct Stamps(Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>);
+
+#[cqrskit::async_trait]
+impl cqrskit::nats::Handler for Stamps {
+    async fn handle(
+        &self,
+        event: &CloudEvent,
+        _transaction: &mut cqrskit::postgres::sqlx::PgConnection,
+    ) -> std::result::Result<(), BoxError> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(event.id.clone(), Instant::now());
+        Ok(())
+    }
+}
+
+impl Stamps {
+    /// Waits until the handler saw `id`; the time it did.
+    async fn wait_for(&self, id: &str) -> Result<Instant> {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let seen = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(id)
+                .copied();
+            if let Some(seen) = seen {
+                return Ok(seen);
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Verification(format!(
+                    "relay latency: message {id} never reached the handler"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+        }
+    }
+}
+
+/// End to end: from an append's commit to the consumer's handler, through a
+/// running relay and JetStream; the baseline publishes the same message
+/// straight to JetStream (from its acknowledgement to the same consumer's
+/// handler). `config.lag_samples` events, one every 10 ms.
+pub(crate) async fn relay_latency(pool: &PgPool, config: &Config) -> Result<Vec<Report>> {
+    use crate::report::{Latency, quantile};
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let jetstream = jetstream::new(async_nats::connect(&url).await.map_err(nats)?);
+    let sandbox = Sandbox::new(pool).await?;
+    let prefix = format!("lat{}", uuid::Uuid::now_v7().simple());
+    let options = RelayOptions::new(&prefix, "/bench");
+    let stream = options
+        .stream
+        .clone()
+        .map(|stream| stream.name)
+        .unwrap_or_default();
+    let relay = Arc::new(ProjectionRunner::new(
+        sandbox.store.clone(),
+        Arc::new(Relay::new(
+            format!("relay_{prefix}"),
+            jetstream.clone(),
+            EveryAddition,
+            options,
+        )),
+    ));
+    relay.setup().await?;
+    let stamps = Stamps::default();
+    let consumer = Arc::new(cqrskit::nats::Consumer::new(
+        sandbox.store.clone(),
+        jetstream.clone(),
+        stamps.clone(),
+        cqrskit::nats::ConsumerOptions::new(&stream, "latency"),
+    ));
+    consumer.setup().await.map_err(nats)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running_relay = tokio::spawn({
+        let (relay, mut stopped) = (relay.clone(), stopped.clone());
+        async move {
+            relay
+                .run(async move {
+                    let _ = stopped.changed().await;
+                })
+                .await
+        }
+    });
+    let running_consumer = tokio::spawn({
+        let (consumer, mut stopped) = (consumer.clone(), stopped);
+        async move {
+            consumer
+                .run(async move {
+                    let _ = stopped.changed().await;
+                })
+                .await
+        }
+    });
+
+    let tallies = CommandPipeline::<Tally>::new(Arc::new(sandbox.store.clone()), ());
+    let mut framework = Vec::with_capacity(config.lag_samples);
+    for _ in 0..config.lag_samples {
+        let outcome = tallies.execute("t", AddMany { count: 1 }).await?;
+        let committed = Instant::now();
+        let id = outcome.events[0].event_id.to_string();
+        framework.push(stamps.wait_for(&id).await? - committed);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut baseline = Vec::with_capacity(config.lag_samples);
+    for n in 0..config.lag_samples {
+        let event = CloudEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            source: "/bench".into(),
+            event_type: "bench.added.v1".into(),
+            time: Some(cqrskit::postgres::sqlx::types::chrono::Utc::now()),
+            subject: Some("tally/direct".into()),
+            data_content_type: "application/json".into(),
+            data: serde_json::value::to_raw_value(&serde_json::json!({ "n": n }))?,
+            extensions: Default::default(),
+        };
+        let id = event.id.clone();
+        let (headers, body) = event.encode(ContentMode::Structured).map_err(nats)?;
+        let message = jetstream::message::PublishMessage::build()
+            .headers(headers)
+            .message_id(&id)
+            .payload(body);
+        jetstream
+            .send_publish(format!("{prefix}.tally.direct"), message)
+            .await
+            .map_err(nats)?
+            .await
+            .map_err(nats)?;
+        let acknowledged = Instant::now();
+        baseline.push(stamps.wait_for(&id).await? - acknowledged);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(true);
+    running_relay.await.map_err(BenchError::task)??;
+    running_consumer
+        .await
+        .map_err(BenchError::task)?
+        .map_err(nats)?;
+    jetstream.delete_stream(&stream).await.map_err(nats)?;
+    sandbox.drop().await?;
+    let max = framework.iter().max().copied().unwrap_or_default();
+    let baseline_max = baseline.iter().max().copied().unwrap_or_default();
+    let latency = Latency {
+        p50: quantile(&mut framework, 0.5),
+        p99: quantile(&mut framework, 0.99),
+        baseline_p50: quantile(&mut baseline, 0.5),
+        baseline_p99: quantile(&mut baseline, 0.99),
+    };
+    Ok(vec![
+        Report {
+            max: None,
+            peer: None,
+            peer_latency: None,
+            scenario: "relay-latency",
+            framework: latency.p99.as_secs_f64() * 1e3,
+            baseline: latency.baseline_p99.as_secs_f64() * 1e3,
+            unit: "p99 ms",
+            latency: Some(latency),
+        }
+        .with_max(max, baseline_max),
+    ])
+}

@@ -39,6 +39,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "vs-cqrs-es-long-stream-load",
             "vs-cqrs-es-long-stream-load-snapshot",
             "relay-throughput",
+            "relay-latency",
             "live-lag-quiet",
             "live-lag-busy",
         ]
