@@ -351,16 +351,11 @@ impl<H: Handler> Consumer<H> {
             .begin()
             .await
             .map_err(|error| self.database(error))?;
-        let recorded = sqlx::query(&format!(
-            "INSERT INTO {} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            self.table("nats_inbox")
-        ))
-        .bind(&self.options.durable)
-        .bind(&event.id)
-        .execute(&mut *transaction)
-        .await
-        .map_err(|error| self.database(error))?;
-        if recorded.rows_affected() == 0 {
+        let first_time = self
+            .record_in_inbox(&mut transaction, &event.id)
+            .await
+            .map_err(|error| self.database(error))?;
+        if !first_time {
             return Ok(Committed {
                 message,
                 outcome: Outcome::AlreadyProcessed,
@@ -425,6 +420,24 @@ impl<H: Handler> Consumer<H> {
             .await
             .map_err(|error| self.nats(error))?;
         Ok(outcome)
+    }
+
+    /// Records `message_id` as processed by this consumer, in `transaction`;
+    /// `false` when it was already.
+    async fn record_in_inbox(
+        &self,
+        transaction: &mut PgConnection,
+        message_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let recorded = sqlx::query(&format!(
+            "INSERT INTO {} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            self.table("nats_inbox")
+        ))
+        .bind(&self.options.durable)
+        .bind(message_id)
+        .execute(transaction)
+        .await?;
+        Ok(recorded.rows_affected() == 1)
     }
 
     /// Keeps `message` as a dead letter, and publishes it to the dead-letter
@@ -543,15 +556,9 @@ impl<H: Handler> Consumer<H> {
         }
         let event =
             CloudEvent::decode(Some(&headers), &body).map_err(ReplayError::NotACloudEvent)?;
-        sqlx::query(&format!(
-            "INSERT INTO {} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            self.table("nats_inbox")
-        ))
-        .bind(&self.options.durable)
-        .bind(&event.id)
-        .execute(&mut *transaction)
-        .await
-        .map_err(database)?;
+        self.record_in_inbox(&mut transaction, &event.id)
+            .await
+            .map_err(database)?;
         self.handler
             .handle(&event, &mut transaction)
             .await

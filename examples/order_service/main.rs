@@ -11,26 +11,15 @@
 //!
 //! Its events live in the schema `orders_example`.
 
-use std::error::Error;
-
 use cqrs_examples::ecommerce::{
     CancelOrder, ConfirmOrder, CreateOrder, Order, OrderLine, PayOrder,
 };
-use cqrs_examples::integration::order_relay;
+use cqrs_examples::integration::{connect_service, order_relay};
 use cqrskit::CommandPipeline;
-use cqrskit::nats::async_nats;
-use cqrskit::postgres::PostgresEventStore;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn Error>> {
-    let url = std::env::var("DATABASE_URL")
-        .map_err(|_| "set DATABASE_URL (scripts/ensure-postgres prints one)")?;
-    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let store = PostgresEventStore::connect(&url)
-        .await?
-        .with_schema("orders_example")?;
-    store.migrate().await?;
-    let jetstream = async_nats::jetstream::new(async_nats::connect(&nats_url).await?);
+async fn main() -> Result<(), cqrskit::BoxError> {
+    let (store, jetstream) = connect_service("orders_example").await?;
 
     // Fresh order ids per run: earlier runs' orders stay in the log.
     let run = std::time::SystemTime::now()

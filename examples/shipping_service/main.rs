@@ -9,24 +9,15 @@
 //! cargo run --example shipping_service
 //! ```
 
-use std::error::Error;
 use std::time::Duration;
 
-use cqrs_examples::integration::{Shipment, shipping_consumer};
+use cqrs_examples::integration::{Shipment, connect_service, shipping_consumer};
 use cqrskit::CommandPipeline;
-use cqrskit::nats::{CloudEvent, Outcome, async_nats};
-use cqrskit::postgres::PostgresEventStore;
+use cqrskit::nats::{CloudEvent, Outcome};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn Error>> {
-    let url = std::env::var("DATABASE_URL")
-        .map_err(|_| "set DATABASE_URL (scripts/ensure-postgres prints one)")?;
-    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let store = PostgresEventStore::connect(&url)
-        .await?
-        .with_schema("shipping_example")?;
-    store.migrate().await?;
-    let jetstream = async_nats::jetstream::new(async_nats::connect(&nats_url).await?);
+async fn main() -> Result<(), cqrskit::BoxError> {
+    let (store, jetstream) = connect_service("shipping_example").await?;
     let consumer = shipping_consumer(store.clone(), jetstream).await?;
     let shipments = CommandPipeline::<Shipment>::new(std::sync::Arc::new(store), ());
 

@@ -285,3 +285,24 @@ pub async fn shipping_consumer(
     options.ack_wait = Duration::from_secs(10);
     Ok(Consumer::new(store, jetstream, desk, options))
 }
+
+/// One service's store, in schema `schema` (migrated), and its JetStream
+/// context: PostgreSQL at `DATABASE_URL`, NATS at `NATS_URL` (default
+/// `nats://127.0.0.1:4222`).
+///
+/// # Errors
+///
+/// When `DATABASE_URL` is not set, or either server cannot be reached.
+pub async fn connect_service(
+    schema: &str,
+) -> Result<(PostgresEventStore, jetstream::Context), BoxError> {
+    let url = std::env::var("DATABASE_URL")
+        .map_err(|_| "set DATABASE_URL (scripts/ensure-postgres prints one)")?;
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let store = PostgresEventStore::connect(&url)
+        .await?
+        .with_schema(schema)?;
+    store.migrate().await?;
+    let client = cqrskit::nats::async_nats::connect(&nats_url).await?;
+    Ok((store, jetstream::new(client)))
+}

@@ -231,3 +231,59 @@ impl cqrskit::nats::Handler for RecordWithdrawals {
         Ok(())
     }
 }
+
+/// The stream a relay of the bank's events under subject prefix `prefix`
+/// publishes into.
+pub fn stream_of(prefix: &str) -> String {
+    cqrskit::nats::RelayOptions::new(prefix, "/bank")
+        .stream
+        .map(|stream| stream.name)
+        .unwrap_or_default()
+}
+
+/// Relays the public account events of `store` to the end of its log, in
+/// `mode`, under a fresh subject prefix, then lets the relay's lease go;
+/// returns the prefix.
+///
+/// # Panics
+///
+/// When the relay fails.
+pub async fn relay_to_the_end(
+    store: &cqrskit::postgres::PostgresEventStore,
+    jetstream: &jetstream::Context,
+    mode: cqrskit::nats::ContentMode,
+) -> String {
+    let prefix = unique("bank");
+    let mut options = cqrskit::nats::RelayOptions::new(&prefix, "/bank");
+    options.mode = mode;
+    let relay = cqrskit::nats::Relay::new(
+        format!("relay_{prefix}"),
+        jetstream.clone(),
+        PublicAccountEvents,
+        options,
+    );
+    let runner =
+        cqrskit::postgres::ProjectionRunner::new(store.clone(), std::sync::Arc::new(relay));
+    assert!(runner.acquire_lease().await.expect("lease"));
+    cqrskit::postgres::testing::caught_up(&runner).await;
+    runner.release_lease().await.expect("release");
+    prefix
+}
+
+/// A stream of its own capturing one subject of its own; returns both.
+///
+/// # Panics
+///
+/// When JetStream refuses.
+pub async fn plain_stream(jetstream: &jetstream::Context, name: &str) -> (String, String) {
+    let (stream, subject) = (unique(&name.to_ascii_uppercase()), unique(name));
+    jetstream
+        .create_stream(jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("a stream");
+    (stream, subject)
+}

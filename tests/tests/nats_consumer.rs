@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_examples::bank_account::{BankAccount, OpenAccount, Withdraw};
-use cqrs_tests::nats::{PublicAccountEvents, RecordWithdrawals, jetstream, unique};
+use cqrs_tests::nats::{
+    RecordWithdrawals, jetstream, plain_stream, relay_to_the_end, stream_of, unique,
+};
 use cqrs_tests::postgres::TestStore;
 use cqrskit::CommandPipeline;
 use cqrskit::nats::async_nats::jetstream::Context;
-use cqrskit::nats::{Consumer, ConsumerOptions, Outcome, Relay, RelayOptions};
-use cqrskit::postgres::testing::caught_up;
-use cqrskit::postgres::{PostgresEventStore, ProjectionRunner};
+use cqrskit::nats::{Consumer, ConsumerOptions, ContentMode, Outcome};
+use cqrskit::postgres::PostgresEventStore;
 
 /// Opens an account with 100 and withdraws each of `amounts`, then relays
 /// the public events into a fresh stream; returns its name.
@@ -32,20 +33,8 @@ async fn relayed(store: &PostgresEventStore, jetstream: &Context, amounts: &[u64
             .await
             .expect("withdraw");
     }
-    let prefix = unique("bank");
-    let options = RelayOptions::new(&prefix, "/bank");
-    let stream = options.stream.clone().expect("a stream").name;
-    let relay = Relay::new(
-        format!("relay_{prefix}"),
-        jetstream.clone(),
-        PublicAccountEvents,
-        options,
-    );
-    let runner = ProjectionRunner::new(store.clone(), Arc::new(relay));
-    assert!(runner.acquire_lease().await.expect("lease"));
-    caught_up(&runner).await;
-    runner.release_lease().await.expect("release");
-    stream
+    let prefix = relay_to_the_end(store, jetstream, ContentMode::Structured).await;
+    stream_of(&prefix)
 }
 
 /// The withdrawals the handler recorded, in cents, as many times as handled.
@@ -256,16 +245,7 @@ async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliver
 async fn a_message_that_is_no_cloudevent_is_dead_lettered_at_once() {
     let db = TestStore::new().await;
     let jetstream = jetstream().await;
-    let stream = unique("JUNK");
-    let subject = unique("junk");
-    jetstream
-        .create_stream(cqrskit::nats::async_nats::jetstream::stream::Config {
-            name: stream.clone(),
-            subjects: vec![subject.clone()],
-            ..Default::default()
-        })
-        .await
-        .expect("stream");
+    let (stream, subject) = plain_stream(&jetstream, "junk").await;
     let mut headers = cqrskit::nats::async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", "junk-1");
     jetstream
@@ -305,16 +285,7 @@ async fn a_message_that_is_no_cloudevent_is_dead_lettered_at_once() {
 async fn taking_a_message_waits_for_one_that_arrives_meanwhile() {
     let db = TestStore::new().await;
     let jetstream = jetstream().await;
-    let stream = unique("LATE");
-    let subject = unique("late");
-    jetstream
-        .create_stream(cqrskit::nats::async_nats::jetstream::stream::Config {
-            name: stream.clone(),
-            subjects: vec![subject.clone()],
-            ..Default::default()
-        })
-        .await
-        .expect("stream");
+    let (stream, subject) = plain_stream(&jetstream, "late").await;
     let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
     let consumer = Consumer::new(
         db.store.clone(),

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
-use cqrs_tests::nats::{PrivateNats, PublicAccountEvents, connect, jetstream, unique};
+use cqrs_tests::nats::{
+    PrivateNats, PublicAccountEvents, connect, jetstream, relay_to_the_end, stream_of, unique,
+};
 use cqrs_tests::postgres::TestStore;
 use cqrskit::nats::async_nats::jetstream::Context;
 use cqrskit::nats::{CloudEvent, ContentMode, Relay, RelayOptions};
@@ -167,17 +169,8 @@ async fn the_reference_sdk_reads_the_relays_messages_in_both_modes() {
     let jetstream = jetstream().await;
     some_banking(&db.store).await;
 
-    let prefix = unique("bank");
-    let runner = ProjectionRunner::new(
-        db.store.clone(),
-        Arc::new(relay(&jetstream, &prefix, ContentMode::Structured)),
-    );
-    assert!(runner.acquire_lease().await.expect("lease"));
-    caught_up(&runner).await;
-    let stream_name = RelayOptions::new(&prefix, "/bank")
-        .stream
-        .expect("stream")
-        .name;
+    let prefix = relay_to_the_end(&db.store, &jetstream, ContentMode::Structured).await;
+    let stream_name = stream_of(&prefix);
     let stream = jetstream
         .get_stream(&stream_name)
         .await
@@ -197,19 +190,9 @@ async fn the_reference_sdk_reads_the_relays_messages_in_both_modes() {
     assert_eq!(event.specversion().to_string(), "1.0");
     assert!(event.time().is_some());
     assert!(event.extension("streamversion").is_some());
-    runner.release_lease().await.expect("release");
 
-    let prefix = unique("bank");
-    let runner = ProjectionRunner::new(
-        db.store.clone(),
-        Arc::new(relay(&jetstream, &prefix, ContentMode::Binary)),
-    );
-    assert!(runner.acquire_lease().await.expect("lease"));
-    caught_up(&runner).await;
-    let stream_name = RelayOptions::new(&prefix, "/bank")
-        .stream
-        .expect("stream")
-        .name;
+    let prefix = relay_to_the_end(&db.store, &jetstream, ContentMode::Binary).await;
+    let stream_name = stream_of(&prefix);
     let stream = jetstream
         .get_stream(&stream_name)
         .await
@@ -238,7 +221,6 @@ async fn the_reference_sdk_reads_the_relays_messages_in_both_modes() {
         .build()
         .expect("the SDK's builder accepts the binary attributes");
     assert_eq!(event.ty(), "bank.account.opened.v1");
-    runner.release_lease().await.expect("release");
     db.drop_schema().await;
 }
 
