@@ -230,6 +230,23 @@ async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliver
             .await
             .expect("replay")
     );
+    // Four messages processed (the opening, 5, 7, and 13 by the replay):
+    // their inbox rows are fresh, then pruned.
+    assert_eq!(
+        consumer
+            .prune_inbox(Duration::from_secs(3600))
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        consumer.prune_inbox(Duration::ZERO).await.expect("prune"),
+        4
+    );
+    assert_eq!(
+        consumer.prune_inbox(Duration::ZERO).await.expect("prune"),
+        0
+    );
     for name in [&stream, &dead_stream] {
         jetstream
             .delete_stream(name)
