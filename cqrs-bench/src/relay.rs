@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use cqrskit::nats::async_nats::jetstream::message::PublishMessage;
 use cqrskit::nats::async_nats::{self, jetstream};
 use cqrskit::nats::{CloudEvent, ContentMode, Outgoing, Publication, Relay, RelayOptions};
 use cqrskit::postgres::sqlx::PgPool;
@@ -34,6 +35,27 @@ impl Publication for EveryAddition {
             &serde_json::json!({ "n": added.n }),
         )?))
     }
+}
+
+/// The baselines' message number `n`: the CloudEvent the relay would send
+/// for an addition, ready to publish with its id as message id; and the id.
+fn direct_message(subject: &str, n: usize) -> Result<(String, PublishMessage)> {
+    let event = CloudEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        source: "/bench".into(),
+        event_type: "bench.added.v1".into(),
+        time: Some(cqrskit::postgres::sqlx::types::chrono::Utc::now()),
+        subject: Some(subject.to_owned()),
+        data_content_type: "application/json".into(),
+        data: serde_json::value::to_raw_value(&serde_json::json!({ "n": n }))?,
+        extensions: Default::default(),
+    };
+    let (headers, body) = event.encode(ContentMode::Structured).map_err(nats)?;
+    let message = PublishMessage::build()
+        .headers(headers)
+        .message_id(&event.id)
+        .payload(body);
+    Ok((event.id, message))
 }
 
 fn nats(error: impl std::fmt::Display) -> BenchError {
@@ -111,31 +133,15 @@ pub(crate) async fn relay(pool: &PgPool, config: &Config) -> Result<Vec<Report>>
         .map_err(nats)?;
     let mut messages = Vec::with_capacity(total);
     for n in 0..total {
-        let event = CloudEvent {
-            id: uuid::Uuid::now_v7().to_string(),
-            source: "/bench".into(),
-            event_type: "bench.added.v1".into(),
-            time: Some(cqrskit::postgres::sqlx::types::chrono::Utc::now()),
-            subject: Some(format!("tally/t{}", n / per_stream)),
-            data_content_type: "application/json".into(),
-            data: serde_json::value::to_raw_value(&serde_json::json!({ "n": n }))?,
-            extensions: Default::default(),
-        };
-        let id = event.id.clone();
-        let (headers, body) = event.encode(ContentMode::Structured).map_err(nats)?;
-        messages.push((id, headers, body));
+        messages.push(direct_message(&format!("tally/t{}", n / per_stream), n)?.1);
     }
     let started = Instant::now();
     for chunk in messages.chunks(1000) {
         let mut acks = Vec::with_capacity(chunk.len());
-        for (id, headers, body) in chunk {
-            let message = jetstream::message::PublishMessage::build()
-                .headers(headers.clone())
-                .message_id(id)
-                .payload(body.clone());
+        for message in chunk {
             acks.push(
                 jetstream
-                    .send_publish(format!("{direct_prefix}.tally.Added"), message)
+                    .send_publish(format!("{direct_prefix}.tally.Added"), message.clone())
                     .await
                     .map_err(nats)?,
             );
@@ -274,22 +280,7 @@ pub(crate) async fn relay_latency(pool: &PgPool, config: &Config) -> Result<Vec<
     }
     let mut baseline = Vec::with_capacity(config.lag_samples);
     for n in 0..config.lag_samples {
-        let event = CloudEvent {
-            id: uuid::Uuid::now_v7().to_string(),
-            source: "/bench".into(),
-            event_type: "bench.added.v1".into(),
-            time: Some(cqrskit::postgres::sqlx::types::chrono::Utc::now()),
-            subject: Some("tally/direct".into()),
-            data_content_type: "application/json".into(),
-            data: serde_json::value::to_raw_value(&serde_json::json!({ "n": n }))?,
-            extensions: Default::default(),
-        };
-        let id = event.id.clone();
-        let (headers, body) = event.encode(ContentMode::Structured).map_err(nats)?;
-        let message = jetstream::message::PublishMessage::build()
-            .headers(headers)
-            .message_id(&id)
-            .payload(body);
+        let (id, message) = direct_message("tally/direct", n)?;
         jetstream
             .send_publish(format!("{prefix}.tally.direct"), message)
             .await

@@ -75,6 +75,20 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Creates `events_copy`, a copy of the events table (same columns,
+    /// defaults, generated column and indexes): the same-schema baselines
+    /// write there.
+    async fn create_events_copy(&self) -> Result<()> {
+        sqlx::query(&format!(
+            "CREATE TABLE {} (LIKE {} INCLUDING ALL)",
+            self.table("events_copy"),
+            self.table("events")
+        ))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// One raw autocommit insert of one event.
     pub(crate) async fn raw_insert(&self, stream: &str, version: i64) -> Result<Duration> {
         let started = Instant::now();
@@ -317,13 +331,7 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
 
     // The same single-row inserts into a copy of the events table (same
     // columns, defaults, generated column and indexes): what the schema costs.
-    sqlx::query(&format!(
-        "CREATE TABLE {} (LIKE {} INCLUDING ALL)",
-        sandbox.table("events_copy"),
-        sandbox.table("events")
-    ))
-    .execute(sandbox.pool())
-    .await?;
+    sandbox.create_events_copy().await?;
     let metadata = format!(r#"{{"correlation_id":"{}"}}"#, uuid::Uuid::now_v7());
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -666,13 +674,7 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
     }
     let baseline = per_second(total, started.elapsed());
 
-    sqlx::query(&format!(
-        "CREATE TABLE {} (LIKE {} INCLUDING ALL)",
-        sandbox.table("events_copy"),
-        sandbox.table("events")
-    ))
-    .execute(sandbox.pool())
-    .await?;
+    sandbox.create_events_copy().await?;
     let metadata = format!(r#"{{"correlation_id":"{}"}}"#, uuid::Uuid::now_v7());
     let started = Instant::now();
     for command in 0..config.batch_commands {

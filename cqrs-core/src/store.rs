@@ -146,6 +146,16 @@ pub struct Snapshot {
     pub taken_at: DateTime<Utc>,
 }
 
+impl Snapshot {
+    /// Whether this is the state `appended` left `stream` in: of that
+    /// stream, at the version its newly stored batch ends on (a batch found
+    /// already stored describes no new state).
+    pub fn describes(&self, stream: &StreamId, appended: &AppendResult) -> bool {
+        let ends_at = appended.events.last().map(|event| event.version);
+        self.stream == *stream && !appended.already_stored && ends_at == Some(self.version)
+    }
+}
+
 /// An event store: streams of serialized events, one global log, snapshots.
 ///
 /// Object safe, so an application can hold `Arc<dyn EventStore>` and choose the
@@ -191,9 +201,7 @@ pub trait EventStore: Send + Sync {
         snapshot: Snapshot,
     ) -> Result<AppendResult, StoreError> {
         let result = self.append(stream, expected, events).await?;
-        let ends_at = result.events.last().map(|event| event.version);
-        if !result.already_stored && ends_at == Some(snapshot.version) && snapshot.stream == *stream
-        {
+        if snapshot.describes(stream, &result) {
             let version = snapshot.version;
             if let Err(error) = self.save_snapshot(snapshot).await {
                 tracing::warn!(%stream, version, %error, "cannot save snapshot");

@@ -276,6 +276,21 @@ async fn concurrent_appends_reads_and_commands_all_succeed_through_a_transaction
     db.drop_schema().await;
 }
 
+/// Test A with group commit: the group writer's statements and commits go
+/// through the pooler too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_through_a_transaction_pooler_loses_and_fails_nothing() {
+    let bouncer = PgBouncer::start();
+    let db = TestStore::new().await;
+    let store = pooled_store(&bouncer, &db)
+        .await
+        .with_group_commit(cqrskit::postgres::GroupCommit::default());
+    let (done, failures) = mixed_workload(Arc::new(store)).await;
+    failures.assert_none("mixed workload with group commit", &bouncer);
+    assert_stored(&db, &done).await;
+    db.drop_schema().await;
+}
+
 /// Test B: a runner whose store goes through the pooler applies every event
 /// that writers append, within a bounded time, and stops cleanly (releasing
 /// its lease) when asked. `LISTEN` cannot work through a transaction pooler

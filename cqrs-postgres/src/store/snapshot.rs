@@ -63,8 +63,7 @@ impl PostgresEventStore {
         let Some(snapshot) = &batch.snapshot else {
             return;
         };
-        let ends_at = result.events.last().map(|event| event.version);
-        if result.already_stored || ends_at != Some(snapshot.version) {
+        if !snapshot.describes(&snapshot.stream, result) {
             return;
         }
         if let Err(error) = self.put_snapshot(snapshot.clone()).await {
