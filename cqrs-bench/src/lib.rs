@@ -52,7 +52,8 @@ pub struct Config {
     pub lag_samples: usize,
     /// vs-cqrs-es: aggregates of ten commands each, one after another.
     pub short_streams: usize,
-    /// relay: events relayed to JetStream.
+    /// relay: events relayed to JetStream (enough for the steady rate, not
+    /// the first batch's).
     pub relay_events: usize,
 }
 
@@ -71,7 +72,7 @@ impl Config {
             catch_up_events: 100_000,
             lag_samples: 200,
             short_streams: 100,
-            relay_events: 10_000,
+            relay_events: 30_000,
         }
     }
 

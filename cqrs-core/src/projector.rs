@@ -67,6 +67,20 @@ pub trait Projector<C: ?Sized + Send = ()>: Send + Sync {
         Ok(())
     }
 
+    /// The events that will most likely be applied next: those after
+    /// `after`, handed over by a runner that read them ahead while the batch
+    /// ending at `after` is still being applied and committed. A hint, not a
+    /// delivery: they may never reach [`project_batch`](Self::project_batch)
+    /// from this runner (the current batch fails, the lease is lost), may be
+    /// handed over again, or not at all; and the runner does not wait for
+    /// this to finish. Only work that is safe to waste and to do twice
+    /// belongs here: warming a cache, or sending messages whose receiver
+    /// drops copies (the NATS relay publishes the next batch early, so the
+    /// broker never idles between batches). The default does nothing.
+    async fn look_ahead(&self, after: Position, events: &[EventEnvelope<Self::Event>]) {
+        let _ = (after, events);
+    }
+
     /// Creates what the read model needs (tables, indexes), idempotently:
     /// `CREATE TABLE IF NOT EXISTS`, never a `DROP`. Runners call it before
     /// their first batch and before a rebuild, with the context they project
@@ -136,6 +150,10 @@ where
         _context: &mut C,
     ) -> Result<(), BoxError> {
         self.0.project_batch(events, &mut ()).await
+    }
+
+    async fn look_ahead(&self, after: Position, events: &[EventEnvelope<Self::Event>]) {
+        self.0.look_ahead(after, events).await;
     }
 
     async fn setup(&self, _context: &mut C) -> Result<(), BoxError> {

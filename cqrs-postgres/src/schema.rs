@@ -68,18 +68,20 @@ const EVENT_COLUMNS: &str = "position, transaction_id::text::bigint AS transacti
 const EVENT_COLUMN_NAMES: &str = "position, transaction, event_id, aggregate_type, aggregate_id, \
      version, event_type, event_version, payload, metadata, recorded_at";
 
-/// Cuts a batch of event rows (a statement selecting [`EVENT_COLUMNS`] in
-/// log order) where its payloads pass `$6` bytes, keeping at least the
-/// first row.
+/// Cuts a batch of event rows (a statement selecting [`EVENT_COLUMNS`] and
+/// the raw `transaction_id`, in log order) where its payloads pass `$6`
+/// bytes, keeping at least the first row. Ordered by the raw columns, the
+/// batch's own order serves the sum and the result: ordering by the
+/// converted `transaction` would sort the batch twice more.
 fn sized_batch(batch: &str) -> String {
     // language=SQL
     format!(
         "SELECT {EVENT_COLUMN_NAMES} FROM (
-             SELECT *, sum(octet_length(payload)) OVER (ORDER BY transaction, position) AS bytes_through
+             SELECT *, sum(octet_length(payload)) OVER (ORDER BY transaction_id, position) AS bytes_through
              FROM ({batch}) AS batch
          ) AS sized
          WHERE bytes_through - octet_length(payload) < $6
-         ORDER BY transaction, position"
+         ORDER BY transaction_id, position"
     )
 }
 
@@ -285,7 +287,7 @@ impl Statements {
             // large single events are.
             // language=SQL
             read_log: sized_batch(&format!(
-                "SELECT {EVENT_COLUMNS} FROM {events}
+                "SELECT {EVENT_COLUMNS}, transaction_id FROM {events}
                  WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
                    AND transaction_id < {horizon}
                    AND ($4::text[] IS NULL OR aggregate_type = ANY($4))
@@ -297,7 +299,7 @@ impl Statements {
             // sorts the rest of the log to read one batch. A type named twice
             // is scanned once, or its events would come twice.
             read_log_filtered: sized_batch(&format!(
-                "SELECT {EVENT_COLUMNS}
+                "SELECT {EVENT_COLUMNS}, transaction_id
                  FROM (SELECT DISTINCT unnest($3::text[])) AS wanted(type_name)
                  CROSS JOIN LATERAL (
                      SELECT * FROM {events} candidate

@@ -49,12 +49,8 @@ fn relay(jetstream: &Context, prefix: &str, mode: ContentMode) -> Relay<PublicAc
 
 /// The messages of the relay's stream, in stream order.
 async fn published(jetstream: &Context, prefix: &str) -> Vec<(String, CloudEvent, String)> {
-    let stream_name = RelayOptions::new(prefix, "/bank")
-        .stream
-        .expect("a stream")
-        .name;
     let mut stream = jetstream
-        .get_stream(&stream_name)
+        .get_stream(stream_of(prefix))
         .await
         .expect("the stream");
     let count = stream.info().await.expect("info").state.messages;
@@ -148,12 +144,8 @@ async fn the_relay_publishes_the_selected_events_as_cloudevents_in_log_order() {
             ]
         );
         runner.release_lease().await.expect("release");
-        let stream = RelayOptions::new(&prefix, "/bank")
-            .stream
-            .expect("stream")
-            .name;
         jetstream
-            .delete_stream(&stream)
+            .delete_stream(stream_of(&prefix))
             .await
             .expect("delete the stream");
     }
@@ -310,11 +302,10 @@ async fn successor(
 }
 
 async fn message_count(jetstream: &Context, prefix: &str) -> u64 {
-    let name = RelayOptions::new(prefix, "/bank")
-        .stream
-        .expect("stream")
-        .name;
-    let mut stream = jetstream.get_stream(&name).await.expect("the stream");
+    let mut stream = jetstream
+        .get_stream(stream_of(prefix))
+        .await
+        .expect("the stream");
     stream.info().await.expect("info").state.messages
 }
 
@@ -367,12 +358,8 @@ async fn a_relay_killed_between_the_acks_and_its_checkpoint_delivers_nothing_twi
         messages.iter().map(|(_, event, _)| &event.id).collect();
     assert_eq!(ids.len(), 5, "each event once");
     runner.release_lease().await.expect("release");
-    let name = RelayOptions::new(&prefix, "/bank")
-        .stream
-        .expect("stream")
-        .name;
     jetstream
-        .delete_stream(&name)
+        .delete_stream(stream_of(&prefix))
         .await
         .expect("delete the stream");
     db.drop_schema().await;
@@ -481,5 +468,172 @@ async fn a_nats_server_killed_and_restarted_under_the_relay_loses_and_doubles_no
         );
     }
     assert_eq!(last_version.len(), 10);
+    db.drop_schema().await;
+}
+
+/// Every withdrawal, as `bank.money.withdrawn.v1` with its amount; the
+/// publication refuses the withdrawal of `refuse` cents.
+struct Withdrawals {
+    refuse: Option<u64>,
+}
+
+impl cqrskit::nats::Publication for Withdrawals {
+    type Event = cqrs_examples::bank_account::AccountEvent;
+
+    fn event_types(&self) -> &'static [&'static str] {
+        &["WithdrawalMade"]
+    }
+
+    fn publish(
+        &self,
+        event: &cqrskit::EventEnvelope<Self::Event>,
+    ) -> Result<Option<cqrskit::nats::Outgoing>, cqrskit::BoxError> {
+        let cqrs_examples::bank_account::AccountEvent::WithdrawalMade(withdrawal) = &event.payload
+        else {
+            return Ok(None);
+        };
+        if Some(withdrawal.amount) == self.refuse {
+            return Err(format!("{} cents cannot be published", withdrawal.amount).into());
+        }
+        Ok(Some(cqrskit::nats::Outgoing::new(
+            "bank.money.withdrawn.v1",
+            &serde_json::json!({ "cents": withdrawal.amount }),
+        )?))
+    }
+}
+
+/// Thirty withdrawals of 1 to 30 cents from one account, in that order.
+async fn thirty_withdrawals(db: &TestStore) {
+    let accounts = CommandPipeline::<BankAccount>::new(db.shared(), ());
+    accounts
+        .execute("a", OpenAccount { owner: "A".into() })
+        .await
+        .expect("open");
+    accounts
+        .execute("a", Deposit { amount: 1000 })
+        .await
+        .expect("deposit");
+    for cents in 1..=30 {
+        accounts
+            .execute("a", Withdraw { amount: cents })
+            .await
+            .expect("withdraw");
+    }
+    cqrs_tests::scenarios::settled(&db.shared(), 32).await;
+}
+
+/// A relay of `Withdrawals` in batches of ten, stopping at the first
+/// event it cannot publish.
+fn withdrawal_relay(
+    db: &TestStore,
+    jetstream: &Context,
+    prefix: &str,
+    refuse: Option<u64>,
+) -> ProjectionRunner<Relay<Withdrawals>> {
+    let relay = Relay::new(
+        format!("relay_{prefix}"),
+        jetstream.clone(),
+        Withdrawals { refuse },
+        RelayOptions::new(prefix, "/bank"),
+    );
+    ProjectionRunner::new(db.store.clone(), Arc::new(relay)).with_options(RunnerOptions {
+        batch_size: 10,
+        failure: FailurePolicy {
+            max_attempts: 1,
+            ..FailurePolicy::default()
+        },
+        ..RunnerOptions::default()
+    })
+}
+
+/// The amounts of the messages in the relay's stream, in stream order.
+async fn published_cents(jetstream: &Context, prefix: &str) -> Vec<u64> {
+    published(jetstream, prefix)
+        .await
+        .iter()
+        .map(|(_, event, _)| {
+            let data: serde_json::Value = event.data_as().expect("JSON data");
+            data["cents"].as_u64().expect("cents")
+        })
+        .collect()
+}
+
+/// The batch the runner read ahead goes out while the one before it is
+/// acknowledged and committed (past the checkpoint, which moves only over
+/// acknowledged messages), and nothing is doubled or reordered by that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publishes_the_next_batch_early_without_doubling_or_reordering() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    thirty_withdrawals(&db).await;
+    let prefix = unique("bank");
+    let runner = withdrawal_relay(&db, &jetstream, &prefix, None);
+    assert!(runner.acquire_lease().await.expect("lease"));
+    runner.setup().await.expect("setup");
+
+    assert_eq!(runner.step().await.expect("the first batch"), 10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while message_count(&jetstream, &prefix).await <= 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was published ahead of the checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let log = db
+        .store
+        .read_log(Position::START, &LogFilter::all(), 100)
+        .await
+        .expect("the log");
+    assert_eq!(
+        runner.checkpoint().await.expect("checkpoint"),
+        log[11].position,
+        "the checkpoint is past the first ten withdrawals only"
+    );
+
+    assert_eq!(caught_up(&runner).await, 20);
+    assert_eq!(
+        published_cents(&jetstream, &prefix).await,
+        (1..=30).collect::<Vec<_>>()
+    );
+    runner.release_lease().await.expect("release");
+    jetstream
+        .delete_stream(stream_of(&prefix))
+        .await
+        .expect("delete the stream");
+    db.drop_schema().await;
+}
+
+/// A relay that stops at an event it cannot publish has published nothing
+/// after it, whether the event is in the batch being applied (nothing goes
+/// ahead of a batch that did not go out whole) or in the batch read ahead
+/// (sending ahead stops at it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_stopped_at_an_event_has_published_nothing_after_it() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    thirty_withdrawals(&db).await;
+    for refuse in [5, 15] {
+        let prefix = unique("bank");
+        let runner = withdrawal_relay(&db, &jetstream, &prefix, Some(refuse));
+        assert!(runner.acquire_lease().await.expect("lease"));
+        let stopped = runner.catch_up().await.expect_err("stopped");
+        assert!(
+            matches!(stopped, cqrskit::postgres::RunnerError::Stopped { .. }),
+            "{stopped}"
+        );
+        // Longer than a look-ahead waits for its batch to go out.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            published_cents(&jetstream, &prefix).await,
+            (1..refuse).collect::<Vec<_>>(),
+            "refusing {refuse} cents"
+        );
+        runner.release_lease().await.expect("release");
+        jetstream
+            .delete_stream(stream_of(&prefix))
+            .await
+            .expect("delete the stream");
+    }
     db.drop_schema().await;
 }

@@ -5,9 +5,10 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::task::Poll;
 
-use cqrskit_core::{Projector, StoredEvent};
+use cqrskit_core::{EventEnvelope, Projector, StoredEvent};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::ProjectionRunner;
@@ -35,22 +36,29 @@ where
         self.still_usable(tx).await
     }
 
-    /// Decodes every event and hands them to the projector as one batch.
+    /// Decodes every event (unless `decoded` already holds them) and hands
+    /// them to the projector as one batch.
     pub(super) async fn apply_batch(
         &self,
         tx: &mut PgConnection,
         rows: &[LogRow],
+        decoded: Option<Arc<[EventEnvelope<P::Event>]>>,
     ) -> Result<(), String> {
-        let decoded = caught(async {
-            rows.iter()
-                .map(|row| {
-                    readable(row)?
-                        .decode_ref::<P::Event>()
-                        .map_err(|error| error.to_string())
+        let decoded = match decoded {
+            Some(events) => events,
+            None => {
+                caught(async {
+                    rows.iter()
+                        .map(|row| {
+                            readable(row)?
+                                .decode_ref::<P::Event>()
+                                .map_err(|error| error.to_string())
+                        })
+                        .collect::<Result<Arc<[_]>, _>>()
                 })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await??;
+                .await??
+            }
+        };
         caught(self.projector.project_batch(&decoded, tx))
             .await?
             .map_err(|error| error.to_string())?;

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use self::apply::roll_back;
-use self::read_ahead::Prefetched;
+use self::read_ahead::{Batch, Prefetched};
 use super::checkpoint;
 use super::dead_letter::{self, DeadLetter};
 use super::error::{RunnerError, db};
@@ -72,7 +72,7 @@ pub struct ReplayOutcome {
 /// Only the lease holder applies batches: [`run`](Self::run) takes the lease,
 /// renews it while it works, and another runner of the same projection takes
 /// over when it lapses.
-pub struct ProjectionRunner<P: ?Sized> {
+pub struct ProjectionRunner<P: Projector<PgConnection> + ?Sized> {
     store: PostgresEventStore,
     projector: Arc<P>,
     options: RunnerOptions,
@@ -82,7 +82,8 @@ pub struct ProjectionRunner<P: ?Sized> {
     dead_letters: String,
     events: String,
     lease: Mutex<Option<Lease>>,
-    prefetched: Mutex<Option<Prefetched>>,
+    /// Batches read ahead, in log order (see `read_ahead`).
+    prefetched: Mutex<std::collections::VecDeque<Prefetched<P::Event>>>,
     /// See `session::begin_statement`.
     begin_statement: String,
     /// See `session::listener_pool`.
@@ -109,7 +110,7 @@ where
             owner: format!("runner-{}", Uuid::now_v7()),
             options: RunnerOptions::default(),
             lease: Mutex::new(None),
-            prefetched: Mutex::new(None),
+            prefetched: Mutex::new(std::collections::VecDeque::new()),
             begin_statement: session::begin_statement(&RunnerOptions::default()),
             listener_pool: session::listener_pool(store.database()),
             subscription: subscription(projector.event_types()),
@@ -197,9 +198,12 @@ where
         self.set_up_once().await?;
         let mut tx = self.begin().await?;
         let locked = self.guard(&mut tx, held).await?;
-        let rows = match self.take_prefetched(locked.checkpoint) {
-            Some(rows) => rows,
-            None => self.read_batch(&mut tx, locked.checkpoint).await?,
+        let Batch { rows, events } = match self.take_prefetched(locked.checkpoint) {
+            Some(batch) => batch,
+            None => Batch {
+                rows: self.read_batch(&mut tx, locked.checkpoint).await?,
+                events: None,
+            },
         };
         let Some(last) = rows.last().map(|row| row.event().position) else {
             tx.rollback().await.map_err(db)?;
@@ -219,7 +223,7 @@ where
             // below, which finds the event at fault; the transaction is
             // rolled back at once, so its connection is free for the read.
             let write = async {
-                if self.apply_batch(&mut tx, &rows).await.is_err() {
+                if self.apply_batch(&mut tx, &rows, events).await.is_err() {
                     roll_back(tx).await;
                     return Ok(false);
                 }
@@ -242,9 +246,7 @@ where
             // the checkpoint is then at `last`.
             let (applied, next) = tokio::join!(write, self.read_ahead(last));
             if applied? {
-                if let Some(next) = next {
-                    self.keep_prefetched(last, next);
-                }
+                self.keep_prefetched(next);
                 return Ok(rows.len());
             }
             // Nothing of this batch is kept. Go through it one event at a time
@@ -620,7 +622,7 @@ fn subscription(types: &[&str]) -> Vec<String> {
     types
 }
 
-impl<P: ?Sized> std::fmt::Debug for ProjectionRunner<P> {
+impl<P: Projector<PgConnection> + ?Sized> std::fmt::Debug for ProjectionRunner<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProjectionRunner")
             .field("owner", &self.owner)

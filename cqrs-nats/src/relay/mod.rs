@@ -12,7 +12,11 @@
 //! the batch again when it resumes, and JetStream drops the copies it has
 //! seen within the stream's duplicate window: consumers receive each event
 //! once. Messages are published in log order on one connection, so each
-//! stream's events reach JetStream in version order.
+//! stream's events reach JetStream in version order. The batch the runner
+//! reads ahead is published while the current one is acknowledged (see
+//! `ahead`).
+
+mod ahead;
 
 use std::time::Duration;
 
@@ -20,10 +24,11 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
-use cqrskit_core::{BoxError, EventEnvelope, Projector};
+use cqrskit_core::{BoxError, EventEnvelope, Position, Projector};
 use cqrskit_postgres::sqlx::PgConnection;
 use serde_json::Value;
 
+use self::ahead::Lane;
 use crate::cloudevent::{CloudEvent, ContentMode, JSON};
 use crate::publication::{Outgoing, Publication};
 
@@ -84,6 +89,7 @@ pub struct Relay<P> {
     jetstream: jetstream::Context,
     publication: P,
     options: RelayOptions,
+    lane: Lane,
 }
 
 impl<P: Publication> Relay<P> {
@@ -100,6 +106,7 @@ impl<P: Publication> Relay<P> {
             jetstream,
             publication,
             options,
+            lane: Lane::new(),
         }
     }
 
@@ -209,26 +216,64 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
             .await
     }
 
-    /// Sends the batch's messages in log order, then waits for every
-    /// acknowledgement: the runner commits the checkpoint only after this
-    /// returns. A failed send or acknowledgement fails the batch; the runner
-    /// then goes through it event by event, and what JetStream stored
-    /// already is dropped as a duplicate.
+    /// Sends the batch's messages in log order (those sent ahead are not
+    /// sent again), then waits for every acknowledgement: the runner commits
+    /// the checkpoint only after this returns. A failed send or
+    /// acknowledgement fails the batch; the runner then goes through it
+    /// event by event, and what JetStream stored already is dropped as a
+    /// duplicate.
     async fn project_batch(
         &self,
         events: &[EventEnvelope<Self::Event>],
         _context: &mut PgConnection,
     ) -> Result<(), BoxError> {
         let mut acks = Vec::with_capacity(events.len());
-        for event in events {
-            if let Some(ack) = self.send(event).await? {
-                acks.push(ack);
+        {
+            let mut ahead = self.lane.send().await;
+            for event in events {
+                let ack = match ahead.take(event.event_id) {
+                    Some(ack) => ack,
+                    None => match self.send(event).await {
+                        Ok(ack) => ack,
+                        Err(error) => {
+                            self.lane.sent(None);
+                            return Err(error);
+                        }
+                    },
+                };
+                acks.extend(ack);
+            }
+            // What is still ahead went out after this batch, and counts.
+            if ahead.is_empty() {
+                self.lane.sent(events.last().map(|event| event.position));
             }
         }
         for ack in acks {
-            ack.await?;
+            if let Err(error) = ack.await {
+                self.lane.sent(None);
+                return Err(error.into());
+            }
         }
         Ok(())
+    }
+
+    /// Sends the batch read ahead while the one before it is acknowledged
+    /// and committed, once that one went out whole; stops quietly at an
+    /// event that fails (its batch then sends it, and fails there).
+    async fn look_ahead(&self, after: Position, events: &[EventEnvelope<Self::Event>]) {
+        let Some(mut ahead) = self.lane.send_after(after).await else {
+            return;
+        };
+        for event in events {
+            match self.send(event).await {
+                Ok(ack) => ahead.push(event.event_id, ack),
+                Err(_) => {
+                    self.lane.sent(None);
+                    return;
+                }
+            }
+        }
+        self.lane.sent(events.last().map(|event| event.position));
     }
 
     /// Creates the stream when the options name one and it is missing,
