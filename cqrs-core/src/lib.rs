@@ -15,7 +15,8 @@
 //!   [`InMemoryEventStore`];
 //! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`];
 //! - the macros' machinery: [`dispatch`];
-//! - tests of domain logic: [`testing::AggregateFixture`].
+//! - tests of domain logic: [`testing::AggregateFixture`];
+//! - application code that panics, as an error: [`unwind::caught`].
 
 mod aggregate;
 pub mod codec;
@@ -37,6 +38,7 @@ mod store;
 mod stream;
 mod subscription;
 pub mod testing;
+pub mod unwind;
 
 pub use aggregate::{Aggregate, Command};
 pub use error::{

@@ -17,6 +17,11 @@ use cqrskit::postgres::PostgresEventStore;
 /// Opens an account with 100 and withdraws each of `amounts`, then relays
 /// the public events into a fresh stream; returns its name.
 async fn relayed(store: &PostgresEventStore, jetstream: &Context, amounts: &[u64]) -> String {
+    stream_of(&relayed_under(store, jetstream, amounts).await)
+}
+
+/// As [`relayed`]; returns the relay's subject prefix.
+async fn relayed_under(store: &PostgresEventStore, jetstream: &Context, amounts: &[u64]) -> String {
     let accounts = CommandPipeline::<BankAccount>::new(Arc::new(store.clone()), ());
     let owner = "Ada".to_owned();
     accounts
@@ -33,8 +38,7 @@ async fn relayed(store: &PostgresEventStore, jetstream: &Context, amounts: &[u64
             .await
             .expect("withdraw");
     }
-    let prefix = relay_to_the_end(store, jetstream, ContentMode::Structured).await;
-    stream_of(&prefix)
+    relay_to_the_end(store, jetstream, ContentMode::Structured).await
 }
 
 /// The withdrawals the handler recorded, in cents, as many times as handled.
@@ -337,5 +341,268 @@ async fn taking_a_message_waits_for_one_that_arrives_meanwhile() {
         .delete_stream(&stream)
         .await
         .expect("delete the stream");
+    db.drop_schema().await;
+}
+
+/// `RecordWithdrawals`, panicking on 13 cents.
+struct PanicsOn13(RecordWithdrawals);
+
+#[cqrskit::async_trait]
+impl cqrskit::nats::Handler for PanicsOn13 {
+    async fn handle(
+        &self,
+        event: &cqrskit::nats::CloudEvent,
+        transaction: &mut sqlx::PgConnection,
+    ) -> Result<(), cqrskit::BoxError> {
+        let cents: Option<i64> = event
+            .data_as::<serde_json::Value>()
+            .ok()
+            .and_then(|data| data["cents"].as_i64());
+        if cents == Some(13) {
+            panic!("13 cents: the handler's own bug");
+        }
+        self.0.handle(event, transaction).await
+    }
+}
+
+/// A handler that panics fails its message like one that returns an
+/// error: nothing it wrote commits, the message is retried, then
+/// dead-lettered with the panic's message; the consumer goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_message_and_the_consumer_goes_on() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    let stream = relayed(&db.store, &jetstream, &[13, 20]).await;
+    let handler = PanicsOn13(RecordWithdrawals::create(db.pool(), &db.schema).await);
+    let mut options = ConsumerOptions::new(&stream, unique("shipping"));
+    options.max_deliver = 2;
+    options.backoff = vec![Duration::from_millis(10)];
+    let consumer = Consumer::new(db.store.clone(), jetstream.clone(), handler, options);
+
+    let outcomes = drain(&consumer).await;
+    let panicked = "the handler panicked: 13 cents: the handler's own bug";
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Handled,
+            Outcome::Retrying {
+                delivered: 1,
+                reason: panicked.to_owned()
+            },
+            Outcome::Handled,
+            Outcome::DeadLettered {
+                reason: panicked.to_owned()
+            },
+        ],
+        "the opening, 13 cents failing, 20 cents, 13 cents given up on"
+    );
+    assert_eq!(recorded(&db).await, [20]);
+    let dead = consumer.dead_letters().await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, panicked);
+    jetstream.delete_stream(&stream).await.expect("delete");
+    db.drop_schema().await;
+}
+
+/// Publishes a withdrawal of `cents` from `acc` as the relay would, with a
+/// fresh id, to the relay's subject under `prefix`.
+async fn publish_withdrawal(jetstream: &Context, prefix: &str, cents: i64) {
+    let event = cqrskit::nats::CloudEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        source: "/bank".into(),
+        event_type: "bank.money.withdrawn.v1".into(),
+        time: None,
+        subject: Some("account/acc".into()),
+        data_content_type: "application/json".into(),
+        data: serde_json::value::to_raw_value(
+            &serde_json::json!({ "account": "acc", "cents": cents }),
+        )
+        .expect("JSON"),
+        extensions: Default::default(),
+    };
+    let (headers, body) = event.encode(ContentMode::Structured).expect("encode");
+    jetstream
+        .publish_with_headers(format!("{prefix}.account.withdrawn"), headers, body)
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+}
+
+/// Waits until the handler recorded exactly `cents`, and checks that the
+/// consumer is still running.
+async fn wait_for_recorded(
+    db: &TestStore,
+    cents: &[i64],
+    running: &tokio::task::JoinHandle<Result<(), cqrskit::nats::ConsumerError>>,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(!running.is_finished(), "the consumer stopped running");
+        let seen = recorded(db).await;
+        if seen == cents {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recorded {seen:?}, waiting for {cents:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The consumer's NATS server is killed (SIGKILL) and started again under a
+/// running consumer, then its durable consumer is deleted: `run` returns
+/// neither time, and handles what is published after each, every message
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_consumer_resumes_after_its_nats_server_restarts() {
+    let db = TestStore::new().await;
+    let mut server = cqrs_tests::nats::PrivateNats::start().await;
+    let jetstream =
+        cqrskit::nats::async_nats::jetstream::new(cqrs_tests::nats::connect(&server.url()).await);
+    let prefix = relayed_under(&db.store, &jetstream, &[]).await;
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let durable = unique("shipping");
+    let consumer = Arc::new(Consumer::new(
+        db.store.clone(),
+        jetstream.clone(),
+        handler,
+        ConsumerOptions::new(stream_of(&prefix), &durable),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let consumer = consumer.clone();
+        async move {
+            consumer
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    publish_withdrawal(&jetstream, &prefix, 30).await;
+    wait_for_recorded(&db, &[30], &running).await;
+
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.resume().await;
+    // Published once the client is back (it reconnects by itself).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let sent = tokio::time::timeout(
+            Duration::from_secs(2),
+            publish_withdrawal(&jetstream, &prefix, 40),
+        )
+        .await;
+        if sent.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never reconnected"
+        );
+    }
+    wait_for_recorded(&db, &[30, 40], &running).await;
+
+    // The durable consumer deleted under it (an operator's mistake, a
+    // stream restored elsewhere): the pull ends, `run` sets the consumer up
+    // again, which delivers everything from the start, and the inbox
+    // recognises what was handled.
+    jetstream
+        .delete_consumer_from_stream(&durable, stream_of(&prefix))
+        .await
+        .expect("delete the consumer");
+    publish_withdrawal(&jetstream, &prefix, 50).await;
+    wait_for_recorded(&db, &[30, 40, 50], &running).await;
+
+    let _ = stop.send(());
+    running
+        .await
+        .expect("join")
+        .expect("a clean stop after the outages");
+    db.drop_schema().await;
+}
+
+/// The consumer's database goes away while a message is at hand: the
+/// consumer keeps the message (telling JetStream it is in progress, so it
+/// is not redelivered though the outage outlasts the acknowledgement wait)
+/// and handles it once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_keeps_its_message_through_a_database_outage() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    let prefix = relayed_under(&db.store, &jetstream, &[]).await;
+    let stream = stream_of(&prefix);
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let proxy = cqrs_tests::proxy::FaultProxy::to_test_database().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_lazy(&proxy.database_url())
+        .expect("a lazy pool");
+    let store = PostgresEventStore::from_pool(pool)
+        .with_schema(&db.schema)
+        .expect("schema");
+    let durable = unique("shipping");
+    let mut options = ConsumerOptions::new(&stream, &durable);
+    options.ack_wait = Duration::from_secs(1);
+    let consumer = Arc::new(Consumer::new(store, jetstream.clone(), handler, options));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let consumer = consumer.clone();
+        async move {
+            consumer
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    // The opening is handled (the handler ignores it): the inbox has it.
+    let inbox = format!("SELECT count(*) FROM {}", db.table("nats_inbox"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let handled: Result<i64, _> = sqlx::query_scalar(&inbox).fetch_one(db.pool()).await;
+        if handled.is_ok_and(|handled| handled == 1) {
+            break;
+        }
+        assert!(!running.is_finished(), "the consumer stopped running");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the opening was never handled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    proxy.set_mode(cqrs_tests::proxy::Mode::Down);
+    publish_withdrawal(&jetstream, &prefix, 30).await;
+    // Three acknowledgement waits without a database.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(recorded(&db).await.is_empty());
+    proxy.set_mode(cqrs_tests::proxy::Mode::Pass);
+    wait_for_recorded(&db, &[30], &running).await;
+
+    let mut jetstream_consumer = jetstream
+        .get_consumer_from_stream::<cqrskit::nats::async_nats::jetstream::consumer::pull::Config, _, _>(
+            &durable, &stream,
+        )
+        .await
+        .expect("the durable consumer");
+    let info = jetstream_consumer.info().await.expect("info");
+    assert_eq!(
+        info.delivered.consumer_sequence, 2,
+        "two deliveries, the opening and the withdrawal: the withdrawal was kept, not redelivered"
+    );
+    assert!(
+        consumer
+            .dead_letters()
+            .await
+            .expect("dead letters")
+            .is_empty()
+    );
+    let _ = stop.send(());
+    running.await.expect("join").expect("a clean stop");
+    jetstream.delete_stream(&stream).await.expect("delete");
     db.drop_schema().await;
 }

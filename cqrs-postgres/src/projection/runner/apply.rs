@@ -4,11 +4,9 @@
 //! then aborted), or a session the server ended while it worked (a timeout).
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::Poll;
 
-use cqrskit_core::{EventEnvelope, Projector, StoredEvent};
+use cqrskit_core::{EventEnvelope, Projector, StoredEvent, unwind};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::ProjectionRunner;
@@ -116,26 +114,9 @@ fn readable(row: &LogRow) -> Result<&StoredEvent, String> {
 
 /// Runs `future`, turning a panic in it into an error naming the panic.
 async fn caught<F: Future>(future: F) -> Result<F::Output, String> {
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(|cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(format!(
-                "the projector panicked: {}",
-                panic_message(&*panic)
-            ))),
-        }
-    })
-    .await
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
+    unwind::caught(future)
+        .await
+        .map_err(|panic| format!("the projector panicked: {panic}"))
 }
 
 /// Rolls back, when the session still allows it: a failure is being handled

@@ -1,0 +1,387 @@
+//! Consuming integration events once in effect: a durable JetStream pull
+//! consumer feeding a handler whose PostgreSQL writes commit together with
+//! the record that the message was processed (an inbox row), before the
+//! message is acknowledged.
+//!
+//! JetStream delivers at least once: a consumer that dies after its commit
+//! and before its acknowledgement gets the message again. The inbox row,
+//! committed with the handler's writes, recognises it: the redelivered
+//! message is acknowledged without running the handler. A handler that
+//! fails is retried through JetStream's redelivery, after a growing delay;
+//! after `max_deliver` deliveries the message is dead-lettered: kept in a
+//! table (with its headers, body and the last error) and published to a
+//! dead-letter subject, then terminated so JetStream stops redelivering it.
+//! A message that is not a CloudEvent is dead-lettered at once.
+
+mod dead_letter;
+mod inbox;
+mod run;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use async_trait::async_trait;
+use cqrskit_core::{BoxError, Metadata, unwind};
+use cqrskit_postgres::PostgresEventStore;
+use cqrskit_postgres::sqlx::{self, Connection, PgConnection};
+
+pub use self::dead_letter::{DeadLetter, ReplayError};
+use crate::cloudevent::CloudEvent;
+
+/// What a consumer does with each integration event.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Handles `event` inside `transaction`, which commits together with
+    /// the record that the message was processed. An error rolls both back
+    /// and the message is delivered again later.
+    ///
+    /// # Errors
+    ///
+    /// Any error of the handler's own.
+    async fn handle(
+        &self,
+        event: &CloudEvent,
+        transaction: &mut PgConnection,
+    ) -> Result<(), BoxError>;
+}
+
+/// Where a consumer reads and how it retries.
+#[derive(Clone, Debug)]
+pub struct ConsumerOptions {
+    /// The JetStream stream to read.
+    pub stream: String,
+    /// The durable consumer's name: JetStream keeps its progress under it,
+    /// and the inbox and dead letters are keyed by it.
+    pub durable: String,
+    /// Only messages on these subjects (wildcards allowed); all when empty.
+    pub filter_subject: String,
+    /// Deliveries of a message before it is dead-lettered (at least 1).
+    pub max_deliver: i64,
+    /// The delay before each redelivery after a failure: the first entry
+    /// after the first failure, and so on; the last repeats.
+    pub backoff: Vec<Duration>,
+    /// How long JetStream waits for an acknowledgement before it delivers
+    /// a message again (a consumer that died holding it).
+    pub ack_wait: Duration,
+    /// Where dead letters are published (besides the table), if anywhere.
+    pub dead_letter_subject: Option<String>,
+    /// Messages fetched per request.
+    pub batch: usize,
+}
+
+impl ConsumerOptions {
+    /// Options reading `stream` as the durable consumer `durable`: every
+    /// subject, five deliveries with delays 0.1 s, 1 s, 5 s and 10 s, a 30 s
+    /// acknowledgement wait, no dead-letter subject, 100 messages a fetch.
+    pub fn new(stream: impl Into<String>, durable: impl Into<String>) -> Self {
+        Self {
+            stream: stream.into(),
+            durable: durable.into(),
+            filter_subject: String::new(),
+            max_deliver: 5,
+            backoff: vec![
+                Duration::from_millis(100),
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(10),
+            ],
+            ack_wait: Duration::from_secs(30),
+            dead_letter_subject: None,
+            batch: 100,
+        }
+    }
+}
+
+/// What became of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler ran and its writes committed.
+    Handled,
+    /// Processed before (a redelivery): acknowledged, the handler not run.
+    AlreadyProcessed,
+    /// The handler failed; JetStream delivers it again after the delay.
+    Retrying {
+        /// Deliveries so far.
+        delivered: i64,
+        /// The handler's error.
+        reason: String,
+    },
+    /// Given up on: stored as a dead letter, and JetStream told to stop.
+    DeadLettered {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a consumer stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumerError {
+    /// PostgreSQL failed (the inbox, the dead letters, a commit).
+    #[error("consumer `{consumer}`: the database failed: {source}")]
+    Database {
+        /// The consumer.
+        consumer: String,
+        /// The failure.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// NATS failed (fetching, acknowledging, creating the consumer).
+    #[error("consumer `{consumer}`: NATS failed: {source}")]
+    Nats {
+        /// The consumer.
+        consumer: String,
+        /// The failure.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// A message whose handler's writes and inbox row have committed, awaiting
+/// its acknowledgement (see [`Consumer::commit`]).
+pub struct Committed {
+    message: jetstream::Message,
+    outcome: Outcome,
+}
+
+impl Committed {
+    /// What the commit did.
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+}
+
+/// A durable consumer applying each message once in effect (see the module
+/// docs). Its tables, `nats_inbox` and `nats_dead_letters`, live in the
+/// store's schema and are created by [`setup`](Self::setup).
+pub struct Consumer<H> {
+    store: PostgresEventStore,
+    jetstream: jetstream::Context,
+    handler: H,
+    options: ConsumerOptions,
+}
+
+impl<H: Handler> Consumer<H> {
+    /// A consumer writing through `store`'s pool and schema.
+    pub fn new(
+        store: PostgresEventStore,
+        jetstream: jetstream::Context,
+        handler: H,
+        options: ConsumerOptions,
+    ) -> Self {
+        Self {
+            store,
+            jetstream,
+            handler,
+            options,
+        }
+    }
+
+    fn database(&self, source: sqlx::Error) -> ConsumerError {
+        ConsumerError::Database {
+            consumer: self.options.durable.clone(),
+            source,
+        }
+    }
+
+    fn nats(&self, source: impl Into<BoxError>) -> ConsumerError {
+        ConsumerError::Nats {
+            consumer: self.options.durable.clone(),
+            source: source.into(),
+        }
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("{}.{name}", self.store.schema().quoted())
+    }
+
+    /// Creates the inbox and dead-letter tables if missing, and the durable
+    /// JetStream consumer if missing. Idempotent; [`run`](Self::run) calls
+    /// it first.
+    ///
+    /// # Errors
+    ///
+    /// When the database or NATS refuses.
+    pub async fn setup(
+        &self,
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, ConsumerError> {
+        let (inbox, dead) = (self.table("nats_inbox"), self.table("nats_dead_letters"));
+        sqlx::raw_sql(&format!(
+            "CREATE TABLE IF NOT EXISTS {inbox} (
+                 consumer text NOT NULL,
+                 message_id text NOT NULL,
+                 processed_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (consumer, message_id));
+             CREATE TABLE IF NOT EXISTS {dead} (
+                 consumer text NOT NULL,
+                 message_id text NOT NULL,
+                 subject text NOT NULL,
+                 headers jsonb NOT NULL,
+                 body bytea NOT NULL,
+                 reason text NOT NULL,
+                 deliveries bigint NOT NULL,
+                 parked_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (consumer, message_id))"
+        ))
+        .execute(self.store.pool())
+        .await
+        .map_err(|error| self.database(error))?;
+        let stream = self
+            .jetstream
+            .get_stream(&self.options.stream)
+            .await
+            .map_err(|error| self.nats(error))?;
+        stream
+            .get_or_create_consumer(
+                &self.options.durable,
+                pull::Config {
+                    durable_name: Some(self.options.durable.clone()),
+                    filter_subject: self.options.filter_subject.clone(),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: self.options.ack_wait,
+                    max_deliver: self.options.max_deliver.max(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|error| self.nats(error))
+    }
+
+    /// Processes one message: [`commit`](Self::commit), then
+    /// [`acknowledge`](Self::acknowledge).
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub async fn process(&self, message: jetstream::Message) -> Result<Outcome, ConsumerError> {
+        let committed = self.commit(message).await?;
+        self.acknowledge(committed).await
+    }
+
+    /// The first half of [`process`](Self::process): decodes the message,
+    /// and either commits the handler's writes with the inbox row, or
+    /// finds the message processed before, or (on failure, a panic
+    /// included) decides between a retry and a dead letter. Nothing is
+    /// acknowledged yet.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails.
+    pub async fn commit(&self, message: jetstream::Message) -> Result<Committed, ConsumerError> {
+        let outcome = self.outcome_of(&message).await?;
+        Ok(Committed { message, outcome })
+    }
+
+    /// See [`commit`](Self::commit).
+    async fn outcome_of(&self, message: &jetstream::Message) -> Result<Outcome, ConsumerError> {
+        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+        let event = match CloudEvent::decode(message.headers.as_ref(), &message.payload) {
+            Ok(event) => event,
+            Err(error) => {
+                let reason = format!("not a CloudEvent: {error}");
+                self.dead_letter(
+                    message,
+                    &dead_letter::fallback_id(message),
+                    &reason,
+                    delivered,
+                )
+                .await?;
+                return Ok(Outcome::DeadLettered { reason });
+            }
+        };
+        let mut connection = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(|error| self.database(error))?;
+        let mut transaction = connection
+            .begin()
+            .await
+            .map_err(|error| self.database(error))?;
+        let first_time = self
+            .record_in_inbox(&mut transaction, &event.id)
+            .await
+            .map_err(|error| self.database(error))?;
+        if !first_time {
+            return Ok(Outcome::AlreadyProcessed);
+        }
+        let handled = unwind::caught(self.handler.handle(&event, &mut transaction))
+            .await
+            .unwrap_or_else(|panic| Err(format!("the handler panicked: {panic}").into()));
+        match handled {
+            Ok(()) => {
+                transaction
+                    .commit()
+                    .await
+                    .map_err(|error| self.database(error))?;
+                Ok(Outcome::Handled)
+            }
+            Err(error) => {
+                drop(transaction);
+                let reason = error.to_string();
+                if delivered >= self.options.max_deliver.max(1) {
+                    self.dead_letter(message, &event.id, &reason, delivered)
+                        .await?;
+                    return Ok(Outcome::DeadLettered { reason });
+                }
+                Ok(Outcome::Retrying { delivered, reason })
+            }
+        }
+    }
+
+    /// The second half of [`process`](Self::process): acknowledges a
+    /// processed message, asks for a delayed redelivery of a failed one, or
+    /// tells JetStream to stop delivering a dead letter.
+    ///
+    /// # Errors
+    ///
+    /// When NATS fails; a message not acknowledged is delivered again, and
+    /// the inbox recognises it.
+    pub async fn acknowledge(&self, committed: Committed) -> Result<Outcome, ConsumerError> {
+        self.settle(&committed.message, &committed.outcome).await?;
+        Ok(committed.outcome)
+    }
+
+    /// Tells JetStream what became of `message`.
+    async fn settle(
+        &self,
+        message: &jetstream::Message,
+        outcome: &Outcome,
+    ) -> Result<(), ConsumerError> {
+        let kind = match outcome {
+            Outcome::Handled | Outcome::AlreadyProcessed => AckKind::Ack,
+            Outcome::Retrying { delivered, .. } => {
+                let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(usize::MAX);
+                let delay = self
+                    .options
+                    .backoff
+                    .get(index)
+                    .or(self.options.backoff.last())
+                    .copied();
+                AckKind::Nak(delay)
+            }
+            Outcome::DeadLettered { .. } => AckKind::Term,
+        };
+        message
+            .ack_with(kind)
+            .await
+            .map_err(|error| self.nats(error))
+    }
+}
+
+/// Metadata for commands a handler executes because of `event`: its
+/// correlation id carried over, the event's id as causation id (when they
+/// are UUIDs, as the relay writes them).
+pub fn caused_by(event: &CloudEvent) -> Metadata {
+    let uuid = |text: Option<String>| text.and_then(|text| uuid::Uuid::parse_str(&text).ok());
+    let mut metadata = Metadata::new();
+    metadata.correlation_id = uuid(event.extension("correlationid"));
+    metadata.causation_id = uuid(Some(event.id.clone()));
+    metadata
+}
+
+/// The next item of `stream`.
+pub(super) async fn next<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|context| std::pin::Pin::new(&mut *stream).poll_next(context)).await
+}
