@@ -88,6 +88,20 @@ async fn the_relay_publishes_the_selected_events_as_cloudevents_in_log_order() {
         assert!(runner.acquire_lease().await.expect("lease"));
         caught_up(&runner).await;
 
+        // The stream the relay's setup created, as `StreamSpec` says.
+        let config = jetstream
+            .get_stream(stream_of(&prefix))
+            .await
+            .expect("the stream")
+            .info()
+            .await
+            .expect("info")
+            .config
+            .clone();
+        assert_eq!(config.subjects, [format!("{prefix}.>")]);
+        assert_eq!(config.duplicate_window, Duration::from_secs(120));
+        assert_eq!(config.num_replicas, 1);
+
         let messages = published(&jetstream, &prefix).await;
         let selected: Vec<_> = stored
             .iter()

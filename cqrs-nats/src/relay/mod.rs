@@ -42,6 +42,13 @@ pub struct StreamSpec {
     /// longest a relay may be down between publishing and checkpointing
     /// without a consumer seeing a copy. Default 2 minutes (JetStream's).
     pub duplicate_window: Duration,
+    /// Copies of each message in a cluster (1 on a single server, the
+    /// default). An acknowledgement from a stream of 3 replicas survives
+    /// the loss of one machine; on one server it survives a crash of the
+    /// server process but not of the machine unless the server syncs each
+    /// write (`sync_interval: always`), because the relay's checkpoint has
+    /// moved past what JetStream acknowledged.
+    pub replicas: usize,
 }
 
 /// How a relay names, shapes and sends its messages.
@@ -77,6 +84,7 @@ impl RelayOptions {
             stream: Some(StreamSpec {
                 name,
                 duplicate_window: Duration::from_secs(120),
+                replicas: 1,
             }),
         }
     }
@@ -287,6 +295,7 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
                 name: stream.name.clone(),
                 subjects: vec![format!("{}.>", self.options.subject_prefix)],
                 duplicate_window: stream.duplicate_window,
+                num_replicas: stream.replicas.max(1),
                 ..Default::default()
             })
             .await?;
