@@ -49,6 +49,7 @@ mod horizon;
 mod inline;
 mod migrate;
 mod notify;
+mod partition;
 mod projection;
 mod row;
 mod schema;
@@ -58,9 +59,11 @@ pub mod testing;
 
 pub use error::{Error, Result};
 pub use inline::InlineProjections;
+pub use partition::{InvalidPartition, Partition, SLICES};
 pub use projection::{
-    DaemonError, DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, ProjectionDaemon,
-    ProjectionRunner, ProjectionStatus, ReplayOutcome, RunnerError, RunnerOptions,
+    DaemonError, DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, PartitionedRunner,
+    ProjectionDaemon, ProjectionRunner, ProjectionStatus, ReplayOutcome, RunnerError,
+    RunnerOptions,
 };
 pub use schema::SchemaName;
 pub use store::{GroupCommit, OldestAppend, PostgresEventStore};

@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "append tags",
         include_str!("../migrations/20261130000006_append_tags.sql"),
     ),
+    (
+        20261201000007,
+        "slices",
+        include_str!("../migrations/20261201000007_slices.sql"),
+    ),
 ];
 
 /// The embedded migrations as an sqlx migration source.

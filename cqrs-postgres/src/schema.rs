@@ -291,6 +291,7 @@ impl Statements {
                  WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
                    AND transaction_id < {horizon}
                    AND ($4::text[] IS NULL OR aggregate_type = ANY($4))
+                   AND ($8::smallint IS NULL OR slice BETWEEN $8 AND $9)
                  ORDER BY transaction_id, position LIMIT $5"
             )),
             // language=SQL
@@ -307,6 +308,7 @@ impl Statements {
                        AND (candidate.transaction_id, candidate.position) > ($1::bigint::text::xid8, $2)
                        AND candidate.transaction_id < {horizon}
                        AND ($4::text[] IS NULL OR candidate.aggregate_type = ANY($4))
+                       AND ($8::smallint IS NULL OR candidate.slice BETWEEN $8 AND $9)
                      ORDER BY candidate.transaction_id, candidate.position
                      LIMIT $5
                  ) AS e

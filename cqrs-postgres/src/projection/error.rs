@@ -78,6 +78,23 @@ pub enum RunnerError {
         #[source]
         source: BoxError,
     },
+    /// A partitioned projection cannot be split as asked; nothing changed.
+    #[error("cannot split projection `{projection}`: {reason}")]
+    Rescale {
+        /// The projection.
+        projection: String,
+        /// Why.
+        reason: String,
+    },
+    /// A partition's task ended by a panic outside the projector (whose
+    /// panics fail their event instead).
+    #[error("a partition of projection `{projection}` failed: {reason}")]
+    PartitionFailed {
+        /// The projection.
+        projection: String,
+        /// The panic.
+        reason: String,
+    },
     /// The projector's reset hook failed; the rebuild did not start.
     #[error("resetting projection `{projection}` failed: {source}")]
     Reset {

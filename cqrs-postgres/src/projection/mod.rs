@@ -6,6 +6,7 @@ mod daemon;
 mod dead_letter;
 mod error;
 mod lease;
+mod partitioned;
 mod policy;
 mod runner;
 
@@ -13,5 +14,6 @@ pub use daemon::{DaemonError, ProjectionDaemon, ProjectionStatus};
 pub use dead_letter::DeadLetter;
 pub use error::RunnerError;
 pub use lease::LeaseHolder;
+pub use partitioned::PartitionedRunner;
 pub use policy::{FailurePolicy, OnExhausted, RunnerOptions};
 pub use runner::{Lag, ProjectionRunner, ReplayOutcome};

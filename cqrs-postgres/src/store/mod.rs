@@ -380,7 +380,7 @@ impl EventStore for PostgresEventStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut connection = self.db.session().await.map_err(store_error)?;
         let rows = self
-            .read_log_rows_on(&mut connection, after, filter, limit_to, usize::MAX)
+            .read_log_rows_on(&mut connection, after, filter, None, limit_to, usize::MAX)
             .await?;
         connection.finish().await.map_err(store_error)?;
         rows.into_iter().map(LogRow::into_event).collect()

@@ -15,13 +15,15 @@ impl PostgresEventStore {
 
     /// [`EventStore::read_log`] on a given connection (a projection's
     /// transaction), so the read and the writes it leads to share one
-    /// session; cut after `max_bytes` of payload, and with rows that cannot
-    /// be read kept in their place rather than failing the whole read.
+    /// session; only streams in `slices` when given (a partition's); cut
+    /// after `max_bytes` of payload, and with rows that cannot be read kept
+    /// in their place rather than failing the whole read.
     pub(crate) async fn read_log_rows_on(
         &self,
         connection: &mut PgConnection,
         after: Position,
         filter: &LogFilter,
+        slices: Option<&std::ops::RangeInclusive<u16>>,
         limit_to: usize,
         max_bytes: usize,
     ) -> Result<Vec<LogRow>, StoreError> {
@@ -40,6 +42,8 @@ impl PostgresEventStore {
             .bind(limit(limit_to))
             .bind(limit(max_bytes))
             .bind(self.floor.get())
+            .bind(slices.map(|slices| slice(*slices.start())))
+            .bind(slices.map(|slices| slice(*slices.end())))
             .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;
@@ -193,4 +197,9 @@ impl PostgresEventStore {
             }
         }
     }
+}
+
+/// A slice as the column's type (slices are below 1024).
+fn slice(slice: u16) -> i16 {
+    i16::try_from(slice).unwrap_or(i16::MAX)
 }

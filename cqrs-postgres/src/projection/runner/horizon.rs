@@ -37,12 +37,15 @@ where
                    AND (e.transaction_id, e.position)
                        > (p.checkpoint_transaction::text::xid8, p.checkpoint_sequence)
                    AND ($2::text[] IS NULL OR e.event_type = ANY($2))
+                   AND ($3::smallint IS NULL OR e.slice BETWEEN $3 AND $4)
              )",
                 events = self.events,
                 projections = self.projections,
             ))
             .bind(self.name())
             .bind((!self.filter.event_types.is_empty()).then_some(&self.filter.event_types))
+            .bind(self.slice_bounds().map(|(first, _)| first))
+            .bind(self.slice_bounds().map(|(_, last)| last))
             .fetch_one(&mut *session)
             .await
             .map_err(db)?;

@@ -7,11 +7,13 @@ mod holder;
 mod horizon;
 mod lease_wait;
 mod read_ahead;
+mod run;
+
+pub(crate) use self::run::{Share, Wake};
 mod session;
 mod setup;
 mod subscription;
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,8 +29,8 @@ use super::dead_letter::{self, DeadLetter};
 use super::error::{RunnerError, db};
 use super::lease::{self, Lease};
 use super::policy::RunnerOptions;
-use crate::PostgresEventStore;
 use crate::row::LogRow;
+use crate::{Partition, PostgresEventStore};
 
 /// How far a projection is behind the head of the log.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +79,10 @@ pub struct ProjectionRunner<P: Projector<PgConnection> + ?Sized> {
     projector: Arc<P>,
     options: RunnerOptions,
     owner: String,
+    /// The name of the projection's row: the projector's name, with the
+    /// partition for a partitioned projection.
+    name: String,
+    partition: Partition,
     filter: LogFilter,
     projections: String,
     dead_letters: String,
@@ -108,6 +114,8 @@ where
             dead_letters: store.table("dead_letters"),
             events: store.table("events"),
             owner: format!("runner-{}", Uuid::now_v7()),
+            name: projector.name().to_owned(),
+            partition: Partition::whole(),
             options: RunnerOptions::default(),
             lease: Mutex::new(None),
             prefetched: Mutex::new(std::collections::VecDeque::new()),
@@ -135,9 +143,39 @@ where
         self
     }
 
-    /// The projection's name.
+    /// Applies only `partition` of the projection: the streams of its
+    /// slices, with a checkpoint, lease and dead letters of its own under
+    /// the row name [`Partition::row_name`]. A [`PartitionedRunner`]
+    /// (crate::PartitionedRunner) makes one per partition and shares them
+    /// out among the instances that run it.
+    pub fn for_partition(mut self, partition: Partition) -> Self {
+        self.name = partition.row_name(self.projector.name());
+        self.partition = partition;
+        self
+    }
+
+    /// The partition it applies ([`Partition::whole`] unless set).
+    pub fn partition(&self) -> Partition {
+        self.partition
+    }
+
+    /// The projection's name: its row's, which for a partition names the
+    /// partition too (`ledger[2/8]`).
     pub fn name(&self) -> &str {
-        self.projector.name()
+        &self.name
+    }
+
+    /// The slices it reads, `None` for the whole log.
+    fn slices(&self) -> Option<std::ops::RangeInclusive<u16>> {
+        (!self.partition.is_whole()).then(|| self.partition.slices())
+    }
+
+    /// [`slices`](Self::slices) as the column's type, for queries.
+    fn slice_bounds(&self) -> Option<(i16, i16)> {
+        self.slices().map(|slices| {
+            let column = |slice: u16| i16::try_from(slice).unwrap_or(i16::MAX);
+            (column(*slices.start()), column(*slices.end()))
+        })
     }
 
     /// This runner's owner id.
@@ -313,101 +351,6 @@ where
         }
     }
 
-    /// Runs until `shutdown` completes: takes the lease (waiting while another
-    /// runner holds it), catches up, then waits for appends, woken by
-    /// `LISTEN`/`NOTIFY` and, in case a notification is lost or `LISTEN` is
-    /// unavailable (behind a transaction-pooling proxy), by polling every
-    /// [`poll_interval`](RunnerOptions::poll_interval). Renews the lease while
-    /// it works and releases it on shutdown.
-    ///
-    /// # Errors
-    ///
-    /// [`RunnerError::Stopped`] / [`RunnerError::StillStopped`] when the
-    /// projection is stopped at a poison event;
-    /// [`RunnerError::SubscriptionChanged`] when the projector's event types
-    /// do not match the projection's (a new version that needs a rebuild).
-    /// Unreachable databases and lost leases are waited out, not returned.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), RunnerError> {
-        let mut shutdown = std::pin::pin!(shutdown);
-        let mut listener = self.listen().await;
-        let idle = self
-            .options
-            .poll_interval
-            .min(self.options.lease_duration / 3)
-            .max(Duration::from_millis(10));
-        let mut horizon_pause = horizon::FIRST_PAUSE;
-        let mut waiting_for = lease_wait::WaitingFor::default();
-        let mut held_back = horizon::HeldBack::default();
-        loop {
-            let holds = self.lease_slot().is_some();
-            let acquired = holds || self.acquire_lease().await.unwrap_or_else(|error| {
-                tracing::warn!(projection = self.name(), %error, "cannot take the lease; retrying");
-                false
-            });
-            if !acquired {
-                waiting_for.report(self).await;
-            }
-            let outcome = if acquired {
-                self.catch_up().await.map(|_| ())
-            } else {
-                Ok(())
-            };
-            let mut wait = idle;
-            match outcome {
-                Ok(()) if acquired => {
-                    // The notification that woke us is spent; events still
-                    // behind the horizon would send none when it moves.
-                    if self.events_pending().await.unwrap_or(false) {
-                        wait = horizon_pause.min(idle);
-                        horizon_pause = (horizon_pause * 2).min(horizon::MAX_PAUSE);
-                        held_back.still(self).await;
-                    } else {
-                        horizon_pause = horizon::FIRST_PAUSE;
-                        held_back.over();
-                    }
-                }
-                Ok(()) => {}
-                Err(
-                    error @ (RunnerError::Stopped { .. }
-                    | RunnerError::StillStopped { .. }
-                    | RunnerError::SubscriptionChanged { .. }),
-                ) => {
-                    let _ = self.release_lease().await;
-                    return Err(error);
-                }
-                Err(RunnerError::NotLeaseholder { .. }) => {
-                    tracing::info!(projection = self.name(), owner = %self.owner, "lease lost; waiting to take it back");
-                    self.lease_slot().take();
-                }
-                Err(error) => {
-                    tracing::warn!(projection = self.name(), %error, "projection runner failed; retrying");
-                }
-            }
-            let wake = async {
-                match listener.as_mut() {
-                    Some(listener) => listener.recv().await.map(|_| ()),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                notified = wake => {
-                    if let Err(error) = notified {
-                        tracing::warn!(projection = self.name(), %error, "LISTEN connection failed; polling");
-                        listener = None;
-                    }
-                }
-                () = tokio::time::sleep(wait) => {
-                    if listener.is_none() && self.listener_pool.is_some() {
-                        listener = self.listen().await;
-                    }
-                }
-            }
-        }
-        self.release_lease().await
-    }
-
     /// The committed checkpoint.
     ///
     /// # Errors
@@ -432,12 +375,15 @@ where
         let row = database.query(&format!(
             "SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at))::float8 AS behind
              FROM {} WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
-               AND ($3::text[] IS NULL OR event_type = ANY($3))",
+               AND ($3::text[] IS NULL OR event_type = ANY($3))
+               AND ($4::smallint IS NULL OR slice BETWEEN $4 AND $5)",
             self.events
         ))
         .bind(checkpoint::as_i64(checkpoint.transaction))
         .bind(checkpoint::as_i64(checkpoint.sequence))
         .bind((!self.filter.event_types.is_empty()).then_some(&self.filter.event_types))
+        .bind(self.slice_bounds().map(|(first, _)| first))
+        .bind(self.slice_bounds().map(|(_, last)| last))
         .fetch_one(&mut *session)
         .await
         .map_err(db)?;

@@ -72,6 +72,7 @@ where
         // batch being written instead of between its steps.
         let store = self.store.clone();
         let filter = self.filter.clone();
+        let slices = self.slices();
         let projector = self.projector.clone();
         let name = self.name().to_owned();
         let (size, bytes) = (self.options.batch_size.max(1), self.options.batch_bytes);
@@ -85,7 +86,7 @@ where
             };
             while batches.len() < wanted {
                 let rows = match store
-                    .read_log_rows_on(&mut session, from, &filter, size, bytes)
+                    .read_log_rows_on(&mut session, from, &filter, slices.as_ref(), size, bytes)
                     .await
                 {
                     Ok(rows) if !rows.is_empty() => rows,

@@ -70,6 +70,7 @@ where
                 connection,
                 after,
                 &self.filter,
+                self.slices().as_ref(),
                 self.options.batch_size.max(1),
                 self.options.batch_bytes,
             )
@@ -77,7 +78,7 @@ where
     }
 
     /// A listener on the store's channel, or `None` (then the runner polls).
-    pub(super) async fn listen(&self) -> Option<PgListener> {
+    pub(crate) async fn listen(&self) -> Option<PgListener> {
         let Some(pool) = &self.listener_pool else {
             tracing::warn!(
                 projection = self.name(),

@@ -41,8 +41,18 @@ where
         Ok(())
     }
 
-    /// The projector's hook on `tx`, its failure named.
+    /// The projector's hook on `tx`, its failure named. The partitions of
+    /// one projection hold rows of their own: a lock on the projector's
+    /// name keeps their setups from running at once.
     pub(super) async fn run_setup(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
+        // language=SQL
+        self.store
+            .database()
+            .query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("{}.{}", self.projections, self.projector.name()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         self.projector
             .setup(tx)
             .await

@@ -1,0 +1,228 @@
+//! The loop that keeps a projection up to date: take the lease, catch up,
+//! wait for appends; for a partition, only while the instance's share of
+//! the partitions allows.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cqrskit_core::Projector;
+use sqlx::PgConnection;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+
+use super::{ProjectionRunner, horizon, lease_wait};
+use crate::projection::error::RunnerError;
+
+/// How many partitions an instance holds and may hold: its runners take a
+/// lease only while below the target, and give one up while above it.
+#[derive(Debug, Default)]
+pub(crate) struct Share {
+    held: AtomicUsize,
+    target: AtomicUsize,
+}
+
+impl Share {
+    pub(crate) fn set_target(&self, target: usize) {
+        self.target.store(target, Ordering::SeqCst);
+    }
+
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Counts one more partition held if that stays within the target.
+    fn reserve(&self) -> bool {
+        let target = self.target.load(Ordering::SeqCst);
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+                (held < target).then_some(held + 1)
+            })
+            .is_ok()
+    }
+
+    /// Counts one partition fewer.
+    fn unreserve(&self) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+                held.checked_sub(1)
+            });
+    }
+
+    /// Counts one partition fewer if more are held than the target: the
+    /// caller then gives its partition up.
+    fn over(&self) -> bool {
+        let target = self.target.load(Ordering::SeqCst);
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+                (held > target).then(|| held - 1)
+            })
+            .is_ok()
+    }
+}
+
+/// What wakes a waiting runner besides its poll interval.
+pub(crate) enum Wake {
+    /// A `LISTEN` connection of its own (reopened when it fails), or none
+    /// (behind a transaction pooler).
+    Listener(Option<PgListener>),
+    /// A notification shared by the runners of one instance.
+    Shared(watch::Receiver<()>),
+}
+
+impl<P> ProjectionRunner<P>
+where
+    P: Projector<PgConnection> + ?Sized + 'static,
+{
+    /// Runs until `shutdown` completes: takes the lease (waiting while another
+    /// runner holds it), catches up, then waits for appends, woken by
+    /// `LISTEN`/`NOTIFY` and, in case a notification is lost or `LISTEN` is
+    /// unavailable (behind a transaction-pooling proxy), by polling every
+    /// [`poll_interval`](crate::RunnerOptions::poll_interval). Renews the
+    /// lease while it works and releases it on shutdown.
+    ///
+    /// # Errors
+    ///
+    /// [`RunnerError::Stopped`] / [`RunnerError::StillStopped`] when the
+    /// projection is stopped at a poison event;
+    /// [`RunnerError::SubscriptionChanged`] when the projector's event types
+    /// do not match the projection's (a new version that needs a rebuild).
+    /// Unreachable databases and lost leases are waited out, not returned.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), RunnerError> {
+        let listener = self.listen().await;
+        self.run_sharing(shutdown, None, Wake::Listener(listener))
+            .await
+    }
+
+    /// [`run`](Self::run), taking the lease only while `share` allows it
+    /// and giving it up when the share shrinks (a partition), woken by
+    /// `wake`.
+    pub(crate) async fn run_sharing(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        share: Option<&Share>,
+        mut wake: Wake,
+    ) -> Result<(), RunnerError> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let idle = self
+            .options
+            .poll_interval
+            .min(self.options.lease_duration / 3)
+            .max(Duration::from_millis(10));
+        let mut horizon_pause = horizon::FIRST_PAUSE;
+        let mut waiting_for = lease_wait::WaitingFor::default();
+        let mut held_back = horizon::HeldBack::default();
+        loop {
+            let mut holds = self.lease_slot().is_some();
+            if holds && share.is_some_and(Share::over) {
+                tracing::info!(projection = self.name(), owner = %self.owner, "giving the partition up to a new instance");
+                if let Err(error) = self.release_lease().await {
+                    tracing::warn!(projection = self.name(), %error, "cannot release the lease; it lapses");
+                }
+                self.lease_slot().take();
+                holds = false;
+            } else if !holds && share.is_none_or(Share::reserve) {
+                holds = self.acquire_lease().await.unwrap_or_else(|error| {
+                    tracing::warn!(projection = self.name(), %error, "cannot take the lease; retrying");
+                    false
+                });
+                if !holds {
+                    if let Some(share) = share {
+                        share.unreserve();
+                    } else {
+                        waiting_for.report(self).await;
+                    }
+                }
+            }
+            let outcome = if holds {
+                self.catch_up().await.map(|_| ())
+            } else {
+                Ok(())
+            };
+            let mut wait = idle;
+            match outcome {
+                Ok(()) if holds => {
+                    // The notification that woke us is spent; events still
+                    // behind the horizon would send none when it moves.
+                    if self.events_pending().await.unwrap_or(false) {
+                        wait = horizon_pause.min(idle);
+                        horizon_pause = (horizon_pause * 2).min(horizon::MAX_PAUSE);
+                        held_back.still(self).await;
+                    } else {
+                        horizon_pause = horizon::FIRST_PAUSE;
+                        held_back.over();
+                    }
+                }
+                Ok(()) => {}
+                Err(
+                    error @ (RunnerError::Stopped { .. }
+                    | RunnerError::StillStopped { .. }
+                    | RunnerError::SubscriptionChanged { .. }),
+                ) => {
+                    let _ = self.release_lease().await;
+                    if let Some(share) = share {
+                        share.unreserve();
+                    }
+                    return Err(error);
+                }
+                Err(RunnerError::NotLeaseholder { .. }) => {
+                    tracing::info!(projection = self.name(), owner = %self.owner, "lease lost; waiting to take it back");
+                    self.lease_slot().take();
+                    if let Some(share) = share {
+                        share.unreserve();
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(projection = self.name(), %error, "projection runner failed; retrying");
+                }
+            }
+            if !self.wait(&mut shutdown, &mut wake, wait).await {
+                break;
+            }
+        }
+        let held = self.lease_slot().is_some();
+        let released = self.release_lease().await;
+        if let (true, Some(share)) = (held, share) {
+            share.unreserve();
+        }
+        released
+    }
+
+    /// Waits for a notification, at most `wait`; `false` when `shutdown`
+    /// completed.
+    async fn wait(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        wake: &mut Wake,
+        wait: Duration,
+    ) -> bool {
+        let notified = async {
+            match wake {
+                Wake::Listener(Some(listener)) => {
+                    if let Err(error) = listener.recv().await {
+                        tracing::warn!(projection = self.name(), %error, "LISTEN connection failed; polling");
+                        *wake = Wake::Listener(None);
+                    }
+                }
+                Wake::Listener(None) => std::future::pending().await,
+                Wake::Shared(receiver) => {
+                    if receiver.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.as_mut() => false,
+            () = notified => true,
+            () = tokio::time::sleep(wait) => {
+                if matches!(wake, Wake::Listener(None)) && self.listener_pool.is_some() {
+                    *wake = Wake::Listener(self.listen().await);
+                }
+                true
+            }
+        }
+    }
+}

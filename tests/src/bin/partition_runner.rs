@@ -1,0 +1,64 @@
+//! One instance of a partitioned projection in a process of its own, for
+//! the tests that run several, kill and freeze them
+//! (`tests/tests/partitions.rs`).
+//!
+//! Runs the test ledger (`cqrs_tests::ledger::Ledger`, tables created by the
+//! test) split into `PARTITIONS` partitions until SIGTERM (then it leaves,
+//! giving its partitions up) or SIGKILL. Configured by environment:
+//! `DATABASE_URL`, `SCHEMA`, `OWNER` (also the session's
+//! `application_name`), `LEASE_MS`, `PARTITIONS`. Prints `running` once its
+//! first share is set, and exits with the runner's error, if any.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_tests::ledger::Ledger;
+use cqrskit::postgres::{PartitionedRunner, PostgresEventStore, RunnerOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
+}
+
+fn number(name: &str) -> u64 {
+    var(name)
+        .parse()
+        .unwrap_or_else(|error| panic!("{name}: {error}"))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let owner = var("OWNER");
+    let options: PgConnectOptions = var("DATABASE_URL").parse().expect("DATABASE_URL");
+    let pool = PgPoolOptions::new()
+        .max_connections(12)
+        .connect_with(options.application_name(&owner))
+        .await
+        .expect("connect");
+    let store = PostgresEventStore::from_pool(pool)
+        .with_schema(&var("SCHEMA"))
+        .expect("schema");
+    let ledger = Arc::new(Ledger::open(&var("SCHEMA"), "ledger"));
+    let partitions = usize::try_from(number("PARTITIONS")).expect("a partition count");
+    let runner = PartitionedRunner::new(store, ledger, partitions)
+        .expect("partitions")
+        .with_owner(owner)
+        .with_options(RunnerOptions {
+            batch_size: 20,
+            lease_duration: Duration::from_millis(number("LEASE_MS")),
+            poll_interval: Duration::from_millis(50),
+            ..RunnerOptions::default()
+        });
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+    println!("running");
+    if let Err(error) = runner
+        .run(async move {
+            terminate.recv().await;
+        })
+        .await
+    {
+        eprintln!("runner error: {error}");
+        std::process::exit(2);
+    }
+}

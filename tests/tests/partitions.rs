@@ -1,0 +1,379 @@
+//! A projection split into partitions, run by several OS processes while
+//! appenders write: one killed with SIGKILL, one frozen with SIGSTOP and
+//! resumed, one joining, one leaving. Every event is applied exactly once
+//! and the partitions are always taken over within the lease bound.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cqrs_examples::bank_account::{BankAccount, Deposit};
+use cqrs_tests::ledger::{Ledger, business, fold};
+use cqrs_tests::postgres::{TestStore, database_url};
+use cqrskit::CommandPipeline;
+use cqrskit::postgres::{Partition, PartitionedRunner, ProjectionRunner, RunnerOptions};
+
+const LEASE_MS: u64 = 2000;
+const PARTITIONS: usize = 8;
+
+/// The bound on taking over a dead or frozen instance's partitions: its
+/// leases lapse within a lease, the others count it gone within a lease
+/// plus a third (their heartbeat), and take a free lease within their poll
+/// interval; half a second more for a loaded machine.
+fn takeover_bound() -> Duration {
+    Duration::from_millis(LEASE_MS + LEASE_MS / 3 + 500)
+}
+
+/// Instance processes by owner, SIGCONT then SIGKILL when dropped, so a
+/// failing test leaves none behind.
+#[derive(Default)]
+struct Instances(BTreeMap<String, Child>);
+
+impl Instances {
+    fn start(&mut self, db: &TestStore, owner: &str) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_partition_runner"))
+            .env("DATABASE_URL", database_url())
+            .env("SCHEMA", &db.schema)
+            .env("OWNER", owner)
+            .env("LEASE_MS", LEASE_MS.to_string())
+            .env("PARTITIONS", PARTITIONS.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start an instance");
+        // Started once it printed; the runner goes on writing nothing more.
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
+        assert_eq!(line.trim(), "running", "instance {owner} did not start");
+        self.0.insert(owner.to_owned(), child);
+    }
+
+    fn signal(&self, which: &str, owner: &str) {
+        let pid = self.0[owner].id();
+        let status = Command::new("kill")
+            .args([which, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {which} {owner}");
+    }
+
+    /// Waits for `owner` to exit by itself (after SIGTERM), successfully.
+    fn wait_for_exit(&mut self, owner: &str) {
+        let mut child = self.0.remove(owner).expect("started");
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "{owner} left with {status}");
+    }
+}
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for child in self.0.values_mut() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Each partition's current holder (an unexpired lease), by partition index.
+async fn holders(db: &TestStore) -> BTreeMap<usize, String> {
+    let mut held = BTreeMap::new();
+    for partition in Partition::all(PARTITIONS).expect("partitions") {
+        // language=SQL
+        let owner: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT owner FROM {} WHERE name = $1 AND lease_expires_at > now()",
+            db.table("projections")
+        ))
+        .bind(partition.row_name("ledger"))
+        .fetch_optional(db.pool())
+        .await
+        .expect("read a lease")
+        .flatten();
+        if let Some(owner) = owner {
+            held.insert(partition.index(), owner);
+        }
+    }
+    held
+}
+
+/// How many partitions each owner holds.
+fn shares(held: &BTreeMap<usize, String>) -> BTreeMap<String, usize> {
+    let mut shares = BTreeMap::new();
+    for owner in held.values() {
+        *shares.entry(owner.clone()).or_insert(0) += 1;
+    }
+    shares
+}
+
+/// Waits until `done` holds for the partitions' holders; how long it took.
+async fn until(
+    db: &TestStore,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&BTreeMap<usize, String>) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let held = holders(db).await;
+        if done(&held) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{what}: not within {within:?}; holders {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every partition held, each by one of `owners`.
+fn all_held_by(held: &BTreeMap<usize, String>, owners: &[&str]) -> bool {
+    held.len() == PARTITIONS && held.values().all(|owner| owners.contains(&owner.as_str()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_move_between_processes_that_die_freeze_join_and_leave_applying_each_event_once()
+{
+    let db = TestStore::new().await;
+    let accounts = Arc::new(CommandPipeline::<BankAccount>::new(db.shared(), ()));
+    business(&accounts, "acc-", 40).await;
+    let ledger = Ledger::create(&db, "ledger").await;
+
+    // Deposits keep coming on every account while instances come and go.
+    let writing = Arc::new(AtomicBool::new(true));
+    let deposits = Arc::new(AtomicUsize::new(0));
+    let appender = tokio::spawn({
+        let (accounts, writing, deposits) = (accounts.clone(), writing.clone(), deposits.clone());
+        async move {
+            let mut n = 0;
+            while writing.load(Ordering::SeqCst) {
+                accounts
+                    .execute(&format!("acc-{}", n % 40), Deposit { amount: 1 })
+                    .await
+                    .expect("deposit");
+                deposits.fetch_add(1, Ordering::SeqCst);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+
+    let mut instances = Instances::default();
+    for owner in ["a", "b", "c"] {
+        instances.start(&db, owner);
+    }
+    until(
+        &db,
+        "three instances share the partitions",
+        Duration::from_secs(20),
+        |held| {
+            let shares = shares(held);
+            held.len() == PARTITIONS
+                && ["a", "b", "c"]
+                    .iter()
+                    .all(|owner| shares.get(*owner).is_some_and(|n| *n >= 2))
+        },
+    )
+    .await;
+
+    instances.signal("-KILL", "a");
+    let killed = until(
+        &db,
+        "b and c take over a's partitions",
+        takeover_bound() * 2,
+        |held| all_held_by(held, &["b", "c"]),
+    )
+    .await;
+
+    instances.signal("-STOP", "b");
+    let frozen = until(
+        &db,
+        "c takes over frozen b's partitions",
+        takeover_bound() * 2,
+        |held| all_held_by(held, &["c"]),
+    )
+    .await;
+    instances.signal("-CONT", "b");
+    until(
+        &db,
+        "b, resumed, gets partitions back",
+        Duration::from_secs(10),
+        |held| held.len() == PARTITIONS && shares(held).get("b").is_some_and(|n| *n >= 1),
+    )
+    .await;
+
+    instances.start(&db, "d");
+    until(
+        &db,
+        "d, joining, gets its share",
+        Duration::from_secs(10),
+        |held| held.len() == PARTITIONS && shares(held).get("d").is_some_and(|n| *n >= 2),
+    )
+    .await;
+
+    instances.signal("-TERM", "c");
+    let left = until(
+        &db,
+        "b and d take over c's partitions as it leaves",
+        takeover_bound() * 2,
+        |held| all_held_by(held, &["b", "d"]),
+    )
+    .await;
+    instances.wait_for_exit("c");
+
+    writing.store(false, Ordering::SeqCst);
+    appender.await.expect("the appender");
+    let total = 200 + deposits.load(Ordering::SeqCst);
+    cqrs_tests::scenarios::settled(&db.shared(), total).await;
+    let started = Instant::now();
+    while ledger.applied(db.pool()).await < i64::try_from(total).expect("a count") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "applied {} of {total}",
+            ledger.applied(db.pool()).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The applied table's key refuses a second application of any event.
+    assert_eq!(
+        ledger.applied(db.pool()).await,
+        i64::try_from(total).expect("a count")
+    );
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    assert!(
+        all_held_by(&holders(&db).await, &["b", "d"]),
+        "every partition is held"
+    );
+
+    println!(
+        "take-over with a lease of {LEASE_MS} ms: killed {killed:?}, frozen {frozen:?}, left {left:?}"
+    );
+    assert!(
+        killed <= takeover_bound(),
+        "a killed instance's partitions took {killed:?}"
+    );
+    assert!(
+        frozen <= takeover_bound(),
+        "a frozen instance's partitions took {frozen:?}"
+    );
+    assert!(
+        left < Duration::from_millis(LEASE_MS),
+        "a leaving instance's partitions took {left:?}, as long as a lapsing lease"
+    );
+    drop(instances);
+    db.drop_schema().await;
+}
+
+fn options() -> RunnerOptions {
+    RunnerOptions {
+        batch_size: 7,
+        lease_duration: Duration::from_millis(LEASE_MS),
+        poll_interval: Duration::from_millis(50),
+        ..RunnerOptions::default()
+    }
+}
+
+/// Each partition reads only its slices: together they apply every event
+/// once, and a stream's events all go to one partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_split_the_log_by_stream_and_together_apply_it_once() {
+    let db = TestStore::new().await;
+    let accounts = CommandPipeline::<BankAccount>::new(db.shared(), ());
+    business(&accounts, "acc-", 30).await;
+    cqrs_tests::scenarios::settled(&db.shared(), 150).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    let partitioned = PartitionedRunner::new(db.store.clone(), ledger.clone(), 4)
+        .expect("partitions")
+        .with_options(options());
+    let mut streams_per_partition = Vec::new();
+    for runner in partitioned.partitions() {
+        assert!(runner.acquire_lease().await.expect("lease"));
+        let before = ledger.balances(db.pool()).await;
+        let applied = runner.catch_up().await.expect("catch up");
+        let after = ledger.balances(db.pool()).await;
+        let touched: Vec<_> = after
+            .keys()
+            .filter(|account| before.get(*account) != after.get(*account))
+            .cloned()
+            .collect();
+        assert_eq!(
+            applied,
+            touched.len() * 5,
+            "{}: whole streams",
+            runner.name()
+        );
+        streams_per_partition.push(touched);
+    }
+    assert_eq!(ledger.applied(db.pool()).await, 150);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    assert!(
+        streams_per_partition
+            .iter()
+            .all(|streams| !streams.is_empty()),
+        "30 streams spread over 4 partitions: {streams_per_partition:?}"
+    );
+    db.drop_schema().await;
+}
+
+/// A projection that ran unpartitioned, then split in four, then in eight,
+/// each split starting from the checkpoints before it: nothing applied
+/// twice, nothing skipped. A split that is not one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_is_split_at_its_checkpoint_without_applying_anything_twice() {
+    let db = TestStore::new().await;
+    let accounts = CommandPipeline::<BankAccount>::new(db.shared(), ());
+    business(&accounts, "acc-", 10).await;
+    cqrs_tests::scenarios::settled(&db.shared(), 50).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    let whole = ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(options());
+    assert!(whole.acquire_lease().await.expect("lease"));
+    assert_eq!(whole.catch_up().await.expect("catch up"), 50);
+
+    let four = PartitionedRunner::new(db.store.clone(), ledger.clone(), 4)
+        .expect("partitions")
+        .with_options(options());
+    assert!(
+        matches!(
+            four.split_from(1).await,
+            Err(cqrskit::postgres::RunnerError::Rescale { .. })
+        ),
+        "refused while the whole projection's lease is held"
+    );
+    whole.release_lease().await.expect("release");
+    four.split_from(1).await.expect("split in four");
+    business(&accounts, "more-", 10).await;
+    cqrs_tests::scenarios::settled(&db.shared(), 100).await;
+    for runner in four.partitions() {
+        assert!(runner.acquire_lease().await.expect("lease"));
+        runner.catch_up().await.expect("catch up");
+        runner.release_lease().await.expect("release");
+    }
+    assert_eq!(ledger.applied(db.pool()).await, 100);
+
+    let three = PartitionedRunner::new(db.store.clone(), ledger.clone(), 3).expect("partitions");
+    assert!(matches!(
+        three.split_from(4).await,
+        Err(cqrskit::postgres::RunnerError::Rescale { .. })
+    ));
+    let eight = PartitionedRunner::new(db.store.clone(), ledger.clone(), 8)
+        .expect("partitions")
+        .with_options(options());
+    eight.split_from(4).await.expect("split in eight");
+    assert!(
+        eight.split_from(4).await.is_err(),
+        "a split that started already is not started again"
+    );
+    business(&accounts, "last-", 10).await;
+    cqrs_tests::scenarios::settled(&db.shared(), 150).await;
+    for runner in eight.partitions() {
+        assert!(runner.acquire_lease().await.expect("lease"));
+        runner.catch_up().await.expect("catch up");
+    }
+    assert_eq!(ledger.applied(db.pool()).await, 150);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    db.drop_schema().await;
+}
