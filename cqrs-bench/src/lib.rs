@@ -16,6 +16,9 @@
 //! it wrote reads back right.
 
 mod live_lag;
+mod partitions;
+
+pub use partitions::{WORKER_FLAG, partition_worker};
 mod peer;
 mod relay;
 mod report;
@@ -55,6 +58,9 @@ pub struct Config {
     /// relay: events relayed to JetStream (enough for the steady rate, not
     /// the first batch's).
     pub relay_events: usize,
+    /// partitions: the program run as a partition's worker, with
+    /// [`WORKER_FLAG`] (`None`: this program).
+    pub worker_program: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -73,6 +79,7 @@ impl Config {
             lag_samples: 200,
             short_streams: 100,
             relay_events: 30_000,
+            worker_program: None,
         }
     }
 
@@ -91,6 +98,7 @@ impl Config {
             lag_samples: 10,
             short_streams: 3,
             relay_events: 50,
+            worker_program: None,
         }
     }
 }
@@ -128,7 +136,7 @@ pub enum BenchError {
 }
 
 impl BenchError {
-    fn task(error: tokio::task::JoinError) -> Self {
+    pub(crate) fn task(error: impl std::fmt::Display) -> Self {
         BenchError::Task(error.to_string())
     }
 }
@@ -168,6 +176,7 @@ pub const SCENARIOS: &[&str] = &[
     "live-lag",
     "vs-cqrs-es",
     "relay",
+    "partitions",
 ];
 
 /// Runs the scenarios named in `only` (all when empty), calling `each` with
@@ -223,6 +232,9 @@ pub async fn run(
     }
     if wanted("live-lag") {
         add(live_lag::live_lag(pool, config).await?, &mut reports);
+    }
+    if wanted("partitions") {
+        add(partitions::partitions(pool, config).await?, &mut reports);
     }
     Ok(reports)
 }

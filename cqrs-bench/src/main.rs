@@ -2,11 +2,16 @@
 //!
 //! `cargo run --release -p cqrs-bench -- [--smoke] [scenario ...]`
 
-use cqrs_bench::{Config, SCENARIOS, connect, run};
+use cqrs_bench::{Config, SCENARIOS, WORKER_FLAG, connect, partition_worker, run};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The `partitions` scenario runs this program again as its workers.
+    if args.first().map(String::as_str) == Some(WORKER_FLAG) {
+        partition_worker(&args[1..]).await?;
+        return Ok(());
+    }
     let smoke = args.iter().any(|arg| arg == "--smoke");
     let only: Vec<String> = args.into_iter().filter(|arg| arg != "--smoke").collect();
     if let Some(unknown) = only.iter().find(|name| !SCENARIOS.contains(&name.as_str())) {

@@ -78,21 +78,10 @@ pub(crate) async fn relay(pool: &PgPool, config: &Config) -> Result<Vec<Report>>
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let jetstream = jetstream::new(async_nats::connect(&url).await.map_err(nats)?);
     let sandbox = Sandbox::new(pool).await?;
-    let tallies = CommandPipeline::<Tally>::new(Arc::new(sandbox.store.clone()), ());
     let per_stream = 1000.min(config.relay_events.max(1));
-    let streams = config.relay_events.div_ceil(per_stream);
-    for stream in 0..streams {
-        tallies
-            .execute(
-                &format!("t{stream}"),
-                AddMany {
-                    count: per_stream as i64,
-                },
-            )
-            .await?;
-    }
-    let total = streams * per_stream;
-    sandbox.analyze().await?;
+    let total = sandbox
+        .tally_log(config.relay_events.div_ceil(per_stream), per_stream)
+        .await?;
     let direct_prefix = format!("direct{}", uuid::Uuid::now_v7().simple());
     let messages = relayed_messages(&sandbox, &jetstream, &direct_prefix, total).await?;
 

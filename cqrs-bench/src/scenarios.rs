@@ -50,12 +50,36 @@ impl Sandbox {
         table_of(&self.schema, table)
     }
 
-    fn pool(&self) -> &PgPool {
+    pub(crate) fn pool(&self) -> &PgPool {
         self.store.pool()
     }
 
-    fn shared(&self) -> Arc<dyn EventStore> {
+    pub(crate) fn shared(&self) -> Arc<dyn EventStore> {
         Arc::new(self.store.clone())
+    }
+
+    /// Writes `per_stream` tally events to each of `streams` streams (`t0`,
+    /// `t1`, ...), in appends of at most 1000, then refreshes the planner's
+    /// statistics; returns how many events it wrote.
+    pub(crate) async fn tally_log(&self, streams: usize, per_stream: usize) -> Result<usize> {
+        let tallies = CommandPipeline::<Tally>::new(self.shared(), ());
+        for stream in 0..streams {
+            let mut left = per_stream;
+            while left > 0 {
+                let count = left.min(1000);
+                tallies
+                    .execute(
+                        &format!("t{stream}"),
+                        AddMany {
+                            count: count as i64,
+                        },
+                    )
+                    .await?;
+                left -= count;
+            }
+        }
+        self.analyze().await?;
+        Ok(streams * per_stream)
     }
 
     /// Refreshes the planner's statistics after a bulk load, as an operator
@@ -745,24 +769,7 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
     // Set-up: the log, written in large appends to 100 streams.
     let streams = 100.min(config.catch_up_events.max(1));
     let per_stream = config.catch_up_events / streams;
-    let tallies = CommandPipeline::<Tally>::new(sandbox.shared(), ());
-    for stream in 0..streams {
-        let mut left = per_stream;
-        while left > 0 {
-            let count = left.min(1000);
-            tallies
-                .execute(
-                    &format!("t{stream}"),
-                    AddMany {
-                        count: count as i64,
-                    },
-                )
-                .await?;
-            left -= count;
-        }
-    }
-    let total = streams * per_stream;
-    sandbox.analyze().await?;
+    let total = sandbox.tally_log(streams, per_stream).await?;
     for table in ["rows_framework", "rows_baseline", "rows_hand_written"] {
         sqlx::query(&format!(
             "CREATE TABLE {} (event_id uuid PRIMARY KEY, stream text NOT NULL, n bigint NOT NULL)",

@@ -7,7 +7,10 @@ use cqrs_bench::{Config, connect, run};
 async fn every_scenario_runs_and_verifies_at_smoke_size() {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned());
-    let config = Config::smoke();
+    let config = Config {
+        worker_program: Some(env!("CARGO_BIN_EXE_cqrs-bench").into()),
+        ..Config::smoke()
+    };
     let pool = connect(&url, &config)
         .await
         .unwrap_or_else(|error| panic!("PostgreSQL is not reachable at {url}: {error}"));
@@ -42,6 +45,8 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "relay-latency",
             "live-lag-quiet",
             "live-lag-busy",
+            "partitioned-catch-up-2",
+            "partitioned-catch-up-4",
         ]
     );
     for report in &reports {

@@ -41,3 +41,7 @@ struct PerformanceDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/integration.md")]
 struct IntegrationGuideDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/scaling.md")]
+struct ScalingGuideDoctests;
