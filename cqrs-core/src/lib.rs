@@ -14,6 +14,8 @@
 //! - storage: [`EventStore`], [`ExpectedVersion`], [`Position`], [`LogFilter`],
 //!   [`InMemoryEventStore`];
 //! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`];
+//! - commands scheduled for later: [`deadline`] ([`deadline::DeadlineRunner`],
+//!   [`deadline::ManualClock`]);
 //! - the macros' machinery: [`dispatch`];
 //! - tests of domain logic: [`testing::AggregateFixture`];
 //! - application code that panics, as an error: [`unwind::caught`].
@@ -21,6 +23,7 @@
 mod aggregate;
 pub mod codec;
 pub mod command_id;
+pub mod deadline;
 pub mod dispatch;
 mod error;
 mod event;
@@ -62,6 +65,14 @@ pub use subscription::Subscription;
 
 /// Re-exported so that users and generated code need no direct dependency.
 pub use async_trait::async_trait;
+
+/// The crates whose types the envelopes, snapshots and deadlines carry
+/// (`DateTime<Utc>`, `Uuid`), re-exported so that code writing events or
+/// deadlines by hand needs no dependency lines of its own.
+pub use chrono;
+/// The type a stored event's payload is kept as ([`StoredEvent::payload`]).
+pub use serde_json::value::RawValue;
+pub use uuid;
 
 /// Paths used by code the derive macros generate. Not part of the public API:
 /// hidden so nobody depends on it, public because generated code in user

@@ -44,6 +44,7 @@
 //! `docs/postgres.md`.
 
 mod database;
+mod deadlines;
 mod error;
 mod horizon;
 mod inline;
@@ -57,6 +58,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use deadlines::PostgresDeadlines;
 pub use error::{Error, Result};
 pub use inline::InlineProjections;
 pub use partition::{InvalidPartition, Partition, SLICES};

@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "slices",
         include_str!("../migrations/20261201000007_slices.sql"),
     ),
+    (
+        20261201000008,
+        "deadlines",
+        include_str!("../migrations/20261201000008_deadlines.sql"),
+    ),
 ];
 
 /// The embedded migrations as an sqlx migration source.

@@ -7,12 +7,15 @@
 //!   delivered one);
 //! - [`inventory`]: the [`Inventory`] aggregate, one per product;
 //! - [`fulfilment`]: the [`Fulfilment`] process manager;
+//! - [`payment_timeout`]: [`PaymentTimeout`], which cancels an order not
+//!   paid within 30 minutes with a deadline;
 //! - [`read_models`]: [`OrdersByCustomer`] and [`StockLevels`];
 //! - [`shop`]: all of it wired over one store.
 
 pub mod fulfilment;
 pub mod inventory;
 pub mod order;
+pub mod payment_timeout;
 pub mod read_models;
 pub mod shop;
 
@@ -22,10 +25,11 @@ pub use inventory::{
     ReserveStock, StockAdded, StockReleased, StockReserved,
 };
 pub use order::{
-    CancelOrder, ConfirmOrder, CreateOrder, DeliverOrder, Order, OrderCancelled, OrderCommand,
-    OrderConfirmed, OrderCreated, OrderDelivered, OrderError, OrderEvent, OrderLine, OrderPaid,
-    OrderShipped, OrderStatus, PayOrder, ShipOrder,
+    CancelOrder, CancelUnpaidOrder, ConfirmOrder, CreateOrder, DeliverOrder, Order, OrderCancelled,
+    OrderCommand, OrderConfirmed, OrderCreated, OrderDelivered, OrderError, OrderEvent, OrderLine,
+    OrderPaid, OrderShipped, OrderStatus, PayOrder, ShipOrder,
 };
+pub use payment_timeout::{PAYMENT_TIMEOUT, PAYMENT_WINDOW, PaymentTimeout};
 pub use read_models::{
     OrderSummary, OrdersByCustomer, OrdersOfCustomer, StockLevel, StockLevelOf, StockLevels,
 };

@@ -112,6 +112,15 @@ pub struct CancelOrder {
     pub reason: String,
 }
 
+/// Cancel an order that is still unpaid (the payment deadline's command):
+/// refused once it is paid, shipped or delivered, so a payment that beats
+/// the deadline keeps the order whatever the order of delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelUnpaidOrder {
+    /// Why.
+    pub reason: String,
+}
+
 /// What can be asked of an order.
 #[derive(Clone, Debug, PartialEq, Eq, Command)]
 pub enum OrderCommand {
@@ -127,6 +136,8 @@ pub enum OrderCommand {
     Deliver(DeliverOrder),
     /// See [`CancelOrder`].
     Cancel(CancelOrder),
+    /// See [`CancelUnpaidOrder`].
+    CancelUnpaid(CancelUnpaidOrder),
 }
 
 /// Where an order is in its lifecycle.
@@ -205,6 +216,21 @@ impl Order {
         lines_total(&self.lines).unwrap_or(u64::MAX)
     }
 
+    /// Cancels the order if it is in one of `allowed`; a cancelled order
+    /// stays as it is.
+    fn cancel_if(&self, action: &'static str, allowed: &[OrderStatus], reason: &str) -> Decision {
+        if self.status == OrderStatus::Cancelled {
+            return Ok(vec![]);
+        }
+        self.expect(action, allowed)?;
+        Ok(vec![
+            OrderCancelled {
+                reason: reason.to_owned(),
+            }
+            .into(),
+        ])
+    }
+
     fn expect(&self, action: &'static str, allowed: &[OrderStatus]) -> Result<(), OrderError> {
         if allowed.contains(&self.status) {
             Ok(())
@@ -280,24 +306,25 @@ impl Order {
     }
 
     #[command]
+    fn cancel_unpaid(&self, command: &CancelUnpaidOrder) -> Decision {
+        self.cancel_if(
+            "cancel unpaid",
+            &[OrderStatus::Created, OrderStatus::Confirmed],
+            &command.reason,
+        )
+    }
+
+    #[command]
     fn cancel(&self, command: &CancelOrder) -> Decision {
-        if self.status == OrderStatus::Cancelled {
-            return Ok(vec![]);
-        }
-        self.expect(
+        self.cancel_if(
             "cancel",
             &[
                 OrderStatus::Created,
                 OrderStatus::Confirmed,
                 OrderStatus::Paid,
             ],
-        )?;
-        Ok(vec![
-            OrderCancelled {
-                reason: command.reason.clone(),
-            }
-            .into(),
-        ])
+            &command.reason,
+        )
     }
 
     #[apply]

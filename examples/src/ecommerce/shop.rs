@@ -1,12 +1,17 @@
 //! The whole shop wired together over one event store: the two aggregates'
-//! pipelines, the fulfilment process manager and the read models, each
-//! consuming the global log with its own checkpoint.
+//! pipelines, the fulfilment and payment-timeout process managers and the
+//! read models, each consuming the global log with its own checkpoint, and
+//! the runner that delivers the payment deadlines.
 
 use std::sync::Arc;
 
+use cqrskit::deadline::{Clock, DeadlineRunner, DeadlineStore, InMemoryDeadlines, SystemClock};
 use cqrskit::{CatchUpError, CommandPipeline, EventStore, Position, RetryPolicy, Subscription};
 
-use super::{Fulfilment, Inventory, Order, OrdersByCustomer, StockLevels};
+use super::{
+    CancelUnpaidOrder, Fulfilment, Inventory, Order, OrdersByCustomer, PAYMENT_TIMEOUT,
+    PaymentTimeout, StockLevels,
+};
 
 /// The shop over one store.
 pub struct Shop {
@@ -20,15 +25,35 @@ pub struct Shop {
     pub orders_by_customer: Arc<OrdersByCustomer>,
     /// The stock-levels read model.
     pub stock_levels: Arc<StockLevels>,
+    /// The payment deadlines.
+    pub deadlines: Arc<dyn DeadlineStore>,
     fulfilment: Subscription<Fulfilment>,
+    payment_timeout: Subscription<PaymentTimeout>,
+    deadline_runner: DeadlineRunner,
     order_list: Subscription<OrdersByCustomer>,
     stock: Subscription<StockLevels>,
 }
 
 impl Shop {
-    /// Wires the shop over `store`. Commands retry on conflicts: the process
-    /// manager and customers may touch one order or product at once.
+    /// Wires the shop over `store`, with its deadlines in memory on the
+    /// system's clock. Commands retry on conflicts: the process managers
+    /// and customers may touch one order or product at once.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self::with_deadlines(
+            store,
+            Arc::new(InMemoryDeadlines::new()),
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// Wires the shop over `store`, keeping its deadlines in `deadlines`
+    /// (durable: `PostgresEventStore::deadlines`) and reading the time from
+    /// `clock` (a `ManualClock` in tests).
+    pub fn with_deadlines(
+        store: Arc<dyn EventStore>,
+        deadlines: Arc<dyn DeadlineStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let retry = RetryPolicy::retries(10);
         let orders = Arc::new(CommandPipeline::<Order>::new(store.clone(), ()).with_retry(retry));
         let inventory =
@@ -36,8 +61,14 @@ impl Shop {
         let fulfilment = Arc::new(Fulfilment::new(orders.clone(), inventory.clone()));
         let orders_by_customer = Arc::new(OrdersByCustomer::default());
         let stock_levels = Arc::new(StockLevels::default());
+        let payment_timeout = Arc::new(PaymentTimeout::new(deadlines.clone()));
+        let deadline_runner = DeadlineRunner::new(deadlines.clone(), clock)
+            .route::<Order, CancelUnpaidOrder>(PAYMENT_TIMEOUT, orders.clone());
         Self {
             fulfilment: Subscription::new(store.clone(), fulfilment),
+            payment_timeout: Subscription::new(store.clone(), payment_timeout),
+            deadline_runner,
+            deadlines,
             order_list: Subscription::new(store.clone(), orders_by_customer.clone()),
             stock: Subscription::new(store.clone(), stock_levels.clone()),
             store,
@@ -48,9 +79,10 @@ impl Shop {
         }
     }
 
-    /// Lets the process manager and the read models consume every event
-    /// appended so far, including those the process manager's own commands
-    /// append, until a pass finds nothing new.
+    /// Lets the process managers and the read models consume every event
+    /// appended so far, including those their own commands append, and
+    /// delivers the deadlines due on the clock, until a pass finds nothing
+    /// new.
     ///
     /// # Errors
     ///
@@ -59,17 +91,20 @@ impl Shop {
         loop {
             let before = self.checkpoints().await;
             self.fulfilment.poll().await?;
+            self.payment_timeout.poll().await?;
             self.order_list.poll().await?;
             self.stock.poll().await?;
-            if self.checkpoints().await == before {
+            let delivered = self.deadline_runner.deliver_due().await?;
+            if self.checkpoints().await == before && delivered.done.is_empty() {
                 return Ok(());
             }
         }
     }
 
-    async fn checkpoints(&self) -> [Position; 3] {
+    async fn checkpoints(&self) -> [Position; 4] {
         [
             self.fulfilment.checkpoint().await,
+            self.payment_timeout.checkpoint().await,
             self.order_list.checkpoint().await,
             self.stock.checkpoint().await,
         ]

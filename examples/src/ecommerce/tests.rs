@@ -509,3 +509,104 @@ async fn the_read_models_report_amounts_they_cannot_hold_instead_of_wrapping() {
     // The level stays as the last event that fitted left it.
     assert_eq!(levels.all()["tea"].available, u32::MAX);
 }
+
+/// A shop on a clock the test moves, with one product in stock and the
+/// order `o1` for two of it, created and confirmed.
+async fn shop_with_an_order(clock: &cqrskit::deadline::ManualClock) -> Shop {
+    let shop = Shop::with_deadlines(
+        Arc::new(InMemoryEventStore::new()),
+        Arc::new(cqrskit::deadline::InMemoryDeadlines::new()),
+        Arc::new(clock.clone()),
+    );
+    shop.inventory
+        .execute("tea", AddStock { quantity: 5 })
+        .await
+        .expect("stock");
+    shop.orders
+        .execute(
+            "o1",
+            CreateOrder {
+                customer_id: "alice".into(),
+                lines: vec![line("tea", 2, 450)],
+            },
+        )
+        .await
+        .expect("create");
+    shop.process().await.expect("process");
+    assert_eq!(status(&shop, "alice", "o1").await, OrderStatus::Confirmed);
+    shop
+}
+
+#[tokio::test]
+async fn an_order_left_unpaid_is_cancelled_when_its_payment_deadline_falls_due() {
+    let clock = cqrskit::deadline::ManualClock::new(cqrskit::chrono::Utc::now());
+    let shop = shop_with_an_order(&clock).await;
+    assert_eq!(stock(&shop, "tea").await.reserved, 2);
+
+    clock.advance(PAYMENT_WINDOW - std::time::Duration::from_secs(60));
+    shop.process().await.expect("process");
+    assert_eq!(status(&shop, "alice", "o1").await, OrderStatus::Confirmed);
+
+    clock.advance(std::time::Duration::from_secs(120));
+    shop.process().await.expect("process");
+    assert_eq!(status(&shop, "alice", "o1").await, OrderStatus::Cancelled);
+    assert_eq!(stock(&shop, "tea").await.reserved, 0, "the stock is back");
+    let stream = StreamId::new(<Order as cqrskit::Aggregate>::TYPE, "o1");
+    let deadline = cqrskit::deadline::Deadline::id_of(PAYMENT_TIMEOUT, &stream);
+    assert_eq!(
+        shop.deadlines.state(deadline).await.expect("state"),
+        Some(cqrskit::deadline::DeadlineState::Delivered {
+            outcome: "executed".into()
+        })
+    );
+    let cancelled = shop
+        .store
+        .read_stream(&stream, 1, 100)
+        .await
+        .expect("read")
+        .into_iter()
+        .filter(|event| event.event_type == "OrderCancelled")
+        .count();
+    assert_eq!(cancelled, 1, "cancelled once");
+}
+
+#[tokio::test]
+async fn an_order_paid_in_time_keeps_its_deadline_from_firing() {
+    let clock = cqrskit::deadline::ManualClock::new(cqrskit::chrono::Utc::now());
+    let shop = shop_with_an_order(&clock).await;
+    shop.orders
+        .execute("o1", PayOrder { amount: 900 })
+        .await
+        .expect("pay");
+    shop.process().await.expect("process");
+
+    clock.advance(PAYMENT_WINDOW * 2);
+    shop.process().await.expect("process");
+    assert_eq!(status(&shop, "alice", "o1").await, OrderStatus::Paid);
+    let deadline = cqrskit::deadline::Deadline::id_of(
+        PAYMENT_TIMEOUT,
+        &StreamId::new(<Order as cqrskit::Aggregate>::TYPE, "o1"),
+    );
+    assert_eq!(
+        shop.deadlines.state(deadline).await.expect("state"),
+        Some(cqrskit::deadline::DeadlineState::Cancelled)
+    );
+}
+
+#[tokio::test]
+async fn the_payment_deadlines_command_is_refused_by_a_paid_order() {
+    AggregateFixture::<Order>::new(())
+        .given([
+            OrderEvent::from(created()),
+            OrderConfirmed.into(),
+            OrderPaid { amount: 1800 }.into(),
+        ])
+        .when(CancelUnpaidOrder {
+            reason: "late".into(),
+        })
+        .await
+        .then_expect_error(OrderError::InvalidTransition {
+            action: "cancel unpaid",
+            status: OrderStatus::Paid,
+        });
+}

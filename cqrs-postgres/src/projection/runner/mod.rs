@@ -145,9 +145,9 @@ where
 
     /// Applies only `partition` of the projection: the streams of its
     /// slices, with a checkpoint, lease and dead letters of its own under
-    /// the row name [`Partition::row_name`]. A [`PartitionedRunner`]
-    /// (crate::PartitionedRunner) makes one per partition and shares them
-    /// out among the instances that run it.
+    /// the row name [`Partition::row_name`]. A
+    /// [`PartitionedRunner`](crate::PartitionedRunner) makes one per
+    /// partition and shares them out among the instances that run it.
     pub fn for_partition(mut self, partition: Partition) -> Self {
         self.name = partition.row_name(self.projector.name());
         self.partition = partition;

@@ -1,0 +1,238 @@
+//! Delivering deadlines when they fall due: each through the route
+//! registered under its name, which executes its command once in effect.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::{Clock, Deadline, DeadlineStore};
+use crate::{Aggregate, CommandError, CommandPipeline, StoreError};
+
+/// How a deadline runner works.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadlineOptions {
+    /// How long a runner's claim on a deadline holds: a runner that dies
+    /// while delivering leaves it to another after this long.
+    pub claim: Duration,
+    /// The longest a running runner sleeps before looking for due
+    /// deadlines again (it wakes earlier for the next one it knows of).
+    pub poll_interval: Duration,
+    /// Deadlines claimed at a time.
+    pub batch: usize,
+}
+
+impl Default for DeadlineOptions {
+    /// A 30 s claim, a 1 s poll, 100 at a time.
+    fn default() -> Self {
+        Self {
+            claim: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            batch: 100,
+        }
+    }
+}
+
+/// What came of one delivery.
+enum Delivery {
+    /// Done, whatever the command's answer: recorded, never tried again.
+    Done(String),
+    /// Not done (the store failed): the claim lapses and it is tried again.
+    Retry(String),
+}
+
+/// Delivers a deadline's command to one kind of aggregate.
+#[async_trait]
+trait Route: Send + Sync {
+    async fn deliver(&self, deadline: &Deadline) -> Delivery;
+}
+
+/// Decodes the command as `C` and executes it on `A`'s pipeline.
+struct PipelineRoute<A: Aggregate, C> {
+    pipeline: Arc<CommandPipeline<A>>,
+    command: std::marker::PhantomData<fn() -> C>,
+}
+
+#[async_trait]
+impl<A, C> Route for PipelineRoute<A, C>
+where
+    A: Aggregate,
+    C: DeserializeOwned + Into<A::Command> + Send + 'static,
+{
+    async fn deliver(&self, deadline: &Deadline) -> Delivery {
+        if deadline.stream.aggregate_type != A::TYPE {
+            return Delivery::Done(format!(
+                "undeliverable: the route `{}` goes to `{}`, the deadline to `{}`",
+                deadline.name,
+                A::TYPE,
+                deadline.stream.aggregate_type
+            ));
+        }
+        let command: C = match serde_json::from_value(deadline.command.clone()) {
+            Ok(command) => command,
+            Err(error) => {
+                return Delivery::Done(format!(
+                    "undeliverable: the command does not decode: {error}"
+                ));
+            }
+        };
+        let executed = self
+            .pipeline
+            .execute_once(
+                deadline.id,
+                &deadline.stream.aggregate_id,
+                command,
+                deadline.metadata.clone(),
+            )
+            .await;
+        match executed {
+            // Executed now, or by a runner that died before recording it.
+            Ok(_) => Delivery::Done("executed".to_owned()),
+            Err(CommandError::Rejected(error)) => Delivery::Done(format!("rejected: {error}")),
+            Err(error) => Delivery::Retry(error.to_string()),
+        }
+    }
+}
+
+/// What one pass delivered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Deadlines delivered and recorded, with what came of each.
+    pub done: Vec<(Uuid, String)>,
+    /// Deadlines whose delivery failed and will be tried again.
+    pub retrying: usize,
+}
+
+/// Delivers due deadlines from a [`DeadlineStore`] (see the module docs).
+pub struct DeadlineRunner {
+    store: Arc<dyn DeadlineStore>,
+    clock: Arc<dyn Clock>,
+    routes: HashMap<String, Arc<dyn Route>>,
+    owner: String,
+    options: DeadlineOptions,
+}
+
+impl DeadlineRunner {
+    /// A runner over `store`, reading the time from `clock`, with no routes
+    /// yet, default options and a fresh owner id.
+    pub fn new(store: Arc<dyn DeadlineStore>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            routes: HashMap::new(),
+            owner: format!("deadlines-{}", Uuid::now_v7()),
+            options: DeadlineOptions::default(),
+        }
+    }
+
+    /// Delivers the deadlines named `name` by decoding their command as `C`
+    /// and executing it on `pipeline`, once in effect (the deadline's id is
+    /// the command id). A rejection is what came of the deadline, recorded
+    /// as `rejected: ...`; a store failure is tried again later.
+    pub fn route<A, C>(mut self, name: impl Into<String>, pipeline: Arc<CommandPipeline<A>>) -> Self
+    where
+        A: Aggregate,
+        C: DeserializeOwned + Into<A::Command> + Send + 'static,
+    {
+        self.routes.insert(
+            name.into(),
+            Arc::new(PipelineRoute::<A, C> {
+                pipeline,
+                command: std::marker::PhantomData,
+            }),
+        );
+        self
+    }
+
+    /// Names this runner in its claims (default: `deadlines-<uuid>`).
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: DeadlineOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Delivers every deadline due now, a batch at a time. A deadline
+    /// named with no route is recorded as undeliverable (so it does not
+    /// come back every pass), and logged.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails to claim or record.
+    pub async fn deliver_due(&self) -> Result<Delivered, StoreError> {
+        let mut delivered = Delivered::default();
+        loop {
+            let claimed = self
+                .store
+                .claim_due(
+                    self.clock.now(),
+                    &self.owner,
+                    self.options.claim,
+                    self.options.batch.max(1),
+                )
+                .await?;
+            if claimed.is_empty() {
+                return Ok(delivered);
+            }
+            for deadline in claimed {
+                let delivery = match self.routes.get(&deadline.name) {
+                    Some(route) => route.deliver(&deadline).await,
+                    None => Delivery::Done(format!(
+                        "undeliverable: no route for deadlines named `{}`",
+                        deadline.name
+                    )),
+                };
+                match delivery {
+                    Delivery::Done(outcome) => {
+                        if outcome.starts_with("undeliverable") {
+                            tracing::error!(deadline = %deadline.id, name = %deadline.name, %outcome, "deadline not delivered");
+                        }
+                        if self
+                            .store
+                            .complete(deadline.id, &self.owner, &outcome)
+                            .await?
+                        {
+                            delivered.done.push((deadline.id, outcome));
+                        }
+                    }
+                    Delivery::Retry(reason) => {
+                        tracing::warn!(deadline = %deadline.id, name = %deadline.name, %reason, "delivery failed; trying again after the claim");
+                        delivered.retrying += 1;
+                    }
+                }
+            }
+            if delivered.retrying > 0 {
+                // What failed stays claimed; the next pass takes it again.
+                return Ok(delivered);
+            }
+        }
+    }
+
+    /// Delivers due deadlines until `shutdown` completes, waking for the
+    /// next one it knows of or at least every poll interval. Store
+    /// failures are logged and tried again.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            if let Err(error) = self.deliver_due().await {
+                tracing::warn!(%error, "delivering deadlines failed; trying again");
+            }
+            let mut wait = self.options.poll_interval;
+            if let Ok(Some(next)) = self.store.next_due().await {
+                let until = (next - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+                wait = wait.min(until.max(Duration::from_millis(10)));
+            }
+            if tokio::time::timeout(wait, shutdown.as_mut()).await.is_ok() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Deadlines on both stores, in memory and in PostgreSQL: scheduled once,
+//! cancelled for good, delivered when due and only then, once in effect
+//! even when the runner that claimed one died after executing it, and
+//! fenced: a runner whose claim was taken over cannot record a delivery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_examples::ecommerce::{
+    CancelUnpaidOrder, ConfirmOrder, CreateOrder, Order, OrderLine, PayOrder,
+};
+use cqrs_tests::postgres::TestStore;
+use cqrskit::chrono::{DateTime, Utc};
+use cqrskit::deadline::{
+    Deadline, DeadlineOptions, DeadlineRunner, DeadlineState, DeadlineStore, InMemoryDeadlines,
+    ManualClock,
+};
+use cqrskit::{Aggregate, CommandPipeline, EventStore, InMemoryEventStore, StreamId};
+
+const NAME: &str = "order.payment-timeout";
+
+fn minutes(n: u64) -> Duration {
+    Duration::from_secs(60 * n)
+}
+
+fn at(start: DateTime<Utc>, after: Duration) -> DateTime<Utc> {
+    start + cqrskit::chrono::Duration::from_std(after).expect("a duration")
+}
+
+fn order(id: &str) -> StreamId {
+    StreamId::new(<Order as Aggregate>::TYPE, id)
+}
+
+fn timeout(id: &str, due_at: DateTime<Utc>) -> Deadline {
+    let cancel = CancelUnpaidOrder {
+        reason: "unpaid".into(),
+    };
+    Deadline::new(NAME, order(id), due_at, &cancel).expect("a deadline")
+}
+
+/// How many times order `id` was cancelled.
+async fn cancellations(events: &dyn EventStore, id: &str) -> usize {
+    events
+        .read_stream(&order(id), 1, 100)
+        .await
+        .expect("read")
+        .iter()
+        .filter(|event| event.event_type == "OrderCancelled")
+        .count()
+}
+
+async fn state(deadlines: &dyn DeadlineStore, deadline: &Deadline) -> Option<DeadlineState> {
+    deadlines.state(deadline.id).await.expect("state")
+}
+
+async fn scenario(deadlines: Arc<dyn DeadlineStore>, events: Arc<dyn EventStore>) {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let orders = Arc::new(CommandPipeline::<Order>::new(events.clone(), ()));
+    for id in ["o1", "o2", "o3", "o4"] {
+        let create = CreateOrder {
+            customer_id: "alice".into(),
+            lines: vec![OrderLine {
+                sku: "tea".into(),
+                quantity: 1,
+                unit_price: 450,
+            }],
+        };
+        orders.execute(id, create).await.expect("create");
+    }
+    let runner = |owner: &str| {
+        DeadlineRunner::new(deadlines.clone(), Arc::new(clock.clone()))
+            .route::<Order, CancelUnpaidOrder>(NAME, orders.clone())
+            .with_owner(owner)
+            .with_options(DeadlineOptions {
+                claim: Duration::from_secs(30),
+                ..DeadlineOptions::default()
+            })
+    };
+    let a = runner("a");
+
+    // Scheduled once, by id; cancelled for good.
+    let first = timeout("o1", at(start, minutes(10)));
+    let second = timeout("o2", at(start, minutes(10)));
+    let third = timeout("o3", at(start, minutes(20)));
+    for deadline in [&first, &second, &third] {
+        assert!(deadlines.schedule(deadline).await.expect("schedule"));
+    }
+    assert!(
+        !deadlines
+            .schedule(&timeout("o1", at(start, minutes(1))))
+            .await
+            .expect("schedule"),
+        "the same id again changes nothing"
+    );
+    assert!(deadlines.cancel(second.id).await.expect("cancel"));
+    assert!(!deadlines.cancel(second.id).await.expect("cancel"));
+    assert!(!deadlines.schedule(&second).await.expect("schedule"));
+    assert_eq!(
+        state(&*deadlines, &second).await,
+        Some(DeadlineState::Cancelled)
+    );
+    assert_eq!(
+        deadlines.next_due().await.expect("next"),
+        Some(first.due_at)
+    );
+
+    // Nothing before it is due; then exactly what is due, once.
+    assert!(a.deliver_due().await.expect("deliver").done.is_empty());
+    clock.advance(minutes(11));
+    let delivered = a.deliver_due().await.expect("deliver");
+    assert_eq!(delivered.done, [(first.id, "executed".to_owned())]);
+    assert!(a.deliver_due().await.expect("deliver").done.is_empty());
+    assert_eq!(cancellations(&*events, "o1").await, 1);
+    assert_eq!(cancellations(&*events, "o2").await, 0);
+    assert_eq!(
+        state(&*deadlines, &first).await,
+        Some(DeadlineState::Delivered {
+            outcome: "executed".into()
+        })
+    );
+
+    // Runner b claims the third, executes it, and dies before recording
+    // it. Its claim holds a while; then a delivers it again, once in effect.
+    clock.advance(minutes(10));
+    let claimed = deadlines
+        .claim_due(clock_now(&clock), "b", Duration::from_secs(30), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), [third.id]);
+    orders
+        .execute_once(
+            third.id,
+            "o3",
+            CancelUnpaidOrder {
+                reason: "unpaid".into(),
+            },
+            third.metadata.clone(),
+        )
+        .await
+        .expect("b executes");
+    assert!(
+        a.deliver_due().await.expect("deliver").done.is_empty(),
+        "b's claim holds"
+    );
+    clock.advance(Duration::from_secs(31));
+    let delivered = a.deliver_due().await.expect("deliver");
+    assert_eq!(delivered.done, [(third.id, "executed".to_owned())]);
+    assert_eq!(cancellations(&*events, "o3").await, 1, "once in effect");
+    assert!(
+        !deadlines
+            .complete(third.id, "b", "executed")
+            .await
+            .expect("complete"),
+        "b's claim was taken over: fenced"
+    );
+
+    // A command the aggregate refuses is what came of the deadline.
+    orders.execute("o4", ConfirmOrder).await.expect("confirm");
+    orders
+        .execute("o4", PayOrder { amount: 450 })
+        .await
+        .expect("pay");
+    let fourth = timeout("o4", clock_now(&clock));
+    deadlines.schedule(&fourth).await.expect("schedule");
+    // And a deadline no route delivers is recorded, not retried forever.
+    let stray = Deadline::new("nobody", order("o4"), clock_now(&clock), &()).expect("a deadline");
+    deadlines.schedule(&stray).await.expect("schedule");
+    let delivered = a.deliver_due().await.expect("deliver");
+    assert_eq!(delivered.done.len(), 2);
+    assert_eq!(
+        state(&*deadlines, &fourth).await,
+        Some(DeadlineState::Delivered {
+            outcome: "rejected: cannot cancel unpaid an order that is Paid".into()
+        })
+    );
+    assert!(matches!(
+        state(&*deadlines, &stray).await,
+        Some(DeadlineState::Delivered { outcome }) if outcome.starts_with("undeliverable: no route")
+    ));
+    assert_eq!(cancellations(&*events, "o4").await, 0);
+    assert_eq!(deadlines.next_due().await.expect("next"), None);
+}
+
+fn clock_now(clock: &ManualClock) -> DateTime<Utc> {
+    cqrskit::deadline::Clock::now(clock)
+}
+
+#[tokio::test]
+async fn deadlines_in_memory_are_delivered_once_when_due_and_fenced() {
+    scenario(
+        Arc::new(InMemoryDeadlines::new()),
+        Arc::new(InMemoryEventStore::new()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_in_postgres_are_delivered_once_when_due_and_fenced() {
+    let db = TestStore::new().await;
+    scenario(Arc::new(db.store.deadlines()), db.shared()).await;
+    db.drop_schema().await;
+}
+
+/// Two runners delivering the same due deadlines at once, as two processes
+/// would: each deadline is claimed by one of them, and each order is
+/// cancelled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_share_the_due_deadlines_in_postgres_without_doubling() {
+    let db = TestStore::new().await;
+    let deadlines = Arc::new(db.store.deadlines());
+    let orders = Arc::new(CommandPipeline::<Order>::new(db.shared(), ()));
+    let now = Utc::now();
+    let ids: Vec<String> = (0..40).map(|n| format!("o{n}")).collect();
+    for id in &ids {
+        let create = CreateOrder {
+            customer_id: "bob".into(),
+            lines: vec![OrderLine {
+                sku: "mug".into(),
+                quantity: 1,
+                unit_price: 900,
+            }],
+        };
+        orders.execute(id, create).await.expect("create");
+        deadlines
+            .schedule(&timeout(id, now))
+            .await
+            .expect("schedule");
+    }
+    let clock = ManualClock::new(now);
+    let runner = |owner: &str| {
+        DeadlineRunner::new(deadlines.clone(), Arc::new(clock.clone()))
+            .route::<Order, CancelUnpaidOrder>(NAME, orders.clone())
+            .with_owner(owner)
+            .with_options(DeadlineOptions {
+                batch: 3,
+                ..DeadlineOptions::default()
+            })
+    };
+    let (first, second) = (runner("first"), runner("second"));
+    let (one, two) = tokio::join!(first.deliver_due(), second.deliver_due());
+    let (one, two) = (one.expect("deliver"), two.expect("deliver"));
+    assert_eq!(one.done.len() + two.done.len(), ids.len());
+    for id in &ids {
+        assert_eq!(cancellations(&*db.shared(), id).await, 1, "{id}");
+    }
+    db.drop_schema().await;
+}
+
+/// A running runner delivers a deadline once it falls due, without being
+/// asked, and stops at shutdown.
+#[tokio::test]
+async fn a_running_runner_delivers_what_falls_due_and_stops_at_shutdown() {
+    let deadlines = Arc::new(InMemoryDeadlines::new());
+    let events: Arc<dyn EventStore> = Arc::new(InMemoryEventStore::new());
+    let orders = Arc::new(CommandPipeline::<Order>::new(events.clone(), ()));
+    let create = CreateOrder {
+        customer_id: "carol".into(),
+        lines: vec![OrderLine {
+            sku: "tea".into(),
+            quantity: 1,
+            unit_price: 450,
+        }],
+    };
+    orders.execute("o1", create).await.expect("create");
+    let clock = ManualClock::new(Utc::now());
+    let deadline = timeout("o1", at(clock_now(&clock), minutes(5)));
+    deadlines.schedule(&deadline).await.expect("schedule");
+    let runner = DeadlineRunner::new(deadlines.clone(), Arc::new(clock.clone()))
+        .route::<Order, CancelUnpaidOrder>(NAME, orders)
+        .with_options(DeadlineOptions {
+            poll_interval: Duration::from_millis(20),
+            ..DeadlineOptions::default()
+        });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        runner
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        state(&*deadlines, &deadline).await,
+        Some(DeadlineState::Pending)
+    );
+    clock.advance(minutes(5));
+    let started = std::time::Instant::now();
+    while state(&*deadlines, &deadline).await == Some(DeadlineState::Pending) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cancellations(&*events, "o1").await, 1);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("stops at shutdown")
+        .expect("join");
+}
