@@ -4,7 +4,7 @@
 //! - an order is created: reserve stock for each line; when every line is
 //!   reserved, confirm the order; when one cannot be, give back what was
 //!   reserved for the order (compensation) and cancel it;
-//! - an order is cancelled: release its stock.
+//! - an order is cancelled, or its checkout abandoned: release its stock.
 //!
 //! It is a projector whose effect is commands, so it runs wherever projectors
 //! run, with its own checkpoint. Delivery is at-least-once: after a crash it
@@ -18,7 +18,8 @@ use cqrskit::{BoxError, CommandError, CommandPipeline, EventEnvelope, projector}
 
 use super::inventory::{Inventory, ReleaseStock, ReserveStock};
 use super::order::{
-    CancelOrder, ConfirmOrder, Order, OrderCancelled, OrderCreated, OrderError, OrderEvent,
+    CancelOrder, CheckoutAbandoned, ConfirmOrder, Order, OrderCancelled, OrderCreated, OrderError,
+    OrderEvent,
 };
 
 type Envelope = EventEnvelope<OrderEvent>;
@@ -102,6 +103,17 @@ impl Fulfilment {
             Ok(_) | Err(CommandError::Rejected(OrderError::InvalidTransition { .. })) => Ok(()),
             Err(other) => Err(other.into()),
         }
+    }
+
+    #[project]
+    async fn checkout_abandoned(
+        &self,
+        event: &CheckoutAbandoned,
+        envelope: &Envelope,
+    ) -> Result<(), BoxError> {
+        let skus: Vec<&str> = event.skus.iter().map(String::as_str).collect();
+        self.release_all(&envelope.stream.aggregate_id, &skus, envelope)
+            .await
     }
 
     #[project]

@@ -6,12 +6,15 @@
 //!   delivered, cancelled; no shipping an unpaid order, no cancelling a
 //!   delivered one);
 //! - [`inventory`]: the [`Inventory`] aggregate, one per product;
+//! - [`checkout`]: [`Checkout`], reserving and ordering in one answer,
+//!   crash-safe through a deadline;
 //! - [`fulfilment`]: the [`Fulfilment`] process manager;
 //! - [`payment_timeout`]: [`PaymentTimeout`], which cancels an order not
 //!   paid within 30 minutes with a deadline;
 //! - [`read_models`]: [`OrdersByCustomer`] and [`StockLevels`];
 //! - [`shop`]: all of it wired over one store.
 
+pub mod checkout;
 pub mod fulfilment;
 pub mod inventory;
 pub mod order;
@@ -19,15 +22,17 @@ pub mod payment_timeout;
 pub mod read_models;
 pub mod shop;
 
+pub use checkout::{CHECKOUT_HOLD, CHECKOUT_TIMEOUT, Checkout, CheckoutError};
 pub use fulfilment::Fulfilment;
 pub use inventory::{
     AddStock, Inventory, InventoryCommand, InventoryError, InventoryEvent, ReleaseStock,
     ReserveStock, StockAdded, StockReleased, StockReserved,
 };
 pub use order::{
-    CancelOrder, CancelUnpaidOrder, ConfirmOrder, CreateOrder, DeliverOrder, Order, OrderCancelled,
-    OrderCommand, OrderConfirmed, OrderCreated, OrderDelivered, OrderError, OrderEvent, OrderLine,
-    OrderPaid, OrderShipped, OrderStatus, PayOrder, ShipOrder,
+    AbandonCheckout, CancelOrder, CancelUnpaidOrder, CheckoutAbandoned, ConfirmOrder, CreateOrder,
+    DeliverOrder, Order, OrderCancelled, OrderCommand, OrderConfirmed, OrderCreated,
+    OrderDelivered, OrderError, OrderEvent, OrderLine, OrderPaid, OrderShipped, OrderStatus,
+    PayOrder, ShipOrder,
 };
 pub use payment_timeout::{PAYMENT_TIMEOUT, PAYMENT_WINDOW, PaymentTimeout};
 pub use read_models::{

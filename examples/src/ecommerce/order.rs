@@ -58,6 +58,15 @@ pub struct OrderCancelled {
     pub reason: String,
 }
 
+/// A checkout reserved stock for an order that was then never created (the
+/// process died between the two steps, or took too long): the order id is
+/// spent, and the stock of `skus` is released.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutAbandoned {
+    /// The products stock was reserved of.
+    pub skus: Vec<String>,
+}
+
 /// Facts about an order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 pub enum OrderEvent {
@@ -73,6 +82,8 @@ pub enum OrderEvent {
     OrderDelivered(OrderDelivered),
     /// See [`OrderCancelled`].
     OrderCancelled(OrderCancelled),
+    /// See [`CheckoutAbandoned`].
+    CheckoutAbandoned(CheckoutAbandoned),
 }
 
 /// Place an order.
@@ -121,6 +132,15 @@ pub struct CancelUnpaidOrder {
     pub reason: String,
 }
 
+/// Give up a checkout whose order was never created (the checkout
+/// deadline's command): refused once the order exists, so a checkout that
+/// completes as the deadline falls due keeps its order either way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbandonCheckout {
+    /// The products the checkout reserved stock of.
+    pub skus: Vec<String>,
+}
+
 /// What can be asked of an order.
 #[derive(Clone, Debug, PartialEq, Eq, Command)]
 pub enum OrderCommand {
@@ -138,6 +158,8 @@ pub enum OrderCommand {
     Cancel(CancelOrder),
     /// See [`CancelUnpaidOrder`].
     CancelUnpaid(CancelUnpaidOrder),
+    /// See [`AbandonCheckout`].
+    AbandonCheckout(AbandonCheckout),
 }
 
 /// Where an order is in its lifecycle.
@@ -315,6 +337,17 @@ impl Order {
     }
 
     #[command]
+    fn abandon_checkout(&self, command: &AbandonCheckout) -> Decision {
+        self.expect("abandon the checkout of", &[OrderStatus::None])?;
+        Ok(vec![
+            CheckoutAbandoned {
+                skus: command.skus.clone(),
+            }
+            .into(),
+        ])
+    }
+
+    #[command]
     fn cancel(&self, command: &CancelOrder) -> Decision {
         self.cancel_if(
             "cancel",
@@ -352,6 +385,11 @@ impl Order {
     #[apply]
     fn delivered(&mut self, _: &OrderDelivered) {
         self.status = OrderStatus::Delivered;
+    }
+
+    #[apply]
+    fn abandoned(&mut self, _: &CheckoutAbandoned) {
+        self.status = OrderStatus::Cancelled;
     }
 
     #[apply]

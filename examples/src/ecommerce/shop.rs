@@ -9,8 +9,8 @@ use cqrskit::deadline::{Clock, DeadlineRunner, DeadlineStore, InMemoryDeadlines,
 use cqrskit::{CatchUpError, CommandPipeline, EventStore, Position, RetryPolicy, Subscription};
 
 use super::{
-    CancelUnpaidOrder, Fulfilment, Inventory, Order, OrdersByCustomer, PAYMENT_TIMEOUT,
-    PaymentTimeout, StockLevels,
+    AbandonCheckout, CHECKOUT_TIMEOUT, CancelUnpaidOrder, Checkout, Fulfilment, Inventory, Order,
+    OrdersByCustomer, PAYMENT_TIMEOUT, PaymentTimeout, StockLevels,
 };
 
 /// The shop over one store.
@@ -25,8 +25,9 @@ pub struct Shop {
     pub orders_by_customer: Arc<OrdersByCustomer>,
     /// The stock-levels read model.
     pub stock_levels: Arc<StockLevels>,
-    /// The payment deadlines.
+    /// The payment and checkout deadlines.
     pub deadlines: Arc<dyn DeadlineStore>,
+    clock: Arc<dyn Clock>,
     fulfilment: Subscription<Fulfilment>,
     payment_timeout: Subscription<PaymentTimeout>,
     deadline_runner: DeadlineRunner,
@@ -62,13 +63,15 @@ impl Shop {
         let orders_by_customer = Arc::new(OrdersByCustomer::default());
         let stock_levels = Arc::new(StockLevels::default());
         let payment_timeout = Arc::new(PaymentTimeout::new(deadlines.clone()));
-        let deadline_runner = DeadlineRunner::new(deadlines.clone(), clock)
-            .route::<Order, CancelUnpaidOrder>(PAYMENT_TIMEOUT, orders.clone());
+        let deadline_runner = DeadlineRunner::new(deadlines.clone(), clock.clone())
+            .route::<Order, CancelUnpaidOrder>(PAYMENT_TIMEOUT, orders.clone())
+            .route::<Order, AbandonCheckout>(CHECKOUT_TIMEOUT, orders.clone());
         Self {
             fulfilment: Subscription::new(store.clone(), fulfilment),
             payment_timeout: Subscription::new(store.clone(), payment_timeout),
             deadline_runner,
             deadlines,
+            clock,
             order_list: Subscription::new(store.clone(), orders_by_customer.clone()),
             stock: Subscription::new(store.clone(), stock_levels.clone()),
             store,
@@ -76,6 +79,16 @@ impl Shop {
             inventory,
             orders_by_customer,
             stock_levels,
+        }
+    }
+
+    /// The checkout workflow (see [`Checkout`]) over this shop.
+    pub fn checkout(&self) -> Checkout {
+        Checkout {
+            orders: self.orders.clone(),
+            inventory: self.inventory.clone(),
+            deadlines: self.deadlines.clone(),
+            clock: self.clock.clone(),
         }
     }
 

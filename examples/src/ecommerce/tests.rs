@@ -610,3 +610,40 @@ async fn the_payment_deadlines_command_is_refused_by_a_paid_order() {
             status: OrderStatus::Paid,
         });
 }
+
+#[tokio::test]
+async fn a_checkout_answers_at_once_and_keeps_its_reservation_past_the_hold() {
+    let clock = cqrskit::deadline::ManualClock::new(cqrskit::chrono::Utc::now());
+    let shop = Shop::with_deadlines(
+        Arc::new(InMemoryEventStore::new()),
+        Arc::new(cqrskit::deadline::InMemoryDeadlines::new()),
+        Arc::new(clock.clone()),
+    );
+    for (sku, quantity) in [("tea", 5), ("mug", 1)] {
+        shop.inventory
+            .execute(sku, AddStock { quantity })
+            .await
+            .expect("stock");
+    }
+    let checkout = shop.checkout();
+    checkout
+        .place("o1", "alice", &[line("tea", 2, 450), line("mug", 1, 900)])
+        .await
+        .expect("placed");
+    let refused = checkout
+        .place("o2", "bob", &[line("tea", 1, 450), line("mug", 1, 900)])
+        .await
+        .expect_err("one mug only");
+    assert!(
+        matches!(&refused, CheckoutError::OutOfStock { sku, .. } if sku == "mug"),
+        "{refused}"
+    );
+    shop.process().await.expect("process");
+    assert_eq!(stock(&shop, "tea").await.reserved, 2, "o2's tea given back");
+
+    clock.advance(CHECKOUT_HOLD * 2);
+    shop.process().await.expect("process");
+    assert_eq!(status(&shop, "alice", "o1").await, OrderStatus::Confirmed);
+    assert_eq!(stock(&shop, "tea").await.reserved, 2);
+    assert_eq!(stock(&shop, "mug").await.reserved, 1);
+}
