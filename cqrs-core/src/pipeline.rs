@@ -505,6 +505,32 @@ impl<A: Aggregate> CommandPipeline<A> {
         load_stream::<A>(&*self.store, &Self::stream_id(id), None).await
     }
 
+    /// The aggregate's state rebuilt from every stored event, ignoring its
+    /// snapshot: to check a snapshot against the events, or after the
+    /// state's shape changed without a new `SNAPSHOT_VERSION`.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load).
+    pub async fn load_from_events(&self, id: &str) -> Result<Loaded<A>, StoreError> {
+        let stream = Self::stream_id(id);
+        let mut rebuild = Rebuild {
+            stream: &stream,
+            upto: None,
+            loaded: Loaded {
+                state: A::default(),
+                version: 0,
+            },
+        };
+        let request = ReplayRequest {
+            stream: &stream,
+            upto: None,
+            snapshot_schema: None,
+        };
+        self.store.replay(request, &mut rebuild).await?;
+        Ok(rebuild.loaded)
+    }
+
     /// The aggregate's state as it was right after version `version` (time
     /// travel). Version 0 is the state before any event.
     ///

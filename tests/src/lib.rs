@@ -54,6 +54,7 @@ macro_rules! for_each_scenario {
             rejected_command_stores_nothing,
             snapshot_plus_events_rebuilds_the_same_state_as_full_replay,
             an_unusable_snapshot_falls_back_to_a_full_replay,
+            loading_from_events_ignores_the_snapshot,
             load_at_returns_the_state_as_of_a_version,
             command_metadata_reaches_every_stored_event,
             retries_keep_concurrent_withdrawals_within_the_balance,
