@@ -647,3 +647,94 @@ async fn a_checkout_answers_at_once_and_keeps_its_reservation_past_the_hold() {
     assert_eq!(stock(&shop, "tea").await.reserved, 2);
     assert_eq!(stock(&shop, "mug").await.reserved, 1);
 }
+
+#[tokio::test]
+async fn the_orders_read_model_answers_from_given_events() {
+    use cqrskit::testing::ProjectionFixture;
+    ProjectionFixture::new(OrdersByCustomer::default())
+        .given::<Order, _>("o1", [OrderEvent::from(created()), OrderConfirmed.into()])
+        .given::<Order, _>(
+            "o2",
+            [
+                OrderEvent::from(created()),
+                OrderCancelled {
+                    reason: "no".into(),
+                }
+                .into(),
+            ],
+        )
+        .then_expect(
+            OrdersOfCustomer {
+                customer_id: "alice".into(),
+            },
+            vec![
+                OrderSummary {
+                    order_id: "o1".into(),
+                    status: OrderStatus::Confirmed,
+                    total: 1800,
+                },
+                OrderSummary {
+                    order_id: "o2".into(),
+                    status: OrderStatus::Cancelled,
+                    total: 1800,
+                },
+            ],
+        )
+        .await;
+}
+
+/// The fulfilment process manager built over the fixture's store.
+fn fulfilment_over(store: Arc<dyn EventStore>) -> Fulfilment {
+    Fulfilment::new(
+        Arc::new(cqrskit::CommandPipeline::<Order>::new(store.clone(), ())),
+        Arc::new(cqrskit::CommandPipeline::<Inventory>::new(store, ())),
+    )
+}
+
+#[tokio::test]
+async fn the_fulfilment_reserves_then_confirms_a_new_order() {
+    use cqrskit::testing::ProcessFixture;
+    ProcessFixture::new(fulfilment_over)
+        .given::<Inventory, _>("tea", [StockAdded { quantity: 5 }])
+        .given::<Inventory, _>("mug", [StockAdded { quantity: 1 }])
+        .given::<Order, _>("o1", [created()])
+        .when_processed()
+        .await
+        .then_expect_events::<Inventory, _>(
+            "tea",
+            [StockReserved {
+                order_id: "o1".into(),
+                quantity: 2,
+            }],
+        )
+        .await
+        .then_expect_events::<Order, _>("o1", [OrderConfirmed])
+        .await;
+}
+
+#[tokio::test]
+#[should_panic(
+    expected = "the process manager's commands on order/o1 produced other events than expected"
+)]
+async fn a_process_fixture_reports_the_events_that_differ() {
+    use cqrskit::testing::ProcessFixture;
+    // Only one mug for an order of one: the order is cancelled, not confirmed.
+    ProcessFixture::new(fulfilment_over)
+        .given::<Inventory, _>("tea", [StockAdded { quantity: 5 }])
+        .given::<Order, _>("o1", [created()])
+        .when_processed()
+        .await
+        .then_expect_events::<Order, _>("o1", [OrderConfirmed])
+        .await;
+}
+
+#[tokio::test]
+async fn an_event_the_fulfilment_ignores_issues_no_command() {
+    use cqrskit::testing::ProcessFixture;
+    ProcessFixture::new(fulfilment_over)
+        .given::<Inventory, _>("tea", [StockAdded { quantity: 5 }])
+        .when_processed()
+        .await
+        .then_expect_nothing()
+        .await;
+}

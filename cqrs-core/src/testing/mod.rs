@@ -1,4 +1,8 @@
-//! Given/when/then tests for domain logic, with no store involved.
+//! Given/when/then tests: [`AggregateFixture`] for an aggregate's decisions
+//! (no store involved), [`ProjectionFixture`] for a read model fed by
+//! events of one or several aggregates, [`ProcessFixture`] for the commands
+//! a process manager issues. Each panics with a readable report, expected
+//! and actual side by side.
 //!
 //! ```
 //! # use cqrskit::{Aggregate, Command, DomainEvent};
@@ -48,9 +52,17 @@
 //! # }
 //! ```
 
-use std::fmt::{Debug, Write as _};
+mod diff;
+mod process;
+mod projection;
 
+use std::fmt::Debug;
+
+use self::diff::event_diff;
 use crate::Aggregate;
+
+pub use process::ProcessFixture;
+pub use projection::ProjectionFixture;
 
 /// A test of one command against an aggregate rebuilt from past events.
 pub struct AggregateFixture<A: Aggregate> {
@@ -117,7 +129,7 @@ impl<A: Aggregate> Then<A> {
         let expected: Vec<A::Event> = expected.into_iter().map(Into::into).collect();
         match &self.result {
             Ok(actual) if *actual == expected => {}
-            Ok(actual) => panic!("{}", event_diff(&expected, actual)),
+            Ok(actual) => panic!("{}", event_diff("the command", &expected, actual)),
             Err(error) => panic!(
                 "expected events, but the command was rejected\n  expected: {expected:#?}\n  rejected: {error:?}"
             ),
@@ -188,38 +200,13 @@ impl<A: Aggregate> Then<A> {
 }
 
 /// Lines of expected and actual events, marking each position that differs.
-fn event_diff<E: Debug + PartialEq>(expected: &[E], actual: &[E]) -> String {
-    let mut report = format!(
-        "the command produced other events than expected ({} expected, {} actual)\n",
-        expected.len(),
-        actual.len()
-    );
-    for index in 0..expected.len().max(actual.len()) {
-        match (expected.get(index), actual.get(index)) {
-            (Some(e), Some(a)) if e == a => {
-                let _ = writeln!(report, "    [{index}] {e:?}");
-            }
-            (e, a) => {
-                if let Some(e) = e {
-                    let _ = writeln!(report, "  - [{index}] {e:?}");
-                }
-                if let Some(a) = a {
-                    let _ = writeln!(report, "  + [{index}] {a:?}");
-                }
-            }
-        }
-    }
-    report.push_str("  (- expected, + actual)");
-    report
-}
-
 #[cfg(test)]
 mod tests {
-    use super::event_diff;
+    use super::diff::event_diff;
 
     #[test]
     fn diff_marks_each_differing_position() {
-        let report = event_diff(&["a", "b", "c"], &["a", "x"]);
+        let report = event_diff("the command", &["a", "b", "c"], &["a", "x"]);
         assert_eq!(
             report,
             "the command produced other events than expected (3 expected, 2 actual)\n\
