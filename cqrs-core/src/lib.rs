@@ -18,7 +18,8 @@
 //!   [`deadline::ManualClock`]);
 //! - the macros' machinery: [`dispatch`];
 //! - tests of domain logic: [`testing::AggregateFixture`];
-//! - application code that panics, as an error: [`unwind::caught`].
+//! - application code that panics, as an error: [`unwind::caught`];
+//! - metrics through the `metrics` facade: [`telemetry`].
 
 mod aggregate;
 pub mod codec;
@@ -40,6 +41,7 @@ mod state_cache;
 mod store;
 mod stream;
 mod subscription;
+pub mod telemetry;
 pub mod testing;
 pub mod unwind;
 

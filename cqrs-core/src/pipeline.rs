@@ -12,7 +12,7 @@ use crate::state_cache::{self, StateCache};
 use crate::{
     Aggregate, Command, CommandError, DomainEvent, EventEnvelope, EventStore, ExpectedVersion,
     Metadata, NewEvent, Projector, ReplayEvent, ReplayRequest, ReplaySink, RetryPolicy, Snapshot,
-    SnapshotPolicy, StoreError, StreamId,
+    SnapshotPolicy, StoreError, StreamId, telemetry,
 };
 
 /// An aggregate's state together with the stream version it reflects.
@@ -191,7 +191,39 @@ impl<A: Aggregate> CommandPipeline<A> {
             .await
     }
 
+    /// [`run_once`](Self::run_once), measured (see [`crate::telemetry`]).
     async fn run(
+        &self,
+        command_id: Uuid,
+        maybe_executed: bool,
+        id: &str,
+        command: A::Command,
+        metadata: Metadata,
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
+        let started = std::time::Instant::now();
+        let result = self
+            .run_once(command_id, maybe_executed, id, command, metadata)
+            .await;
+        let outcome = match &result {
+            Ok(outcome) => {
+                if !outcome.already_executed && !outcome.events.is_empty() {
+                    metrics::counter!(telemetry::EVENTS_APPENDED, "aggregate" => A::TYPE)
+                        .increment(outcome.events.len() as u64);
+                }
+                "executed"
+            }
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::Conflict(_)) => "conflicted",
+            Err(_) => "failed",
+        };
+        metrics::counter!(telemetry::COMMANDS, "aggregate" => A::TYPE, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(telemetry::COMMAND_DURATION, "aggregate" => A::TYPE)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn run_once(
         &self,
         command_id: Uuid,
         maybe_executed: bool,
@@ -211,6 +243,8 @@ impl<A: Aggregate> CommandPipeline<A> {
             match self.attempt(command_id, &stream, &command, &metadata).await {
                 Err(CommandError::Conflict(conflict)) if attempt < self.retry.max_retries => {
                     attempt += 1;
+                    metrics::counter!(telemetry::COMMAND_RETRIES, "aggregate" => A::TYPE)
+                        .increment(1);
                     tracing::debug!(
                         %conflict,
                         attempt,

@@ -24,7 +24,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
-use cqrskit_core::{BoxError, EventEnvelope, Position, Projector};
+use cqrskit_core::{BoxError, EventEnvelope, Position, Projector, telemetry};
 use cqrskit_postgres::sqlx::PgConnection;
 use serde_json::Value;
 
@@ -256,12 +256,15 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
                 self.lane.sent(events.last().map(|event| event.position));
             }
         }
+        let published = acks.len() as u64;
         for ack in acks {
             if let Err(error) = ack.await {
                 self.lane.sent(None);
                 return Err(error.into());
             }
         }
+        metrics::counter!(telemetry::RELAY_PUBLISHED, "relay" => self.name.clone())
+            .increment(published);
         Ok(())
     }
 

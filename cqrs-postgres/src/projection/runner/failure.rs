@@ -116,6 +116,7 @@ where
                     attempts,
                     "event parked in the dead-letter table"
                 );
+                self.report_dead_letters().await;
                 Ok(())
             }
             OnExhausted::Stop => {

@@ -17,7 +17,7 @@ mod subscription;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cqrskit_core::{LogFilter, Position, Projector};
+use cqrskit_core::{LogFilter, Position, Projector, telemetry};
 use sqlx::{PgConnection, PgPool, Row};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -285,6 +285,7 @@ where
             let (applied, next) = tokio::join!(write, self.read_ahead(last));
             if applied? {
                 self.keep_prefetched(next);
+                self.report_applied(&rows);
                 return Ok(rows.len());
             }
             // Nothing of this batch is kept. Go through it one event at a time
@@ -301,7 +302,10 @@ where
                 Ok(()) => {
                     self.advance(&mut tx, locked.checkpoint, last, held).await?;
                     match tx.commit().await {
-                        Ok(()) => Ok(rows.len()),
+                        Ok(()) => {
+                            self.report_applied(&rows);
+                            Ok(rows.len())
+                        }
                         // Every event applied, and the server refused the
                         // COMMIT (a deferred constraint): one event per
                         // transaction from here finds the one at fault.
@@ -494,6 +498,33 @@ where
     ///
     /// Store failures; a projector failure only counts as `still_failing`.
     pub async fn replay_dead_letters(&self) -> Result<ReplayOutcome, RunnerError> {
+        let outcome = self.replay_each_dead_letter().await;
+        self.report_dead_letters().await;
+        outcome
+    }
+
+    /// Sets the dead-letter gauge to the open dead letters' count.
+    pub(super) async fn report_dead_letters(&self) {
+        if let Ok(open) = self.dead_letters().await {
+            metrics::gauge!(telemetry::PROJECTION_DEAD_LETTERS, "projection" => self.name().to_owned())
+                .set(open.len() as f64);
+        }
+    }
+
+    /// Counts a committed batch and sets the lag to its last event's age.
+    fn report_applied(&self, rows: &[LogRow]) {
+        metrics::counter!(telemetry::PROJECTION_EVENTS_APPLIED, "projection" => self.name().to_owned())
+            .increment(rows.len() as u64);
+        if let Some(last) = rows.last() {
+            let age = (chrono::Utc::now() - last.event().recorded_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics::gauge!(telemetry::PROJECTION_LAG, "projection" => self.name().to_owned())
+                .set(age.as_secs_f64());
+        }
+    }
+
+    async fn replay_each_dead_letter(&self) -> Result<ReplayOutcome, RunnerError> {
         let mut outcome = ReplayOutcome::default();
         for parked in self.dead_letters().await? {
             let mut tx = self.begin().await?;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cqrskit_core::Projector;
+use cqrskit_core::{Projector, telemetry};
 use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
@@ -135,6 +135,8 @@ where
                     }
                 }
             }
+            metrics::gauge!(telemetry::PROJECTION_LEASE_HELD, "projection" => self.name().to_owned())
+                .set(if holds { 1.0 } else { 0.0 });
             let outcome = if holds {
                 self.catch_up().await.map(|_| ())
             } else {
@@ -152,6 +154,8 @@ where
                     } else {
                         horizon_pause = horizon::FIRST_PAUSE;
                         held_back.over();
+                        metrics::gauge!(telemetry::PROJECTION_LAG, "projection" => self.name().to_owned())
+                            .set(0.0);
                     }
                 }
                 Ok(()) => {}
@@ -183,6 +187,8 @@ where
         }
         let held = self.lease_slot().is_some();
         let released = self.release_lease().await;
+        metrics::gauge!(telemetry::PROJECTION_LEASE_HELD, "projection" => self.name().to_owned())
+            .set(0.0);
         if let (true, Some(share)) = (held, share) {
             share.unreserve();
         }
