@@ -991,3 +991,86 @@ async fn the_lag_names_the_append_that_holds_events_back() {
     assert_eq!((lag.events, lag.held_back_by), (0, None));
     db.drop_schema().await;
 }
+
+/// Read-your-writes: a caller waits until the projection has applied its
+/// command's events, then reads them; without a runner the wait ends at
+/// its bound with `false`; a position the projection never reads (a type
+/// it does not handle) needs no wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_waits_for_the_projection_to_apply_its_command_then_reads_it() {
+    let db = TestStore::new().await;
+    let accounts = accounts(&db);
+    business(&accounts, "acc-", 2).await;
+    let mut ledger = Ledger::create(&db, "ledger").await;
+    // The ledger of an older version, without withdrawals.
+    ledger.types = &["AccountOpened", "DepositMade"];
+    let ledger = Arc::new(ledger);
+    let runner = Arc::new(runner(&db, &ledger, OnExhausted::Stop));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let runner = runner.clone();
+        async move {
+            runner
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+
+    let deposit = accounts
+        .execute("acc-0", Deposit { amount: 1234 })
+        .await
+        .expect("deposit");
+    let written = deposit.events.last().expect("an event").position;
+    assert!(
+        runner
+            .wait_for(written, Duration::from_secs(10))
+            .await
+            .expect("wait"),
+        "the projection applied the deposit within the bound"
+    );
+    let balances = ledger.balances(db.pool()).await;
+    assert_eq!(
+        balances["acc-0"],
+        100 + 20 + 3 + 1234,
+        "the caller reads its own write"
+    );
+
+    let _ = stop.send(());
+    running.await.expect("join").expect("a clean stop");
+    let unseen = accounts
+        .execute("acc-1", Deposit { amount: 1 })
+        .await
+        .expect("deposit");
+    let started = std::time::Instant::now();
+    assert!(
+        !runner
+            .wait_for(unseen.events[0].position, Duration::from_millis(300))
+            .await
+            .expect("wait"),
+        "no runner applies it"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let ignored = accounts
+        .execute("acc-1", Withdraw { amount: 1 })
+        .await
+        .expect("withdraw");
+    // Behind the unseen deposit, the withdrawal's position still waits for it...
+    assert!(
+        !runner
+            .wait_for(ignored.events[0].position, Duration::from_millis(50))
+            .await
+            .expect("wait")
+    );
+    // ...and once the deposit is applied, a withdrawal it never reads needs no wait.
+    assert!(runner.acquire_lease().await.expect("lease"));
+    runner.catch_up().await.expect("catch up");
+    assert!(
+        runner
+            .wait_for(ignored.events[0].position, Duration::ZERO)
+            .await
+            .expect("wait")
+    );
+    db.drop_schema().await;
+}

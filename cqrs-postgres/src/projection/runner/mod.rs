@@ -13,6 +13,7 @@ pub(crate) use self::run::{Share, Wake};
 mod session;
 mod setup;
 mod subscription;
+mod wait;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
