@@ -17,6 +17,7 @@
 //! cqrs_tests::for_each_scenario!(in_memory);
 //! ```
 
+pub mod env;
 pub mod fixtures;
 pub mod ledger;
 pub mod nats;

@@ -41,6 +41,9 @@ impl Default for DeadlineOptions {
 enum Delivery {
     /// Done, whatever the command's answer: recorded, never tried again.
     Done(String),
+    /// Never deliverable (no route, a command that does not decode):
+    /// recorded as `undeliverable: <why>` and logged, never tried again.
+    Undeliverable(String),
     /// Not done (the store failed): the claim lapses and it is tried again.
     Retry(String),
 }
@@ -65,8 +68,8 @@ where
 {
     async fn deliver(&self, deadline: &Deadline) -> Delivery {
         if deadline.stream.aggregate_type != A::TYPE {
-            return Delivery::Done(format!(
-                "undeliverable: the route `{}` goes to `{}`, the deadline to `{}`",
+            return Delivery::Undeliverable(format!(
+                "the route `{}` goes to `{}`, the deadline to `{}`",
                 deadline.name,
                 A::TYPE,
                 deadline.stream.aggregate_type
@@ -75,9 +78,7 @@ where
         let command: C = match serde_json::from_value(deadline.command.clone()) {
             Ok(command) => command,
             Err(error) => {
-                return Delivery::Done(format!(
-                    "undeliverable: the command does not decode: {error}"
-                ));
+                return Delivery::Undeliverable(format!("the command does not decode: {error}"));
             }
         };
         let executed = self
@@ -185,27 +186,30 @@ impl DeadlineRunner {
             for deadline in claimed {
                 let delivery = match self.routes.get(&deadline.name) {
                     Some(route) => route.deliver(&deadline).await,
-                    None => Delivery::Done(format!(
-                        "undeliverable: no route for deadlines named `{}`",
+                    None => Delivery::Undeliverable(format!(
+                        "no route for deadlines named `{}`",
                         deadline.name
                     )),
                 };
-                match delivery {
-                    Delivery::Done(outcome) => {
-                        if outcome.starts_with("undeliverable") {
-                            tracing::error!(deadline = %deadline.id, name = %deadline.name, %outcome, "deadline not delivered");
-                        }
-                        if self
-                            .store
-                            .complete(deadline.id, &self.owner, &outcome)
-                            .await?
-                        {
-                            delivered.done.push((deadline.id, outcome));
-                        }
+                let outcome = match delivery {
+                    Delivery::Done(outcome) => Some(outcome),
+                    Delivery::Undeliverable(why) => {
+                        tracing::error!(deadline = %deadline.id, name = %deadline.name, %why, "deadline not delivered");
+                        Some(format!("undeliverable: {why}"))
                     }
                     Delivery::Retry(reason) => {
                         tracing::warn!(deadline = %deadline.id, name = %deadline.name, %reason, "delivery failed; trying again after the claim");
                         delivered.retrying += 1;
+                        None
+                    }
+                };
+                if let Some(outcome) = outcome {
+                    if self
+                        .store
+                        .complete(deadline.id, &self.owner, &outcome)
+                        .await?
+                    {
+                        delivered.done.push((deadline.id, outcome));
                     }
                 }
             }

@@ -10,12 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_examples::ecommerce::{OrderLine, Shop};
+use cqrs_tests::env::var;
 use cqrskit::deadline::SystemClock;
 use cqrskit::postgres::PostgresEventStore;
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

@@ -6,16 +6,13 @@
 //! withdrawal, for which it commits the handler's writes and the inbox row,
 //! prints `committed`, and waits, unacknowledged, for the test to kill it.
 
+use cqrs_tests::env::var;
 use cqrs_tests::nats::{RecordWithdrawals, connect};
 use cqrskit::nats::async_nats::jetstream;
 use cqrskit::nats::{Consumer, ConsumerOptions, Outcome};
 use cqrskit::postgres::PostgresEventStore;
 use std::io::Write;
 use std::time::Duration;
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

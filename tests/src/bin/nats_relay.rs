@@ -14,16 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_examples::bank_account::AccountEvent;
+use cqrs_tests::env::var;
 use cqrs_tests::nats::{PublicAccountEvents, connect};
 use cqrskit::nats::async_nats::jetstream;
 use cqrskit::nats::{Relay, RelayOptions};
 use cqrskit::postgres::sqlx::PgConnection;
 use cqrskit::postgres::{PostgresEventStore, ProjectionRunner, RunnerOptions};
 use cqrskit::{BoxError, EventEnvelope, Projector, async_trait};
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
 
 /// The relay, stopped for good right after its first batch was
 /// acknowledged and before the runner could commit the checkpoint.

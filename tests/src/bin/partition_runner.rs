@@ -12,19 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cqrs_tests::env::{number, var};
 use cqrs_tests::ledger::Ledger;
 use cqrskit::postgres::{PartitionedRunner, PostgresEventStore, RunnerOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"))
-}
-
-fn number(name: &str) -> u64 {
-    var(name)
-        .parse()
-        .unwrap_or_else(|error| panic!("{name}: {error}"))
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

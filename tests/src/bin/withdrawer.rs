@@ -10,15 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cqrs_examples::bank_account::{BankAccount, Withdraw};
+use cqrs_tests::env::number;
 use cqrskit::postgres::PostgresEventStore;
 use cqrskit::{CommandError, CommandPipeline};
-
-fn number(name: &str) -> u64 {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set"))
-        .parse()
-        .unwrap_or_else(|error| panic!("{name}: {error}"))
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

@@ -7,10 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use cqrskit_core::Projector;
+use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
+use crate::projection::checkpoint;
 use crate::projection::error::{RunnerError, db};
 
 /// The first pause before looking again; each later one doubles, up to
@@ -26,16 +27,29 @@ where
     /// checkpoint. Asked right after a catch-up, a yes means they are behind
     /// the horizon.
     pub(super) async fn events_pending(&self) -> Result<bool, RunnerError> {
+        self.events_pending_through(None).await
+    }
+
+    /// Whether the log holds events of the projection's types (and slices)
+    /// after its checkpoint, up to `upto` when given; a projection that has
+    /// no row yet has everything pending.
+    pub(super) async fn events_pending_through(
+        &self,
+        upto: Option<Position>,
+    ) -> Result<bool, RunnerError> {
         let database = self.store.database();
         let mut session = database.session().await.map_err(db)?;
         // language=SQL
         let pending = database
             .query_scalar(&format!(
-                "SELECT EXISTS (
+                "SELECT NOT EXISTS (SELECT 1 FROM {projections} WHERE name = $1)
+                     OR EXISTS (
                  SELECT 1 FROM {events} e, {projections} p
                  WHERE p.name = $1
                    AND (e.transaction_id, e.position)
                        > (p.checkpoint_transaction::text::xid8, p.checkpoint_sequence)
+                   AND ($5::bigint IS NULL
+                        OR (e.transaction_id, e.position) <= ($5::bigint::text::xid8, $6))
                    AND ($2::text[] IS NULL OR e.event_type = ANY($2))
                    AND ($3::smallint IS NULL OR e.slice BETWEEN $3 AND $4)
              )",
@@ -46,6 +60,8 @@ where
             .bind((!self.filter.event_types.is_empty()).then_some(&self.filter.event_types))
             .bind(self.slice_bounds().map(|(first, _)| first))
             .bind(self.slice_bounds().map(|(_, last)| last))
+            .bind(upto.map(|upto| checkpoint::as_i64(upto.transaction)))
+            .bind(upto.map(|upto| checkpoint::as_i64(upto.sequence)))
             .fetch_one(&mut *session)
             .await
             .map_err(db)?;

@@ -7,8 +7,7 @@ use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
-use crate::projection::checkpoint;
-use crate::projection::error::{RunnerError, db};
+use crate::projection::error::RunnerError;
 
 /// How often a waiting caller looks again.
 const LOOK_EVERY: Duration = Duration::from_millis(10);
@@ -49,33 +48,6 @@ where
     /// Whether no event of the projection's types (and slices) lies after
     /// its checkpoint and at or before `position`.
     async fn has_applied(&self, position: Position) -> Result<bool, RunnerError> {
-        let database = self.store.database();
-        let mut session = database.session().await.map_err(db)?;
-        // language=SQL
-        let applied = database
-            .query_scalar(&format!(
-                "SELECT NOT EXISTS (
-                     SELECT 1 FROM {events} e, {projections} p
-                     WHERE p.name = $1
-                       AND (e.transaction_id, e.position)
-                           > (p.checkpoint_transaction::text::xid8, p.checkpoint_sequence)
-                       AND (e.transaction_id, e.position) <= ($2::bigint::text::xid8, $3)
-                       AND ($4::text[] IS NULL OR e.event_type = ANY($4))
-                       AND ($5::smallint IS NULL OR e.slice BETWEEN $5 AND $6)
-                 ) AND EXISTS (SELECT 1 FROM {projections} WHERE name = $1)",
-                events = self.events,
-                projections = self.projections,
-            ))
-            .bind(self.name())
-            .bind(checkpoint::as_i64(position.transaction))
-            .bind(checkpoint::as_i64(position.sequence))
-            .bind((!self.filter.event_types.is_empty()).then_some(&self.filter.event_types))
-            .bind(self.slice_bounds().map(|(first, _)| first))
-            .bind(self.slice_bounds().map(|(_, last)| last))
-            .fetch_one(&mut *session)
-            .await
-            .map_err(db)?;
-        session.finish().await.map_err(db)?;
-        Ok(applied)
+        Ok(!self.events_pending_through(Some(position)).await?)
     }
 }
