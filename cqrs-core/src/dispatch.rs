@@ -17,8 +17,20 @@
 //!
 //! You can implement these traits by hand too; the macros write nothing you
 //! could not.
+//!
+//! # Event unions
+//!
+//! A projector or process manager that reads several aggregates' events
+//! (loans by member, with each book's title) takes an *event union*: an enum
+//! with one newtype variant per event enum, `#[derive(EventUnion)]`. It is a
+//! [`DomainEvent`] whose type names are its members', and it implements
+//! [`EventVariant<T, Member<N, V>>`](EventVariant) for every `T` its `N`th
+//! member holds, so `#[projector(event = Union)]` methods take the members'
+//! event types directly, checked and filtered as for one enum.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::marker::PhantomData;
 
 use crate::{Aggregate, DomainEvent};
 
@@ -75,17 +87,95 @@ pub trait DispatchEvent<A: Aggregate<Event = Self>>: DomainEvent {
     fn dispatch(&self, aggregate: &mut A);
 }
 
-/// `T` is the content of one newtype variant of the event enum `Self`.
-/// Written by `#[derive(DomainEvent)]` for each newtype variant.
+/// `T` is the content of one newtype variant of the event enum `Self`, or,
+/// for an [event union](crate::dispatch#event-unions), of one of its member
+/// enums.
+///
+/// `Via` says where `T` sits: [`Direct`] in the enum itself (what
+/// `#[derive(DomainEvent)]` writes for each newtype variant), [`Member`]
+/// `<N, V>` in the `N`th member enum of a union, found there via `V`. Code
+/// never names it: callers leave it to inference
+/// (`<E as EventVariant<T, _>>::EVENT_TYPE`, as `#[projector]` writes),
+/// which finds the one place `T` sits, and refuses to compile when there is
+/// none, or more than one (the same type in two member enums).
 #[diagnostic::on_unimplemented(
     message = "`{T}` is not an event of `{Self}`",
-    label = "no newtype variant of `{Self}` holds `{T}`",
-    note = "a `#[projector]` or `#[aggregate]` method can only take the type of a newtype variant of the event enum"
+    label = "no newtype variant of `{Self}` (or of its member enums) holds `{T}`",
+    note = "a `#[projector]` or `#[aggregate]` method can only take the type of a newtype variant of the event enum, or of one of the enums an `EventUnion` joins"
 )]
-pub trait EventVariant<T>: DomainEvent {
+pub trait EventVariant<T, Via = Direct>: DomainEvent {
     /// The stored type name of that variant.
     const EVENT_TYPE: &'static str;
 
     /// The content, when `self` is that variant.
     fn as_variant(&self) -> Option<&T>;
+}
+
+/// [`EventVariant`]'s `Via` for a type held by a newtype variant of the
+/// enum itself.
+#[derive(Debug)]
+pub enum Direct {}
+
+/// [`EventVariant`]'s `Via` for a type held by the `N`th member enum of an
+/// event union (counted from 0 in declaration order), where it sits via `V`.
+#[derive(Debug)]
+pub struct Member<const N: usize, V>(PhantomData<V>, Infallible);
+
+/// The stored type names of an event union's member enums, in order, as one
+/// array of `N` names. Written into `EVENT_TYPES` by `#[derive(EventUnion)]`.
+///
+/// # Panics
+///
+/// At compile time (it runs in a constant), when `N` is not the total number
+/// of names, or when two members store the same type name: a stored event of
+/// that name could then not be told apart.
+#[must_use]
+pub const fn union_event_types<const N: usize>(
+    members: &[&'static [&'static str]],
+) -> [&'static str; N] {
+    let mut names = [""; N];
+    let mut filled = 0;
+    let mut member = 0;
+    while member < members.len() {
+        let mut index = 0;
+        while index < members[member].len() {
+            let name = members[member][index];
+            let mut earlier = 0;
+            while earlier < filled {
+                assert!(
+                    !same_str(names[earlier], name),
+                    "two member enums of an event union store the same event type name: rename one with #[event(name = \"...\")]"
+                );
+                earlier += 1;
+            }
+            assert!(
+                filled < N,
+                "an event union's length is not its members' total"
+            );
+            names[filled] = name;
+            filled += 1;
+            index += 1;
+        }
+        member += 1;
+    }
+    assert!(
+        filled == N,
+        "an event union's length is not its members' total"
+    );
+    names
+}
+
+const fn same_str(left: &str, right: &str) -> bool {
+    let (left, right) = (left.as_bytes(), right.as_bytes());
+    if left.len() != right.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < left.len() {
+        if left[index] != right[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
 }

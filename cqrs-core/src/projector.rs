@@ -86,8 +86,11 @@ pub trait Projector<C: ?Sized + Send = ()>: Send + Sync {
     /// their first batch and before a rebuild, with the context they project
     /// with (on PostgreSQL, a transaction that holds the projection's row, so
     /// two runners never run it at once), so a projection's tables come into
-    /// being with it, in the schema of its events, and again after a
-    /// restart. The default does nothing (`#[setup]` with the macro).
+    /// being with it, in the database of its events, and again after a
+    /// restart. The transaction's `search_path` is the connection's own, not
+    /// the store's schema: a store in a schema other than the default
+    /// qualifies its read models' table names. The default does nothing
+    /// (`#[setup]` with the macro).
     ///
     /// # Errors
     ///

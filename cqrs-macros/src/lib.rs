@@ -17,6 +17,7 @@ mod args;
 mod command;
 mod domain_event;
 mod errors;
+mod event_union;
 mod handler;
 mod projector;
 mod variants;
@@ -74,6 +75,53 @@ mod variants;
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     domain_event::expand(&input).into()
+}
+
+/// Derives `DomainEvent` for an *event union*: an enum with one newtype
+/// variant per event enum it joins, so that one projector or process manager
+/// can read the events of several aggregates.
+///
+/// The union's stored type names are its members' (`EVENT_TYPES` joins them
+/// in order; two members storing the same name do not compile); a stored
+/// event decodes into the member that has its type name; a member's event
+/// converts into the union with `From`. `#[projector(event = Union)]`
+/// methods take the event types of any member, with the same checks as for
+/// one enum: a type that is in no member does not compile, and the stores
+/// deliver only the types the methods take.
+///
+/// The derive also writes `Serialize` and `Deserialize` (as the member's own
+/// form): do not derive them too. The union cannot be generic.
+///
+/// # Example
+///
+/// ```
+/// use cqrskit::{DomainEvent, EventUnion};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct BookAdded { title: String }
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize, DomainEvent)]
+/// enum BookEvent { BookAdded(BookAdded) }
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize, DomainEvent)]
+/// enum MemberEvent { Joined { name: String }, Left }
+///
+/// #[derive(Debug, PartialEq, EventUnion)]
+/// enum LibraryEvent {
+///     Book(BookEvent),
+///     Member(MemberEvent),
+/// }
+///
+/// assert_eq!(LibraryEvent::EVENT_TYPES, ["BookAdded", "Joined", "Left"]);
+/// let event = LibraryEvent::decode("Joined", 1, r#"{"name":"Ada"}"#).unwrap();
+/// assert_eq!(event, LibraryEvent::Member(MemberEvent::Joined { name: "Ada".into() }));
+/// assert_eq!(event.event_type(), "Joined");
+/// ```
+#[proc_macro_derive(EventUnion)]
+pub fn derive_event_union(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    event_union::expand(&input).into()
 }
 
 /// Derives `Command` for a command enum.

@@ -157,7 +157,7 @@ fn generate(
         let event = respan(event, message.span());
         // Spanned so that "X is not an event of E" points at the method's parameter.
         quote_spanned! {message.span()=>
-            <#event as ::cqrskit::dispatch::EventVariant<#message>>::EVENT_TYPE
+            <#event as ::cqrskit::dispatch::EventVariant<#message, _>>::EVENT_TYPE
         }
     });
     let branches = projects.iter().map(|handler| {
@@ -169,7 +169,7 @@ fn generate(
         let call = call(handler, quote! { Self::#method(self, event #envelope_arg #context_arg) });
         quote_spanned! {message.span()=>
             if let ::core::option::Option::Some(event) =
-                <#event as ::cqrskit::dispatch::EventVariant<#message>>::as_variant(&envelope.payload)
+                <#event as ::cqrskit::dispatch::EventVariant<#message, _>>::as_variant(&envelope.payload)
             {
                 return #call;
             }

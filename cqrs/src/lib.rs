@@ -88,7 +88,7 @@
 //! # }).unwrap();
 //! ```
 //!
-//! The macros (`DomainEvent`, `Command`, `aggregate`, `projector`) come with
+//! The macros (`DomainEvent`, `EventUnion`, `Command`, `aggregate`, `projector`) come with
 //! the default `derive` feature; every trait they implement can also be
 //! implemented by hand (see [`DomainEvent`] and [`dispatch`]).
 //!
@@ -96,7 +96,7 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `derive` | yes | the macros `DomainEvent`, `Command`, `aggregate` and `projector` |
+//! | `derive` | yes | the macros `DomainEvent`, `EventUnion`, `Command`, `aggregate` and `projector` |
 //! | `postgres` | no | `cqrskit::postgres`: the PostgreSQL event store, snapshots, checkpoints and the projection runner |
 //! | `nats` | no | `cqrskit::nats`: integration events over NATS JetStream (a relay from the PostgreSQL log, CloudEvents on the wire, consumers applying each message once in effect; implies `postgres`) |
 //! | `testing` | no | `cqrskit::postgres::testing`: a store in a fresh schema per test, and running a projection until it has caught up (for an application's own tests; implies `postgres`) |
@@ -122,7 +122,7 @@
 pub use cqrskit_core::*;
 
 #[cfg(feature = "derive")]
-pub use cqrskit_macros::{Command, DomainEvent, aggregate, projector};
+pub use cqrskit_macros::{Command, DomainEvent, EventUnion, aggregate, projector};
 
 #[cfg(feature = "postgres")]
 #[doc(inline)]

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_examples::ecommerce::{
-    AddStock, CancelOrder, CreateOrder, Fulfilment, OrderLine, OrderStatus, Shop,
+    AddStock, CancelOrder, CreateOrder, Fulfilment, OrderCreated, OrderLine, OrderStatus, Shop,
+    StockReleased, StockReserved,
 };
 use cqrs_tests::postgres::TestStore;
 use cqrskit::Detached;
 use cqrskit::postgres::ProjectionRunner;
+use cqrskit::postgres::sqlx::{self, PgConnection};
 
 fn line(sku: &str, quantity: u32) -> OrderLine {
     OrderLine {
@@ -19,18 +21,17 @@ fn line(sku: &str, quantity: u32) -> OrderLine {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_fulfilment_process_runs_under_the_projection_runner_on_postgres() {
-    let db = TestStore::new().await;
+/// A shop over `db` with tea (5) and mugs (1) in stock, and three orders:
+/// o1 (2 tea, 1 mug), o2 (1 tea, 1 mug: no mug left for it) and o3 (2 tea,
+/// cancelled at once).
+async fn shop_with_orders(db: &TestStore) -> Shop {
     let shop = Shop::new(db.shared());
-    shop.inventory
-        .execute("tea", AddStock { quantity: 5 })
-        .await
-        .expect("stock");
-    shop.inventory
-        .execute("mug", AddStock { quantity: 1 })
-        .await
-        .expect("stock");
+    for (sku, quantity) in [("tea", 5), ("mug", 1)] {
+        shop.inventory
+            .execute(sku, AddStock { quantity })
+            .await
+            .expect("stock");
+    }
     for (order, lines) in [
         ("o1", vec![line("tea", 2), line("mug", 1)]),
         ("o2", vec![line("tea", 1), line("mug", 1)]),
@@ -56,6 +57,13 @@ async fn the_fulfilment_process_runs_under_the_projection_runner_on_postgres() {
         )
         .await
         .expect("cancel");
+    shop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fulfilment_process_runs_under_the_projection_runner_on_postgres() {
+    let db = TestStore::new().await;
+    let shop = shop_with_orders(&db).await;
 
     let fulfilment = Arc::new(Fulfilment::new(shop.orders.clone(), shop.inventory.clone()));
     let runner = ProjectionRunner::new(db.store.clone(), Arc::new(Detached(fulfilment)));
@@ -196,5 +204,157 @@ async fn the_shops_process_managers_run_on_postgres_with_their_checkpoints() {
             "{order}'s payment deadline"
         );
     }
+    db.drop_schema().await;
+}
+
+/// Ordered and reserved items per order and product, in PostgreSQL: a
+/// multi-stream read model written in the runner's transaction, into
+/// `table` (qualified by the test's schema).
+struct ReservedByOrder {
+    table: String,
+}
+
+type ShopEnvelope = cqrskit::EventEnvelope<cqrs_examples::ecommerce::ShopEvent>;
+
+#[cqrskit::projector(event = cqrs_examples::ecommerce::ShopEvent, name = "reserved_by_order")]
+impl ReservedByOrder {
+    #[setup]
+    async fn create(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (order_id text, sku text,
+             ordered bigint NOT NULL, reserved bigint NOT NULL, PRIMARY KEY (order_id, sku))",
+            self.table
+        ))
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    #[project]
+    async fn created(
+        &self,
+        event: &OrderCreated,
+        envelope: &ShopEnvelope,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        for line in &event.lines {
+            sqlx::query(&format!(
+                "INSERT INTO {0} AS rows VALUES ($1, $2, $3, 0)
+                 ON CONFLICT (order_id, sku) DO UPDATE SET ordered = rows.ordered + $3",
+                self.table
+            ))
+            .bind(&envelope.stream.aggregate_id)
+            .bind(&line.sku)
+            .bind(i64::from(line.quantity))
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    #[project]
+    async fn reserved(
+        &self,
+        event: &StockReserved,
+        envelope: &ShopEnvelope,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        self.change(&event.order_id, envelope, i64::from(event.quantity), tx)
+            .await
+    }
+
+    #[project]
+    async fn released(
+        &self,
+        event: &StockReleased,
+        envelope: &ShopEnvelope,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        self.change(&event.order_id, envelope, -i64::from(event.quantity), tx)
+            .await
+    }
+}
+
+impl ReservedByOrder {
+    async fn change(
+        &self,
+        order_id: &str,
+        envelope: &ShopEnvelope,
+        by: i64,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "UPDATE {} SET reserved = reserved + $3 WHERE order_id = $1 AND sku = $2",
+            self.table
+        ))
+        .bind(order_id)
+        .bind(&envelope.stream.aggregate_id)
+        .bind(by)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A read model over two aggregates' events (an event union) runs under the
+/// PostgreSQL runner like any other: it reads both aggregate types' events
+/// from one log, in log order (each reservation after the order it names),
+/// and only the types its methods take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_model_over_orders_and_inventory_runs_under_the_runner() {
+    let db = TestStore::new().await;
+    let shop = shop_with_orders(&db).await;
+    // The process manager reserves (and, for o2, releases again).
+    shop.process().await.expect("process");
+
+    let projector = ReservedByOrder {
+        table: db.table("reserved_by_order"),
+    };
+    let runner = ProjectionRunner::new(db.store.clone(), Arc::new(projector));
+    assert!(runner.acquire_lease().await.expect("lease"));
+    runner.catch_up().await.expect("catch up");
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT order_id, sku, ordered, reserved FROM {} ORDER BY order_id, sku",
+        db.table("reserved_by_order")
+    ))
+    .fetch_all(db.pool())
+    .await
+    .expect("read model");
+    let row = |order: &str, sku: &str, ordered, reserved| {
+        (order.to_owned(), sku.to_owned(), ordered, reserved)
+    };
+    assert_eq!(
+        rows,
+        [
+            row("o1", "mug", 1, 1),
+            row("o1", "tea", 2, 2),
+            row("o2", "mug", 1, 0),
+            row("o2", "tea", 1, 0),
+            row("o3", "tea", 2, 0),
+        ]
+    );
+    // What it reads: the log's events of the three types it takes, none else.
+    let lag = runner.lag().await.expect("lag");
+    assert_eq!(lag.events, 0);
+    let handled: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {} WHERE event_type = ANY($1)",
+        db.table("events")
+    ))
+    .bind(ReservedByOrder::EVENT_TYPES)
+    .fetch_one(db.pool())
+    .await
+    .expect("count");
+    let all: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", db.table("events")))
+        .fetch_one(db.pool())
+        .await
+        .expect("count");
+    assert!(
+        handled < all,
+        "stock additions and order confirmations are not its types"
+    );
+    assert_eq!(
+        ReservedByOrder::EVENT_TYPES,
+        ["OrderCreated", "StockReserved", "StockReleased"]
+    );
     db.drop_schema().await;
 }

@@ -1,6 +1,7 @@
 //! An e-commerce order system: orders with a lifecycle, inventory that
 //! reserves and releases stock, a process manager that ties them together,
-//! and read models for "orders by customer" and "stock levels".
+//! and read models for "orders by customer", "stock levels" and the
+//! warehouse's pick lists (which read both aggregates' events).
 //!
 //! - [`order`]: the [`Order`] aggregate (created, confirmed, paid, shipped,
 //!   delivered, cancelled; no shipping an unpaid order, no cancelling a
@@ -12,6 +13,8 @@
 //! - [`payment_timeout`]: [`PaymentTimeout`], which cancels an order not
 //!   paid within 30 minutes with a deadline;
 //! - [`read_models`]: [`OrdersByCustomer`] and [`StockLevels`];
+//! - [`pick_lists`]: [`PickLists`], a read model over orders and inventory
+//!   through the event union [`ShopEvent`];
 //! - [`shop`]: all of it wired over one store.
 
 pub mod checkout;
@@ -19,6 +22,7 @@ pub mod fulfilment;
 pub mod inventory;
 pub mod order;
 pub mod payment_timeout;
+pub mod pick_lists;
 pub mod read_models;
 pub mod shop;
 
@@ -35,6 +39,7 @@ pub use order::{
     PayOrder, ShipOrder,
 };
 pub use payment_timeout::{PAYMENT_TIMEOUT, PAYMENT_WINDOW, PaymentTimeout};
+pub use pick_lists::{PickLine, PickList, PickListOf, PickLists, ReadyToPick, ShopEvent};
 pub use read_models::{
     OrderSummary, OrdersByCustomer, OrdersOfCustomer, StockLevel, StockLevelOf, StockLevels,
 };

@@ -1,6 +1,6 @@
 //! The whole shop wired together over one event store: the two aggregates'
 //! pipelines, the fulfilment and payment-timeout process managers and the
-//! read models, each consuming the global log with its own checkpoint, and
+//! read models (the pick lists reading both aggregates), each consuming the global log with its own checkpoint, and
 //! the runner that delivers the payment deadlines.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use cqrskit::{CatchUpError, CommandPipeline, EventStore, Position, RetryPolicy, 
 
 use super::{
     AbandonCheckout, CHECKOUT_TIMEOUT, CancelUnpaidOrder, Checkout, Fulfilment, Inventory, Order,
-    OrdersByCustomer, PAYMENT_TIMEOUT, PaymentTimeout, StockLevels,
+    OrdersByCustomer, PAYMENT_TIMEOUT, PaymentTimeout, PickLists, StockLevels,
 };
 
 /// The shop over one store.
@@ -25,6 +25,8 @@ pub struct Shop {
     pub orders_by_customer: Arc<OrdersByCustomer>,
     /// The stock-levels read model.
     pub stock_levels: Arc<StockLevels>,
+    /// The warehouse's pick lists (orders and inventory together).
+    pub pick_lists: Arc<PickLists>,
     /// The payment and checkout deadlines.
     pub deadlines: Arc<dyn DeadlineStore>,
     clock: Arc<dyn Clock>,
@@ -33,6 +35,7 @@ pub struct Shop {
     deadline_runner: DeadlineRunner,
     order_list: Subscription<OrdersByCustomer>,
     stock: Subscription<StockLevels>,
+    picking: Subscription<PickLists>,
 }
 
 impl Shop {
@@ -62,6 +65,7 @@ impl Shop {
         let fulfilment = Arc::new(Fulfilment::new(orders.clone(), inventory.clone()));
         let orders_by_customer = Arc::new(OrdersByCustomer::default());
         let stock_levels = Arc::new(StockLevels::default());
+        let pick_lists = Arc::new(PickLists::default());
         let payment_timeout = Arc::new(PaymentTimeout::new(deadlines.clone()));
         let deadline_runner = DeadlineRunner::new(deadlines.clone(), clock.clone())
             .route::<Order, CancelUnpaidOrder>(PAYMENT_TIMEOUT, orders.clone())
@@ -74,11 +78,13 @@ impl Shop {
             clock,
             order_list: Subscription::new(store.clone(), orders_by_customer.clone()),
             stock: Subscription::new(store.clone(), stock_levels.clone()),
+            picking: Subscription::new(store.clone(), pick_lists.clone()),
             store,
             orders,
             inventory,
             orders_by_customer,
             stock_levels,
+            pick_lists,
         }
     }
 
@@ -107,6 +113,7 @@ impl Shop {
             self.payment_timeout.poll().await?;
             self.order_list.poll().await?;
             self.stock.poll().await?;
+            self.picking.poll().await?;
             let delivered = self.deadline_runner.deliver_due().await?;
             if self.checkpoints().await == before && delivered.done.is_empty() {
                 return Ok(());
@@ -114,12 +121,13 @@ impl Shop {
         }
     }
 
-    async fn checkpoints(&self) -> [Position; 4] {
+    async fn checkpoints(&self) -> [Position; 5] {
         [
             self.fulfilment.checkpoint().await,
             self.payment_timeout.checkpoint().await,
             self.order_list.checkpoint().await,
             self.stock.checkpoint().await,
+            self.picking.checkpoint().await,
         ]
     }
 }

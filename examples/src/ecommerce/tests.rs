@@ -210,17 +210,24 @@ async fn stock(shop: &Shop, sku: &str) -> StockLevel {
         .unwrap_or_default()
 }
 
+/// `shop` with `items` (sku, quantity) in stock.
+async fn stocked(shop: Shop, items: &[(&str, u32)]) -> Shop {
+    for &(sku, quantity) in items {
+        shop.inventory
+            .execute(sku, AddStock { quantity })
+            .await
+            .expect("stock");
+    }
+    shop
+}
+
 #[tokio::test]
 async fn the_process_manager_confirms_orders_it_can_reserve_and_cancels_the_others() {
-    let shop = Shop::new(Arc::new(InMemoryEventStore::new()));
-    shop.inventory
-        .execute("tea", AddStock { quantity: 10 })
-        .await
-        .expect("stock");
-    shop.inventory
-        .execute("mug", AddStock { quantity: 1 })
-        .await
-        .expect("stock");
+    let shop = stocked(
+        Shop::new(Arc::new(InMemoryEventStore::new())),
+        &[("tea", 10), ("mug", 1)],
+    )
+    .await;
 
     let alice = shop
         .orders
@@ -619,12 +626,7 @@ async fn a_checkout_answers_at_once_and_keeps_its_reservation_past_the_hold() {
         Arc::new(cqrskit::deadline::InMemoryDeadlines::new()),
         Arc::new(clock.clone()),
     );
-    for (sku, quantity) in [("tea", 5), ("mug", 1)] {
-        shop.inventory
-            .execute(sku, AddStock { quantity })
-            .await
-            .expect("stock");
-    }
+    let shop = stocked(shop, &[("tea", 5), ("mug", 1)]).await;
     let checkout = shop.checkout();
     checkout
         .place("o1", "alice", &[line("tea", 2, 450), line("mug", 1, 900)])
@@ -737,4 +739,134 @@ async fn an_event_the_fulfilment_ignores_issues_no_command() {
         .await
         .then_expect_nothing()
         .await;
+}
+
+#[tokio::test]
+async fn the_pick_lists_join_each_order_with_the_stock_set_aside_for_it() {
+    let shop = stocked(
+        Shop::new(Arc::new(InMemoryEventStore::new())),
+        &[("tea", 10), ("mug", 1)],
+    )
+    .await;
+    for (order_id, customer) in [("o-alice", "alice"), ("o-bob", "bob")] {
+        shop.orders
+            .execute(
+                order_id,
+                CreateOrder {
+                    customer_id: customer.into(),
+                    lines: vec![line("tea", 3, 450), line("mug", 1, 900)],
+                },
+            )
+            .await
+            .expect("create");
+    }
+    shop.process().await.expect("process");
+
+    // Lines from the order's events, reservations from the products' events.
+    let alice = shop
+        .pick_lists
+        .handle(PickListOf {
+            order_id: "o-alice".into(),
+        })
+        .await
+        .expect("infallible")
+        .expect("alice's order is open");
+    let expected = PickLine {
+        ordered: 3,
+        reserved: 3,
+    };
+    assert_eq!(alice.lines["tea"], expected);
+    assert_eq!(
+        alice.lines["mug"],
+        PickLine {
+            ordered: 1,
+            reserved: 1
+        }
+    );
+    // Bob's order was cancelled (no mug left): off the lists, its tea released.
+    let bob = PickListOf {
+        order_id: "o-bob".into(),
+    };
+    assert_eq!(shop.pick_lists.handle(bob).await.expect("infallible"), None);
+    assert_eq!(
+        shop.pick_lists
+            .handle(ReadyToPick)
+            .await
+            .expect("infallible"),
+        ["o-alice"]
+    );
+    // Only the types its methods take reach it, from both aggregates.
+    assert_eq!(
+        PickLists::EVENT_TYPES,
+        [
+            "OrderCreated",
+            "StockReserved",
+            "StockReleased",
+            "OrderShipped",
+            "OrderCancelled"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_pick_list_answers_from_events_of_orders_and_products() {
+    use cqrskit::testing::ProjectionFixture;
+    let reserved = |quantity| StockReserved {
+        order_id: "o1".into(),
+        quantity,
+    };
+    let fixture = ProjectionFixture::new(PickLists::default())
+        .given::<Order, _>("o1", [created()])
+        .given::<Inventory, _>(
+            "tea",
+            [
+                StockAdded { quantity: 5 }.into(),
+                InventoryEvent::from(reserved(2)),
+            ],
+        )
+        .given::<Inventory, _>(
+            "mug",
+            [
+                InventoryEvent::from(StockAdded { quantity: 5 }),
+                reserved(1).into(),
+                StockReleased {
+                    order_id: "o1".into(),
+                    quantity: 1,
+                }
+                .into(),
+            ],
+        );
+    let lists = fixture
+        .then_expect(
+            PickListOf {
+                order_id: "o1".into(),
+            },
+            Some(PickList {
+                lines: [
+                    (
+                        "mug".to_owned(),
+                        PickLine {
+                            ordered: 1,
+                            reserved: 0,
+                        },
+                    ),
+                    (
+                        "tea".to_owned(),
+                        PickLine {
+                            ordered: 2,
+                            reserved: 2,
+                        },
+                    ),
+                ]
+                .into(),
+            }),
+        )
+        .await;
+    assert!(
+        lists
+            .handle(ReadyToPick)
+            .await
+            .expect("infallible")
+            .is_empty()
+    );
 }
