@@ -57,6 +57,7 @@ macro_rules! for_each_scenario {
             an_unusable_snapshot_falls_back_to_a_full_replay,
             loading_from_events_ignores_the_snapshot,
             load_at_returns_the_state_as_of_a_version,
+            load_as_of_returns_the_state_at_a_time,
             command_metadata_reaches_every_stored_event,
             retries_keep_concurrent_withdrawals_within_the_balance,
             conflict_without_retry_is_reported_with_versions,

@@ -940,6 +940,40 @@ pub async fn load_at_returns_the_state_as_of_a_version(store: Store) {
     }
 }
 
+/// `load_as_of` gives the state after the events recorded at or before a
+/// time: before the first event, the default state; at each event's
+/// recording time, the state right after it; in between, the same.
+pub async fn load_as_of_returns_the_state_at_a_time(store: Store) {
+    let accounts = Accounts::new(store.clone(), ()).with_snapshots(SnapshotPolicy::Every(2));
+    let mut times = Vec::new();
+    for command in [
+        AccountCommand::Open(OpenAccount { owner: "A".into() }),
+        AccountCommand::Deposit(Deposit { amount: 100 }),
+        AccountCommand::Withdraw(Withdraw { amount: 50 }),
+        AccountCommand::Deposit(Deposit { amount: 25 }),
+    ] {
+        let outcome = accounts.execute("acc", command).await.expect("accepted");
+        times.push(outcome.events[0].recorded_at);
+        // Distinct recording times, even at the store's microseconds.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let before = times[0] - chrono::Duration::milliseconds(1);
+    let empty = accounts.load_as_of("acc", before).await.expect("as of");
+    assert_eq!((empty.version, empty.state.owner), (0, None));
+    let mut balances = Vec::new();
+    for (index, at) in times.iter().enumerate() {
+        let loaded = accounts.load_as_of("acc", *at).await.expect("as of");
+        assert_eq!(loaded.version, index as u64 + 1, "as of event {index}'s time");
+        let between = *at + chrono::Duration::microseconds(500);
+        let later = accounts.load_as_of("acc", between).await.expect("as of");
+        assert_eq!(later.version, loaded.version, "between events");
+        balances.push(loaded.state.balance);
+    }
+    assert_eq!(balances, [0, 100, 50, 75]);
+    let now = accounts.load_as_of("acc", chrono::Utc::now()).await.expect("now");
+    assert_eq!(now.version, 4);
+}
+
 /// Correlation and causation ids and free-form entries given with a command
 /// reach every event it stores; without them, the command's events share a
 /// fresh correlation id.
