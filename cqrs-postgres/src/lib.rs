@@ -43,6 +43,7 @@
 //! The schema and the queries behind each index are documented in
 //! `docs/postgres.md`.
 
+pub mod admin;
 mod database;
 mod deadlines;
 mod error;
@@ -64,7 +65,7 @@ pub use inline::InlineProjections;
 pub use partition::{InvalidPartition, Partition, SLICES};
 pub use projection::{
     DaemonError, DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, PartitionedRunner,
-    ProjectionDaemon, ProjectionRunner, ProjectionStatus, ReplayOutcome, RunnerError,
+    ProjectionDaemon, ProjectionRunner, ProjectionStatus, ReplayOutcome, Request, RunnerError,
     RunnerOptions,
 };
 pub use schema::SchemaName;

@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "deadlines",
         include_str!("../migrations/20261201000008_deadlines.sql"),
     ),
+    (
+        20261201000009,
+        "operator requests",
+        include_str!("../migrations/20261201000009_operator_requests.sql"),
+    ),
 ];
 
 /// The embedded migrations as an sqlx migration source.

@@ -32,8 +32,12 @@ pub struct DeadLetter {
     pub attempts: u32,
     /// When it was parked.
     pub parked_at: DateTime<Utc>,
-    /// When a replay succeeded, if one did.
+    /// When it was closed, if it was: a replay applied it, or an operator
+    /// skipped it (`skipped`).
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Whether an operator gave up on it (`cqrs-admin dead-letters skip`)
+    /// rather than a replay applying it.
+    pub skipped: bool,
 }
 
 /// Records `event` as parked by `projection`, reopening its dead letter if
@@ -66,7 +70,8 @@ pub(crate) async fn park(
              error = EXCLUDED.error,
              attempts = EXCLUDED.attempts,
              parked_at = now(),
-             resolved_at = NULL"
+             resolved_at = NULL,
+             resolution = NULL"
     ))
     .bind(projection)
     .bind(event.event_id)
@@ -96,7 +101,7 @@ pub(crate) async fn list(
     let rows = db
         .query(&format!(
         "SELECT id, projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
-                version, event_type, error, attempts, parked_at, resolved_at
+                version, event_type, error, attempts, parked_at, resolved_at, resolution
          FROM {table} WHERE projection = $1 AND ($2 OR resolved_at IS NULL) ORDER BY id"
     ))
         .bind(projection)
@@ -105,6 +110,45 @@ pub(crate) async fn list(
         .await?;
     session.finish().await?;
     rows.iter().map(dead_letter).collect()
+}
+
+/// One dead letter, open or closed.
+pub(crate) async fn by_id(
+    db: &Database,
+    table: &str,
+    id: i64,
+) -> Result<Option<DeadLetter>, sqlx::Error> {
+    let mut session = db.session().await?;
+    // language=SQL
+    let row = db
+        .query(&format!(
+            "SELECT id, projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
+                version, event_type, error, attempts, parked_at, resolved_at, resolution
+         FROM {table} WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *session)
+        .await?;
+    session.finish().await?;
+    row.as_ref().map(dead_letter).transpose()
+}
+
+/// Closes an open dead letter as skipped; `false` when none is open with
+/// that id.
+pub(crate) async fn skip(db: &Database, table: &str, id: i64) -> Result<bool, sqlx::Error> {
+    let mut session = db.session().await?;
+    // language=SQL
+    let skipped = db
+        .query(&format!(
+            "UPDATE {table} SET resolved_at = now(), resolution = 'skipped'
+             WHERE id = $1 AND resolved_at IS NULL"
+        ))
+        .bind(id)
+        .execute(&mut *session)
+        .await?
+        .rows_affected();
+    session.finish().await?;
+    Ok(skipped == 1)
 }
 
 /// Locks one unresolved dead letter for a replay; `None` if it was resolved
@@ -119,7 +163,7 @@ pub(crate) async fn lock_open(
     let row = db
         .query(&format!(
         "SELECT id, projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
-                version, event_type, error, attempts, parked_at, resolved_at
+                version, event_type, error, attempts, parked_at, resolved_at, resolution
          FROM {table} WHERE id = $1 AND resolved_at IS NULL FOR UPDATE"
     ))
         .bind(id)
@@ -192,5 +236,6 @@ fn dead_letter(row: &sqlx::postgres::PgRow) -> Result<DeadLetter, sqlx::Error> {
         attempts: attempts.max(0).unsigned_abs(),
         parked_at: row.try_get("parked_at")?,
         resolved_at: row.try_get("resolved_at")?,
+        skipped: row.try_get::<Option<String>, _>("resolution")?.as_deref() == Some("skipped"),
     })
 }

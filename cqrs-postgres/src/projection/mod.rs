@@ -1,9 +1,9 @@
 //! Projections: read models kept up to date from the global log, exactly once
 //! for read models in the same database.
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod daemon;
-mod dead_letter;
+pub(crate) mod dead_letter;
 mod error;
 mod lease;
 mod partitioned;
@@ -16,4 +16,4 @@ pub use error::RunnerError;
 pub use lease::LeaseHolder;
 pub use partitioned::PartitionedRunner;
 pub use policy::{FailurePolicy, OnExhausted, RunnerOptions};
-pub use runner::{Lag, ProjectionRunner, ReplayOutcome};
+pub use runner::{Lag, ProjectionRunner, ReplayOutcome, Request};

@@ -963,14 +963,21 @@ pub async fn load_as_of_returns_the_state_at_a_time(store: Store) {
     let mut balances = Vec::new();
     for (index, at) in times.iter().enumerate() {
         let loaded = accounts.load_as_of("acc", *at).await.expect("as of");
-        assert_eq!(loaded.version, index as u64 + 1, "as of event {index}'s time");
+        assert_eq!(
+            loaded.version,
+            index as u64 + 1,
+            "as of event {index}'s time"
+        );
         let between = *at + chrono::Duration::microseconds(500);
         let later = accounts.load_as_of("acc", between).await.expect("as of");
         assert_eq!(later.version, loaded.version, "between events");
         balances.push(loaded.state.balance);
     }
     assert_eq!(balances, [0, 100, 50, 75]);
-    let now = accounts.load_as_of("acc", chrono::Utc::now()).await.expect("now");
+    let now = accounts
+        .load_as_of("acc", chrono::Utc::now())
+        .await
+        .expect("now");
     assert_eq!(now.version, 4);
 }
 

@@ -7,8 +7,10 @@ mod holder;
 mod horizon;
 mod lease_wait;
 mod read_ahead;
+mod requests;
 mod run;
 
+pub use self::requests::Request;
 pub(crate) use self::run::{Share, Wake};
 mod session;
 mod setup;
@@ -460,6 +462,7 @@ where
         .await
         .map_err(db)?;
         self.clear_stop(&mut tx).await?;
+        self.clear_request(&mut tx, Request::Rebuild).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
     }

@@ -113,6 +113,8 @@ where
         let mut horizon_pause = horizon::FIRST_PAUSE;
         let mut waiting_for = lease_wait::WaitingFor::default();
         let mut held_back = horizon::HeldBack::default();
+        // Operator requests are looked for at most once per idle interval.
+        let mut requests_checked: Option<tokio::time::Instant> = None;
         loop {
             let mut holds = self.lease_slot().is_some();
             if holds && share.is_some_and(Share::over) {
@@ -137,6 +139,12 @@ where
             }
             metrics::gauge!(telemetry::PROJECTION_LEASE_HELD, "projection" => self.name().to_owned())
                 .set(if holds { 1.0 } else { 0.0 });
+            if holds && requests_checked.is_none_or(|checked| checked.elapsed() >= idle) {
+                requests_checked = Some(tokio::time::Instant::now());
+                if let Err(error) = self.carry_out_requests().await {
+                    tracing::warn!(projection = self.name(), %error, "cannot carry out the operator's request; retrying");
+                }
+            }
             let outcome = if holds {
                 self.catch_up().await.map(|_| ())
             } else {

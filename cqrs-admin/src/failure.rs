@@ -1,0 +1,49 @@
+//! How a command fails: a message on stderr and an exit code a script can
+//! act on.
+
+use std::process::ExitCode;
+
+use cqrskit_postgres::admin::AdminError;
+
+/// A failed command.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The database failed or refused (exit 1).
+    Failed(String),
+    /// The command line is wrong (exit 2, as clap's own mistakes).
+    Usage(String),
+    /// What it names does not exist (exit 3).
+    NotFound(String),
+    /// A runner did not finish in time (exit 4); the work goes on.
+    TimedOut(String),
+}
+
+impl Failure {
+    /// Any error, as a failure of the database or a refusal.
+    pub(crate) fn from_display(error: impl std::fmt::Display) -> Self {
+        Self::Failed(error.to_string())
+    }
+
+    /// Prints the message and gives the exit code.
+    pub(crate) fn report(self) -> ExitCode {
+        let (code, message) = match self {
+            Self::Failed(message) => (1, message),
+            Self::Usage(message) => (2, message),
+            Self::NotFound(message) => (3, message),
+            Self::TimedOut(message) => (4, message),
+        };
+        eprintln!("cqrs-admin: {message}");
+        ExitCode::from(code)
+    }
+}
+
+impl From<AdminError> for Failure {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::UnknownProjection(_) | AdminError::UnknownDeadLetter(_) => {
+                Self::NotFound(error.to_string())
+            }
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! An operator's view of parked events: list, show, skip.
+
+use cqrskit_core::{EventStore, StoredEvent};
+
+use super::{Admin, AdminError};
+use crate::projection::DeadLetter;
+use crate::projection::dead_letter;
+
+impl Admin {
+    /// `projection`'s dead letters, oldest first: the open ones, or all.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached.
+    pub async fn dead_letters(
+        &self,
+        projection: &str,
+        include_closed: bool,
+    ) -> Result<Vec<DeadLetter>, AdminError> {
+        Ok(dead_letter::list(
+            self.store.database(),
+            &self.dead_letters,
+            projection,
+            include_closed,
+        )
+        .await?)
+    }
+
+    /// One dead letter with its event (`None` when the event is no longer
+    /// in the store).
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::UnknownDeadLetter`], or the database's.
+    pub async fn dead_letter(
+        &self,
+        id: i64,
+    ) -> Result<(DeadLetter, Option<StoredEvent>), AdminError> {
+        let letter = dead_letter::by_id(self.store.database(), &self.dead_letters, id)
+            .await?
+            .ok_or(AdminError::UnknownDeadLetter(id))?;
+        let event = self.store.event_by_id(letter.event_id).await?;
+        Ok((letter, event))
+    }
+
+    /// Gives up on an open dead letter: closed as skipped, never applied.
+    /// Its projection's read model goes on without that event.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::UnknownDeadLetter`], [`AdminError::DeadLetterClosed`],
+    /// or the database's.
+    pub async fn skip_dead_letter(&self, id: i64) -> Result<DeadLetter, AdminError> {
+        if dead_letter::skip(self.store.database(), &self.dead_letters, id).await? {
+            return Ok(self.dead_letter(id).await?.0);
+        }
+        match dead_letter::by_id(self.store.database(), &self.dead_letters, id).await? {
+            None => Err(AdminError::UnknownDeadLetter(id)),
+            Some(_) => Err(AdminError::DeadLetterClosed(id)),
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! What an operator asks of a running system, without the application's
+//! code: each projection's state, its parked events, and requests its
+//! runner carries out (a rebuild, a replay of dead letters). The
+//! `cqrs-admin` command line is built on this.
+
+mod dead_letters;
+
+use chrono::{DateTime, Utc};
+use cqrskit_core::{Position, StoreError};
+use sqlx::Row;
+
+use crate::PostgresEventStore;
+use crate::partition::Partition;
+use crate::projection::Request;
+use crate::projection::checkpoint::as_i64;
+
+/// Why an operator's command was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// No projection of that name has a row: it never ran in this schema.
+    #[error("no projection named `{0}` has run in this schema")]
+    UnknownProjection(String),
+    /// No dead letter has that id.
+    #[error("no dead letter has the id {0}")]
+    UnknownDeadLetter(i64),
+    /// The dead letter is closed already.
+    #[error("dead letter {0} is closed already")]
+    DeadLetterClosed(i64),
+    /// A partition of a projection cannot be rebuilt alone: its reset would
+    /// clear the read model of every partition.
+    #[error(
+        "`{0}` is one partition of a projection: rebuild the projection under a new name instead (see the scaling guide)"
+    )]
+    Partition(String),
+    /// The database refused or could not be reached.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The store refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A projection as its row and the log show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectionInfo {
+    /// The projection's name (a partition's is `<name>[i/n]`).
+    pub name: String,
+    /// The last event it applied.
+    pub checkpoint: Position,
+    /// Events of its types after its checkpoint.
+    pub lag_events: u64,
+    /// The age of the oldest of those, in seconds.
+    pub lag_seconds: Option<f64>,
+    /// Events of its types in the whole log: what a rebuild replays.
+    pub log_events: u64,
+    /// The runner that holds or last held the lease.
+    pub owner: Option<String>,
+    /// When that lease runs out (or ran out).
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Whether the lease is held now: a runner is running it.
+    pub running: bool,
+    /// When the failure policy stopped it at a poison event, if it did.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Why it stopped.
+    pub stop_reason: Option<String>,
+    /// Its dead letters still open.
+    pub open_dead_letters: u64,
+    /// An operator's request its runner has not carried out yet.
+    pub requested: Option<Request>,
+    /// When its row last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Operations on a store's projections, for operators.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    store: PostgresEventStore,
+    projections: String,
+    dead_letters: String,
+    events: String,
+}
+
+impl Admin {
+    /// Operations on `store`'s schema.
+    pub fn new(store: PostgresEventStore) -> Self {
+        Self {
+            projections: store.table("projections"),
+            dead_letters: store.table("dead_letters"),
+            events: store.table("events"),
+            store,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &PostgresEventStore {
+        &self.store
+    }
+
+    /// Every projection that has run in the schema, by name.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached.
+    pub async fn projections(&self) -> Result<Vec<ProjectionInfo>, AdminError> {
+        let names = self.names(None).await?;
+        let mut infos = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(info) = self.projection(&name).await? {
+                infos.push(info);
+            }
+        }
+        Ok(infos)
+    }
+
+    /// One projection; `None` when it never ran in the schema.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached.
+    pub async fn projection(&self, name: &str) -> Result<Option<ProjectionInfo>, AdminError> {
+        let database = self.store.database();
+        let mut session = database.session().await?;
+        // language=SQL
+        let Some(row) = database
+            .query(&format!(
+                "SELECT p.checkpoint_transaction, p.checkpoint_sequence, p.owner, p.lease_expires_at,
+                        coalesce(p.lease_expires_at > now(), false) AS running, p.stopped_at,
+                        p.stop_reason, p.event_types, p.requested, p.updated_at,
+                        (SELECT count(*) FROM {} d
+                          WHERE d.projection = p.name AND d.resolved_at IS NULL) AS open_dead_letters
+                 FROM {} p WHERE p.name = $1",
+                self.dead_letters, self.projections
+            ))
+            .bind(name)
+            .fetch_optional(&mut *session)
+            .await?
+        else {
+            session.finish().await?;
+            return Ok(None);
+        };
+        let checkpoint = Position::new(
+            u64::try_from(row.try_get::<i64, _>("checkpoint_transaction")?).unwrap_or(0),
+            u64::try_from(row.try_get::<i64, _>("checkpoint_sequence")?).unwrap_or(0),
+        );
+        let types: Option<Vec<String>> = row.try_get("event_types")?;
+        let lag = self
+            .pending(&mut session, name, checkpoint, types.as_deref())
+            .await?;
+        let requested: Option<String> = row.try_get("requested")?;
+        let info = ProjectionInfo {
+            name: name.to_owned(),
+            checkpoint,
+            lag_events: lag.0,
+            lag_seconds: lag.1,
+            log_events: self
+                .pending(&mut session, name, Position::START, types.as_deref())
+                .await?
+                .0,
+            owner: row.try_get("owner")?,
+            lease_expires_at: row.try_get("lease_expires_at")?,
+            running: row.try_get("running")?,
+            stopped_at: row.try_get("stopped_at")?,
+            stop_reason: row.try_get("stop_reason")?,
+            open_dead_letters: u64::try_from(row.try_get::<i64, _>("open_dead_letters")?)
+                .unwrap_or(0),
+            requested: requested.as_deref().and_then(Request::parse),
+            updated_at: row.try_get("updated_at")?,
+        };
+        session.finish().await?;
+        Ok(Some(info))
+    }
+
+    /// How many events of `types` (all when `None`), in the slices of the
+    /// partition `name` stands for, lie after `after`, and the age of the
+    /// oldest in seconds.
+    async fn pending(
+        &self,
+        session: &mut sqlx::PgConnection,
+        name: &str,
+        after: Position,
+        types: Option<&[String]>,
+    ) -> Result<(u64, Option<f64>), AdminError> {
+        let slices = partition_of(name).map(|partition| partition.slices());
+        let bound =
+            |slice: Option<u16>| slice.map(|slice| i16::try_from(slice).unwrap_or(i16::MAX));
+        // language=SQL
+        let row = self
+            .store
+            .database()
+            .query(&format!(
+                "SELECT count(*) AS events,
+                        extract(epoch FROM now() - min(recorded_at))::float8 AS behind
+                 FROM {} WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
+                   AND ($3::text[] IS NULL OR event_type = ANY($3))
+                   AND ($4::smallint IS NULL OR slice BETWEEN $4 AND $5)",
+                self.events
+            ))
+            .bind(as_i64(after.transaction))
+            .bind(as_i64(after.sequence))
+            .bind(types)
+            .bind(bound(slices.as_ref().map(|range| *range.start())))
+            .bind(bound(slices.as_ref().map(|range| *range.end())))
+            .fetch_one(session)
+            .await?;
+        Ok((
+            u64::try_from(row.try_get::<i64, _>("events")?).unwrap_or(0),
+            row.try_get("behind")?,
+        ))
+    }
+
+    /// Asks the runner that holds `projection`'s lease to carry out
+    /// `request` (it looks every poll interval); a request already waiting
+    /// is replaced. With no runner running, it waits for the next one.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::UnknownProjection`]; [`AdminError::Partition`] for a
+    /// rebuild of one partition.
+    pub async fn request(&self, projection: &str, request: Request) -> Result<(), AdminError> {
+        if request == Request::Rebuild && partition_of(projection).is_some() {
+            return Err(AdminError::Partition(projection.to_owned()));
+        }
+        // language=SQL
+        let sql = format!(
+            "UPDATE {} SET requested = $2, requested_at = now() WHERE name = $1",
+            self.projections
+        );
+        self.update_projection(projection, &sql, Some(request.as_str()))
+            .await
+    }
+
+    /// Lets a stopped projection go on: its runner retries the event it
+    /// stopped at.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::UnknownProjection`], or the database's.
+    pub async fn resume(&self, projection: &str) -> Result<(), AdminError> {
+        // language=SQL
+        let sql = format!(
+            "UPDATE {} SET stopped_at = NULL, stop_reason = NULL, updated_at = now()
+             WHERE name = $1",
+            self.projections
+        );
+        self.update_projection(projection, &sql, None).await
+    }
+
+    async fn update_projection(
+        &self,
+        projection: &str,
+        sql: &str,
+        value: Option<&str>,
+    ) -> Result<(), AdminError> {
+        let database = self.store.database();
+        let mut session = database.session().await?;
+        let mut query = database.query(sql).bind(projection);
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        let updated = query.execute(&mut *session).await?.rows_affected();
+        session.finish().await?;
+        if updated == 0 {
+            return Err(AdminError::UnknownProjection(projection.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The names of the projections (or of those named `only`).
+    async fn names(&self, only: Option<&str>) -> Result<Vec<String>, AdminError> {
+        let database = self.store.database();
+        let mut session = database.session().await?;
+        // language=SQL
+        let names = database
+            .query(&format!(
+                "SELECT name FROM {} WHERE $1::text IS NULL OR name = $1 ORDER BY name",
+                self.projections
+            ))
+            .bind(only)
+            .fetch_all(&mut *session)
+            .await?
+            .iter()
+            .map(|row| row.try_get("name"))
+            .collect::<Result<_, _>>()?;
+        session.finish().await?;
+        Ok(names)
+    }
+}
+
+/// The partition a row name `<projection>[i/n]` stands for.
+fn partition_of(name: &str) -> Option<Partition> {
+    let inner = name.strip_suffix(']')?;
+    let (_, part) = inner.rsplit_once('[')?;
+    let (index, count) = part.split_once('/')?;
+    Partition::new(index.parse().ok()?, count.parse().ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_of;
+
+    #[test]
+    fn partition_row_names_are_recognised() {
+        let partition = partition_of("ledger[2/8]").expect("a partition");
+        assert_eq!((partition.index(), partition.count()), (2, 8));
+        assert!(partition_of("ledger").is_none());
+        assert!(partition_of("ledger[8/8]").is_none());
+        assert!(partition_of("odd[name]").is_none());
+    }
+}

@@ -1,0 +1,116 @@
+//! Requests an operator recorded on the projection's row (`cqrs-admin
+//! rebuild`, `cqrs-admin dead-letters replay`): the projector's code lives
+//! in the application, so the runner holding the lease carries them out.
+
+use cqrskit_core::Projector;
+use sqlx::{PgConnection, Row};
+
+use super::ProjectionRunner;
+use crate::projection::error::{RunnerError, db};
+
+/// What an operator can ask of a running projection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// Clear the read model and replay the log ([`ProjectionRunner::rebuild`]).
+    Rebuild,
+    /// Try the open dead letters again
+    /// ([`ProjectionRunner::replay_dead_letters`]).
+    ReplayDeadLetters,
+}
+
+impl Request {
+    /// The value stored in `projections.requested`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rebuild => "rebuild",
+            Self::ReplayDeadLetters => "replay-dead-letters",
+        }
+    }
+
+    /// The request stored as `value`, if it is one.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "rebuild" => Some(Self::Rebuild),
+            "replay-dead-letters" => Some(Self::ReplayDeadLetters),
+            _ => None,
+        }
+    }
+}
+
+impl<P> ProjectionRunner<P>
+where
+    P: Projector<PgConnection> + ?Sized + 'static,
+{
+    /// Carries out the request recorded for this projection, if there is
+    /// one, and clears it: a rebuild clears it in the rebuild's own
+    /// transaction, a replay once every open dead letter was tried. A
+    /// running runner calls this every poll interval; call it yourself
+    /// when you drive [`catch_up`](Self::catch_up) by hand. Requires the
+    /// lease.
+    ///
+    /// # Errors
+    ///
+    /// As [`rebuild`](Self::rebuild) and
+    /// [`replay_dead_letters`](Self::replay_dead_letters); the request then
+    /// stays, to be tried again.
+    pub async fn carry_out_requests(&self) -> Result<Option<Request>, RunnerError> {
+        let database = self.store.database();
+        let mut session = database.session().await.map_err(db)?;
+        // language=SQL
+        let row = database
+            .query(&format!(
+                "SELECT requested FROM {} WHERE name = $1",
+                self.projections
+            ))
+            .bind(self.name())
+            .fetch_optional(&mut *session)
+            .await
+            .map_err(db)?;
+        session.finish().await.map_err(db)?;
+        let Some(request) = row
+            .and_then(|row| row.get::<Option<String>, _>("requested"))
+            .as_deref()
+            .and_then(Request::parse)
+        else {
+            return Ok(None);
+        };
+        tracing::info!(
+            projection = self.name(),
+            request = request.as_str(),
+            "carrying out an operator's request"
+        );
+        match request {
+            Request::Rebuild => self.rebuild().await?,
+            Request::ReplayDeadLetters => {
+                self.replay_dead_letters().await?;
+                let mut session = database.session().await.map_err(db)?;
+                self.clear_request(&mut session, request).await?;
+                session.finish().await.map_err(db)?;
+            }
+        }
+        Ok(Some(request))
+    }
+
+    /// Clears `request` if it is still the one recorded.
+    pub(super) async fn clear_request(
+        &self,
+        connection: &mut PgConnection,
+        request: Request,
+    ) -> Result<(), RunnerError> {
+        // language=SQL
+        self.store
+            .database()
+            .query(&format!(
+                "UPDATE {} SET requested = NULL, requested_at = NULL
+                 WHERE name = $1 AND requested = $2",
+                self.projections
+            ))
+            .bind(self.name())
+            .bind(request.as_str())
+            .execute(connection)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
