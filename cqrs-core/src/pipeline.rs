@@ -475,6 +475,7 @@ impl<A: Aggregate> CommandPipeline<A> {
         events: Vec<NewEvent>,
         snapshot: Option<Snapshot>,
     ) -> Result<crate::AppendResult, CommandError<A::Error>> {
+        let started = std::time::Instant::now();
         let appended = match snapshot {
             Some(snapshot) => {
                 self.store
@@ -483,6 +484,13 @@ impl<A: Aggregate> CommandPipeline<A> {
             }
             None => self.store.append(stream, expected, events).await,
         };
+        let outcome = match &appended {
+            Ok(_) => "appended",
+            Err(StoreError::Conflict(_)) => "conflicted",
+            Err(_) => "failed",
+        };
+        metrics::histogram!(telemetry::APPEND_DURATION, "aggregate" => A::TYPE, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
         match appended {
             Err(source @ StoreError::OutcomeUnknown(_)) => {
                 Err(CommandError::OutcomeUnknown { command_id, source })

@@ -9,6 +9,7 @@
 //! | `cqrskit_command_retries_total` | counter | `aggregate` | attempts made again after a conflict |
 //! | `cqrskit_command_duration_seconds` | histogram | `aggregate` | from `execute` to its answer, retries included |
 //! | `cqrskit_events_appended_total` | counter | `aggregate` | events a pipeline's commands stored |
+//! | `cqrskit_append_duration_seconds` | histogram | `aggregate`, `outcome` (`appended`, `conflicted`, `failed`) | one append to the store: its round trips and commit, without loading or deciding |
 //! | `cqrskit_projection_events_applied_total` | counter | `projection` | events a PostgreSQL runner applied and committed |
 //! | `cqrskit_projection_lag_seconds` | gauge | `projection` | age of the last event applied, 0 once caught up |
 //! | `cqrskit_projection_lease_held` | gauge | `projection` | 1 while this process holds the projection's lease |
@@ -23,6 +24,8 @@ pub const COMMAND_RETRIES: &str = "cqrskit_command_retries_total";
 pub const COMMAND_DURATION: &str = "cqrskit_command_duration_seconds";
 /// Events stored by commands, by aggregate type.
 pub const EVENTS_APPENDED: &str = "cqrskit_events_appended_total";
+/// Seconds one append to the store took, by aggregate type and outcome.
+pub const APPEND_DURATION: &str = "cqrskit_append_duration_seconds";
 /// Events a projection runner applied, by projection.
 pub const PROJECTION_EVENTS_APPLIED: &str = "cqrskit_projection_events_applied_total";
 /// Age in seconds of the last event a projection applied, by projection.

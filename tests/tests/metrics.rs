@@ -133,6 +133,14 @@ async fn commands_are_counted_by_outcome_with_their_retries_and_durations() {
         &key(telemetry::COMMAND_DURATION, None),
     )
     .unwrap_or(0);
+    let appends = |outcome: &str| {
+        value(
+            &recorded().histograms,
+            &key(telemetry::APPEND_DURATION, Some(outcome)),
+        )
+        .unwrap_or(0)
+    };
+    let (appends_done, appends_conflicted) = (appends("appended"), appends("conflicted"));
 
     let owner = "A".to_owned();
     accounts
@@ -181,6 +189,13 @@ async fn commands_are_counted_by_outcome_with_their_retries_and_durations() {
     )
     .unwrap_or(0);
     assert_eq!(timed_now - timed, 22, "every command timed");
+    // Each append timed: 21 stored; a conflicted one behind every retry
+    // (and behind each decision on a stale cached state, retried at once).
+    assert_eq!(appends("appended") - appends_done, 21);
+    assert!(
+        appends("conflicted") - appends_conflicted
+            >= counter(&key(telemetry::COMMAND_RETRIES, None)) - retries
+    );
     db.drop_schema().await;
 }
 
