@@ -6,6 +6,7 @@
 
 pub mod bank_account;
 pub mod ecommerce;
+pub mod http_service;
 pub mod integration;
 
 // The README's and the guide's code blocks compile as doc tests of this
