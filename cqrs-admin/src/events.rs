@@ -14,20 +14,6 @@ use crate::output;
 /// How many events a stream is read in.
 const STREAM_BATCH: usize = 1000;
 
-/// `<transaction>:<sequence>`, as positions are printed.
-pub(crate) fn parse_position(text: &str) -> Result<Position, String> {
-    let (transaction, sequence) = text.split_once(':').ok_or_else(|| {
-        format!(
-            "`{text}` is not a position: expected <transaction>:<sequence>, as `log` prints them"
-        )
-    })?;
-    let number = |part: &str| {
-        part.parse::<u64>()
-            .map_err(|_| format!("`{part}` in `{text}` is not a whole number"))
-    };
-    Ok(Position::new(number(transaction)?, number(sequence)?))
-}
-
 pub(crate) fn event_json(event: &StoredEvent) -> Value {
     let payload: Value = serde_json::from_str(event.payload.get()).unwrap_or(Value::Null);
     json!({

@@ -54,7 +54,7 @@ enum Command {
     /// The global log, in log order.
     Log {
         /// Start after this position (`<transaction>:<sequence>`, as printed).
-        #[arg(long, value_parser = events::parse_position)]
+        #[arg(long)]
         from: Option<cqrskit_core::Position>,
         /// Only these event types (comma-separated).
         #[arg(long, value_delimiter = ',')]

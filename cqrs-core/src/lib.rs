@@ -54,7 +54,7 @@ pub use memory::InMemoryEventStore;
 pub use metadata::Metadata;
 pub use pipeline::{CommandOutcome, CommandPipeline, Loaded};
 pub use policy::{RetryPolicy, SnapshotPolicy};
-pub use position::Position;
+pub use position::{ParsePositionError, Position};
 pub use projector::{CatchUpError, Detached, ProjectionError, Projector, catch_up};
 pub use query::{Query, QueryHandler};
 pub use state_cache::DEFAULT_CAPACITY as DEFAULT_STATE_CACHE;

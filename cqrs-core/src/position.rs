@@ -45,9 +45,50 @@ impl fmt::Display for Position {
     }
 }
 
+/// Reads a position as [`Display`](fmt::Display) writes it,
+/// `<transaction>:<sequence>`: how a command's position travels through a
+/// URL or a command line and comes back.
+impl std::str::FromStr for Position {
+    type Err = ParsePositionError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || ParsePositionError {
+            text: text.to_owned(),
+        };
+        let (transaction, sequence) = text.split_once(':').ok_or_else(invalid)?;
+        Ok(Self::new(
+            transaction.parse().map_err(|_| invalid())?,
+            sequence.parse().map_err(|_| invalid())?,
+        ))
+    }
+}
+
+/// Text that is not a position.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{text}` is not a position: expected <transaction>:<sequence>, two whole numbers, as positions are printed"
+)]
+pub struct ParsePositionError {
+    /// The text given.
+    pub text: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_reads_back_as_it_is_printed() {
+        let position = Position::new(4490, 17);
+        assert_eq!(position.to_string().parse::<Position>(), Ok(position));
+        for bad in ["12", "a:1", "1:", ":1", "1:2:3", "-1:2", ""] {
+            let error = bad.parse::<Position>().expect_err(bad);
+            assert!(
+                error.to_string().contains("<transaction>:<sequence>"),
+                "{error}"
+            );
+        }
+    }
 
     #[test]
     fn positions_order_by_transaction_then_sequence() {

@@ -187,7 +187,9 @@ async fn balance(
     Query(after): Query<After>,
 ) -> Result<impl IntoResponse, ApiError> {
     if let Some(position) = after.after.as_deref() {
-        let position = parse_position(position)?;
+        let position: Position = position
+            .parse()
+            .map_err(|error: cqrskit::ParsePositionError| ApiError::BadInput(error.to_string()))?;
         let wait = after
             .wait_ms
             .map_or(DEFAULT_WAIT, Duration::from_millis)
@@ -210,20 +212,6 @@ async fn balance(
         "balance": row.balance,
         "version": row.version,
     })))
-}
-
-/// `<transaction>:<sequence>`, as the command answers carry it.
-fn parse_position(text: &str) -> Result<Position, ApiError> {
-    let bad = || {
-        ApiError::BadInput(format!(
-            "`{text}` is not a position: expected <transaction>:<sequence>, as a command's answer gives it"
-        ))
-    };
-    let (transaction, sequence) = text.split_once(':').ok_or_else(bad)?;
-    Ok(Position::new(
-        transaction.parse().map_err(|_| bad())?,
-        sequence.parse().map_err(|_| bad())?,
-    ))
 }
 
 /// 200 when the database answers, with the projection's lag; 503 when not.
