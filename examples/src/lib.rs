@@ -46,3 +46,7 @@ struct IntegrationGuideDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/scaling.md")]
 struct ScalingGuideDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/operations.md")]
+struct OperationsGuideDoctests;
