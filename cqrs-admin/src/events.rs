@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use cqrskit_core::{EventStore, LogFilter, Position, StoredEvent, StreamId};
-use cqrskit_postgres::admin::Admin;
+use cqrskit::postgres::admin::Admin;
+use cqrskit::{EventStore, LogFilter, Position, StoredEvent, StreamId};
 use serde_json::{Value, json};
 
 use crate::failure::Failure;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use cqrskit_postgres::admin::AdminError;
+use cqrskit::postgres::admin::AdminError;
 
 /// A failed command.
 #[derive(Debug)]

@@ -11,8 +11,8 @@ mod projections;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use cqrskit_postgres::PostgresEventStore;
-use cqrskit_postgres::admin::Admin;
+use cqrskit::postgres::PostgresEventStore;
+use cqrskit::postgres::admin::Admin;
 
 use crate::failure::Failure;
 
@@ -55,7 +55,7 @@ enum Command {
     Log {
         /// Start after this position (`<transaction>:<sequence>`, as printed).
         #[arg(long)]
-        from: Option<cqrskit_core::Position>,
+        from: Option<cqrskit::Position>,
         /// Only these event types (comma-separated).
         #[arg(long, value_delimiter = ',')]
         types: Vec<String>,

@@ -4,8 +4,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use cqrskit_postgres::admin::{Admin, ProjectionInfo};
-use cqrskit_postgres::{DeadLetter, Request};
+use cqrskit::postgres::admin::{Admin, ProjectionInfo};
+use cqrskit::postgres::{DeadLetter, Request};
 use serde_json::{Value, json};
 
 use crate::Wait;

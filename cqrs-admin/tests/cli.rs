@@ -235,6 +235,37 @@ async fn it_migrates_a_schema_and_reads_streams_and_the_log() {
 
     let oldest = json(&db.schema, &["oldest-transaction"]);
     assert_eq!(oldest, Value::Null, "no append in flight");
+    // An append whose transaction stays open is the one named.
+    let mut open = db.pool().begin().await.expect("begin");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *open)
+        .await
+        .expect("pid");
+    let event = cqrskit::NewEvent::from_event(
+        &cqrs_examples::bank_account::AccountEvent::from(
+            cqrs_examples::bank_account::DepositMade { amount: 1 },
+        ),
+        cqrskit::Metadata::default(),
+    )
+    .expect("encode");
+    db.store
+        .append_in(
+            &mut open,
+            &cqrskit::StreamId::new("account", "a0"),
+            cqrskit::ExpectedVersion::Any,
+            vec![event],
+        )
+        .await
+        .expect("append in the open transaction");
+    let oldest = json(&db.schema, &["oldest-transaction"]);
+    assert_eq!(oldest["pid"], pid, "{oldest}");
+    let table = stdout(&admin(&db.schema, &["oldest-transaction"]));
+    assert!(
+        table.starts_with("PID") && table.contains(&pid.to_string()),
+        "{table}"
+    );
+    open.rollback().await.expect("rollback");
+    assert_eq!(json(&db.schema, &["oldest-transaction"]), Value::Null);
     db.drop_schema().await;
 }
 

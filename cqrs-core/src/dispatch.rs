@@ -98,6 +98,10 @@ pub trait DispatchEvent<A: Aggregate<Event = Self>>: DomainEvent {
 /// (`<E as EventVariant<T, _>>::EVENT_TYPE`, as `#[projector]` writes),
 /// which finds the one place `T` sits, and refuses to compile when there is
 /// none, or more than one (the same type in two member enums).
+///
+/// Generic code bounded by `E: EventVariant<T>` accepts only enums that hold
+/// `T` themselves (`Via = Direct`); to accept unions too, leave `Via`
+/// generic: `fn f<E: EventVariant<T, V>, T, V>(...)`.
 #[diagnostic::on_unimplemented(
     message = "`{T}` is not an event of `{Self}`",
     label = "no newtype variant of `{Self}` (or of its member enums) holds `{T}`",
@@ -144,7 +148,7 @@ pub const fn union_event_types<const N: usize>(
             while earlier < filled {
                 assert!(
                     !same_str(names[earlier], name),
-                    "two member enums of an event union store the same event type name: rename one with #[event(name = \"...\")]"
+                    "two event types of an event union's members store the same name: rename one with #[event(name = \"...\")]"
                 );
                 earlier += 1;
             }

@@ -210,7 +210,7 @@ fn dispatch_impl(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
 }
 
 /// When the input is wrong: an impl that keeps code using the trait compiling.
-fn fallback(input: &DeriveInput) -> TokenStream {
+pub(crate) fn fallback(input: &DeriveInput) -> TokenStream {
     if !matches!(input.data, syn::Data::Enum(_)) {
         return TokenStream::new();
     }

@@ -5,6 +5,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{DeriveInput, Ident, Type};
 
+use crate::domain_event;
 use crate::errors::{Errors, with_fallback};
 
 /// One member: `Book(BookEvent)`.
@@ -18,7 +19,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let members = parse(input, &mut errors);
     match errors.finish() {
         Ok(()) => generate(input, &members),
-        Err(error) => with_fallback(error, TokenStream::new()),
+        Err(error) => with_fallback(error, fallback(input)),
     }
 }
 
@@ -42,13 +43,30 @@ fn parse<'a>(input: &'a DeriveInput, errors: &mut Errors) -> Vec<Member<'a>> {
             "an event union joins at least one event enum: add a variant `Book(BookEvent)`",
         );
     }
-    let mut members = Vec::new();
+    let mut members: Vec<Member<'_>> = Vec::new();
     for variant in &data.variants {
         match &variant.fields {
-            syn::Fields::Unnamed(fields) if fields.unnamed.len() == 1 => members.push(Member {
-                ident: &variant.ident,
-                ty: &fields.unnamed[0].ty,
-            }),
+            syn::Fields::Unnamed(fields) if fields.unnamed.len() == 1 => {
+                let ty = &fields.unnamed[0].ty;
+                let text = quote!(#ty).to_string();
+                if let Some(earlier) = members.iter().find(|m| {
+                    let earlier = m.ty;
+                    quote!(#earlier).to_string() == text
+                }) {
+                    errors.at(
+                        ty,
+                        format!(
+                            "`{}` is joined twice: variant `{}` holds it already",
+                            text.replace(' ', ""),
+                            earlier.ident
+                        ),
+                    );
+                }
+                members.push(Member {
+                    ident: &variant.ident,
+                    ty,
+                });
+            }
             _ => errors.at(
                 variant,
                 format!(
@@ -69,12 +87,9 @@ fn generate(input: &DeriveInput, members: &[Member<'_>]) -> TokenStream {
     let domain_event = quote! { ::cqrskit::DomainEvent };
     let serde = quote! { ::cqrskit::__private::serde };
     let json = quote! { ::cqrskit::__private::serde_json };
-    let names_list = types
-        .iter()
-        .map(|ty| quote!(#ty).to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let no_match = format!("a stored event of none of the enums {names_list} that `{name}` joins");
+    let name_text = name.to_string();
+    let variant_names: Vec<String> = idents.iter().map(ToString::to_string).collect();
+    let variant_indexes = 0..u32::try_from(members.len()).unwrap_or(u32::MAX);
     quote! {
         #[automatically_derived]
         impl #domain_event for #name {
@@ -150,7 +165,10 @@ fn generate(input: &DeriveInput, members: &[Member<'_>]) -> TokenStream {
             }
         )*
 
-        // The member's own form: an externally tagged enum value.
+        // Tagged by the union's own variant, as serde tags any enum, with
+        // the member's form inside: members with variants of one name stay
+        // apart. (Stored events never go through this: they are encoded and
+        // decoded by type name.)
         #[automatically_derived]
         impl #serde::Serialize for #name {
             fn serialize<__S: #serde::Serializer>(
@@ -158,27 +176,66 @@ fn generate(input: &DeriveInput, members: &[Member<'_>]) -> TokenStream {
                 serializer: __S,
             ) -> ::core::result::Result<__S::Ok, __S::Error> {
                 match self {
-                    #(Self::#idents(event) => #serde::Serialize::serialize(event, serializer),)*
+                    #(Self::#idents(event) => serializer.serialize_newtype_variant(
+                        #name_text, #variant_indexes, #variant_names, event,
+                    ),)*
                 }
             }
         }
 
-        // Each member tried in turn on the buffered value: their variant
-        // names tell them apart (stored events decode by type name instead).
-        #[automatically_derived]
+        const _: () = {
+            #[derive(#serde::Deserialize)]
+            #[serde(crate = "::cqrskit::__private::serde", rename = #name_text)]
+            enum __Tagged {
+                #(#idents(#types),)*
+            }
+
+            #[automatically_derived]
+            impl<'de> #serde::Deserialize<'de> for #name {
+                fn deserialize<__D: #serde::Deserializer<'de>>(
+                    deserializer: __D,
+                ) -> ::core::result::Result<Self, __D::Error> {
+                    ::core::result::Result::Ok(
+                        match <__Tagged as #serde::Deserialize>::deserialize(deserializer)? {
+                            #(__Tagged::#idents(event) => Self::#idents(event),)*
+                        },
+                    )
+                }
+            }
+        };
+    }
+}
+
+/// When the input is wrong: the traits code using the union relies on, so
+/// the real mistake is not buried under follow-on errors. None for a
+/// generic union or a non-enum: their mistake is the one reported.
+fn fallback(input: &DeriveInput) -> TokenStream {
+    if !input.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let domain_event = domain_event::fallback(input);
+    if domain_event.is_empty() {
+        return domain_event;
+    }
+    let name = &input.ident;
+    let serde = quote! { ::cqrskit::__private::serde };
+    quote! {
+        #domain_event
+
+        impl #serde::Serialize for #name {
+            fn serialize<__S: #serde::Serializer>(
+                &self,
+                _: __S,
+            ) -> ::core::result::Result<__S::Ok, __S::Error> {
+                ::core::unreachable!()
+            }
+        }
+
         impl<'de> #serde::Deserialize<'de> for #name {
             fn deserialize<__D: #serde::Deserializer<'de>>(
-                deserializer: __D,
+                _: __D,
             ) -> ::core::result::Result<Self, __D::Error> {
-                let value = <#json::Value as #serde::Deserialize>::deserialize(deserializer)?;
-                #(
-                    if let ::core::result::Result::Ok(event) =
-                        <#types as #serde::Deserialize>::deserialize(&value)
-                    {
-                        return ::core::result::Result::Ok(Self::#idents(event));
-                    }
-                )*
-                ::core::result::Result::Err(<__D::Error as #serde::de::Error>::custom(#no_match))
+                ::core::unreachable!()
             }
         }
     }

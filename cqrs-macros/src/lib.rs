@@ -89,8 +89,13 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 /// one enum: a type that is in no member does not compile, and the stores
 /// deliver only the types the methods take.
 ///
-/// The derive also writes `Serialize` and `Deserialize` (as the member's own
-/// form): do not derive them too. The union cannot be generic.
+/// The derive also writes `Serialize` and `Deserialize`, tagged by the
+/// union's variant as serde tags any enum (`{"Member": <the member's
+/// form>}`): do not derive them too. Stored events do not use that form:
+/// they are encoded as the member's payload and decoded by type name, routed
+/// to the member whose `EVENT_TYPES` has it (so a member's hand-written
+/// `decode` accepting names outside its `EVENT_TYPES` is not reached for
+/// those). The union cannot be generic, and joins each enum once.
 ///
 /// # Example
 ///

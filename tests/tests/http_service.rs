@@ -195,6 +195,26 @@ async fn the_documented_curl_session_works_as_written() {
         .await
         .expect("join");
     assert_eq!(status, 404);
+    // As of a time: the second event's recording time shows the deposit of 100.
+    let (_, recorded) = call("GET", "/accounts/acc-1/events".into(), None)
+        .await
+        .expect("join");
+    let second = recorded[1]["recorded_at"]
+        .as_str()
+        .expect("a time")
+        .to_owned();
+    let (status, as_of) = call(
+        "GET",
+        format!("/accounts/acc-1?at={}", second.replace('+', "%2B")),
+        None,
+    )
+    .await
+    .expect("join");
+    assert_eq!(
+        (status, as_of["balance"].as_u64()),
+        (200, Some(100)),
+        "{as_of}"
+    );
     let (status, history) = call("GET", "/accounts/acc-1/events".into(), None)
         .await
         .expect("join");

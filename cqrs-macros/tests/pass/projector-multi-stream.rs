@@ -52,6 +52,29 @@ enum LibraryEvent {
     Member(MemberEvent),
 }
 
+/// Two members with a variant of one Rust name (stored under different
+/// names): the union's serde form keeps them apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Noted;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+enum BookNotes {
+    #[event(name = "BookNoted")]
+    Noted(Noted),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+enum MemberNotes {
+    #[event(name = "MemberNoted")]
+    Noted(Noted),
+}
+
+#[derive(Debug, Clone, PartialEq, EventUnion)]
+enum Notes {
+    Book(BookNotes),
+    Member(MemberNotes),
+}
+
 /// Loans by member, with the book's title and the member's name: needs both.
 #[derive(Default)]
 struct LoansByMember {
@@ -176,6 +199,11 @@ async fn main() {
     assert_eq!(joined.event_type(), "member.joined");
     let json = serde_json::to_string(&joined).unwrap();
     assert_eq!(serde_json::from_str::<LibraryEvent>(&json).unwrap(), joined);
+    assert_eq!(json, r#"{"Member":{"MemberJoined":{"name":"Bo"}}}"#);
+    let member_note = Notes::Member(MemberNotes::Noted(Noted));
+    let text = serde_json::to_string(&member_note).unwrap();
+    assert_eq!(serde_json::from_str::<Notes>(&text).unwrap(), member_note);
+    assert_eq!(Notes::decode("MemberNoted", 1, "null").unwrap(), member_note);
     assert!(matches!(
         LibraryEvent::decode("Shelved", 1, "{}"),
         Err(cqrskit::PayloadError::UnknownEventType { .. })

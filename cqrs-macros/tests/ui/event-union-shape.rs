@@ -24,4 +24,14 @@ enum Generic<E> {
 #[derive(EventUnion)]
 struct NotAnEnum(BookEvent);
 
-fn main() {}
+#[derive(Debug, EventUnion)]
+enum Twice {
+    First(BookEvent),
+    Again(BookEvent),
+}
+
+// Code using a union whose derive failed reports nothing more.
+fn main() {
+    let _ = LibraryEvent::EVENT_TYPES;
+    let _ = Twice::EVENT_TYPES;
+}
