@@ -12,6 +12,7 @@
 //! | `cqrskit_append_duration_seconds` | histogram | `aggregate`, `outcome` (`appended`, `conflicted`, `failed`) | one append to the store: its round trips and commit, without loading or deciding |
 //! | `cqrskit_projection_events_applied_total` | counter | `projection` | events a PostgreSQL runner applied and committed |
 //! | `cqrskit_projection_lag_seconds` | gauge | `projection` | age of the last event applied, 0 once caught up |
+//! | `cqrskit_projection_lag_events` | gauge | `projection` | events of its types still to apply (counted every poll interval, up to 1,000,000), 0 once caught up |
 //! | `cqrskit_projection_lease_held` | gauge | `projection` | 1 while this process holds the projection's lease |
 //! | `cqrskit_projection_dead_letters` | gauge | `projection` | events parked and not resolved |
 //! | `cqrskit_relay_messages_published_total` | counter | `relay` | messages JetStream acknowledged to a relay |
@@ -30,6 +31,8 @@ pub const APPEND_DURATION: &str = "cqrskit_append_duration_seconds";
 pub const PROJECTION_EVENTS_APPLIED: &str = "cqrskit_projection_events_applied_total";
 /// Age in seconds of the last event a projection applied, by projection.
 pub const PROJECTION_LAG: &str = "cqrskit_projection_lag_seconds";
+/// Events a projection has still to apply (up to 1,000,000), by projection.
+pub const PROJECTION_LAG_EVENTS: &str = "cqrskit_projection_lag_events";
 /// 1 while this process holds a projection's lease, by projection.
 pub const PROJECTION_LEASE_HELD: &str = "cqrskit_projection_lease_held";
 /// Parked events not resolved, by projection.

@@ -254,6 +254,69 @@ async fn a_projection_reports_what_it_applied_its_lag_lease_and_dead_letters() {
     db.drop_schema().await;
 }
 
+/// A long catch-up reports how many events it has still to apply while it
+/// works, not only once it is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_behind_reports_its_lag_in_events_while_it_catches_up() {
+    let _ = recorded();
+    let db = TestStore::new().await;
+    let accounts = CommandPipeline::<BankAccount>::new(db.shared(), ());
+    cqrs_tests::ledger::business(&accounts, "slow-", 8).await;
+    cqrs_tests::scenarios::settled(&db.shared(), 40).await;
+    let ledger = Arc::new(Ledger::create(&db, "slow_ledger").await);
+    // Every deposit of 20 pauses: eight of them make a catch-up of ~1.6 s.
+    ledger.slow_amount.store(20, Ordering::SeqCst);
+    ledger.slow_millis.store(200, Ordering::SeqCst);
+    let runner = Arc::new(
+        ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(RunnerOptions {
+            batch_size: 2,
+            poll_interval: Duration::from_millis(50),
+            ..RunnerOptions::default()
+        }),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let runner = runner.clone();
+        async move {
+            runner
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    let key = format!(
+        "{}{{projection=slow_ledger}}",
+        telemetry::PROJECTION_LAG_EVENTS
+    );
+    let started = std::time::Instant::now();
+    let mut seen_behind = Vec::new();
+    loop {
+        match gauge(&key) {
+            Some(events) if events > 0.0 => seen_behind.push(events),
+            Some(_) if !seen_behind.is_empty() => break,
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the lag in events never went to 0 after being reported: {seen_behind:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        seen_behind.iter().all(|events| *events <= 40.0),
+        "{seen_behind:?}"
+    );
+    assert!(
+        seen_behind.first() > seen_behind.last() || seen_behind.len() == 1,
+        "it shrinks as the runner works: {seen_behind:?}"
+    );
+    assert_eq!(ledger.applied(db.pool()).await, 40);
+    let _ = stop.send(());
+    running.await.expect("join").expect("a clean stop");
+    db.drop_schema().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_counts_the_messages_jetstream_acknowledged() {
     let _ = recorded();

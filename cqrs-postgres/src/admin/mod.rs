@@ -12,7 +12,7 @@ use sqlx::Row;
 use crate::PostgresEventStore;
 use crate::partition::Partition;
 use crate::projection::Request;
-use crate::projection::checkpoint::as_i64;
+use crate::projection::pending::{self, Reads};
 
 /// Why an operator's command was refused.
 #[derive(Debug, thiserror::Error)]
@@ -171,9 +171,8 @@ impl Admin {
         Ok(Some(info))
     }
 
-    /// How many events of `types` (all when `None`), in the slices of the
-    /// partition `name` stands for, lie after `after`, and the age of the
-    /// oldest in seconds.
+    /// The events `name` reads (`types`, all when `None`; the slices of the
+    /// partition it names) after `after`, and the age of the oldest.
     async fn pending(
         &self,
         session: &mut sqlx::PgConnection,
@@ -181,32 +180,22 @@ impl Admin {
         after: Position,
         types: Option<&[String]>,
     ) -> Result<(u64, Option<f64>), AdminError> {
-        let slices = partition_of(name).map(|partition| partition.slices());
-        let bound =
-            |slice: Option<u16>| slice.map(|slice| i16::try_from(slice).unwrap_or(i16::MAX));
-        // language=SQL
-        let row = self
-            .store
-            .database()
-            .query(&format!(
-                "SELECT count(*) AS events,
-                        extract(epoch FROM now() - min(recorded_at))::float8 AS behind
-                 FROM {} WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
-                   AND ($3::text[] IS NULL OR event_type = ANY($3))
-                   AND ($4::smallint IS NULL OR slice BETWEEN $4 AND $5)",
-                self.events
-            ))
-            .bind(as_i64(after.transaction))
-            .bind(as_i64(after.sequence))
-            .bind(types)
-            .bind(bound(slices.as_ref().map(|range| *range.start())))
-            .bind(bound(slices.as_ref().map(|range| *range.end())))
-            .fetch_one(session)
-            .await?;
-        Ok((
-            u64::try_from(row.try_get::<i64, _>("events")?).unwrap_or(0),
-            row.try_get("behind")?,
-        ))
+        let slices = partition_of(name).map(|partition| {
+            let bound = |slice: u16| i16::try_from(slice).unwrap_or(i16::MAX);
+            let range = partition.slices();
+            (bound(*range.start()), bound(*range.end()))
+        });
+        let reads = Reads { types, slices };
+        let pending = pending::count(
+            self.store.database(),
+            session,
+            &self.events,
+            after,
+            reads,
+            None,
+        )
+        .await?;
+        Ok((pending.events, pending.behind))
     }
 
     /// Asks the runner that holds `projection`'s lease to carry out

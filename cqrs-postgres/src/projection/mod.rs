@@ -7,6 +7,7 @@ pub(crate) mod dead_letter;
 mod error;
 mod lease;
 mod partitioned;
+pub(crate) mod pending;
 mod policy;
 mod runner;
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cqrskit_core::{LogFilter, Position, Projector, telemetry};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -31,6 +31,7 @@ use super::checkpoint;
 use super::dead_letter::{self, DeadLetter};
 use super::error::{RunnerError, db};
 use super::lease::{self, Lease};
+use super::pending::{self, Pending, Reads};
 use super::policy::RunnerOptions;
 use crate::row::LogRow;
 use crate::{Partition, PostgresEventStore};
@@ -378,24 +379,7 @@ where
         let checkpoint = self.checkpoint().await?;
         let database = self.store.database();
         let mut session = database.session().await.map_err(db)?;
-        // language=SQL
-        let row = database.query(&format!(
-            "SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at))::float8 AS behind
-             FROM {} WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
-               AND ($3::text[] IS NULL OR event_type = ANY($3))
-               AND ($4::smallint IS NULL OR slice BETWEEN $4 AND $5)",
-            self.events
-        ))
-        .bind(checkpoint::as_i64(checkpoint.transaction))
-        .bind(checkpoint::as_i64(checkpoint.sequence))
-        .bind((!self.filter.event_types.is_empty()).then_some(&self.filter.event_types))
-        .bind(self.slice_bounds().map(|(first, _)| first))
-        .bind(self.slice_bounds().map(|(_, last)| last))
-        .fetch_one(&mut *session)
-        .await
-        .map_err(db)?;
-        let events: i64 = row.try_get("events").map_err(db)?;
-        let behind: Option<f64> = row.try_get("behind").map_err(db)?;
+        let pending = self.pending(&mut session, checkpoint, None).await?;
         let needs_rebuild =
             match checkpoint::peek(database, &mut session, &self.projections, self.name())
                 .await
@@ -408,18 +392,43 @@ where
                 None => false,
             };
         session.finish().await.map_err(db)?;
-        let held_back_by = if events > 0 {
+        let held_back_by = if pending.events > 0 {
             self.store.oldest_open_append().await?
         } else {
             None
         };
         Ok(Lag {
             checkpoint,
-            events: events.max(0).unsigned_abs(),
-            behind: Duration::from_secs_f64(behind.unwrap_or(0.0).max(0.0)),
+            events: pending.events,
+            behind: Duration::from_secs_f64(pending.behind.unwrap_or(0.0).max(0.0)),
             needs_rebuild,
             held_back_by,
         })
+    }
+
+    /// The events of its types and slices after `after`, counted up to
+    /// `cap`.
+    pub(super) async fn pending(
+        &self,
+        connection: &mut PgConnection,
+        after: Position,
+        cap: Option<i64>,
+    ) -> Result<Pending, RunnerError> {
+        let types = (!self.filter.event_types.is_empty()).then_some(&self.filter.event_types[..]);
+        let reads = Reads {
+            types,
+            slices: self.slice_bounds(),
+        };
+        pending::count(
+            self.store.database(),
+            connection,
+            &self.events,
+            after,
+            reads,
+            cap,
+        )
+        .await
+        .map_err(db)
     }
 
     /// Starts the projection over: in one transaction, the projector's reset

@@ -12,7 +12,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use super::{ProjectionRunner, horizon, lease_wait};
-use crate::projection::error::RunnerError;
+use crate::projection::error::{RunnerError, db};
 
 /// How many partitions an instance holds and may hold: its runners take a
 /// lease only while below the target, and give one up while above it.
@@ -62,6 +62,11 @@ impl Share {
     }
 }
 
+/// The most events the lag gauge counts: past it, the gauge says "at least
+/// this many" rather than have a far-behind projection count millions of
+/// rows every few seconds.
+pub(crate) const LAG_EVENTS_CAP: i64 = 1_000_000;
+
 /// What wakes a waiting runner besides its poll interval.
 pub(crate) enum Wake {
     /// A `LISTEN` connection of its own (reopened when it fails), or none
@@ -102,14 +107,59 @@ where
         &self,
         shutdown: impl Future<Output = ()>,
         share: Option<&Share>,
+        wake: Wake,
+    ) -> Result<(), RunnerError> {
+        // The lag in events is counted beside the loop, so a long catch-up
+        // (which does not come back to the loop until it is done) still
+        // reports it.
+        tokio::select! {
+            result = self.run_loop(shutdown, share, wake) => result,
+            never = self.report_lag_events() => match never {},
+        }
+    }
+
+    /// Every idle interval while this runner holds the lease: the events it
+    /// has still to apply, counted up to [`LAG_EVENTS_CAP`], as the
+    /// projection's lag gauge in events.
+    async fn report_lag_events(&self) -> std::convert::Infallible {
+        loop {
+            tokio::time::sleep(self.idle()).await;
+            if self.lease_slot().is_none() {
+                continue;
+            }
+            let counted = async {
+                let after = self.checkpoint().await?;
+                let database = self.store.database();
+                let mut session = database.session().await.map_err(db)?;
+                let pending = self
+                    .pending(&mut session, after, Some(LAG_EVENTS_CAP))
+                    .await?;
+                session.finish().await.map_err(db)?;
+                Ok::<_, RunnerError>(pending.events)
+            };
+            if let Ok(events) = counted.await {
+                metrics::gauge!(telemetry::PROJECTION_LAG_EVENTS, "projection" => self.name().to_owned())
+                    .set(events as f64);
+            }
+        }
+    }
+
+    /// How long the loop waits between polls when nothing wakes it.
+    fn idle(&self) -> Duration {
+        self.options
+            .poll_interval
+            .min(self.options.lease_duration / 3)
+            .max(Duration::from_millis(10))
+    }
+
+    async fn run_loop(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        share: Option<&Share>,
         mut wake: Wake,
     ) -> Result<(), RunnerError> {
         let mut shutdown = std::pin::pin!(shutdown);
-        let idle = self
-            .options
-            .poll_interval
-            .min(self.options.lease_duration / 3)
-            .max(Duration::from_millis(10));
+        let idle = self.idle();
         let mut horizon_pause = horizon::FIRST_PAUSE;
         let mut waiting_for = lease_wait::WaitingFor::default();
         let mut held_back = horizon::HeldBack::default();
@@ -163,6 +213,8 @@ where
                         horizon_pause = horizon::FIRST_PAUSE;
                         held_back.over();
                         metrics::gauge!(telemetry::PROJECTION_LAG, "projection" => self.name().to_owned())
+                            .set(0.0);
+                        metrics::gauge!(telemetry::PROJECTION_LAG_EVENTS, "projection" => self.name().to_owned())
                             .set(0.0);
                     }
                 }
