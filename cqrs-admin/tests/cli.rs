@@ -9,6 +9,7 @@ use std::time::Duration;
 use cqrs_examples::bank_account::BankAccount;
 use cqrs_tests::ledger::{self, Ledger};
 use cqrs_tests::postgres::TestStore;
+use cqrs_tests::running::Running;
 use cqrskit::CommandPipeline;
 use cqrskit::postgres::{FailurePolicy, OnExhausted, ProjectionRunner, RunnerOptions};
 use serde_json::Value;
@@ -61,37 +62,6 @@ fn runner(db: &TestStore, ledger: Arc<Ledger>) -> Arc<ProjectionRunner<Ledger>> 
         ..RunnerOptions::default()
     };
     Arc::new(ProjectionRunner::new(db.store.clone(), ledger).with_options(options))
-}
-
-/// A runner running in the test until stopped.
-struct Running {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), cqrskit::postgres::RunnerError>>,
-}
-
-impl Running {
-    /// Starts `runner` and waits until it has applied everything so far.
-    async fn start(runner: &Arc<ProjectionRunner<Ledger>>) -> Self {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = {
-            let runner = runner.clone();
-            tokio::spawn(async move {
-                runner
-                    .run(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-            })
-        };
-        until_caught_up(runner).await;
-        Self { stop, task }
-    }
-
-    /// Stops it; it must stop cleanly.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("join").expect("a clean stop");
-    }
 }
 
 /// Waits until the running `runner` has applied everything appended so far.
@@ -276,7 +246,8 @@ async fn it_shows_projections_and_lists_shows_skips_and_replays_dead_letters() {
     ledger.poison.store(20, Ordering::SeqCst);
     ledger::business(&accounts(&db), "a", 3).await;
     let runner = runner(&db, ledger.clone());
-    let running = Running::start(&runner).await;
+    let running = Running::start(&runner);
+    until_caught_up(&runner).await;
 
     let projections = json(&db.schema, &["projections"]);
     let row = &projections[0];
@@ -359,7 +330,7 @@ async fn it_shows_projections_and_lists_shows_skips_and_replays_dead_letters() {
         "all but the skipped deposit"
     );
 
-    running.stop().await;
+    running.stop().await.expect("a clean stop");
     let idle = json(&db.schema, &["projections"]);
     assert_eq!(idle[0]["state"], "idle");
     db.drop_schema().await;
@@ -371,7 +342,8 @@ async fn it_rebuilds_a_projection_through_its_running_runner_and_resumes_a_stopp
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
     ledger::business(&accounts(&db), "a", 20).await;
     let runner = runner(&db, ledger.clone());
-    let running = Running::start(&runner).await;
+    let running = Running::start(&runner);
+    until_caught_up(&runner).await;
     // The read model drifted (a bug since fixed, a hand edit): rebuild it.
     sqlx::query(&format!(
         "UPDATE \"{}\".ledger_balances SET balance = 0",
@@ -417,7 +389,7 @@ async fn it_rebuilds_a_projection_through_its_running_runner_and_resumes_a_stopp
     let unknown = admin(&db.schema, &["rebuild", "nope", "--no-wait"]);
     assert_eq!(unknown.status.code(), Some(3));
 
-    running.stop().await;
+    running.stop().await.expect("a clean stop");
 
     // With no runner, the request waits; a bounded wait says so and times out.
     let waiting = admin(&db.schema, &["rebuild", "ledger", "--timeout", "1"]);

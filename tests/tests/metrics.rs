@@ -10,6 +10,7 @@ use std::time::Duration;
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
 use cqrs_tests::ledger::Ledger;
 use cqrs_tests::postgres::TestStore;
+use cqrs_tests::running::Running;
 use cqrskit::postgres::{FailurePolicy, OnExhausted, ProjectionRunner, RunnerOptions};
 use cqrskit::{CommandPipeline, RetryPolicy, telemetry};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
@@ -224,17 +225,7 @@ async fn a_projection_reports_what_it_applied_its_lag_lease_and_dead_letters() {
             ..RunnerOptions::default()
         }),
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let runner = runner.clone();
-        async move {
-            runner
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let running = Running::start(&runner);
     let key = |name: &str| format!("{name}{{projection=ledger}}");
     let started = std::time::Instant::now();
     while counter(&key(telemetry::PROJECTION_EVENTS_APPLIED)) < 15
@@ -248,8 +239,7 @@ async fn a_projection_reports_what_it_applied_its_lag_lease_and_dead_letters() {
     }
     assert_eq!(gauge(&key(telemetry::PROJECTION_LEASE_HELD)), Some(1.0));
     assert_eq!(gauge(&key(telemetry::PROJECTION_DEAD_LETTERS)), Some(1.0));
-    let _ = stop.send(());
-    running.await.expect("join").expect("a clean stop");
+    running.stop().await.expect("a clean stop");
     assert_eq!(gauge(&key(telemetry::PROJECTION_LEASE_HELD)), Some(0.0));
     db.drop_schema().await;
 }
@@ -274,17 +264,7 @@ async fn a_projection_behind_reports_its_lag_in_events_while_it_catches_up() {
             ..RunnerOptions::default()
         }),
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let runner = runner.clone();
-        async move {
-            runner
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let running = Running::start(&runner);
     let key = format!(
         "{}{{projection=slow_ledger}}",
         telemetry::PROJECTION_LAG_EVENTS
@@ -312,8 +292,7 @@ async fn a_projection_behind_reports_its_lag_in_events_while_it_catches_up() {
         "it shrinks as the runner works: {seen_behind:?}"
     );
     assert_eq!(ledger.applied(db.pool()).await, 40);
-    let _ = stop.send(());
-    running.await.expect("join").expect("a clean stop");
+    running.stop().await.expect("a clean stop");
     db.drop_schema().await;
 }
 
