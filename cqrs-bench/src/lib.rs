@@ -153,13 +153,17 @@ impl<E: std::error::Error> From<cqrskit::CommandError<E>> for BenchError {
     }
 }
 
-/// Connects to `url` with a pool large enough for the concurrent scenario.
+/// Connects to `url` with a pool large enough for the concurrent scenario,
+/// set up as `PostgresEventStore::connect` sets up its own (no ping before
+/// each use): the framework's rows measure the defaults a user gets, and
+/// the baselines share the same pool.
 ///
 /// # Errors
 ///
 /// When the database cannot be reached.
 pub async fn connect(url: &str, config: &Config) -> Result<PgPool, BenchError> {
     Ok(PgPoolOptions::new()
+        .test_before_acquire(false)
         // live-lag runs a runner, four unrelated writers and a listener at once.
         .max_connections(u32::try_from((config.tasks + 4).max(12)).unwrap_or(32))
         .connect(url)
