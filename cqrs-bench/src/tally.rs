@@ -83,6 +83,10 @@ impl Projector<PgConnection> for TallyRows {
         "tally_rows"
     }
 
+    fn reads_metadata(&self) -> bool {
+        false
+    }
+
     async fn project(
         &self,
         event: &EventEnvelope<TallyEvent>,

@@ -175,6 +175,8 @@ fn generate(
             }
         }
     });
+    // Only a method that takes the envelope can see the metadata.
+    let reads_metadata = projects.iter().any(|handler| handler.takes_context);
     // Without a context parameter the projector runs in-process, with `()`.
     let context_ty = match context {
         Some(context) => quote! { #context },
@@ -216,6 +218,10 @@ fn generate(
 
             fn event_types(&self) -> &'static [&'static str] {
                 Self::EVENT_TYPES
+            }
+
+            fn reads_metadata(&self) -> bool {
+                #reads_metadata
             }
 
             async fn project(

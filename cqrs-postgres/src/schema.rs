@@ -64,6 +64,12 @@ const EVENT_COLUMNS: &str = "position, transaction_id::text::bigint AS transacti
      aggregate_type, aggregate_id, version, event_type, event_version, payload::text AS payload, \
      metadata::text AS metadata, recorded_at";
 
+/// [`EVENT_COLUMNS`] with empty metadata in place of the stored one: for
+/// readers that do not use it (see `Projector::reads_metadata`).
+const EVENT_COLUMNS_WITHOUT_METADATA: &str = "position, transaction_id::text::bigint AS transaction, \
+     event_id, aggregate_type, aggregate_id, version, event_type, event_version, \
+     payload::text AS payload, '{}'::text AS metadata, recorded_at";
+
 /// The names of [`EVENT_COLUMNS`], in the same order.
 const EVENT_COLUMN_NAMES: &str = "position, transaction, event_id, aggregate_type, aggregate_id, \
      version, event_type, event_version, payload, metadata, recorded_at";
@@ -97,6 +103,10 @@ pub(crate) struct Statements {
     pub(crate) replay: String,
     pub(crate) read_log: String,
     pub(crate) read_log_filtered: String,
+    /// `read_log` without the metadata.
+    pub(crate) read_log_lean: String,
+    /// `read_log_filtered` without the metadata.
+    pub(crate) read_log_filtered_lean: String,
     pub(crate) events_by_id: String,
     pub(crate) events_by_correlation: String,
     pub(crate) events_in_time_range: String,
@@ -120,6 +130,44 @@ impl Statements {
              THEN $7::bigint ELSE 0 END)::text::xid8)",
             horizon::horizon(schema)
         );
+        // Gap-safe: only events below the horizon (see `horizon`), which
+        // can no longer change, are read. At most `$5` events, and no more
+        // after the batch's payloads reach `$6` bytes (the first is always
+        // read), so a runner's memory stays bounded however large single
+        // events are. `columns`: with the metadata or without.
+        let read_log = |columns: &str| {
+            // language=SQL
+            sized_batch(&format!(
+                "SELECT {columns}, transaction_id FROM {events}
+                 WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
+                   AND transaction_id < {horizon}
+                   AND ($4::text[] IS NULL OR aggregate_type = ANY($4))
+                   AND ($8::smallint IS NULL OR slice BETWEEN $8 AND $9)
+                 ORDER BY transaction_id, position LIMIT $5"
+            ))
+        };
+        // One ordered index scan per wanted type (each stops after `limit`
+        // rows), merged: a projection far behind the head never sorts the
+        // rest of the log to read one batch. A type named twice is scanned
+        // once, or its events would come twice.
+        let read_log_filtered = |columns: &str| {
+            // language=SQL
+            sized_batch(&format!(
+                "SELECT {columns}, transaction_id
+                 FROM (SELECT DISTINCT unnest($3::text[])) AS wanted(type_name)
+                 CROSS JOIN LATERAL (
+                     SELECT * FROM {events} candidate
+                     WHERE candidate.event_type = wanted.type_name
+                       AND (candidate.transaction_id, candidate.position) > ($1::bigint::text::xid8, $2)
+                       AND candidate.transaction_id < {horizon}
+                       AND ($4::text[] IS NULL OR candidate.aggregate_type = ANY($4))
+                       AND ($8::smallint IS NULL OR candidate.slice BETWEEN $8 AND $9)
+                     ORDER BY candidate.transaction_id, candidate.position
+                     LIMIT $5
+                 ) AS e
+                 ORDER BY transaction_id, position LIMIT $5"
+            ))
+        };
         // The insert behind `append_at`: when the writer knows the stream's
         // version (what a command pipeline always does), no join, only one
         // backward probe of the primary key for the stream's last version
@@ -280,40 +328,10 @@ impl Statements {
                     AND version >= coalesce((SELECT version FROM snapshot), 0) AND version <= $4
                   ORDER BY version)"
             ),
-            // Gap-safe: only events below the horizon (see `horizon`), which
-            // can no longer change, are read. At most `$5` events, and
-            // no more after the batch's payloads reach `$6` bytes (the first
-            // is always read), so a runner's memory stays bounded however
-            // large single events are.
-            // language=SQL
-            read_log: sized_batch(&format!(
-                "SELECT {EVENT_COLUMNS}, transaction_id FROM {events}
-                 WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2)
-                   AND transaction_id < {horizon}
-                   AND ($4::text[] IS NULL OR aggregate_type = ANY($4))
-                   AND ($8::smallint IS NULL OR slice BETWEEN $8 AND $9)
-                 ORDER BY transaction_id, position LIMIT $5"
-            )),
-            // language=SQL
-            // One ordered index scan per wanted type (each stops after
-            // `limit` rows), merged: a projection far behind the head never
-            // sorts the rest of the log to read one batch. A type named twice
-            // is scanned once, or its events would come twice.
-            read_log_filtered: sized_batch(&format!(
-                "SELECT {EVENT_COLUMNS}, transaction_id
-                 FROM (SELECT DISTINCT unnest($3::text[])) AS wanted(type_name)
-                 CROSS JOIN LATERAL (
-                     SELECT * FROM {events} candidate
-                     WHERE candidate.event_type = wanted.type_name
-                       AND (candidate.transaction_id, candidate.position) > ($1::bigint::text::xid8, $2)
-                       AND candidate.transaction_id < {horizon}
-                       AND ($4::text[] IS NULL OR candidate.aggregate_type = ANY($4))
-                       AND ($8::smallint IS NULL OR candidate.slice BETWEEN $8 AND $9)
-                     ORDER BY candidate.transaction_id, candidate.position
-                     LIMIT $5
-                 ) AS e
-                 ORDER BY transaction_id, position LIMIT $5"
-            )),
+            read_log: read_log(EVENT_COLUMNS),
+            read_log_filtered: read_log_filtered(EVENT_COLUMNS),
+            read_log_lean: read_log(EVENT_COLUMNS_WITHOUT_METADATA),
+            read_log_filtered_lean: read_log_filtered(EVENT_COLUMNS_WITHOUT_METADATA),
             // language=SQL
             events_by_id: format!("SELECT {EVENT_COLUMNS} FROM {events} WHERE event_id = ANY($1)"),
             // language=SQL

@@ -80,12 +80,24 @@ impl Sum {
     }
 }
 
+/// No method takes the envelope: it cannot see metadata, so stores may leave
+/// it out of what they read for it.
+struct Resets;
+
+#[projector(event = TallyEvent)]
+impl Resets {
+    #[project]
+    fn reset(&self, _event: &Reset) {}
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     assert_eq!(Sum::EVENT_TYPES, ["tally.added", "Reset"]);
     let sum = Arc::new(Sum::default());
     assert_eq!(sum.name(), "sum");
     assert_eq!(sum.event_types(), ["tally.added", "Reset"]);
+    assert!(sum.reads_metadata(), "`added` takes the envelope");
+    assert!(!Projector::<()>::reads_metadata(&Resets));
 
     let store = Arc::new(InMemoryEventStore::new());
     let tallies = CommandPipeline::<Tally>::new(store.clone(), ()).with_projector(sum.clone());

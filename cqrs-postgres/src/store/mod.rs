@@ -6,6 +6,7 @@ mod append;
 mod append_in;
 mod group_commit;
 mod read;
+pub(crate) use read::LogRead;
 mod resolve;
 mod snapshot;
 
@@ -380,7 +381,17 @@ impl EventStore for PostgresEventStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut connection = self.db.session().await.map_err(store_error)?;
         let rows = self
-            .read_log_rows_on(&mut connection, after, filter, None, limit_to, usize::MAX)
+            .read_log_rows_on(
+                &mut connection,
+                after,
+                LogRead {
+                    filter,
+                    slices: None,
+                    limit: limit_to,
+                    max_bytes: usize::MAX,
+                    with_metadata: true,
+                },
+            )
             .await?;
         connection.finish().await.map_err(store_error)?;
         rows.into_iter().map(LogRow::into_event).collect()

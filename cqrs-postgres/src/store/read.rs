@@ -2,6 +2,22 @@
 
 use super::*;
 
+/// What a read of the global log by a runner asks for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LogRead<'a> {
+    /// The event and aggregate types wanted.
+    pub(crate) filter: &'a LogFilter,
+    /// Only streams in these slices (a partition's), when given.
+    pub(crate) slices: Option<&'a std::ops::RangeInclusive<u16>>,
+    /// At most this many events.
+    pub(crate) limit: usize,
+    /// No more events once their payloads reach this many bytes (the first
+    /// is always read).
+    pub(crate) max_bytes: usize,
+    /// Whether to read the metadata (empty otherwise).
+    pub(crate) with_metadata: bool,
+}
+
 impl PostgresEventStore {
     pub(super) async fn fetch_events(
         &self,
@@ -22,15 +38,20 @@ impl PostgresEventStore {
         &self,
         connection: &mut PgConnection,
         after: Position,
-        filter: &LogFilter,
-        slices: Option<&std::ops::RangeInclusive<u16>>,
-        limit_to: usize,
-        max_bytes: usize,
+        read: LogRead<'_>,
     ) -> Result<Vec<LogRow>, StoreError> {
-        let sql = if filter.event_types.is_empty() {
-            &self.sql.read_log
-        } else {
-            &self.sql.read_log_filtered
+        let LogRead {
+            filter,
+            slices,
+            limit: limit_to,
+            max_bytes,
+            with_metadata,
+        } = read;
+        let sql = match (filter.event_types.is_empty(), with_metadata) {
+            (true, true) => &self.sql.read_log,
+            (false, true) => &self.sql.read_log_filtered,
+            (true, false) => &self.sql.read_log_lean,
+            (false, false) => &self.sql.read_log_filtered_lean,
         };
         let rows = self
             .db

@@ -101,6 +101,9 @@ pub struct ProjectionRunner<P: Projector<PgConnection> + ?Sized> {
     /// The projector's event types, sorted and without repeats: what the
     /// projection records as its subscription.
     subscription: Vec<String>,
+    /// Whether the projector reads metadata: if not, the log is read
+    /// without it.
+    reads_metadata: bool,
     /// Whether the projector's setup hook ran since this runner was made.
     set_up: std::sync::atomic::AtomicBool,
 }
@@ -126,6 +129,7 @@ where
             begin_statement: session::begin_statement(&RunnerOptions::default()),
             listener_pool: session::listener_pool(store.database()),
             subscription: subscription(projector.event_types()),
+            reads_metadata: projector.reads_metadata(),
             set_up: std::sync::atomic::AtomicBool::new(false),
             store,
             projector,

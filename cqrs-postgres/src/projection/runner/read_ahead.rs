@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use crate::row::LogRow;
+use crate::store::LogRead;
 
 /// The batch after a committed one, read while that one was written.
 pub(super) struct Prefetched<E> {
@@ -76,6 +77,7 @@ where
         let projector = self.projector.clone();
         let name = self.name().to_owned();
         let (size, bytes) = (self.options.batch_size.max(1), self.options.batch_bytes);
+        let with_metadata = self.reads_metadata;
         let read = tokio::spawn(async move {
             let mut batches = Vec::new();
             let session = store.database().session();
@@ -86,7 +88,17 @@ where
             };
             while batches.len() < wanted {
                 let rows = match store
-                    .read_log_rows_on(&mut session, from, &filter, slices.as_ref(), size, bytes)
+                    .read_log_rows_on(
+                        &mut session,
+                        from,
+                        LogRead {
+                            filter: &filter,
+                            slices: slices.as_ref(),
+                            limit: size,
+                            max_bytes: bytes,
+                            with_metadata,
+                        },
+                    )
                     .await
                 {
                     Ok(rows) if !rows.is_empty() => rows,

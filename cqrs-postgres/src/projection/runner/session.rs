@@ -10,6 +10,7 @@ use crate::database::Database;
 use crate::projection::error::{RunnerError, db};
 use crate::projection::policy::RunnerOptions;
 use crate::row::LogRow;
+use crate::store::LogRead;
 
 /// The statement that opens a runner's transaction: the server ends the
 /// session when the transaction idles, runs a statement or waits for a lock
@@ -69,10 +70,13 @@ where
             .read_log_rows_on(
                 connection,
                 after,
-                &self.filter,
-                self.slices().as_ref(),
-                self.options.batch_size.max(1),
-                self.options.batch_bytes,
+                LogRead {
+                    filter: &self.filter,
+                    slices: self.slices().as_ref(),
+                    limit: self.options.batch_size.max(1),
+                    max_bytes: self.options.batch_bytes,
+                    with_metadata: self.reads_metadata,
+                },
             )
             .await?)
     }
