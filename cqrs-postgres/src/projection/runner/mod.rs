@@ -5,11 +5,13 @@ mod apply;
 mod failure;
 mod holder;
 mod horizon;
+mod lag;
 mod lease_wait;
 mod read_ahead;
 mod requests;
 mod run;
 
+pub use self::lag::Lag;
 pub use self::requests::Request;
 pub(crate) use self::run::{Share, Wake};
 mod session;
@@ -18,7 +20,6 @@ mod subscription;
 mod wait;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use cqrskit_core::{LogFilter, Position, Projector, telemetry};
 use sqlx::{PgConnection, PgPool};
@@ -31,30 +32,9 @@ use super::checkpoint;
 use super::dead_letter::{self, DeadLetter};
 use super::error::{RunnerError, db};
 use super::lease::{self, Lease};
-use super::pending::{self, Pending, Reads};
 use super::policy::RunnerOptions;
 use crate::row::LogRow;
 use crate::{Partition, PostgresEventStore};
-
-/// How far a projection is behind the head of the log.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Lag {
-    /// The projection's checkpoint.
-    pub checkpoint: Position,
-    /// Events of its types after the checkpoint.
-    pub events: u64,
-    /// How long ago the oldest of them was recorded (zero when caught up).
-    pub behind: Duration,
-    /// Whether the projector's event types differ from the projection's
-    /// recorded subscription in a way a runner refuses (see
-    /// [`RunnerError::SubscriptionChanged`]): the projection needs a rebuild
-    /// (or the change accepted) before it moves again.
-    pub needs_rebuild: bool,
-    /// When events wait: the oldest append still in flight in the schema,
-    /// which readers cannot pass until it ends (see
-    /// [`PostgresEventStore::oldest_open_append`]).
-    pub held_back_by: Option<crate::OldestAppend>,
-}
 
 /// The outcome of replaying parked events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -361,78 +341,6 @@ where
             }
             total += processed;
         }
-    }
-
-    /// The committed checkpoint.
-    ///
-    /// # Errors
-    ///
-    /// When the database cannot be reached.
-    pub async fn checkpoint(&self) -> Result<Position, RunnerError> {
-        checkpoint::read(self.store.database(), &self.projections, self.name())
-            .await
-            .map_err(db)
-    }
-
-    /// How far behind the head of the log the projection is.
-    ///
-    /// # Errors
-    ///
-    /// When the database cannot be reached.
-    pub async fn lag(&self) -> Result<Lag, RunnerError> {
-        let checkpoint = self.checkpoint().await?;
-        let database = self.store.database();
-        let mut session = database.session().await.map_err(db)?;
-        let pending = self.pending(&mut session, checkpoint, None).await?;
-        let needs_rebuild =
-            match checkpoint::peek(database, &mut session, &self.projections, self.name())
-                .await
-                .map_err(db)?
-            {
-                Some(row) => matches!(
-                    self.compare_subscription(&mut session, &row).await?,
-                    subscription::Change::Refuse { .. }
-                ),
-                None => false,
-            };
-        session.finish().await.map_err(db)?;
-        let held_back_by = if pending.events > 0 {
-            self.store.oldest_open_append().await?
-        } else {
-            None
-        };
-        Ok(Lag {
-            checkpoint,
-            events: pending.events,
-            behind: Duration::from_secs_f64(pending.behind.unwrap_or(0.0).max(0.0)),
-            needs_rebuild,
-            held_back_by,
-        })
-    }
-
-    /// The events of its types and slices after `after`, counted up to
-    /// `cap`.
-    pub(super) async fn pending(
-        &self,
-        connection: &mut PgConnection,
-        after: Position,
-        cap: Option<i64>,
-    ) -> Result<Pending, RunnerError> {
-        let types = (!self.filter.event_types.is_empty()).then_some(&self.filter.event_types[..]);
-        let reads = Reads {
-            types,
-            slices: self.slice_bounds(),
-        };
-        pending::count(
-            self.store.database(),
-            connection,
-            &self.events,
-            after,
-            reads,
-            cap,
-        )
-        .await
-        .map_err(db)
     }
 
     /// Starts the projection over: in one transaction, the projector's reset
