@@ -89,6 +89,12 @@ enum Command {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Withdraw a rebuild or replay requested of a projection that its
+    /// runner has not begun.
+    Withdraw {
+        /// The projection.
+        projection: String,
+    },
     /// The oldest append still in flight: what a projection waits for when
     /// its lag does not shrink.
     OldestTransaction,
@@ -199,6 +205,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         },
         Command::Rebuild { projection, wait } => {
             projections::rebuild(&admin, json, &projection, wait).await
+        }
+        Command::Withdraw { projection } => {
+            let message = match admin.withdraw_request(&projection).await? {
+                Some(request) => format!(
+                    "the {} request for {projection} is withdrawn",
+                    request.as_str()
+                ),
+                None => format!("nothing was requested of {projection}"),
+            };
+            output::done(json, &message);
+            Ok(())
         }
         Command::OldestTransaction => events::oldest_transaction(&admin, json).await,
     }

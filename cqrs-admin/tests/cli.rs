@@ -399,6 +399,20 @@ async fn it_rebuilds_a_projection_through_its_running_runner_and_resumes_a_stopp
         json(&db.schema, &["projections"])[0]["requested"],
         "rebuild"
     );
+    // Requested by mistake: withdrawn before any runner takes it.
+    let withdrawn = admin(&db.schema, &["withdraw", "ledger"]);
+    assert!(withdrawn.status.success(), "{}", stderr(&withdrawn));
+    assert!(stdout(&withdrawn).contains("the rebuild request for ledger is withdrawn"));
+    assert_eq!(
+        json(&db.schema, &["projections"])[0]["requested"],
+        Value::Null
+    );
+    let again = admin(&db.schema, &["withdraw", "ledger"]);
+    assert!(stdout(&again).contains("nothing was requested of ledger"));
+    assert_eq!(
+        admin(&db.schema, &["withdraw", "nope"]).status.code(),
+        Some(3)
+    );
 
     // Stopped at a poison event: shown with its reason, then resumed.
     sqlx::query(&format!(

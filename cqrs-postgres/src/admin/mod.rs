@@ -219,6 +219,36 @@ impl Admin {
             .await
     }
 
+    /// Withdraws the request waiting on `projection`, if any; returns it.
+    /// A request its runner has begun to carry out is past withdrawing (a
+    /// rebuild's reset commits with the request's removal).
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::UnknownProjection`], or the database's.
+    pub async fn withdraw_request(&self, projection: &str) -> Result<Option<Request>, AdminError> {
+        let database = self.store.database();
+        let mut session = database.session().await?;
+        // language=SQL
+        let row = database
+            .query(&format!(
+                "UPDATE {0} AS p SET requested = NULL, requested_at = NULL
+                 FROM (SELECT name, requested FROM {0} WHERE name = $1 FOR UPDATE) AS before
+                 WHERE p.name = before.name
+                 RETURNING before.requested",
+                self.projections
+            ))
+            .bind(projection)
+            .fetch_optional(&mut *session)
+            .await?;
+        session.finish().await?;
+        let Some(row) = row else {
+            return Err(AdminError::UnknownProjection(projection.to_owned()));
+        };
+        let before: Option<String> = row.try_get("requested")?;
+        Ok(before.as_deref().and_then(Request::parse))
+    }
+
     /// Lets a stopped projection go on: its runner retries the event it
     /// stopped at.
     ///
