@@ -33,7 +33,6 @@ fn info_json(info: &ProjectionInfo) -> Value {
         "checkpoint": info.checkpoint.to_string(),
         "lag_events": info.lag_events,
         "lag_seconds": info.lag_seconds,
-        "log_events": info.log_events,
         "owner": info.owner,
         "lease_expires_at": info.lease_expires_at,
         "stopped_at": info.stopped_at,
@@ -199,7 +198,7 @@ pub(crate) async fn replay(
         .request(projection, Request::ReplayDeadLetters)
         .await?;
     if !wait.no_wait {
-        follow(admin, projection, wait, Request::ReplayDeadLetters, |_| {}).await?;
+        follow(admin, projection, wait, Request::ReplayDeadLetters).await?;
     }
     let open = admin.dead_letters(projection, false).await?.len();
     let message = if wait.no_wait {
@@ -228,12 +227,11 @@ pub(crate) async fn rebuild(
         output::done(as_json, &format!("rebuild of {projection} requested"));
         return Ok(());
     }
-    let mut progress = Progress::new(projection, !as_json);
-    follow(admin, projection, wait, Request::Rebuild, |info| {
-        progress.show(info);
-    })
-    .await?;
-    // Taken: the checkpoint is back at the start; now until the lag is gone.
+    follow(admin, projection, wait, Request::Rebuild).await?;
+    // Taken: the checkpoint is back at the start, and the whole log of its
+    // types is to be replayed; now until the lag is gone.
+    let total = admin.events_read_by(projection).await?;
+    let mut progress = Progress::new(projection, !as_json, total);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
     loop {
         let info = known(admin, projection).await?;
@@ -262,7 +260,6 @@ async fn follow(
     projection: &str,
     wait: Wait,
     request: Request,
-    mut each: impl FnMut(&ProjectionInfo),
 ) -> Result<(), Failure> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
     let mut warned = false;
@@ -271,7 +268,6 @@ async fn follow(
         if info.requested != Some(request) {
             return Ok(());
         }
-        each(&info);
         if !info.running && !warned {
             eprintln!("no runner holds {projection}'s lease: the request waits for one to start");
             warned = true;
@@ -307,22 +303,22 @@ struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    fn new(projection: &'a str, enabled: bool) -> Self {
+    fn new(projection: &'a str, enabled: bool, total: u64) -> Self {
         Self {
             projection,
             enabled,
             terminal: std::io::stderr().is_terminal(),
-            total: 0,
+            total,
             last_tenth: None,
         }
     }
 
     fn show(&mut self, info: &ProjectionInfo) {
-        if !self.enabled || info.requested == Some(Request::Rebuild) {
+        if !self.enabled {
             return;
         }
-        // A rebuild replays every event of its types in the log.
-        self.total = self.total.max(info.log_events).max(info.lag_events);
+        // Events appended since the total was counted are replayed too.
+        self.total = self.total.max(info.lag_events);
         let done = self.total - info.lag_events.min(self.total);
         let percent = (done * 100).checked_div(self.total).unwrap_or(100);
         let bar_width = 30;

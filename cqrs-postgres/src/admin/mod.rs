@@ -52,8 +52,6 @@ pub struct ProjectionInfo {
     pub lag_events: u64,
     /// The age of the oldest of those, in seconds.
     pub lag_seconds: Option<f64>,
-    /// Events of its types in the whole log: what a rebuild replays.
-    pub log_events: u64,
     /// The runner that holds or last held the lease.
     pub owner: Option<String>,
     /// When that lease runs out (or ran out).
@@ -153,10 +151,6 @@ impl Admin {
             checkpoint,
             lag_events: lag.0,
             lag_seconds: lag.1,
-            log_events: self
-                .pending(&mut session, name, Position::START, types.as_deref())
-                .await?
-                .0,
             owner: row.try_get("owner")?,
             lease_expires_at: row.try_get("lease_expires_at")?,
             running: row.try_get("running")?,
@@ -169,6 +163,34 @@ impl Admin {
         };
         session.finish().await?;
         Ok(Some(info))
+    }
+
+    /// How many events of the whole log `projection` reads (its types and
+    /// slices): what a rebuild of it replays. Counts them all, so it is
+    /// asked once per rebuild, not with every look at the projection.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::UnknownProjection`], or the database's.
+    pub async fn events_read_by(&self, projection: &str) -> Result<u64, AdminError> {
+        let database = self.store.database();
+        let mut session = database.session().await?;
+        // language=SQL
+        let row = database
+            .query(&format!(
+                "SELECT event_types FROM {} WHERE name = $1",
+                self.projections
+            ))
+            .bind(projection)
+            .fetch_optional(&mut *session)
+            .await?
+            .ok_or_else(|| AdminError::UnknownProjection(projection.to_owned()))?;
+        let types: Option<Vec<String>> = row.try_get("event_types")?;
+        let (events, _) = self
+            .pending(&mut session, projection, Position::START, types.as_deref())
+            .await?;
+        session.finish().await?;
+        Ok(events)
     }
 
     /// The events `name` reads (`types`, all when `None`; the slices of the

@@ -304,11 +304,11 @@ async fn the_process_manager_confirms_orders_it_can_reserve_and_cancels_the_othe
 
 #[tokio::test]
 async fn a_cancelled_order_gives_its_stock_back() {
-    let shop = Shop::new(Arc::new(InMemoryEventStore::new()));
-    shop.inventory
-        .execute("tea", AddStock { quantity: 4 })
-        .await
-        .expect("stock");
+    let shop = stocked(
+        Shop::new(Arc::new(InMemoryEventStore::new())),
+        &[("tea", 4)],
+    )
+    .await;
     shop.orders
         .execute(
             "o1",
@@ -361,11 +361,11 @@ async fn a_cancelled_order_gives_its_stock_back() {
 
 #[tokio::test]
 async fn an_order_that_is_not_paid_cannot_ship_through_the_pipeline_either() {
-    let shop = Shop::new(Arc::new(InMemoryEventStore::new()));
-    shop.inventory
-        .execute("tea", AddStock { quantity: 4 })
-        .await
-        .expect("stock");
+    let shop = stocked(
+        Shop::new(Arc::new(InMemoryEventStore::new())),
+        &[("tea", 4)],
+    )
+    .await;
     shop.orders
         .execute(
             "o1",
@@ -520,15 +520,15 @@ async fn the_read_models_report_amounts_they_cannot_hold_instead_of_wrapping() {
 /// A shop on a clock the test moves, with one product in stock and the
 /// order `o1` for two of it, created and confirmed.
 async fn shop_with_an_order(clock: &cqrskit::deadline::ManualClock) -> Shop {
-    let shop = Shop::with_deadlines(
-        Arc::new(InMemoryEventStore::new()),
-        Arc::new(cqrskit::deadline::InMemoryDeadlines::new()),
-        Arc::new(clock.clone()),
-    );
-    shop.inventory
-        .execute("tea", AddStock { quantity: 5 })
-        .await
-        .expect("stock");
+    let shop = stocked(
+        Shop::with_deadlines(
+            Arc::new(InMemoryEventStore::new()),
+            Arc::new(cqrskit::deadline::InMemoryDeadlines::new()),
+            Arc::new(clock.clone()),
+        ),
+        &[("tea", 5)],
+    )
+    .await;
     shop.orders
         .execute(
             "o1",
