@@ -13,6 +13,28 @@ pub trait Command: Send + Sync + 'static {
     /// A short name for the command's kind (the variant name), used in traces
     /// and error reports.
     fn command_type(&self) -> &'static str;
+
+    /// Whether this command only ever starts a new aggregate (open an
+    /// account, place an order, register a user): then the pipeline, when
+    /// it holds no cached state for the aggregate, decides it on the
+    /// `Default` state without loading and appends expecting no stream, so
+    /// creating an aggregate is one round trip instead of two (a load that
+    /// finds nothing, then the append).
+    ///
+    /// It never changes an outcome. If the stream exists after all, the
+    /// append is refused and the command is decided again on the state
+    /// loaded from the store, so the caller sees what the aggregate says
+    /// about a second creation (typically a rejection such as "already
+    /// open"), or the first execution's outcome for a repeated command id.
+    /// A rejection or an empty decision on the default state is decided
+    /// again on the loaded state too. The cost of a wrong answer is that
+    /// refused append: answer `true` only for commands that are almost
+    /// always sent to a new aggregate. Defaults to `false`;
+    /// `#[derive(Command)]` answers `true` for variants marked
+    /// `#[command(creates)]`.
+    fn creates_aggregate(&self) -> bool {
+        false
+    }
 }
 
 /// An aggregate: decides which events a command produces, and evolves its

@@ -10,6 +10,7 @@ use crate::variants::{self, AttrSpec, Variant};
 const SPEC: AttrSpec = AttrSpec {
     attr: "command",
     version: false,
+    creates: true,
     derive: "Command",
 };
 
@@ -30,6 +31,18 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
     let patterns = variants.iter().map(variants::any_pattern);
     let from_impls = variants::from_impls(input, variants);
     let dispatch = dispatch_impl(input, variants);
+    let creating: Vec<_> = variants
+        .iter()
+        .filter(|variant| variant.creates)
+        .map(variants::any_pattern)
+        .collect();
+    let creates = (!creating.is_empty()).then(|| {
+        quote! {
+            fn creates_aggregate(&self) -> bool {
+                ::core::matches!(self, #(#creating)|*)
+            }
+        }
+    });
     quote! {
         #[automatically_derived]
         impl #impl_generics ::cqrskit::Command for #name #ty_generics #where_clause {
@@ -38,6 +51,7 @@ fn generate(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
                     #(#patterns => #names,)*
                 }
             }
+            #creates
         }
 
         #from_impls

@@ -11,6 +11,7 @@ use crate::variants::{self, AttrSpec, Variant};
 const SPEC: AttrSpec = AttrSpec {
     attr: "event",
     version: true,
+    creates: false,
     derive: "DomainEvent",
 };
 

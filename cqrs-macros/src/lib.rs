@@ -141,17 +141,21 @@ pub fn derive_event_union(input: TokenStream) -> TokenStream {
 /// | attribute | meaning | default |
 /// | --- | --- | --- |
 /// | `#[command(name = "...")]` | the name `command_type()` reports | the variant name |
+/// | `#[command(creates)]` | the command starts a new aggregate: `creates_aggregate()` answers `true`, so the pipeline decides it without loading (see `Command::creates_aggregate`) | not creating |
 ///
 /// # Example
 ///
 /// ```
 /// use cqrskit::Command;
 ///
+/// struct OpenCart;
 /// struct AddItem { sku: String }
 /// struct CheckOut;
 ///
 /// #[derive(Command)]
 /// enum CartCommand {
+///     #[command(creates)]
+///     Open(OpenCart),
 ///     AddItem(AddItem),
 ///     #[command(name = "Checkout")]
 ///     CheckOut(CheckOut),
@@ -159,6 +163,8 @@ pub fn derive_event_union(input: TokenStream) -> TokenStream {
 ///
 /// let command: CartCommand = CheckOut.into();
 /// assert_eq!(command.command_type(), "Checkout");
+/// assert!(!command.creates_aggregate());
+/// assert!(CartCommand::from(OpenCart).creates_aggregate());
 /// ```
 #[proc_macro_derive(Command, attributes(command))]
 pub fn derive_command(input: TokenStream) -> TokenStream {

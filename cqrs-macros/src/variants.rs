@@ -33,6 +33,8 @@ pub(crate) struct Variant<'a> {
     /// The attribute's `upcast = path`: the function that turns payloads of
     /// older schema versions into the current shape.
     pub(crate) upcast: Option<syn::Path>,
+    /// The attribute's `creates` flag: the command starts a new aggregate.
+    pub(crate) creates: bool,
 }
 
 /// The keys one derive accepts in its variant attribute.
@@ -41,6 +43,8 @@ pub(crate) struct AttrSpec {
     pub(crate) attr: &'static str,
     /// Whether `version = N` is accepted.
     pub(crate) version: bool,
+    /// Whether the flag `creates` is accepted.
+    pub(crate) creates: bool,
     /// What the derive is called, for messages.
     pub(crate) derive: &'static str,
 }
@@ -105,6 +109,7 @@ pub(crate) fn parse<'a>(
             name_span: variant.ident.span(),
             version: None,
             upcast: None,
+            creates: false,
         };
         for attr in variant
             .attrs
@@ -147,6 +152,9 @@ fn parse_variant_attr(
                 variant.name = name.value();
                 variant.name_span = name.span();
             }
+            "creates" if spec.creates => {
+                variant.creates = true;
+            }
             "upcast" if spec.version => {
                 input.parse::<Token![=]>()?;
                 variant.upcast = Some(input.parse()?);
@@ -163,10 +171,10 @@ fn parse_variant_attr(
                 }
             }
             _ => {
-                let expected = if spec.version {
-                    "`name`, `version` or `upcast`"
-                } else {
-                    "`name`"
+                let expected = match (spec.version, spec.creates) {
+                    (true, _) => "`name`, `version` or `upcast`",
+                    (false, true) => "`name` or `creates`",
+                    (false, false) => "`name`",
                 };
                 return Err(syn::Error::new(
                     key.span(),

@@ -70,6 +70,8 @@ macro_rules! for_each_scenario {
             events_by_correlation_follow_one_business_transaction,
             events_in_time_range_by_type,
             state_cache_stays_correct_when_another_writer_moves_the_aggregate,
+            a_creating_command_is_decided_without_a_load,
+            racing_creations_open_once_and_the_rest_are_rejected,
             edge_input_is_refused_alike_before_anything_is_written,
             whatever_is_accepted_reads_back_equal,
             reappending_compares_numbers_exactly,

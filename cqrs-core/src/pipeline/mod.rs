@@ -347,11 +347,20 @@ impl<A: Aggregate> CommandPipeline<A> {
             .cache
             .as_ref()
             .and_then(|cache| cache.take(&stream.aggregate_id));
-        if let Some(cached) = cached {
+        // A creating command on an aggregate not in the cache is decided on
+        // the state before the first event, without a load: its append
+        // (expecting no stream) proves the guess or refuses it.
+        let guess = cached.or_else(|| {
+            command.creates_aggregate().then(|| Loaded {
+                state: A::default(),
+                version: 0,
+            })
+        });
+        if let Some(guess) = guess {
             // A cached state may be stale (another process appended since):
             // only an append, whose version check proves the state, stands.
             match self
-                .decide(command_id, stream, command, metadata, cached)
+                .decide(command_id, stream, command, metadata, guess)
                 .await
             {
                 Ok(outcome) if !outcome.events.is_empty() => return Ok(outcome),

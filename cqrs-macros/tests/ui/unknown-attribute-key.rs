@@ -7,6 +7,8 @@ enum AccountEvent {
     Opened,
     #[event(version = 2, rename = "x")]
     Closed,
+    #[event(creates)]
+    Reopened,
 }
 
 #[derive(cqrskit::Command)]

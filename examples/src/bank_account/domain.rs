@@ -41,7 +41,9 @@ pub struct WithdrawalMade {
 /// What a client can ask of an account.
 #[derive(Clone, Debug, PartialEq, Eq, Command)]
 pub enum AccountCommand {
-    /// Open the account.
+    /// Open the account. Only ever sent to a new account, so it is
+    /// decided without a load (see `Command::creates_aggregate`).
+    #[command(creates)]
     Open(OpenAccount),
     /// Pay money in.
     Deposit(Deposit),

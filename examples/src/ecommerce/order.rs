@@ -144,7 +144,9 @@ pub struct AbandonCheckout {
 /// What can be asked of an order.
 #[derive(Clone, Debug, PartialEq, Eq, Command)]
 pub enum OrderCommand {
-    /// See [`CreateOrder`].
+    /// See [`CreateOrder`]. It starts the order, so it is decided
+    /// without a load.
+    #[command(creates)]
     Create(CreateOrder),
     /// See [`ConfirmOrder`].
     Confirm(ConfirmOrder),

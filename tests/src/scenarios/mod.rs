@@ -19,10 +19,12 @@ use uuid::Uuid;
 use crate::fixtures::{event, json, stream, ticks};
 
 mod consistency;
+mod creation;
 mod idempotent_commands;
 mod round_trip;
 
 pub use consistency::*;
+pub use creation::*;
 pub use idempotent_commands::*;
 pub use round_trip::*;
 
