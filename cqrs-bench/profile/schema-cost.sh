@@ -36,21 +36,25 @@ CREATE TABLE json_columns (LIKE events INCLUDING ALL);
 ALTER TABLE json_columns DROP COLUMN correlation_id;
 ALTER TABLE json_columns ALTER COLUMN payload TYPE json, ALTER COLUMN metadata DROP DEFAULT,
     ALTER COLUMN metadata TYPE json, ALTER COLUMN metadata SET DEFAULT '{}'::json;
-ALTER TABLE json_columns ADD COLUMN correlation_id uuid
-    GENERATED ALWAYS AS ((metadata ->> 'correlation_id')::uuid) STORED;
+ALTER TABLE json_columns ADD COLUMN correlation_id uuid;
 CREATE INDEX ON json_columns (correlation_id, transaction_id, position) WHERE correlation_id IS NOT NULL;
 SQL
 
-metadata='{"correlation_id":"018f3b1e-7c4a-7def-8abc-0123456789ab"}'
+correlation=018f3b1e-7c4a-7def-8abc-0123456789ab
+metadata="{\"correlation_id\":\"$correlation\"}"
 # Time-ordered ids, as the framework's UUIDv7 (PostgreSQL 15 has no uuidv7()):
 # random ones would scatter the inserts over the whole event id index.
 time_ordered_id="(lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000000)::bigint), 14, '0') || substr(md5(random()::text), 1, 18))::uuid"
 row() { # table version-expression from-clause
   if [ "$1" = raw_events ]; then
     echo "INSERT INTO $schema.raw_events (stream, version, payload) SELECT 's' || :r, $2, '{\"n\":1}'::jsonb $3"
+  elif [ "$1" = no_correlation ]; then
+    echo "INSERT INTO $schema.$1 (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata, slice)
+          SELECT $time_ordered_id, 'tally', 's' || :r, $2, 'Added', 1, '{\"n\":1}', '$metadata', 7 $3"
   else
-    echo "INSERT INTO $schema.$1 (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
-          SELECT $time_ordered_id, 'tally', 's' || :r, $2, 'Added', 1, '{\"n\":1}', '$metadata' $3"
+    # The correlation id and the slice as the store sends them (migration 10).
+    echo "INSERT INTO $schema.$1 (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata, correlation_id, slice)
+          SELECT $time_ordered_id, 'tally', 's' || :r, $2, 'Added', 1, '{\"n\":1}', '$metadata', '$correlation', 7 $3"
   fi
 }
 run() { # name clients script

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use cqrs_examples::bank_account::{BankAccount, Deposit, DepositMade, OpenAccount};
 use cqrskit::postgres::sqlx::{self, PgPool};
-use cqrskit::postgres::{GroupCommit, PostgresEventStore, ProjectionRunner, RunnerOptions};
+use cqrskit::postgres::{
+    GroupCommit, PostgresEventStore, ProjectionRunner, RunnerOptions, slice_of,
+};
 use cqrskit::{
     CommandPipeline, EventStore, ExpectedVersion, LogFilter, Metadata, NewEvent, Position,
     SnapshotPolicy, StreamId,
@@ -100,7 +102,7 @@ impl Sandbox {
     }
 
     /// Creates `events_copy`, a copy of the events table (same columns,
-    /// defaults, generated column and indexes): the same-schema baselines
+    /// defaults and indexes): the same-schema baselines
     /// write there.
     async fn create_events_copy(&self) -> Result<()> {
         sqlx::query(&format!(
@@ -354,9 +356,11 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
     let baseline = raw_concurrent(&sandbox, config).await?;
 
     // The same single-row inserts into a copy of the events table (same
-    // columns, defaults, generated column and indexes): what the schema costs.
+    // columns, defaults and indexes; the correlation id and the slice sent
+    // as the store sends them): what the schema costs.
     sandbox.create_events_copy().await?;
-    let metadata = format!(r#"{{"correlation_id":"{}"}}"#, uuid::Uuid::now_v7());
+    let correlation = uuid::Uuid::now_v7();
+    let metadata = format!(r#"{{"correlation_id":"{correlation}"}}"#);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for task in 0..config.tasks {
@@ -368,14 +372,16 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
             for round in 0..config.commands_per_aggregate {
                 for account in (task..config.aggregates).step_by(config.tasks) {
                     sqlx::query(&format!(
-                        "INSERT INTO {table} (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
-                         VALUES ($1, 'account', $2, $3, 'DepositMade', 1, $4::jsonb, $5::jsonb)"
+                        "INSERT INTO {table} (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata, correlation_id, slice)
+                         VALUES ($1, 'account', $2, $3, 'DepositMade', 1, $4::jsonb, $5::jsonb, $6, $7)"
                     ))
                     .bind(uuid::Uuid::now_v7())
                     .bind(format!("acc-{account}"))
                     .bind(round as i64 + 1)
                     .bind(r#"{"amount":1}"#)
                     .bind(&metadata)
+                    .bind(correlation)
+                    .bind(slice_of(&StreamId::new("account", format!("acc-{account}"))) as i16)
                     .execute(&pool)
                     .await?;
                 }
@@ -699,15 +705,17 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
     let baseline = per_second(total, started.elapsed());
 
     sandbox.create_events_copy().await?;
-    let metadata = format!(r#"{{"correlation_id":"{}"}}"#, uuid::Uuid::now_v7());
+    let correlation = uuid::Uuid::now_v7();
+    let metadata = format!(r#"{{"correlation_id":"{correlation}"}}"#);
+    let slice = slice_of(&StreamId::new("tally", "t")) as i16;
     let started = Instant::now();
     for command in 0..config.batch_commands {
         let first = (command * config.batch_size) as i64 + 1;
         let versions: Vec<i64> = (first..first + size).collect();
         let ids: Vec<uuid::Uuid> = versions.iter().map(|_| uuid::Uuid::now_v7()).collect();
         sqlx::query(&format!(
-            "INSERT INTO {} (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
-             SELECT i, 'tally', 't', v, 'Added', 1, p::jsonb, m::jsonb
+            "INSERT INTO {} (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata, correlation_id, slice)
+             SELECT i, 'tally', 't', v, 'Added', 1, p::jsonb, m::jsonb, $5, $6
              FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) AS u(i, v, p, m)",
             sandbox.table("events_copy")
         ))
@@ -715,6 +723,8 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
         .bind(&versions)
         .bind(vec![payload.clone(); config.batch_size])
         .bind(vec![metadata.clone(); config.batch_size])
+        .bind(correlation)
+        .bind(slice)
         .execute(sandbox.pool())
         .await?;
     }

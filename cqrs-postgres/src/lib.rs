@@ -62,7 +62,7 @@ pub mod testing;
 pub use deadlines::PostgresDeadlines;
 pub use error::{Error, Result};
 pub use inline::InlineProjections;
-pub use partition::{InvalidPartition, Partition, SLICES};
+pub use partition::{InvalidPartition, Partition, SLICES, slice_of};
 pub use projection::{
     DaemonError, DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, PartitionedRunner,
     ProjectionDaemon, ProjectionRunner, ProjectionStatus, ReplayOutcome, Request, RunnerError,

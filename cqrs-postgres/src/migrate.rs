@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operator requests",
         include_str!("../migrations/20261201000009_operator_requests.sql"),
     ),
+    (
+        20261201000010,
+        "derived columns from the writer",
+        include_str!("../migrations/20261201000010_derived_columns_from_the_writer.sql"),
+    ),
 ];
 
 /// The embedded migrations as an sqlx migration source.

@@ -181,11 +181,12 @@ impl Statements {
         // language=SQL
         let insert_after = format!(
             "INSERT INTO {events}
-                 (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
+                 (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata,
+                  correlation_id, slice)
              SELECT e.event_id, $1, $2, $3 + e.ordinal, e.event_type, e.event_version,
-                    e.payload::jsonb, e.metadata::jsonb
-             FROM announced, unnest($4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[])
-                      WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, ordinal)
+                    e.payload::jsonb, e.metadata::jsonb, e.correlation_id, $10
+             FROM announced, unnest($4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[], $9::uuid[])
+                      WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, correlation_id, ordinal)
              WHERE coalesce((
                  SELECT max(version) FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2
              ), 0) = $3
@@ -214,12 +215,13 @@ impl Statements {
                      FROM {events} WHERE aggregate_type = $1 AND aggregate_id = $2
                  ), announced AS MATERIALIZED ({announce}), inserted AS (
                      INSERT INTO {events}
-                         (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
+                         (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata,
+                          correlation_id, slice)
                      SELECT e.event_id, $1, $2, current.version + e.ordinal, e.event_type, e.event_version,
-                            e.payload::jsonb, e.metadata::jsonb
+                            e.payload::jsonb, e.metadata::jsonb, e.correlation_id, $11
                      FROM current, announced,
-                          unnest($5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[])
-                              WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, ordinal)
+                          unnest($5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[], $10::uuid[])
+                              WITH ORDINALITY AS e(event_id, event_type, event_version, payload, metadata, correlation_id, ordinal)
                      WHERE current.version BETWEEN $3 AND $4
                      RETURNING event_id, version, position, transaction_id::text::bigint AS transaction, recorded_at
                  )
@@ -242,15 +244,15 @@ impl Statements {
             // language=SQL
             append_at: format!("WITH announced AS MATERIALIZED ({announce}) {insert_after}"),
             // `append_at` that also saves the aggregate's state after the
-            // batch (`$9` its version, `$10` its schema version, `$11` the
-            // state, `$12` when taken) in the same statement and commit:
+            // batch (`$11` its version, `$12` its schema version, `$13` the
+            // state, `$14` when taken) in the same statement and commit:
             // only when the batch was inserted and ends at that version.
             // language=SQL
             append_at_with_snapshot: format!(
                 "WITH announced AS MATERIALIZED ({announce}), inserted AS ({insert_after}), saved AS (
                      INSERT INTO {snapshots} (aggregate_type, aggregate_id, version, schema_version, state, taken_at)
-                     SELECT $1, $2, $9, $10, $11::jsonb, $12
-                     WHERE (SELECT max(version) FROM inserted) = $9
+                     SELECT $1, $2, $11, $12, $13::jsonb, $14
+                     WHERE (SELECT max(version) FROM inserted) = $11
                      {keep_newest_snapshot}
                  )
                  SELECT version, position, transaction, recorded_at FROM inserted"
@@ -269,9 +271,10 @@ impl Statements {
             append_group: format!(
                 "WITH announced AS MATERIALIZED ({announce}), batch AS (
                      SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::uuid[],
-                                          $6::text[], $7::int[], $8::text[], $9::text[])
+                                          $6::text[], $7::int[], $8::text[], $9::text[], $10::uuid[],
+                                          $11::smallint[])
                          AS b(slot, aggregate_type, aggregate_id, version, event_id, event_type,
-                              event_version, payload, metadata)
+                              event_version, payload, metadata, correlation_id, slice)
                  ), ready AS (
                      SELECT head.slot FROM (
                          SELECT slot, aggregate_type, aggregate_id, min(version) - 1 AS after
@@ -283,9 +286,10 @@ impl Statements {
                      ), 0) = head.after
                  )
                  INSERT INTO {events}
-                     (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata)
+                     (event_id, aggregate_type, aggregate_id, version, event_type, event_version, payload, metadata,
+                      correlation_id, slice)
                  SELECT b.event_id, b.aggregate_type, b.aggregate_id, b.version, b.event_type, b.event_version,
-                        b.payload::jsonb, b.metadata::jsonb
+                        b.payload::jsonb, b.metadata::jsonb, b.correlation_id, b.slice
                  FROM announced, batch b
                  WHERE b.slot IN (SELECT slot FROM ready)
                  ORDER BY b.slot, b.version

@@ -249,6 +249,11 @@ pub(super) struct Batch {
     pub(super) versions: Vec<i32>,
     pub(super) payloads: Vec<String>,
     pub(super) metadata: Vec<String>,
+    /// Each event's correlation id, stored in a column of its own for the
+    /// audit index (the database no longer derives it from the metadata).
+    pub(super) correlations: Vec<Option<Uuid>>,
+    /// The stream's slice ([`slice_of`](crate::slice_of)).
+    pub(super) slice: i16,
     /// The aggregate's state after the batch, saved with it.
     pub(super) snapshot: Option<Snapshot>,
 }
@@ -266,6 +271,8 @@ impl Batch {
             .bind(&self.versions)
             .bind(&self.payloads)
             .bind(&self.metadata)
+            .bind(&self.correlations)
+            .bind(self.slice)
     }
 
     /// Binds the snapshot's columns, when the batch has one, after the
@@ -284,17 +291,21 @@ impl Batch {
             .bind(snapshot.taken_at)
     }
 
-    pub(super) fn new(events: &[NewEvent]) -> Result<Self, StoreError> {
+    pub(super) fn new(stream: &StreamId, events: &[NewEvent]) -> Result<Self, StoreError> {
         let mut batch = Batch {
             ids: Vec::with_capacity(events.len()),
             types: Vec::with_capacity(events.len()),
             versions: Vec::with_capacity(events.len()),
             payloads: Vec::with_capacity(events.len()),
             metadata: Vec::with_capacity(events.len()),
+            correlations: Vec::with_capacity(events.len()),
+            // Below 1024.
+            slice: crate::slice_of(stream) as i16,
             snapshot: None,
         };
         for event in events {
             batch.ids.push(event.event_id);
+            batch.correlations.push(event.metadata.correlation_id);
             batch.types.push(event.event_type.clone());
             // `limits::check_append` refused versions past the column's range.
             batch
@@ -358,7 +369,7 @@ impl PostgresEventStore {
     ) -> Result<AppendResult, StoreError> {
         cqrskit_core::limits::check_append(stream, &events)?;
         check_batch(stream, &events)?;
-        let mut batch = Batch::new(&events)?;
+        let mut batch = Batch::new(stream, &events)?;
         batch.snapshot = snapshot.filter(|snapshot| &snapshot.stream == stream);
         let batch = std::sync::Arc::new(batch);
         let mut result = match self.grouped(stream, expected, &batch).await {

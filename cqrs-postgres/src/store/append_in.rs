@@ -30,7 +30,7 @@ impl PostgresEventStore {
     ) -> Result<AppendResult, StoreError> {
         cqrskit_core::limits::check_append(stream, &events)?;
         check_batch(stream, &events)?;
-        let batch = Batch::new(&events)?;
+        let batch = Batch::new(stream, &events)?;
         let mut lost_races: u32 = 0;
         loop {
             let Guard {

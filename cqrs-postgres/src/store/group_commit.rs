@@ -257,6 +257,8 @@ struct Columns<'a> {
     event_versions: Vec<i32>,
     payloads: Vec<&'a str>,
     metadata: Vec<&'a str>,
+    correlations: Vec<Option<Uuid>>,
+    slices: Vec<i16>,
 }
 
 impl<'a> Columns<'a> {
@@ -272,6 +274,8 @@ impl<'a> Columns<'a> {
             event_versions: Vec::with_capacity(events),
             payloads: Vec::with_capacity(events),
             metadata: Vec::with_capacity(events),
+            correlations: Vec::with_capacity(events),
+            slices: Vec::with_capacity(events),
         };
         for (slot, request) in group.iter().enumerate() {
             let batch = &request.batch;
@@ -288,6 +292,8 @@ impl<'a> Columns<'a> {
                 columns.event_versions.push(batch.versions[index]);
                 columns.payloads.push(&batch.payloads[index]);
                 columns.metadata.push(&batch.metadata[index]);
+                columns.correlations.push(batch.correlations[index]);
+                columns.slices.push(batch.slice);
             }
         }
         columns
@@ -307,6 +313,8 @@ impl<'a> Columns<'a> {
             .bind(&self.event_versions)
             .bind(&self.payloads)
             .bind(&self.metadata)
+            .bind(&self.correlations)
+            .bind(&self.slices)
     }
 }
 
