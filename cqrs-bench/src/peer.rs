@@ -125,15 +125,20 @@ struct Contenders {
 }
 
 impl Contenders {
-    async fn new(pool: &PgPool) -> Result<Self> {
+    /// With `grouped_sequential`, `ours` writes through group commit too (a tuned row).
+    async fn new(pool: &PgPool, grouped_sequential: bool) -> Result<Self> {
         let sandbox = Sandbox::new(pool).await?;
         let options = (*pool.connect_options()).clone();
         // Exactly what `PostgresEventStore::connect(url)` builds.
         let ours_store = PostgresEventStore::connect_with(options.clone())
             .await?
             .with_schema(sandbox.schema())?;
-        let ours = CommandPipeline::<BankAccount>::new(Arc::new(ours_store.clone()), ());
         let grouped = ours_store.clone().with_group_commit(GroupCommit::default());
+        let ours = if grouped_sequential {
+            CommandPipeline::<BankAccount>::new(Arc::new(grouped.clone()), ())
+        } else {
+            CommandPipeline::<BankAccount>::new(Arc::new(ours_store.clone()), ())
+        };
         let ours_grouped = CommandPipeline::<BankAccount>::new(Arc::new(grouped), ());
         // What postgres-es's `default_postgress_pool(url)` builds.
         let peer_pool = PgPoolOptions::new()
@@ -220,8 +225,30 @@ pub(crate) async fn vs_cqrs_es(pool: &PgPool, config: &Config) -> Result<Vec<Rep
     let [load, snapshot_load] = long_stream_load(pool, config).await?;
     let [concurrent, concurrent_grouped] = concurrent(pool, config).await?;
     Ok(vec![
-        sequential(pool, "vs-cqrs-es-seq-command", 1, config.seq_commands).await?,
-        sequential(pool, "vs-cqrs-es-short-streams", config.short_streams, 10).await?,
+        sequential(
+            pool,
+            "vs-cqrs-es-seq-command",
+            1,
+            config.seq_commands,
+            false,
+        )
+        .await?,
+        sequential(
+            pool,
+            "vs-cqrs-es-short-streams",
+            config.short_streams,
+            10,
+            false,
+        )
+        .await?,
+        sequential(
+            pool,
+            "vs-cqrs-es-short-streams-group-commit",
+            config.short_streams,
+            10,
+            true,
+        )
+        .await?,
         concurrent,
         concurrent_grouped,
         load,
@@ -235,14 +262,16 @@ const WARM_UP_STREAMS: usize = 10;
 const WARM_UP_DEPOSITS: usize = 4;
 
 /// `streams` aggregates, one after another, each opened and then given
-/// `commands - 1` deposits, one command at a time.
+/// `commands - 1` deposits, one command at a time; with `grouped`, ours
+/// through group commit.
 async fn sequential(
     pool: &PgPool,
     scenario: &'static str,
     streams: usize,
     commands: usize,
+    grouped: bool,
 ) -> Result<Report> {
-    let contenders = Contenders::new(pool).await?;
+    let contenders = Contenders::new(pool, grouped).await?;
     let total = streams * commands;
     let deposits = commands.saturating_sub(1);
     // Warm-up, not timed: each side's pool has opened its connections and
@@ -337,7 +366,7 @@ async fn sequential(
 /// own, opened through it, so its state cache starts as warm as the
 /// defaults' does).
 async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
-    let contenders = Arc::new(Contenders::new(pool).await?);
+    let contenders = Arc::new(Contenders::new(pool, false).await?);
     for account in 0..config.aggregates {
         let id = format!("acc-{account}");
         contenders.ours_open(&id).await?;
@@ -430,7 +459,7 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
 /// by replaying it, then from a snapshot (each side's snapshot store, after
 /// one command that takes the snapshot).
 async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
-    let contenders = Contenders::new(pool).await?;
+    let contenders = Contenders::new(pool, false).await?;
     long_stream(&contenders.ours_store, "long", config.long_stream).await?;
     // The peer's stream, written the way postgres-es stores it.
     sqlx::query(&format!(

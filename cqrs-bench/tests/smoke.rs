@@ -37,6 +37,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "projection-catch-up-hand-written",
             "vs-cqrs-es-seq-command",
             "vs-cqrs-es-short-streams",
+            "vs-cqrs-es-short-streams-group-commit",
             "vs-cqrs-es-concurrent-commands",
             "vs-cqrs-es-concurrent-group-commit",
             "vs-cqrs-es-long-stream-load",

@@ -375,6 +375,9 @@ impl PostgresEventStore {
         let mut result = match self.grouped(stream, expected, &batch).await {
             Some(Grouped::Stored(result)) => Ok(result),
             Some(Grouped::Failed(error)) => Err(error),
+            Some(Grouped::Alone(_place)) => {
+                self.try_append(stream, expected, &events, &batch).await
+            }
             Some(Grouped::NotWritten) | None => {
                 self.try_append(stream, expected, &events, &batch).await
             }

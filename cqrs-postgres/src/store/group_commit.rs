@@ -2,10 +2,12 @@
 //! written by one statement and one commit (opt-in, see
 //! [`PostgresEventStore::with_group_commit`]).
 //!
-//! A store's appends go to one task that writes them in groups: whatever
-//! arrived while earlier groups were being written forms the next one. At
-//! most a few groups are in flight at once, so under load appends queue and
-//! the groups grow; a lone append is written at once, alone. Each append
+//! At most a few statements are in flight at once. An append that finds
+//! one of those places free is written at once by its caller, alone, with
+//! no hop through another task, so commands one after another pay nothing
+//! for grouping. The others go to one task that writes them in groups:
+//! whatever arrived while the statements in flight were being written forms
+//! the next group, so under load the groups grow. Each append
 //! keeps its own outcome: one that cannot be written as it is (its stream
 //! moved on, its ids are taken, another append in the group collided with a
 //! racing writer) is handed back unwritten, and its caller writes it on its
@@ -28,7 +30,7 @@ pub struct GroupCommit {
 }
 
 impl Default for GroupCommit {
-    /// Groups of up to 64 appends, at most two groups in flight.
+    /// Groups of up to 64 appends, at most two statements in flight.
     fn default() -> Self {
         Self {
             max_appends: 64,
@@ -45,9 +47,10 @@ impl GroupCommit {
         self
     }
 
-    /// At most `groups` groups being written at once (at least 1), each on
-    /// a pooled connection of its own. Fewer make larger groups (fewer
-    /// commits); more keep latency low when the server has cores to spare.
+    /// At most `groups` statements being written at once (at least 1),
+    /// groups or lone appends written by their callers, each on a pooled
+    /// connection of its own. Fewer make larger groups (fewer commits);
+    /// more keep latency low when the server has cores to spare.
     pub fn max_in_flight(mut self, groups: usize) -> Self {
         self.max_in_flight = groups.max(1);
         self
@@ -59,6 +62,9 @@ impl GroupCommit {
 #[derive(Debug)]
 pub(super) struct Grouping {
     options: GroupCommit,
+    /// The places for statements in flight: taken by a lone append written
+    /// by its caller, or by a group.
+    in_flight: Arc<Semaphore>,
     requests: OnceLock<mpsc::UnboundedSender<Request>>,
 }
 
@@ -70,6 +76,9 @@ pub(super) enum Grouped {
     NotWritten,
     /// Sent with its group, whose commit's answer was lost.
     Failed(StoreError),
+    /// A place was free: the caller writes it now, holding the place until
+    /// its statement is answered.
+    Alone(OwnedSemaphorePermit),
 }
 
 /// One append waiting for its group.
@@ -91,6 +100,7 @@ impl Grouping {
     pub(super) fn new(options: GroupCommit) -> Self {
         Self {
             options,
+            in_flight: Arc::new(Semaphore::new(options.max_in_flight)),
             requests: OnceLock::new(),
         }
     }
@@ -108,6 +118,11 @@ impl Grouping {
         after: u64,
         batch: Arc<Batch>,
     ) -> Grouped {
+        // A place is only free while nothing waits for one (a waiting
+        // group gets a released place first): then this append is alone.
+        if let Ok(place) = self.in_flight.clone().try_acquire_owned() {
+            return Grouped::Alone(place);
+        }
         let requests = self.requests.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
             let writer = Writer {
@@ -115,7 +130,12 @@ impl Grouping {
                 sql: store.sql.clone(),
                 notifier: store.notifier.clone(),
             };
-            tokio::spawn(run(receiver, Arc::new(writer), self.options));
+            tokio::spawn(run(
+                receiver,
+                Arc::new(writer),
+                self.in_flight.clone(),
+                self.options,
+            ));
             sender
         });
         let (reply, outcome) = oneshot::channel();
@@ -134,20 +154,21 @@ impl Grouping {
     }
 }
 
-/// The group writer: takes what has queued, up to a group, whenever fewer
-/// than `max_in_flight` groups are being written. Ends with the store's
-/// last handle.
+/// The group writer: once an append waits, takes what has queued, up to a
+/// group, as soon as a place for a statement is free. Ends with the
+/// store's last handle.
 async fn run(
     mut requests: mpsc::UnboundedReceiver<Request>,
     writer: Arc<Writer>,
+    in_flight: Arc<Semaphore>,
     options: GroupCommit,
 ) {
-    let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
     loop {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+        let Some(first) = requests.recv().await else {
             return;
         };
-        let Some(first) = requests.recv().await else {
+        // While it waits for a place, more appends queue behind `first`.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
         let mut streams = HashSet::from([first.stream.clone()]);
@@ -383,6 +404,66 @@ impl<'a> Slots<'a> {
                 already_stored: false,
             }),
             _ => Grouped::NotWritten,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(id: &str) -> (StreamId, Arc<Batch>) {
+        let stream = StreamId::new("thing", id);
+        let event = NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "Ticked".into(),
+            event_version: 1,
+            payload: serde_json::value::RawValue::from_string("{}".into()).expect("JSON"),
+            metadata: cqrskit_core::Metadata::new(),
+        };
+        let batch = Batch::new(&stream, &[event]).expect("a batch");
+        (stream, Arc::new(batch))
+    }
+
+    /// Appends that find a place free are their callers' to write, with no
+    /// hop through the group writer; one that finds none waits in the queue
+    /// until a place frees, and is then written by the group writer (here
+    /// against a database that does not answer: not written, so its caller
+    /// writes it alone).
+    #[tokio::test]
+    async fn an_append_is_grouped_only_when_it_would_wait() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_millis(100))
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("a lazy pool");
+        let store = PostgresEventStore::from_pool(pool);
+        let grouping = Grouping::new(GroupCommit::default().max_in_flight(2));
+        let mut places = Vec::new();
+        for id in ["a", "b"] {
+            let (stream, batch) = batch(id);
+            match grouping.append(&store, &stream, 0, batch).await {
+                Grouped::Alone(place) => places.push(place),
+                _ => panic!("an append with a place free must be its caller's"),
+            }
+        }
+        assert!(
+            grouping.requests.get().is_none(),
+            "no group writer was needed"
+        );
+
+        let (stream, batch) = batch("c");
+        let queued = grouping.append(&store, &stream, 0, batch);
+        tokio::pin!(queued);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), &mut queued).await;
+        assert!(
+            waited.is_err(),
+            "with no place free, the append waits for a group"
+        );
+        places.pop();
+        match tokio::time::timeout(std::time::Duration::from_secs(10), queued).await {
+            Ok(Grouped::NotWritten) => {}
+            Ok(_) => panic!("a group that could not reach the database wrote nothing"),
+            Err(_) => panic!("the queued append was not written when a place freed"),
         }
     }
 }

@@ -213,9 +213,11 @@ impl PostgresEventStore {
     ///
     /// Worth it when many commands run at once on different aggregates (a
     /// service under load): commits, not statements, bound a store's
-    /// writes, and a group of ten costs about one. A lone append is
-    /// written at once, alone, after a hop to the store's group writer
-    /// (a few microseconds). Appends that expect any version, or carry a
+    /// writes, and a group of ten costs about one. An append that finds a
+    /// place for a statement free (one at a time, commands one after
+    /// another) is written at once by its caller, alone, as without
+    /// grouping; only appends that would wait are handed to the store's
+    /// group writer. Appends that expect any version, or carry a
     /// snapshot, or run in [`append_in`](Self::append_in), are never
     /// grouped. Figures in `docs/performance.md`.
     pub fn with_group_commit(mut self, options: GroupCommit) -> Self {
