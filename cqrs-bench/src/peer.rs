@@ -12,9 +12,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, CqrsFramework, EventStore as _};
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
+use cqrskit::postgres::PostgresEventStore;
 use cqrskit::postgres::sqlx::postgres::PgPoolOptions;
 use cqrskit::postgres::sqlx::{self, PgPool};
-use cqrskit::postgres::{GroupCommit, PostgresEventStore};
 use cqrskit::{CommandPipeline, SnapshotPolicy};
 use postgres_es::PostgresEventRepository;
 use serde::{Deserialize, Serialize};
@@ -114,8 +114,8 @@ type Peer = CqrsFramework<PeerAccount, PersistedEventStore<PostgresEventReposito
 struct Contenders {
     sandbox: Sandbox,
     ours: CommandPipeline<BankAccount>,
-    /// Ours tuned: the same store with group commit.
-    ours_grouped: CommandPipeline<BankAccount>,
+    /// Ours tuned: the same store without group commit.
+    ours_alone: CommandPipeline<BankAccount>,
     ours_store: PostgresEventStore,
     peer: Arc<Peer>,
     peer_store: PersistedEventStore<PostgresEventRepository, PeerAccount>,
@@ -125,21 +125,22 @@ struct Contenders {
 }
 
 impl Contenders {
-    /// With `grouped_sequential`, `ours` writes through group commit too (a tuned row).
-    async fn new(pool: &PgPool, grouped_sequential: bool) -> Result<Self> {
+    /// With `one_commit_each`, `ours` writes without group commit too (a
+    /// tuned row).
+    async fn new(pool: &PgPool, one_commit_each: bool) -> Result<Self> {
         let sandbox = Sandbox::new(pool).await?;
         let options = (*pool.connect_options()).clone();
         // Exactly what `PostgresEventStore::connect(url)` builds.
         let ours_store = PostgresEventStore::connect_with(options.clone())
             .await?
             .with_schema(sandbox.schema())?;
-        let grouped = ours_store.clone().with_group_commit(GroupCommit::default());
-        let ours = if grouped_sequential {
-            CommandPipeline::<BankAccount>::new(Arc::new(grouped.clone()), ())
+        let alone = ours_store.clone().without_group_commit();
+        let ours = if one_commit_each {
+            CommandPipeline::<BankAccount>::new(Arc::new(alone.clone()), ())
         } else {
             CommandPipeline::<BankAccount>::new(Arc::new(ours_store.clone()), ())
         };
-        let ours_grouped = CommandPipeline::<BankAccount>::new(Arc::new(grouped), ());
+        let ours_alone = CommandPipeline::<BankAccount>::new(Arc::new(alone), ());
         // What postgres-es's `default_postgress_pool(url)` builds.
         let peer_pool = PgPoolOptions::new()
             .max_connections(10)
@@ -176,7 +177,7 @@ impl Contenders {
         Ok(Self {
             sandbox,
             ours,
-            ours_grouped,
+            ours_alone,
             ours_store,
             peer,
             peer_store,
@@ -223,7 +224,7 @@ impl Contenders {
 /// Runs the peer scenarios.
 pub(crate) async fn vs_cqrs_es(pool: &PgPool, config: &Config) -> Result<Vec<Report>> {
     let [load, snapshot_load] = long_stream_load(pool, config).await?;
-    let [concurrent, concurrent_grouped] = concurrent(pool, config).await?;
+    let [concurrent, concurrent_alone] = concurrent(pool, config).await?;
     Ok(vec![
         sequential(
             pool,
@@ -243,14 +244,14 @@ pub(crate) async fn vs_cqrs_es(pool: &PgPool, config: &Config) -> Result<Vec<Rep
         .await?,
         sequential(
             pool,
-            "vs-cqrs-es-short-streams-group-commit",
+            "vs-cqrs-es-short-streams-one-commit-each",
             config.short_streams,
             10,
             true,
         )
         .await?,
         concurrent,
-        concurrent_grouped,
+        concurrent_alone,
         load,
         snapshot_load,
     ])
@@ -262,16 +263,16 @@ const WARM_UP_STREAMS: usize = 10;
 const WARM_UP_DEPOSITS: usize = 4;
 
 /// `streams` aggregates, one after another, each opened and then given
-/// `commands - 1` deposits, one command at a time; with `grouped`, ours
-/// through group commit.
+/// `commands - 1` deposits, one command at a time; with `one_commit_each`,
+/// ours without group commit.
 async fn sequential(
     pool: &PgPool,
     scenario: &'static str,
     streams: usize,
     commands: usize,
-    grouped: bool,
+    one_commit_each: bool,
 ) -> Result<Report> {
-    let contenders = Contenders::new(pool, grouped).await?;
+    let contenders = Contenders::new(pool, one_commit_each).await?;
     let total = streams * commands;
     let deposits = commands.saturating_sub(1);
     // Warm-up, not timed: each side's pool has opened its connections and
@@ -362,9 +363,9 @@ async fn sequential(
 }
 
 /// Many aggregates, a few commands each, from concurrent tasks: ours with
-/// the defaults, cqrs-es, then ours with group commit (on accounts of its
-/// own, opened through it, so its state cache starts as warm as the
-/// defaults' does).
+/// the defaults (group commit on), cqrs-es, then ours with one commit per
+/// append (on accounts of its own, opened through it, so its state cache
+/// starts as warm as the defaults' does).
 async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
     let contenders = Arc::new(Contenders::new(pool, false).await?);
     for account in 0..config.aggregates {
@@ -373,7 +374,7 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
         contenders.peer_open(&id).await?;
         let owner = "bench".to_owned();
         contenders
-            .ours_grouped
+            .ours_alone
             .execute(&format!("grp-{account}"), OpenAccount { owner })
             .await?;
     }
@@ -402,7 +403,7 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
                             }
                             _ => {
                                 let id = format!("grp-{account}");
-                                contenders.ours_grouped.execute(&id, deposit).await?;
+                                contenders.ours_alone.execute(&id, deposit).await?;
                             }
                         }
                     }
@@ -420,17 +421,17 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
         let id = format!("acc-{account}");
         let ours = contenders.ours.load(&id).await?.state.balance;
         let theirs = contenders.peer_balance(&id).await?;
-        let grouped = contenders
-            .ours_grouped
+        let alone = contenders
+            .ours_alone
             .load(&format!("grp-{account}"))
             .await?
             .state
             .balance;
         let expected = config.commands_per_aggregate as u64;
         check(
-            ours == expected && theirs == expected && grouped == expected,
+            ours == expected && theirs == expected && alone == expected,
             format!(
-                "vs-cqrs-es concurrent: balances {ours}, {theirs} and {grouped}, expected {expected}"
+                "vs-cqrs-es concurrent: balances {ours}, {theirs} and {alone}, expected {expected}"
             ),
         )?;
     }
@@ -446,7 +447,7 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
         )
         .with_peer(rates[1]),
         Report::new(
-            "vs-cqrs-es-concurrent-group-commit",
+            "vs-cqrs-es-concurrent-one-commit-each",
             rates[2],
             baseline,
             "ops/s",

@@ -166,7 +166,7 @@ async fn a_lost_answer_after_commit_is_reported_as_unknown_and_the_retry_applies
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_resolves_a_lost_answer_itself_when_the_store_comes_back() {
     let (db, proxy, store) = setup().await;
-    withdraw_through_a_lost_answer(db, proxy, store).await;
+    withdraw_through_a_lost_answer(db, proxy, store.without_group_commit()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

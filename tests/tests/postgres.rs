@@ -1,5 +1,5 @@
 //! The conformance suite against PostgreSQL, one fresh schema per test: once
-//! with each append committed alone, once with group commit.
+//! with group commit (the default), once with each append committed alone.
 
 use std::sync::Arc;
 
@@ -11,7 +11,8 @@ macro_rules! postgres {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
             let db = TestStore::new().await;
-            cqrs_tests::scenarios::$name(db.shared()).await;
+            let store = db.store.clone().without_group_commit();
+            cqrs_tests::scenarios::$name(Arc::new(store)).await;
             db.drop_schema().await;
         }
     )*};

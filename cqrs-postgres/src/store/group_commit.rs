@@ -1,5 +1,5 @@
 //! Group commit: appends of concurrent commands to different streams,
-//! written by one statement and one commit (opt-in, see
+//! written by one statement and one commit (on by default, see
 //! [`PostgresEventStore::with_group_commit`]).
 //!
 //! At most a few statements are in flight at once. An append that finds
@@ -425,6 +425,22 @@ mod tests {
         (stream, Arc::new(batch))
     }
 
+    fn nowhere() -> PostgresEventStore {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_millis(100))
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("a lazy pool");
+        PostgresEventStore::from_pool(pool)
+    }
+
+    #[tokio::test]
+    async fn group_commit_is_on_by_default_and_can_be_turned_off() {
+        let store = nowhere();
+        let grouping = store.grouping.as_ref().expect("on by default");
+        assert_eq!(grouping.options(), GroupCommit::default());
+        assert!(store.without_group_commit().grouping.is_none());
+    }
+
     /// Appends that find a place free are their callers' to write, with no
     /// hop through the group writer; one that finds none waits in the queue
     /// until a place frees, and is then written by the group writer (here
@@ -432,11 +448,7 @@ mod tests {
     /// writes it alone).
     #[tokio::test]
     async fn an_append_is_grouped_only_when_it_would_wait() {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .acquire_timeout(std::time::Duration::from_millis(100))
-            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
-            .expect("a lazy pool");
-        let store = PostgresEventStore::from_pool(pool);
+        let store = nowhere();
         let grouping = Grouping::new(GroupCommit::default().max_in_flight(2));
         let mut places = Vec::new();
         for id in ["a", "b"] {

@@ -90,7 +90,7 @@ impl PostgresEventStore {
             sql,
             notifier,
             floor: std::sync::Arc::default(),
-            grouping: None,
+            grouping: Some(std::sync::Arc::new(Grouping::new(GroupCommit::default()))),
         }
     }
 
@@ -207,11 +207,13 @@ impl PostgresEventStore {
     }
 
     /// The same store, writing the appends of concurrent commands to
-    /// different streams together: one statement and one commit per group
-    /// instead of one per append (group commit). Each append keeps its own
-    /// outcome: one stream's conflict fails no other append of its group.
+    /// different streams together with `options`: one statement and one
+    /// commit per group instead of one per append (group commit). Each
+    /// append keeps its own outcome: one stream's conflict fails no other
+    /// append of its group. On by default, with [`GroupCommit::default`];
+    /// see [`without_group_commit`](Self::without_group_commit).
     ///
-    /// Worth it when many commands run at once on different aggregates (a
+    /// It pays when many commands run at once on different aggregates (a
     /// service under load): commits, not statements, bound a store's
     /// writes, and a group of ten costs about one. An append that finds a
     /// place for a statement free (one at a time, commands one after
@@ -222,6 +224,15 @@ impl PostgresEventStore {
     /// grouped. Figures in `docs/performance.md`.
     pub fn with_group_commit(mut self, options: GroupCommit) -> Self {
         self.grouping = Some(std::sync::Arc::new(Grouping::new(options)));
+        self
+    }
+
+    /// The same store, writing every append with a statement and a commit
+    /// of its own, whatever else is being written (group commit off).
+    /// Commands one after another are written that way with group commit
+    /// on too; this only changes appends that would wait for a place.
+    pub fn without_group_commit(mut self) -> Self {
+        self.grouping = None;
         self
     }
 
