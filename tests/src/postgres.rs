@@ -73,3 +73,68 @@ impl std::ops::Deref for TestStore {
         &self.0
     }
 }
+
+/// An append held on a row lock: a transaction of the test holding a
+/// stream's first version, and an append of the same version by a store,
+/// started and seen waiting on it. Group commit tests hold a store's place
+/// for a statement with it.
+pub struct HeldAppend {
+    /// The transaction holding the row: roll it back to let the append go.
+    pub holder: sqlx::Transaction<'static, sqlx::Postgres>,
+    /// The waiting append, which succeeds once the holder rolls back.
+    pub append: tokio::task::JoinHandle<Result<cqrskit::AppendResult, cqrskit::StoreError>>,
+}
+
+impl HeldAppend {
+    /// Holds `stream`'s first version in a transaction and starts `store`'s
+    /// append of it, returning once that append waits on the lock.
+    ///
+    /// # Panics
+    ///
+    /// When the database refuses, or the append never waits.
+    pub async fn start(
+        db: &TestStore,
+        store: std::sync::Arc<cqrskit::postgres::PostgresEventStore>,
+        stream: cqrskit::StreamId,
+    ) -> Self {
+        use cqrskit::{EventStore, ExpectedVersion};
+        let mut holder = db.pool().begin().await.expect("begin");
+        db.store
+            .append_in(
+                &mut holder,
+                &stream,
+                ExpectedVersion::NoStream,
+                crate::fixtures::ticks(1),
+            )
+            .await
+            .expect("hold the stream's first version");
+        let append = tokio::spawn(async move {
+            store
+                .append(
+                    &stream,
+                    ExpectedVersion::NoStream,
+                    crate::fixtures::ticks(1),
+                )
+                .await
+        });
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'",
+            )
+            .bind(&db.schema)
+            .fetch_one(db.pool())
+            .await
+            .expect("pg_stat_activity");
+            if waiting > 0 {
+                return Self { holder, append };
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the append never waited on the held row"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_tests::fixtures::{stream, ticks};
-use cqrs_tests::postgres::TestStore;
+use cqrs_tests::postgres::{HeldAppend, TestStore};
 use cqrskit::postgres::{GroupCommit, PostgresEventStore};
 use cqrskit::{AppendResult, EventStore, ExpectedVersion, NewEvent, StoreError};
 
@@ -32,53 +32,15 @@ impl Held {
                 .clone()
                 .with_group_commit(GroupCommit::default().max_in_flight(1)),
         );
-        let mut holder = db.pool().begin().await.expect("begin");
-        db.store
-            .append_in(
-                &mut holder,
-                &stream("blocker"),
-                ExpectedVersion::NoStream,
-                ticks(1),
-            )
-            .await
-            .expect("hold the blocker's first version");
-        let first = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .append(&stream("blocker"), ExpectedVersion::NoStream, ticks(1))
-                    .await
-            })
-        };
-        let held = Self {
+        let HeldAppend {
+            holder,
+            append: first,
+        } = HeldAppend::start(&db, store.clone(), stream("blocker")).await;
+        Self {
             db,
             store,
             holder,
             first,
-        };
-        held.wait_for_the_first_to_wait().await;
-        held
-    }
-
-    async fn wait_for_the_first_to_wait(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'",
-            )
-            .bind(&self.db.schema)
-            .fetch_one(self.db.pool())
-            .await
-            .expect("pg_stat_activity");
-            if waiting > 0 {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the first append never waited on the held row"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
