@@ -38,10 +38,38 @@ pub(crate) fn unique_violation(error: &sqlx::Error) -> Option<&str> {
     }
 }
 
+/// A statement refused because the store's schema is older than this version
+/// of the crate expects (its migrations were not all applied: a new version
+/// deployed before `migrate()` ran, or a schema never migrated). Nothing was
+/// written. Found inside [`StoreError::Backend`]; apply the migrations
+/// ([`PostgresEventStore::migrate`](crate::PostgresEventStore::migrate), or
+/// `cqrs-admin migrate`) and try again.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the store's schema is behind this version of cqrskit-postgres (apply its migrations: PostgresEventStore::migrate() or `cqrs-admin migrate`): {source}"
+)]
+pub struct SchemaBehind {
+    /// What PostgreSQL said.
+    #[source]
+    pub source: sqlx::Error,
+}
+
+/// Whether PostgreSQL refused a statement for a table, a column or a
+/// column's kind the migrations create: 42P01 (no such table), 42703 (no
+/// such column), 428C9 (a value for a column that an older migration
+/// generates).
+fn schema_behind(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("42P01" | "42703" | "428C9")))
+}
+
 /// Maps a database error onto the store contract: connection trouble is
-/// [`StoreError::Unavailable`] (retrying is reasonable), the rest
-/// [`StoreError::Backend`].
+/// [`StoreError::Unavailable`] (retrying is reasonable), a schema older than
+/// the statements is [`SchemaBehind`], the rest [`StoreError::Backend`].
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
+    if schema_behind(&error) {
+        return StoreError::Backend(Box::new(SchemaBehind { source: error }));
+    }
     let unavailable = match &error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

@@ -60,7 +60,7 @@ mod store;
 pub mod testing;
 
 pub use deadlines::PostgresDeadlines;
-pub use error::{Error, Result};
+pub use error::{Error, Result, SchemaBehind};
 pub use inline::InlineProjections;
 pub use partition::{InvalidPartition, Partition, SLICES, slice_of};
 pub use projection::{
