@@ -1,0 +1,55 @@
+//! The projection runner against PostgreSQL: exactly-once read models across
+//! failures, crashes and competing runners; parking and stopping at poison
+//! events; rebuilds; live tailing woken by NOTIFY.
+//!
+//! One module per concern; the helpers they share are here.
+
+mod daemon;
+mod exactly_once;
+mod live;
+mod poison;
+mod read_ahead;
+mod rebuild;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
+use cqrs_tests::ledger::{Ledger, business, fold};
+use cqrs_tests::postgres::TestStore;
+use cqrskit::postgres::{
+    DaemonError, FailurePolicy, OnExhausted, ProjectionDaemon, ProjectionRunner, RunnerError,
+    RunnerOptions,
+};
+use cqrskit::{CommandPipeline, EventStore, Position};
+
+type Accounts = CommandPipeline<BankAccount>;
+
+fn accounts(db: &TestStore) -> Accounts {
+    Accounts::new(db.shared(), ())
+}
+
+fn options(failure: OnExhausted) -> RunnerOptions {
+    RunnerOptions {
+        batch_size: 7,
+        lease_duration: Duration::from_secs(2),
+        poll_interval: Duration::from_millis(100),
+        failure: FailurePolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            on_exhausted: failure,
+        },
+        ..RunnerOptions::default()
+    }
+}
+
+fn runner(db: &TestStore, ledger: &Arc<Ledger>, failure: OnExhausted) -> ProjectionRunner<Ledger> {
+    ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(options(failure))
+}
+
+/// Waits until the log shows every event written so far to readers.
+async fn settle(db: &TestStore, events: usize) {
+    cqrs_tests::scenarios::settled(&db.shared(), events).await;
+}
