@@ -29,6 +29,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "concurrent-commands-same-schema",
             "concurrent-commands-one-commit-each",
             "long-stream-load",
+            "long-stream-load-hand-written",
             "long-stream-load-snapshot",
             "long-stream-command-snapshot",
             "batch-append",
