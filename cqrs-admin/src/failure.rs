@@ -16,6 +16,8 @@ pub(crate) enum Failure {
     NotFound(String),
     /// A runner did not finish in time (exit 4); the work goes on.
     TimedOut(String),
+    /// The schema lacks migrations this build ships (exit 5).
+    NotCurrent(String),
 }
 
 impl Failure {
@@ -31,6 +33,7 @@ impl Failure {
             Self::Usage(message) => (2, message),
             Self::NotFound(message) => (3, message),
             Self::TimedOut(message) => (4, message),
+            Self::NotCurrent(message) => (5, message),
         };
         eprintln!("cqrs-admin: {message}");
         ExitCode::from(code)

@@ -2,12 +2,14 @@
 //!
 //! Human tables by default, `--json` for scripts. Exit codes: 0 done, 1
 //! failed (the database, or a refusal), 2 a usage mistake, 3 not found (a
-//! projection, dead letter or stream), 4 timed out waiting for a runner.
+//! projection, dead letter or stream), 4 timed out waiting for a runner, 5
+//! the schema lacks migrations this build ships (`schema`).
 
 mod events;
 mod failure;
 mod output;
 mod projections;
+mod schema;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -38,6 +40,10 @@ struct Cli {
 enum Command {
     /// Create or upgrade the store's tables in the schema.
     Migrate,
+    /// The schema's migrations: applied, pending (what `migrate` would
+    /// apply), or applied by a newer version; exit 5 unless every one this
+    /// build ships is applied as shipped.
+    Schema,
     /// The events of one stream, oldest first.
     Stream {
         /// The aggregate type (`account`, `order`, ...).
@@ -172,6 +178,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output::done(json, &format!("schema {} is migrated", cli.schema));
             Ok(())
         }
+        Command::Schema => schema::status(admin.store(), json).await,
         Command::Stream {
             aggregate_type,
             id,

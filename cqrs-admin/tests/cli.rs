@@ -85,9 +85,22 @@ async fn until_caught_up(runner: &ProjectionRunner<Ledger>) {
 async fn it_migrates_a_schema_and_reads_streams_and_the_log() {
     let db = TestStore::new().await;
     let fresh = format!("{}_fresh", db.schema);
+    // Before: every migration pending, and exit 5 for a deploy script.
+    let behind = admin(&fresh, &["schema"]);
+    assert_eq!(behind.status.code(), Some(5), "{}", stderr(&behind));
+    assert!(stdout(&behind).contains("pending"), "{}", stdout(&behind));
+    assert!(stderr(&behind).contains("migrate"), "{}", stderr(&behind));
     let migrated = admin(&fresh, &["migrate"]);
     assert!(migrated.status.success(), "{}", stderr(&migrated));
     assert!(stdout(&migrated).contains("is migrated"));
+    let status = json(&fresh, &["schema"]);
+    assert_eq!(status["current"], true);
+    let migrations = status["migrations"].as_array().expect("an array");
+    assert!(!migrations.is_empty());
+    assert!(
+        migrations.iter().all(|m| m["state"] == "applied"),
+        "{status}"
+    );
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'events'",
     )

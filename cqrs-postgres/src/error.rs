@@ -25,6 +25,10 @@ pub enum Error {
     /// Applying the migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The schema lacks migrations this version ships, or holds them in
+    /// another form ([`PostgresEventStore::verify_schema`](crate::PostgresEventStore::verify_schema)).
+    #[error("{0}")]
+    SchemaNotCurrent(Box<crate::SchemaStatus>),
 }
 
 /// The crate's result type.

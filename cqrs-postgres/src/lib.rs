@@ -62,6 +62,7 @@ pub mod testing;
 pub use deadlines::PostgresDeadlines;
 pub use error::{Error, Result, SchemaBehind};
 pub use inline::InlineProjections;
+pub use migrate::{MigrationName, SchemaStatus};
 pub use partition::{InvalidPartition, Partition, SLICES, slice_of};
 pub use projection::{
     DaemonError, DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, PartitionedRunner,

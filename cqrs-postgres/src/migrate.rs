@@ -10,8 +10,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 
+use crate::database::Database;
 use crate::error::Result;
 use crate::schema::SchemaName;
 
@@ -69,6 +70,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// The embedded migrations as sqlx builds them (with their checksums).
+fn embedded() -> impl Iterator<Item = Migration> {
+    MIGRATIONS.iter().map(|&(version, description, sql)| {
+        Migration::new(
+            version,
+            Cow::Borrowed(description),
+            MigrationType::Simple,
+            Cow::Borrowed(sql),
+            false,
+        )
+    })
+}
+
 /// The embedded migrations as an sqlx migration source.
 #[derive(Debug)]
 struct Embedded;
@@ -78,20 +92,7 @@ impl<'s> MigrationSource<'s> for Embedded {
         self,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send + 's>>
     {
-        Box::pin(async {
-            Ok(MIGRATIONS
-                .iter()
-                .map(|&(version, description, sql)| {
-                    Migration::new(
-                        version,
-                        Cow::Borrowed(description),
-                        MigrationType::Simple,
-                        Cow::Borrowed(sql),
-                        false,
-                    )
-                })
-                .collect())
-        })
+        Box::pin(async { Ok(embedded().collect()) })
     }
 }
 
@@ -154,4 +155,157 @@ fn lock_key(schema: &SchemaName) -> i32 {
     let fingerprint = schema.fingerprint();
     // Folded so every bit of the hash counts; `as` keeps the low 32 bits.
     (fingerprint ^ (fingerprint >> 32)) as i32
+}
+
+/// One migration: its version (the file name's number) and description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationName {
+    /// The version, as in the file name (`20261201000010`).
+    pub version: i64,
+    /// What it does, as in the file name (`derived columns from the writer`).
+    pub description: String,
+}
+
+impl std::fmt::Display for MigrationName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.version, self.description)
+    }
+}
+
+/// Where a schema stands against the migrations this version of the crate
+/// ships ([`PostgresEventStore::schema_status`](crate::PostgresEventStore::schema_status)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchemaStatus {
+    /// The schema read.
+    pub schema: String,
+    /// Shipped and applied.
+    pub applied: Vec<MigrationName>,
+    /// Shipped and not applied yet: [`migrate`](crate::PostgresEventStore::migrate)
+    /// applies them. Statements that need them fail with
+    /// [`SchemaBehind`](crate::SchemaBehind) until then.
+    pub pending: Vec<MigrationName>,
+    /// Applied by a newer version of the crate, unknown to this one: the
+    /// schema is ahead, as during a rolling deploy once the new version
+    /// migrated. This version keeps working: each migration keeps the
+    /// release before it working (the changelog says when one does not).
+    pub newer: Vec<i64>,
+    /// Applied from another text than this version ships (the checksums
+    /// differ): the schema may not be what this version expects.
+    pub modified: Vec<MigrationName>,
+    /// Recorded as started and not finished (sqlx's `success = false`).
+    pub failed: Vec<MigrationName>,
+}
+
+impl SchemaStatus {
+    /// Whether every migration this version ships is applied, as shipped:
+    /// nothing pending, modified or failed (newer ones do not count).
+    pub fn is_current(&self) -> bool {
+        self.pending.is_empty() && self.modified.is_empty() && self.failed.is_empty()
+    }
+}
+
+impl std::fmt::Display for SchemaStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |names: &[MigrationName]| {
+            names
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        write!(f, "schema {}: ", self.schema)?;
+        if self.is_current() {
+            write!(f, "current ({} migrations applied)", self.applied.len())?;
+        } else {
+            let mut parts = Vec::new();
+            if !self.pending.is_empty() {
+                parts.push(format!(
+                    "{} pending ({}; apply them with PostgresEventStore::migrate() or `cqrs-admin migrate`)",
+                    self.pending.len(),
+                    list(&self.pending)
+                ));
+            }
+            if !self.modified.is_empty() {
+                parts.push(format!(
+                    "applied from another text than this version ships: {}",
+                    list(&self.modified)
+                ));
+            }
+            if !self.failed.is_empty() {
+                parts.push(format!("failed part-way: {}", list(&self.failed)));
+            }
+            write!(f, "{}", parts.join("; "))?;
+        }
+        if !self.newer.is_empty() {
+            let newer: Vec<String> = self.newer.iter().map(ToString::to_string).collect();
+            write!(
+                f,
+                "; {} newer than this version ({})",
+                newer.len(),
+                newer.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads what sqlx recorded in `schema` and compares it with the embedded
+/// migrations. A schema without the record (never migrated, or not there at
+/// all) has every migration pending.
+pub(crate) async fn status(db: &Database, schema: &SchemaName) -> Result<SchemaStatus> {
+    let mut session = db.session().await?;
+    // language=SQL
+    let recorded = db
+        .query(&format!(
+            "SELECT version, success, checksum FROM {}._sqlx_migrations ORDER BY version",
+            schema.quoted()
+        ))
+        .fetch_all(&mut *session)
+        .await;
+    let rows = match recorded {
+        Ok(rows) => {
+            session.finish().await?;
+            rows
+        }
+        // 42P01: no such table; 3F000: no such schema. The session (a
+        // transaction behind a pooler, aborted now) is dropped, not finished.
+        Err(sqlx::Error::Database(error))
+            if matches!(error.code().as_deref(), Some("42P01" | "3F000")) =>
+        {
+            Vec::new()
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let mut applied = std::collections::BTreeMap::new();
+    for row in &rows {
+        let version: i64 = row.try_get("version")?;
+        let success: bool = row.try_get("success")?;
+        let checksum: Vec<u8> = row.try_get("checksum")?;
+        applied.insert(version, (success, checksum));
+    }
+    let mut status = SchemaStatus {
+        schema: schema.as_str().to_owned(),
+        applied: Vec::new(),
+        pending: Vec::new(),
+        newer: Vec::new(),
+        modified: Vec::new(),
+        failed: Vec::new(),
+    };
+    for migration in embedded() {
+        let name = MigrationName {
+            version: migration.version,
+            description: migration.description.to_string(),
+        };
+        match applied.remove(&migration.version) {
+            None => status.pending.push(name),
+            Some((false, _)) => status.failed.push(name),
+            Some((true, checksum)) if checksum != *migration.checksum => {
+                status.modified.push(name);
+            }
+            Some((true, _)) => status.applied.push(name),
+        }
+    }
+    status.newer = applied.into_keys().collect();
+    Ok(status)
 }

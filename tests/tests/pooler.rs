@@ -486,6 +486,11 @@ async fn with_a_direct_url_migrations_and_notifications_work_behind_a_pooler() {
         Err(cqrskit::postgres::Error::SessionRequired(what)) => assert_eq!(what, "migrate"),
         other => panic!("migrating through a transaction pooler must be refused, got {other:?}"),
     }
+    // Reading where the schema stands needs no session of its own, even
+    // where its record is missing (a refused statement in the pooler's
+    // transaction).
+    let unmigrated = without_direct.schema_status().await.expect("status");
+    assert!(unmigrated.applied.is_empty() && !unmigrated.pending.is_empty());
 
     let direct_url = cqrs_tests::postgres::database_url();
     let store = PostgresEventStore::connect_through_pooler(&pooled_url, Some(&direct_url))
@@ -497,6 +502,13 @@ async fn with_a_direct_url_migrations_and_notifications_work_behind_a_pooler() {
         .migrate()
         .await
         .expect("migrations through the direct URL");
+    without_direct
+        .verify_schema()
+        .await
+        .expect("current, read through the pooler");
+    let nobody = cqrskit::StreamId::new("account", "nobody");
+    let version = without_direct.stream_version(&nobody).await;
+    assert_eq!(version.expect("the pooled sessions are usable"), 0);
     // The test's own reads go direct.
     let db = TestStore::from(cqrskit::postgres::testing::TestStore {
         store: PostgresEventStore::from_pool(cqrs_tests::postgres::pool().await)

@@ -1,12 +1,12 @@
 //! Setting a store up and letting it go: migrating from many sessions at once,
-//! schema names at PostgreSQL's identifier limit, and a dropped store handing
-//! its connections back.
+//! checking a schema's migrations at start-up, schema names at PostgreSQL's
+//! identifier limit, and a dropped store handing its connections back.
 
 use std::time::Duration;
 
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::postgres::{database_url, pool};
-use cqrskit::postgres::PostgresEventStore;
+use cqrskit::postgres::{Error, MigrationName, PostgresEventStore, SchemaStatus};
 use cqrskit::{EventStore, ExpectedVersion};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -155,6 +155,101 @@ async fn stores_in_separate_sessions_migrate_one_fresh_schema_at_once() {
         );
         drop_schema(&observer, &schema).await;
     }
+}
+
+/// The status `verify_schema` refused, or a panic naming what it did instead.
+async fn refused(store: &PostgresEventStore) -> SchemaStatus {
+    match store.verify_schema().await {
+        Err(Error::SchemaNotCurrent(status)) => *status,
+        other => panic!("expected SchemaNotCurrent, got {other:?}"),
+    }
+}
+
+fn versions(names: &[MigrationName]) -> Vec<i64> {
+    names.iter().map(|name| name.version).collect()
+}
+
+/// Runs `sql` (with `$1` the version) against the migration record.
+async fn record(pool: &PgPool, sql: &str, version: i64) {
+    sqlx::query(sql)
+        .bind(version)
+        .execute(pool)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_missing_a_migration_is_refused_at_start_up_and_one_ahead_is_not() {
+    let observer = pool().await;
+    let schema = format!("test_setup_{}", Uuid::now_v7().simple());
+    let store = PostgresEventStore::from_pool(observer.clone())
+        .with_schema(&schema)
+        .expect("valid schema name");
+
+    // Not there at all: every migration is pending.
+    let fresh = store.schema_status().await.expect("status");
+    assert!(fresh.applied.is_empty() && !fresh.is_current());
+    let shipped = fresh.pending.len();
+    let last = fresh.pending.last().expect("migrations ship").clone();
+
+    store.migrate().await.expect("migrate");
+    let current = store.verify_schema().await.expect("current after migrate");
+    assert_eq!(current.applied.len(), shipped);
+    assert!(current.pending.is_empty() && current.newer.is_empty());
+
+    // The last migration not applied (the version before deployed it, and
+    // nobody ran `migrate` for this one): refused, and named.
+    let table = format!("\"{schema}\"._sqlx_migrations");
+    // language=SQL
+    let checksum: Vec<u8> = sqlx::query_scalar(&format!(
+        "DELETE FROM {table} WHERE version = $1 RETURNING checksum"
+    ))
+    .bind(last.version)
+    .fetch_one(&observer)
+    .await
+    .expect("forget the last migration");
+    let behind = refused(&store).await;
+    assert_eq!(versions(&behind.pending), [last.version]);
+    let message = Error::SchemaNotCurrent(Box::new(behind)).to_string();
+    assert!(
+        message.contains(&last.to_string()) && message.contains("migrate"),
+        "{message}"
+    );
+    // language=SQL
+    sqlx::query(&format!(
+        "INSERT INTO {table} (version, description, success, checksum, execution_time)
+         VALUES ($1, $2, true, $3, 0)"
+    ))
+    .bind(last.version)
+    .bind(&last.description)
+    .bind(&checksum)
+    .execute(&observer)
+    .await
+    .expect("remember it again");
+    store.verify_schema().await.expect("current again");
+
+    // A newer version migrated it (a rolling deploy): this one goes on.
+    let future = 29991231000001;
+    // language=SQL
+    let newer = format!(
+        "INSERT INTO {table} (version, description, success, checksum, execution_time)
+         VALUES ($1, 'from the future', true, '\\x00', 0)"
+    );
+    record(&observer, &newer, future).await;
+    let ahead = store.verify_schema().await.expect("a schema ahead passes");
+    assert_eq!(ahead.newer, [future]);
+    assert!(ahead.to_string().contains("newer"), "{ahead}");
+
+    // Applied from another text, or left half-done: refused.
+    // language=SQL
+    let modify = format!("UPDATE {table} SET checksum = '\\x00' WHERE version = $1");
+    record(&observer, &modify, last.version).await;
+    assert_eq!(versions(&refused(&store).await.modified), [last.version]);
+    // language=SQL
+    let half_done = format!("UPDATE {table} SET success = false WHERE version = $1");
+    record(&observer, &half_done, last.version).await;
+    assert_eq!(versions(&refused(&store).await.failed), [last.version]);
+    drop_schema(&observer, &schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

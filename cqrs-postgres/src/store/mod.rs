@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::database::Database;
 use crate::error::{Result, is_dead_connection, sent_write_error, store_error, unique_violation};
 use crate::horizon;
-use crate::migrate;
+use crate::migrate::{self, SchemaStatus};
 use crate::notify::{Notifier, channel};
 use crate::row::{self, LogRow, to_i64, to_u64};
 use crate::schema::{SchemaName, Statements};
@@ -273,6 +273,35 @@ impl PostgresEventStore {
             .session_pool()
             .ok_or(crate::Error::SessionRequired("migrate"))?;
         migrate::run(pool, &self.schema).await
+    }
+
+    /// Where the schema stands against the migrations this version ships:
+    /// applied, pending, applied by a newer version, or applied from another
+    /// text. Reads only; through a transaction pooler too.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached.
+    pub async fn schema_status(&self) -> Result<SchemaStatus> {
+        migrate::status(&self.db, &self.schema).await
+    }
+
+    /// Checks at start-up that the schema has every migration this version
+    /// ships, as shipped, so that a deploy that skipped `migrate()` stops
+    /// before its first command instead of failing it. Migrations applied by
+    /// a newer version (a rolling deploy) pass.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SchemaNotCurrent`](crate::Error::SchemaNotCurrent), naming the
+    /// pending, modified or failed migrations; database errors.
+    pub async fn verify_schema(&self) -> Result<SchemaStatus> {
+        let status = self.schema_status().await?;
+        if status.is_current() {
+            Ok(status)
+        } else {
+            Err(crate::Error::SchemaNotCurrent(Box::new(status)))
+        }
     }
 
     /// The session whose open append holds back readers of the global log,
