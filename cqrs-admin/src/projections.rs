@@ -39,8 +39,19 @@ fn info_json(info: &ProjectionInfo) -> Value {
         "stop_reason": info.stop_reason,
         "open_dead_letters": info.open_dead_letters,
         "requested": info.requested.map(Request::as_str),
+        "request_error": info.request_error,
+        "request_failures": info.request_failures,
         "updated_at": info.updated_at,
     })
+}
+
+/// A request waiting, with its failed attempts if the runner has failed at
+/// it (the error itself is in `--json`, and `rebuild` prints it).
+fn requested(info: &ProjectionInfo, request: Request) -> String {
+    match info.request_failures {
+        0 => request.as_str().to_owned(),
+        failures => format!("{} (failed {failures}x)", request.as_str()),
+    }
 }
 
 /// Every projection.
@@ -62,7 +73,7 @@ pub(crate) async fn list(admin: &Admin, as_json: bool) -> Result<(), Failure> {
                 cell(info.owner.clone()),
                 cell(info.lease_expires_at.map(|at| at.to_rfc3339())),
                 info.open_dead_letters.to_string(),
-                cell(info.requested.map(Request::as_str)),
+                cell(info.requested.map(|request| requested(info, request))),
             ]
         })
         .collect();
@@ -267,6 +278,16 @@ async fn follow(
         let info = known(admin, projection).await?;
         if info.requested != Some(request) {
             return Ok(());
+        }
+        // Recorded by the runner for this request: `request` cleared the
+        // error of any earlier one.
+        if let Some(error) = &info.request_error {
+            return Err(Failure::Failed(format!(
+                "the runner could not carry out the {} request for {projection} ({} attempts so far): {error}; \
+                 it tries again at every poll until the request is withdrawn (`cqrs-admin withdraw {projection}`)",
+                request.as_str(),
+                info.request_failures
+            )));
         }
         if !info.running && !warned {
             eprintln!("no runner holds {projection}'s lease: the request waits for one to start");

@@ -402,6 +402,68 @@ async fn it_rebuilds_a_projection_through_its_running_runner_and_resumes_a_stopp
     let unknown = admin(&db.schema, &["rebuild", "nope", "--no-wait"]);
     assert_eq!(unknown.status.code(), Some(3));
 
+    // A rebuild the database refuses (the read model frozen against
+    // truncation): the runner records why, and `rebuild` says so at once
+    // instead of waiting out its timeout.
+    // language=SQL
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION \"{0}\".refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'the balances are frozen for the audit'; END $$;
+         CREATE TRIGGER frozen BEFORE TRUNCATE ON \"{0}\".ledger_balances
+             FOR EACH STATEMENT EXECUTE FUNCTION \"{0}\".refuse()",
+        db.schema
+    ))
+    .execute(db.pool())
+    .await
+    .expect("freeze the read model");
+    let refused = admin(&db.schema, &["rebuild", "ledger", "--timeout", "60"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("frozen for the audit")
+            && stderr(&refused).contains("cqrs-admin withdraw ledger"),
+        "{}",
+        stderr(&refused)
+    );
+    let failing = json(&db.schema, &["projections"]);
+    assert_eq!(failing[0]["requested"], "rebuild");
+    assert!(
+        failing[0]["request_failures"].as_u64() >= Some(1),
+        "{failing}"
+    );
+    assert!(
+        failing[0]["request_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("frozen for the audit")),
+        "{failing}"
+    );
+    assert!(stdout(&admin(&db.schema, &["projections"])).contains("rebuild (failed"));
+    // Unfrozen: the next poll carries the request out, and the failure goes
+    // with it.
+    // language=SQL
+    sqlx::raw_sql(&format!(
+        "DROP TRIGGER frozen ON \"{}\".ledger_balances",
+        db.schema
+    ))
+    .execute(db.pool())
+    .await
+    .expect("unfreeze");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let info = json(&db.schema, &["projections"]);
+        if info[0]["requested"].is_null() || std::time::Instant::now() > deadline {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(done[0]["requested"].is_null(), "{done}");
+    assert!(done[0]["request_error"].is_null(), "{done}");
+    assert_eq!(done[0]["request_failures"], 0, "{done}");
+    until_caught_up(&runner).await;
+    assert_eq!(
+        ledger.balances(db.pool()).await,
+        ledger::fold(&*db.shared()).await
+    );
+
     running.stop().await.expect("a clean stop");
 
     // With no runner, the request waits; a bounded wait says so and times out.

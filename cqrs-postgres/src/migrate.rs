@@ -68,6 +68,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "derived columns from the writer",
         include_str!("../migrations/20261201000010_derived_columns_from_the_writer.sql"),
     ),
+    (
+        20261201000011,
+        "request failures",
+        include_str!("../migrations/20261201000011_request_failures.sql"),
+    ),
 ];
 
 /// The embedded migrations as sqlx builds them (with their checksums).

@@ -43,6 +43,7 @@ pub enum AdminError {
 
 /// A projection as its row and the log show it.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct ProjectionInfo {
     /// The projection's name (a partition's is `<name>[i/n]`).
     pub name: String,
@@ -66,6 +67,11 @@ pub struct ProjectionInfo {
     pub open_dead_letters: u64,
     /// An operator's request its runner has not carried out yet.
     pub requested: Option<Request>,
+    /// Why the runner's last attempt at that request failed, if one did
+    /// (it tries again at every poll until the request is withdrawn).
+    pub request_error: Option<String>,
+    /// How many attempts at that request failed.
+    pub request_failures: u32,
     /// When its row last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -124,7 +130,8 @@ impl Admin {
             .query(&format!(
                 "SELECT p.checkpoint_transaction, p.checkpoint_sequence, p.owner, p.lease_expires_at,
                         coalesce(p.lease_expires_at > now(), false) AS running, p.stopped_at,
-                        p.stop_reason, p.event_types, p.requested, p.updated_at,
+                        p.stop_reason, p.event_types, p.requested, p.request_error,
+                        p.request_failures, p.updated_at,
                         (SELECT count(*) FROM {} d
                           WHERE d.projection = p.name AND d.resolved_at IS NULL) AS open_dead_letters
                  FROM {} p WHERE p.name = $1",
@@ -159,6 +166,9 @@ impl Admin {
             open_dead_letters: u64::try_from(row.try_get::<i64, _>("open_dead_letters")?)
                 .unwrap_or(0),
             requested: requested.as_deref().and_then(Request::parse),
+            request_error: row.try_get("request_error")?,
+            request_failures: u32::try_from(row.try_get::<i32, _>("request_failures")?)
+                .unwrap_or(0),
             updated_at: row.try_get("updated_at")?,
         };
         session.finish().await?;
@@ -234,7 +244,9 @@ impl Admin {
         }
         // language=SQL
         let sql = format!(
-            "UPDATE {} SET requested = $2, requested_at = now() WHERE name = $1",
+            "UPDATE {} SET requested = $2, requested_at = now(), request_error = NULL,
+                           request_failures = 0
+             WHERE name = $1",
             self.projections
         );
         self.update_projection(projection, &sql, Some(request.as_str()))
@@ -254,7 +266,8 @@ impl Admin {
         // language=SQL
         let row = database
             .query(&format!(
-                "UPDATE {0} AS p SET requested = NULL, requested_at = NULL
+                "UPDATE {0} AS p SET requested = NULL, requested_at = NULL, request_error = NULL,
+                                    request_failures = 0
                  FROM (SELECT name, requested FROM {0} WHERE name = $1 FOR UPDATE) AS before
                  WHERE p.name = before.name
                  RETURNING before.requested",

@@ -53,7 +53,9 @@ where
     ///
     /// As [`rebuild`](Self::rebuild) and
     /// [`replay_dead_letters`](Self::replay_dead_letters); the request then
-    /// stays, to be tried again.
+    /// stays, to be tried again, with the error and the count of failed
+    /// attempts recorded on the projection's row
+    /// ([`ProjectionInfo::request_error`](crate::admin::ProjectionInfo::request_error)).
     pub async fn carry_out_requests(&self) -> Result<Option<Request>, RunnerError> {
         let database = self.store.database();
         let mut session = database.session().await.map_err(db)?;
@@ -80,16 +82,50 @@ where
             request = request.as_str(),
             "carrying out an operator's request"
         );
-        match request {
-            Request::Rebuild => self.rebuild().await?,
+        let outcome = match request {
+            Request::Rebuild => self.rebuild().await,
             Request::ReplayDeadLetters => {
-                self.replay_dead_letters().await?;
-                let mut session = database.session().await.map_err(db)?;
-                self.clear_request(&mut session, request).await?;
-                session.finish().await.map_err(db)?;
+                async {
+                    self.replay_dead_letters().await?;
+                    let mut session = database.session().await.map_err(db)?;
+                    self.clear_request(&mut session, request).await?;
+                    session.finish().await.map_err(db)
+                }
+                .await
             }
+        };
+        if let Err(error) = &outcome {
+            self.record_request_failure(request, error).await;
         }
-        Ok(Some(request))
+        outcome.map(|()| Some(request))
+    }
+
+    /// Records on the projection's row why `request` failed, for the
+    /// operator who made it (`cqrs-admin` shows it). Best effort: the
+    /// failure itself is what the caller reports.
+    async fn record_request_failure(&self, request: Request, error: &RunnerError) {
+        let database = self.store.database();
+        // language=SQL
+        let sql = format!(
+            "UPDATE {} SET request_error = $3, request_failures = request_failures + 1
+             WHERE name = $1 AND requested = $2",
+            self.projections
+        );
+        let recorded = async {
+            let mut session = database.session().await?;
+            database
+                .query(&sql)
+                .bind(self.name())
+                .bind(request.as_str())
+                .bind(error.to_string())
+                .execute(&mut *session)
+                .await?;
+            session.finish().await
+        }
+        .await;
+        if let Err(record_error) = recorded {
+            tracing::warn!(projection = self.name(), %record_error, "cannot record why the request failed");
+        }
     }
 
     /// Clears `request` if it is still the one recorded.
@@ -102,7 +138,8 @@ where
         self.store
             .database()
             .query(&format!(
-                "UPDATE {} SET requested = NULL, requested_at = NULL
+                "UPDATE {} SET requested = NULL, requested_at = NULL,
+                               request_error = NULL, request_failures = 0
                  WHERE name = $1 AND requested = $2",
                 self.projections
             ))
