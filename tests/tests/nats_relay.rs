@@ -6,20 +6,28 @@ use std::time::Duration;
 use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
 use cqrs_tests::nats::{
-    PrivateNats, PublicAccountEvents, connect, jetstream, relay_to_the_end, stream_of, unique,
+    PrivateNats, PublicAccountEvents, RecordWithdrawals, connect, jetstream, relay_to_the_end,
+    stream_of, unique,
 };
 use cqrs_tests::postgres::TestStore;
 use cqrskit::nats::async_nats::jetstream::Context;
-use cqrskit::nats::{CloudEvent, ContentMode, Relay, RelayOptions};
+use cqrskit::nats::{CloudEvent, Consumer, ConsumerOptions, ContentMode, Relay, RelayOptions};
 use cqrskit::postgres::testing::caught_up;
-use cqrskit::postgres::{FailurePolicy, PostgresEventStore, ProjectionRunner, RunnerOptions};
-use cqrskit::{CommandPipeline, EventStore, LogFilter, Position};
+use cqrskit::postgres::{
+    FailurePolicy, PostgresEventStore, ProjectionRunner, RunnerOptions, slice_of,
+};
+use cqrskit::{CommandPipeline, EventStore, LogFilter, Position, StreamId};
 
 /// Opens two accounts and moves money: six events, of which the publication
 /// selects the two openings and the two withdrawals.
 async fn some_banking(store: &PostgresEventStore) {
+    banking(store, &["a", "b"]).await;
+}
+
+/// Opens each account, deposits 100 and withdraws 30: three events each.
+async fn banking(store: &PostgresEventStore, ids: &[&str]) {
     let accounts = CommandPipeline::<BankAccount>::new(Arc::new(store.clone()), ());
-    for id in ["a", "b"] {
+    for &id in ids {
         let owner = format!("owner of {id}");
         accounts
             .execute(id, OpenAccount { owner })
@@ -124,7 +132,9 @@ async fn the_relay_publishes_the_selected_events_as_cloudevents_in_log_order() {
             } else {
                 "withdrawn"
             };
-            assert_eq!(subject, &format!("{prefix}.account.{token}"));
+            let slice = slice_of(&stored.stream);
+            assert_eq!(subject, &format!("{prefix}.account.{token}.{slice}"));
+            assert_eq!(event.extension("slice"), Some(slice.to_string()));
             assert_eq!(event.source, "/bank");
             assert_eq!(
                 event.subject.as_deref(),
@@ -163,6 +173,63 @@ async fn the_relay_publishes_the_selected_events_as_cloudevents_in_log_order() {
             .await
             .expect("delete the stream");
     }
+    db.drop_schema().await;
+}
+
+/// The slice is the subject's last token: a consumer filtering on one slice
+/// gets every message of the streams in it and none of the others, so
+/// consumers can split the messages as partitioned projections split the
+/// log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_of_one_slice_gets_exactly_the_messages_of_its_streams() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    let ids: Vec<String> = (0..12).map(|n| format!("acc-{n}")).collect();
+    let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+    banking(&db.store, &names).await;
+    cqrs_tests::scenarios::settled(&db.shared(), ids.len() * 3).await;
+    let prefix = relay_to_the_end(&db.store, &jetstream, ContentMode::Binary).await;
+    let slice = |id: &str| slice_of(&StreamId::new("account", id));
+    let wanted = slice(&ids[0]);
+    let in_slice: Vec<&String> = ids.iter().filter(|id| slice(id) == wanted).collect();
+    assert!(
+        in_slice.len() < ids.len(),
+        "the accounts span several slices"
+    );
+
+    let mut options = ConsumerOptions::new(stream_of(&prefix), unique("slice"));
+    options.filter_subject = format!("{prefix}.*.*.{wanted}");
+    let consumer = Consumer::new(
+        db.store.clone(),
+        jetstream.clone(),
+        RecordWithdrawals::create(db.pool(), &db.schema).await,
+        options,
+    );
+    let mut received = Vec::new();
+    while let Some(message) = consumer
+        .fetch_one(Duration::from_millis(500))
+        .await
+        .expect("fetch")
+    {
+        let event =
+            CloudEvent::decode(message.headers.as_ref(), &message.payload).expect("a CloudEvent");
+        assert_eq!(event.extension("slice"), Some(wanted.to_string()));
+        received.push(event.subject.expect("a subject"));
+    }
+    // Each account of the slice: its opening and its withdrawal.
+    let expected: Vec<String> = in_slice
+        .iter()
+        .flat_map(|id| [format!("account/{id}"), format!("account/{id}")])
+        .collect();
+    let mut sorted = received.clone();
+    sorted.sort();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(sorted, expected_sorted, "{received:?}");
+    jetstream
+        .delete_stream(stream_of(&prefix))
+        .await
+        .expect("delete the stream");
     db.drop_schema().await;
 }
 

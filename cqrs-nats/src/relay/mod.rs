@@ -25,6 +25,7 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
 use cqrskit_core::{BoxError, EventEnvelope, Position, Projector, telemetry};
+use cqrskit_postgres::slice_of;
 use cqrskit_postgres::sqlx::PgConnection;
 use serde_json::Value;
 
@@ -55,8 +56,9 @@ pub struct StreamSpec {
 #[derive(Clone, Debug)]
 pub struct RelayOptions {
     /// The first token(s) of every subject: messages go to
-    /// `<subject_prefix>.<aggregate type>.<token>`, the token being the
-    /// [`Outgoing::subject_token`] or the stored event type.
+    /// `<subject_prefix>.<aggregate type>.<token>.<slice>`, the token being
+    /// the [`Outgoing::subject_token`] or the stored event type, and the
+    /// slice the event's stream's ([`slice_of`]).
     pub subject_prefix: String,
     /// The CloudEvents `source`: a URI reference naming this service
     /// (`/orders`, `urn:example:orders`).
@@ -118,24 +120,31 @@ impl<P: Publication> Relay<P> {
         }
     }
 
-    /// The subject of `outgoing` for `event`.
+    /// The subject of `outgoing` for `event`:
+    /// `<prefix>.<aggregate type>.<token>.<slice>`. The last token, the
+    /// stream's slice (0 to 1023, fixed forever), lets consumers split the
+    /// messages as partitioned projections split the log, each stream's
+    /// messages in one part: by filter subjects, or by a NATS subject
+    /// mapping with `partition()` over that token.
     pub fn subject(&self, event: &EventEnvelope<P::Event>, outgoing: &Outgoing) -> String {
         let token = outgoing
             .subject_token
             .as_deref()
             .unwrap_or(&event.event_type);
         format!(
-            "{}.{}.{}",
+            "{}.{}.{}.{}",
             self.options.subject_prefix,
             subject_token(&event.stream.aggregate_type),
-            subject_token(token)
+            subject_token(token),
+            slice_of(&event.stream)
         )
     }
 
     /// The CloudEvent `outgoing` is for `event`: the event id as `id`, the
     /// recording time as `time`, `<aggregate type>/<aggregate id>` as
     /// `subject`, and the extensions `correlationid`, `causationid`,
-    /// `streamversion` and `schemaversion`.
+    /// `streamversion`, `schemaversion` and `slice` (the stream's, as in the
+    /// NATS subject).
     pub fn cloud_event(&self, event: &EventEnvelope<P::Event>, outgoing: Outgoing) -> CloudEvent {
         let mut extensions = std::collections::BTreeMap::new();
         if let Some(correlation) = event.metadata.correlation_id {
@@ -152,6 +161,7 @@ impl<P: Publication> Relay<P> {
         }
         extensions.insert("streamversion".to_owned(), Value::from(event.version));
         extensions.insert("schemaversion".to_owned(), Value::from(event.event_version));
+        extensions.insert("slice".to_owned(), Value::from(slice_of(&event.stream)));
         CloudEvent {
             id: event.event_id.to_string(),
             source: self.options.source.clone(),

@@ -33,7 +33,8 @@ async fn main() {
             .await
             .expect("fetch")
             .expect("a message");
-        if !message.subject.as_str().ends_with(".withdrawn") {
+        // `<prefix>.account.<token>.<slice>`: withdrawals only.
+        if !message.subject.as_str().contains(".withdrawn.") {
             consumer.process(message).await.expect("process");
             continue;
         }
