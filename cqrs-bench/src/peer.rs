@@ -348,18 +348,18 @@ async fn sequential(
         )?;
     }
     contenders.sandbox.drop().await?;
-    let mut report = Report::new(scenario, ours, baseline, "ops/s").with_peer(peer);
-    report.latency = Some(Latency {
-        p50: quantile(&mut ours_latency, 0.5),
-        p99: quantile(&mut ours_latency, 0.99),
-        baseline_p50: quantile(&mut baseline_latency, 0.5),
-        baseline_p99: quantile(&mut baseline_latency, 0.99),
-    });
-    report.peer_latency = Some((
-        quantile(&mut peer_latency, 0.5),
-        quantile(&mut peer_latency, 0.99),
-    ));
-    Ok(report)
+    Ok(Report::new(scenario, ours, baseline, "ops/s")
+        .with_latency(Latency {
+            p50: quantile(&mut ours_latency, 0.5),
+            p99: quantile(&mut ours_latency, 0.99),
+            baseline_p50: quantile(&mut baseline_latency, 0.5),
+            baseline_p99: quantile(&mut baseline_latency, 0.99),
+        })
+        .with_peer(peer)
+        .with_peer_latency((
+            quantile(&mut peer_latency, 0.5),
+            quantile(&mut peer_latency, 0.99),
+        )))
 }
 
 /// Many aggregates, a few commands each, from concurrent tasks: ours with
@@ -380,15 +380,20 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
     }
     let total = config.aggregates * config.commands_per_aggregate;
 
+    // Per side (ours, cqrs-es, ours one commit each): the rate, and each
+    // command's latency, for the tail under load.
     let mut rates = [0.0; 3];
-    for (side, rate) in rates.iter_mut().enumerate() {
+    let mut latencies: [Vec<Duration>; 3] = Default::default();
+    for (side, (rate, latencies)) in rates.iter_mut().zip(&mut latencies).enumerate() {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for task in 0..config.tasks {
             let (contenders, config) = (contenders.clone(), config.clone());
             tasks.push(tokio::spawn(async move {
+                let mut timed = Vec::new();
                 for _ in 0..config.commands_per_aggregate {
                     for account in (task..config.aggregates).step_by(config.tasks) {
+                        let command = Instant::now();
                         let deposit = Deposit { amount: 1 };
                         match side {
                             0 => {
@@ -406,17 +411,28 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
                                 contenders.ours_alone.execute(&id, deposit).await?;
                             }
                         }
+                        timed.push(command.elapsed());
                     }
                 }
-                Ok::<_, BenchError>(())
+                Ok::<_, BenchError>(timed)
             }));
         }
         for task in tasks {
-            task.await.map_err(BenchError::task)??;
+            latencies.extend(task.await.map_err(BenchError::task)??);
         }
         *rate = per_second(total, started.elapsed());
     }
-    let baseline = raw_concurrent(&contenders.sandbox, config).await?;
+    let (baseline, mut raw) = raw_concurrent(&contenders.sandbox, config).await?;
+    let (raw_p50, raw_p99) = (quantile(&mut raw, 0.5), quantile(&mut raw, 0.99));
+    let [mut ours, mut theirs, mut alone] = latencies;
+    let latency = |samples: &mut Vec<Duration>| Latency {
+        p50: quantile(samples, 0.5),
+        p99: quantile(samples, 0.99),
+        baseline_p50: raw_p50,
+        baseline_p99: raw_p99,
+    };
+    let (ours, alone) = (latency(&mut ours), latency(&mut alone));
+    let theirs = (quantile(&mut theirs, 0.5), quantile(&mut theirs, 0.99));
     for account in [0, config.aggregates - 1] {
         let id = format!("acc-{account}");
         let ours = contenders.ours.load(&id).await?.state.balance;
@@ -445,14 +461,18 @@ async fn concurrent(pool: &PgPool, config: &Config) -> Result<[Report; 2]> {
             baseline,
             "ops/s",
         )
-        .with_peer(rates[1]),
+        .with_latency(ours)
+        .with_peer(rates[1])
+        .with_peer_latency(theirs),
         Report::new(
             "vs-cqrs-es-concurrent-one-commit-each",
             rates[2],
             baseline,
             "ops/s",
         )
-        .with_peer(rates[1]),
+        .with_latency(alone)
+        .with_peer(rates[1])
+        .with_peer_latency(theirs),
     ])
 }
 

@@ -55,6 +55,14 @@ impl Report {
         }
     }
 
+    /// The same report, with the peer's median and 99th percentile.
+    pub fn with_peer_latency(self, (p50, p99): (Duration, Duration)) -> Self {
+        Self {
+            peer_latency: Some((p50, p99)),
+            ..self
+        }
+    }
+
     /// The same report, with the slowest samples.
     pub fn with_max(self, framework: Duration, baseline: Duration) -> Self {
         Self {

@@ -210,7 +210,7 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
     let framework = deposits_from_tasks(store.clone(), config).await?;
     let total = config.aggregates * config.commands_per_aggregate;
 
-    let baseline = raw_concurrent(&sandbox, config).await?;
+    let (baseline, _) = raw_concurrent(&sandbox, config).await?;
 
     // The same single-row inserts into a copy of the events table (same
     // columns, defaults and indexes; the correlation id and the slice sent
@@ -357,8 +357,12 @@ async fn deposits_from_tasks(store: Arc<dyn EventStore>, config: &Config) -> Res
 }
 
 /// The raw baseline of concurrent commands: the same single-row inserts from
-/// the same number of tasks, into the minimal table. Returns rows per second.
-pub(crate) async fn raw_concurrent(sandbox: &Sandbox, config: &Config) -> Result<f64> {
+/// the same number of tasks, into the minimal table. Returns rows per second
+/// and each insert's latency.
+pub(crate) async fn raw_concurrent(
+    sandbox: &Sandbox,
+    config: &Config,
+) -> Result<(f64, Vec<Duration>)> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for task in 0..config.tasks {
@@ -366,8 +370,10 @@ pub(crate) async fn raw_concurrent(sandbox: &Sandbox, config: &Config) -> Result
         let table = sandbox.table("raw_events");
         let config = config.clone();
         tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
             for round in 0..config.commands_per_aggregate {
                 for account in (task..config.aggregates).step_by(config.tasks) {
+                    let insert = Instant::now();
                     sqlx::query(&format!(
                         "INSERT INTO {table} (stream, version, payload) VALUES ($1, $2, $3::jsonb)"
                     ))
@@ -376,16 +382,19 @@ pub(crate) async fn raw_concurrent(sandbox: &Sandbox, config: &Config) -> Result
                     .bind(r#"{"amount":1}"#)
                     .execute(&pool)
                     .await?;
+                    latencies.push(insert.elapsed());
                 }
             }
-            Ok::<_, BenchError>(())
+            Ok::<_, BenchError>(latencies)
         }));
     }
+    let mut latencies = Vec::new();
     for task in tasks {
-        task.await.map_err(BenchError::task)??;
+        latencies.extend(task.await.map_err(BenchError::task)??);
     }
-    Ok(per_second(
+    let rate = per_second(
         config.aggregates * config.commands_per_aggregate,
         started.elapsed(),
-    ))
+    );
+    Ok((rate, latencies))
 }
