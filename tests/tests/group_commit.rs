@@ -15,9 +15,9 @@ use cqrs_tests::postgres::{HeldAppend, TestStore};
 use cqrskit::postgres::{GroupCommit, PostgresEventStore};
 use cqrskit::{AppendResult, EventStore, ExpectedVersion, NewEvent, StoreError};
 
-/// A store writing one group at a time, and an open transaction holding
-/// stream `blocker`'s first version, with an append to that stream waiting
-/// on it as the group in flight.
+/// A store writing every append in groups, one group at a time, and an
+/// open transaction holding stream `blocker`'s first version, with an
+/// append to that stream waiting on it as the group in flight.
 struct Held {
     db: TestStore,
     store: Arc<PostgresEventStore>,
@@ -30,7 +30,7 @@ impl Held {
         let store = Arc::new(
             db.store
                 .clone()
-                .with_group_commit(GroupCommit::default().max_in_flight(1)),
+                .with_group_commit(GroupCommit::default().max_in_flight(1).max_alone(0)),
         );
         let HeldAppend {
             holder,

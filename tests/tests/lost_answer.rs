@@ -172,9 +172,11 @@ async fn the_pipeline_resolves_a_lost_answer_itself_when_the_store_comes_back() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_to_a_group_commit_is_resolved_the_same_way() {
     let (db, proxy, store) = setup().await;
-    // One place for a statement, taken by an append waiting on a row that
-    // another transaction holds: the withdrawal has to wait for a group.
-    let store = Arc::new(store.with_group_commit(GroupCommit::default().max_in_flight(1)));
+    // Every append grouped, one group at a time, the one place taken by a
+    // group waiting on a row that another transaction holds: the
+    // withdrawal has to wait for the next group.
+    let store =
+        Arc::new(store.with_group_commit(GroupCommit::default().max_in_flight(1).max_alone(0)));
     let accounts = Arc::new(Accounts::new(store.clone(), ()));
     open_with_100(&accounts).await;
     let HeldAppend {

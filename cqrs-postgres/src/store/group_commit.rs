@@ -2,18 +2,22 @@
 //! written by one statement and one commit (on by default, see
 //! [`PostgresEventStore::with_group_commit`]).
 //!
-//! At most a few statements are in flight at once. An append that finds
-//! one of those places free is written at once by its caller, alone, with
-//! no hop through another task, so commands one after another pay nothing
-//! for grouping. The others go to one task that writes them in groups:
-//! whatever arrived while the statements in flight were being written forms
-//! the next group, so under load the groups grow. Each append
-//! keeps its own outcome: one that cannot be written as it is (its stream
-//! moved on, its ids are taken, another append in the group collided with a
-//! racing writer) is handed back unwritten, and its caller writes it on its
-//! own, which reports a conflict or a retry exactly as without grouping.
+//! Two regimes. While no group is being formed or written, an append is
+//! written at once by its caller, alone, with no hop through another task,
+//! as long as fewer than `max_alone` are: commands one after another, or a
+//! few at once, run in parallel as without grouping. An append that finds
+//! no such place, or finds a group forming or in flight, goes to one task
+//! that writes groups, at most `max_in_flight` statements at once: whatever
+//! arrived while the groups in flight were being written forms the next
+//! group, so under load the groups grow and the commits stay few. Each
+//! append keeps its own outcome: one that cannot be written as it is (its
+//! stream moved on, its ids are taken, another append in the group collided
+//! with a racing writer) is handed back unwritten, and its caller writes it
+//! on its own, which reports a conflict or a retry exactly as without
+//! grouping.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -27,14 +31,17 @@ use super::*;
 pub struct GroupCommit {
     max_appends: usize,
     max_in_flight: usize,
+    max_alone: usize,
 }
 
 impl Default for GroupCommit {
-    /// Groups of up to 64 appends, at most two statements in flight.
+    /// Groups of up to 64 appends, at most two groups in flight, and up to
+    /// four appends written alone while no group forms.
     fn default() -> Self {
         Self {
             max_appends: 64,
             max_in_flight: 2,
+            max_alone: 4,
         }
     }
 }
@@ -47,12 +54,21 @@ impl GroupCommit {
         self
     }
 
-    /// At most `groups` statements being written at once (at least 1),
-    /// groups or lone appends written by their callers, each on a pooled
-    /// connection of its own. Fewer make larger groups (fewer commits);
-    /// more keep latency low when the server has cores to spare.
+    /// At most `groups` group statements being written at once (at least
+    /// 1), each on a pooled connection of its own. Fewer make larger groups
+    /// (fewer commits); more keep latency low when the server has cores to
+    /// spare.
     pub fn max_in_flight(mut self, groups: usize) -> Self {
         self.max_in_flight = groups.max(1);
+        self
+    }
+
+    /// At most `appends` appends written alone by their callers at once,
+    /// and only while no group is forming or in flight: a few commands at
+    /// a time run in parallel, with no hop and no wait for a group. `0`
+    /// sends every append that can be grouped through the group writer.
+    pub fn max_alone(mut self, appends: usize) -> Self {
+        self.max_alone = appends;
         self
     }
 }
@@ -62,11 +78,59 @@ impl GroupCommit {
 #[derive(Debug)]
 pub(super) struct Grouping {
     options: GroupCommit,
-    /// The places for statements in flight: taken by a lone append written
-    /// by its caller, or by a group.
+    /// The places for group statements in flight.
     in_flight: Arc<Semaphore>,
+    /// The places for lone appends written by their callers.
+    alone: Arc<Semaphore>,
+    /// Appends handed to the group writer and not yet in a group.
+    waiting: Arc<AtomicUsize>,
+    /// When an append was last queued for a group or a group last answered.
+    activity: Arc<Activity>,
     requests: OnceLock<mpsc::UnboundedSender<Request>>,
 }
+
+/// The last moment of grouping: an append queued, or a group answered.
+#[derive(Debug)]
+struct Activity {
+    since: std::time::Instant,
+    /// Nanoseconds after `since`; 0: never.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn elapsed(&self) -> u64 {
+        u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn touch(&self) {
+        self.last.store(self.elapsed().max(1), Ordering::Release);
+    }
+
+    /// Whether nothing happened for `quiet`.
+    fn quiet_for(&self, quiet: std::time::Duration) -> bool {
+        match self.last.load(Ordering::Acquire) {
+            0 => true,
+            last => {
+                self.elapsed().saturating_sub(last)
+                    > u64::try_from(quiet.as_nanos()).unwrap_or(u64::MAX)
+            }
+        }
+    }
+}
+
+/// How long after the last grouping (an append queued for a group, a group
+/// answered) appends keep joining groups rather than being written alone: a
+/// few commits' time, so that under steady load the regime does not flip
+/// each time a group is answered and its callers' next appends arrive, and
+/// lone appends do not split the groups as they form.
+const GROUPING_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// What grouping did with one append.
 pub(super) enum Grouped {
@@ -76,8 +140,8 @@ pub(super) enum Grouped {
     NotWritten,
     /// Sent with its group, whose commit's answer was lost.
     Failed(StoreError),
-    /// A place was free: the caller writes it now, holding the place until
-    /// its statement is answered.
+    /// No group was forming and a lone place was free: the caller writes
+    /// it now, holding the place until its statement is answered.
     Alone(OwnedSemaphorePermit),
 }
 
@@ -101,6 +165,9 @@ impl Grouping {
         Self {
             options,
             in_flight: Arc::new(Semaphore::new(options.max_in_flight)),
+            alone: Arc::new(Semaphore::new(options.max_alone)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            activity: Arc::new(Activity::new()),
             requests: OnceLock::new(),
         }
     }
@@ -118,9 +185,12 @@ impl Grouping {
         after: u64,
         batch: Arc<Batch>,
     ) -> Grouped {
-        // A place is only free while nothing waits for one (a waiting
-        // group gets a released place first): then this append is alone.
-        if let Ok(place) = self.in_flight.clone().try_acquire_owned() {
+        // Alone while no group forms or is written: once one does, later
+        // appends join the next group, which is what makes groups grow
+        // under load (lone statements beside them would only split it).
+        if self.grouping_idle()
+            && let Ok(place) = self.alone.clone().try_acquire_owned()
+        {
             return Grouped::Alone(place);
         }
         let requests = self.requests.get_or_init(|| {
@@ -134,6 +204,8 @@ impl Grouping {
                 receiver,
                 Arc::new(writer),
                 self.in_flight.clone(),
+                self.waiting.clone(),
+                self.activity.clone(),
                 self.options,
             ));
             sender
@@ -145,12 +217,23 @@ impl Grouping {
             batch,
             reply,
         };
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        self.activity.touch();
         if requests.send(request).is_err() {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Grouped::NotWritten;
         }
         // A group dropped without an answer wrote nothing or committed:
         // the caller's own append tells which (it recognises its ids).
         outcome.await.unwrap_or(Grouped::NotWritten)
+    }
+
+    /// Whether no append waits for a group, no group is in flight, and
+    /// nothing was grouped for [`GROUPING_LINGER`].
+    fn grouping_idle(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) == 0
+            && self.in_flight.available_permits() == self.options.max_in_flight
+            && self.activity.quiet_for(GROUPING_LINGER)
     }
 }
 
@@ -161,6 +244,8 @@ async fn run(
     mut requests: mpsc::UnboundedReceiver<Request>,
     writer: Arc<Writer>,
     in_flight: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    activity: Arc<Activity>,
     options: GroupCommit,
 ) {
     loop {
@@ -174,10 +259,12 @@ async fn run(
         let mut streams = HashSet::from([first.stream.clone()]);
         let mut ids: HashSet<Uuid> = first.batch.ids.iter().copied().collect();
         let mut group = vec![first];
+        let mut taken = 1;
         while group.len() < options.max_appends {
             let Ok(request) = requests.try_recv() else {
                 break;
             };
+            taken += 1;
             // Two appends to one stream, or naming one event id, would
             // collide in one group: the later is written by its caller.
             let apart = !streams.contains(&request.stream)
@@ -190,13 +277,24 @@ async fn run(
                 let _ = request.reply.send(Grouped::NotWritten);
             }
         }
-        tokio::spawn(flush(writer.clone(), group, permit));
+        // Taken off the queue only now: while `first` waited for a place,
+        // it was still waiting, and new appends joined it.
+        waiting.fetch_sub(taken, Ordering::AcqRel);
+        tokio::spawn(flush(writer.clone(), group, permit, activity.clone()));
     }
 }
 
 /// Writes one group and answers each of its appends.
-async fn flush(writer: Arc<Writer>, group: Vec<Request>, _permit: OwnedSemaphorePermit) {
+async fn flush(
+    writer: Arc<Writer>,
+    group: Vec<Request>,
+    permit: OwnedSemaphorePermit,
+    activity: Arc<Activity>,
+) {
     let outcomes = writer.write(&group).await;
+    // Before the answers: their callers' next appends find grouping busy.
+    activity.touch();
+    drop(permit);
     for (request, outcome) in group.into_iter().zip(outcomes) {
         let _ = request.reply.send(outcome);
     }
@@ -441,41 +539,69 @@ mod tests {
         assert!(store.without_group_commit().grouping.is_none());
     }
 
-    /// Appends that find a place free are their callers' to write, with no
-    /// hop through the group writer; one that finds none waits in the queue
-    /// until a place frees, and is then written by the group writer (here
-    /// against a database that does not answer: not written, so its caller
-    /// writes it alone).
+    /// While no group forms, appends are their callers' to write, up to
+    /// `max_alone` at once, with no hop through the group writer. One that
+    /// finds no lone place goes to the group writer (here against a
+    /// database that does not answer: not written, so its caller writes it
+    /// alone); appends soon after it join groups too, even with a lone
+    /// place free, until no append was queued for a while.
     #[tokio::test]
-    async fn an_append_is_grouped_only_when_it_would_wait() {
+    async fn appends_are_written_alone_until_a_group_forms() {
         let store = nowhere();
-        let grouping = Grouping::new(GroupCommit::default().max_in_flight(2));
+        let grouping = Grouping::new(GroupCommit::default().max_in_flight(1).max_alone(2));
         let mut places = Vec::new();
         for id in ["a", "b"] {
             let (stream, batch) = batch(id);
             match grouping.append(&store, &stream, 0, batch).await {
                 Grouped::Alone(place) => places.push(place),
-                _ => panic!("an append with a place free must be its caller's"),
+                _ => panic!("an append with a lone place free must be its caller's"),
             }
         }
         assert!(
             grouping.requests.get().is_none(),
             "no group writer was needed"
         );
-
-        let (stream, batch) = batch("c");
-        let queued = grouping.append(&store, &stream, 0, batch);
-        tokio::pin!(queued);
-        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), &mut queued).await;
-        assert!(
-            waited.is_err(),
-            "with no place free, the append waits for a group"
-        );
+        let grouped = |id: &'static str| {
+            let (stream, batch) = batch(id);
+            let (grouping, store) = (&grouping, &store);
+            async move {
+                match tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    grouping.append(store, &stream, 0, batch),
+                )
+                .await
+                {
+                    Ok(Grouped::NotWritten) => {}
+                    Ok(Grouped::Alone(_)) => panic!("{id}: written alone while grouping"),
+                    Ok(_) => panic!("{id}: a group that could not reach the database wrote"),
+                    Err(_) => panic!("{id}: the group writer never answered"),
+                }
+            }
+        };
+        grouped("c").await;
+        // A lone place is free again, but a group formed a moment ago.
         places.pop();
-        match tokio::time::timeout(std::time::Duration::from_secs(10), queued).await {
-            Ok(Grouped::NotWritten) => {}
-            Ok(_) => panic!("a group that could not reach the database wrote nothing"),
-            Err(_) => panic!("the queued append was not written when a place freed"),
-        }
+        grouped("d").await;
+        tokio::time::sleep(GROUPING_LINGER * 3).await;
+        let (stream, batch) = batch("e");
+        assert!(
+            matches!(
+                grouping.append(&store, &stream, 0, batch).await,
+                Grouped::Alone(_)
+            ),
+            "once no group forms, appends are written alone again"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_no_lone_places_every_append_is_grouped() {
+        let store = nowhere();
+        let grouping = Grouping::new(GroupCommit::default().max_alone(0));
+        let (stream, batch) = batch("a");
+        assert!(matches!(
+            grouping.append(&store, &stream, 0, batch).await,
+            Grouped::NotWritten
+        ));
+        assert!(grouping.requests.get().is_some());
     }
 }

@@ -215,13 +215,14 @@ impl PostgresEventStore {
     ///
     /// It pays when many commands run at once on different aggregates (a
     /// service under load): commits, not statements, bound a store's
-    /// writes, and a group of ten costs about one. An append that finds a
-    /// place for a statement free (one at a time, commands one after
-    /// another) is written at once by its caller, alone, as without
-    /// grouping; only appends that would wait are handed to the store's
-    /// group writer. Appends that expect any version, or carry a
-    /// snapshot, or run in [`append_in`](Self::append_in), are never
-    /// grouped. Figures in `docs/performance.md`.
+    /// writes, and a group of ten costs about one. While no group forms,
+    /// appends are written at once by their callers, alone, as without
+    /// grouping (up to [`GroupCommit::max_alone`] at a time: commands one
+    /// after another, or a few at once); beyond that, appends are handed
+    /// to the store's group writer, and keep joining groups while groups
+    /// keep forming. Appends that expect any version, or carry a snapshot,
+    /// or run in [`append_in`](Self::append_in), are never grouped.
+    /// Figures in `docs/performance.md`.
     pub fn with_group_commit(mut self, options: GroupCommit) -> Self {
         self.grouping = Some(std::sync::Arc::new(Grouping::new(options)));
         self
@@ -229,8 +230,8 @@ impl PostgresEventStore {
 
     /// The same store, writing every append with a statement and a commit
     /// of its own, whatever else is being written (group commit off).
-    /// Commands one after another are written that way with group commit
-    /// on too; this only changes appends that would wait for a place.
+    /// Commands one after another, or a few at once, are written that way
+    /// with group commit on too; this only changes appends under load.
     pub fn without_group_commit(mut self) -> Self {
         self.grouping = None;
         self
