@@ -59,7 +59,7 @@ impl GroupCommit {
     /// (fewer commits); more keep latency low when the server has cores to
     /// spare.
     pub fn max_in_flight(mut self, groups: usize) -> Self {
-        self.max_in_flight = groups.max(1);
+        self.max_in_flight = groups.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
 
@@ -68,7 +68,7 @@ impl GroupCommit {
     /// a time run in parallel, with no hop and no wait for a group. `0`
     /// sends every append that can be grouped through the group writer.
     pub fn max_alone(mut self, appends: usize) -> Self {
-        self.max_alone = appends;
+        self.max_alone = appends.min(Semaphore::MAX_PERMITS);
         self
     }
 }
@@ -86,6 +86,8 @@ pub(super) struct Grouping {
     waiting: Arc<AtomicUsize>,
     /// When an append was last queued for a group or a group last answered.
     activity: Arc<Activity>,
+    /// [`GROUPING_LINGER`], longer in tests that must not race the clock.
+    linger: std::time::Duration,
     requests: OnceLock<mpsc::UnboundedSender<Request>>,
 }
 
@@ -93,7 +95,7 @@ pub(super) struct Grouping {
 #[derive(Debug)]
 struct Activity {
     since: std::time::Instant,
-    /// Nanoseconds after `since`; 0: never.
+    /// Nanoseconds after `since`; 0: never. Only moves forward.
     last: AtomicU64,
 }
 
@@ -110,7 +112,7 @@ impl Activity {
     }
 
     fn touch(&self) {
-        self.last.store(self.elapsed().max(1), Ordering::Release);
+        self.last.fetch_max(self.elapsed().max(1), Ordering::AcqRel);
     }
 
     /// Whether nothing happened for `quiet`.
@@ -168,6 +170,7 @@ impl Grouping {
             alone: Arc::new(Semaphore::new(options.max_alone)),
             waiting: Arc::new(AtomicUsize::new(0)),
             activity: Arc::new(Activity::new()),
+            linger: GROUPING_LINGER,
             requests: OnceLock::new(),
         }
     }
@@ -233,7 +236,7 @@ impl Grouping {
     fn grouping_idle(&self) -> bool {
         self.waiting.load(Ordering::Acquire) == 0
             && self.in_flight.available_permits() == self.options.max_in_flight
-            && self.activity.quiet_for(GROUPING_LINGER)
+            && self.activity.quiet_for(self.linger)
     }
 }
 
@@ -548,7 +551,12 @@ mod tests {
     #[tokio::test]
     async fn appends_are_written_alone_until_a_group_forms() {
         let store = nowhere();
-        let grouping = Grouping::new(GroupCommit::default().max_in_flight(1).max_alone(2));
+        // A linger far longer than a scheduling pause on a busy machine.
+        let linger = std::time::Duration::from_millis(300);
+        let grouping = Grouping {
+            linger,
+            ..Grouping::new(GroupCommit::default().max_in_flight(1).max_alone(2))
+        };
         let mut places = Vec::new();
         for id in ["a", "b"] {
             let (stream, batch) = batch(id);
@@ -582,7 +590,7 @@ mod tests {
         // A lone place is free again, but a group formed a moment ago.
         places.pop();
         grouped("d").await;
-        tokio::time::sleep(GROUPING_LINGER * 3).await;
+        tokio::time::sleep(linger * 2).await;
         let (stream, batch) = batch("e");
         assert!(
             matches!(
