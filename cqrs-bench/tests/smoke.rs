@@ -60,3 +60,29 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
         );
     }
 }
+
+/// `--tasks N` is taken by the program (the concurrent scenarios then run
+/// N tasks), and a count of 0 is refused with a message.
+#[test]
+fn the_program_takes_a_task_count_and_refuses_zero() {
+    let program = env!("CARGO_BIN_EXE_cqrs-bench");
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned());
+    let run = |args: &[&str]| {
+        std::process::Command::new(program)
+            .env("DATABASE_URL", &url)
+            .args(args)
+            .output()
+            .expect("cqrs-bench runs")
+    };
+    let two = run(&["--smoke", "--tasks", "2", "concurrent-commands"]);
+    assert!(
+        two.status.success(),
+        "{}",
+        String::from_utf8_lossy(&two.stderr)
+    );
+    assert!(String::from_utf8_lossy(&two.stdout).contains("scenario=concurrent-commands "));
+    let zero = run(&["--smoke", "--tasks", "0", "concurrent-commands"]);
+    assert!(!zero.status.success());
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--tasks takes a count above 0"));
+}
