@@ -3,10 +3,11 @@
 //! - **Publishing**: a [`Relay`] tails the PostgreSQL store's global log
 //!   like a projection (gap-safe, from its own checkpoint, one active
 //!   instance per name) and publishes the events a [`Publication`] selects,
-//!   mapped to their public shape, as CloudEvents. The JetStream message id
-//!   is the event id, so a relay that crashes between JetStream's
-//!   acknowledgement and its checkpoint publishes again into JetStream's
-//!   duplicate window and nothing is delivered twice.
+//!   mapped to their public shape, as CloudEvents. What JetStream stores is
+//!   in log order whatever fails (each message states the stream sequence
+//!   it must follow), and a relay that crashes between JetStream's
+//!   acknowledgement and its checkpoint reads where its stream stands
+//!   instead of publishing again: nothing is stored twice or out of order.
 //! - **The wire format**: [`CloudEvent`], CloudEvents 1.0 in structured
 //!   mode (the JSON event format) or binary mode (`ce-` headers).
 //! - **Consuming**: a [`Consumer`] runs a [`Handler`] for each message of a
@@ -30,4 +31,4 @@ pub use consumer::{
     caused_by,
 };
 pub use publication::{Outgoing, Publication};
-pub use relay::{Relay, RelayOptions, StreamSpec};
+pub use relay::{POSITION_HEADER, RELAY_HEADER, Relay, RelayOptions, StreamSpec};

@@ -45,7 +45,7 @@ impl<H: Handler> Consumer<H> {
         .map_err(|error| self.database(error))?;
         tracing::warn!(consumer = %self.options.durable, message_id, reason, delivered, "dead-lettered a message");
         if let Some(subject) = &self.options.dead_letter_subject {
-            let mut headers = message.headers.clone().unwrap_or_default();
+            let mut headers = dead_letter_headers(message, &self.options.durable, message_id);
             headers.insert("Cqrskit-Dead-Letter-Reason", reason);
             headers.insert(
                 "Cqrskit-Dead-Letter-Consumer",
@@ -162,6 +162,33 @@ pub struct DeadLetter {
     pub reason: String,
     /// Deliveries before it was given up on.
     pub deliveries: i64,
+}
+
+/// The headers of `message`'s dead-letter copy: its own, without the
+/// JetStream controls the publisher set (the expected stream and sequence
+/// would refuse the copy, and its message id would have JetStream drop it
+/// as a duplicate in a stream that holds the original), and a message id of
+/// the copy's own, the same each time this consumer dead-letters it.
+fn dead_letter_headers(
+    message: &jetstream::Message,
+    consumer: &str,
+    message_id: &str,
+) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, values) in message.headers.iter().flat_map(|headers| headers.iter()) {
+        let name = name.to_string();
+        if name.to_ascii_lowercase().starts_with("nats-") {
+            continue;
+        }
+        for value in values {
+            headers.append(name.as_str(), value.as_str());
+        }
+    }
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("dead-letter/{consumer}/{message_id}").as_str(),
+    );
+    headers
 }
 
 /// The id of a message that is not a CloudEvent: its `Nats-Msg-Id`, or its

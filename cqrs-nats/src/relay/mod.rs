@@ -7,21 +7,23 @@
 //! publishes every selected event and waits for JetStream to acknowledge
 //! them all; only then does the runner commit the checkpoint past them.
 //!
-//! Each message's `Nats-Msg-Id` is the event id. A relay that dies after
-//! JetStream stored a batch and before its checkpoint committed publishes
-//! the batch again when it resumes, and JetStream drops the copies it has
-//! seen within the stream's duplicate window: consumers receive each event
-//! once. Messages are published in log order on one connection, so each
-//! stream's events reach JetStream in version order. The batch the runner
-//! reads ahead is published while the current one is acknowledged (see
-//! `ahead`).
+//! What JetStream stores is always in log order, a prefix of what the relay
+//! sent: each message states the stream sequence it must follow, so one
+//! lost in a crash or refused makes JetStream refuse every message after it
+//! too, until the relay sends it again (see `chain`). A relay that dies
+//! after JetStream stored a batch and before its checkpoint committed reads
+//! from the stream where it stands when it resumes, and does not send what
+//! the stream holds again; each message's `Nats-Msg-Id` is its event id
+//! besides, so JetStream drops a copy within its duplicate window. The
+//! batch the runner reads ahead is published while the current one is
+//! acknowledged (see `ahead`).
 
 mod ahead;
+mod chain;
 
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
 use cqrskit_core::{BoxError, EventEnvelope, Position, Projector, telemetry};
@@ -29,7 +31,10 @@ use cqrskit_postgres::slice_of;
 use cqrskit_postgres::sqlx::PgConnection;
 use serde_json::Value;
 
-use self::ahead::Lane;
+pub use self::chain::{POSITION_HEADER, RELAY_HEADER};
+
+use self::ahead::{Lane, Pending, Sending};
+use self::chain::Chain;
 use crate::cloudevent::{CloudEvent, ContentMode, JSON};
 use crate::publication::{Outgoing, Publication};
 
@@ -52,6 +57,19 @@ pub struct StreamSpec {
     pub replicas: usize,
 }
 
+impl StreamSpec {
+    /// The stream's configuration, capturing `subjects`.
+    fn config(&self, subjects: &str) -> jetstream::stream::Config {
+        jetstream::stream::Config {
+            name: self.name.clone(),
+            subjects: vec![subjects.to_owned()],
+            duplicate_window: self.duplicate_window,
+            num_replicas: self.replicas.max(1),
+            ..Default::default()
+        }
+    }
+}
+
 /// How a relay names, shapes and sends its messages.
 #[derive(Clone, Debug)]
 pub struct RelayOptions {
@@ -65,9 +83,11 @@ pub struct RelayOptions {
     pub source: String,
     /// Structured (default) or binary CloudEvents.
     pub mode: ContentMode,
-    /// The stream to create when missing, or `None` when it is managed
-    /// elsewhere (the subjects must then be captured by some stream, or
-    /// every publish fails with "no responders").
+    /// The stream to create when missing (at setup, and again when it was
+    /// deleted under a running relay), or `None` when it is managed
+    /// elsewhere: one stream must then capture `<subject_prefix>.>`, or the
+    /// relay stops with an error naming the subjects. Either way the relay
+    /// must be the stream's only publisher (see the module docs).
     pub stream: Option<StreamSpec>,
 }
 
@@ -177,12 +197,38 @@ impl<P: Publication> Relay<P> {
         }
     }
 
-    /// Sends one event's message, if the publication selects it; the
-    /// acknowledgement is awaited later.
+    /// The subjects the relay publishes under: `<subject_prefix>.>`.
+    fn subjects(&self) -> String {
+        format!("{}.>", self.options.subject_prefix)
+    }
+
+    /// Where the relay stands in its stream, read from JetStream when not
+    /// known.
+    async fn chain<'a>(&self, sending: &'a mut Sending) -> Result<&'a mut Chain, BoxError> {
+        if sending.chain.is_none() {
+            let chain = Chain::read(
+                &self.jetstream,
+                &self.name,
+                self.options.stream.as_ref(),
+                &self.subjects(),
+            )
+            .await?;
+            tracing::debug!(relay = %self.name, ?chain, "relay chain read from the stream");
+            sending.chain = Some(chain);
+        }
+        Ok(sending
+            .chain
+            .as_mut()
+            .expect("the chain was read just above"))
+    }
+
+    /// Sends one event's message, if the publication selects it and the
+    /// stream does not hold it yet; the acknowledgement is awaited later.
     async fn send(
         &self,
+        sending: &mut Sending,
         event: &EventEnvelope<P::Event>,
-    ) -> Result<Option<PublishAckFuture>, BoxError> {
+    ) -> Result<Option<Pending>, BoxError> {
         let Some(outgoing) = self.publication.publish(event)? else {
             return Ok(None);
         };
@@ -190,12 +236,34 @@ impl<P: Publication> Relay<P> {
         let (headers, body) = self
             .cloud_event(event, outgoing)
             .encode(self.options.mode)?;
-        let message = PublishMessage::build()
+        let chain = self.chain(sending).await?;
+        if chain.holds(event.position) {
+            return Ok(None);
+        }
+        let mut message = PublishMessage::build()
             .headers(headers)
             .message_id(event.event_id.to_string())
+            .expected_stream(&chain.stream)
+            .header(POSITION_HEADER, event.position.to_string().as_str())
+            .header(RELAY_HEADER, self.name.as_str())
             .payload(body);
-        let ack = self.jetstream.send_publish(subject, message).await?;
-        Ok(Some(ack))
+        // JetStream checks no expectation of 0: the first message of an
+        // empty stream; a later one still finds the stream empty if it was
+        // lost.
+        if chain.last_sequence > 0 {
+            message = message.expected_last_sequence(chain.last_sequence);
+        }
+        match self.jetstream.send_publish(subject, message).await {
+            Ok(ack) => {
+                let pending = Pending::new(ack, event.event_id, chain);
+                chain.last_sequence += 1;
+                Ok(Some(pending))
+            }
+            Err(error) => {
+                sending.chain = None;
+                Err(format!("publishing event {}: {error}", event.event_id).into())
+            }
+        }
     }
 }
 
@@ -238,39 +306,39 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
     /// sent again), then waits for every acknowledgement: the runner commits
     /// the checkpoint only after this returns. A failed send or
     /// acknowledgement fails the batch; the runner then goes through it
-    /// event by event, and what JetStream stored already is dropped as a
-    /// duplicate.
+    /// event by event, and what JetStream stored already is not sent again
+    /// (the chain is read from the stream first).
     async fn project_batch(
         &self,
         events: &[EventEnvelope<Self::Event>],
         _context: &mut PgConnection,
     ) -> Result<(), BoxError> {
-        let mut acks = Vec::with_capacity(events.len());
+        let mut pending = Vec::with_capacity(events.len());
         {
-            let mut ahead = self.lane.send().await;
+            let mut sending = self.lane.send().await;
             for event in events {
-                let ack = match ahead.take(event.event_id) {
-                    Some(ack) => ack,
-                    None => match self.send(event).await {
-                        Ok(ack) => ack,
+                let sent = match sending.take(event.event_id) {
+                    Some(sent) => sent,
+                    None => match self.send(&mut sending, event).await {
+                        Ok(sent) => sent,
                         Err(error) => {
                             self.lane.sent(None);
                             return Err(error);
                         }
                     },
                 };
-                acks.extend(ack);
+                pending.extend(sent);
             }
             // What is still ahead went out after this batch, and counts.
-            if ahead.is_empty() {
+            if sending.nothing_ahead() {
                 self.lane.sent(events.last().map(|event| event.position));
             }
         }
-        let published = acks.len() as u64;
-        for ack in acks {
-            if let Err(error) = ack.await {
+        let published = pending.len() as u64;
+        for message in pending {
+            if let Err(error) = message.confirm(&self.lane).await {
                 self.lane.sent(None);
-                return Err(error.into());
+                return Err(error);
             }
         }
         metrics::counter!(telemetry::RELAY_PUBLISHED, "relay" => self.name.clone())
@@ -286,8 +354,8 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
             return;
         };
         for event in events {
-            match self.send(event).await {
-                Ok(ack) => ahead.push(event.event_id, ack),
+            match self.send(&mut ahead, event).await {
+                Ok(sent) => ahead.push(event.event_id, sent),
                 Err(_) => {
                     self.lane.sent(None);
                     return;
@@ -304,13 +372,7 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
             return Ok(());
         };
         self.jetstream
-            .get_or_create_stream(jetstream::stream::Config {
-                name: stream.name.clone(),
-                subjects: vec![format!("{}.>", self.options.subject_prefix)],
-                duplicate_window: stream.duplicate_window,
-                num_replicas: stream.replicas.max(1),
-                ..Default::default()
-            })
+            .get_or_create_stream(stream.config(&self.subjects()))
             .await?;
         Ok(())
     }

@@ -1,0 +1,178 @@
+//! The relay's side of the NATS tests: a relay of the bank's public events,
+//! the banking that feeds it, and what its JetStream stream holds.
+
+use std::sync::Arc;
+
+use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
+use cqrskit::CommandPipeline;
+use cqrskit::nats::async_nats::jetstream::Context;
+use cqrskit::nats::{CloudEvent, ContentMode, Relay, RelayOptions};
+use cqrskit::postgres::{FailurePolicy, PostgresEventStore, ProjectionRunner, RunnerOptions};
+
+use crate::nats::{PublicAccountEvents, stream_of};
+use crate::postgres::TestStore;
+
+/// Opens two accounts and moves money: six events, of which the publication
+/// selects the two openings and the two withdrawals.
+pub async fn some_banking(store: &PostgresEventStore) {
+    banking(store, &["a", "b"]).await;
+}
+
+/// Opens each account, deposits 100 and withdraws 30: three events each.
+pub async fn banking(store: &PostgresEventStore, ids: &[&str]) {
+    let accounts = CommandPipeline::<BankAccount>::new(Arc::new(store.clone()), ());
+    for &id in ids {
+        let owner = format!("owner of {id}");
+        accounts
+            .execute(id, OpenAccount { owner })
+            .await
+            .expect("open");
+        accounts
+            .execute(id, Deposit { amount: 100 })
+            .await
+            .expect("deposit");
+        accounts
+            .execute(id, Withdraw { amount: 30 })
+            .await
+            .expect("withdraw");
+    }
+}
+
+/// A relay of the bank's public events under `prefix`, in `mode`, named
+/// `relay_<prefix>`, into the stream its options name.
+pub fn relay(jetstream: &Context, prefix: &str, mode: ContentMode) -> Relay<PublicAccountEvents> {
+    let mut options = RelayOptions::new(prefix, "/bank");
+    options.mode = mode;
+    Relay::new(
+        format!("relay_{prefix}"),
+        jetstream.clone(),
+        PublicAccountEvents,
+        options,
+    )
+}
+
+/// The messages of the relay's stream, in stream order.
+pub async fn published(jetstream: &Context, prefix: &str) -> Vec<(String, CloudEvent, String)> {
+    let mut stream = jetstream
+        .get_stream(stream_of(prefix))
+        .await
+        .expect("the stream");
+    let count = stream.info().await.expect("info").state.messages;
+    let mut messages = Vec::new();
+    for sequence in 1..=count {
+        let message = stream.get_raw_message(sequence).await.expect("a message");
+        let message_id = message
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|id| id.as_str().to_owned())
+            .expect("a message id");
+        let event =
+            CloudEvent::decode(Some(&message.headers), &message.payload).expect("a CloudEvent");
+        messages.push((message.subject.to_string(), event, message_id));
+    }
+    messages
+}
+
+/// How many messages the stream of the relay under `prefix` holds.
+pub async fn message_count(jetstream: &Context, prefix: &str) -> u64 {
+    let mut stream = jetstream
+        .get_stream(stream_of(prefix))
+        .await
+        .expect("the stream");
+    stream.info().await.expect("info").state.messages
+}
+
+/// Every withdrawal, as `bank.money.withdrawn.v1` with its amount.
+#[derive(Default)]
+pub struct Withdrawals {
+    /// The publication fails on the withdrawal of this many cents.
+    pub refuse: Option<u64>,
+    /// The message of the withdrawal of this many cents carries 4 KiB of
+    /// padding besides.
+    pub oversized: Option<u64>,
+}
+
+impl cqrskit::nats::Publication for Withdrawals {
+    type Event = cqrs_examples::bank_account::AccountEvent;
+
+    fn event_types(&self) -> &'static [&'static str] {
+        &["WithdrawalMade"]
+    }
+
+    fn publish(
+        &self,
+        event: &cqrskit::EventEnvelope<Self::Event>,
+    ) -> Result<Option<cqrskit::nats::Outgoing>, cqrskit::BoxError> {
+        let cqrs_examples::bank_account::AccountEvent::WithdrawalMade(withdrawal) = &event.payload
+        else {
+            return Ok(None);
+        };
+        if Some(withdrawal.amount) == self.refuse {
+            return Err(format!("{} cents cannot be published", withdrawal.amount).into());
+        }
+        let mut data = serde_json::json!({ "cents": withdrawal.amount });
+        if Some(withdrawal.amount) == self.oversized {
+            data["padding"] = "x".repeat(4096).into();
+        }
+        Ok(Some(cqrskit::nats::Outgoing::new(
+            "bank.money.withdrawn.v1",
+            &data,
+        )?))
+    }
+}
+
+/// Thirty withdrawals of 1 to 30 cents from one account, in that order.
+pub async fn thirty_withdrawals(db: &TestStore) {
+    let accounts = CommandPipeline::<BankAccount>::new(db.shared(), ());
+    accounts
+        .execute("a", OpenAccount { owner: "A".into() })
+        .await
+        .expect("open");
+    accounts
+        .execute("a", Deposit { amount: 1000 })
+        .await
+        .expect("deposit");
+    for cents in 1..=30 {
+        accounts
+            .execute("a", Withdraw { amount: cents })
+            .await
+            .expect("withdraw");
+    }
+    crate::scenarios::settled(&db.shared(), 32).await;
+}
+
+/// A relay of `withdrawals` in batches of ten, stopping at the first
+/// event it cannot publish.
+pub fn withdrawal_relay(
+    db: &TestStore,
+    jetstream: &Context,
+    prefix: &str,
+    withdrawals: Withdrawals,
+) -> ProjectionRunner<Relay<Withdrawals>> {
+    let relay = Relay::new(
+        format!("relay_{prefix}"),
+        jetstream.clone(),
+        withdrawals,
+        RelayOptions::new(prefix, "/bank"),
+    );
+    ProjectionRunner::new(db.store.clone(), Arc::new(relay)).with_options(RunnerOptions {
+        batch_size: 10,
+        failure: FailurePolicy {
+            max_attempts: 1,
+            ..FailurePolicy::default()
+        },
+        ..RunnerOptions::default()
+    })
+}
+
+/// The amounts of the messages in the relay's stream, in stream order.
+pub async fn published_cents(jetstream: &Context, prefix: &str) -> Vec<u64> {
+    published(jetstream, prefix)
+        .await
+        .iter()
+        .map(|(_, event, _)| {
+            let data: serde_json::Value = event.data_as().expect("JSON data");
+            data["cents"].as_u64().expect("cents")
+        })
+        .collect()
+}
