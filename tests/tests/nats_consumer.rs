@@ -204,7 +204,7 @@ async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliver
     // Replayed while the handler still refuses: nothing changes.
     assert!(
         consumer
-            .replay_dead_letter(&parked[0].message_id)
+            .replay_dead_letter(&parked[0].source, &parked[0].message_id)
             .await
             .is_err()
     );
@@ -216,7 +216,7 @@ async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliver
     refuse_13.store(false, std::sync::atomic::Ordering::SeqCst);
     assert!(
         consumer
-            .replay_dead_letter(&parked[0].message_id)
+            .replay_dead_letter(&parked[0].source, &parked[0].message_id)
             .await
             .expect("replay")
     );
@@ -230,7 +230,7 @@ async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliver
     );
     assert!(
         !consumer
-            .replay_dead_letter(&parked[0].message_id)
+            .replay_dead_letter(&parked[0].source, &parked[0].message_id)
             .await
             .expect("replay")
     );

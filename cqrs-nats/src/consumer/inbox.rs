@@ -8,19 +8,26 @@ use cqrskit_postgres::sqlx::{self, PgConnection};
 use super::{Consumer, ConsumerError, Handler};
 
 impl<H: Handler> Consumer<H> {
-    /// Records `message_id` as processed by this consumer, in `transaction`;
-    /// `false` when it was already.
+    /// Records the message `id` of `source` as processed by this consumer,
+    /// in `transaction`; `false` when it was already (a row an earlier
+    /// version wrote without the source counts too).
     pub(super) async fn record_in_inbox(
         &self,
         transaction: &mut PgConnection,
-        message_id: &str,
+        source: &str,
+        id: &str,
     ) -> Result<bool, sqlx::Error> {
+        let table = self.table("nats_inbox");
         let recorded = sqlx::query(&format!(
-            "INSERT INTO {} (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            self.table("nats_inbox")
+            "INSERT INTO {table} (consumer, source, message_id)
+             SELECT $1, $2, $3
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM {table} WHERE consumer = $1 AND source = '' AND message_id = $3)
+             ON CONFLICT DO NOTHING"
         ))
         .bind(&self.options.durable)
-        .bind(message_id)
+        .bind(source)
+        .bind(id)
         .execute(transaction)
         .await?;
         Ok(recorded.rows_affected() == 1)

@@ -5,15 +5,22 @@
 //!
 //! JetStream delivers at least once: a consumer that dies after its commit
 //! and before its acknowledgement gets the message again. The inbox row,
-//! committed with the handler's writes, recognises it: the redelivered
-//! message is acknowledged without running the handler. A handler that
-//! fails is retried through JetStream's redelivery, after a growing delay;
-//! after `max_deliver` deliveries the message is dead-lettered: kept in a
-//! table (with its headers, body and the last error) and published to a
-//! dead-letter subject, then terminated so JetStream stops redelivering it.
-//! A message that is not a CloudEvent is dead-lettered at once.
+//! committed with the handler's writes, recognises it by the CloudEvent's
+//! identity, `source` and `id`: the redelivered message is acknowledged
+//! without running the handler. A handler that fails is retried after a
+//! growing delay; after `max_deliver` attempts the message is
+//! dead-lettered: kept in a table (with its headers, body and the last
+//! error) and published to a dead-letter subject, then terminated so
+//! JetStream stops delivering it. A message that is not a CloudEvent is
+//! dead-lettered at once.
+//!
+//! Order: [`Consumer::run`] retries a failed message in place and holds
+//! back the later messages of its stream (its `source` and `subject`) until
+//! it is handled or dead-lettered, while the other streams' messages go on
+//! (see `held`).
 
 mod dead_letter;
+mod held;
 mod inbox;
 mod run;
 
@@ -55,15 +62,19 @@ pub struct ConsumerOptions {
     pub durable: String,
     /// Only messages on these subjects (wildcards allowed); all when empty.
     pub filter_subject: String,
-    /// Deliveries of a message before it is dead-lettered (at least 1).
+    /// Attempts at a message before it is dead-lettered (at least 1): its
+    /// deliveries, and its retries in place under [`Consumer::run`].
     pub max_deliver: i64,
-    /// The delay before each redelivery after a failure: the first entry
-    /// after the first failure, and so on; the last repeats.
+    /// The delay before each retry after a failure: the first entry after
+    /// the first failure, and so on; the last repeats.
     pub backoff: Vec<Duration>,
     /// How long JetStream waits for an acknowledgement before it delivers
     /// a message again (a consumer that died holding it).
     pub ack_wait: Duration,
     /// Where dead letters are published (besides the table), if anywhere.
+    /// A stream must capture the subject; a dead letter it cannot be
+    /// published to stays in the table with the reason (see
+    /// [`DeadLetter::publish_error`]) and the consumer goes on.
     pub dead_letter_subject: Option<String>,
     /// Messages fetched per request.
     pub batch: usize,
@@ -97,11 +108,14 @@ impl ConsumerOptions {
 pub enum Outcome {
     /// The handler ran and its writes committed.
     Handled,
-    /// Processed before (a redelivery): acknowledged, the handler not run.
+    /// Processed before (a redelivery, or a copy of one of this consumer's
+    /// own dead letters): acknowledged, the handler not run.
     AlreadyProcessed,
-    /// The handler failed; JetStream delivers it again after the delay.
+    /// The handler failed; it is tried again after the delay (under
+    /// [`Consumer::run`] in place, the later messages of its stream held
+    /// back; through [`Consumer::acknowledge`] by JetStream's redelivery).
     Retrying {
-        /// Deliveries so far.
+        /// Attempts so far.
         delivered: i64,
         /// The handler's error.
         reason: String,
@@ -195,9 +209,11 @@ impl<H: Handler> Consumer<H> {
         format!("{}.{name}", self.store.schema().quoted())
     }
 
-    /// Creates the inbox and dead-letter tables if missing, and the durable
-    /// JetStream consumer if missing. Idempotent; [`run`](Self::run) calls
-    /// it first.
+    /// Creates the inbox and dead-letter tables if missing (bringing those
+    /// of an earlier version up to date), and the durable JetStream
+    /// consumer if missing. Idempotent, and safe when instances start
+    /// together (the tables are made under a lock); [`run`](Self::run)
+    /// calls it first.
     ///
     /// # Errors
     ///
@@ -205,27 +221,10 @@ impl<H: Handler> Consumer<H> {
     pub async fn setup(
         &self,
     ) -> Result<jetstream::consumer::Consumer<pull::Config>, ConsumerError> {
-        let (inbox, dead) = (self.table("nats_inbox"), self.table("nats_dead_letters"));
-        sqlx::raw_sql(&format!(
-            "CREATE TABLE IF NOT EXISTS {inbox} (
-                 consumer text NOT NULL,
-                 message_id text NOT NULL,
-                 processed_at timestamptz NOT NULL DEFAULT now(),
-                 PRIMARY KEY (consumer, message_id));
-             CREATE TABLE IF NOT EXISTS {dead} (
-                 consumer text NOT NULL,
-                 message_id text NOT NULL,
-                 subject text NOT NULL,
-                 headers jsonb NOT NULL,
-                 body bytea NOT NULL,
-                 reason text NOT NULL,
-                 deliveries bigint NOT NULL,
-                 parked_at timestamptz NOT NULL DEFAULT now(),
-                 PRIMARY KEY (consumer, message_id))"
-        ))
-        .execute(self.store.pool())
-        .await
-        .map_err(|error| self.database(error))?;
+        sqlx::raw_sql(&self.table_statements())
+            .execute(self.store.pool())
+            .await
+            .map_err(|error| self.database(error))?;
         let stream = self
             .jetstream
             .get_stream(&self.options.stream)
@@ -245,6 +244,56 @@ impl<H: Handler> Consumer<H> {
             )
             .await
             .map_err(|error| self.nats(error))
+    }
+
+    /// The statements making the inbox and dead-letter tables: one simple
+    /// query, so one transaction, under a lock of the schema's: `CREATE TABLE IF
+    /// NOT EXISTS` run by two sessions at once lets one fail on the
+    /// catalog's unique keys.
+    fn table_statements(&self) -> String {
+        let (inbox, dead) = (self.table("nats_inbox"), self.table("nats_dead_letters"));
+        let lock = format!("cqrskit-nats-consumer-tables:{inbox}").replace('\'', "''");
+        let mut statements = format!(
+            "SELECT pg_advisory_xact_lock(hashtext('{lock}'));
+             CREATE TABLE IF NOT EXISTS {inbox} (
+                 consumer text NOT NULL,
+                 source text NOT NULL DEFAULT '',
+                 message_id text NOT NULL,
+                 processed_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (consumer, source, message_id));
+             CREATE TABLE IF NOT EXISTS {dead} (
+                 consumer text NOT NULL,
+                 source text NOT NULL DEFAULT '',
+                 message_id text NOT NULL,
+                 subject text NOT NULL,
+                 headers jsonb NOT NULL,
+                 body bytea NOT NULL,
+                 reason text NOT NULL,
+                 deliveries bigint NOT NULL,
+                 publish_error text,
+                 parked_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (consumer, source, message_id));
+             -- Tables of an earlier version keyed a message by its id alone.
+             ALTER TABLE {inbox} ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT '';
+             ALTER TABLE {dead} ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT '';
+             ALTER TABLE {dead} ADD COLUMN IF NOT EXISTS publish_error text;"
+        );
+        for table in [&inbox, &dead] {
+            statements.push_str(&format!(
+                "DO $$ BEGIN
+                     IF NOT EXISTS (
+                         SELECT 1 FROM pg_index i
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                         WHERE i.indrelid = '{table}'::regclass AND i.indisprimary AND a.attname = 'source')
+                     THEN
+                         EXECUTE (SELECT format('ALTER TABLE {table} DROP CONSTRAINT %I', conname)
+                                  FROM pg_constraint WHERE conrelid = '{table}'::regclass AND contype = 'p');
+                         ALTER TABLE {table} ADD PRIMARY KEY (consumer, source, message_id);
+                     END IF;
+                 END $$;"
+            ));
+        }
+        statements
     }
 
     /// Processes one message: [`commit`](Self::commit), then
@@ -268,25 +317,35 @@ impl<H: Handler> Consumer<H> {
     ///
     /// When the database fails.
     pub async fn commit(&self, message: jetstream::Message) -> Result<Committed, ConsumerError> {
-        let outcome = self.outcome_of(&message).await?;
+        let event = Decoded::for_consumer(&message, &self.options.durable);
+        let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
+        let outcome = self.outcome_of(&message, &event, attempt).await?;
         Ok(Committed { message, outcome })
     }
 
-    /// See [`commit`](Self::commit).
-    async fn outcome_of(&self, message: &jetstream::Message) -> Result<Outcome, ConsumerError> {
-        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
-        let event = match CloudEvent::decode(message.headers.as_ref(), &message.payload) {
-            Ok(event) => event,
-            Err(error) => {
-                let reason = format!("not a CloudEvent: {error}");
+    /// What becomes of `message` (decoded as `event`) at attempt `attempt`:
+    /// see [`commit`](Self::commit).
+    async fn outcome_of(
+        &self,
+        message: &jetstream::Message,
+        event: &Decoded,
+        attempt: i64,
+    ) -> Result<Outcome, ConsumerError> {
+        let event = match event {
+            Decoded::Event(event) => event,
+            Decoded::OwnDeadLetter => return Ok(Outcome::AlreadyProcessed),
+            Decoded::NotACloudEvent(reason) => {
                 self.dead_letter(
                     message,
+                    "",
                     &dead_letter::fallback_id(message),
-                    &reason,
-                    delivered,
+                    reason,
+                    attempt,
                 )
                 .await?;
-                return Ok(Outcome::DeadLettered { reason });
+                return Ok(Outcome::DeadLettered {
+                    reason: reason.clone(),
+                });
             }
         };
         let mut connection = self
@@ -300,13 +359,13 @@ impl<H: Handler> Consumer<H> {
             .await
             .map_err(|error| self.database(error))?;
         let first_time = self
-            .record_in_inbox(&mut transaction, &event.id)
+            .record_in_inbox(&mut transaction, &event.source, &event.id)
             .await
             .map_err(|error| self.database(error))?;
         if !first_time {
             return Ok(Outcome::AlreadyProcessed);
         }
-        let handled = unwind::caught(self.handler.handle(&event, &mut transaction))
+        let handled = unwind::caught(self.handler.handle(event, &mut transaction))
             .await
             .unwrap_or_else(|panic| Err(format!("the handler panicked: {panic}").into()));
         match handled {
@@ -320,14 +379,27 @@ impl<H: Handler> Consumer<H> {
             Err(error) => {
                 drop(transaction);
                 let reason = error.to_string();
-                if delivered >= self.options.max_deliver.max(1) {
-                    self.dead_letter(message, &event.id, &reason, delivered)
+                if attempt >= self.options.max_deliver.max(1) {
+                    self.dead_letter(message, &event.source, &event.id, &reason, attempt)
                         .await?;
                     return Ok(Outcome::DeadLettered { reason });
                 }
-                Ok(Outcome::Retrying { delivered, reason })
+                Ok(Outcome::Retrying {
+                    delivered: attempt,
+                    reason,
+                })
             }
         }
+    }
+
+    /// The delay before the retry that follows attempt `attempt`.
+    fn backoff(&self, attempt: i64) -> Option<Duration> {
+        let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+        self.options
+            .backoff
+            .get(index)
+            .or(self.options.backoff.last())
+            .copied()
     }
 
     /// The second half of [`process`](Self::process): acknowledges a
@@ -351,22 +423,49 @@ impl<H: Handler> Consumer<H> {
     ) -> Result<(), ConsumerError> {
         let kind = match outcome {
             Outcome::Handled | Outcome::AlreadyProcessed => AckKind::Ack,
-            Outcome::Retrying { delivered, .. } => {
-                let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(usize::MAX);
-                let delay = self
-                    .options
-                    .backoff
-                    .get(index)
-                    .or(self.options.backoff.last())
-                    .copied();
-                AckKind::Nak(delay)
-            }
+            Outcome::Retrying { delivered, .. } => AckKind::Nak(self.backoff(*delivered)),
             Outcome::DeadLettered { .. } => AckKind::Term,
         };
         message
             .ack_with(kind)
             .await
             .map_err(|error| self.nats(error))
+    }
+}
+
+/// A message as the consumer reads it.
+pub(super) enum Decoded {
+    /// A CloudEvent to handle.
+    Event(CloudEvent),
+    /// A copy of a dead letter this consumer published (its dead-letter
+    /// subject is captured by the stream it reads): not handled again.
+    OwnDeadLetter,
+    /// Not a CloudEvent: why.
+    NotACloudEvent(String),
+}
+
+impl Decoded {
+    /// Reads `message`.
+    pub(super) fn of(message: &jetstream::Message) -> Self {
+        match CloudEvent::decode(message.headers.as_ref(), &message.payload) {
+            Ok(event) => Self::Event(event),
+            Err(error) => Self::NotACloudEvent(format!("not a CloudEvent: {error}")),
+        }
+    }
+
+    /// Reads `message` for the consumer `durable`: its own dead letters
+    /// are recognised.
+    pub(super) fn for_consumer(message: &jetstream::Message, durable: &str) -> Self {
+        let own = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(dead_letter::CONSUMER_HEADER))
+            .is_some_and(|consumer| consumer.as_str() == durable);
+        if own {
+            Self::OwnDeadLetter
+        } else {
+            Self::of(message)
+        }
     }
 }
 

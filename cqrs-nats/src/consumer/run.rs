@@ -7,8 +7,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
+use tokio::time::Instant;
 
-use super::{Consumer, ConsumerError, Handler, next};
+use super::held::{Held, Waiting};
+use super::{Consumer, ConsumerError, Decoded, Handler, Outcome, next};
 
 /// The pause before trying again after a failure: doubling from 100 ms to
 /// at most 5 s, back to the start after a success.
@@ -41,6 +43,25 @@ async fn paused<S: Future<Output = ()>>(shutdown: &mut Pin<&mut S>, pause: Durat
     }
 }
 
+/// What became of one attempt at a message.
+enum Worked {
+    /// Settled with JetStream: handled, recognised, or dead-lettered.
+    Settled,
+    /// The handler failed; the message is to be tried again after the
+    /// delay, not yet settled.
+    Retry(Duration),
+    /// `shutdown` completed first.
+    Shutdown,
+}
+
+/// Completes at `due`, or never.
+async fn until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Tells JetStream every `interval` that `message` is still being worked
 /// on (which restarts its acknowledgement wait); never ends.
 async fn in_progress(message: &jetstream::Message, interval: Duration) -> Infallible {
@@ -54,6 +75,12 @@ async fn in_progress(message: &jetstream::Message, interval: Duration) -> Infall
 
 impl<H: Handler> Consumer<H> {
     /// Fetches and processes messages until `shutdown` completes.
+    ///
+    /// A message whose handler fails is retried in place after the
+    /// `backoff` delay, up to `max_deliver` attempts, and the later
+    /// messages of its stream wait behind it (told to JetStream as in
+    /// progress) while the other streams' messages go on: each stream's
+    /// messages are handled in the order JetStream delivered them.
     ///
     /// Failures after the start are waited out, not returned, as a
     /// projection runner waits out an unreachable database: a pull that
@@ -77,6 +104,11 @@ impl<H: Handler> Consumer<H> {
         let shutdown = std::pin::pin!(shutdown);
         let mut shutdown = shutdown;
         let mut pause = Pause::new();
+        // Held messages outlive a pull opened again: their acknowledgements
+        // go to the same durable consumer.
+        let mut held = Held::default();
+        let mut progress =
+            tokio::time::interval((self.options.ack_wait / 3).max(Duration::from_millis(10)));
         loop {
             let consumer = match consumer.take() {
                 Some(consumer) => Ok(consumer),
@@ -99,25 +131,30 @@ impl<H: Handler> Consumer<H> {
             };
             match messages {
                 Ok(mut messages) => loop {
-                    let message = tokio::select! {
+                    tokio::select! {
                         () = shutdown.as_mut() => return Ok(()),
-                        message = next(&mut messages) => message,
-                    };
-                    match message {
-                        Some(Ok(message)) => {
-                            if !self.work_through(&message, &mut shutdown).await {
+                        () = until(held.next_due()) => {
+                            if !self.retry_due(&mut held, &mut shutdown).await {
                                 return Ok(());
                             }
-                            pause.reset();
                         }
-                        Some(Err(error)) => {
-                            tracing::warn!(consumer = %self.options.durable, %error, "the pull failed; opening it again");
-                            break;
-                        }
-                        None => {
-                            tracing::warn!(consumer = %self.options.durable, "the pull ended; opening it again");
-                            break;
-                        }
+                        _ = progress.tick(), if !held.is_empty() => held.keep_in_progress().await,
+                        message = next(&mut messages) => match message {
+                            Some(Ok(message)) => {
+                                if !self.take(message, &mut held, &mut shutdown).await {
+                                    return Ok(());
+                                }
+                                pause.reset();
+                            }
+                            Some(Err(error)) => {
+                                tracing::warn!(consumer = %self.options.durable, %error, "the pull failed; opening it again");
+                                break;
+                            }
+                            None => {
+                                tracing::warn!(consumer = %self.options.durable, "the pull ended; opening it again");
+                                break;
+                            }
+                        },
                     }
                 },
                 Err(error) => {
@@ -130,31 +167,116 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    /// Processes `message` until what became of it is settled with
-    /// JetStream, waiting out database failures; `false` when `shutdown`
-    /// completed first (the message is then delivered again later). While
-    /// it works and waits, it tells JetStream the message is in progress a
-    /// few times per acknowledgement wait, so that a slow handler or an
-    /// outage does not have it redelivered and charged a delivery.
+    /// Takes a message from the pull: queued behind its stream's failed
+    /// message if there is one, worked through otherwise (and held when it
+    /// fails). `false` when `shutdown` completed first.
+    async fn take<S: Future<Output = ()>>(
+        &self,
+        message: jetstream::Message,
+        held: &mut Held,
+        shutdown: &mut Pin<&mut S>,
+    ) -> bool {
+        let decoded = Decoded::for_consumer(&message, &self.options.durable);
+        let stream = Held::stream_of(&message, &decoded);
+        if let Some(stream) = stream.as_deref().filter(|stream| held.holds(stream)) {
+            held.queue(stream, message, decoded);
+            return true;
+        }
+        let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
+        match self
+            .work_through(&message, &decoded, attempt, shutdown)
+            .await
+        {
+            Worked::Settled => true,
+            Worked::Shutdown => false,
+            Worked::Retry(delay) => {
+                if let Some(stream) = stream {
+                    held.hold(
+                        stream,
+                        Waiting {
+                            due: Instant::now() + delay,
+                            attempts: attempt,
+                            messages: [(message, decoded)].into(),
+                        },
+                    );
+                }
+                true
+            }
+        }
+    }
+
+    /// Tries the failed message of a stream whose delay is over again, then
+    /// the messages queued behind it, until one fails (the stream is then
+    /// held at it) or none is left. `false` when `shutdown` completed first.
+    async fn retry_due<S: Future<Output = ()>>(
+        &self,
+        held: &mut Held,
+        shutdown: &mut Pin<&mut S>,
+    ) -> bool {
+        let Some((stream, mut waiting)) = held.take_due(Instant::now()) else {
+            return true;
+        };
+        let mut attempt = waiting.attempts + 1;
+        while let Some((message, decoded)) = waiting.messages.front() {
+            match self.work_through(message, decoded, attempt, shutdown).await {
+                Worked::Settled => {
+                    waiting.messages.pop_front();
+                    attempt = waiting
+                        .messages
+                        .front()
+                        .and_then(|(message, _)| message.info().ok())
+                        .map_or(1, |info| info.delivered);
+                }
+                Worked::Retry(delay) => {
+                    waiting.attempts = attempt;
+                    waiting.due = Instant::now() + delay;
+                    held.hold(stream, waiting);
+                    return true;
+                }
+                Worked::Shutdown => return false,
+            }
+        }
+        true
+    }
+
+    /// Works on `message` (read as `decoded`) at attempt `attempt` until
+    /// what became of it is known, waiting out database failures: settles
+    /// it with JetStream, or reports that the handler failed and when to
+    /// try again. While it works and waits, it tells JetStream the message
+    /// is in progress a few times per acknowledgement wait, so that a slow
+    /// handler or an outage does not have it redelivered.
     async fn work_through<S: Future<Output = ()>>(
         &self,
         message: &jetstream::Message,
+        decoded: &Decoded,
+        attempt: i64,
         shutdown: &mut Pin<&mut S>,
-    ) -> bool {
+    ) -> Worked {
         let in_progress = in_progress(message, self.options.ack_wait / 3);
         let mut in_progress = std::pin::pin!(in_progress);
         let mut pause = Pause::new();
         loop {
-            let attempt = tokio::select! {
-                outcome = self.outcome_of(message) => outcome,
+            let attempted = tokio::select! {
+                outcome = self.outcome_of(message, decoded, attempt) => outcome,
                 never = &mut in_progress => match never {},
             };
-            match attempt {
+            match attempted {
+                Ok(Outcome::Retrying { delivered, reason }) => {
+                    let delay = self.backoff(delivered).unwrap_or_default();
+                    tracing::warn!(
+                        consumer = %self.options.durable,
+                        attempt = delivered,
+                        %reason,
+                        retry_in = ?delay,
+                        "the handler failed; retrying, the later messages of its stream held back"
+                    );
+                    return Worked::Retry(delay);
+                }
                 Ok(outcome) => {
                     if let Err(error) = self.settle(message, &outcome).await {
                         tracing::warn!(consumer = %self.options.durable, %error, "acknowledging failed; JetStream delivers the message again");
                     }
-                    return true;
+                    return Worked::Settled;
                 }
                 Err(error) => {
                     tracing::warn!(consumer = %self.options.durable, %error, "keeping the message until the database answers");
@@ -163,7 +285,7 @@ impl<H: Handler> Consumer<H> {
                         never = &mut in_progress => match never {},
                     };
                     if !waited {
-                        return false;
+                        return Worked::Shutdown;
                     }
                 }
             }
