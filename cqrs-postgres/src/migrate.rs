@@ -73,6 +73,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "request failures",
         include_str!("../migrations/20261201000011_request_failures.sql"),
     ),
+    (
+        20261207000012,
+        "projection layouts",
+        include_str!("../migrations/20261207000012_projection_layouts.sql"),
+    ),
 ];
 
 /// The embedded migrations as sqlx builds them (with their checksums).

@@ -31,15 +31,29 @@ fn takeover_bound() -> Duration {
 #[derive(Default)]
 struct Instances(BTreeMap<String, Child>);
 
+/// An instance process of the projection `ledger` split `partitions`
+/// ways, its output piped.
+fn instance(db: &TestStore, owner: &str, ledger: &str, partitions: usize) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_partition_runner"));
+    command
+        .env("DATABASE_URL", database_url())
+        .env("SCHEMA", &db.schema)
+        .env("OWNER", owner)
+        .env("LEASE_MS", LEASE_MS.to_string())
+        .env("PARTITIONS", partitions.to_string())
+        .env("LEDGER", ledger)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
 impl Instances {
     fn start(&mut self, db: &TestStore, owner: &str) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_partition_runner"))
-            .env("DATABASE_URL", database_url())
-            .env("SCHEMA", &db.schema)
-            .env("OWNER", owner)
-            .env("LEASE_MS", LEASE_MS.to_string())
-            .env("PARTITIONS", PARTITIONS.to_string())
-            .stdout(Stdio::piped())
+        self.start_split(db, owner, "ledger", PARTITIONS);
+    }
+
+    fn start_split(&mut self, db: &TestStore, owner: &str, ledger: &str, partitions: usize) {
+        let mut child = instance(db, owner, ledger, partitions)
             .spawn()
             .expect("start an instance");
         // Started once it printed; the runner goes on writing nothing more.
@@ -375,5 +389,137 @@ async fn a_projection_is_split_at_its_checkpoint_without_applying_anything_twice
     }
     assert_eq!(ledger.applied(db.pool()).await, 150);
     assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    db.drop_schema().await;
+}
+
+/// Waits at most 20 s for `child` to exit; its status and what it wrote to
+/// stderr.
+fn exit_of(mut child: Child) -> (std::process::ExitStatus, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut stderr)
+                .expect("read stderr");
+            return (status, stderr);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the instance did not exit within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the ledger `ledger` has applied `total` events.
+async fn applied(db: &TestStore, ledger: &Ledger, total: i64) {
+    let started = Instant::now();
+    while ledger.applied(db.pool()).await < total {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "applied {} of {total}",
+            ledger.applied(db.pool()).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A projection running in 4 partitions, caught up on 240 events: an
+/// instance started with 8 partitions, and an unpartitioned runner of it,
+/// refuse to start with an error naming the way out (and an unpartitioned
+/// projection refuses a partitioned runner); two instances started at the
+/// same instant with different counts on a fresh projection: one runs, the
+/// other refuses; after a split to 8, an instance of the old split refuses
+/// and one of the new split goes on. Every event is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_with_another_partition_count_refuse_to_start() {
+    let db = TestStore::new().await;
+    let accounts = CommandPipeline::<BankAccount>::new(db.shared(), ());
+    business(&accounts, "acc-", 48).await;
+    cqrs_tests::scenarios::settled(&db.shared(), 240).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    let mut instances = Instances::default();
+    instances.start_split(&db, "four", "ledger", 4);
+    applied(&db, &ledger, 240).await;
+
+    let (status, stderr) = exit_of(instance(&db, "eight", "ledger", 8).spawn().expect("start"));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("runs in 4 partition(s)") && stderr.contains("split_from(4)"),
+        "{stderr}"
+    );
+    let whole = ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(options());
+    let refused = whole.acquire_lease().await.expect_err("refused");
+    assert!(
+        matches!(
+            refused,
+            cqrskit::postgres::RunnerError::PartitionsDisagree {
+                recorded: 4,
+                configured: 1,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert!(whole.catch_up().await.is_err(), "and applies nothing");
+
+    // The reverse: an unpartitioned projection refuses a partitioned runner.
+    let single = Arc::new(Ledger::create(&db, "single").await);
+    let whole = ProjectionRunner::new(db.store.clone(), single.clone()).with_options(options());
+    assert!(whole.acquire_lease().await.expect("lease"));
+    assert_eq!(whole.catch_up().await.expect("catch up"), 240);
+    whole.release_lease().await.expect("release");
+    let split = PartitionedRunner::new(db.store.clone(), single.clone(), 2)
+        .expect("partitions")
+        .with_options(options());
+    assert!(matches!(
+        split.partitions()[0].acquire_lease().await,
+        Err(cqrskit::postgres::RunnerError::PartitionsDisagree {
+            recorded: 1,
+            configured: 2,
+            ..
+        })
+    ));
+    assert_eq!(single.applied(db.pool()).await, 240);
+
+    // Two instances with different counts at the same instant, on a
+    // projection that never ran: one records its count and runs.
+    let racing = Ledger::create(&db, "racing").await;
+    let two = instance(&db, "two", "racing", 2).spawn().expect("start");
+    let three = instance(&db, "three", "racing", 3).spawn().expect("start");
+    applied(&db, &racing, 240).await;
+    let mut exits = Vec::new();
+    for (name, mut child) in [("two", two), ("three", three)] {
+        std::thread::sleep(Duration::from_millis(500));
+        match child.try_wait().expect("wait") {
+            Some(_) => exits.push((name, exit_of(child))),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    assert_eq!(exits.len(), 1, "exactly one refused: {exits:?}");
+    assert!(exits[0].1.1.contains("refuses to start"), "{exits:?}");
+    assert_eq!(racing.applied(db.pool()).await, 240);
+
+    // A split to 8 with the instance stopped; then an instance of the old
+    // split (an old version restarted) refuses, and the new one goes on.
+    instances.signal("-TERM", "four");
+    instances.wait_for_exit("four");
+    let eight = PartitionedRunner::new(db.store.clone(), ledger.clone(), 8)
+        .expect("partitions")
+        .with_options(options());
+    eight.split_from(4).await.expect("split in eight");
+    let (status, stderr) = exit_of(instance(&db, "old", "ledger", 4).spawn().expect("start"));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("runs in 8 partition(s)"), "{stderr}");
+    business(&accounts, "more-", 8).await;
+    cqrs_tests::scenarios::settled(&db.shared(), 280).await;
+    instances.start_split(&db, "new", "ledger", 8);
+    applied(&db, &ledger, 280).await;
+    assert_eq!(ledger.applied(db.pool()).await, 280);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    drop(instances);
     db.drop_schema().await;
 }

@@ -86,6 +86,24 @@ pub enum RunnerError {
         /// Why.
         reason: String,
     },
+    /// The projection runs in another number of partitions than this
+    /// runner was made for (1: unpartitioned): running both would apply
+    /// the same events twice, so this runner refuses to take a lease.
+    #[error(
+        "projection `{projection}` runs in {recorded} partition(s) (1: unpartitioned), and this runner \
+         was made for {configured}: it refuses to start, since both would apply the same events. \
+         To change the count, stop every instance and call PartitionedRunner::split_from({recorded}) \
+         on the new split (a multiple of {recorded}); for a merge, run the projector under a new \
+         name (a new version, rebuilt from the start)"
+    )]
+    PartitionsDisagree {
+        /// The projection.
+        projection: String,
+        /// The partitions recorded for it.
+        recorded: usize,
+        /// The partitions this runner was made for.
+        configured: usize,
+    },
     /// A partition's task ended by a panic outside the projector (whose
     /// panics fail their event instead).
     #[error("a partition of projection `{projection}` failed: {reason}")]

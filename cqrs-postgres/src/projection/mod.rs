@@ -5,6 +5,7 @@ pub(crate) mod checkpoint;
 mod daemon;
 pub(crate) mod dead_letter;
 mod error;
+mod layout;
 mod lease;
 mod partitioned;
 pub(crate) mod pending;

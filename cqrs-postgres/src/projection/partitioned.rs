@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::error::{RunnerError, db};
+use super::layout;
 use super::policy::RunnerOptions;
 use super::runner::{ProjectionRunner, Share, Wake};
 use crate::{InvalidPartition, Partition, PostgresEventStore};
@@ -287,13 +288,18 @@ where
     /// ways (1: the unpartitioned projection) stands: each partition takes
     /// the checkpoint of the partition it was split off, so nothing is
     /// applied twice or skipped. Run it with every instance stopped, before
-    /// the new split first runs; the old rows stay for the record.
+    /// the new split first runs. The projection's recorded layout moves to
+    /// the new count, so runners of the old split refuse to start
+    /// ([`RunnerError::PartitionsDisagree`]), and the old rows are fenced (a
+    /// runner of the old split that froze holding one cannot apply another
+    /// batch); they stay for the record.
     ///
     /// # Errors
     ///
     /// [`RunnerError::Rescale`] when the count is not a multiple of `from`,
-    /// a partition of the old split is still leased, or the new split has
-    /// started already; store failures.
+    /// the projection's recorded layout is not `from`, a partition of the
+    /// old split is still leased, or the new split has started already;
+    /// store failures.
     pub async fn split_from(&self, from: usize) -> Result<(), RunnerError> {
         let refuse = |reason: String| RunnerError::Rescale {
             projection: self.projection.clone(),
@@ -307,6 +313,21 @@ where
         }
         let old = Partition::all(from).map_err(|error| refuse(error.to_string()))?;
         let mut tx = self.store.pool().begin().await.map_err(db)?;
+        let moved = layout::move_to(
+            self.store.database(),
+            &mut tx,
+            &self.store.table("projection_layouts"),
+            &self.projection,
+            u16::try_from(from).unwrap_or(u16::MAX),
+            u16::try_from(to).unwrap_or(u16::MAX),
+        )
+        .await
+        .map_err(db)?;
+        if !moved {
+            return Err(refuse(format!(
+                "its recorded layout is not {from} partition(s) (see projection_layouts)"
+            )));
+        }
         for runner in &self.runners {
             let partition = runner.partition();
             let Some(parent) = old.iter().find(|parent| partition.within(parent)) else {
@@ -337,6 +358,21 @@ where
                 )));
             }
         }
+        // language=SQL
+        sqlx::query(&format!(
+            "UPDATE {} SET owner = NULL, lease_expires_at = NULL,
+                 fencing_token = fencing_token + 1, updated_at = now()
+             WHERE name = ANY($1)",
+            self.projections
+        ))
+        .bind(
+            old.iter()
+                .map(|parent| parent.row_name(&self.projection))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)
     }
 }

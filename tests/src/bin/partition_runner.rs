@@ -6,8 +6,9 @@
 //! test) split into `PARTITIONS` partitions until SIGTERM (then it leaves,
 //! giving its partitions up) or SIGKILL. Configured by environment:
 //! `DATABASE_URL`, `SCHEMA`, `OWNER` (also the session's
-//! `application_name`), `LEASE_MS`, `PARTITIONS`. Prints `running` once its
-//! first share is set, and exits with the runner's error, if any.
+//! `application_name`), `LEASE_MS`, `PARTITIONS`, and optionally `LEDGER`
+//! (the projection's name, `ledger` by default). Prints `running` once its
+//! first share is set, and exits with the runner's error, if any (code 2).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,8 @@ async fn main() {
     let store = PostgresEventStore::from_pool(pool)
         .with_schema(&var("SCHEMA"))
         .expect("schema");
-    let ledger = Arc::new(Ledger::open(&var("SCHEMA"), "ledger"));
+    let name = std::env::var("LEDGER").unwrap_or_else(|_| "ledger".to_owned());
+    let ledger = Arc::new(Ledger::open(&var("SCHEMA"), &name));
     let partitions = usize::try_from(number("PARTITIONS")).expect("a partition count");
     let runner = PartitionedRunner::new(store, ledger, partitions)
         .expect("partitions")

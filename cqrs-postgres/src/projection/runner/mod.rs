@@ -175,8 +175,11 @@ where
     ///
     /// # Errors
     ///
-    /// When the database cannot be reached.
+    /// [`RunnerError::PartitionsDisagree`] when the projection runs in
+    /// another number of partitions than this runner's; when the database
+    /// cannot be reached.
     pub async fn acquire_lease(&self) -> Result<bool, RunnerError> {
+        self.check_layout().await?;
         let acquired = lease::acquire(
             self.store.database(),
             &self.projections,

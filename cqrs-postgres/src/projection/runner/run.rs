@@ -92,7 +92,9 @@ where
     /// [`RunnerError::Stopped`] / [`RunnerError::StillStopped`] when the
     /// projection is stopped at a poison event;
     /// [`RunnerError::SubscriptionChanged`] when the projector's event types
-    /// do not match the projection's (a new version that needs a rebuild).
+    /// do not match the projection's (a new version that needs a rebuild);
+    /// [`RunnerError::PartitionsDisagree`] when the projection runs in
+    /// another number of partitions than this runner's.
     /// Unreachable databases and lost leases are waited out, not returned.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), RunnerError> {
         let listener = self.listen().await;
@@ -175,10 +177,21 @@ where
                 self.lease_slot().take();
                 holds = false;
             } else if !holds && share.is_none_or(Share::reserve) {
-                holds = self.acquire_lease().await.unwrap_or_else(|error| {
-                    tracing::warn!(projection = self.name(), %error, "cannot take the lease; retrying");
-                    false
-                });
+                holds = match self.acquire_lease().await {
+                    Ok(holds) => holds,
+                    // A configuration to fix, not an outage to wait out.
+                    Err(error @ RunnerError::PartitionsDisagree { .. }) => {
+                        if let Some(share) = share {
+                            share.unreserve();
+                        }
+                        tracing::error!(projection = self.name(), %error, "projection runner refuses to start");
+                        return Err(error);
+                    }
+                    Err(error) => {
+                        tracing::warn!(projection = self.name(), %error, "cannot take the lease; retrying");
+                        false
+                    }
+                };
                 if !holds {
                     if let Some(share) = share {
                         share.unreserve();
@@ -222,7 +235,8 @@ where
                 Err(
                     error @ (RunnerError::Stopped { .. }
                     | RunnerError::StillStopped { .. }
-                    | RunnerError::SubscriptionChanged { .. }),
+                    | RunnerError::SubscriptionChanged { .. }
+                    | RunnerError::PartitionsDisagree { .. }),
                 ) => {
                     let _ = self.release_lease().await;
                     if let Some(share) = share {

@@ -9,8 +9,8 @@ use cqrskit_core::Projector;
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
-use crate::projection::checkpoint;
 use crate::projection::error::{RunnerError, db};
+use crate::projection::{checkpoint, layout};
 
 impl<P> ProjectionRunner<P>
 where
@@ -25,10 +25,12 @@ where
     /// # Errors
     ///
     /// [`RunnerError::Setup`] when the hook fails (nothing is kept);
-    /// store failures.
+    /// [`RunnerError::PartitionsDisagree`] when the projection runs in
+    /// another number of partitions; store failures.
     pub async fn setup(&self) -> Result<(), RunnerError> {
         let database = self.store.database();
         let mut tx = self.begin().await?;
+        self.claim_layout(&mut tx).await?;
         checkpoint::ensure_row(database, &mut tx, &self.projections, self.name())
             .await
             .map_err(db)?;
@@ -60,6 +62,37 @@ where
                 projection: self.name().to_owned(),
                 source,
             })
+    }
+
+    /// Records this runner's partition count as the projection's layout
+    /// unless one is recorded, and refuses another.
+    pub(super) async fn claim_layout(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
+        let configured = self.partition.count();
+        let recorded = layout::claim(
+            self.store.database(),
+            tx,
+            &self.store.table("projection_layouts"),
+            self.projector.name(),
+            u16::try_from(configured).unwrap_or(u16::MAX),
+        )
+        .await
+        .map_err(db)?;
+        if usize::from(recorded) == configured {
+            return Ok(());
+        }
+        Err(RunnerError::PartitionsDisagree {
+            projection: self.projector.name().to_owned(),
+            recorded: recorded.into(),
+            configured,
+        })
+    }
+
+    /// [`claim_layout`](Self::claim_layout) on a connection of its own.
+    pub(super) async fn check_layout(&self) -> Result<(), RunnerError> {
+        let database = self.store.database();
+        let mut session = database.session().await.map_err(db)?;
+        self.claim_layout(&mut session).await?;
+        session.finish().await.map_err(db)
     }
 
     /// [`setup`](Self::setup), the first time only.
