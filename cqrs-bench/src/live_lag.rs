@@ -45,6 +45,7 @@ async fn measure(pool: &PgPool, config: &Config, scenario: &'static str) -> Resu
     let runner = Arc::new(ProjectionRunner::new(
         sandbox.store.clone(),
         Arc::new(TallyRows {
+            name: "tally_rows".to_owned(),
             table: rows.clone(),
         }),
     ));

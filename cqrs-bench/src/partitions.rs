@@ -116,7 +116,10 @@ pub async fn partition_worker(args: &[String]) -> Result<()> {
     let store = PostgresEventStore::connect(&url)
         .await?
         .with_schema(schema)?;
+    // One projection per split: a projection's partition count is fixed
+    // (runners of another count refuse to start).
     let projector = Arc::new(TallyRows {
+        name: format!("tally_rows_{count}"),
         table: table.clone(),
     });
     let runner = ProjectionRunner::new(store, projector)

@@ -60,6 +60,8 @@ impl Tally {
 
 /// Writes one row per event into `<table>`: (event_id, stream, n), a batch at a time.
 pub(crate) struct TallyRows {
+    /// The projection's name.
+    pub(crate) name: String,
     /// The schema-qualified table.
     pub(crate) table: String,
 }
@@ -80,7 +82,7 @@ impl Projector<PgConnection> for TallyRows {
     type Event = TallyEvent;
 
     fn name(&self) -> &str {
-        "tally_rows"
+        &self.name
     }
 
     fn reads_metadata(&self) -> bool {

@@ -1,12 +1,16 @@
 //! Deadlines kept in PostgreSQL, in the store's schema (table `deadlines`):
 //! they survive restarts, and runners in several processes share them, each
-//! due deadline claimed by one runner at a time.
+//! due deadline claimed by one runner at a time. What is due, and how long
+//! a claim holds, is decided by the database's clock: runners on hosts
+//! whose clocks disagree never deliver early nor take over a claim that
+//! still holds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cqrskit_core::deadline::{Deadline, DeadlineState, DeadlineStore};
+use cqrskit_core::deadline::{Cancellation, Clock, Deadline, DeadlineState, DeadlineStore};
 use cqrskit_core::{Metadata, StoreError, StreamId};
 use sqlx::Row;
 use uuid::Uuid;
@@ -16,20 +20,50 @@ use crate::error::store_error;
 
 /// A [`DeadlineStore`] in the schema of a [`PostgresEventStore`], sharing
 /// its pool: [`PostgresEventStore::deadlines`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PostgresDeadlines {
     store: PostgresEventStore,
     table: String,
+    /// A clock standing in for the database's, in tests.
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl std::fmt::Debug for PostgresDeadlines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresDeadlines")
+            .field("table", &self.table)
+            .field("test_clock", &self.clock.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PostgresEventStore {
     /// The deadlines kept in this store's schema (created by
-    /// [`migrate`](Self::migrate)).
+    /// [`migrate`](Self::migrate)), due by the database's clock.
     pub fn deadlines(&self) -> PostgresDeadlines {
         PostgresDeadlines {
             table: self.table("deadlines"),
             store: self.clone(),
+            clock: None,
         }
+    }
+}
+
+impl PostgresDeadlines {
+    /// The same deadlines, due by `clock` instead of the database's: for
+    /// tests that move time by hand ([`ManualClock`]). Never in
+    /// production: the point of the database's clock is that every runner
+    /// shares it.
+    ///
+    /// [`ManualClock`]: cqrskit_core::deadline::ManualClock
+    pub fn with_test_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The time the test clock shows, `None` for the database's.
+    fn test_now(&self) -> Option<DateTime<Utc>> {
+        self.clock.as_ref().map(|clock| clock.now())
     }
 }
 
@@ -81,48 +115,56 @@ impl DeadlineStore for PostgresDeadlines {
         Ok(inserted.rows_affected() == 1)
     }
 
-    async fn cancel(&self, id: Uuid) -> Result<bool, StoreError> {
+    async fn cancel(&self, id: Uuid) -> Result<Cancellation, StoreError> {
+        // A claimed deadline is being delivered: the claim and this update
+        // take the row in turn, so one of them wins.
         // language=SQL
         let cancelled = self
             .store
             .database()
             .query(&format!(
                 "UPDATE {} SET cancelled_at = now()
-             WHERE id = $1 AND delivered_at IS NULL AND cancelled_at IS NULL",
+             WHERE id = $1 AND delivered_at IS NULL AND cancelled_at IS NULL
+               AND claimed_by IS NULL",
                 self.table
             ))
             .bind(id)
             .execute(self.store.pool())
             .await
             .map_err(store_error)?;
-        Ok(cancelled.rows_affected() == 1)
+        if cancelled.rows_affected() == 1 {
+            return Ok(Cancellation::Cancelled);
+        }
+        Ok(Cancellation::refused(self.state(id).await?))
     }
 
     async fn claim_due(
         &self,
-        now: DateTime<Utc>,
         owner: &str,
         claim: Duration,
         limit: usize,
     ) -> Result<Vec<Deadline>, StoreError> {
         // Rows another runner is claiming this instant are skipped, not
-        // waited for.
+        // waited for. `now` is the database's (a test clock's in tests).
         // language=SQL
         let rows = self
             .store
             .database()
             .query(&format!(
-                "UPDATE {table} SET claimed_by = $2, claimed_until = $1 + make_interval(secs => $3)
+                "WITH clock AS (SELECT coalesce($1::timestamptz, now()) AS now)
+             UPDATE {table} SET claimed_by = $2,
+                 claimed_until = (SELECT now FROM clock) + make_interval(secs => $3)
              WHERE id IN (
-                 SELECT id FROM {table}
-                 WHERE delivered_at IS NULL AND cancelled_at IS NULL AND due_at <= $1
-                   AND (claimed_until IS NULL OR claimed_until < $1)
-                 ORDER BY due_at LIMIT $4
-                 FOR UPDATE SKIP LOCKED)
+                 SELECT pending.id FROM {table} AS pending, clock
+                 WHERE pending.delivered_at IS NULL AND pending.cancelled_at IS NULL
+                   AND pending.due_at <= clock.now
+                   AND (pending.claimed_until IS NULL OR pending.claimed_until < clock.now)
+                 ORDER BY pending.due_at LIMIT $4
+                 FOR UPDATE OF pending SKIP LOCKED)
              RETURNING id, name, aggregate_type, aggregate_id, due_at, command, metadata",
                 table = self.table
             ))
-            .bind(now)
+            .bind(self.test_now())
             .bind(owner)
             .bind(claim.as_secs_f64())
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -152,15 +194,19 @@ impl DeadlineStore for PostgresDeadlines {
 
     async fn state(&self, id: Uuid) -> Result<Option<DeadlineState>, StoreError> {
         // language=SQL
-        let row = self.store.database().query(&format!(
-            "SELECT cancelled_at IS NOT NULL AS cancelled, delivered_at IS NOT NULL AS delivered, outcome
+        let row = self
+            .store
+            .database()
+            .query(&format!(
+            "SELECT cancelled_at IS NOT NULL AS cancelled, delivered_at IS NOT NULL AS delivered,
+                    claimed_by IS NOT NULL AS claimed, outcome
              FROM {} WHERE id = $1",
             self.table
         ))
-        .bind(id)
-        .fetch_optional(self.store.pool())
-        .await
-        .map_err(store_error)?;
+            .bind(id)
+            .fetch_optional(self.store.pool())
+            .await
+            .map_err(store_error)?;
         row.map(|row| {
             Ok(if column(&row, "delivered")? {
                 DeadlineState::Delivered {
@@ -168,6 +214,8 @@ impl DeadlineStore for PostgresDeadlines {
                 }
             } else if column(&row, "cancelled")? {
                 DeadlineState::Cancelled
+            } else if column(&row, "claimed")? {
+                DeadlineState::Delivering
             } else {
                 DeadlineState::Pending
             })
@@ -175,16 +223,21 @@ impl DeadlineStore for PostgresDeadlines {
         .transpose()
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn until_next_due(&self) -> Result<Option<Duration>, StoreError> {
         // language=SQL
-        self.store
+        let seconds: Option<f64> = self
+            .store
             .database()
             .query_scalar(&format!(
-                "SELECT min(due_at) FROM {} WHERE delivered_at IS NULL AND cancelled_at IS NULL",
+                "SELECT extract(epoch FROM
+                        min(greatest(due_at, claimed_until)) - coalesce($1::timestamptz, now()))::float8
+                 FROM {} WHERE delivered_at IS NULL AND cancelled_at IS NULL",
                 self.table
             ))
+            .bind(self.test_now())
             .fetch_one(self.store.pool())
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        Ok(seconds.map(|seconds| Duration::try_from_secs_f64(seconds).unwrap_or(Duration::ZERO)))
     }
 }

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod env;
+pub mod faketime;
 pub mod fixtures;
 pub mod ledger;
 pub mod nats;

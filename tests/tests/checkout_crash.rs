@@ -25,7 +25,11 @@ async fn a_checkout_killed_between_its_steps_gives_its_stock_back_when_the_hold_
     let clock = ManualClock::new(Utc::now());
     let shop = Shop::with_deadlines(
         db.shared(),
-        Arc::new(db.store.deadlines()),
+        Arc::new(
+            db.store
+                .deadlines()
+                .with_test_clock(Arc::new(clock.clone())),
+        ),
         Arc::new(clock.clone()),
     );
     for (sku, quantity) in [("tea", 5), ("mug", 1)] {

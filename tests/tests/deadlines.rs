@@ -2,6 +2,8 @@
 //! cancelled for good, delivered when due and only then, once in effect
 //! even when the runner that claimed one died after executing it, and
 //! fenced: a runner whose claim was taken over cannot record a delivery.
+//! Cancelling races delivering linearizably; what is due is decided by the
+//! store's clock, never a runner host's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +12,10 @@ use cqrs_examples::ecommerce::{
     CancelUnpaidOrder, ConfirmOrder, CreateOrder, Order, OrderLine, PayOrder,
 };
 use cqrs_tests::postgres::TestStore;
-use cqrskit::chrono::{DateTime, Utc};
+use cqrskit::chrono::{DateTime, SubsecRound, Utc};
 use cqrskit::deadline::{
-    Deadline, DeadlineOptions, DeadlineRunner, DeadlineState, DeadlineStore, InMemoryDeadlines,
-    ManualClock,
+    Cancellation, Deadline, DeadlineOptions, DeadlineRunner, DeadlineState, DeadlineStore,
+    InMemoryDeadlines, ManualClock,
 };
 use cqrskit::{Aggregate, CommandPipeline, EventStore, InMemoryEventStore, StreamId};
 
@@ -53,9 +55,13 @@ async fn state(deadlines: &dyn DeadlineStore, deadline: &Deadline) -> Option<Dea
     deadlines.state(deadline.id).await.expect("state")
 }
 
-async fn scenario(deadlines: Arc<dyn DeadlineStore>, events: Arc<dyn EventStore>) {
-    let start = Utc::now();
-    let clock = ManualClock::new(start);
+/// The scenario on `deadlines`, whose store decides what is due by `clock`.
+async fn scenario(
+    deadlines: Arc<dyn DeadlineStore>,
+    clock: ManualClock,
+    events: Arc<dyn EventStore>,
+) {
+    let start = clock_now(&clock);
     let orders = Arc::new(CommandPipeline::<Order>::new(events.clone(), ()));
     for id in ["o1", "o2", "o3", "o4"] {
         let create = CreateOrder {
@@ -69,7 +75,7 @@ async fn scenario(deadlines: Arc<dyn DeadlineStore>, events: Arc<dyn EventStore>
         orders.execute(id, create).await.expect("create");
     }
     let runner = |owner: &str| {
-        DeadlineRunner::new(deadlines.clone(), Arc::new(clock.clone()))
+        DeadlineRunner::new(deadlines.clone())
             .route::<Order, CancelUnpaidOrder>(NAME, orders.clone())
             .with_owner(owner)
             .with_options(DeadlineOptions {
@@ -93,16 +99,29 @@ async fn scenario(deadlines: Arc<dyn DeadlineStore>, events: Arc<dyn EventStore>
             .expect("schedule"),
         "the same id again changes nothing"
     );
-    assert!(deadlines.cancel(second.id).await.expect("cancel"));
-    assert!(!deadlines.cancel(second.id).await.expect("cancel"));
+    assert_eq!(
+        deadlines.cancel(second.id).await.expect("cancel"),
+        Cancellation::Cancelled
+    );
+    assert_eq!(
+        deadlines.cancel(second.id).await.expect("cancel"),
+        Cancellation::AlreadyCancelled
+    );
+    assert_eq!(
+        deadlines
+            .cancel(uuid::Uuid::now_v7())
+            .await
+            .expect("cancel"),
+        Cancellation::Unknown
+    );
     assert!(!deadlines.schedule(&second).await.expect("schedule"));
     assert_eq!(
         state(&*deadlines, &second).await,
         Some(DeadlineState::Cancelled)
     );
     assert_eq!(
-        deadlines.next_due().await.expect("next"),
-        Some(first.due_at)
+        deadlines.until_next_due().await.expect("next"),
+        Some(minutes(10))
     );
 
     // Nothing before it is due; then exactly what is due, once.
@@ -114,6 +133,13 @@ async fn scenario(deadlines: Arc<dyn DeadlineStore>, events: Arc<dyn EventStore>
     assert_eq!(cancellations(&*events, "o1").await, 1);
     assert_eq!(cancellations(&*events, "o2").await, 0);
     assert_eq!(
+        deadlines.cancel(first.id).await.expect("cancel"),
+        Cancellation::Delivered {
+            outcome: "executed".into()
+        },
+        "too late: delivered"
+    );
+    assert_eq!(
         state(&*deadlines, &first).await,
         Some(DeadlineState::Delivered {
             outcome: "executed".into()
@@ -124,10 +150,24 @@ async fn scenario(deadlines: Arc<dyn DeadlineStore>, events: Arc<dyn EventStore>
     // it. Its claim holds a while; then a delivers it again, once in effect.
     clock.advance(minutes(10));
     let claimed = deadlines
-        .claim_due(clock_now(&clock), "b", Duration::from_secs(30), 10)
+        .claim_due("b", Duration::from_secs(30), 10)
         .await
         .expect("claim");
     assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), [third.id]);
+    // Claimed: too late to cancel, whatever becomes of b.
+    assert_eq!(
+        deadlines.cancel(third.id).await.expect("cancel"),
+        Cancellation::Delivering
+    );
+    assert_eq!(
+        state(&*deadlines, &third).await,
+        Some(DeadlineState::Delivering)
+    );
+    assert_eq!(
+        deadlines.until_next_due().await.expect("next"),
+        Some(Duration::from_secs(30)),
+        "claimable again when b's claim lapses"
+    );
     orders
         .execute_once(
             third.id,
@@ -179,7 +219,7 @@ async fn scenario(deadlines: Arc<dyn DeadlineStore>, events: Arc<dyn EventStore>
         Some(DeadlineState::Delivered { outcome }) if outcome.starts_with("undeliverable: no route")
     ));
     assert_eq!(cancellations(&*events, "o4").await, 0);
-    assert_eq!(deadlines.next_due().await.expect("next"), None);
+    assert_eq!(deadlines.until_next_due().await.expect("next"), None);
 }
 
 fn clock_now(clock: &ManualClock) -> DateTime<Utc> {
@@ -188,8 +228,10 @@ fn clock_now(clock: &ManualClock) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn deadlines_in_memory_are_delivered_once_when_due_and_fenced() {
+    let clock = ManualClock::new(Utc::now().trunc_subsecs(6));
     scenario(
-        Arc::new(InMemoryDeadlines::new()),
+        Arc::new(InMemoryDeadlines::new().with_clock(Arc::new(clock.clone()))),
+        clock,
         Arc::new(InMemoryEventStore::new()),
     )
     .await;
@@ -198,7 +240,12 @@ async fn deadlines_in_memory_are_delivered_once_when_due_and_fenced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_in_postgres_are_delivered_once_when_due_and_fenced() {
     let db = TestStore::new().await;
-    scenario(Arc::new(db.store.deadlines()), db.shared()).await;
+    let clock = ManualClock::new(Utc::now().trunc_subsecs(6));
+    let deadlines = db
+        .store
+        .deadlines()
+        .with_test_clock(Arc::new(clock.clone()));
+    scenario(Arc::new(deadlines), clock, db.shared()).await;
     db.drop_schema().await;
 }
 
@@ -227,9 +274,8 @@ async fn two_runners_share_the_due_deadlines_in_postgres_without_doubling() {
             .await
             .expect("schedule");
     }
-    let clock = ManualClock::new(now);
     let runner = |owner: &str| {
-        DeadlineRunner::new(deadlines.clone(), Arc::new(clock.clone()))
+        DeadlineRunner::new(deadlines.clone())
             .route::<Order, CancelUnpaidOrder>(NAME, orders.clone())
             .with_owner(owner)
             .with_options(DeadlineOptions {
@@ -251,7 +297,8 @@ async fn two_runners_share_the_due_deadlines_in_postgres_without_doubling() {
 /// asked, and stops at shutdown.
 #[tokio::test]
 async fn a_running_runner_delivers_what_falls_due_and_stops_at_shutdown() {
-    let deadlines = Arc::new(InMemoryDeadlines::new());
+    let clock = ManualClock::new(Utc::now());
+    let deadlines = Arc::new(InMemoryDeadlines::new().with_clock(Arc::new(clock.clone())));
     let events: Arc<dyn EventStore> = Arc::new(InMemoryEventStore::new());
     let orders = Arc::new(CommandPipeline::<Order>::new(events.clone(), ()));
     let create = CreateOrder {
@@ -263,10 +310,9 @@ async fn a_running_runner_delivers_what_falls_due_and_stops_at_shutdown() {
         }],
     };
     orders.execute("o1", create).await.expect("create");
-    let clock = ManualClock::new(Utc::now());
     let deadline = timeout("o1", at(clock_now(&clock), minutes(5)));
     deadlines.schedule(&deadline).await.expect("schedule");
-    let runner = DeadlineRunner::new(deadlines.clone(), Arc::new(clock.clone()))
+    let runner = DeadlineRunner::new(deadlines.clone())
         .route::<Order, CancelUnpaidOrder>(NAME, orders)
         .with_options(DeadlineOptions {
             poll_interval: Duration::from_millis(20),
@@ -300,4 +346,87 @@ async fn a_running_runner_delivers_what_falls_due_and_stops_at_shutdown() {
         .await
         .expect("stops at shutdown")
         .expect("join");
+}
+
+/// 200 deadlines due now; two runners deliver them, claiming 20 at a time,
+/// while a task cancels every one of them, the last first. A cancel that
+/// answers `Cancelled` means its order was never cancelled by the deadline;
+/// any other answer means the deadline is delivered, its command executed
+/// once. (A cancel that answered yes while a runner held the deadline let
+/// the command run anyway.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_racing_a_delivery_either_wins_or_says_the_command_runs() {
+    let db = TestStore::new().await;
+    let deadlines: Arc<dyn DeadlineStore> = Arc::new(db.store.deadlines());
+    let orders = Arc::new(CommandPipeline::<Order>::new(db.shared(), ()));
+    let now = Utc::now() - cqrskit::chrono::Duration::seconds(1);
+    let mut scheduled = Vec::new();
+    for n in 0..200 {
+        let id = format!("o{n}");
+        let create = CreateOrder {
+            customer_id: "erin".into(),
+            lines: vec![OrderLine {
+                sku: "tea".into(),
+                quantity: 1,
+                unit_price: 450,
+            }],
+        };
+        orders.execute(&id, create).await.expect("create");
+        let deadline = timeout(&id, now);
+        deadlines.schedule(&deadline).await.expect("schedule");
+        scheduled.push((id, deadline));
+    }
+    let runner = |owner: &str| {
+        DeadlineRunner::new(deadlines.clone())
+            .route::<Order, CancelUnpaidOrder>(NAME, orders.clone())
+            .with_owner(owner)
+            .with_options(DeadlineOptions {
+                batch: 20,
+                ..DeadlineOptions::default()
+            })
+    };
+    let delivering = ["one", "two"].map(|owner| {
+        let runner = runner(owner);
+        tokio::spawn(async move { runner.deliver_due().await.expect("deliver") })
+    });
+    let mut answers = Vec::new();
+    for (id, deadline) in scheduled.iter().rev() {
+        answers.push((
+            id.clone(),
+            deadline.id,
+            deadlines.cancel(deadline.id).await.expect("cancel"),
+        ));
+    }
+    for runner in delivering {
+        runner.await.expect("join");
+    }
+    runner("last").deliver_due().await.expect("deliver");
+
+    let (mut won, mut lost) = (0, 0);
+    for (id, deadline, answer) in answers {
+        let executed = cancellations(&*db.shared(), &id).await;
+        let state = deadlines.state(deadline).await.expect("state");
+        if answer == Cancellation::Cancelled {
+            won += 1;
+            assert_eq!(executed, 0, "{id}: cancelled, yet its command ran");
+            assert_eq!(state, Some(DeadlineState::Cancelled), "{id}");
+        } else {
+            lost += 1;
+            assert!(
+                matches!(
+                    answer,
+                    Cancellation::Delivering | Cancellation::Delivered { .. }
+                ),
+                "{id}: {answer:?}"
+            );
+            assert_eq!(executed, 1, "{id}: {answer:?}, executed {executed} times");
+            assert!(
+                matches!(state, Some(DeadlineState::Delivered { .. })),
+                "{id}: {state:?}"
+            );
+        }
+    }
+    assert_eq!(won + lost, 200);
+    println!("cancels that won: {won}, that came too late: {lost}");
+    db.drop_schema().await;
 }

@@ -49,6 +49,7 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
     }
 
     let projector = Arc::new(TallyRows {
+        name: "tally_rows".to_owned(),
         table: sandbox.table("rows_framework"),
     });
     let runner =
@@ -69,6 +70,7 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
     let framework = per_second(total, started.elapsed());
 
     let baseline_rows = TallyRows {
+        name: "tally_rows".to_owned(),
         table: sandbox.table("rows_baseline"),
     };
     let started = Instant::now();
@@ -122,6 +124,7 @@ async fn hand_written_catch_up(sandbox: &Sandbox, total: usize) -> Result<f64> {
     .execute(sandbox.pool())
     .await?;
     let rows = TallyRows {
+        name: "tally_rows".to_owned(),
         table: sandbox.table("rows_hand_written"),
     };
     let read = format!(

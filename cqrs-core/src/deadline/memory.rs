@@ -1,14 +1,14 @@
 //! Deadlines in memory, for tests and single-process applications.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Deadline, DeadlineState, DeadlineStore};
+use super::{Cancellation, Clock, Deadline, DeadlineState, DeadlineStore, SystemClock};
 use crate::StoreError;
 
 /// One kept deadline and its claim.
@@ -19,16 +19,43 @@ struct Entry {
     claim: Option<(String, DateTime<Utc>)>,
 }
 
-/// A [`DeadlineStore`] in memory: lost with the process.
-#[derive(Debug, Default)]
+/// A [`DeadlineStore`] in memory: lost with the process. Its clock (the
+/// system's unless given) decides what is due.
 pub struct InMemoryDeadlines {
     entries: Mutex<BTreeMap<Uuid, Entry>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for InMemoryDeadlines {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for InMemoryDeadlines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryDeadlines")
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl InMemoryDeadlines {
-    /// An empty store.
+    /// An empty store on the system's clock.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store, deciding what is due by `clock` (a [`ManualClock`]
+    /// in tests).
+    ///
+    /// [`ManualClock`]: super::ManualClock
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<Uuid, Entry>> {
@@ -54,23 +81,24 @@ impl DeadlineStore for InMemoryDeadlines {
         Ok(true)
     }
 
-    async fn cancel(&self, id: Uuid) -> Result<bool, StoreError> {
-        match self.entries().get_mut(&id) {
-            Some(entry) if entry.state == DeadlineState::Pending => {
+    async fn cancel(&self, id: Uuid) -> Result<Cancellation, StoreError> {
+        let mut entries = self.entries();
+        match entries.get_mut(&id) {
+            Some(entry) if entry.state == DeadlineState::Pending && entry.claim.is_none() => {
                 entry.state = DeadlineState::Cancelled;
-                Ok(true)
+                Ok(Cancellation::Cancelled)
             }
-            _ => Ok(false),
+            entry => Ok(Cancellation::refused(entry.map(|entry| entry.current()))),
         }
     }
 
     async fn claim_due(
         &self,
-        now: DateTime<Utc>,
         owner: &str,
         claim: Duration,
         limit: usize,
     ) -> Result<Vec<Deadline>, StoreError> {
+        let now = self.clock.now();
         let until = now + chrono::Duration::from_std(claim).unwrap_or(chrono::Duration::MAX);
         let mut entries = self.entries();
         let mut due: Vec<&mut Entry> = entries
@@ -112,15 +140,31 @@ impl DeadlineStore for InMemoryDeadlines {
     }
 
     async fn state(&self, id: Uuid) -> Result<Option<DeadlineState>, StoreError> {
-        Ok(self.entries().get(&id).map(|entry| entry.state.clone()))
+        Ok(self.entries().get(&id).map(Entry::current))
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn until_next_due(&self) -> Result<Option<Duration>, StoreError> {
+        let now = self.clock.now();
         Ok(self
             .entries()
             .values()
             .filter(|entry| entry.state == DeadlineState::Pending)
-            .map(|entry| entry.deadline.due_at)
-            .min())
+            // Claimed: claimable again once the claim lapses.
+            .map(|entry| match &entry.claim {
+                Some((_, until)) => entry.deadline.due_at.max(*until),
+                None => entry.deadline.due_at,
+            })
+            .min()
+            .map(|due| (due - now).to_std().unwrap_or(Duration::ZERO)))
+    }
+}
+
+impl Entry {
+    /// Where it stands: a claimed pending deadline is being delivered.
+    fn current(&self) -> DeadlineState {
+        match &self.state {
+            DeadlineState::Pending if self.claim.is_some() => DeadlineState::Delivering,
+            state => state.clone(),
+        }
     }
 }

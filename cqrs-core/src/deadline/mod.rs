@@ -13,9 +13,19 @@
 //! before recording the delivery, and a successor that delivers again,
 //! store the command's events once.
 //!
-//! Stores: [`InMemoryDeadlines`] here, a durable one with the PostgreSQL
-//! store. Time comes from a [`Clock`]: [`ManualClock`] moves it by hand in
-//! tests.
+//! Cancelling and delivering are linearizable: a runner's claim is the
+//! point of no return. A cancel before it means the command never runs; a
+//! cancel after it is refused with [`Cancellation::Delivering`] (the
+//! command ran or is running, and will be recorded as delivered) or
+//! [`Cancellation::Delivered`]. The aggregate the command goes to decides
+//! the race the deadline guards (a paid order refuses the cancellation).
+//!
+//! Time is the store's: due times and claims are decided by the clock of
+//! the store every runner shares (the database's, for the PostgreSQL
+//! store), never by a runner's own, so a runner on a host whose clock is
+//! ahead does not deliver early. Stores: [`InMemoryDeadlines`] here (the
+//! process's clock, or a [`ManualClock`] moved by hand in tests), a durable
+//! one with the PostgreSQL store.
 
 mod clock;
 mod memory;
@@ -107,15 +117,55 @@ const DEADLINE_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_2d47_3a55_4c1e_9e0d_7c2a
 /// Where a deadline stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeadlineState {
-    /// Scheduled, not yet delivered.
+    /// Scheduled, not claimed by a runner yet: it can still be cancelled.
     Pending,
-    /// Cancelled before it fell due; it will never be delivered.
+    /// Claimed by a runner: its command ran or is running (a runner that
+    /// died is taken over once its claim lapses, and the command takes
+    /// effect once); it will be recorded as delivered. Too late to cancel.
+    Delivering,
+    /// Cancelled before a runner claimed it; it will never be delivered.
     Cancelled,
     /// Delivered; what came of it (`executed`, `rejected: ...`).
     Delivered {
         /// What came of it.
         outcome: String,
     },
+}
+
+/// What came of cancelling a deadline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cancellation {
+    /// Cancelled: its command never runs.
+    Cancelled,
+    /// Cancelled before.
+    AlreadyCancelled,
+    /// Too late: a runner claimed it, and its command ran or is running.
+    Delivering,
+    /// Too late: delivered, with what came of it.
+    Delivered {
+        /// What came of it (`executed`, `rejected: ...`).
+        outcome: String,
+    },
+    /// No deadline has this id.
+    Unknown,
+}
+
+impl Cancellation {
+    /// Whether this call cancelled it.
+    pub fn cancelled(&self) -> bool {
+        *self == Self::Cancelled
+    }
+
+    /// Why a cancel of a deadline in `state` is refused.
+    pub fn refused(state: Option<DeadlineState>) -> Self {
+        match state {
+            None => Self::Unknown,
+            Some(DeadlineState::Cancelled) => Self::AlreadyCancelled,
+            Some(DeadlineState::Delivered { outcome }) => Self::Delivered { outcome },
+            // Refused while pending: a runner claimed it in between.
+            Some(DeadlineState::Delivering | DeadlineState::Pending) => Self::Delivering,
+        }
+    }
 }
 
 /// Where deadlines are kept. Delivery is claimed for a while by one runner
@@ -131,24 +181,24 @@ pub trait DeadlineStore: Send + Sync {
     /// Back-end failures.
     async fn schedule(&self, deadline: &Deadline) -> Result<bool, StoreError>;
 
-    /// Cancels the deadline `id`; `false` when it is not pending (unknown,
-    /// cancelled or delivered already).
+    /// Cancels the deadline `id` unless a runner claimed it: atomically
+    /// with the claim, so [`Cancellation::Cancelled`] means its command
+    /// never runs, and anything else says where it stands.
     ///
     /// # Errors
     ///
     /// Back-end failures.
-    async fn cancel(&self, id: Uuid) -> Result<bool, StoreError>;
+    async fn cancel(&self, id: Uuid) -> Result<Cancellation, StoreError>;
 
-    /// Claims up to `limit` pending deadlines due at `now` and not claimed
-    /// by a runner whose claim still holds, for `claim` from `now`,
-    /// earliest first.
+    /// Claims, for `owner` and for `claim`, up to `limit` deadlines due now
+    /// (by the store's clock) that are not cancelled, not delivered, and
+    /// not claimed by a runner whose claim still holds; earliest first.
     ///
     /// # Errors
     ///
     /// Back-end failures.
     async fn claim_due(
         &self,
-        now: DateTime<Utc>,
         owner: &str,
         claim: Duration,
         limit: usize,
@@ -169,10 +219,12 @@ pub trait DeadlineStore: Send + Sync {
     /// Back-end failures.
     async fn state(&self, id: Uuid) -> Result<Option<DeadlineState>, StoreError>;
 
-    /// When the earliest pending deadline falls due.
+    /// How long until a runner may claim a deadline, by the store's clock:
+    /// until the earliest one not yet delivered falls due, or its claim
+    /// lapses (zero when one is claimable now); `None` when none waits.
     ///
     /// # Errors
     ///
     /// Back-end failures.
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    async fn until_next_due(&self) -> Result<Option<Duration>, StoreError>;
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::{Clock, Deadline, DeadlineStore};
+use super::{Deadline, DeadlineStore};
 use crate::{Aggregate, CommandError, CommandPipeline, StoreError};
 
 /// How a deadline runner works.
@@ -111,19 +111,17 @@ pub struct Delivered {
 /// Delivers due deadlines from a [`DeadlineStore`] (see the module docs).
 pub struct DeadlineRunner {
     store: Arc<dyn DeadlineStore>,
-    clock: Arc<dyn Clock>,
     routes: HashMap<String, Arc<dyn Route>>,
     owner: String,
     options: DeadlineOptions,
 }
 
 impl DeadlineRunner {
-    /// A runner over `store`, reading the time from `clock`, with no routes
-    /// yet, default options and a fresh owner id.
-    pub fn new(store: Arc<dyn DeadlineStore>, clock: Arc<dyn Clock>) -> Self {
+    /// A runner over `store` (whose clock decides what is due), with no
+    /// routes yet, default options and a fresh owner id.
+    pub fn new(store: Arc<dyn DeadlineStore>) -> Self {
         Self {
             store,
-            clock,
             routes: HashMap::new(),
             owner: format!("deadlines-{}", Uuid::now_v7()),
             options: DeadlineOptions::default(),
@@ -173,12 +171,7 @@ impl DeadlineRunner {
         loop {
             let claimed = self
                 .store
-                .claim_due(
-                    self.clock.now(),
-                    &self.owner,
-                    self.options.claim,
-                    self.options.batch.max(1),
-                )
+                .claim_due(&self.owner, self.options.claim, self.options.batch.max(1))
                 .await?;
             if claimed.is_empty() {
                 return Ok(delivered);
@@ -230,8 +223,7 @@ impl DeadlineRunner {
                 tracing::warn!(%error, "delivering deadlines failed; trying again");
             }
             let mut wait = self.options.poll_interval;
-            if let Ok(Some(next)) = self.store.next_due().await {
-                let until = (next - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+            if let Ok(Some(until)) = self.store.until_next_due().await {
                 wait = wait.min(until.max(Duration::from_millis(10)));
             }
             if tokio::time::timeout(wait, shutdown.as_mut()).await.is_ok() {

@@ -29,8 +29,11 @@ pub struct LeaseHolder {
 pub(crate) struct Lease {
     /// The fencing token of this holding.
     pub(crate) token: i64,
-    /// When it lapses unless renewed.
-    pub(crate) expires_at: DateTime<Utc>,
+    /// When to renew it, by this process's monotonic clock: half its
+    /// duration after the database granted it. Never the wall clock
+    /// against the database's expiry: a host whose clock is behind would
+    /// let the lease lapse, one ahead would renew at every batch.
+    pub(crate) renew_after: std::time::Instant,
 }
 
 /// Takes the lease of `name` for `owner`, if it is free, expired, or already
@@ -55,7 +58,7 @@ pub(crate) async fn acquire(
              fencing_token = fencing_token + 1, updated_at = now()
          WHERE name = $1 AND (owner IS NULL OR owner = $2 OR lease_expires_at < now())
            AND name IN (SELECT name FROM {table} WHERE name = $1 FOR UPDATE SKIP LOCKED)
-         RETURNING fencing_token, lease_expires_at"
+         RETURNING fencing_token"
         ))
         .bind(name)
         .bind(owner)
@@ -63,7 +66,7 @@ pub(crate) async fn acquire(
         .fetch_optional(&mut *session)
         .await?;
     session.finish().await?;
-    row.map(|row| lease(&row)).transpose()
+    row.map(|row| lease(&row, duration)).transpose()
 }
 
 /// Extends `owner`'s lease; `None` when it was taken over meanwhile. A lease
@@ -84,7 +87,7 @@ pub(crate) async fn renew(
             "UPDATE {table}
          SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
          WHERE name = $1 AND owner = $2 AND fencing_token = $3
-         RETURNING fencing_token, lease_expires_at"
+         RETURNING fencing_token"
         ))
         .bind(name)
         .bind(owner)
@@ -93,7 +96,7 @@ pub(crate) async fn renew(
         .fetch_optional(&mut *session)
         .await?;
     session.finish().await?;
-    row.map(|row| lease(&row)).transpose()
+    row.map(|row| lease(&row, duration)).transpose()
 }
 
 /// The lease's current holder, if a runner holds an unexpired one.
@@ -144,9 +147,10 @@ pub(crate) async fn release(
     session.finish().await
 }
 
-fn lease(row: &sqlx::postgres::PgRow) -> Result<Lease, sqlx::Error> {
+/// The lease a row granted just now for `duration`.
+fn lease(row: &sqlx::postgres::PgRow, duration: Duration) -> Result<Lease, sqlx::Error> {
     Ok(Lease {
         token: row.try_get("fencing_token")?,
-        expires_at: row.try_get("lease_expires_at")?,
+        renew_after: std::time::Instant::now() + duration / 2,
     })
 }

@@ -51,8 +51,9 @@ impl Shop {
     }
 
     /// Wires the shop over `store`, keeping its deadlines in `deadlines`
-    /// (durable: `PostgresEventStore::deadlines`) and reading the time from
-    /// `clock` (a `ManualClock` in tests).
+    /// (durable: `PostgresEventStore::deadlines`; their store's clock
+    /// decides when they fall due) and scheduling the checkout holds by
+    /// `clock` (a `ManualClock` in tests, shared with the deadlines).
     pub fn with_deadlines(
         store: Arc<dyn EventStore>,
         deadlines: Arc<dyn DeadlineStore>,
@@ -67,7 +68,7 @@ impl Shop {
         let stock_levels = Arc::new(StockLevels::default());
         let pick_lists = Arc::new(PickLists::default());
         let payment_timeout = Arc::new(PaymentTimeout::new(deadlines.clone()));
-        let deadline_runner = DeadlineRunner::new(deadlines.clone(), clock.clone())
+        let deadline_runner = DeadlineRunner::new(deadlines.clone())
             .route::<Order, CancelUnpaidOrder>(PAYMENT_TIMEOUT, orders.clone())
             .route::<Order, AbandonCheckout>(CHECKOUT_TIMEOUT, orders.clone());
         Self {

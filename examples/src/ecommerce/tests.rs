@@ -523,7 +523,9 @@ async fn shop_with_an_order(clock: &cqrskit::deadline::ManualClock) -> Shop {
     let shop = stocked(
         Shop::with_deadlines(
             Arc::new(InMemoryEventStore::new()),
-            Arc::new(cqrskit::deadline::InMemoryDeadlines::new()),
+            Arc::new(
+                cqrskit::deadline::InMemoryDeadlines::new().with_clock(Arc::new(clock.clone())),
+            ),
             Arc::new(clock.clone()),
         ),
         &[("tea", 5)],
@@ -623,7 +625,7 @@ async fn a_checkout_answers_at_once_and_keeps_its_reservation_past_the_hold() {
     let clock = cqrskit::deadline::ManualClock::new(cqrskit::chrono::Utc::now());
     let shop = Shop::with_deadlines(
         Arc::new(InMemoryEventStore::new()),
-        Arc::new(cqrskit::deadline::InMemoryDeadlines::new()),
+        Arc::new(cqrskit::deadline::InMemoryDeadlines::new().with_clock(Arc::new(clock.clone()))),
         Arc::new(clock.clone()),
     );
     let shop = stocked(shop, &[("tea", 5), ("mug", 1)]).await;

@@ -4,7 +4,6 @@
 
 use std::sync::PoisonError;
 
-use chrono::Utc;
 use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
@@ -32,8 +31,7 @@ where
     /// The lease, renewed when less than half of it is left.
     pub(super) async fn renewed_lease(&self) -> Result<Lease, RunnerError> {
         let held = (*self.lease_slot()).ok_or_else(|| self.not_leaseholder())?;
-        let half = chrono::Duration::from_std(self.options.lease_duration / 2).unwrap_or_default();
-        if held.expires_at - Utc::now() > half {
+        if std::time::Instant::now() < held.renew_after {
             return Ok(held);
         }
         let renewed = lease::renew(
