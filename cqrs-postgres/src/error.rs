@@ -22,6 +22,22 @@ pub enum Error {
         "`{0}` needs a direct connection to PostgreSQL, not one through a transaction pooler: give the store a direct pool"
     )]
     SessionRequired(&'static str),
+    /// The store was connected as if to PostgreSQL directly, and reached a
+    /// connection pooler in transaction mode (two of its connections were
+    /// served by one PostgreSQL session): sqlx's named statements and the
+    /// store's session-long state would then land on other clients'
+    /// sessions. Nothing was written.
+    #[error(
+        "the server at {target} is a connection pooler in transaction mode (two connections were served by one PostgreSQL session, pid {backend}): \
+         connect with PostgresEventStore::connect_through_pooler(pooled_url, Some(direct_url)), \
+         or set the pooler's pool_mode = session (see docs/postgres.md, \"Behind a connection pooler\")"
+    )]
+    TransactionPooler {
+        /// Where the store connected (host and port).
+        target: String,
+        /// The PostgreSQL backend both connections reached.
+        backend: i32,
+    },
     /// Applying the migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

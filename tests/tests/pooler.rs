@@ -563,3 +563,28 @@ async fn with_a_direct_url_migrations_and_notifications_work_behind_a_pooler() {
         .expect("the runner stops cleanly");
     db.drop_schema().await;
 }
+
+/// A store connected to a transaction pooler as if to PostgreSQL directly
+/// (the pooler's URL given to `connect`, the documented pooler mode
+/// missed): refused at connect, with an error naming the way out, instead
+/// of failing a third of its operations and decoding replies meant for
+/// other statements. Every attempt is refused, not some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_pooler_reached_as_if_directly_is_refused_at_connect() {
+    let bouncer = PgBouncer::start();
+    for attempt in 0..5 {
+        let refused = PostgresEventStore::connect(&bouncer.url("postgres"))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("attempt {attempt}: connected as if directly"));
+        assert!(
+            matches!(refused, cqrskit::postgres::Error::TransactionPooler { .. }),
+            "attempt {attempt}: {refused}"
+        );
+        let message = refused.to_string();
+        assert!(
+            message.contains("connect_through_pooler") && message.contains("pool_mode = session"),
+            "{message}"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 mod append;
 mod append_in;
 mod group_commit;
+mod pooler_probe;
 mod read;
 pub(crate) use read::LogRead;
 mod resolve;
@@ -128,6 +129,11 @@ impl PostgresEventStore {
 
     /// [`connect`](Self::connect) with connection options built in code.
     ///
+    /// It refuses a connection pooler in transaction mode (found by two
+    /// connections reaching one PostgreSQL session), through which sqlx's
+    /// named statements land on other clients' sessions: use
+    /// [`connect_through_pooler`](Self::connect_through_pooler) for one.
+    ///
     /// The pool does not ping a connection before each use: that is a round
     /// trip per acquire, a third of a command on a cached aggregate. A
     /// connection found dead on first use (the server restarted, an idle
@@ -138,12 +144,16 @@ impl PostgresEventStore {
     ///
     /// # Errors
     ///
-    /// When the database cannot be reached.
+    /// When the database cannot be reached;
+    /// [`Error::TransactionPooler`](crate::Error::TransactionPooler) behind
+    /// a pooler in transaction mode.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
+        let target = format!("{}:{}", options.get_host(), options.get_port());
         let pool = PgPoolOptions::new()
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
+        pooler_probe::refuse_transaction_pooler(&pool, &target).await?;
         Ok(Self::from_pool(pool))
     }
 
