@@ -5,8 +5,8 @@
 //! schema, then serves until Ctrl-C or SIGTERM. `docs/operations.md` walks
 //! through a `curl` session against it.
 
-use cqrs_examples::http_service::{Service, serve};
-use cqrskit::postgres::{PostgresEventStore, RunnerOptions};
+use cqrs_examples::http_service::{Service, balances_options, serve};
+use cqrskit::postgres::PostgresEventStore;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
 
@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.migrate().await?;
     let listener = TcpListener::bind(&bind).await?;
     println!("serving on http://{}", listener.local_addr()?);
-    let service = Service::new(store, RunnerOptions::default(), Some(metrics));
+    let service = Service::new(store, balances_options(), Some(metrics));
     serve(listener, service, shutdown()).await?;
     println!("stopped");
     Ok(())

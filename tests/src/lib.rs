@@ -20,6 +20,7 @@
 pub mod env;
 pub mod faketime;
 pub mod fixtures;
+pub mod http;
 pub mod ledger;
 pub mod nats;
 pub mod pgbouncer;

@@ -8,25 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use cqrs_examples::http_service::{Service, serve};
+use cqrs_tests::http::curl;
 use cqrs_tests::postgres::TestStore;
 use cqrskit::postgres::RunnerOptions;
-use serde_json::Value;
-
-/// `curl` with `method` on `url` (a JSON `body` when given): the status and
-/// the body, as JSON when it is.
-fn curl(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
-    let mut command = Command::new("curl");
-    command.args(["-s", "-w", "\n%{http_code}", "-X", method, url]);
-    if let Some(body) = body {
-        command.args(["-H", "content-type: application/json", "-d", body]);
-    }
-    let output = command.output().expect("curl runs");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("a status line");
-    let status = status.trim().parse().expect("a status code");
-    let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
-    (status, body)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_curl_session_works_as_written() {

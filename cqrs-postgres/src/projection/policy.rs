@@ -3,11 +3,25 @@
 use std::time::Duration;
 
 /// What to do with an event the projector keeps failing on.
+///
+/// How to choose: [`Stop`](Self::Stop) when the read model combines streams
+/// (a total, a ranking), where any event left out makes every answer wrong;
+/// [`ParkStream`](Self::ParkStream) when each of its rows belongs to one
+/// stream (a balance per account, an order's status), so that one bad
+/// stream leaves every other stream's rows current and its own rows as
+/// they were, in order; [`Park`](Self::Park) when events are independent of
+/// each other (notifications), where order within a stream does not matter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnExhausted {
     /// Park it in the dead-letter table with its error and move on. Parked
     /// events can be listed and replayed later.
     Park,
+    /// Park it, and park every later event of its stream behind it (its
+    /// stream's rows stay as they were, never applied out of order), and
+    /// move on with the other streams. A replay of the dead letters applies
+    /// the stream's events in order; the stream goes on once none of its
+    /// dead letters is open.
+    ParkStream,
     /// Stop the projection at it and report which event and why; it stays
     /// stopped (across restarts) until [`resume`](crate::ProjectionRunner::resume)d.
     Stop,

@@ -92,11 +92,10 @@ pub enum AccountError {
         /// The amount asked for.
         requested: u64,
     },
-    /// A deposit that would take the balance past the largest amount a
-    /// balance can hold.
+    /// A deposit that would take the balance past [`MAX_BALANCE`].
     #[error(
         "balance overflow: the balance is {balance}, the deposit {amount} would take it past {}",
-        u64::MAX
+        MAX_BALANCE
     )]
     BalanceOverflow {
         /// The balance at the time.
@@ -105,6 +104,12 @@ pub enum AccountError {
         amount: u64,
     },
 }
+
+/// The largest balance an account may hold, in cents: what a PostgreSQL
+/// `bigint` holds, so that every read model can store every balance the
+/// account accepts. A deposit past it is refused at the command; an event
+/// no read model could hold would stop (or park) its projections.
+pub const MAX_BALANCE: u64 = i64::MAX as u64;
 
 /// The account's state, as far as its rules need it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,7 +140,11 @@ impl BankAccount {
     #[command]
     fn deposit(&self, &Deposit { amount }: &Deposit) -> Decision {
         self.check_movement(amount)?;
-        if self.balance.checked_add(amount).is_none() {
+        if self
+            .balance
+            .checked_add(amount)
+            .is_none_or(|balance| balance > MAX_BALANCE)
+        {
             return Err(AccountError::BalanceOverflow {
                 balance: self.balance,
                 amount,

@@ -12,7 +12,7 @@ pub mod read_model;
 
 pub use domain::{
     AccountCommand, AccountError, AccountEvent, AccountOpened, BankAccount, Deposit, DepositMade,
-    OpenAccount, Withdraw, WithdrawalMade,
+    MAX_BALANCE, OpenAccount, Withdraw, WithdrawalMade,
 };
 pub use read_model::{AccountSummaries, AccountSummary, GetAccountSummary};
 

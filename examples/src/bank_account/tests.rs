@@ -124,16 +124,40 @@ async fn a_deposit_that_would_overflow_the_balance_is_refused() {
         .given([
             opened(),
             AccountEvent::DepositMade(DepositMade {
-                amount: u64::MAX - 10,
+                amount: MAX_BALANCE - 10,
             }),
         ])
         .when(AccountCommand::Deposit(Deposit { amount: 11 }))
         .await
         .then_expect_error(AccountError::BalanceOverflow {
-            balance: u64::MAX - 10,
+            balance: MAX_BALANCE - 10,
             amount: 11,
         })
-        .then_expect_state(|account| assert_eq!(account.balance, u64::MAX - 10));
+        .then_expect_state(|account| assert_eq!(account.balance, MAX_BALANCE - 10));
+    // Up to the bound is accepted.
+    AggregateFixture::<BankAccount>::new(())
+        .given([opened()])
+        .when(Deposit {
+            amount: MAX_BALANCE,
+        })
+        .await
+        .then_expect_events([DepositMade {
+            amount: MAX_BALANCE,
+        }]);
+}
+
+/// 2^63 cents, one more than a bigint holds, is refused at the command:
+/// no read model ever meets a balance it cannot store.
+#[tokio::test]
+async fn a_deposit_past_what_a_read_model_can_hold_is_refused() {
+    AggregateFixture::<BankAccount>::new(())
+        .given([opened()])
+        .when(Deposit { amount: 1 << 63 })
+        .await
+        .then_expect_error(AccountError::BalanceOverflow {
+            balance: 0,
+            amount: 1 << 63,
+        });
 }
 
 #[tokio::test]
@@ -143,7 +167,9 @@ async fn an_overflowing_deposit_stores_nothing_and_the_account_still_loads() {
         AccountCommand::Open(OpenAccount {
             owner: "Alice".into(),
         }),
-        AccountCommand::Deposit(Deposit { amount: u64::MAX }),
+        AccountCommand::Deposit(Deposit {
+            amount: MAX_BALANCE,
+        }),
     ] {
         accounts.execute("acc-1", command).await.expect("accepted");
     }
@@ -153,7 +179,7 @@ async fn an_overflowing_deposit_stores_nothing_and_the_account_still_loads() {
         matches!(
             refused,
             Err(CommandError::Rejected(AccountError::BalanceOverflow {
-                balance: u64::MAX,
+                balance: MAX_BALANCE,
                 amount: 1
             }))
         ),
@@ -166,7 +192,7 @@ async fn an_overflowing_deposit_stores_nothing_and_the_account_still_loads() {
         .expect("version");
     assert_eq!(version, 2, "nothing stored");
     let loaded = accounts.load("acc-1").await.expect("loads");
-    assert_eq!(loaded.state.balance, u64::MAX);
+    assert_eq!(loaded.state.balance, MAX_BALANCE);
 }
 
 #[tokio::test]

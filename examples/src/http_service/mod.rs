@@ -25,7 +25,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use cqrskit::CommandPipeline;
-use cqrskit::postgres::{PostgresEventStore, ProjectionRunner, RunnerError, RunnerOptions};
+use cqrskit::postgres::{
+    FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerError, RunnerOptions,
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -34,6 +36,22 @@ pub use error::ApiError;
 
 use crate::bank_account::BankAccount;
 use crate::bank_account::balances::AccountBalances;
+
+/// The options the balances projection runs with: each of its rows is one
+/// account's, so an account whose event the table cannot take (written by
+/// other code than the handlers, which refuse such amounts) has its events
+/// parked behind that one ([`OnExhausted::ParkStream`]), its balance left
+/// as it was, while every other account's balance stays current. A
+/// projection combining accounts (a total) would stop instead.
+pub fn balances_options() -> RunnerOptions {
+    RunnerOptions {
+        failure: FailurePolicy {
+            on_exhausted: OnExhausted::ParkStream,
+            ..FailurePolicy::default()
+        },
+        ..RunnerOptions::default()
+    }
+}
 
 /// What the handlers share.
 pub struct Service {
@@ -45,8 +63,10 @@ pub struct Service {
 }
 
 impl Service {
-    /// The service over `store`, reporting `metrics` at `/metrics` when
-    /// given (the handle of the installed Prometheus recorder).
+    /// The service over `store`, its balances projection run with `options`
+    /// ([`balances_options`] for the recommended ones), reporting `metrics`
+    /// at `/metrics` when given (the handle of the installed Prometheus
+    /// recorder).
     pub fn new(
         store: PostgresEventStore,
         options: RunnerOptions,

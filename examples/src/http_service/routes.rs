@@ -47,6 +47,27 @@ struct Amount {
     amount: u64,
 }
 
+/// The longest account id the service takes.
+const MAX_ID_CHARS: usize = 64;
+
+/// An account id from a path: 1 to 64 letters, digits, `-`, `_` or `.`;
+/// anything else (a control character, a 10 kB id) is the client's
+/// mistake, 400, before it reaches the store.
+fn account_id(id: String) -> Result<String, ApiError> {
+    let valid = !id.is_empty()
+        && id.chars().count() <= MAX_ID_CHARS
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(id)
+    } else {
+        Err(ApiError::BadInput(format!(
+            "an account id is 1 to {MAX_ID_CHARS} letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
 /// A body that is not the JSON asked for is the client's mistake: 400,
 /// saying what was wrong.
 fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -75,6 +96,7 @@ async fn open(
     Path(id): Path<String>,
     command: Result<Json<Open>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let id = account_id(id)?;
     let Open { owner } = body(command)?;
     let outcome = service.accounts.execute(&id, OpenAccount { owner }).await?;
     Ok(executed(StatusCode::CREATED, &outcome))
@@ -85,6 +107,7 @@ async fn deposit(
     Path(id): Path<String>,
     command: Result<Json<Amount>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let id = account_id(id)?;
     let Amount { amount } = body(command)?;
     let outcome = service.accounts.execute(&id, Deposit { amount }).await?;
     Ok(executed(StatusCode::OK, &outcome))
@@ -95,6 +118,7 @@ async fn withdraw(
     Path(id): Path<String>,
     command: Result<Json<Amount>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let id = account_id(id)?;
     let Amount { amount } = body(command)?;
     let outcome = service.accounts.execute(&id, Withdraw { amount }).await?;
     Ok(executed(StatusCode::OK, &outcome))
@@ -112,6 +136,7 @@ async fn account(
     Path(id): Path<String>,
     Query(as_of): Query<AsOf>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let id = account_id(id)?;
     let loaded = match (as_of.at_version, as_of.at) {
         (Some(_), Some(_)) => {
             return Err(ApiError::BadInput(
@@ -147,6 +172,7 @@ async fn events(
     State(service): Shared,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let id = account_id(id)?;
     let stream = StreamId::new("account", &id);
     let mut history = Vec::new();
     loop {
@@ -186,6 +212,7 @@ async fn balance(
     Path(id): Path<String>,
     Query(after): Query<After>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let id = account_id(id)?;
     if let Some(position) = after.after.as_deref() {
         let position: Position = position
             .parse()

@@ -245,3 +245,96 @@ async fn an_event_resolved_after_parking_is_parked_again_when_a_rebuild_meets_it
     );
     db.drop_schema().await;
 }
+
+/// With `OnExhausted::ParkStream`, a poison event parks its stream: its
+/// later events are parked behind it (its balance stays as it was before
+/// the poison, never moving on without it), while every other account's
+/// balance stays current. A replay applies the stream's events in order,
+/// and the stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_holds_back_its_stream_and_only_its_stream() {
+    let db = TestStore::new().await;
+    let accounts = accounts(&db);
+    for id in ["a", "b", "c"] {
+        accounts
+            .execute(id, OpenAccount { owner: id.into() })
+            .await
+            .expect("open");
+    }
+    for (id, amount) in [
+        ("a", 10),
+        ("b", 1),
+        ("a", 666),
+        ("c", 2),
+        ("a", 5),
+        ("b", 3),
+        ("a", 7),
+        ("c", 4),
+    ] {
+        accounts
+            .execute(id, Deposit { amount })
+            .await
+            .expect("deposit");
+    }
+    settle(&db, 11).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    ledger.poison.store(666, Ordering::SeqCst);
+    let runner = runner(&db, &ledger, OnExhausted::ParkStream);
+    assert!(runner.acquire_lease().await.expect("lease"));
+
+    assert_eq!(runner.catch_up().await.expect("catch up"), 11);
+    let balances = ledger.balances(db.pool()).await;
+    assert_eq!(
+        (balances["a"], balances["b"], balances["c"]),
+        (10, 4, 6),
+        "a stays before its poison deposit; b and c are current"
+    );
+    let parked = runner.dead_letters().await.expect("dead letters");
+    let versions: Vec<u64> = parked.iter().map(|parked| parked.version).collect();
+    assert_eq!(
+        versions,
+        [3, 4, 5],
+        "the poison deposit and the two behind it"
+    );
+    assert!(
+        parked[1].error.contains("held behind"),
+        "{}",
+        parked[1].error
+    );
+
+    // Later events of the held stream are held too; others flow.
+    accounts
+        .execute("a", Deposit { amount: 100 })
+        .await
+        .expect("deposit");
+    accounts
+        .execute("b", Deposit { amount: 100 })
+        .await
+        .expect("deposit");
+    settle(&db, 13).await;
+    assert_eq!(runner.catch_up().await.expect("catch up"), 2);
+    let balances = ledger.balances(db.pool()).await;
+    assert_eq!((balances["a"], balances["b"]), (10, 104));
+
+    // Replayed while the poison still fails: nothing of a moves, in order.
+    let replayed = runner.replay_dead_letters().await.expect("replay");
+    assert_eq!((replayed.resolved, replayed.still_failing), (0, 4));
+    assert_eq!(ledger.balances(db.pool()).await["a"], 10);
+    // Fixed: the replay applies a's events in order, and a goes on.
+    ledger.poison.store(0, Ordering::SeqCst);
+    let replayed = runner.replay_dead_letters().await.expect("replay");
+    assert_eq!((replayed.resolved, replayed.still_failing), (4, 0));
+    assert_eq!(
+        ledger.balances(db.pool()).await["a"],
+        10 + 666 + 5 + 7 + 100
+    );
+    accounts
+        .execute("a", Deposit { amount: 1 })
+        .await
+        .expect("deposit");
+    settle(&db, 14).await;
+    assert_eq!(runner.catch_up().await.expect("catch up"), 1);
+    assert_eq!(ledger.balances(db.pool()).await["a"], 789);
+    assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
+    db.drop_schema().await;
+}

@@ -16,9 +16,22 @@ impl<P> ProjectionRunner<P>
 where
     P: Projector<PgConnection> + ?Sized + 'static,
 {
+    /// Applies one event, or parks it when its stream is held behind a
+    /// parked event (see `held`); the error as text for the records.
+    pub(super) async fn apply_one(
+        &self,
+        tx: &mut PgConnection,
+        row: &LogRow,
+    ) -> Result<(), String> {
+        if self.is_held(row) {
+            return self.park_behind(tx, row).await;
+        }
+        self.apply_one_now(tx, row).await
+    }
+
     /// Decodes and applies one event, then checks that the projector left
     /// its transaction usable; the error as text for the records.
-    pub(super) async fn apply_one(
+    pub(super) async fn apply_one_now(
         &self,
         tx: &mut PgConnection,
         row: &LogRow,
@@ -35,28 +48,33 @@ where
     }
 
     /// Decodes every event (unless `decoded` already holds them) and hands
-    /// them to the projector as one batch.
+    /// them to the projector as one batch; those of held streams are parked
+    /// instead (see `held`).
     pub(super) async fn apply_batch(
         &self,
         tx: &mut PgConnection,
         rows: &[LogRow],
         decoded: Option<Arc<[EventEnvelope<P::Event>]>>,
     ) -> Result<(), String> {
-        let decoded = match decoded {
-            Some(events) => events,
-            None => {
-                caught(async {
-                    rows.iter()
-                        .map(|row| {
-                            readable(row)?
-                                .decode_ref::<P::Event>()
-                                .map_err(|error| error.to_string())
-                        })
-                        .collect::<Result<Arc<[_]>, _>>()
-                })
-                .await??
+        let decoded = if rows.iter().any(|row| self.is_held(row)) {
+            let mut free = Vec::with_capacity(rows.len());
+            for row in rows {
+                if self.is_held(row) {
+                    self.park_behind(tx, row).await?;
+                } else {
+                    free.push(row);
+                }
+            }
+            decode_all::<P::Event>(free.into_iter()).await?
+        } else {
+            match decoded {
+                Some(events) => events,
+                None => decode_all::<P::Event>(rows.iter()).await?,
             }
         };
+        if decoded.is_empty() {
+            return Ok(());
+        }
         caught(self.projector.project_batch(&decoded, tx))
             .await?
             .map_err(|error| error.to_string())?;
@@ -103,6 +121,22 @@ where
         }
         Ok(())
     }
+}
+
+/// Decodes `rows` (running the application's upcasters and Deserialize
+/// impls, whose panics become errors).
+async fn decode_all<'r, E: cqrskit_core::DomainEvent>(
+    rows: impl Iterator<Item = &'r LogRow>,
+) -> Result<Arc<[EventEnvelope<E>]>, String> {
+    caught(async {
+        rows.map(|row| {
+            readable(row)?
+                .decode_ref::<E>()
+                .map_err(|error| error.to_string())
+        })
+        .collect::<Result<Arc<[_]>, _>>()
+    })
+    .await?
 }
 
 fn readable(row: &LogRow) -> Result<&StoredEvent, String> {

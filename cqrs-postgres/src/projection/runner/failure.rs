@@ -95,7 +95,7 @@ where
             return Ok(());
         }
         match policy.on_exhausted {
-            OnExhausted::Park => {
+            OnExhausted::Park | OnExhausted::ParkStream => {
                 dead_letter::park(
                     self.store.database(),
                     &mut tx,
@@ -109,6 +109,9 @@ where
                 .map_err(db)?;
                 self.advance(&mut tx, before, event.position, held).await?;
                 tx.commit().await.map_err(db)?;
+                if policy.on_exhausted == OnExhausted::ParkStream {
+                    self.hold(&event.stream);
+                }
                 tracing::error!(
                     projection = self.name(),
                     event_id = %event.event_id,

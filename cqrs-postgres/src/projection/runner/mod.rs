@@ -3,6 +3,7 @@
 
 mod apply;
 mod failure;
+mod held;
 mod holder;
 mod horizon;
 mod lag;
@@ -86,6 +87,8 @@ pub struct ProjectionRunner<P: Projector<PgConnection> + ?Sized> {
     reads_metadata: bool,
     /// Whether the projector's setup hook ran since this runner was made.
     set_up: std::sync::atomic::AtomicBool,
+    /// The streams held back behind a parked event (see `held`).
+    held_streams: Mutex<std::collections::HashSet<cqrskit_core::StreamId>>,
 }
 
 impl<P> ProjectionRunner<P>
@@ -111,6 +114,7 @@ where
             subscription: subscription(projector.event_types()),
             reads_metadata: projector.reads_metadata(),
             set_up: std::sync::atomic::AtomicBool::new(false),
+            held_streams: Mutex::default(),
             store,
             projector,
             filter,
@@ -227,6 +231,7 @@ where
         self.set_up_once().await?;
         let mut tx = self.begin().await?;
         let locked = self.guard(&mut tx, held).await?;
+        self.reload_held(&mut tx).await?;
         let Batch { rows, events } = match self.take_prefetched(locked.checkpoint) {
             Some(batch) => batch,
             None => Batch {
@@ -454,7 +459,14 @@ where
 
     async fn replay_each_dead_letter(&self) -> Result<ReplayOutcome, RunnerError> {
         let mut outcome = ReplayOutcome::default();
+        // A stream whose dead letter failed again: its later ones wait, so
+        // that its events are never applied out of order.
+        let mut failed_streams = std::collections::HashSet::new();
         for parked in self.dead_letters().await? {
+            if failed_streams.contains(&parked.stream) {
+                outcome.still_failing += 1;
+                continue;
+            }
             let mut tx = self.begin().await?;
             // A rebuild holds this row from its reset to dropping the open
             // dead letters: a replay must not write between the two.
@@ -481,7 +493,7 @@ where
             // a pool of one.
             let event = self.store.event_by_id_on(&mut tx, parked.event_id).await?;
             let result = match event {
-                Some(event) => self.apply_one(&mut tx, &LogRow::Readable(event)).await,
+                Some(event) => self.apply_one_now(&mut tx, &LogRow::Readable(event)).await,
                 None => Err(format!("event {} is no longer stored", parked.event_id)),
             };
             match result {
@@ -500,6 +512,7 @@ where
                 }
                 Err(reason) => {
                     roll_back(tx).await;
+                    failed_streams.insert(parked.stream.clone());
                     let mut tx = self.begin().await?;
                     dead_letter::record_replay(
                         self.store.database(),
