@@ -84,6 +84,7 @@ macro_rules! for_each_scenario {
             executing_a_command_id_again_returns_the_first_outcome,
             racing_executions_of_one_command_id_store_it_once,
             a_command_caused_by_an_event_is_applied_once_per_event,
+            a_retry_after_a_lost_answer_reports_the_late_commit_not_a_rejection,
         );
     };
 }

@@ -243,7 +243,23 @@ impl<A: Aggregate> CommandPipeline<A> {
         metadata.correlation_id.get_or_insert_with(Uuid::now_v7);
         let mut attempt = 0;
         loop {
-            match self.attempt(command_id, &stream, &command, &metadata).await {
+            let attempted = self.attempt(command_id, &stream, &command, &metadata).await;
+            // An earlier execution of this command id may have committed
+            // after the check above (its answer lost while its COMMIT was
+            // still on its way): a state that moved under this attempt, or
+            // a refusal on the new state, may be its doing. Its outcome is
+            // this one's.
+            if maybe_executed
+                && matches!(
+                    attempted,
+                    Err(CommandError::Rejected(_) | CommandError::Conflict(_))
+                )
+            {
+                if let Some(outcome) = self.executed(command_id, &stream).await? {
+                    return Ok(outcome);
+                }
+            }
+            match attempted {
                 Err(CommandError::Conflict(conflict)) if attempt < self.retry.max_retries => {
                     attempt += 1;
                     metrics::counter!(telemetry::COMMAND_RETRIES, "aggregate" => A::TYPE)
