@@ -8,6 +8,7 @@ mod holder;
 mod horizon;
 mod lag;
 mod lease_wait;
+mod pace;
 mod read_ahead;
 mod requests;
 mod run;
@@ -89,6 +90,8 @@ pub struct ProjectionRunner<P: Projector<PgConnection> + ?Sized> {
     set_up: std::sync::atomic::AtomicBool,
     /// The streams held back behind a parked event (see `held`).
     held_streams: Mutex<std::collections::HashSet<cqrskit_core::StreamId>>,
+    /// How far below the configured size batches are (see `pace`).
+    pace: pace::Pace,
 }
 
 impl<P> ProjectionRunner<P>
@@ -115,6 +118,7 @@ where
             reads_metadata: projector.reads_metadata(),
             set_up: std::sync::atomic::AtomicBool::new(false),
             held_streams: Mutex::default(),
+            pace: pace::Pace::default(),
             store,
             projector,
             filter,
@@ -225,8 +229,35 @@ where
     ///
     /// [`RunnerError::NotLeaseholder`] without the lease;
     /// [`RunnerError::Stopped`] when the failure policy stops at an event;
-    /// store failures.
+    /// store failures. A batch that takes longer than the runner's
+    /// statement bound (large events on a busy machine) is not an error:
+    /// the runner halves its batches and tries again (see `pace`).
     pub async fn step(&self) -> Result<usize, RunnerError> {
+        loop {
+            match self.step_at_pace().await {
+                Err(error) if pace::took_too_long(&error) && self.pace.slow_down(&self.options) => {
+                    let (rows, bytes) = self.pace.limits(&self.options);
+                    tracing::warn!(
+                        projection = self.name(),
+                        %error,
+                        rows,
+                        bytes,
+                        "a batch took longer than the runner's bound; halving the batches"
+                    );
+                }
+                Ok(processed) => {
+                    if processed > 0 {
+                        self.pace.went_through();
+                    }
+                    return Ok(processed);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`step`](Self::step) at the batch size of the moment.
+    async fn step_at_pace(&self) -> Result<usize, RunnerError> {
         let held = self.renewed_lease().await?;
         self.set_up_once().await?;
         let mut tx = self.begin().await?;

@@ -76,7 +76,7 @@ where
         let slices = self.slices();
         let projector = self.projector.clone();
         let name = self.name().to_owned();
-        let (size, bytes) = (self.options.batch_size.max(1), self.options.batch_bytes);
+        let (size, bytes) = self.pace.limits(&self.options);
         let with_metadata = self.reads_metadata;
         let read = tokio::spawn(async move {
             let mut batches = Vec::new();

@@ -65,6 +65,7 @@ where
         connection: &mut PgConnection,
         after: Position,
     ) -> Result<Vec<LogRow>, RunnerError> {
+        let (limit, max_bytes) = self.pace.limits(&self.options);
         Ok(self
             .store
             .read_log_rows_on(
@@ -73,8 +74,8 @@ where
                 LogRead {
                     filter: &self.filter,
                     slices: self.slices().as_ref(),
-                    limit: self.options.batch_size.max(1),
-                    max_bytes: self.options.batch_bytes,
+                    limit,
+                    max_bytes,
                     with_metadata: self.reads_metadata,
                 },
             )
