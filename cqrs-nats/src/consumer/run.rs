@@ -109,6 +109,7 @@ impl<H: Handler> Consumer<H> {
         let mut held = Held::default();
         let mut progress =
             tokio::time::interval((self.options.ack_wait / 3).max(Duration::from_millis(10)));
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let consumer = match consumer.take() {
                 Some(consumer) => Ok(consumer),

@@ -243,7 +243,6 @@ impl<P: Publication> Relay<P> {
         let mut message = PublishMessage::build()
             .headers(headers)
             .message_id(event.event_id.to_string())
-            .expected_stream(&chain.stream)
             .header(POSITION_HEADER, event.position.to_string().as_str())
             .header(RELAY_HEADER, self.name.as_str())
             .payload(body);
