@@ -45,6 +45,16 @@ pub trait Projector<C: ?Sized + Send = ()>: Send + Sync {
         true
     }
 
+    /// Whether every event it handles must reach it once, in log order,
+    /// through one runner: a relay to a broker, whose stream must hold the
+    /// events in the order they were stored. A runner refuses to run such a
+    /// projector in partitions, or with a failure policy that parks events
+    /// (an event parked and replayed later would be published out of order,
+    /// or not at all). Defaults to `false`.
+    fn requires_log_order(&self) -> bool {
+        false
+    }
+
     /// Processes one event.
     ///
     /// # Errors
@@ -150,6 +160,10 @@ where
 
     fn reads_metadata(&self) -> bool {
         self.0.reads_metadata()
+    }
+
+    fn requires_log_order(&self) -> bool {
+        self.0.requires_log_order()
     }
 
     async fn project(

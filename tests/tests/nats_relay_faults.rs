@@ -20,7 +20,7 @@ use cqrs_tests::relay::{
 use cqrskit::nats::async_nats::jetstream::{self, Context};
 use cqrskit::nats::{ContentMode, POSITION_HEADER, Relay, RelayOptions};
 use cqrskit::postgres::testing::caught_up;
-use cqrskit::postgres::{FailurePolicy, ProjectionRunner, RunnerError, RunnerOptions};
+use cqrskit::postgres::{FailurePolicy, OnExhausted, ProjectionRunner, RunnerError, RunnerOptions};
 use cqrskit::{CommandPipeline, EventStore, LogFilter, Position};
 
 /// How long a relay's lease lasts in the process tests: a killed relay's
@@ -533,5 +533,55 @@ async fn a_relay_stopped_at_an_event_has_published_nothing_after_it() {
             .await
             .expect("delete the stream");
     }
+    db.drop_schema().await;
+}
+
+/// A relay refuses to run in a configuration that would publish out of log
+/// order or lose an event: parking the events it cannot publish (a replay
+/// would publish them after later ones, or the stream's position would
+/// skip them), or splitting it into partitions (each would take the
+/// others' messages for its own). It publishes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_refuses_to_park_events_or_run_in_partitions() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    thirty_withdrawals(&db).await;
+    let prefix = unique("bank");
+    let relay = || {
+        Arc::new(Relay::new(
+            format!("relay_{prefix}"),
+            jetstream.clone(),
+            Withdrawals::default(),
+            RelayOptions::new(&prefix, "/bank"),
+        ))
+    };
+    for on_exhausted in [OnExhausted::Park, OnExhausted::ParkStream] {
+        let runner = ProjectionRunner::new(db.store.clone(), relay()).with_options(RunnerOptions {
+            failure: FailurePolicy {
+                on_exhausted,
+                ..FailurePolicy::default()
+            },
+            ..RunnerOptions::default()
+        });
+        let refused = runner.acquire_lease().await.expect_err("refused");
+        assert!(
+            matches!(&refused, RunnerError::Misconfigured { reason, .. } if reason.contains("OnExhausted::Stop")),
+            "{on_exhausted:?}: {refused}"
+        );
+    }
+    let split = cqrskit::postgres::PartitionedRunner::new(db.store.clone(), relay(), 2)
+        .expect("partitions");
+    let refused = split.partitions()[0]
+        .acquire_lease()
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&refused, RunnerError::Misconfigured { reason, .. } if reason.contains("unpartitioned")),
+        "{refused}"
+    );
+    assert!(
+        jetstream.get_stream(stream_of(&prefix)).await.is_err(),
+        "nothing was set up or published"
+    );
     db.drop_schema().await;
 }

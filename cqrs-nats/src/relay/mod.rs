@@ -203,9 +203,16 @@ impl<P: Publication> Relay<P> {
     }
 
     /// Where the relay stands in its stream, read from JetStream when not
-    /// known.
-    async fn chain<'a>(&self, sending: &'a mut Sending) -> Result<&'a mut Chain, BoxError> {
+    /// known (and `may_read`).
+    async fn chain<'a>(
+        &self,
+        sending: &'a mut Sending,
+        may_read: bool,
+    ) -> Result<&'a mut Chain, BoxError> {
         if sending.chain.is_none() {
+            if !may_read {
+                return Err("no chain to extend".into());
+            }
             let chain = Chain::read(
                 &self.jetstream,
                 &self.name,
@@ -224,10 +231,14 @@ impl<P: Publication> Relay<P> {
 
     /// Sends one event's message, if the publication selects it and the
     /// stream does not hold it yet; the acknowledgement is awaited later.
+    /// With `may_read` false (sending ahead), only an unbroken chain is
+    /// extended: reading the chain again is for the batch that resumes
+    /// from the checkpoint, in log order, never for what goes ahead of it.
     async fn send(
         &self,
         sending: &mut Sending,
         event: &EventEnvelope<P::Event>,
+        may_read: bool,
     ) -> Result<Option<Pending>, BoxError> {
         let Some(outgoing) = self.publication.publish(event)? else {
             return Ok(None);
@@ -236,7 +247,7 @@ impl<P: Publication> Relay<P> {
         let (headers, body) = self
             .cloud_event(event, outgoing)
             .encode(self.options.mode)?;
-        let chain = self.chain(sending).await?;
+        let chain = self.chain(sending, may_read).await?;
         if chain.holds(event.position) {
             return Ok(None);
         }
@@ -292,6 +303,12 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
         self.publication.event_types()
     }
 
+    /// A relay's stream holds the events in log order: it runs whole and
+    /// stops at an event it cannot publish (never parks it).
+    fn requires_log_order(&self) -> bool {
+        true
+    }
+
     async fn project(
         &self,
         event: &EventEnvelope<Self::Event>,
@@ -318,7 +335,7 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
             for event in events {
                 let sent = match sending.take(event.event_id) {
                     Some(sent) => sent,
-                    None => match self.send(&mut sending, event).await {
+                    None => match self.send(&mut sending, event, true).await {
                         Ok(sent) => sent,
                         Err(error) => {
                             self.lane.sent(None);
@@ -353,7 +370,7 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
             return;
         };
         for event in events {
-            match self.send(&mut ahead, event).await {
+            match self.send(&mut ahead, event, false).await {
                 Ok(sent) => ahead.push(event.event_id, sent),
                 Err(_) => {
                     self.lane.sent(None);

@@ -104,6 +104,19 @@ pub enum RunnerError {
         /// The partitions this runner was made for.
         configured: usize,
     },
+    /// The runner's configuration does not fit the projector: one that
+    /// requires log order ([`Projector::requires_log_order`], a relay) run
+    /// in partitions or with a policy that parks events. It refuses to
+    /// start; the reason names what to change.
+    ///
+    /// [`Projector::requires_log_order`]: cqrskit_core::Projector::requires_log_order
+    #[error("projection `{projection}` refuses to start: {reason}")]
+    Misconfigured {
+        /// The projection.
+        projection: String,
+        /// What does not fit, and what to change.
+        reason: String,
+    },
     /// A partition's task ended by a panic outside the projector (whose
     /// panics fail their event instead).
     #[error("a partition of projection `{projection}` failed: {reason}")]

@@ -180,7 +180,10 @@ where
                 holds = match self.acquire_lease().await {
                     Ok(holds) => holds,
                     // A configuration to fix, not an outage to wait out.
-                    Err(error @ RunnerError::PartitionsDisagree { .. }) => {
+                    Err(
+                        error @ (RunnerError::PartitionsDisagree { .. }
+                        | RunnerError::Misconfigured { .. }),
+                    ) => {
                         if let Some(share) = share {
                             share.unreserve();
                         }
@@ -236,7 +239,8 @@ where
                     error @ (RunnerError::Stopped { .. }
                     | RunnerError::StillStopped { .. }
                     | RunnerError::SubscriptionChanged { .. }
-                    | RunnerError::PartitionsDisagree { .. }),
+                    | RunnerError::PartitionsDisagree { .. }
+                    | RunnerError::Misconfigured { .. }),
                 ) => {
                     let _ = self.release_lease().await;
                     if let Some(share) = share {

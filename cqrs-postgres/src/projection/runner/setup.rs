@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use crate::projection::error::{RunnerError, db};
+use crate::projection::policy::OnExhausted;
 use crate::projection::{checkpoint, layout};
 
 impl<P> ProjectionRunner<P>
@@ -67,6 +68,7 @@ where
     /// Records this runner's partition count as the projection's layout
     /// unless one is recorded, and refuses another.
     pub(super) async fn claim_layout(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
+        self.refuse_misfit()?;
         let configured = self.partition.count();
         let recorded = layout::claim(
             self.store.database(),
@@ -84,6 +86,26 @@ where
             projection: self.projector.name().to_owned(),
             recorded: recorded.into(),
             configured,
+        })
+    }
+
+    /// Refuses a configuration the projector cannot run under: one that
+    /// requires log order, run in partitions or parking its events.
+    fn refuse_misfit(&self) -> Result<(), RunnerError> {
+        if !self.projector.requires_log_order() {
+            return Ok(());
+        }
+        let reason = if !self.partition.is_whole() {
+            "it requires every event in log order, through one runner: run it unpartitioned"
+        } else if self.options.failure.on_exhausted != OnExhausted::Stop {
+            "it requires every event in log order: an event it parked and replayed later would \
+             be out of order or lost; run it with OnExhausted::Stop"
+        } else {
+            return Ok(());
+        };
+        Err(RunnerError::Misconfigured {
+            projection: self.projector.name().to_owned(),
+            reason: reason.to_owned(),
         })
     }
 
