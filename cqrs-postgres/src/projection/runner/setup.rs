@@ -68,7 +68,9 @@ where
     /// Records this runner's partition count as the projection's layout
     /// unless one is recorded, and refuses another.
     pub(super) async fn claim_layout(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
-        self.refuse_misfit()?;
+        if let Some(misfit) = self.misfit() {
+            return Err(misfit);
+        }
         let configured = self.partition.count();
         let recorded = layout::claim(
             self.store.database(),
@@ -89,11 +91,12 @@ where
         })
     }
 
-    /// Refuses a configuration the projector cannot run under: one that
-    /// requires log order, run in partitions or parking its events.
-    fn refuse_misfit(&self) -> Result<(), RunnerError> {
+    /// Why the projector cannot run under this runner's configuration, if
+    /// it cannot: one that requires log order, run in partitions or parking
+    /// its events.
+    fn misfit(&self) -> Option<RunnerError> {
         if !self.projector.requires_log_order() {
-            return Ok(());
+            return None;
         }
         let reason = if !self.partition.is_whole() {
             "it requires every event in log order, through one runner: run it unpartitioned"
@@ -101,9 +104,9 @@ where
             "it requires every event in log order: an event it parked and replayed later would \
              be out of order or lost; run it with OnExhausted::Stop"
         } else {
-            return Ok(());
+            return None;
         };
-        Err(RunnerError::Misconfigured {
+        Some(RunnerError::Misconfigured {
             projection: self.projector.name().to_owned(),
             reason: reason.to_owned(),
         })
