@@ -415,3 +415,44 @@ impl Handler for RefuseAll {
         Err("not for handling".into())
     }
 }
+
+/// Setting a consumer up again (every instance at its start, every pull
+/// opened again) does not wait for the handlers in flight: bringing the
+/// tables up to date takes no lock when there is nothing to change.
+/// (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS` took an exclusive lock each
+/// time, queued behind every open inbox transaction and in front of every
+/// new one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setting_up_again_does_not_wait_for_handlers_in_flight() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    let (stream, _) = plain_stream(&jetstream, "inflight").await;
+    let consumer = || {
+        Consumer::new(
+            db.store.clone(),
+            jetstream.clone(),
+            RefuseAll,
+            ConsumerOptions::new(&stream, "inflight"),
+        )
+    };
+    consumer().setup().await.expect("set up");
+    // A handler's transaction in flight, holding its inbox row.
+    let mut in_flight = db.pool().begin().await.expect("begin");
+    sqlx::query(&format!(
+        "INSERT INTO {} (consumer, source, message_id) VALUES ('inflight', '/x', '1')",
+        db.table("nats_inbox")
+    ))
+    .execute(&mut *in_flight)
+    .await
+    .expect("an inbox row");
+    tokio::time::timeout(Duration::from_secs(3), consumer().setup())
+        .await
+        .expect("set up again without waiting for the handler")
+        .expect("set up again");
+    in_flight.rollback().await.expect("rollback");
+    jetstream
+        .delete_stream(&stream)
+        .await
+        .expect("delete the stream");
+    db.drop_schema().await;
+}

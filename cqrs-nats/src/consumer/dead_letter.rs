@@ -86,6 +86,25 @@ impl<H: Handler> Consumer<H> {
         Ok(())
     }
 
+    /// Why the message `message_id` of `source` was dead-lettered, if it
+    /// was.
+    pub(super) async fn dead_letter_reason(
+        &self,
+        source: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, ConsumerError> {
+        sqlx::query_scalar(&format!(
+            "SELECT reason FROM {} WHERE consumer = $1 AND source = $2 AND message_id = $3",
+            self.table("nats_dead_letters")
+        ))
+        .bind(&self.options.durable)
+        .bind(source)
+        .bind(message_id)
+        .fetch_optional(self.store.pool())
+        .await
+        .map_err(|error| self.database(error))
+    }
+
     /// The dead letters of this consumer, oldest first.
     ///
     /// # Errors
@@ -158,13 +177,18 @@ impl<H: Handler> Consumer<H> {
         }
         let event =
             CloudEvent::decode(Some(&headers), &body).map_err(ReplayError::NotACloudEvent)?;
-        self.record_in_inbox(&mut transaction, &event.source, &event.id)
+        // Processed already (delivered again and handled after it was
+        // dead-lettered): the dead letter is closed without a second run.
+        let first_time = self
+            .record_in_inbox(&mut transaction, &event.source, &event.id)
             .await
             .map_err(database)?;
-        self.handler
-            .handle(&event, &mut transaction)
-            .await
-            .map_err(ReplayError::Handler)?;
+        if first_time {
+            self.handler
+                .handle(&event, &mut transaction)
+                .await
+                .map_err(ReplayError::Handler)?;
+        }
         transaction.commit().await.map_err(database)?;
         Ok(true)
     }

@@ -173,6 +173,9 @@ pub struct Consumer<H> {
     jetstream: jetstream::Context,
     handler: H,
     options: ConsumerOptions,
+    /// Whether this consumer made sure of its tables already: `setup` runs
+    /// at every pull opened again, and the tables need it once.
+    tables_ready: std::sync::atomic::AtomicBool,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -188,6 +191,7 @@ impl<H: Handler> Consumer<H> {
             jetstream,
             handler,
             options,
+            tables_ready: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -221,10 +225,14 @@ impl<H: Handler> Consumer<H> {
     pub async fn setup(
         &self,
     ) -> Result<jetstream::consumer::Consumer<pull::Config>, ConsumerError> {
-        sqlx::raw_sql(&self.table_statements())
-            .execute(self.store.pool())
-            .await
-            .map_err(|error| self.database(error))?;
+        if !self.tables_ready.load(std::sync::atomic::Ordering::Acquire) {
+            sqlx::raw_sql(&self.table_statements())
+                .execute(self.store.pool())
+                .await
+                .map_err(|error| self.database(error))?;
+            self.tables_ready
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         let stream = self
             .jetstream
             .get_stream(&self.options.stream)
@@ -274,23 +282,43 @@ impl<H: Handler> Consumer<H> {
                  parked_at timestamptz NOT NULL DEFAULT now(),
                  PRIMARY KEY (consumer, source, message_id));
              -- Tables of an earlier version keyed a message by its id alone.
-             ALTER TABLE {inbox} ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT '';
-             ALTER TABLE {dead} ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT '';
-             ALTER TABLE {dead} ADD COLUMN IF NOT EXISTS publish_error text;"
+             -- Each change is made only when missing: ALTER TABLE takes an
+             -- exclusive lock even when it changes nothing.
+             "
         );
         for table in [&inbox, &dead] {
+            let column = |name: &str, definition: &str| {
+                format!(
+                    "IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                                    WHERE attrelid = '{table}'::regclass AND attname = '{name}'
+                                      AND NOT attisdropped)
+                     THEN ALTER TABLE {table} ADD COLUMN {name} {definition};
+                     END IF;"
+                )
+            };
+            let publish_error = if table == &dead {
+                column("publish_error", "text")
+            } else {
+                String::new()
+            };
             statements.push_str(&format!(
                 "DO $$ BEGIN
+                     {source}
+                     {publish_error}
                      IF NOT EXISTS (
                          SELECT 1 FROM pg_index i
                          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
                          WHERE i.indrelid = '{table}'::regclass AND i.indisprimary AND a.attname = 'source')
                      THEN
-                         EXECUTE (SELECT format('ALTER TABLE {table} DROP CONSTRAINT %I', conname)
-                                  FROM pg_constraint WHERE conrelid = '{table}'::regclass AND contype = 'p');
+                         IF EXISTS (SELECT 1 FROM pg_constraint
+                                    WHERE conrelid = '{table}'::regclass AND contype = 'p') THEN
+                             EXECUTE (SELECT format('ALTER TABLE {table} DROP CONSTRAINT %I', conname)
+                                      FROM pg_constraint WHERE conrelid = '{table}'::regclass AND contype = 'p');
+                         END IF;
                          ALTER TABLE {table} ADD PRIMARY KEY (consumer, source, message_id);
                      END IF;
-                 END $$;"
+                 END $$;",
+                source = column("source", "text NOT NULL DEFAULT ''"),
             ));
         }
         statements
@@ -364,6 +392,14 @@ impl<H: Handler> Consumer<H> {
             .map_err(|error| self.database(error))?;
         if !first_time {
             return Ok(Outcome::AlreadyProcessed);
+        }
+        // Delivered again after it was given up on (its termination lost,
+        // or its redelivery queued behind it while it was retried): it
+        // stays a dead letter, and its stream's later messages go on.
+        if attempt > 1
+            && let Some(reason) = self.dead_letter_reason(&event.source, &event.id).await?
+        {
+            return Ok(Outcome::DeadLettered { reason });
         }
         let handled = unwind::caught(self.handler.handle(event, &mut transaction))
             .await

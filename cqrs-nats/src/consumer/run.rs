@@ -100,16 +100,26 @@ impl<H: Handler> Consumer<H> {
     /// unreachable server at the start is a configuration to fix, not an
     /// outage to wait out.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), ConsumerError> {
-        let mut consumer = Some(self.setup().await?);
-        let shutdown = std::pin::pin!(shutdown);
-        let mut shutdown = shutdown;
-        let mut pause = Pause::new();
+        let consumer = self.setup().await?;
         // Held messages outlive a pull opened again: their acknowledgements
         // go to the same durable consumer.
         let mut held = Held::default();
-        let mut progress =
-            tokio::time::interval((self.options.ack_wait / 3).max(Duration::from_millis(10)));
-        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let _in_progress = held.keep_in_progress(self.options.ack_wait / 3);
+        self.pull_until(consumer, &mut held, shutdown).await;
+        Ok(())
+    }
+
+    /// [`run`](Self::run)'s loop, until `shutdown` completes.
+    async fn pull_until(
+        &self,
+        consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+        held: &mut Held,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut consumer = Some(consumer);
+        let shutdown = std::pin::pin!(shutdown);
+        let mut shutdown = shutdown;
+        let mut pause = Pause::new();
         loop {
             let consumer = match consumer.take() {
                 Some(consumer) => Ok(consumer),
@@ -133,17 +143,16 @@ impl<H: Handler> Consumer<H> {
             match messages {
                 Ok(mut messages) => loop {
                     tokio::select! {
-                        () = shutdown.as_mut() => return Ok(()),
+                        () = shutdown.as_mut() => return,
                         () = until(held.next_due()) => {
-                            if !self.retry_due(&mut held, &mut shutdown).await {
-                                return Ok(());
+                            if !self.retry_due(held, &mut shutdown).await {
+                                return;
                             }
                         }
-                        _ = progress.tick(), if !held.is_empty() => held.keep_in_progress().await,
                         message = next(&mut messages) => match message {
                             Some(Ok(message)) => {
-                                if !self.take(message, &mut held, &mut shutdown).await {
-                                    return Ok(());
+                                if !self.take(message, held, &mut shutdown).await {
+                                    return;
                                 }
                                 pause.reset();
                             }
@@ -163,7 +172,7 @@ impl<H: Handler> Consumer<H> {
                 }
             }
             if !paused(&mut shutdown, pause.next()).await {
-                return Ok(());
+                return;
             }
         }
     }
@@ -221,6 +230,7 @@ impl<H: Handler> Consumer<H> {
         while let Some((message, decoded)) = waiting.messages.front() {
             match self.work_through(message, decoded, attempt, shutdown).await {
                 Worked::Settled => {
+                    held.settled(message);
                     waiting.messages.pop_front();
                     attempt = waiting
                         .messages
