@@ -587,4 +587,16 @@ async fn a_transaction_pooler_reached_as_if_directly_is_refused_at_connect() {
             "{message}"
         );
     }
+    // A pool built by the application, checked at start-up.
+    let pool = sqlx::PgPool::connect(&bouncer.url("postgres"))
+        .await
+        .expect("a pool through the pooler");
+    let refused = PostgresEventStore::from_pool(pool)
+        .verify_schema()
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(refused, cqrskit::postgres::Error::TransactionPooler { .. }),
+        "{refused}"
+    );
 }

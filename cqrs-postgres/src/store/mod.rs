@@ -300,13 +300,23 @@ impl PostgresEventStore {
     /// Checks at start-up that the schema has every migration this version
     /// ships, as shipped, so that a deploy that skipped `migrate()` stops
     /// before its first command instead of failing it. Migrations applied by
-    /// a newer version (a rolling deploy) pass.
+    /// a newer version (a rolling deploy) pass. A store not told it is
+    /// behind a transaction pooler is checked for one too, as
+    /// [`connect_with`](Self::connect_with) does: a store built with
+    /// [`from_pool`](Self::from_pool) is checked here.
     ///
     /// # Errors
     ///
     /// [`Error::SchemaNotCurrent`](crate::Error::SchemaNotCurrent), naming the
-    /// pending, modified or failed migrations; database errors.
+    /// pending, modified or failed migrations;
+    /// [`Error::TransactionPooler`](crate::Error::TransactionPooler); database
+    /// errors.
     pub async fn verify_schema(&self) -> Result<SchemaStatus> {
+        if !self.db.pooled() {
+            let options = self.pool().connect_options();
+            let target = format!("{}:{}", options.get_host(), options.get_port());
+            pooler_probe::refuse_transaction_pooler(self.pool(), &target).await?;
+        }
         let status = self.schema_status().await?;
         if status.is_current() {
             Ok(status)

@@ -16,6 +16,10 @@ use crate::error::Result;
 /// named statements are what such a pooler breaks.
 pub(super) async fn refuse_transaction_pooler(pool: &PgPool, target: &str) -> Result<()> {
     use sqlx::Row as _;
+    // Two connections at once are needed: a pool of one cannot tell.
+    if pool.options().get_max_connections() < 2 {
+        return Ok(());
+    }
     let backend = |row: sqlx::postgres::PgRow| row.try_get::<i32, _>(0);
     let mut first = pool.acquire().await?;
     let mut second = pool.acquire().await?;
