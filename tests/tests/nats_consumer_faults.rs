@@ -178,7 +178,8 @@ async fn a_failed_message_holds_back_its_stream_and_only_its_stream() {
     });
     let handler = RecordInOrder::create(&db, fail_once).await;
     let mut options = ConsumerOptions::new(&stream, unique("ordered"));
-    options.backoff = vec![Duration::from_millis(300)];
+    // Long enough for the other streams to go well past the failure.
+    options.backoff = vec![Duration::from_secs(1)];
     let consumer = Arc::new(Consumer::new(
         db.store.clone(),
         jetstream.clone(),
