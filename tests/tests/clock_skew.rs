@@ -83,11 +83,11 @@ async fn a_runner_whose_clock_is_an_hour_ahead_delivers_nothing_early() {
 }
 
 /// A projection runner on a host an hour behind the database, with a lease
-/// of one second, applying a stream of deposits for four seconds: it
+/// of two seconds, applying a stream of deposits for five seconds: it
 /// renews its lease in time (half a lease after the database granted it,
 /// by its own monotonic clock), so it is taken once and never lapses; with
 /// its wall clock against the database's expiry it saw an hour left and
-/// let the lease lapse every second.
+/// let the lease lapse every two seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projection_runner_whose_clock_is_an_hour_behind_keeps_its_lease() {
     let db = TestStore::new().await;
@@ -107,7 +107,7 @@ async fn a_projection_runner_whose_clock_is_an_hour_behind_keeps_its_lease() {
             .env("DATABASE_URL", database_url())
             .env("SCHEMA", &db.schema)
             .env("OWNER", "behind")
-            .env("LEASE_MS", "1000")
+            .env("LEASE_MS", "2000")
             .env("SLOW_AMOUNT", "0")
             .env("SLOW_MS", "0")
             .stdout(Stdio::null()),
@@ -117,7 +117,7 @@ async fn a_projection_runner_whose_clock_is_an_hour_behind_keeps_its_lease() {
     .expect("start a runner");
     let started = std::time::Instant::now();
     let mut deposits = 0;
-    while started.elapsed() < Duration::from_secs(4) {
+    while started.elapsed() < Duration::from_secs(5) {
         accounts
             .execute("acc", Deposit { amount: 1 })
             .await
@@ -145,7 +145,7 @@ async fn a_projection_runner_whose_clock_is_an_hour_behind_keeps_its_lease() {
     let _ = child.wait();
     assert_eq!(
         token, 1,
-        "the lease was taken {token} times in four seconds"
+        "the lease was taken {token} times in five seconds"
     );
     assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
     db.drop_schema().await;
