@@ -3,6 +3,8 @@
 
 use cqrskit_core::StoreError;
 
+use crate::failure::{Failure, classify};
+
 /// What can go wrong configuring or migrating the PostgreSQL store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -74,39 +76,16 @@ pub struct SchemaBehind {
     pub source: sqlx::Error,
 }
 
-/// Whether PostgreSQL refused a statement for a table, a column or a
-/// column's kind the migrations create: 42P01 (no such table), 42703 (no
-/// such column), 428C9 (a value for a column that an older migration
-/// generates).
-fn schema_behind(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db)
-        if matches!(db.code().as_deref(), Some("42P01" | "42703" | "428C9")))
-}
-
-/// Maps a database error onto the store contract: connection trouble is
-/// [`StoreError::Unavailable`] (retrying is reasonable), a schema older than
-/// the statements is [`SchemaBehind`], the rest [`StoreError::Backend`].
+/// Maps a database error onto the store contract, by its kind
+/// ([`classify`]): a transient failure (the connection, none to be had, a
+/// refusal for now) is [`StoreError::Unavailable`] (retrying is
+/// reasonable), a schema older than the statements is [`SchemaBehind`], the
+/// rest [`StoreError::Backend`].
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
-    if schema_behind(&error) {
-        return StoreError::Backend(Box::new(SchemaBehind { source: error }));
-    }
-    let unavailable = match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // Class 08: connection exception; 57P01-57P03: the server is shutting
-        // down or not accepting connections; 53300: too many connections.
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
-        }),
-        _ => false,
-    };
-    if unavailable {
-        StoreError::Unavailable(Box::new(error))
-    } else {
-        StoreError::Backend(Box::new(error))
+    match classify(&error) {
+        Failure::SchemaBehind => StoreError::Backend(Box::new(SchemaBehind { source: error })),
+        failure if failure.is_transient() => StoreError::Unavailable(Box::new(error)),
+        _ => StoreError::Backend(Box::new(error)),
     }
 }
 
@@ -114,29 +93,22 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
 /// lost (cut, or ended by the server), rather than that the pool had none to
 /// give or the statement was refused.
 pub(crate) fn is_dead_connection(source: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    match source.downcast_ref::<sqlx::Error>() {
-        Some(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
-        Some(sqlx::Error::Database(db)) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code == "57P01"),
-        _ => false,
-    }
+    source
+        .downcast_ref::<sqlx::Error>()
+        .is_some_and(|error| classify(error) == Failure::ConnectionLost)
 }
 
 /// A failed write statement whose transaction commits by itself (an
 /// autocommit insert) or whose COMMIT failed: when the database refused it
-/// (a constraint, a check), nothing was written; when it never left the
-/// pool, neither; any other failure (the connection, a reply that could not
-/// be read) may have come after the commit, so the outcome is unknown.
+/// (a constraint, a check, a serialization failure, a read-only standby),
+/// nothing was written; when it never left the pool, neither; any other
+/// failure (the connection, a reply that could not be read) may have come
+/// after the commit, so the outcome is unknown.
 pub(crate) fn sent_write_error(error: sqlx::Error) -> StoreError {
+    let failure = classify(&error);
     match &error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            StoreError::Unavailable(Box::new(error))
-        }
-        sqlx::Error::Database(_) => match store_error(error) {
-            StoreError::Unavailable(source) => StoreError::OutcomeUnknown(source),
-            other => other,
-        },
+        sqlx::Error::Database(_) if !failure.may_have_committed() => store_error(error),
+        _ if failure == Failure::NoConnection => StoreError::Unavailable(Box::new(error)),
         _ => StoreError::OutcomeUnknown(Box::new(error)),
     }
 }

@@ -47,6 +47,7 @@ pub mod admin;
 mod database;
 mod deadlines;
 mod error;
+pub mod failure;
 mod horizon;
 mod inline;
 mod migrate;

@@ -65,7 +65,8 @@ impl Pace {
 /// Whether `error` says a statement took longer than the runner's bound:
 /// the server cancelled it (57014, `statement_timeout`) or ended the session
 /// for idling in its transaction (25P03) while the runner worked on a
-/// batch.
+/// batch. (Finer than [`crate::failure::classify`], which calls both
+/// retryable: only these two say that a smaller batch would help.)
 pub(super) fn took_too_long(error: &RunnerError) -> bool {
     let RunnerError::Store(StoreError::Backend(source) | StoreError::Unavailable(source)) = error
     else {
