@@ -135,12 +135,17 @@ impl DeadlineStore for PostgresDeadlines {
         if cancelled.rows_affected() == 1 {
             return Ok(Cancellation::Cancelled);
         }
-        Ok(Cancellation::refused(self.state(id).await?))
+        match self.state(id).await? {
+            // Scheduled between the update and this read: cancel it now.
+            Some(DeadlineState::Pending) => Box::pin(self.cancel(id)).await,
+            state => Ok(Cancellation::refused(state)),
+        }
     }
 
     async fn claim_due(
         &self,
         owner: &str,
+        names: &[String],
         claim: Duration,
         limit: usize,
     ) -> Result<Vec<Deadline>, StoreError> {
@@ -157,7 +162,7 @@ impl DeadlineStore for PostgresDeadlines {
              WHERE id IN (
                  SELECT pending.id FROM {table} AS pending, clock
                  WHERE pending.delivered_at IS NULL AND pending.cancelled_at IS NULL
-                   AND pending.due_at <= clock.now
+                   AND pending.name = ANY($5) AND pending.due_at <= clock.now
                    AND (pending.claimed_until IS NULL OR pending.claimed_until < clock.now)
                  ORDER BY pending.due_at LIMIT $4
                  FOR UPDATE OF pending SKIP LOCKED)
@@ -168,6 +173,7 @@ impl DeadlineStore for PostgresDeadlines {
             .bind(owner)
             .bind(claim.as_secs_f64())
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(names)
             .fetch_all(self.store.pool())
             .await
             .map_err(store_error)?;

@@ -523,3 +523,44 @@ async fn runners_with_another_partition_count_refuse_to_start() {
     drop(instances);
     db.drop_schema().await;
 }
+
+/// A split is refused while the old split has open dead letters: they
+/// would be left under rows no runner reads, and the streams they hold
+/// back (`OnExhausted::ParkStream`) let go. Once they are replayed, the
+/// split goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_waits_for_the_old_splits_dead_letters() {
+    let db = TestStore::new().await;
+    let accounts = CommandPipeline::<BankAccount>::new(db.shared(), ());
+    business(&accounts, "acc-", 4).await;
+    accounts
+        .execute("acc-0", Deposit { amount: 666 })
+        .await
+        .expect("deposit");
+    cqrs_tests::scenarios::settled(&db.shared(), 21).await;
+    let ledger = Arc::new(Ledger::create(&db, "ledger").await);
+    ledger.poison.store(666, Ordering::SeqCst);
+    let mut parking = options();
+    parking.failure.max_attempts = 1;
+    parking.failure.on_exhausted = cqrskit::postgres::OnExhausted::ParkStream;
+    let whole = ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(parking);
+    assert!(whole.acquire_lease().await.expect("lease"));
+    whole.catch_up().await.expect("catch up");
+    whole.release_lease().await.expect("release");
+    assert_eq!(whole.dead_letters().await.expect("dead letters").len(), 1);
+
+    let two = PartitionedRunner::new(db.store.clone(), ledger.clone(), 2).expect("partitions");
+    let refused = two.split_from(1).await.expect_err("refused");
+    assert!(
+        refused.to_string().contains("open dead letter"),
+        "{refused}"
+    );
+
+    ledger.poison.store(0, Ordering::SeqCst);
+    assert_eq!(
+        whole.replay_dead_letters().await.expect("replay").resolved,
+        1
+    );
+    two.split_from(1).await.expect("split once nothing is open");
+    db.drop_schema().await;
+}

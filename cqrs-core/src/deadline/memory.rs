@@ -95,16 +95,21 @@ impl DeadlineStore for InMemoryDeadlines {
     async fn claim_due(
         &self,
         owner: &str,
+        names: &[String],
         claim: Duration,
         limit: usize,
     ) -> Result<Vec<Deadline>, StoreError> {
         let now = self.clock.now();
-        let until = now + chrono::Duration::from_std(claim).unwrap_or(chrono::Duration::MAX);
+        let until = chrono::Duration::from_std(claim)
+            .ok()
+            .and_then(|claim| now.checked_add_signed(claim))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let mut entries = self.entries();
         let mut due: Vec<&mut Entry> = entries
             .values_mut()
             .filter(|entry| {
                 entry.state == DeadlineState::Pending
+                    && names.contains(&entry.deadline.name)
                     && entry.deadline.due_at <= now
                     && entry.claim.as_ref().is_none_or(|(_, until)| *until < now)
             })

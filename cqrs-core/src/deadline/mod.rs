@@ -190,9 +190,11 @@ pub trait DeadlineStore: Send + Sync {
     /// Back-end failures.
     async fn cancel(&self, id: Uuid) -> Result<Cancellation, StoreError>;
 
-    /// Claims, for `owner` and for `claim`, up to `limit` deadlines due now
-    /// (by the store's clock) that are not cancelled, not delivered, and
-    /// not claimed by a runner whose claim still holds; earliest first.
+    /// Claims, for `owner` and for `claim`, up to `limit` deadlines named
+    /// one of `names` (those `owner` can deliver: runners of other services
+    /// may share the store) and due now (by the store's clock), that are not
+    /// cancelled, not delivered, and not claimed by a runner whose claim
+    /// still holds; earliest first.
     ///
     /// # Errors
     ///
@@ -200,6 +202,7 @@ pub trait DeadlineStore: Send + Sync {
     async fn claim_due(
         &self,
         owner: &str,
+        names: &[String],
         claim: Duration,
         limit: usize,
     ) -> Result<Vec<Deadline>, StoreError>;

@@ -94,6 +94,13 @@ where
             // Executed now, or by a runner that died before recording it.
             Ok(_) => Delivery::Done("executed".to_owned()),
             Err(CommandError::Rejected(error)) => Delivery::Done(format!("rejected: {error}")),
+            // What trying again cannot fix (an event that does not decode, a
+            // corrupted row): recorded, not claimed again forever.
+            Err(CommandError::Store(error))
+                if !error.is_transient() && !error.is_outcome_unknown() =>
+            {
+                Delivery::Undeliverable(format!("the store refused: {error}"))
+            }
             Err(error) => Delivery::Retry(error.to_string()),
         }
     }
@@ -112,6 +119,8 @@ pub struct Delivered {
 pub struct DeadlineRunner {
     store: Arc<dyn DeadlineStore>,
     routes: HashMap<String, Arc<dyn Route>>,
+    /// The names it has routes for: the deadlines it claims.
+    names: Vec<String>,
     owner: String,
     options: DeadlineOptions,
 }
@@ -123,6 +132,7 @@ impl DeadlineRunner {
         Self {
             store,
             routes: HashMap::new(),
+            names: Vec::new(),
             owner: format!("deadlines-{}", Uuid::now_v7()),
             options: DeadlineOptions::default(),
         }
@@ -137,8 +147,12 @@ impl DeadlineRunner {
         A: Aggregate,
         C: DeserializeOwned + Into<A::Command> + Send + 'static,
     {
+        let name = name.into();
+        if !self.names.contains(&name) {
+            self.names.push(name.clone());
+        }
         self.routes.insert(
-            name.into(),
+            name,
             Arc::new(PipelineRoute::<A, C> {
                 pipeline,
                 command: std::marker::PhantomData,
@@ -171,7 +185,12 @@ impl DeadlineRunner {
         loop {
             let claimed = self
                 .store
-                .claim_due(&self.owner, self.options.claim, self.options.batch.max(1))
+                .claim_due(
+                    &self.owner,
+                    &self.names,
+                    self.options.claim,
+                    self.options.batch.max(1),
+                )
                 .await?;
             if claimed.is_empty() {
                 return Ok(delivered);

@@ -102,7 +102,8 @@ pub(crate) async fn list(
         .query(&format!(
         "SELECT id, projection, event_id, transaction_id, sequence, aggregate_type, aggregate_id,
                 version, event_type, error, attempts, parked_at, resolved_at, resolution
-         FROM {table} WHERE projection = $1 AND ($2 OR resolved_at IS NULL) ORDER BY id"
+         FROM {table} WHERE projection = $1 AND ($2 OR resolved_at IS NULL)
+         ORDER BY transaction_id, sequence, id"
     ))
         .bind(projection)
         .bind(include_resolved)

@@ -48,6 +48,9 @@ pub(crate) async fn acquire(
     owner: &str,
     duration: Duration,
 ) -> Result<Option<Lease>, sqlx::Error> {
+    // Before the statements: the database's expiry counts from a moment
+    // no earlier than this.
+    let asked = std::time::Instant::now();
     let mut session = db.session().await?;
     super::checkpoint::ensure_row(db, &mut session, table, name).await?;
     // language=SQL
@@ -66,7 +69,7 @@ pub(crate) async fn acquire(
         .fetch_optional(&mut *session)
         .await?;
     session.finish().await?;
-    row.map(|row| lease(&row, duration)).transpose()
+    row.map(|row| lease(&row, asked, duration)).transpose()
 }
 
 /// Extends `owner`'s lease; `None` when it was taken over meanwhile. A lease
@@ -80,6 +83,7 @@ pub(crate) async fn renew(
     token: i64,
     duration: Duration,
 ) -> Result<Option<Lease>, sqlx::Error> {
+    let asked = std::time::Instant::now();
     let mut session = db.session().await?;
     // language=SQL
     let row = db
@@ -96,7 +100,7 @@ pub(crate) async fn renew(
         .fetch_optional(&mut *session)
         .await?;
     session.finish().await?;
-    row.map(|row| lease(&row, duration)).transpose()
+    row.map(|row| lease(&row, asked, duration)).transpose()
 }
 
 /// The lease's current holder, if a runner holds an unexpired one.
@@ -147,10 +151,14 @@ pub(crate) async fn release(
     session.finish().await
 }
 
-/// The lease a row granted just now for `duration`.
-fn lease(row: &sqlx::postgres::PgRow, duration: Duration) -> Result<Lease, sqlx::Error> {
+/// The lease a row granted for `duration`, asked for at `asked`.
+fn lease(
+    row: &sqlx::postgres::PgRow,
+    asked: std::time::Instant,
+    duration: Duration,
+) -> Result<Lease, sqlx::Error> {
     Ok(Lease {
         token: row.try_get("fencing_token")?,
-        renew_after: std::time::Instant::now() + duration / 2,
+        renew_after: asked + duration / 2,
     })
 }

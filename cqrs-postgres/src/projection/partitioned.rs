@@ -328,6 +328,37 @@ where
                 "its recorded layout is not {from} partition(s) (see projection_layouts)"
             )));
         }
+        let old_rows: Vec<String> = old
+            .iter()
+            .map(|parent| parent.row_name(&self.projection))
+            .collect();
+        // The old rows, locked: a batch of an old runner commits before the
+        // copy or not at all (its transaction locks its row too).
+        // language=SQL
+        sqlx::query(&format!(
+            "SELECT name FROM {} WHERE name = ANY($1) FOR UPDATE",
+            self.projections
+        ))
+        .bind(&old_rows)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        // Their open dead letters would be left behind, and the streams
+        // they hold (OnExhausted::ParkStream) let go.
+        // language=SQL
+        let open: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {} WHERE projection = ANY($1) AND resolved_at IS NULL",
+            self.store.table("dead_letters")
+        ))
+        .bind(&old_rows)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if open > 0 {
+            return Err(refuse(format!(
+                "the old split has {open} open dead letter(s): replay or skip them first"
+            )));
+        }
         for runner in &self.runners {
             let partition = runner.partition();
             let Some(parent) = old.iter().find(|parent| partition.within(parent)) else {
@@ -358,18 +389,20 @@ where
                 )));
             }
         }
+        // Fenced, and stopped for good: a runner of the old split that
+        // takes one of these rows again is refused at its next batch.
         // language=SQL
         sqlx::query(&format!(
             "UPDATE {} SET owner = NULL, lease_expires_at = NULL,
-                 fencing_token = fencing_token + 1, updated_at = now()
+                 fencing_token = fencing_token + 1, updated_at = now(),
+                 stopped_at = now(), stop_reason = $2
              WHERE name = ANY($1)",
             self.projections
         ))
-        .bind(
-            old.iter()
-                .map(|parent| parent.row_name(&self.projection))
-                .collect::<Vec<_>>(),
-        )
+        .bind(&old_rows)
+        .bind(format!(
+            "split into {to} partitions (PartitionedRunner::split_from): this row is kept for the record"
+        ))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
