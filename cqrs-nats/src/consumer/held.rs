@@ -88,6 +88,7 @@ impl Held {
             return;
         };
         let seq = sequence(&message);
+        // The field, not `alive()`: `waiting` borrows `streams` meanwhile.
         self.alive
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

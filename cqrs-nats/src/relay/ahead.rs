@@ -44,7 +44,7 @@ pub(super) struct Pending {
     ack: PublishAckFuture,
     event_id: Uuid,
     /// The stream it must be stored in.
-    stream: String,
+    stream: std::sync::Arc<str>,
     /// The sequence it gets when stored in chain order.
     sequence: u64,
 }
@@ -69,7 +69,7 @@ impl Pending {
     /// again before the next message.
     pub(super) async fn confirm(self, lane: &Lane) -> Result<(), BoxError> {
         match self.ack.await {
-            Ok(ack) if ack.stream != self.stream => {
+            Ok(ack) if *ack.stream != *self.stream => {
                 lane.break_chain();
                 Err(format!(
                     "the message of event {} was stored in JetStream stream `{}`, not in the \

@@ -36,7 +36,7 @@ pub const RELAY_HEADER: &str = "Cqrskit-Relay";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Chain {
     /// The JetStream stream.
-    pub(super) stream: String,
+    pub(super) stream: std::sync::Arc<str>,
     /// The stream's last sequence once every message sent in this chain is
     /// stored: what the next message expects.
     pub(super) last_sequence: u64,
@@ -140,7 +140,7 @@ impl Chain {
             }
         };
         Ok(Self {
-            stream: name,
+            stream: name.into(),
             last_sequence,
             stored_through,
         })
