@@ -11,8 +11,9 @@
 //! - events: [`DomainEvent`], [`EventEnvelope`], [`Metadata`], [`codec`];
 //! - the write side: [`Aggregate`], [`Command`], [`CommandPipeline`],
 //!   [`RetryPolicy`], [`SnapshotPolicy`];
-//! - storage: [`EventStore`], [`ExpectedVersion`], [`Position`], [`LogFilter`],
-//!   [`InMemoryEventStore`];
+//! - storage: [`EventStore`] (with [`SnapshotStore`], [`EventQueries`] and
+//!   [`StoreLayer`] beside it), [`ExpectedVersion`], [`Position`],
+//!   [`LogFilter`], [`InMemoryEventStore`];
 //! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`];
 //! - commands scheduled for later: [`deadline`] ([`deadline::DeadlineRunner`],
 //!   [`deadline::ManualClock`]);
@@ -59,8 +60,8 @@ pub use projector::{CatchUpError, Detached, ProjectionError, Projector, catch_up
 pub use query::{Query, QueryHandler};
 pub use state_cache::DEFAULT_CAPACITY as DEFAULT_STATE_CACHE;
 pub use store::{
-    AppendResult, Committed, EventStore, LogFilter, ReplayEvent, ReplayRequest, ReplaySink,
-    Snapshot,
+    AppendResult, Committed, EventQueries, EventStore, LogFilter, ReplayEvent, ReplayRequest,
+    ReplaySink, Snapshot, SnapshotStore, StoreLayer,
 };
 pub use stream::{ExpectedVersion, StreamId};
 pub use subscription::Subscription;

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
-    AppendResult, Committed, Conflict, EventEnvelope, EventStore, ExpectedVersion, LogFilter,
-    NewEvent, Position, Snapshot, StoreError, StoredEvent, StreamId,
+    AppendResult, Committed, Conflict, EventEnvelope, EventQueries, EventStore, ExpectedVersion,
+    LogFilter, NewEvent, Position, Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
 };
 
 /// An event store kept in memory: for tests, demos and prototypes.
@@ -242,6 +242,17 @@ impl EventStore for InMemoryEventStore {
             .map(|&index| log.events[index].clone()))
     }
 
+    fn snapshots(&self) -> Option<&dyn SnapshotStore> {
+        Some(self)
+    }
+
+    fn queries(&self) -> Option<&dyn EventQueries> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl EventQueries for InMemoryEventStore {
     async fn events_by_correlation(
         &self,
         correlation_id: Uuid,
@@ -274,7 +285,10 @@ impl EventStore for InMemoryEventStore {
         events.sort_by_key(|event| (event.recorded_at, event.position));
         Ok(events.into_iter().take(limit).cloned().collect())
     }
+}
 
+#[async_trait]
+impl SnapshotStore for InMemoryEventStore {
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         Ok(self.read().snapshots.get(stream).cloned())
     }

@@ -4,13 +4,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use cqrskit_core::{
-    AppendResult, DomainEvent, EventEnvelope, EventStore, ExpectedVersion, LogFilter, NewEvent,
-    Position, ProjectionError, Projector, Snapshot, StoreError, StoredEvent, StreamId,
+    AppendResult, DomainEvent, EventEnvelope, EventStore, ExpectedVersion, NewEvent,
+    ProjectionError, Projector, StoreError, StoreLayer, StreamId,
 };
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::PostgresEventStore;
 use crate::error::store_error;
@@ -24,8 +22,10 @@ type InlineProjector<E> = Arc<dyn Projector<PgConnection, Event = E>>;
 /// [`StoreError::InlineProjection`]).
 ///
 /// It applies to the streams of one aggregate type, whose events are `E`;
-/// appends to other streams pass straight through. Everything else delegates
-/// to the wrapped store. Inline projections make every append slower and
+/// appends to other streams pass straight through. It is a [`StoreLayer`]:
+/// everything but appends goes to the wrapped store, and its
+/// [`snapshots`](EventStore::snapshots) and [`queries`](EventStore::queries)
+/// are the wrapped store's. Inline projections make every append slower and
 /// couple the write to the read model's health: use them only for read models
 /// that must be consistent with the write (a uniqueness index, say), and the
 /// [`ProjectionRunner`](crate::ProjectionRunner) for the rest.
@@ -82,7 +82,11 @@ impl<E: DomainEvent> InlineProjections<E> {
 }
 
 #[async_trait]
-impl<E: DomainEvent> EventStore for InlineProjections<E> {
+impl<E: DomainEvent> StoreLayer for InlineProjections<E> {
+    fn inner(&self) -> &dyn EventStore {
+        &self.store
+    }
+
     async fn append(
         &self,
         stream: &StreamId,
@@ -145,69 +149,5 @@ impl<E: DomainEvent> EventStore for InlineProjections<E> {
             self.store.notify_appended();
         }
         Ok(appended)
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.store.read_stream(stream, from, limit).await
-    }
-
-    async fn replay(
-        &self,
-        request: cqrskit_core::ReplayRequest<'_>,
-        sink: &mut dyn cqrskit_core::ReplaySink,
-    ) -> Result<(), StoreError> {
-        self.store.replay(request, sink).await
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.store.stream_version(stream).await
-    }
-
-    async fn read_log(
-        &self,
-        after: Position,
-        filter: &LogFilter,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.store.read_log(after, filter, limit).await
-    }
-
-    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        self.store.event_by_id(event_id).await
-    }
-
-    async fn events_by_correlation(
-        &self,
-        correlation_id: Uuid,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.store
-            .events_by_correlation(correlation_id, limit)
-            .await
-    }
-
-    async fn events_in_time_range(
-        &self,
-        filter: &LogFilter,
-        from: DateTime<Utc>,
-        until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.store
-            .events_in_time_range(filter, from, until, limit)
-            .await
-    }
-
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.store.load_snapshot(stream).await
-    }
-
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.store.save_snapshot(snapshot).await
     }
 }

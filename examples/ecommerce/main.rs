@@ -159,7 +159,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("== what alice's order caused (one correlation id)");
     let created = alice_created.ok_or("no order was placed")?;
     let correlation = created.metadata.correlation_id.ok_or("no correlation id")?;
-    for event in store.events_by_correlation(correlation, 50).await? {
+    // Lookups for tools are a capability a store may offer beside the
+    // contract; both stores here do.
+    let queries = store.queries().ok_or("the store answers no queries")?;
+    for event in queries.events_by_correlation(correlation, 50).await? {
         let cause = if event.metadata.causation_id == Some(created.event_id) {
             "caused by OrderCreated"
         } else {

@@ -22,6 +22,7 @@ pub mod faketime;
 pub mod fixtures;
 pub mod http;
 pub mod ledger;
+pub mod minimal;
 pub mod nats;
 pub mod pgbouncer;
 pub mod postgres;

@@ -6,7 +6,7 @@
 use cqrs_tests::fixtures::event;
 use cqrs_tests::postgres::TestStore;
 use cqrskit::postgres::slice_of;
-use cqrskit::{EventStore, ExpectedVersion, Metadata, StreamId};
+use cqrskit::{EventQueries, EventStore, ExpectedVersion, Metadata, StreamId};
 use uuid::Uuid;
 
 /// The slice as the database computes it (migration 7's expression).

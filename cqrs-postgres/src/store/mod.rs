@@ -20,8 +20,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrskit_core::{
-    AppendResult, Committed, Conflict, EventStore, ExpectedVersion, LogFilter, NewEvent, Position,
-    ReplayRequest, ReplaySink, Snapshot, StoreError, StoredEvent, StreamId,
+    AppendResult, Committed, Conflict, EventQueries, EventStore, ExpectedVersion, LogFilter,
+    NewEvent, Position, ReplayRequest, ReplaySink, Snapshot, SnapshotStore, StoreError,
+    StoredEvent, StreamId,
 };
 use serde_json::value::RawValue;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -467,6 +468,17 @@ impl EventStore for PostgresEventStore {
         Ok(events.pop())
     }
 
+    fn snapshots(&self) -> Option<&dyn SnapshotStore> {
+        Some(self)
+    }
+
+    fn queries(&self) -> Option<&dyn EventQueries> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl EventQueries for PostgresEventStore {
     async fn events_by_correlation(
         &self,
         correlation_id: Uuid,
@@ -504,7 +516,10 @@ impl EventStore for PostgresEventStore {
         )
         .await
     }
+}
 
+#[async_trait]
+impl SnapshotStore for PostgresEventStore {
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         self.snapshot_of(stream).await
     }

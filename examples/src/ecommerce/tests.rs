@@ -279,6 +279,8 @@ async fn the_process_manager_confirms_orders_it_can_reserve_and_cancels_the_othe
     let correlation = created.metadata.correlation_id.expect("correlation id");
     let chain = shop
         .store
+        .queries()
+        .expect("the in-memory store answers queries")
         .events_by_correlation(correlation, 20)
         .await
         .expect("query");

@@ -5,7 +5,7 @@
 use cqrs_examples::bank_account::{AccountCommand, BankAccount, Deposit, OpenAccount};
 use cqrskit::{CommandPipeline, ExpectedVersion, LogFilter, Position, Snapshot, StoreError};
 
-use super::Store;
+use super::{Store, snapshots};
 use crate::fixtures::{event, json, stream, ticks};
 
 /// A retried append is recognised however the store reformatted its
@@ -115,7 +115,7 @@ pub async fn a_snapshot_ahead_of_its_stream_is_ignored(store: Store) {
         .execute("ahead", AccountCommand::Deposit(Deposit { amount: 5 }))
         .await
         .expect("deposit");
-    store
+    snapshots(&store)
         .save_snapshot(Snapshot {
             stream: CommandPipeline::<BankAccount>::stream_id("ahead"),
             version: 9,

@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chrono::{DateTime, Utc};
 use cqrs_examples::bank_account::{AccountCommand, AccountError, Deposit, OpenAccount};
 use cqrskit::{
-    AppendResult, CommandError, EventStore, ExpectedVersion, LogFilter, Metadata, NewEvent,
-    Position, ReplayRequest, ReplaySink, Snapshot, StoreError, StoredEvent, StreamId, async_trait,
+    AppendResult, CommandError, EventStore, ExpectedVersion, Metadata, NewEvent, ReplayRequest,
+    ReplaySink, StoreError, StoreLayer, StoredEvent, StreamId, async_trait,
 };
 use uuid::Uuid;
 
@@ -42,7 +41,11 @@ impl Watched {
 }
 
 #[async_trait]
-impl EventStore for Watched {
+impl StoreLayer for Watched {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
+
     async fn append(
         &self,
         stream: &StreamId,
@@ -51,19 +54,6 @@ impl EventStore for Watched {
     ) -> Result<AppendResult, StoreError> {
         self.appends.fetch_add(1, Ordering::SeqCst);
         self.inner.append(stream, expected, events).await
-    }
-
-    async fn append_with_snapshot(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-        snapshot: Snapshot,
-    ) -> Result<AppendResult, StoreError> {
-        self.appends.fetch_add(1, Ordering::SeqCst);
-        self.inner
-            .append_with_snapshot(stream, expected, events, snapshot)
-            .await
     }
 
     async fn read_stream(
@@ -88,50 +78,6 @@ impl EventStore for Watched {
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         self.stream_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.stream_version(stream).await
-    }
-
-    async fn read_log(
-        &self,
-        after: Position,
-        filter: &LogFilter,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.read_log(after, filter, limit).await
-    }
-
-    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        self.inner.event_by_id(event_id).await
-    }
-
-    async fn events_by_correlation(
-        &self,
-        correlation_id: Uuid,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner
-            .events_by_correlation(correlation_id, limit)
-            .await
-    }
-
-    async fn events_in_time_range(
-        &self,
-        filter: &LogFilter,
-        from: DateTime<Utc>,
-        until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner
-            .events_in_time_range(filter, from, until, limit)
-            .await
-    }
-
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.stream_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load_snapshot(stream).await
-    }
-
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.inner.save_snapshot(snapshot).await
     }
 }
 

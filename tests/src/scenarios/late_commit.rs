@@ -3,7 +3,6 @@
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
 use cqrskit::{
     AppendResult, ExpectedVersion, NewEvent, ReplayRequest, ReplaySink, StoredEvent, StreamId,
     async_trait,
@@ -51,7 +50,11 @@ impl LateCommit {
 }
 
 #[async_trait]
-impl EventStore for LateCommit {
+impl StoreLayer for LateCommit {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
+
     async fn append(
         &self,
         stream: &StreamId,
@@ -69,19 +72,6 @@ impl EventStore for LateCommit {
         }
         self.land().await;
         self.inner.append(stream, expected, events).await
-    }
-
-    async fn append_with_snapshot(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-        snapshot: Snapshot,
-    ) -> Result<AppendResult, StoreError> {
-        self.land().await;
-        self.inner
-            .append_with_snapshot(stream, expected, events, snapshot)
-            .await
     }
 
     async fn read_stream(
@@ -108,15 +98,6 @@ impl EventStore for LateCommit {
         self.inner.stream_version(stream).await
     }
 
-    async fn read_log(
-        &self,
-        after: Position,
-        filter: &LogFilter,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.read_log(after, filter, limit).await
-    }
-
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
         let found = self.inner.event_by_id(event_id).await;
         if self.held.lock().expect("lock").is_some() {
@@ -124,37 +105,6 @@ impl EventStore for LateCommit {
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         found
-    }
-
-    async fn events_by_correlation(
-        &self,
-        correlation_id: Uuid,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner
-            .events_by_correlation(correlation_id, limit)
-            .await
-    }
-
-    async fn events_in_time_range(
-        &self,
-        filter: &LogFilter,
-        from: DateTime<Utc>,
-        until: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner
-            .events_in_time_range(filter, from, until, limit)
-            .await
-    }
-
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.land().await;
-        self.inner.load_snapshot(stream).await
-    }
-
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.inner.save_snapshot(snapshot).await
     }
 }
 

@@ -11,8 +11,8 @@ use cqrs_examples::bank_account::{
 };
 use cqrskit::{
     Aggregate, BoxError, CommandError, CommandPipeline, Conflict, DomainEvent, EventEnvelope,
-    EventStore, ExpectedVersion, LogFilter, Metadata, Position, RetryPolicy, Snapshot,
-    SnapshotPolicy, StoreError, catch_up, projector,
+    EventQueries, EventStore, ExpectedVersion, LogFilter, Metadata, Position, RetryPolicy,
+    Snapshot, SnapshotPolicy, SnapshotStore, StoreError, StoreLayer, catch_up, projector,
 };
 use uuid::Uuid;
 
@@ -45,6 +45,16 @@ pub type Store = Arc<dyn EventStore>;
 
 /// The bank-account pipeline the scenarios drive.
 pub type Accounts = CommandPipeline<BankAccount>;
+
+/// The store's snapshots: every store under the suite keeps them.
+fn snapshots(store: &Store) -> &dyn SnapshotStore {
+    store.snapshots().expect("the store keeps snapshots")
+}
+
+/// The store's lookups for tools: every store under the suite answers them.
+fn queries(store: &Store) -> &dyn EventQueries {
+    store.queries().expect("the store answers queries")
+}
 
 /// Waits until the global log shows `expected` events in all.
 ///

@@ -269,7 +269,7 @@ pub async fn events_by_correlation_follow_one_business_transaction(store: Store)
         )
         .await
         .expect("deposit caused by the opening of a");
-    let correlated = store
+    let correlated = queries(&store)
         .events_by_correlation(request.correlation_id.expect("set"), 10)
         .await
         .expect("query");
@@ -311,7 +311,7 @@ pub async fn events_in_time_range_by_type(store: Store) {
     };
 
     let ticked = LogFilter::event_types(["Ticked"]);
-    let all_ticks = store
+    let all_ticks = queries(&store)
         .events_in_time_range(&ticked, start, far, 10)
         .await
         .expect("query");
@@ -319,12 +319,12 @@ pub async fn events_in_time_range_by_type(store: Store) {
         ids(all_ticks),
         [early.events[0].event_id, late.events[0].event_id]
     );
-    let before_split = store
+    let before_split = queries(&store)
         .events_in_time_range(&ticked, start, split, 10)
         .await
         .expect("query");
     assert_eq!(ids(before_split), [early.events[0].event_id]);
-    let every_type = store
+    let every_type = queries(&store)
         .events_in_time_range(&LogFilter::all(), start, split, 10)
         .await
         .expect("query");

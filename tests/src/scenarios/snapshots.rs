@@ -6,7 +6,7 @@ use super::*;
 /// Loading returns the newest snapshot; saving an older one changes nothing.
 pub async fn snapshots_keep_only_the_newest(store: Store) {
     assert!(
-        store
+        snapshots(&store)
             .load_snapshot(&stream("a"))
             .await
             .expect("load")
@@ -19,10 +19,19 @@ pub async fn snapshots_keep_only_the_newest(store: Store) {
         state: json(&format!(r#"{{"at":{version}}}"#)),
         taken_at: chrono::Utc::now(),
     };
-    store.save_snapshot(snapshot(10)).await.expect("save");
-    store.save_snapshot(snapshot(20)).await.expect("save");
-    store.save_snapshot(snapshot(15)).await.expect("save older");
-    let loaded = store
+    snapshots(&store)
+        .save_snapshot(snapshot(10))
+        .await
+        .expect("save");
+    snapshots(&store)
+        .save_snapshot(snapshot(20))
+        .await
+        .expect("save");
+    snapshots(&store)
+        .save_snapshot(snapshot(15))
+        .await
+        .expect("save older");
+    let loaded = snapshots(&store)
         .load_snapshot(&stream("a"))
         .await
         .expect("load")
@@ -30,7 +39,7 @@ pub async fn snapshots_keep_only_the_newest(store: Store) {
     assert_eq!(loaded.version, 20);
     assert_eq!(value(loaded.state.get()), value(r#"{"at":20}"#));
     assert!(
-        store
+        snapshots(&store)
             .load_snapshot(&stream("b"))
             .await
             .expect("load")
@@ -52,7 +61,7 @@ pub async fn a_snapshot_rides_only_with_the_append_it_describes(store: Store) {
     let saved = |id: &'static str| {
         let store = store.clone();
         async move {
-            store
+            snapshots(&store)
                 .load_snapshot(&stream(id))
                 .await
                 .expect("load")
@@ -121,7 +130,7 @@ pub async fn snapshot_plus_events_rebuilds_the_same_state_as_full_replay(store: 
         .await
         .expect("withdraw");
 
-    let snapshot = store
+    let snapshot = snapshots(&store)
         .load_snapshot(&Accounts::stream_id("acc"))
         .await
         .expect("load")
@@ -136,7 +145,10 @@ pub async fn snapshot_plus_events_rebuilds_the_same_state_as_full_replay(store: 
     let mut doctored = snapshot.clone();
     doctored.version = 12;
     doctored.state = json(r#"{"owner":"A","balance":1000000}"#);
-    store.save_snapshot(doctored).await.expect("save");
+    snapshots(&store)
+        .save_snapshot(doctored)
+        .await
+        .expect("save");
     assert_eq!(
         accounts.load("acc").await.expect("load").state.balance,
         1_000_000
@@ -173,7 +185,7 @@ pub async fn an_unusable_snapshot_falls_back_to_a_full_replay(store: Store) {
             version: 3,
             ..doctored(state, schema_version)
         };
-        store.save_snapshot(fresh).await.expect("save");
+        snapshots(&store).save_snapshot(fresh).await.expect("save");
         let loaded = accounts.load("acc").await.expect("load");
         assert_eq!(
             (loaded.version, loaded.state.balance),
@@ -191,7 +203,7 @@ pub async fn an_unusable_snapshot_falls_back_to_a_full_replay(store: Store) {
 pub async fn loading_from_events_ignores_the_snapshot(store: Store) {
     let accounts = Accounts::new(store.clone(), ());
     open_with_deposits(&accounts, "acc", &[5, 7]).await;
-    store
+    snapshots(&store)
         .save_snapshot(Snapshot {
             stream: Accounts::stream_id("acc"),
             version: 3,
