@@ -63,7 +63,7 @@ pub use store::{
     AppendResult, Committed, EventQueries, EventStore, LogFilter, ReplayEvent, ReplayRequest,
     ReplaySink, Snapshot, SnapshotStore, StoreLayer,
 };
-pub use stream::{ExpectedVersion, StreamId};
+pub use stream::{ExpectedVersion, SLICES, StreamId};
 pub use subscription::Subscription;
 
 /// Re-exported so that users and generated code need no direct dependency.

@@ -25,7 +25,27 @@ impl StreamId {
             aggregate_id: aggregate_id.into(),
         }
     }
+
+    /// The stream's slice, one of [`SLICES`]: the first 32 bits of the MD5
+    /// of `<aggregate type>/<aggregate id>`, modulo [`SLICES`]. Fixed
+    /// forever, so whatever is split by slice (a projection's partitions, a
+    /// relay's subjects) keeps each stream whole and in order. Stores keep
+    /// it with every event.
+    pub fn slice(&self) -> u16 {
+        use md5::Digest as _;
+        let mut hash = md5::Md5::new();
+        hash.update(self.aggregate_type.as_bytes());
+        hash.update(b"/");
+        hash.update(self.aggregate_id.as_bytes());
+        let digest = hash.finalize();
+        let first = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        // Below 1024, so it fits.
+        (first % u32::from(SLICES)) as u16
+    }
 }
+
+/// The number of stream slices ([`StreamId::slice`]), fixed forever.
+pub const SLICES: u16 = 1024;
 
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

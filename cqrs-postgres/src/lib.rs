@@ -64,7 +64,7 @@ pub use deadlines::PostgresDeadlines;
 pub use error::{Error, Result, SchemaBehind};
 pub use inline::InlineProjections;
 pub use migrate::{MigrationName, SchemaStatus};
-pub use partition::{InvalidPartition, Partition, SLICES, slice_of};
+pub use partition::{InvalidPartition, Partition};
 pub use projection::{
     DaemonError, DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, PartitionedRunner,
     ProjectionDaemon, ProjectionRunner, ProjectionStatus, ReplayOutcome, Request, RunnerError,

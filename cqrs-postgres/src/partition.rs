@@ -2,32 +2,15 @@
 //! instances.
 //!
 //! Every stream falls in one of [`SLICES`] slices, stored with each of its
-//! events (the first 32 bits of the MD5 of `<aggregate type>/<aggregate
-//! id>`, modulo 1024: [`slice_of`]) and fixed forever. A
+//! events ([`StreamId::slice`](cqrskit_core::StreamId::slice)) and fixed
+//! forever. A
 //! projection split into `count` partitions gives partition `index` a
 //! contiguous range of slices; since a stream never leaves its slice, each
 //! stream's events are applied by one partition, in order.
 
 use std::ops::RangeInclusive;
 
-/// The number of slices, fixed forever.
-pub const SLICES: u16 = 1024;
-
-/// The slice of `stream`: the first 32 bits of the MD5 of `<aggregate
-/// type>/<aggregate id>`, modulo [`SLICES`]. The store sends it with every
-/// event it appends; an event inserted without one gets the same value from
-/// the database (`events_fill_derived`), so every writer agrees.
-pub fn slice_of(stream: &cqrskit_core::StreamId) -> u16 {
-    use md5::Digest as _;
-    let mut hash = md5::Md5::new();
-    hash.update(stream.aggregate_type.as_bytes());
-    hash.update(b"/");
-    hash.update(stream.aggregate_id.as_bytes());
-    let digest = hash.finalize();
-    let first = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
-    // Below 1024, so it fits.
-    (first % u32::from(SLICES)) as u16
-}
+use cqrskit_core::SLICES;
 
 /// One of a projection's partitions: the slices it applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

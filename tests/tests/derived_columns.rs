@@ -5,7 +5,6 @@
 
 use cqrs_tests::fixtures::event;
 use cqrs_tests::postgres::TestStore;
-use cqrskit::postgres::slice_of;
 use cqrskit::{EventQueries, EventStore, ExpectedVersion, Metadata, StreamId};
 use uuid::Uuid;
 
@@ -49,11 +48,7 @@ async fn the_store_sends_the_slice_and_correlation_id_the_database_would_compute
             .fetch_one(db.pool())
             .await
             .expect("slice in SQL");
-        assert_eq!(
-            i32::from(slice_of(&stream)),
-            i32::from(expected),
-            "{stream}"
-        );
+        assert_eq!(i32::from(stream.slice()), i32::from(expected), "{stream}");
         slices.insert(expected);
     }
     assert!(slices.len() > 200, "the streams spread over the slices");
@@ -68,7 +63,7 @@ async fn the_store_sends_the_slice_and_correlation_id_the_database_would_compute
         .append(&stream, ExpectedVersion::NoStream, vec![correlated, plain])
         .await
         .expect("append");
-    let slice = i16::try_from(slice_of(&stream)).expect("below 1024");
+    let slice = i16::try_from(stream.slice()).expect("below 1024");
     assert_eq!(
         derived(&db, correlated_id).await,
         (slice, Some(correlation))
@@ -97,7 +92,7 @@ async fn an_insert_without_the_derived_columns_gets_them_from_the_database() {
     .execute(db.pool())
     .await
     .expect("an insert without the derived columns");
-    let slice = i16::try_from(slice_of(&stream)).expect("below 1024");
+    let slice = i16::try_from(stream.slice()).expect("below 1024");
     assert_eq!(derived(&db, event_id).await, (slice, Some(correlation)));
     let found = db
         .store

@@ -11,8 +11,8 @@ use cqrs_tests::relay::{
     thirty_withdrawals, withdrawal_relay,
 };
 use cqrskit::nats::{CloudEvent, Consumer, ConsumerOptions, ContentMode};
+use cqrskit::postgres::ProjectionRunner;
 use cqrskit::postgres::testing::caught_up;
-use cqrskit::postgres::{ProjectionRunner, slice_of};
 use cqrskit::{EventStore, LogFilter, Position, StreamId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,7 +70,7 @@ async fn the_relay_publishes_the_selected_events_as_cloudevents_in_log_order() {
             } else {
                 "withdrawn"
             };
-            let slice = slice_of(&stored.stream);
+            let slice = stored.stream.slice();
             assert_eq!(subject, &format!("{prefix}.account.{token}.{slice}"));
             assert_eq!(event.extension("slice"), Some(slice.to_string()));
             assert_eq!(event.source, "/bank");
@@ -127,7 +127,7 @@ async fn a_consumer_of_one_slice_gets_exactly_the_messages_of_its_streams() {
     banking(&db.store, &names).await;
     cqrs_tests::scenarios::settled(&db.shared(), ids.len() * 3).await;
     let prefix = relay_to_the_end(&db.store, &jetstream, ContentMode::Binary).await;
-    let slice = |id: &str| slice_of(&StreamId::new("account", id));
+    let slice = |id: &str| StreamId::new("account", id).slice();
     let wanted = slice(&ids[0]);
     let in_slice: Vec<&String> = ids.iter().filter(|id| slice(id) == wanted).collect();
     assert!(

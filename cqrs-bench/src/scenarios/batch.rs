@@ -2,7 +2,6 @@
 
 use std::time::Instant;
 
-use cqrskit::postgres::slice_of;
 use cqrskit::postgres::sqlx::{self, PgPool};
 use cqrskit::{CommandPipeline, StreamId};
 
@@ -46,7 +45,7 @@ pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<R
     sandbox.create_events_copy().await?;
     let correlation = uuid::Uuid::now_v7();
     let metadata = format!(r#"{{"correlation_id":"{correlation}"}}"#);
-    let slice = slice_of(&StreamId::new("tally", "t")) as i16;
+    let slice = StreamId::new("tally", "t").slice() as i16;
     let started = Instant::now();
     for command in 0..config.batch_commands {
         let first = (command * config.batch_size) as i64 + 1;

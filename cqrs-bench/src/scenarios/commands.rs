@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
-use cqrskit::postgres::slice_of;
 use cqrskit::postgres::sqlx::{self, PgPool};
 use cqrskit::{CommandPipeline, EventStore, SnapshotPolicy, StreamId};
 
@@ -238,7 +237,7 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
                     .bind(r#"{"amount":1}"#)
                     .bind(&metadata)
                     .bind(correlation)
-                    .bind(slice_of(&StreamId::new("account", format!("acc-{account}"))) as i16)
+                    .bind(StreamId::new("account", format!("acc-{account}")).slice() as i16)
                     .execute(&pool)
                     .await?;
                 }

@@ -27,7 +27,6 @@ use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
 use cqrskit_core::{BoxError, EventEnvelope, Position, Projector, telemetry};
-use cqrskit_postgres::slice_of;
 use cqrskit_postgres::sqlx::PgConnection;
 use serde_json::Value;
 
@@ -76,7 +75,7 @@ pub struct RelayOptions {
     /// The first token(s) of every subject: messages go to
     /// `<subject_prefix>.<aggregate type>.<token>.<slice>`, the token being
     /// the [`Outgoing::subject_token`] or the stored event type, and the
-    /// slice the event's stream's ([`slice_of`]).
+    /// slice the event's stream's ([`StreamId::slice`](cqrskit_core::StreamId::slice)).
     pub subject_prefix: String,
     /// The CloudEvents `source`: a URI reference naming this service
     /// (`/orders`, `urn:example:orders`).
@@ -156,7 +155,7 @@ impl<P: Publication> Relay<P> {
             self.options.subject_prefix,
             subject_token(&event.stream.aggregate_type),
             subject_token(token),
-            slice_of(&event.stream)
+            event.stream.slice()
         )
     }
 
@@ -181,7 +180,7 @@ impl<P: Publication> Relay<P> {
         }
         extensions.insert("streamversion".to_owned(), Value::from(event.version));
         extensions.insert("schemaversion".to_owned(), Value::from(event.event_version));
-        extensions.insert("slice".to_owned(), Value::from(slice_of(&event.stream)));
+        extensions.insert("slice".to_owned(), Value::from(event.stream.slice()));
         CloudEvent {
             id: event.event_id.to_string(),
             source: self.options.source.clone(),

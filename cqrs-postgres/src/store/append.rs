@@ -252,7 +252,7 @@ pub(super) struct Batch {
     /// Each event's correlation id, stored in a column of its own for the
     /// audit index (the database no longer derives it from the metadata).
     pub(super) correlations: Vec<Option<Uuid>>,
-    /// The stream's slice ([`slice_of`](crate::slice_of)).
+    /// The stream's slice ([`StreamId::slice`]).
     pub(super) slice: i16,
     /// The aggregate's state after the batch, saved with it.
     pub(super) snapshot: Option<Snapshot>,
@@ -300,7 +300,7 @@ impl Batch {
             metadata: Vec::with_capacity(events.len()),
             correlations: Vec::with_capacity(events.len()),
             // Below 1024.
-            slice: crate::slice_of(stream) as i16,
+            slice: stream.slice() as i16,
             snapshot: None,
         };
         for event in events {
