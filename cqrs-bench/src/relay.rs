@@ -246,7 +246,7 @@ async fn direct_round(
 struct Stamps(Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>);
 
 #[cqrskit::async_trait]
-impl cqrskit::nats::Handler for Stamps {
+impl cqrskit::nats::Handler<cqrskit::postgres::sqlx::PgConnection> for Stamps {
     async fn handle(
         &self,
         event: &CloudEvent,
@@ -312,7 +312,7 @@ pub(crate) async fn relay_latency(pool: &PgPool, config: &Config) -> Result<Vec<
     relay.setup().await?;
     let stamps = Stamps::default();
     let consumer = Arc::new(cqrskit::nats::Consumer::new(
-        sandbox.store.clone(),
+        cqrskit::postgres::PostgresInbox::new(&sandbox.store),
         jetstream.clone(),
         stamps.clone(),
         cqrskit::nats::ConsumerOptions::new(&stream, "latency"),

@@ -15,6 +15,8 @@
 //!   [`StoreLayer`] beside it), [`ExpectedVersion`], [`Position`],
 //!   [`LogFilter`], [`InMemoryEventStore`];
 //! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`];
+//! - messages from outside, applied once: [`inbox`] ([`inbox::Inbox`],
+//!   [`inbox::DeadLetters`]);
 //! - commands scheduled for later: [`deadline`] ([`deadline::DeadlineRunner`],
 //!   [`deadline::ManualClock`]);
 //! - the macros' machinery: [`dispatch`];
@@ -30,6 +32,7 @@ pub mod dispatch;
 mod error;
 mod event;
 mod exact_json;
+pub mod inbox;
 pub mod limits;
 mod memory;
 mod metadata;

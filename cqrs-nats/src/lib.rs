@@ -1,7 +1,7 @@
 //! Integration events between services over NATS JetStream, for `cqrskit`.
 //!
-//! - **Publishing**: a [`Relay`] tails the PostgreSQL store's global log
-//!   like a projection (gap-safe, from its own checkpoint, one active
+//! - **Publishing**: a [`Relay`] tails the store's global log like a
+//!   projection, run by the store's projection runner (gap-safe, from its own checkpoint, one active
 //!   instance per name) and publishes the events a [`Publication`] selects,
 //!   mapped to their public shape, as CloudEvents. What JetStream stores is
 //!   in log order whatever fails (each message states the stream sequence
@@ -11,12 +11,15 @@
 //! - **The wire format**: [`CloudEvent`], CloudEvents 1.0 in structured
 //!   mode (the JSON event format) or binary mode (`ce-` headers).
 //! - **Consuming**: a [`Consumer`] runs a [`Handler`] for each message of a
-//!   durable JetStream consumer, its PostgreSQL writes committed together
-//!   with an inbox row before the message is acknowledged, so a redelivered
+//!   durable JetStream consumer, its writes committed together with an
+//!   inbox record (the store's [`Inbox`](cqrskit_core::inbox::Inbox); on
+//!   PostgreSQL, `PostgresInbox`) before the message is acknowledged, so a redelivered
 //!   message is recognised and not handled twice; failures are retried with
 //!   a growing delay, then dead-lettered.
 //!
-//! Depend on `cqrskit` with the `nats` feature and use it as `cqrskit::nats`.
+//! This crate knows no store: it reads the log through the store's runner
+//! and records messages through the model's inbox traits. Depend on
+//! `cqrskit` with the `nats` feature and use it as `cqrskit::nats`.
 //! The guide is `docs/integration.md`.
 
 pub mod cloudevent;
@@ -27,8 +30,7 @@ mod relay;
 pub use async_nats;
 pub use cloudevent::{CloudEvent, CloudEventError, ContentMode};
 pub use consumer::{
-    Committed, Consumer, ConsumerError, ConsumerOptions, DeadLetter, Handler, Outcome, ReplayError,
-    caused_by,
+    Committed, Consumer, ConsumerError, ConsumerOptions, Handler, Outcome, ReplayError, caused_by,
 };
 pub use publication::{Outgoing, Publication};
 pub use relay::{POSITION_HEADER, RELAY_HEADER, Relay, RelayOptions, StreamSpec};

@@ -49,6 +49,7 @@ mod deadlines;
 mod error;
 pub mod failure;
 mod horizon;
+mod inbox;
 mod inline;
 mod migrate;
 mod notify;
@@ -62,6 +63,7 @@ pub mod testing;
 
 pub use deadlines::PostgresDeadlines;
 pub use error::{Error, Result, SchemaBehind};
+pub use inbox::PostgresInbox;
 pub use inline::InlineProjections;
 pub use migrate::{MigrationName, SchemaStatus};
 pub use partition::{InvalidPartition, Partition};

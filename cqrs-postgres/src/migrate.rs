@@ -78,6 +78,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "projection layouts",
         include_str!("../migrations/20261207000012_projection_layouts.sql"),
     ),
+    (
+        20261207000013,
+        "inbox",
+        include_str!("../migrations/20261207000013_inbox.sql"),
+    ),
 ];
 
 /// The embedded migrations as sqlx builds them (with their checksums).

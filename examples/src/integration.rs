@@ -21,7 +21,7 @@ use cqrskit::nats::{
     caused_by,
 };
 use cqrskit::postgres::sqlx::{self, PgConnection};
-use cqrskit::postgres::{PostgresEventStore, ProjectionRunner};
+use cqrskit::postgres::{PostgresEventStore, PostgresInbox, ProjectionRunner};
 use cqrskit::{BoxError, Command, CommandPipeline, DomainEvent, EventEnvelope, aggregate};
 use serde::{Deserialize, Serialize};
 
@@ -213,7 +213,7 @@ impl ShippingDesk {
 }
 
 #[cqrskit::async_trait]
-impl Handler for ShippingDesk {
+impl Handler<PgConnection> for ShippingDesk {
     async fn handle(
         &self,
         event: &CloudEvent,
@@ -278,12 +278,17 @@ fn uuid_for(message_id: &str) -> uuid::Uuid {
 pub async fn shipping_consumer(
     store: PostgresEventStore,
     jetstream: jetstream::Context,
-) -> Result<Consumer<ShippingDesk>, sqlx::Error> {
+) -> Result<Consumer<PostgresInbox, ShippingDesk>, sqlx::Error> {
     let desk = ShippingDesk::open(&store).await?;
     let mut options = ConsumerOptions::new("SHOP", "shipping");
     options.filter_subject = format!("{ORDER_SUBJECTS}.order.>");
     options.ack_wait = Duration::from_secs(10);
-    Ok(Consumer::new(store, jetstream, desk, options))
+    Ok(Consumer::new(
+        PostgresInbox::new(&store),
+        jetstream,
+        desk,
+        options,
+    ))
 }
 
 /// One service's store, in schema `schema` (migrated), and its JetStream

@@ -11,6 +11,7 @@ use std::time::Duration;
 use cqrs_examples::bank_account::AccountEvent;
 use cqrskit::nats::async_nats::{self, jetstream};
 use cqrskit::nats::{Outgoing, Publication};
+use cqrskit::postgres::sqlx::PgConnection;
 use cqrskit::{BoxError, EventEnvelope};
 
 /// The shared server's URL: `NATS_URL`, or the local default.
@@ -201,7 +202,7 @@ impl RecordWithdrawals {
 }
 
 #[cqrskit::async_trait]
-impl cqrskit::nats::Handler for RecordWithdrawals {
+impl cqrskit::nats::Handler<PgConnection> for RecordWithdrawals {
     async fn handle(
         &self,
         event: &cqrskit::nats::CloudEvent,

@@ -12,7 +12,8 @@ use cqrs_tests::postgres::TestStore;
 use cqrskit::CommandPipeline;
 use cqrskit::nats::async_nats::jetstream::Context;
 use cqrskit::nats::{Consumer, ConsumerOptions, ContentMode, Outcome};
-use cqrskit::postgres::PostgresEventStore;
+use cqrskit::postgres::sqlx::PgConnection;
+use cqrskit::postgres::{PostgresEventStore, PostgresInbox};
 
 /// Opens an account with 100 and withdraws each of `amounts`, then relays
 /// the public events into a fresh stream; returns its name.
@@ -53,7 +54,9 @@ async fn recorded(db: &TestStore) -> Vec<i64> {
 }
 
 /// Processes messages until none comes for a second.
-async fn drain<H: cqrskit::nats::Handler>(consumer: &Consumer<H>) -> Vec<Outcome> {
+async fn drain<H: cqrskit::nats::Handler<PgConnection>>(
+    consumer: &Consumer<PostgresInbox, H>,
+) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     while let Some(message) = consumer
         .fetch_one(Duration::from_secs(1))
@@ -102,7 +105,12 @@ async fn a_consumer_killed_between_its_commit_and_its_ack_applies_the_message_on
     let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
     let mut options = ConsumerOptions::new(&stream, &durable);
     options.ack_wait = Duration::from_millis(1000);
-    let consumer = Consumer::new(db.store.clone(), jetstream.clone(), handler, options);
+    let consumer = Consumer::new(
+        PostgresInbox::new(&db.store),
+        jetstream.clone(),
+        handler,
+        options,
+    );
     // The killed process's message comes back once its ack wait is over.
     let mut outcomes = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -159,7 +167,12 @@ async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliver
     options.max_deliver = 3;
     options.backoff = vec![Duration::from_millis(50)];
     options.dead_letter_subject = Some(dead_subject.clone());
-    let consumer = Consumer::new(db.store.clone(), jetstream.clone(), handler, options);
+    let consumer = Consumer::new(
+        PostgresInbox::new(&db.store),
+        jetstream.clone(),
+        handler,
+        options,
+    );
     let mut outcomes = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !outcomes
@@ -278,7 +291,7 @@ async fn a_message_that_is_no_cloudevent_is_dead_lettered_at_once() {
 
     let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
     let consumer = Consumer::new(
-        db.store.clone(),
+        PostgresInbox::new(&db.store),
         jetstream.clone(),
         handler,
         ConsumerOptions::new(&stream, unique("shipping")),
@@ -309,7 +322,7 @@ async fn taking_a_message_waits_for_one_that_arrives_meanwhile() {
     let (stream, subject) = plain_stream(&jetstream, "late").await;
     let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
     let consumer = Consumer::new(
-        db.store.clone(),
+        PostgresInbox::new(&db.store),
         jetstream.clone(),
         handler,
         ConsumerOptions::new(&stream, unique("late")),
@@ -348,7 +361,7 @@ async fn taking_a_message_waits_for_one_that_arrives_meanwhile() {
 struct PanicsOn13(RecordWithdrawals);
 
 #[cqrskit::async_trait]
-impl cqrskit::nats::Handler for PanicsOn13 {
+impl cqrskit::nats::Handler<PgConnection> for PanicsOn13 {
     async fn handle(
         &self,
         event: &cqrskit::nats::CloudEvent,
@@ -377,7 +390,12 @@ async fn a_panicking_handler_fails_its_message_and_the_consumer_goes_on() {
     let mut options = ConsumerOptions::new(&stream, unique("shipping"));
     options.max_deliver = 2;
     options.backoff = vec![Duration::from_millis(10)];
-    let consumer = Consumer::new(db.store.clone(), jetstream.clone(), handler, options);
+    let consumer = Consumer::new(
+        PostgresInbox::new(&db.store),
+        jetstream.clone(),
+        handler,
+        options,
+    );
 
     let outcomes = drain(&consumer).await;
     let panicked = "the handler panicked: 13 cents: the handler's own bug";
@@ -465,7 +483,7 @@ async fn a_running_consumer_resumes_after_its_nats_server_restarts() {
     let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
     let durable = unique("shipping");
     let consumer = Arc::new(Consumer::new(
-        db.store.clone(),
+        PostgresInbox::new(&db.store),
         jetstream.clone(),
         handler,
         ConsumerOptions::new(stream_of(&prefix), &durable),
@@ -547,7 +565,12 @@ async fn a_consumer_keeps_its_message_through_a_database_outage() {
     let durable = unique("shipping");
     let mut options = ConsumerOptions::new(&stream, &durable);
     options.ack_wait = Duration::from_secs(1);
-    let consumer = Arc::new(Consumer::new(store, jetstream.clone(), handler, options));
+    let consumer = Arc::new(Consumer::new(
+        PostgresInbox::new(&store),
+        jetstream.clone(),
+        handler,
+        options,
+    ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn({
         let consumer = consumer.clone();
@@ -560,7 +583,7 @@ async fn a_consumer_keeps_its_message_through_a_database_outage() {
         }
     });
     // The opening is handled (the handler ignores it): the inbox has it.
-    let inbox = format!("SELECT count(*) FROM {}", db.table("nats_inbox"));
+    let inbox = format!("SELECT count(*) FROM {}", db.table("inbox"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let handled: Result<i64, _> = sqlx::query_scalar(&inbox).fetch_one(db.pool()).await;

@@ -10,6 +10,8 @@ use cqrs_tests::nats::{jetstream, plain_stream, unique};
 use cqrs_tests::postgres::TestStore;
 use cqrskit::nats::async_nats::jetstream::Context;
 use cqrskit::nats::{CloudEvent, Consumer, ConsumerOptions, ContentMode, Handler, Outcome};
+use cqrskit::postgres::PostgresInbox;
+use cqrskit::postgres::sqlx::PgConnection;
 use cqrskit::{BoxError, async_trait};
 
 /// Records each event it handles as a row (`source`, `subject`, `version`)
@@ -40,7 +42,7 @@ impl RecordInOrder {
 }
 
 #[async_trait]
-impl Handler for RecordInOrder {
+impl Handler<PgConnection> for RecordInOrder {
     async fn handle(
         &self,
         event: &CloudEvent,
@@ -117,9 +119,9 @@ async fn publish(
 
 /// Runs `consumer` until `done` holds for the handled rows (at most 60 s),
 /// then stops it.
-async fn run_until<H: Handler>(
+async fn run_until<H: Handler<PgConnection>>(
     db: &TestStore,
-    consumer: Arc<Consumer<H>>,
+    consumer: Arc<Consumer<PostgresInbox, H>>,
     done: impl Fn(&[(String, String, i64)]) -> bool,
 ) -> Vec<(String, String, i64)> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -181,7 +183,7 @@ async fn a_failed_message_holds_back_its_stream_and_only_its_stream() {
     // Long enough for the other streams to go well past the failure.
     options.backoff = vec![Duration::from_secs(1)];
     let consumer = Arc::new(Consumer::new(
-        db.store.clone(),
+        PostgresInbox::new(&db.store),
         jetstream.clone(),
         handler,
         options,
@@ -228,7 +230,7 @@ async fn the_same_id_from_two_sources_is_two_messages() {
     publish(&jetstream, &subject, "/orders", "42", "order/1", 1).await;
     let handler = RecordInOrder::create(&db, []).await;
     let consumer = Consumer::new(
-        db.store.clone(),
+        PostgresInbox::new(&db.store),
         jetstream.clone(),
         handler,
         ConsumerOptions::new(&stream, unique("sources")),
@@ -314,7 +316,7 @@ async fn a_dead_letter_that_cannot_be_published_is_kept_and_the_consumer_goes_on
             unique("captured_by_no_stream")
         });
         let consumer = Arc::new(Consumer::new(
-            db.store.clone(),
+            PostgresInbox::new(&db.store),
             jetstream.clone(),
             refusing,
             options,
@@ -358,7 +360,7 @@ async fn a_dead_letter_that_cannot_be_published_is_kept_and_the_consumer_goes_on
 struct RefuseThirteen(RecordInOrder);
 
 #[async_trait]
-impl Handler for RefuseThirteen {
+impl Handler<PgConnection> for RefuseThirteen {
     async fn handle(
         &self,
         event: &CloudEvent,
@@ -384,7 +386,7 @@ async fn instances_set_up_at_the_same_instant_all_start() {
         let mut setups = Vec::new();
         for _ in 0..6 {
             let consumer = Consumer::new(
-                db.store.clone(),
+                PostgresInbox::new(&db.store),
                 jetstream.clone(),
                 RefuseAll,
                 ConsumerOptions::new(&stream, &durable),
@@ -411,7 +413,7 @@ async fn instances_set_up_at_the_same_instant_all_start() {
 struct RefuseAll;
 
 #[async_trait]
-impl Handler for RefuseAll {
+impl Handler<PgConnection> for RefuseAll {
     async fn handle(&self, _: &CloudEvent, _: &mut sqlx::PgConnection) -> Result<(), BoxError> {
         Err("not for handling".into())
     }
@@ -430,7 +432,7 @@ async fn setting_up_again_does_not_wait_for_handlers_in_flight() {
     let (stream, _) = plain_stream(&jetstream, "inflight").await;
     let consumer = || {
         Consumer::new(
-            db.store.clone(),
+            PostgresInbox::new(&db.store),
             jetstream.clone(),
             RefuseAll,
             ConsumerOptions::new(&stream, "inflight"),
@@ -441,7 +443,7 @@ async fn setting_up_again_does_not_wait_for_handlers_in_flight() {
     let mut in_flight = db.pool().begin().await.expect("begin");
     sqlx::query(&format!(
         "INSERT INTO {} (consumer, source, message_id) VALUES ('inflight', '/x', '1')",
-        db.table("nats_inbox")
+        db.table("inbox")
     ))
     .execute(&mut *in_flight)
     .await

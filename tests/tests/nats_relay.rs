@@ -11,8 +11,8 @@ use cqrs_tests::relay::{
     thirty_withdrawals, withdrawal_relay,
 };
 use cqrskit::nats::{CloudEvent, Consumer, ConsumerOptions, ContentMode};
-use cqrskit::postgres::ProjectionRunner;
 use cqrskit::postgres::testing::caught_up;
+use cqrskit::postgres::{PostgresInbox, ProjectionRunner};
 use cqrskit::{EventStore, LogFilter, Position, StreamId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +138,7 @@ async fn a_consumer_of_one_slice_gets_exactly_the_messages_of_its_streams() {
     let mut options = ConsumerOptions::new(stream_of(&prefix), unique("slice"));
     options.filter_subject = format!("{prefix}.*.*.{wanted}");
     let consumer = Consumer::new(
-        db.store.clone(),
+        PostgresInbox::new(&db.store),
         jetstream.clone(),
         RecordWithdrawals::create(db.pool(), &db.schema).await,
         options,

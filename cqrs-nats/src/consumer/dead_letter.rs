@@ -3,7 +3,7 @@
 
 use async_nats::jetstream;
 use cqrskit_core::BoxError;
-use cqrskit_postgres::sqlx::{self, Connection};
+use cqrskit_core::inbox::{DeadLetters, ParkedMessage};
 
 use super::{Consumer, ConsumerError, Handler};
 use crate::cloudevent::CloudEvent;
@@ -14,7 +14,11 @@ pub(super) const CONSUMER_HEADER: &str = "Cqrskit-Dead-Letter-Consumer";
 /// The header carrying the reason, on a dead-letter copy.
 const REASON_HEADER: &str = "Cqrskit-Dead-Letter-Reason";
 
-impl<H: Handler> Consumer<H> {
+impl<I, H> Consumer<I, H>
+where
+    I: DeadLetters,
+    H: Handler<I::Connection>,
+{
     /// Keeps `message` (the message `message_id` of `source`) as a dead
     /// letter, then publishes it to the dead-letter subject when there is
     /// one. A publication that fails is recorded on the dead letter and
@@ -27,32 +31,30 @@ impl<H: Handler> Consumer<H> {
         reason: &str,
         delivered: i64,
     ) -> Result<(), ConsumerError> {
-        let headers: serde_json::Map<String, serde_json::Value> = message
+        let headers = message
             .headers
             .iter()
             .flat_map(|headers| headers.iter())
-            .map(|(name, values)| {
-                let values: Vec<serde_json::Value> =
-                    values.iter().map(|value| value.as_str().into()).collect();
-                (name.to_string(), serde_json::Value::Array(values))
+            .flat_map(|(name, values)| {
+                values
+                    .iter()
+                    .map(move |value| (name.to_string(), value.as_str().to_owned()))
             })
             .collect();
-        let table = self.table("nats_dead_letters");
-        sqlx::query(&format!(
-            "INSERT INTO {table} (consumer, source, message_id, subject, headers, body, reason, deliveries)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
-        ))
-        .bind(&self.options.durable)
-        .bind(source)
-        .bind(message_id)
-        .bind(message.subject.as_str())
-        .bind(sqlx::types::Json(serde_json::Value::Object(headers)))
-        .bind(message.payload.as_ref())
-        .bind(reason)
-        .bind(delivered)
-        .execute(self.store.pool())
-        .await
-        .map_err(|error| self.database(error))?;
+        let parked = ParkedMessage {
+            source: source.to_owned(),
+            message_id: message_id.to_owned(),
+            subject: message.subject.to_string(),
+            headers,
+            body: message.payload.to_vec(),
+            reason: reason.to_owned(),
+            deliveries: u64::try_from(delivered).unwrap_or_default(),
+            publish_error: None,
+        };
+        self.inbox
+            .park(&self.options.durable, &parked)
+            .await
+            .map_err(|error| self.store(error))?;
         tracing::warn!(consumer = %self.options.durable, source, message_id, reason, delivered, "dead-lettered a message");
         let Some(subject) = &self.options.dead_letter_subject else {
             return Ok(());
@@ -71,69 +73,24 @@ impl<H: Handler> Consumer<H> {
         if let Err(error) = published {
             let error = format!("not published to `{subject}`: {error}");
             tracing::error!(consumer = %self.options.durable, source, message_id, %error, "a dead letter stays in the table only");
-            sqlx::query(&format!(
-                "UPDATE {table} SET publish_error = $4
-                 WHERE consumer = $1 AND source = $2 AND message_id = $3"
-            ))
-            .bind(&self.options.durable)
-            .bind(source)
-            .bind(message_id)
-            .bind(&error)
-            .execute(self.store.pool())
-            .await
-            .map_err(|error| self.database(error))?;
+            self.inbox
+                .publish_failed(self.key(source, message_id), &error)
+                .await
+                .map_err(|error| self.store(error))?;
         }
         Ok(())
-    }
-
-    /// Why the message `message_id` of `source` was dead-lettered, if it
-    /// was.
-    pub(super) async fn dead_letter_reason(
-        &self,
-        source: &str,
-        message_id: &str,
-    ) -> Result<Option<String>, ConsumerError> {
-        sqlx::query_scalar(&format!(
-            "SELECT reason FROM {} WHERE consumer = $1 AND source = $2 AND message_id = $3",
-            self.table("nats_dead_letters")
-        ))
-        .bind(&self.options.durable)
-        .bind(source)
-        .bind(message_id)
-        .fetch_optional(self.store.pool())
-        .await
-        .map_err(|error| self.database(error))
     }
 
     /// The dead letters of this consumer, oldest first.
     ///
     /// # Errors
     ///
-    /// When the database fails.
-    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, ConsumerError> {
-        let rows: Vec<(String, String, String, String, i64, Option<String>)> =
-            sqlx::query_as(&format!(
-                "SELECT source, message_id, subject, reason, deliveries, publish_error FROM {}
-                 WHERE consumer = $1 ORDER BY parked_at, source, message_id",
-                self.table("nats_dead_letters")
-            ))
-            .bind(&self.options.durable)
-            .fetch_all(self.store.pool())
+    /// When the store fails.
+    pub async fn dead_letters(&self) -> Result<Vec<ParkedMessage>, ConsumerError> {
+        self.inbox
+            .parked(&self.options.durable)
             .await
-            .map_err(|error| self.database(error))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(source, message_id, subject, reason, deliveries, publish_error)| DeadLetter {
-                    source,
-                    message_id,
-                    subject,
-                    reason,
-                    deliveries,
-                    publish_error,
-                },
-            )
-            .collect())
+            .map_err(|error| self.store(error))
     }
 
     /// Runs the handler again on the dead letter `message_id` of `source`
@@ -143,7 +100,7 @@ impl<H: Handler> Consumer<H> {
     ///
     /// # Errors
     ///
-    /// When the database fails, or the handler fails again (the dead letter
+    /// When the store fails, or the handler fails again (the dead letter
     /// then stays, with nothing of the attempt written), or the stored
     /// message is no CloudEvent.
     pub async fn replay_dead_letter(
@@ -151,45 +108,37 @@ impl<H: Handler> Consumer<H> {
         source: &str,
         message_id: &str,
     ) -> Result<bool, ReplayError> {
-        let database = |error| ReplayError::Consumer(self.database(error));
-        let mut connection = self.store.pool().acquire().await.map_err(database)?;
-        let mut transaction = connection.begin().await.map_err(database)?;
-        let row: Option<(sqlx::types::Json<serde_json::Value>, Vec<u8>)> =
-            sqlx::query_as(&format!(
-                "DELETE FROM {} WHERE consumer = $1 AND source = $2 AND message_id = $3
-                 RETURNING headers, body",
-                self.table("nats_dead_letters")
-            ))
-            .bind(&self.options.durable)
-            .bind(source)
-            .bind(message_id)
-            .fetch_optional(&mut *transaction)
+        let store = |error| ReplayError::Consumer(self.store(error));
+        let mut transaction = self.inbox.begin().await.map_err(store)?;
+        let parked = self
+            .inbox
+            .unpark(&mut transaction, self.key(source, message_id))
             .await
-            .map_err(database)?;
-        let Some((sqlx::types::Json(stored), body)) = row else {
+            .map_err(store)?;
+        let Some(parked) = parked else {
             return Ok(false);
         };
         let mut headers = async_nats::HeaderMap::new();
-        for (name, values) in stored.as_object().into_iter().flatten() {
-            for value in values.as_array().into_iter().flatten() {
-                headers.append(name.as_str(), value.as_str().unwrap_or_default());
-            }
+        for (name, value) in &parked.headers {
+            headers.append(name.as_str(), value.as_str());
         }
+        let body = parked.body;
         let event =
             CloudEvent::decode(Some(&headers), &body).map_err(ReplayError::NotACloudEvent)?;
         // Processed already (delivered again and handled after it was
         // dead-lettered): the dead letter is closed without a second run.
         let first_time = self
-            .record_in_inbox(&mut transaction, &event.source, &event.id)
+            .inbox
+            .record(&mut transaction, self.key(&event.source, &event.id))
             .await
-            .map_err(database)?;
+            .map_err(store)?;
         if first_time {
             self.handler
-                .handle(&event, &mut transaction)
+                .handle(&event, I::connection(&mut transaction))
                 .await
                 .map_err(ReplayError::Handler)?;
         }
-        transaction.commit().await.map_err(database)?;
+        self.inbox.commit(transaction).await.map_err(store)?;
         Ok(true)
     }
 }
@@ -198,7 +147,7 @@ impl<H: Handler> Consumer<H> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplayError {
-    /// The database failed.
+    /// The store failed.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
     /// The handler failed again.
@@ -208,25 +157,6 @@ pub enum ReplayError {
     /// itself could help.
     #[error("the dead letter is no CloudEvent: {0}")]
     NotACloudEvent(#[source] crate::CloudEventError),
-}
-
-/// A message a consumer gave up on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The CloudEvent `source` (empty for a message that is no CloudEvent).
-    pub source: String,
-    /// The CloudEvent id (or, for a message that is none, its `Nats-Msg-Id`
-    /// or stream sequence): with `source`, the message's identity.
-    pub message_id: String,
-    /// Its subject.
-    pub subject: String,
-    /// The last error.
-    pub reason: String,
-    /// Attempts before it was given up on.
-    pub deliveries: i64,
-    /// Why it could not be published to the dead-letter subject, when it
-    /// could not (it is kept in the table all the same).
-    pub publish_error: Option<String>,
 }
 
 /// The headers of `message`'s dead-letter copy: its own, without the

@@ -1,7 +1,8 @@
 //! Consuming integration events once in effect: a durable JetStream pull
-//! consumer feeding a handler whose PostgreSQL writes commit together with
-//! the record that the message was processed (an inbox row), before the
-//! message is acknowledged.
+//! consumer feeding a handler whose writes commit together with the record
+//! that the message was processed (the store's
+//! [`Inbox`](cqrskit_core::inbox::Inbox); for PostgreSQL,
+//! `cqrskit::postgres::PostgresInbox`), before the message is acknowledged.
 //!
 //! JetStream delivers at least once: a consumer that dies after its commit
 //! and before its acknowledgement gets the message again. The inbox row,
@@ -28,28 +29,25 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use async_trait::async_trait;
-use cqrskit_core::{BoxError, Metadata, unwind};
-use cqrskit_postgres::PostgresEventStore;
-use cqrskit_postgres::sqlx::{self, Connection, PgConnection};
+use cqrskit_core::inbox::{DeadLetters, MessageKey};
+use cqrskit_core::{BoxError, Metadata, StoreError, unwind};
 
-pub use self::dead_letter::{DeadLetter, ReplayError};
+pub use self::dead_letter::ReplayError;
 use crate::cloudevent::CloudEvent;
 
-/// What a consumer does with each integration event.
+/// What a consumer does with each integration event, writing through the
+/// inbox's connection `C` (for PostgreSQL, `PgConnection`).
 #[async_trait]
-pub trait Handler: Send + Sync + 'static {
-    /// Handles `event` inside `transaction`, which commits together with
-    /// the record that the message was processed. An error rolls both back
-    /// and the message is delivered again later.
+pub trait Handler<C: ?Sized + Send>: Send + Sync + 'static {
+    /// Handles `event` inside the inbox's transaction (`transaction` writes
+    /// in it), which commits together with the record that the message was
+    /// processed. An error rolls both back and the message is delivered
+    /// again later.
     ///
     /// # Errors
     ///
     /// Any error of the handler's own.
-    async fn handle(
-        &self,
-        event: &CloudEvent,
-        transaction: &mut PgConnection,
-    ) -> Result<(), BoxError>;
+    async fn handle(&self, event: &CloudEvent, transaction: &mut C) -> Result<(), BoxError>;
 }
 
 /// Where a consumer reads and how it retries.
@@ -74,7 +72,8 @@ pub struct ConsumerOptions {
     /// Where dead letters are published (besides the table), if anywhere.
     /// A stream must capture the subject; a dead letter it cannot be
     /// published to stays in the table with the reason (see
-    /// [`DeadLetter::publish_error`]) and the consumer goes on.
+    /// [`ParkedMessage::publish_error`](cqrskit_core::inbox::ParkedMessage::publish_error))
+    /// and the consumer goes on.
     pub dead_letter_subject: Option<String>,
     /// Messages fetched per request.
     pub batch: usize,
@@ -131,14 +130,14 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConsumerError {
-    /// PostgreSQL failed (the inbox, the dead letters, a commit).
-    #[error("consumer `{consumer}`: the database failed: {source}")]
-    Database {
+    /// The store failed (the inbox, the dead letters, a commit).
+    #[error("consumer `{consumer}`: the store failed: {source}")]
+    Store {
         /// The consumer.
         consumer: String,
         /// The failure.
         #[source]
-        source: sqlx::Error,
+        source: StoreError,
     },
     /// NATS failed (fetching, acknowledging, creating the consumer).
     #[error("consumer `{consumer}`: NATS failed: {source}")]
@@ -166,39 +165,49 @@ impl Committed {
 }
 
 /// A durable consumer applying each message once in effect (see the module
-/// docs). Its tables, `nats_inbox` and `nats_dead_letters`, live in the
-/// store's schema and are created by [`setup`](Self::setup).
-pub struct Consumer<H> {
-    store: PostgresEventStore,
+/// docs), through an inbox `I` (on PostgreSQL, `PostgresInbox`, whose tables
+/// the store's migrations make).
+pub struct Consumer<I, H> {
+    inbox: I,
     jetstream: jetstream::Context,
     handler: H,
     options: ConsumerOptions,
-    /// Whether this consumer made sure of its tables already: `setup` runs
-    /// at every pull opened again, and the tables need it once.
-    tables_ready: std::sync::atomic::AtomicBool,
 }
 
-impl<H: Handler> Consumer<H> {
-    /// A consumer writing through `store`'s pool and schema.
+impl<I, H> Consumer<I, H>
+where
+    I: DeadLetters,
+    H: Handler<I::Connection>,
+{
+    /// A consumer recording what it processed, and what it gave up on, in
+    /// `inbox`.
     pub fn new(
-        store: PostgresEventStore,
+        inbox: I,
         jetstream: jetstream::Context,
         handler: H,
         options: ConsumerOptions,
     ) -> Self {
         Self {
-            store,
+            inbox,
             jetstream,
             handler,
             options,
-            tables_ready: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn database(&self, source: sqlx::Error) -> ConsumerError {
-        ConsumerError::Database {
+    fn store(&self, source: StoreError) -> ConsumerError {
+        ConsumerError::Store {
             consumer: self.options.durable.clone(),
             source,
+        }
+    }
+
+    /// The identity of the message `id` of `source` at this consumer.
+    fn key<'a>(&'a self, source: &'a str, id: &'a str) -> MessageKey<'a> {
+        MessageKey {
+            consumer: &self.options.durable,
+            source,
+            id,
         }
     }
 
@@ -209,30 +218,16 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    fn table(&self, name: &str) -> String {
-        format!("{}.{name}", self.store.schema().quoted())
-    }
-
-    /// Creates the inbox and dead-letter tables if missing (bringing those
-    /// of an earlier version up to date), and the durable JetStream
-    /// consumer if missing. Idempotent, and safe when instances start
-    /// together (the tables are made under a lock); [`run`](Self::run)
-    /// calls it first.
+    /// Creates the durable JetStream consumer if missing. Idempotent, and
+    /// safe when instances start together; [`run`](Self::run) calls it
+    /// first. (The inbox's tables come with the store's migrations.)
     ///
     /// # Errors
     ///
-    /// When the database or NATS refuses.
+    /// When NATS refuses.
     pub async fn setup(
         &self,
     ) -> Result<jetstream::consumer::Consumer<pull::Config>, ConsumerError> {
-        if !self.tables_ready.load(std::sync::atomic::Ordering::Acquire) {
-            sqlx::raw_sql(&self.table_statements())
-                .execute(self.store.pool())
-                .await
-                .map_err(|error| self.database(error))?;
-            self.tables_ready
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
         let stream = self
             .jetstream
             .get_stream(&self.options.stream)
@@ -252,76 +247,6 @@ impl<H: Handler> Consumer<H> {
             )
             .await
             .map_err(|error| self.nats(error))
-    }
-
-    /// The statements making the inbox and dead-letter tables: one simple
-    /// query, so one transaction, under a lock of the schema's: `CREATE TABLE IF
-    /// NOT EXISTS` run by two sessions at once lets one fail on the
-    /// catalog's unique keys.
-    fn table_statements(&self) -> String {
-        let (inbox, dead) = (self.table("nats_inbox"), self.table("nats_dead_letters"));
-        let lock = format!("cqrskit-nats-consumer-tables:{inbox}").replace('\'', "''");
-        let mut statements = format!(
-            "SELECT pg_advisory_xact_lock(hashtext('{lock}'));
-             CREATE TABLE IF NOT EXISTS {inbox} (
-                 consumer text NOT NULL,
-                 source text NOT NULL DEFAULT '',
-                 message_id text NOT NULL,
-                 processed_at timestamptz NOT NULL DEFAULT now(),
-                 PRIMARY KEY (consumer, source, message_id));
-             CREATE TABLE IF NOT EXISTS {dead} (
-                 consumer text NOT NULL,
-                 source text NOT NULL DEFAULT '',
-                 message_id text NOT NULL,
-                 subject text NOT NULL,
-                 headers jsonb NOT NULL,
-                 body bytea NOT NULL,
-                 reason text NOT NULL,
-                 deliveries bigint NOT NULL,
-                 publish_error text,
-                 parked_at timestamptz NOT NULL DEFAULT now(),
-                 PRIMARY KEY (consumer, source, message_id));
-             -- Tables of an earlier version keyed a message by its id alone.
-             -- Each change is made only when missing: ALTER TABLE takes an
-             -- exclusive lock even when it changes nothing.
-             "
-        );
-        for table in [&inbox, &dead] {
-            let column = |name: &str, definition: &str| {
-                format!(
-                    "IF NOT EXISTS (SELECT 1 FROM pg_attribute
-                                    WHERE attrelid = '{table}'::regclass AND attname = '{name}'
-                                      AND NOT attisdropped)
-                     THEN ALTER TABLE {table} ADD COLUMN {name} {definition};
-                     END IF;"
-                )
-            };
-            let publish_error = if table == &dead {
-                column("publish_error", "text")
-            } else {
-                String::new()
-            };
-            statements.push_str(&format!(
-                "DO $$ BEGIN
-                     {source}
-                     {publish_error}
-                     IF NOT EXISTS (
-                         SELECT 1 FROM pg_index i
-                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                         WHERE i.indrelid = '{table}'::regclass AND i.indisprimary AND a.attname = 'source')
-                     THEN
-                         IF EXISTS (SELECT 1 FROM pg_constraint
-                                    WHERE conrelid = '{table}'::regclass AND contype = 'p') THEN
-                             EXECUTE (SELECT format('ALTER TABLE {table} DROP CONSTRAINT %I', conname)
-                                      FROM pg_constraint WHERE conrelid = '{table}'::regclass AND contype = 'p');
-                         END IF;
-                         ALTER TABLE {table} ADD PRIMARY KEY (consumer, source, message_id);
-                     END IF;
-                 END $$;",
-                source = column("source", "text NOT NULL DEFAULT ''"),
-            ));
-        }
-        statements
     }
 
     /// Processes one message: [`commit`](Self::commit), then
@@ -376,20 +301,17 @@ impl<H: Handler> Consumer<H> {
                 });
             }
         };
-        let mut connection = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(|error| self.database(error))?;
-        let mut transaction = connection
+        let key = self.key(&event.source, &event.id);
+        let mut transaction = self
+            .inbox
             .begin()
             .await
-            .map_err(|error| self.database(error))?;
+            .map_err(|error| self.store(error))?;
         let first_time = self
-            .record_in_inbox(&mut transaction, &event.source, &event.id)
+            .inbox
+            .record(&mut transaction, key)
             .await
-            .map_err(|error| self.database(error))?;
+            .map_err(|error| self.store(error))?;
         if !first_time {
             return Ok(Outcome::AlreadyProcessed);
         }
@@ -397,19 +319,23 @@ impl<H: Handler> Consumer<H> {
         // or its redelivery queued behind it while it was retried): it
         // stays a dead letter, and its stream's later messages go on.
         if attempt > 1
-            && let Some(reason) = self.dead_letter_reason(&event.source, &event.id).await?
+            && let Some(reason) = self
+                .inbox
+                .parked_reason(key)
+                .await
+                .map_err(|error| self.store(error))?
         {
             return Ok(Outcome::DeadLettered { reason });
         }
-        let handled = unwind::caught(self.handler.handle(event, &mut transaction))
+        let handled = unwind::caught(self.handler.handle(event, I::connection(&mut transaction)))
             .await
             .unwrap_or_else(|panic| Err(format!("the handler panicked: {panic}").into()));
         match handled {
             Ok(()) => {
-                transaction
-                    .commit()
+                self.inbox
+                    .commit(transaction)
                     .await
-                    .map_err(|error| self.database(error))?;
+                    .map_err(|error| self.store(error))?;
                 Ok(Outcome::Handled)
             }
             Err(error) => {

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
+use cqrskit_core::inbox::DeadLetters;
 use tokio::time::Instant;
 
 use super::held::{Held, Waiting};
@@ -73,7 +74,11 @@ async fn in_progress(message: &jetstream::Message, interval: Duration) -> Infall
     }
 }
 
-impl<H: Handler> Consumer<H> {
+impl<I, H> Consumer<I, H>
+where
+    I: DeadLetters,
+    H: Handler<I::Connection>,
+{
     /// Fetches and processes messages until `shutdown` completes.
     ///
     /// A message whose handler fails is retried in place after the

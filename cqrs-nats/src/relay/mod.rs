@@ -27,7 +27,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
 use cqrskit_core::{BoxError, EventEnvelope, Position, Projector, telemetry};
-use cqrskit_postgres::sqlx::PgConnection;
+
 use serde_json::Value;
 
 pub use self::chain::{POSITION_HEADER, RELAY_HEADER};
@@ -137,6 +137,16 @@ impl<P: Publication> Relay<P> {
             options,
             lane: Lane::new(),
         }
+    }
+
+    /// The relay's name (its checkpoint's and lease's).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stored type names of the events it publishes.
+    pub fn event_types(&self) -> &'static [&'static str] {
+        self.publication.event_types()
     }
 
     /// The subject of `outgoing` for `event`:
@@ -290,8 +300,10 @@ fn subject_token(text: &str) -> String {
         .collect()
 }
 
+/// Whatever the runner's transaction is (`C`): a relay writes nothing in
+/// it, it publishes.
 #[async_trait]
-impl<P: Publication> Projector<PgConnection> for Relay<P> {
+impl<P: Publication, C: ?Sized + Send> Projector<C> for Relay<P> {
     type Event = P::Event;
 
     fn name(&self) -> &str {
@@ -311,7 +323,7 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
     async fn project(
         &self,
         event: &EventEnvelope<Self::Event>,
-        context: &mut PgConnection,
+        context: &mut C,
     ) -> Result<(), BoxError> {
         self.project_batch(std::slice::from_ref(event), context)
             .await
@@ -326,7 +338,7 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
     async fn project_batch(
         &self,
         events: &[EventEnvelope<Self::Event>],
-        _context: &mut PgConnection,
+        _context: &mut C,
     ) -> Result<(), BoxError> {
         let mut pending = Vec::with_capacity(events.len());
         {
@@ -382,7 +394,7 @@ impl<P: Publication> Projector<PgConnection> for Relay<P> {
 
     /// Creates the stream when the options name one and it is missing,
     /// capturing `<subject_prefix>.>` with the duplicate window asked for.
-    async fn setup(&self, _context: &mut PgConnection) -> Result<(), BoxError> {
+    async fn setup(&self, _context: &mut C) -> Result<(), BoxError> {
         let Some(stream) = &self.options.stream else {
             return Ok(());
         };

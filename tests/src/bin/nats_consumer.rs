@@ -10,7 +10,7 @@ use cqrs_tests::env::var;
 use cqrs_tests::nats::{RecordWithdrawals, connect};
 use cqrskit::nats::async_nats::jetstream;
 use cqrskit::nats::{Consumer, ConsumerOptions, Outcome};
-use cqrskit::postgres::PostgresEventStore;
+use cqrskit::postgres::{PostgresEventStore, PostgresInbox};
 use std::io::Write;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ async fn main() {
     let jetstream = jetstream::new(connect(&var("NATS_URL")).await);
     let mut options = ConsumerOptions::new(var("STREAM"), var("DURABLE"));
     options.ack_wait = Duration::from_millis(var("ACK_WAIT_MS").parse().expect("ACK_WAIT_MS"));
-    let consumer = Consumer::new(store, jetstream, handler, options);
+    let consumer = Consumer::new(PostgresInbox::new(&store), jetstream, handler, options);
     loop {
         let message = consumer
             .fetch_one(Duration::from_secs(10))
