@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use cqrskit::postgres::admin::AdminError;
+use cqrskit::ErrorKind;
+use cqrskit::postgres::Error;
 
 /// A failed command.
 #[derive(Debug)]
@@ -40,13 +41,12 @@ impl Failure {
     }
 }
 
-impl From<AdminError> for Failure {
-    fn from(error: AdminError) -> Self {
-        match error {
-            AdminError::UnknownProjection(_) | AdminError::UnknownDeadLetter(_) => {
-                Self::NotFound(error.to_string())
-            }
-            other => Self::Failed(other.to_string()),
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        match (error.kind(), &error) {
+            (ErrorKind::NotFound, _) => Self::NotFound(error.to_string()),
+            (_, Error::SchemaNotCurrent(_)) => Self::NotCurrent(error.to_string()),
+            _ => Self::Failed(error.to_string()),
         }
     }
 }

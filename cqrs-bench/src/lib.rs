@@ -115,9 +115,6 @@ pub enum BenchError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] cqrskit::StoreError),
-    /// Setting up the store failed.
-    #[error(transparent)]
-    Setup(#[from] cqrskit::postgres::Error),
     /// A baseline query failed.
     #[error(transparent)]
     Database(#[from] cqrskit::postgres::sqlx::Error),
@@ -127,9 +124,9 @@ pub enum BenchError {
     /// A new event did not encode.
     #[error(transparent)]
     Encode(#[from] cqrskit::EncodeError),
-    /// The projection runner failed.
+    /// Setting up the store, or a projection runner, failed.
     #[error(transparent)]
-    Runner(Box<cqrskit::postgres::RunnerError>),
+    Postgres(Box<cqrskit::postgres::Error>),
     /// A task panicked or was cancelled.
     #[error("task failed: {0}")]
     Task(String),
@@ -141,9 +138,9 @@ impl BenchError {
     }
 }
 
-impl From<cqrskit::postgres::RunnerError> for BenchError {
-    fn from(error: cqrskit::postgres::RunnerError) -> Self {
-        BenchError::Runner(Box::new(error))
+impl From<cqrskit::postgres::Error> for BenchError {
+    fn from(error: cqrskit::postgres::Error) -> Self {
+        BenchError::Postgres(Box::new(error))
     }
 }
 

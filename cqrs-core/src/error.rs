@@ -1,11 +1,61 @@
 //! Errors of the event store and the command pipeline.
 //!
 //! Every error names what went wrong and where (stream, version, event type):
-//! an operator reading a log line must be able to find the row.
+//! an operator reading a log line must be able to find the row. Every
+//! error of every layer (this crate's, the PostgreSQL store's, the NATS
+//! integration's) answers [`kind`](StoreError::kind) with one
+//! [`ErrorKind`], so a caller decides what to do (retry, reload, give up,
+//! fix the configuration) the same way whatever failed.
 
 use uuid::Uuid;
 
-use crate::{ExpectedVersion, StreamId};
+use crate::{ExpectedVersion, Position, StreamId};
+
+/// What kind of failure an error is, and so what a caller can do about it.
+/// Shared by the errors of every layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Another writer got there first (a stream's version, a lease): load
+    /// again and decide again. Nothing was written.
+    Conflict,
+    /// The input was refused before anything was written: an event the
+    /// store cannot keep, an event id reused with other content, a version
+    /// the stream has not reached, a projector that refused an event, a
+    /// dead letter already closed.
+    Rejected,
+    /// What was asked for does not exist (a projection, a dead letter).
+    NotFound,
+    /// What is stored cannot be read: an event that no longer decodes, a
+    /// malformed row. Retrying does not help; fix the code or the data.
+    CorruptData,
+    /// The back end could not be reached, or refused for now (a timeout, a
+    /// lock, a serialization failure, a read-only standby). Nothing is known
+    /// to have been written: retrying is reasonable.
+    Unavailable,
+    /// A write was sent and its answer lost: it may or may not have
+    /// happened. Retry only what is idempotent (the same events, the same
+    /// command id).
+    OutcomeUnknown,
+    /// The configuration would double or skip work, or does not fit the
+    /// database (a schema not migrated, a pooler, partition counts that
+    /// disagree): it refuses to start, and the error names the way out.
+    Configuration,
+    /// A projection stopped at an event it could not process, and stays
+    /// stopped until someone resumes it.
+    Stopped,
+    /// Anything else: a failure of the back end or of user code (a hook, a
+    /// panic) that none of the above describes.
+    Backend,
+}
+
+impl ErrorKind {
+    /// Whether retrying the same operation may succeed (after reloading, for
+    /// a conflict).
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Conflict | ErrorKind::Unavailable)
+    }
+}
 
 /// A boxed error for user code whose error type the framework does not know
 /// (projector handlers, store back ends).
@@ -119,10 +169,18 @@ pub enum StoreError {
         /// What is wrong, and the limit it breaks.
         reason: String,
     },
-    /// A projector updated in the same transaction as the append failed, so
-    /// the append was rolled back: nothing was stored.
-    #[error("inline projection failed, nothing was stored: {0}")]
-    InlineProjection(#[source] Box<crate::ProjectionError>),
+    /// A projector failed on an event. Inside an append (an inline
+    /// projection) the append was rolled back and nothing was stored, and
+    /// `checkpoint` is `None`; while catching up it is the last position
+    /// processed, to resume from.
+    #[error("{source}{}", checkpoint.map_or_else(|| " (nothing was stored)".to_owned(), |at| format!(" (last processed position: {at})")))]
+    Projection {
+        /// The failure, with the projector and the event.
+        #[source]
+        source: Box<crate::ProjectionError>,
+        /// Where a reader of the log stands: resume after it.
+        checkpoint: Option<Position>,
+    },
     /// A version was asked for that the stream has not reached.
     #[error("stream {stream} has no version {requested}: it is at version {current}")]
     VersionNotFound {
@@ -160,16 +218,32 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Conflict(_) => ErrorKind::Conflict,
+            StoreError::EventIdReused { .. }
+            | StoreError::Encode(_)
+            | StoreError::InvalidEvent { .. }
+            | StoreError::Projection { .. }
+            | StoreError::VersionNotFound { .. } => ErrorKind::Rejected,
+            StoreError::Decode(_) | StoreError::Corrupted { .. } => ErrorKind::CorruptData,
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::OutcomeUnknown(_) => ErrorKind::OutcomeUnknown,
+            StoreError::Backend(_) => ErrorKind::Backend,
+        }
+    }
+
     /// Whether retrying the same operation may succeed: a conflict (after
     /// reloading) or an unreachable store.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Conflict(_) | StoreError::Unavailable(_))
+        self.kind().is_transient()
     }
 
     /// Whether the write may have happened although it failed: retry only
     /// what is idempotent (the same events, the same command id).
     pub fn is_outcome_unknown(&self) -> bool {
-        matches!(self, StoreError::OutcomeUnknown(_))
+        self.kind() == ErrorKind::OutcomeUnknown
     }
 }
 
@@ -213,6 +287,17 @@ impl<E> From<StoreError> for CommandError<E> {
 }
 
 impl<E> CommandError<E> {
+    /// What kind of failure this is: a domain rejection is
+    /// [`ErrorKind::Rejected`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CommandError::Rejected(_) => ErrorKind::Rejected,
+            CommandError::Conflict(_) => ErrorKind::Conflict,
+            CommandError::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            CommandError::Store(error) => error.kind(),
+        }
+    }
+
     /// The domain error, when the aggregate rejected the command.
     pub fn rejection(&self) -> Option<&E> {
         match self {

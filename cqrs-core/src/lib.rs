@@ -51,7 +51,7 @@ pub mod unwind;
 
 pub use aggregate::{Aggregate, Command};
 pub use error::{
-    BoxError, CommandError, Conflict, DecodeError, EncodeError, PayloadError, StoreError,
+    BoxError, CommandError, Conflict, DecodeError, EncodeError, ErrorKind, PayloadError, StoreError,
 };
 pub use event::{DomainEvent, EventEnvelope, NewEvent, StoredEvent};
 pub use memory::InMemoryEventStore;
@@ -59,7 +59,7 @@ pub use metadata::Metadata;
 pub use pipeline::{CommandOutcome, CommandPipeline, Loaded};
 pub use policy::{RetryPolicy, SnapshotPolicy};
 pub use position::{ParsePositionError, Position};
-pub use projector::{CatchUpError, Detached, ProjectionError, Projector, catch_up};
+pub use projector::{Detached, ProjectionError, Projector, catch_up};
 pub use query::{Query, QueryHandler};
 pub use state_cache::DEFAULT_CAPACITY as DEFAULT_STATE_CACHE;
 pub use store::{

@@ -230,24 +230,6 @@ impl ProjectionError {
     }
 }
 
-/// Why [`catch_up`] stopped.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CatchUpError {
-    /// Reading or decoding the log failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The projector failed; the position before that event is in `checkpoint`.
-    #[error("{source} (last processed position: {checkpoint})")]
-    Projector {
-        /// The failure.
-        #[source]
-        source: ProjectionError,
-        /// The last position processed successfully: resume from here.
-        checkpoint: Position,
-    },
-}
-
 /// Feeds `projector` every event of the global log after `from` that it
 /// declared, in batches of `batch_size`, until the end of the log. Returns the
 /// position of the last event read (or `from` when there was none): the
@@ -255,14 +237,15 @@ pub enum CatchUpError {
 ///
 /// # Errors
 ///
-/// A store or decode failure, or the projector's own error with the position
-/// to resume from. No event is ever skipped.
+/// A store or decode failure, or the projector's own error
+/// ([`StoreError::Projection`]) with the position to resume from. No event
+/// is ever skipped.
 pub async fn catch_up<P: Projector + ?Sized>(
     store: &dyn EventStore,
     projector: &P,
     from: Position,
     batch_size: usize,
-) -> Result<Position, CatchUpError> {
+) -> Result<Position, StoreError> {
     let filter = LogFilter::event_types(projector.event_types().iter().copied());
     let mut checkpoint = from;
     loop {
@@ -278,9 +261,9 @@ pub async fn catch_up<P: Projector + ?Sized>(
             projector
                 .project(&event, &mut ())
                 .await
-                .map_err(|source| CatchUpError::Projector {
-                    source: ProjectionError::new(projector.name(), &event, source),
-                    checkpoint,
+                .map_err(|source| StoreError::Projection {
+                    source: Box::new(ProjectionError::new(projector.name(), &event, source)),
+                    checkpoint: Some(checkpoint),
                 })?;
             checkpoint = position;
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::{CatchUpError, EventStore, Position, Projector, catch_up};
+use crate::{EventStore, Position, Projector, StoreError, catch_up};
 
 /// Feeds a projector every new event of the log, remembering where it stopped.
 pub struct Subscription<P: ?Sized> {
@@ -56,7 +56,7 @@ impl<P: Projector + ?Sized> Subscription<P> {
     /// A store or decode failure, or the projector's error; the checkpoint
     /// then stays at the last event processed, so the next call retries the
     /// failing event.
-    pub async fn poll(&self) -> Result<Position, CatchUpError> {
+    pub async fn poll(&self) -> Result<Position, StoreError> {
         let mut checkpoint = self.checkpoint.lock().await;
         let result = catch_up(&*self.store, &*self.projector, *checkpoint, self.batch_size).await;
         match result {
@@ -64,14 +64,14 @@ impl<P: Projector + ?Sized> Subscription<P> {
                 *checkpoint = position;
                 Ok(position)
             }
-            Err(CatchUpError::Projector {
+            Err(StoreError::Projection {
                 source,
-                checkpoint: reached,
+                checkpoint: Some(reached),
             }) => {
                 *checkpoint = reached;
-                Err(CatchUpError::Projector {
+                Err(StoreError::Projection {
                     source,
-                    checkpoint: reached,
+                    checkpoint: Some(reached),
                 })
             }
             Err(other) => Err(other),

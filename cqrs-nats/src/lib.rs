@@ -24,13 +24,13 @@
 
 pub mod cloudevent;
 mod consumer;
+mod error;
 mod publication;
 mod relay;
 
 pub use async_nats;
 pub use cloudevent::{CloudEvent, CloudEventError, ContentMode};
-pub use consumer::{
-    Committed, Consumer, ConsumerError, ConsumerOptions, Handler, Outcome, ReplayError, caused_by,
-};
+pub use consumer::{Committed, Consumer, ConsumerOptions, Handler, Outcome, caused_by};
+pub use error::Error;
 pub use publication::{Outgoing, Publication};
 pub use relay::{POSITION_HEADER, RELAY_HEADER, Relay, RelayOptions, StreamSpec};

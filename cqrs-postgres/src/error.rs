@@ -1,14 +1,18 @@
-//! Errors of setting the store up, and the mapping of database errors onto
-//! the core's [`StoreError`].
+//! The crate's error, and the mapping of database errors onto the core's
+//! [`StoreError`].
 
-use cqrskit_core::StoreError;
+use cqrskit_core::{BoxError, ErrorKind, Position, SLICES, StoreError, StreamId};
+use uuid::Uuid;
 
 use crate::failure::{Failure, classify};
 
-/// What can go wrong configuring or migrating the PostgreSQL store.
+/// What can go wrong with the PostgreSQL store, its projection runners and
+/// its operator's commands: one error for the crate, whose
+/// [`kind`](Error::kind) says what a caller can do about it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    // Setting the store up.
     /// A schema name that is not a plain lower-case SQL identifier.
     #[error(
         "invalid schema name `{0}`: use 1 to 63 lower-case letters, digits and underscores, not starting with a digit"
@@ -47,6 +51,227 @@ pub enum Error {
     /// another form ([`PostgresEventStore::verify_schema`](crate::PostgresEventStore::verify_schema)).
     #[error("{0}")]
     SchemaNotCurrent(Box<crate::SchemaStatus>),
+
+    // The store's contract: appends, reads, the runner's own tables.
+    /// The store failed: reading the log, the runner's own tables, an
+    /// operator's query.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+
+    // Projection runners.
+    /// This runner does not hold the projection's lease (another runner took
+    /// it over, or it was never acquired); it applied nothing.
+    #[error("runner `{owner}` does not hold the lease of projection `{projection}`")]
+    NotLeaseholder {
+        /// The projection.
+        projection: String,
+        /// This runner's owner id.
+        owner: String,
+    },
+    /// The failure policy stopped the projection at a poison event. Nothing
+    /// after it was applied; fix the projector or the data, then resume.
+    #[error(
+        "projection `{projection}` stopped at event {} ({}, version {} of {}, position {}) after {attempts} attempts: {reason}",
+        at.event_id, at.event_type, at.version, at.stream, at.position
+    )]
+    Stopped {
+        /// The projection.
+        projection: String,
+        /// The event it stopped at.
+        at: Box<StoppedAt>,
+        /// How many times it was tried.
+        attempts: u32,
+        /// The last error.
+        reason: String,
+    },
+    /// The projection was stopped earlier (see [`Error::Stopped`]) and
+    /// has not been resumed.
+    #[error("projection `{projection}` is stopped: {reason}")]
+    StillStopped {
+        /// The projection.
+        projection: String,
+        /// Why it stopped.
+        reason: String,
+    },
+    /// The projector subscribes to other event types than the projection
+    /// recorded: applying on would skip, for good, events of the added
+    /// types that the checkpoint already passed (a new projector version
+    /// taking over from an old one), or drop types the projection relied on
+    /// (an old version coming back). Nothing was applied.
+    #[error(
+        "projection `{projection}` was built for other event types (added: {added:?}, removed: {removed:?});          events of added types before its checkpoint were never applied. Rebuild it (ProjectionRunner::rebuild),          or run the new projector under a new name beside it (blue/green); if the change needs no backfill,          record it with ProjectionRunner::accept_subscription"
+    )]
+    SubscriptionChanged {
+        /// The projection.
+        projection: String,
+        /// Types the projector declares that the projection did not
+        /// subscribe to, of which the log holds events before the checkpoint.
+        added: Vec<String>,
+        /// Types the projection subscribed to that the projector no longer
+        /// declares.
+        removed: Vec<String>,
+    },
+    /// The projector's setup hook failed; nothing was applied.
+    #[error("setting up projection `{projection}` failed: {source}")]
+    Setup {
+        /// The projection.
+        projection: String,
+        /// The hook's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A partitioned projection cannot be split as asked; nothing changed.
+    #[error("cannot split projection `{projection}`: {reason}")]
+    Rescale {
+        /// The projection.
+        projection: String,
+        /// Why.
+        reason: String,
+    },
+    /// The projection runs in another number of partitions than this
+    /// runner was made for (1: unpartitioned): running both would apply
+    /// the same events twice, so this runner refuses to take a lease.
+    #[error(
+        "projection `{projection}` runs in {recorded} partition(s) (1: unpartitioned), and this runner \
+         was made for {configured}: it refuses to start, since both would apply the same events. \
+         To change the count, stop every instance and call PartitionedRunner::split_from({recorded}) \
+         on the new split (a multiple of {recorded}); for a merge, run the projector under a new \
+         name (a new version, rebuilt from the start)"
+    )]
+    PartitionsDisagree {
+        /// The projection.
+        projection: String,
+        /// The partitions recorded for it.
+        recorded: usize,
+        /// The partitions this runner was made for.
+        configured: usize,
+    },
+    /// The runner's configuration does not fit the projector: one that
+    /// requires log order ([`Projector::requires_log_order`], a relay) run
+    /// in partitions or with a policy that parks events. It refuses to
+    /// start; the reason names what to change.
+    ///
+    /// [`Projector::requires_log_order`]: cqrskit_core::Projector::requires_log_order
+    #[error("projection `{projection}` refuses to start: {reason}")]
+    Misconfigured {
+        /// The projection.
+        projection: String,
+        /// What does not fit, and what to change.
+        reason: String,
+    },
+    /// A partition's task ended by a panic outside the projector (whose
+    /// panics fail their event instead).
+    #[error("a partition of projection `{projection}` failed: {reason}")]
+    PartitionFailed {
+        /// The projection.
+        projection: String,
+        /// The panic.
+        reason: String,
+    },
+    /// The projector's reset hook failed; the rebuild did not start.
+    #[error("resetting projection `{projection}` failed: {source}")]
+    Reset {
+        /// The projection.
+        projection: String,
+        /// The hook's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A partition that is not one.
+    #[error(
+        "partition {index} of {count} is not one: the count must be 1 to {SLICES} and the index below it"
+    )]
+    InvalidPartition {
+        /// The index asked for.
+        index: usize,
+        /// The count asked for.
+        count: usize,
+    },
+
+    // A daemon of several runners.
+    /// Two runners of one daemon work on the same projection; nothing was
+    /// started.
+    #[error("projection {0} is run twice by one daemon")]
+    DuplicateProjection(String),
+    /// Runners that ended with an error before the shutdown (the others ran
+    /// until it).
+    #[error("{} projection(s) ended early: {}", .0.len(), describe(.0))]
+    Failed(Vec<(String, Error)>),
+    /// A runner's task panicked or was cancelled.
+    #[error("the runner of projection {projection} did not finish: {reason}")]
+    Aborted {
+        /// The projection.
+        projection: String,
+        /// The task's failure.
+        reason: String,
+    },
+
+    // An operator's commands.
+    /// No projection of that name has a row: it never ran in this schema.
+    #[error("no projection named `{0}` has run in this schema")]
+    UnknownProjection(String),
+    /// No dead letter has that id.
+    #[error("no dead letter has the id {0}")]
+    UnknownDeadLetter(i64),
+    /// The dead letter is closed already.
+    #[error("dead letter {0} is closed already")]
+    DeadLetterClosed(i64),
+    /// A partition of a projection cannot be rebuilt alone: its reset would
+    /// clear the read model of every partition.
+    #[error(
+        "`{0}` is one partition of a projection: rebuild the projection under a new name instead (see the scaling guide)"
+    )]
+    PartitionRebuild(String),
+}
+
+/// The event a projection stopped at ([`Error::Stopped`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoppedAt {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// Its type.
+    pub event_type: String,
+    /// Its stream.
+    pub stream: StreamId,
+    /// Its version in its stream.
+    pub version: u64,
+    /// Its log position.
+    pub position: Position,
+}
+
+impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Store(error) => error.kind(),
+            Error::Database(error) => match classify(error) {
+                failure if failure.is_transient() => ErrorKind::Unavailable,
+                Failure::SchemaBehind => ErrorKind::Configuration,
+                _ => ErrorKind::Backend,
+            },
+            Error::InvalidSchemaName(_)
+            | Error::SessionRequired(_)
+            | Error::TransactionPooler { .. }
+            | Error::SchemaNotCurrent(_)
+            | Error::SubscriptionChanged { .. }
+            | Error::Rescale { .. }
+            | Error::PartitionsDisagree { .. }
+            | Error::Misconfigured { .. }
+            | Error::InvalidPartition { .. }
+            | Error::DuplicateProjection(_)
+            | Error::PartitionRebuild(_) => ErrorKind::Configuration,
+            Error::NotLeaseholder { .. } => ErrorKind::Conflict,
+            Error::Stopped { .. } | Error::StillStopped { .. } => ErrorKind::Stopped,
+            Error::UnknownProjection(_) | Error::UnknownDeadLetter(_) => ErrorKind::NotFound,
+            Error::DeadLetterClosed(_) => ErrorKind::Rejected,
+            Error::Migrate(_)
+            | Error::Setup { .. }
+            | Error::Reset { .. }
+            | Error::PartitionFailed { .. }
+            | Error::Failed(_)
+            | Error::Aborted { .. } => ErrorKind::Backend,
+        }
+    }
 }
 
 /// The crate's result type.
@@ -111,4 +336,18 @@ pub(crate) fn sent_write_error(error: sqlx::Error) -> StoreError {
         _ if failure == Failure::NoConnection => StoreError::Unavailable(Box::new(error)),
         _ => StoreError::OutcomeUnknown(Box::new(error)),
     }
+}
+
+/// One line naming every failed runner of a daemon.
+fn describe(failures: &[(String, Error)]) -> String {
+    failures
+        .iter()
+        .map(|(name, error)| format!("{name}: {error}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A database error, as the store reports it.
+pub(crate) fn db(error: sqlx::Error) -> Error {
+    Error::Store(store_error(error))
 }

@@ -19,7 +19,7 @@ type InlineProjector<E> = Arc<dyn Projector<PgConnection, Event = E>>;
 /// A [`PostgresEventStore`] that also runs projectors inside each append's
 /// transaction: the read model and the events commit together, or neither
 /// does (a failing projector fails the append with
-/// [`StoreError::InlineProjection`]).
+/// [`StoreError::Projection`]).
 ///
 /// It applies to the streams of one aggregate type, whose events are `E`;
 /// appends to other streams pass straight through. It is a [`StoreLayer`]:
@@ -68,13 +68,13 @@ impl<E: DomainEvent> InlineProjections<E> {
                 .iter()
                 .filter(|e| wanted.contains(&e.event_type.as_str()))
             {
-                projector.project(envelope, tx).await.map_err(|source| {
-                    StoreError::InlineProjection(Box::new(ProjectionError::new(
-                        projector.name(),
-                        envelope,
-                        source,
-                    )))
-                })?;
+                projector
+                    .project(envelope, tx)
+                    .await
+                    .map_err(|source| StoreError::Projection {
+                        source: Box::new(ProjectionError::new(projector.name(), envelope, source)),
+                        checkpoint: None,
+                    })?;
             }
         }
         Ok(())

@@ -62,15 +62,14 @@ mod store;
 pub mod testing;
 
 pub use deadlines::PostgresDeadlines;
-pub use error::{Error, Result, SchemaBehind};
+pub use error::{Error, Result, SchemaBehind, StoppedAt};
 pub use inbox::PostgresInbox;
 pub use inline::InlineProjections;
 pub use migrate::{MigrationName, SchemaStatus};
-pub use partition::{InvalidPartition, Partition};
+pub use partition::Partition;
 pub use projection::{
-    DaemonError, DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, PartitionedRunner,
-    ProjectionDaemon, ProjectionRunner, ProjectionStatus, ReplayOutcome, Request, RunnerError,
-    RunnerOptions,
+    DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, PartitionedRunner, ProjectionDaemon,
+    ProjectionRunner, ProjectionStatus, ReplayOutcome, Request, RunnerOptions,
 };
 pub use schema::SchemaName;
 pub use store::{GroupCommit, OldestAppend, PostgresEventStore};

@@ -12,6 +12,8 @@ use std::ops::RangeInclusive;
 
 use cqrskit_core::SLICES;
 
+use crate::Error;
+
 /// One of a projection's partitions: the slices it applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Partition {
@@ -19,31 +21,19 @@ pub struct Partition {
     count: u16,
 }
 
-/// A partition that cannot be: no partitions, more than [`SLICES`], or an
-/// index past the count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "partition {index} of {count} is not one: the count must be 1 to {SLICES} and the index below it"
-)]
-pub struct InvalidPartition {
-    /// The index asked for.
-    pub index: usize,
-    /// The count asked for.
-    pub count: usize,
-}
-
 impl Partition {
     /// Partition `index` (from 0) of `count`.
     ///
     /// # Errors
     ///
-    /// [`InvalidPartition`] unless `1 <= count <= SLICES` and `index < count`.
-    pub fn new(index: usize, count: usize) -> Result<Self, InvalidPartition> {
-        let invalid = InvalidPartition { index, count };
-        let count16 = u16::try_from(count).map_err(|_| invalid)?;
-        let index16 = u16::try_from(index).map_err(|_| invalid)?;
+    /// [`Error::InvalidPartition`] unless `1 <= count <= SLICES` and
+    /// `index < count`.
+    pub fn new(index: usize, count: usize) -> Result<Self, Error> {
+        let invalid = || Error::InvalidPartition { index, count };
+        let count16 = u16::try_from(count).map_err(|_| invalid())?;
+        let index16 = u16::try_from(index).map_err(|_| invalid())?;
         if count16 == 0 || count16 > SLICES || index16 >= count16 {
-            return Err(invalid);
+            return Err(invalid());
         }
         Ok(Self {
             index: index16,
@@ -61,7 +51,7 @@ impl Partition {
     /// # Errors
     ///
     /// As [`new`](Self::new).
-    pub fn all(count: usize) -> Result<Vec<Self>, InvalidPartition> {
+    pub fn all(count: usize) -> Result<Vec<Self>, Error> {
         (0..count.max(1))
             .map(|index| Self::new(index, count))
             .collect()

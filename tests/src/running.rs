@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cqrskit::Projector;
-use cqrskit::postgres::{ProjectionRunner, RunnerError};
+use cqrskit::postgres::{Error, ProjectionRunner};
 use sqlx::PgConnection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 /// A runner's `run`, on a task of its own.
 pub struct Running {
     stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), RunnerError>>,
+    task: JoinHandle<Result<(), Error>>,
 }
 
 impl Running {
@@ -38,7 +38,7 @@ impl Running {
     /// # Panics
     ///
     /// When its task panicked.
-    pub async fn stop(self) -> Result<(), RunnerError> {
+    pub async fn stop(self) -> Result<(), Error> {
         let _ = self.stop.send(());
         self.task.await.expect("the runner's task panicked")
     }

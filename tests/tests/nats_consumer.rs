@@ -452,7 +452,7 @@ async fn publish_withdrawal(jetstream: &Context, prefix: &str, cents: i64) {
 async fn wait_for_recorded(
     db: &TestStore,
     cents: &[i64],
-    running: &tokio::task::JoinHandle<Result<(), cqrskit::nats::ConsumerError>>,
+    running: &tokio::task::JoinHandle<Result<(), cqrskit::nats::Error>>,
 ) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {

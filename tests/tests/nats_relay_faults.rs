@@ -20,7 +20,7 @@ use cqrs_tests::relay::{
 use cqrskit::nats::async_nats::jetstream::{self, Context};
 use cqrskit::nats::{ContentMode, POSITION_HEADER, Relay, RelayOptions};
 use cqrskit::postgres::testing::caught_up;
-use cqrskit::postgres::{FailurePolicy, OnExhausted, ProjectionRunner, RunnerError, RunnerOptions};
+use cqrskit::postgres::{Error, FailurePolicy, OnExhausted, ProjectionRunner, RunnerOptions};
 use cqrskit::{CommandPipeline, EventStore, LogFilter, Position};
 
 /// How long a relay's lease lasts in the process tests: a killed relay's
@@ -396,7 +396,7 @@ async fn a_message_jetstream_refuses_stops_the_relay_before_anything_after_it() 
     let runner = withdrawal_relay(&db, &jetstream, &prefix, withdrawals());
     assert!(runner.acquire_lease().await.expect("lease"));
     let stopped = runner.catch_up().await.expect_err("stopped");
-    let RunnerError::Stopped { reason, .. } = &stopped else {
+    let Error::Stopped { reason, .. } = &stopped else {
         panic!("stopped at the refused message, not: {stopped}");
     };
     assert!(reason.contains("did not store"), "{reason}");
@@ -517,7 +517,7 @@ async fn a_relay_stopped_at_an_event_has_published_nothing_after_it() {
         assert!(runner.acquire_lease().await.expect("lease"));
         let stopped = runner.catch_up().await.expect_err("stopped");
         assert!(
-            matches!(stopped, cqrskit::postgres::RunnerError::Stopped { .. }),
+            matches!(stopped, cqrskit::postgres::Error::Stopped { .. }),
             "{stopped}"
         );
         // Longer than a look-ahead waits for its batch to go out.
@@ -565,7 +565,7 @@ async fn a_relay_refuses_to_park_events_or_run_in_partitions() {
         });
         let refused = runner.acquire_lease().await.expect_err("refused");
         assert!(
-            matches!(&refused, RunnerError::Misconfigured { reason, .. } if reason.contains("OnExhausted::Stop")),
+            matches!(&refused, Error::Misconfigured { reason, .. } if reason.contains("OnExhausted::Stop")),
             "{on_exhausted:?}: {refused}"
         );
     }
@@ -576,7 +576,7 @@ async fn a_relay_refuses_to_park_events_or_run_in_partitions() {
         .await
         .expect_err("refused");
     assert!(
-        matches!(&refused, RunnerError::Misconfigured { reason, .. } if reason.contains("unpartitioned")),
+        matches!(&refused, Error::Misconfigured { reason, .. } if reason.contains("unpartitioned")),
         "{refused}"
     );
     assert!(

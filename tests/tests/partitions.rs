@@ -353,7 +353,7 @@ async fn a_projection_is_split_at_its_checkpoint_without_applying_anything_twice
     assert!(
         matches!(
             four.split_from(1).await,
-            Err(cqrskit::postgres::RunnerError::Rescale { .. })
+            Err(cqrskit::postgres::Error::Rescale { .. })
         ),
         "refused while the whole projection's lease is held"
     );
@@ -371,7 +371,7 @@ async fn a_projection_is_split_at_its_checkpoint_without_applying_anything_twice
     let three = PartitionedRunner::new(db.store.clone(), ledger.clone(), 3).expect("partitions");
     assert!(matches!(
         three.split_from(4).await,
-        Err(cqrskit::postgres::RunnerError::Rescale { .. })
+        Err(cqrskit::postgres::Error::Rescale { .. })
     ));
     let eight = PartitionedRunner::new(db.store.clone(), ledger.clone(), 8)
         .expect("partitions")
@@ -453,7 +453,7 @@ async fn runners_with_another_partition_count_refuse_to_start() {
     assert!(
         matches!(
             refused,
-            cqrskit::postgres::RunnerError::PartitionsDisagree {
+            cqrskit::postgres::Error::PartitionsDisagree {
                 recorded: 4,
                 configured: 1,
                 ..
@@ -474,7 +474,7 @@ async fn runners_with_another_partition_count_refuse_to_start() {
         .with_options(options());
     assert!(matches!(
         split.partitions()[0].acquire_lease().await,
-        Err(cqrskit::postgres::RunnerError::PartitionsDisagree {
+        Err(cqrskit::postgres::Error::PartitionsDisagree {
             recorded: 1,
             configured: 2,
             ..

@@ -10,7 +10,7 @@ use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
 use cqrs_tests::ledger::{Ledger, fold};
 use cqrs_tests::postgres::{TestStore, database_url};
 use cqrskit::CommandPipeline;
-use cqrskit::postgres::{ProjectionRunner, RunnerError, RunnerOptions};
+use cqrskit::postgres::{Error, ProjectionRunner, RunnerOptions};
 
 type Accounts = CommandPipeline<BankAccount>;
 
@@ -83,7 +83,7 @@ async fn a_new_projector_version_refuses_a_checkpoint_that_passed_its_new_types(
     let new = runner(&db, new_ledger.clone());
     assert!(new.acquire_lease().await.expect("lease"));
     match new.step().await {
-        Err(RunnerError::SubscriptionChanged {
+        Err(Error::SubscriptionChanged {
             projection,
             added,
             removed,
@@ -142,7 +142,7 @@ async fn a_new_type_with_no_earlier_events_is_recorded_and_an_old_version_coming
     // withdrawals: refused, naming the removed type.
     assert!(old.acquire_lease().await.expect("lease"));
     match old.step().await {
-        Err(RunnerError::SubscriptionChanged { added, removed, .. }) => {
+        Err(Error::SubscriptionChanged { added, removed, .. }) => {
             assert!(added.is_empty());
             assert_eq!(removed, ["WithdrawalMade"]);
         }

@@ -2,10 +2,10 @@
 //! published to a subject) to inspect and replay.
 
 use async_nats::jetstream;
-use cqrskit_core::BoxError;
 use cqrskit_core::inbox::{DeadLetters, ParkedMessage};
 
-use super::{Consumer, ConsumerError, Handler};
+use super::{Consumer, Handler};
+use crate::Error;
 use crate::cloudevent::CloudEvent;
 
 /// The header naming the consumer that dead-lettered a message, on its
@@ -30,7 +30,7 @@ where
         message_id: &str,
         reason: &str,
         delivered: i64,
-    ) -> Result<(), ConsumerError> {
+    ) -> Result<(), Error> {
         let headers = message
             .headers
             .iter()
@@ -86,7 +86,7 @@ where
     /// # Errors
     ///
     /// When the store fails.
-    pub async fn dead_letters(&self) -> Result<Vec<ParkedMessage>, ConsumerError> {
+    pub async fn dead_letters(&self) -> Result<Vec<ParkedMessage>, Error> {
         self.inbox
             .parked(&self.options.durable)
             .await
@@ -103,12 +103,8 @@ where
     /// When the store fails, or the handler fails again (the dead letter
     /// then stays, with nothing of the attempt written), or the stored
     /// message is no CloudEvent.
-    pub async fn replay_dead_letter(
-        &self,
-        source: &str,
-        message_id: &str,
-    ) -> Result<bool, ReplayError> {
-        let store = |error| ReplayError::Consumer(self.store(error));
+    pub async fn replay_dead_letter(&self, source: &str, message_id: &str) -> Result<bool, Error> {
+        let store = |error| self.store(error);
         let mut transaction = self.inbox.begin().await.map_err(store)?;
         let parked = self
             .inbox
@@ -124,7 +120,10 @@ where
         }
         let body = parked.body;
         let event =
-            CloudEvent::decode(Some(&headers), &body).map_err(ReplayError::NotACloudEvent)?;
+            CloudEvent::decode(Some(&headers), &body).map_err(|source| Error::NotACloudEvent {
+                consumer: self.options.durable.clone(),
+                source,
+            })?;
         // Processed already (delivered again and handled after it was
         // dead-lettered): the dead letter is closed without a second run.
         let first_time = self
@@ -136,27 +135,14 @@ where
             self.handler
                 .handle(&event, I::connection(&mut transaction))
                 .await
-                .map_err(ReplayError::Handler)?;
+                .map_err(|source| Error::Handler {
+                    consumer: self.options.durable.clone(),
+                    source,
+                })?;
         }
         self.inbox.commit(transaction).await.map_err(store)?;
         Ok(true)
     }
-}
-
-/// Why a dead letter could not be replayed; it stays where it was.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReplayError {
-    /// The store failed.
-    #[error(transparent)]
-    Consumer(#[from] ConsumerError),
-    /// The handler failed again.
-    #[error("the handler failed again: {0}")]
-    Handler(#[source] BoxError),
-    /// The stored message is no CloudEvent; only a fix of the message
-    /// itself could help.
-    #[error("the dead letter is no CloudEvent: {0}")]
-    NotACloudEvent(#[source] crate::CloudEventError),
 }
 
 /// The headers of `message`'s dead-letter copy: its own, without the

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use cqrskit_core::inbox::DeadLetters;
 
-use super::{Consumer, ConsumerError, Handler};
+use super::{Consumer, Handler};
+use crate::Error;
 
 impl<I, H> Consumer<I, H>
 where
@@ -21,7 +22,7 @@ where
     /// # Errors
     ///
     /// When the store fails.
-    pub async fn prune_inbox(&self, age: Duration) -> Result<u64, ConsumerError> {
+    pub async fn prune_inbox(&self, age: Duration) -> Result<u64, Error> {
         self.inbox
             .prune(&self.options.durable, age)
             .await

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use cqrskit_core::inbox::{DeadLetters, MessageKey};
 use cqrskit_core::{BoxError, Metadata, StoreError, unwind};
 
-pub use self::dead_letter::ReplayError;
+use crate::Error;
 use crate::cloudevent::CloudEvent;
 
 /// What a consumer does with each integration event, writing through the
@@ -126,30 +126,6 @@ pub enum Outcome {
     },
 }
 
-/// Why a consumer stopped.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConsumerError {
-    /// The store failed (the inbox, the dead letters, a commit).
-    #[error("consumer `{consumer}`: the store failed: {source}")]
-    Store {
-        /// The consumer.
-        consumer: String,
-        /// The failure.
-        #[source]
-        source: StoreError,
-    },
-    /// NATS failed (fetching, acknowledging, creating the consumer).
-    #[error("consumer `{consumer}`: NATS failed: {source}")]
-    Nats {
-        /// The consumer.
-        consumer: String,
-        /// The failure.
-        #[source]
-        source: BoxError,
-    },
-}
-
 /// A message whose handler's writes and inbox row have committed, awaiting
 /// its acknowledgement (see [`Consumer::commit`]).
 pub struct Committed {
@@ -195,8 +171,8 @@ where
         }
     }
 
-    fn store(&self, source: StoreError) -> ConsumerError {
-        ConsumerError::Store {
+    fn store(&self, source: StoreError) -> Error {
+        Error::Store {
             consumer: self.options.durable.clone(),
             source,
         }
@@ -211,8 +187,8 @@ where
         }
     }
 
-    fn nats(&self, source: impl Into<BoxError>) -> ConsumerError {
-        ConsumerError::Nats {
+    fn nats(&self, source: impl Into<BoxError>) -> Error {
+        Error::Nats {
             consumer: self.options.durable.clone(),
             source: source.into(),
         }
@@ -225,9 +201,7 @@ where
     /// # Errors
     ///
     /// When NATS refuses.
-    pub async fn setup(
-        &self,
-    ) -> Result<jetstream::consumer::Consumer<pull::Config>, ConsumerError> {
+    pub async fn setup(&self) -> Result<jetstream::consumer::Consumer<pull::Config>, Error> {
         let stream = self
             .jetstream
             .get_stream(&self.options.stream)
@@ -255,7 +229,7 @@ where
     /// # Errors
     ///
     /// As [`run`](Self::run).
-    pub async fn process(&self, message: jetstream::Message) -> Result<Outcome, ConsumerError> {
+    pub async fn process(&self, message: jetstream::Message) -> Result<Outcome, Error> {
         let committed = self.commit(message).await?;
         self.acknowledge(committed).await
     }
@@ -269,7 +243,7 @@ where
     /// # Errors
     ///
     /// When the database fails.
-    pub async fn commit(&self, message: jetstream::Message) -> Result<Committed, ConsumerError> {
+    pub async fn commit(&self, message: jetstream::Message) -> Result<Committed, Error> {
         let event = Decoded::for_consumer(&message, &self.options.durable);
         let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
         let outcome = self.outcome_of(&message, &event, attempt).await?;
@@ -283,7 +257,7 @@ where
         message: &jetstream::Message,
         event: &Decoded,
         attempt: i64,
-    ) -> Result<Outcome, ConsumerError> {
+    ) -> Result<Outcome, Error> {
         let event = match event {
             Decoded::Event(event) => event,
             Decoded::OwnDeadLetter => return Ok(Outcome::AlreadyProcessed),
@@ -372,17 +346,13 @@ where
     ///
     /// When NATS fails; a message not acknowledged is delivered again, and
     /// the inbox recognises it.
-    pub async fn acknowledge(&self, committed: Committed) -> Result<Outcome, ConsumerError> {
+    pub async fn acknowledge(&self, committed: Committed) -> Result<Outcome, Error> {
         self.settle(&committed.message, &committed.outcome).await?;
         Ok(committed.outcome)
     }
 
     /// Tells JetStream what became of `message`.
-    async fn settle(
-        &self,
-        message: &jetstream::Message,
-        outcome: &Outcome,
-    ) -> Result<(), ConsumerError> {
+    async fn settle(&self, message: &jetstream::Message, outcome: &Outcome) -> Result<(), Error> {
         let kind = match outcome {
             Outcome::Handled | Outcome::AlreadyProcessed => AckKind::Ack,
             Outcome::Retrying { delivered, .. } => AckKind::Nak(self.backoff(*delivered)),

@@ -11,7 +11,8 @@ use cqrskit_core::inbox::DeadLetters;
 use tokio::time::Instant;
 
 use super::held::{Held, Waiting};
-use super::{Consumer, ConsumerError, Decoded, Handler, Outcome, next};
+use super::{Consumer, Decoded, Handler, Outcome, next};
+use crate::Error;
 
 /// The pause before trying again after a failure: doubling from 100 ms to
 /// at most 5 s, back to the start after a success.
@@ -104,7 +105,7 @@ where
     /// When the first [`setup`](Self::setup) fails: a missing stream or an
     /// unreachable server at the start is a configuration to fix, not an
     /// outage to wait out.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), ConsumerError> {
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let consumer = self.setup().await?;
         // Held messages outlive a pull opened again: their acknowledgements
         // go to the same durable consumer.
@@ -315,10 +316,7 @@ where
     /// # Errors
     ///
     /// When NATS fails, or the consumer cannot be set up.
-    pub async fn fetch_one(
-        &self,
-        wait: Duration,
-    ) -> Result<Option<jetstream::Message>, ConsumerError> {
+    pub async fn fetch_one(&self, wait: Duration) -> Result<Option<jetstream::Message>, Error> {
         let consumer = self.setup().await?;
         let mut batch = consumer
             .batch()

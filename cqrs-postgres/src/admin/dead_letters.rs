@@ -2,7 +2,8 @@
 
 use cqrskit_core::{EventStore, StoredEvent};
 
-use super::{Admin, AdminError};
+use super::Admin;
+use crate::Error;
 use crate::projection::DeadLetter;
 use crate::projection::dead_letter;
 
@@ -16,7 +17,7 @@ impl Admin {
         &self,
         projection: &str,
         include_closed: bool,
-    ) -> Result<Vec<DeadLetter>, AdminError> {
+    ) -> Result<Vec<DeadLetter>, Error> {
         Ok(dead_letter::list(
             self.store.database(),
             &self.dead_letters,
@@ -31,14 +32,11 @@ impl Admin {
     ///
     /// # Errors
     ///
-    /// [`AdminError::UnknownDeadLetter`], or the database's.
-    pub async fn dead_letter(
-        &self,
-        id: i64,
-    ) -> Result<(DeadLetter, Option<StoredEvent>), AdminError> {
+    /// [`Error::UnknownDeadLetter`], or the database's.
+    pub async fn dead_letter(&self, id: i64) -> Result<(DeadLetter, Option<StoredEvent>), Error> {
         let letter = dead_letter::by_id(self.store.database(), &self.dead_letters, id)
             .await?
-            .ok_or(AdminError::UnknownDeadLetter(id))?;
+            .ok_or(Error::UnknownDeadLetter(id))?;
         let event = self.store.event_by_id(letter.event_id).await?;
         Ok((letter, event))
     }
@@ -48,15 +46,15 @@ impl Admin {
     ///
     /// # Errors
     ///
-    /// [`AdminError::UnknownDeadLetter`], [`AdminError::DeadLetterClosed`],
+    /// [`Error::UnknownDeadLetter`], [`Error::DeadLetterClosed`],
     /// or the database's.
-    pub async fn skip_dead_letter(&self, id: i64) -> Result<DeadLetter, AdminError> {
+    pub async fn skip_dead_letter(&self, id: i64) -> Result<DeadLetter, Error> {
         if dead_letter::skip(self.store.database(), &self.dead_letters, id).await? {
             return Ok(self.dead_letter(id).await?.0);
         }
         match dead_letter::by_id(self.store.database(), &self.dead_letters, id).await? {
-            None => Err(AdminError::UnknownDeadLetter(id)),
-            Some(_) => Err(AdminError::DeadLetterClosed(id)),
+            None => Err(Error::UnknownDeadLetter(id)),
+            Some(_) => Err(Error::DeadLetterClosed(id)),
         }
     }
 }

@@ -6,40 +6,13 @@
 mod dead_letters;
 
 use chrono::{DateTime, Utc};
-use cqrskit_core::{Position, StoreError};
+use cqrskit_core::Position;
 use sqlx::Row;
 
-use crate::PostgresEventStore;
 use crate::partition::Partition;
 use crate::projection::Request;
 use crate::projection::pending::{self, Reads};
-
-/// Why an operator's command was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AdminError {
-    /// No projection of that name has a row: it never ran in this schema.
-    #[error("no projection named `{0}` has run in this schema")]
-    UnknownProjection(String),
-    /// No dead letter has that id.
-    #[error("no dead letter has the id {0}")]
-    UnknownDeadLetter(i64),
-    /// The dead letter is closed already.
-    #[error("dead letter {0} is closed already")]
-    DeadLetterClosed(i64),
-    /// A partition of a projection cannot be rebuilt alone: its reset would
-    /// clear the read model of every partition.
-    #[error(
-        "`{0}` is one partition of a projection: rebuild the projection under a new name instead (see the scaling guide)"
-    )]
-    Partition(String),
-    /// The database refused or could not be reached.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The store refused.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+use crate::{Error, PostgresEventStore};
 
 /// A projection as its row and the log show it.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,7 +79,7 @@ impl Admin {
     /// # Errors
     ///
     /// When the database cannot be reached.
-    pub async fn projections(&self) -> Result<Vec<ProjectionInfo>, AdminError> {
+    pub async fn projections(&self) -> Result<Vec<ProjectionInfo>, Error> {
         let names = self.names(None).await?;
         let mut infos = Vec::with_capacity(names.len());
         for name in names {
@@ -122,7 +95,7 @@ impl Admin {
     /// # Errors
     ///
     /// When the database cannot be reached.
-    pub async fn projection(&self, name: &str) -> Result<Option<ProjectionInfo>, AdminError> {
+    pub async fn projection(&self, name: &str) -> Result<Option<ProjectionInfo>, Error> {
         let database = self.store.database();
         let mut session = database.session().await?;
         // language=SQL
@@ -181,8 +154,8 @@ impl Admin {
     ///
     /// # Errors
     ///
-    /// [`AdminError::UnknownProjection`], or the database's.
-    pub async fn events_read_by(&self, projection: &str) -> Result<u64, AdminError> {
+    /// [`Error::UnknownProjection`], or the database's.
+    pub async fn events_read_by(&self, projection: &str) -> Result<u64, Error> {
         let database = self.store.database();
         let mut session = database.session().await?;
         // language=SQL
@@ -194,7 +167,7 @@ impl Admin {
             .bind(projection)
             .fetch_optional(&mut *session)
             .await?
-            .ok_or_else(|| AdminError::UnknownProjection(projection.to_owned()))?;
+            .ok_or_else(|| Error::UnknownProjection(projection.to_owned()))?;
         let types: Option<Vec<String>> = row.try_get("event_types")?;
         let (events, _) = self
             .pending(&mut session, projection, Position::START, types.as_deref())
@@ -211,7 +184,7 @@ impl Admin {
         name: &str,
         after: Position,
         types: Option<&[String]>,
-    ) -> Result<(u64, Option<f64>), AdminError> {
+    ) -> Result<(u64, Option<f64>), Error> {
         let slices = partition_of(name).map(|partition| {
             let bound = |slice: u16| i16::try_from(slice).unwrap_or(i16::MAX);
             let range = partition.slices();
@@ -236,11 +209,11 @@ impl Admin {
     ///
     /// # Errors
     ///
-    /// [`AdminError::UnknownProjection`]; [`AdminError::Partition`] for a
+    /// [`Error::UnknownProjection`]; [`Error::Partition`] for a
     /// rebuild of one partition.
-    pub async fn request(&self, projection: &str, request: Request) -> Result<(), AdminError> {
+    pub async fn request(&self, projection: &str, request: Request) -> Result<(), Error> {
         if request == Request::Rebuild && partition_of(projection).is_some() {
-            return Err(AdminError::Partition(projection.to_owned()));
+            return Err(Error::PartitionRebuild(projection.to_owned()));
         }
         // language=SQL
         let sql = format!(
@@ -259,8 +232,8 @@ impl Admin {
     ///
     /// # Errors
     ///
-    /// [`AdminError::UnknownProjection`], or the database's.
-    pub async fn withdraw_request(&self, projection: &str) -> Result<Option<Request>, AdminError> {
+    /// [`Error::UnknownProjection`], or the database's.
+    pub async fn withdraw_request(&self, projection: &str) -> Result<Option<Request>, Error> {
         let database = self.store.database();
         let mut session = database.session().await?;
         // language=SQL
@@ -278,7 +251,7 @@ impl Admin {
             .await?;
         session.finish().await?;
         let Some(row) = row else {
-            return Err(AdminError::UnknownProjection(projection.to_owned()));
+            return Err(Error::UnknownProjection(projection.to_owned()));
         };
         let before: Option<String> = row.try_get("requested")?;
         Ok(before.as_deref().and_then(Request::parse))
@@ -289,8 +262,8 @@ impl Admin {
     ///
     /// # Errors
     ///
-    /// [`AdminError::UnknownProjection`], or the database's.
-    pub async fn resume(&self, projection: &str) -> Result<(), AdminError> {
+    /// [`Error::UnknownProjection`], or the database's.
+    pub async fn resume(&self, projection: &str) -> Result<(), Error> {
         // language=SQL
         let sql = format!(
             "UPDATE {} SET stopped_at = NULL, stop_reason = NULL, updated_at = now()
@@ -305,7 +278,7 @@ impl Admin {
         projection: &str,
         sql: &str,
         value: Option<&str>,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), Error> {
         let database = self.store.database();
         let mut session = database.session().await?;
         let mut query = database.query(sql).bind(projection);
@@ -315,13 +288,13 @@ impl Admin {
         let updated = query.execute(&mut *session).await?.rows_affected();
         session.finish().await?;
         if updated == 0 {
-            return Err(AdminError::UnknownProjection(projection.to_owned()));
+            return Err(Error::UnknownProjection(projection.to_owned()));
         }
         Ok(())
     }
 
     /// The names of the projections (or of those named `only`).
-    async fn names(&self, only: Option<&str>) -> Result<Vec<String>, AdminError> {
+    async fn names(&self, only: Option<&str>) -> Result<Vec<String>, Error> {
         let database = self.store.database();
         let mut session = database.session().await?;
         // language=SQL

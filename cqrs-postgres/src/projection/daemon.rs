@@ -11,7 +11,8 @@ use cqrskit_core::Projector;
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
-use super::{Lag, LeaseHolder, ProjectionRunner, RunnerError};
+use super::{Lag, LeaseHolder, ProjectionRunner};
+use crate::Error;
 
 /// Runs a set of projection runners together: all start at once, each in its
 /// own task; one shutdown stops them all, and each releases its lease.
@@ -48,38 +49,9 @@ pub struct ProjectionStatus {
     /// The projection's name.
     pub name: String,
     /// How far behind it is, or why that could not be read.
-    pub lag: Result<Lag, RunnerError>,
+    pub lag: Result<Lag, Error>,
     /// Who holds its lease now (this process's runner or another's).
-    pub holder: Result<Option<LeaseHolder>, RunnerError>,
-}
-
-/// Why a [`ProjectionDaemon`] did not run cleanly.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    /// Two runners of one daemon work on the same projection; nothing was
-    /// started.
-    #[error("projection {0} is run twice by one daemon")]
-    DuplicateProjection(String),
-    /// Runners that ended with an error before the shutdown (the others ran
-    /// until it).
-    #[error("{} projection(s) ended early: {}", .0.len(), describe(.0))]
-    Failed(Vec<(String, RunnerError)>),
-    /// A runner's task panicked or was cancelled.
-    #[error("the runner of projection {projection} did not finish: {reason}")]
-    Aborted {
-        /// The projection.
-        projection: String,
-        /// The task's failure.
-        reason: String,
-    },
-}
-
-fn describe(failures: &[(String, RunnerError)]) -> String {
-    failures
-        .iter()
-        .map(|(name, error)| format!("{name}: {error}"))
-        .collect::<Vec<_>>()
-        .join("; ")
+    pub holder: Result<Option<LeaseHolder>, Error>,
 }
 
 impl ProjectionDaemon {
@@ -108,14 +80,14 @@ impl ProjectionDaemon {
     ///
     /// # Errors
     ///
-    /// [`DaemonError::DuplicateProjection`] before anything starts;
-    /// [`DaemonError::Failed`] when runners ended early (see the type docs);
-    /// [`DaemonError::Aborted`] when a runner's task panicked.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    /// [`Error::DuplicateProjection`] before anything starts;
+    /// [`Error::Failed`] when runners ended early (see the type docs);
+    /// [`Error::Aborted`] when a runner's task panicked.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let mut names: Vec<&str> = self.projections();
         names.sort_unstable();
         if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(DaemonError::DuplicateProjection(pair[0].to_owned()));
+            return Err(Error::DuplicateProjection(pair[0].to_owned()));
         }
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::with_capacity(self.members.len());
@@ -142,7 +114,7 @@ impl ProjectionDaemon {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => failures.push((member.name().to_owned(), error)),
                 Err(error) => {
-                    return Err(DaemonError::Aborted {
+                    return Err(Error::Aborted {
                         projection: member.name().to_owned(),
                         reason: error.to_string(),
                     });
@@ -152,7 +124,7 @@ impl ProjectionDaemon {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(DaemonError::Failed(failures))
+            Err(Error::Failed(failures))
         }
     }
 
@@ -185,9 +157,9 @@ trait Member: Send + Sync {
     async fn run(
         &self,
         shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
-    ) -> Result<(), RunnerError>;
-    async fn lag(&self) -> Result<Lag, RunnerError>;
-    async fn holder(&self) -> Result<Option<LeaseHolder>, RunnerError>;
+    ) -> Result<(), Error>;
+    async fn lag(&self) -> Result<Lag, Error>;
+    async fn holder(&self) -> Result<Option<LeaseHolder>, Error>;
 }
 
 #[async_trait]
@@ -202,15 +174,15 @@ where
     async fn run(
         &self,
         shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<(), Error> {
         ProjectionRunner::run(self, shutdown).await
     }
 
-    async fn lag(&self) -> Result<Lag, RunnerError> {
+    async fn lag(&self) -> Result<Lag, Error> {
         ProjectionRunner::lag(self).await
     }
 
-    async fn holder(&self) -> Result<Option<LeaseHolder>, RunnerError> {
+    async fn holder(&self) -> Result<Option<LeaseHolder>, Error> {
         self.lease_holder().await
     }
 }

@@ -4,7 +4,6 @@
 pub(crate) mod checkpoint;
 mod daemon;
 pub(crate) mod dead_letter;
-mod error;
 mod layout;
 mod lease;
 mod partitioned;
@@ -12,9 +11,8 @@ pub(crate) mod pending;
 mod policy;
 mod runner;
 
-pub use daemon::{DaemonError, ProjectionDaemon, ProjectionStatus};
+pub use daemon::{ProjectionDaemon, ProjectionStatus};
 pub use dead_letter::DeadLetter;
-pub use error::RunnerError;
 pub use lease::LeaseHolder;
 pub use partitioned::PartitionedRunner;
 pub use policy::{FailurePolicy, OnExhausted, RunnerOptions};

@@ -19,11 +19,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::error::{RunnerError, db};
 use super::layout;
 use super::policy::RunnerOptions;
 use super::runner::{ProjectionRunner, Share, Wake};
-use crate::{InvalidPartition, Partition, PostgresEventStore};
+use crate::error::{Error, db};
+use crate::{Partition, PostgresEventStore};
 
 /// Runs the partitions of one projection that fall to this instance (see
 /// the module docs).
@@ -49,12 +49,12 @@ where
     ///
     /// # Errors
     ///
-    /// [`InvalidPartition`] unless `1 <= partitions <= SLICES`.
+    /// [`Error::InvalidPartition`] unless `1 <= partitions <= SLICES`.
     pub fn new(
         store: PostgresEventStore,
         projector: Arc<P>,
         partitions: usize,
-    ) -> Result<Self, InvalidPartition> {
+    ) -> Result<Self, Error> {
         let mut partitioned = Self {
             projection: projector.name().to_owned(),
             owner: format!("runner-{}", Uuid::now_v7()),
@@ -129,7 +129,7 @@ where
     /// # Errors
     ///
     /// As [`ProjectionRunner::setup`].
-    pub async fn setup(&self) -> Result<(), RunnerError> {
+    pub async fn setup(&self) -> Result<(), Error> {
         for runner in &self.runners {
             runner.setup().await?;
         }
@@ -145,7 +145,7 @@ where
     /// As [`ProjectionRunner::run`]: a partition stopped at a poison event
     /// or refusing a changed subscription stops the whole instance (the
     /// others' partitions go on).
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), RunnerError> {
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let mut shutdown = std::pin::pin!(shutdown);
         let (stop, stopped) = watch::channel(false);
         let (notify, notified) = watch::channel(());
@@ -185,7 +185,7 @@ where
                 finished = workers.join_next() => {
                     failure = match finished {
                         Some(Ok(Err(error))) => Some(error),
-                        Some(Err(panic)) => Some(RunnerError::PartitionFailed {
+                        Some(Err(panic)) => Some(Error::PartitionFailed {
                             projection: self.projection.clone(),
                             reason: panic.to_string(),
                         }),
@@ -290,18 +290,18 @@ where
     /// applied twice or skipped. Run it with every instance stopped, before
     /// the new split first runs. The projection's recorded layout moves to
     /// the new count, so runners of the old split refuse to start
-    /// ([`RunnerError::PartitionsDisagree`]), and the old rows are fenced (a
+    /// ([`Error::PartitionsDisagree`]), and the old rows are fenced (a
     /// runner of the old split that froze holding one cannot apply another
     /// batch); they stay for the record.
     ///
     /// # Errors
     ///
-    /// [`RunnerError::Rescale`] when the count is not a multiple of `from`,
+    /// [`Error::Rescale`] when the count is not a multiple of `from`,
     /// the projection's recorded layout is not `from`, a partition of the
     /// old split is still leased, or the new split has started already;
     /// store failures.
-    pub async fn split_from(&self, from: usize) -> Result<(), RunnerError> {
-        let refuse = |reason: String| RunnerError::Rescale {
+    pub async fn split_from(&self, from: usize) -> Result<(), Error> {
+        let refuse = |reason: String| Error::Rescale {
             projection: self.projection.clone(),
             reason,
         };

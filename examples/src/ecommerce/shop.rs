@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use cqrskit::deadline::{Clock, DeadlineRunner, DeadlineStore, InMemoryDeadlines, SystemClock};
-use cqrskit::{CatchUpError, CommandPipeline, EventStore, Position, RetryPolicy, Subscription};
+use cqrskit::{CommandPipeline, EventStore, Position, RetryPolicy, StoreError, Subscription};
 
 use super::{
     AbandonCheckout, CHECKOUT_TIMEOUT, CancelUnpaidOrder, Checkout, Fulfilment, Inventory, Order,
@@ -107,7 +107,7 @@ impl Shop {
     /// # Errors
     ///
     /// A store failure, or a consumer's error naming the event.
-    pub async fn process(&self) -> Result<(), CatchUpError> {
+    pub async fn process(&self) -> Result<(), StoreError> {
         loop {
             let before = self.checkpoints().await;
             self.fulfilment.poll().await?;

@@ -4,8 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cqrskit::postgres::RunnerError;
-use cqrskit::{CommandError, StoreError};
+use cqrskit::{CommandError, ErrorKind, StoreError};
 use serde_json::json;
 
 use crate::bank_account::AccountError;
@@ -61,20 +60,33 @@ impl From<CommandError<AccountError>> for ApiError {
         match error {
             CommandError::Rejected(error) => Self::Rejected(error),
             CommandError::Conflict(conflict) => Self::Conflict(conflict.to_string()),
-            other => Self::Unavailable(other.to_string()),
+            other => Self::of_kind(other.kind(), other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// A failure of the store or the runner, by its kind: what the caller
+    /// sent (an event the store refuses) is 400, anything else 503.
+    fn of_kind(kind: ErrorKind, message: String) -> Self {
+        match kind {
+            ErrorKind::Rejected => Self::BadInput(message),
+            ErrorKind::NotFound => Self::NotFound(message),
+            ErrorKind::Conflict => Self::Conflict(message),
+            _ => Self::Unavailable(message),
         }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        Self::Unavailable(error.to_string())
+        Self::of_kind(error.kind(), error.to_string())
     }
 }
 
-impl From<RunnerError> for ApiError {
-    fn from(error: RunnerError) -> Self {
-        Self::Unavailable(error.to_string())
+impl From<cqrskit::postgres::Error> for ApiError {
+    fn from(error: cqrskit::postgres::Error) -> Self {
+        Self::of_kind(error.kind(), error.to_string())
     }
 }
 

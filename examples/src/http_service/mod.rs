@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use cqrskit::CommandPipeline;
 use cqrskit::postgres::{
-    FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerError, RunnerOptions,
+    FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -93,7 +93,7 @@ pub enum ServeError {
     Http(#[from] std::io::Error),
     /// The projection runner stopped with an error.
     #[error("projection runner: {0}")]
-    Runner(#[from] RunnerError),
+    Runner(#[from] cqrskit::postgres::Error),
 }
 
 /// Serves `service` on `listener` and runs its projection until `shutdown`

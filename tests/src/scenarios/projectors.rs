@@ -86,7 +86,11 @@ pub async fn catch_up_delivers_only_declared_event_types(store: Store) {
         seen: Mutex::new(Vec::new()),
     };
     let result = catch_up(&*store, &picky, Position::START, 1).await;
-    let Err(cqrskit::CatchUpError::Projector { source, checkpoint }) = result else {
+    let Err(StoreError::Projection {
+        source,
+        checkpoint: Some(checkpoint),
+    }) = result
+    else {
         panic!("expected the projector to stop at the large deposit, got {result:?}");
     };
     assert_eq!(source.version, 5);

@@ -72,7 +72,7 @@ async fn a_daemon_refuses_to_run_one_projection_twice() {
         .with(runner(&db, &ledger, OnExhausted::Stop))
         .with(runner(&db, &ledger, OnExhausted::Stop));
     match daemon.run(std::future::ready(())).await {
-        Err(DaemonError::DuplicateProjection(name)) => assert_eq!(name, "ledger"),
+        Err(Error::DuplicateProjection(name)) => assert_eq!(name, "ledger"),
         other => panic!("expected a duplicate-projection error, got {other:?}"),
     }
     db.drop_schema().await;

@@ -111,7 +111,7 @@ async fn only_the_leaseholder_applies_and_a_successor_takes_over_when_it_stops_r
     assert!(holder.expires_at > chrono::Utc::now());
     assert!(matches!(
         second.step().await,
-        Err(RunnerError::NotLeaseholder { .. })
+        Err(Error::NotLeaseholder { .. })
     ));
     assert_eq!(first.step().await.expect("a batch"), 7);
 
@@ -133,7 +133,7 @@ async fn only_the_leaseholder_applies_and_a_successor_takes_over_when_it_stops_r
     // The first runner wakes up: its fencing token is stale, it applies nothing.
     assert!(matches!(
         first.step().await,
-        Err(RunnerError::NotLeaseholder { .. })
+        Err(Error::NotLeaseholder { .. })
     ));
     assert_eq!(ledger.applied(db.pool()).await, 15);
     assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);
@@ -217,7 +217,7 @@ async fn a_runner_whose_lease_was_taken_over_cannot_move_the_checkpoint() {
     // Its next batch is fenced off inside the transaction: nothing applied.
     assert!(matches!(
         first.step().await,
-        Err(RunnerError::NotLeaseholder { .. })
+        Err(Error::NotLeaseholder { .. })
     ));
     assert_eq!(ledger.applied(db.pool()).await, 7);
     assert_eq!(second.catch_up().await.expect("catch up"), 3);
@@ -252,7 +252,10 @@ async fn inline_projections_commit_with_the_append_or_not_at_all() {
 
     ledger.poison.store(666, Ordering::SeqCst);
     match accounts.execute("a", Deposit { amount: 666 }).await {
-        Err(CommandError::Store(StoreError::InlineProjection(failure))) => {
+        Err(CommandError::Store(StoreError::Projection {
+            source: failure,
+            checkpoint: None,
+        })) => {
             assert_eq!(
                 (failure.projector.as_str(), failure.event_type.as_str()),
                 ("inline", "DepositMade")

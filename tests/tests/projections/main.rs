@@ -19,8 +19,7 @@ use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
 use cqrs_tests::ledger::{Ledger, business, fold};
 use cqrs_tests::postgres::TestStore;
 use cqrskit::postgres::{
-    DaemonError, FailurePolicy, OnExhausted, ProjectionDaemon, ProjectionRunner, RunnerError,
-    RunnerOptions,
+    Error, FailurePolicy, OnExhausted, ProjectionDaemon, ProjectionRunner, RunnerOptions,
 };
 use cqrskit::{CommandPipeline, EventStore, Position};
 

@@ -86,15 +86,14 @@ async fn a_poison_event_stops_the_projection_which_reports_it() {
     assert!(runner.acquire_lease().await.expect("lease"));
 
     match runner.catch_up().await {
-        Err(RunnerError::Stopped {
-            event_id,
-            version,
+        Err(Error::Stopped {
+            at,
             attempts,
             reason,
             ..
         }) => {
             assert_eq!(
-                (event_id, version, attempts),
+                (at.event_id, at.version, attempts),
                 (poison.events[0].event_id, 3, 3)
             );
             assert!(reason.contains("poison deposit of 666"), "{reason}");
@@ -108,7 +107,7 @@ async fn a_poison_event_stops_the_projection_which_reports_it() {
     );
     assert!(matches!(
         runner.step().await,
-        Err(RunnerError::StillStopped { .. })
+        Err(Error::StillStopped { .. })
     ));
     assert_eq!(ledger.balances(db.pool()).await["a"], 10);
 

@@ -7,8 +7,8 @@ use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use super::apply::roll_back;
+use crate::error::{Error, StoppedAt, db};
 use crate::projection::dead_letter;
-use crate::projection::error::{RunnerError, db};
 use crate::projection::policy::OnExhausted;
 use crate::row::LogRow;
 
@@ -22,7 +22,7 @@ where
         &self,
         rows: &[LogRow],
         from: Position,
-    ) -> Result<usize, RunnerError> {
+    ) -> Result<usize, Error> {
         let Some(last) = rows.last().map(|row| row.event().position) else {
             return Ok(0);
         };
@@ -44,7 +44,7 @@ where
         row: &LogRow,
         mut reason: String,
         before: Position,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<(), Error> {
         let event = row.event();
         let policy = self.options.failure;
         let mut attempts = 1;
@@ -123,13 +123,15 @@ where
                 Ok(())
             }
             OnExhausted::Stop => {
-                let stop = RunnerError::Stopped {
+                let stop = Error::Stopped {
                     projection: self.name().to_owned(),
-                    event_id: event.event_id,
-                    event_type: event.event_type.clone(),
-                    stream: event.stream.clone(),
-                    version: event.version,
-                    position: event.position,
+                    at: Box::new(StoppedAt {
+                        event_id: event.event_id,
+                        event_type: event.event_type.clone(),
+                        stream: event.stream.clone(),
+                        version: event.version,
+                        position: event.position,
+                    }),
                     attempts,
                     reason,
                 };
@@ -150,7 +152,7 @@ where
         }
     }
 
-    pub(super) async fn clear_stop(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
+    pub(super) async fn clear_stop(&self, tx: &mut PgConnection) -> Result<(), Error> {
         // language=SQL
         self.store.database().query(&format!(
             "UPDATE {} SET stopped_at = NULL, stop_reason = NULL, updated_at = now() WHERE name = $1",

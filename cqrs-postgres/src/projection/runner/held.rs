@@ -15,8 +15,8 @@ use cqrskit_core::{Projector, StreamId};
 use sqlx::{PgConnection, Row};
 
 use super::ProjectionRunner;
+use crate::error::{Error, db};
 use crate::projection::dead_letter;
-use crate::projection::error::{RunnerError, db};
 use crate::projection::policy::OnExhausted;
 use crate::row::LogRow;
 
@@ -32,7 +32,7 @@ where
     }
 
     /// Reads the held streams again, in `tx`, when the policy holds streams.
-    pub(super) async fn reload_held(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
+    pub(super) async fn reload_held(&self, tx: &mut PgConnection) -> Result<(), Error> {
         if self.options.failure.on_exhausted != OnExhausted::ParkStream {
             return Ok(());
         }

@@ -8,8 +8,8 @@ use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
+use crate::error::{Error, db};
 use crate::projection::checkpoint::{self, Locked};
-use crate::projection::error::{RunnerError, db};
 use crate::projection::lease::{self, Lease};
 
 impl<P> ProjectionRunner<P>
@@ -21,15 +21,15 @@ where
         self.lease.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn not_leaseholder(&self) -> RunnerError {
-        RunnerError::NotLeaseholder {
+    pub(super) fn not_leaseholder(&self) -> Error {
+        Error::NotLeaseholder {
             projection: self.name().to_owned(),
             owner: self.owner.clone(),
         }
     }
 
     /// The lease, renewed when less than half of it is left.
-    pub(super) async fn renewed_lease(&self) -> Result<Lease, RunnerError> {
+    pub(super) async fn renewed_lease(&self) -> Result<Lease, Error> {
         let held = (*self.lease_slot()).ok_or_else(|| self.not_leaseholder())?;
         if std::time::Instant::now() < held.renew_after {
             return Ok(held);
@@ -53,7 +53,7 @@ where
         &self,
         tx: &mut PgConnection,
         held: Lease,
-    ) -> Result<Locked, RunnerError> {
+    ) -> Result<Locked, Error> {
         let locked = checkpoint::lock(self.store.database(), tx, &self.projections, self.name())
             .await
             .map_err(db)?
@@ -70,14 +70,10 @@ where
 
     /// [`lock_as_holder`](Self::lock_as_holder), refusing a stopped projection
     /// and one whose subscription the projector would break.
-    pub(super) async fn guard(
-        &self,
-        tx: &mut PgConnection,
-        held: Lease,
-    ) -> Result<Locked, RunnerError> {
+    pub(super) async fn guard(&self, tx: &mut PgConnection, held: Lease) -> Result<Locked, Error> {
         let locked = self.lock_as_holder(tx, held).await?;
         if let Some(reason) = &locked.stop_reason {
-            return Err(RunnerError::StillStopped {
+            return Err(Error::StillStopped {
                 projection: self.name().to_owned(),
                 reason: reason.clone(),
             });
@@ -92,7 +88,7 @@ where
         from: Position,
         to: Position,
         held: Lease,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<(), Error> {
         let moved = checkpoint::advance(
             self.store.database(),
             tx,

@@ -11,8 +11,8 @@ use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
+use crate::error::{Error, db};
 use crate::projection::checkpoint;
-use crate::projection::error::{RunnerError, db};
 
 /// The first pause before looking again; each later one doubles, up to
 /// [`MAX_PAUSE`] (or the poll interval, when shorter).
@@ -26,7 +26,7 @@ where
     /// Whether the log holds events of the projection's types after its
     /// checkpoint. Asked right after a catch-up, a yes means they are behind
     /// the horizon.
-    pub(super) async fn events_pending(&self) -> Result<bool, RunnerError> {
+    pub(super) async fn events_pending(&self) -> Result<bool, Error> {
         self.events_pending_through(None).await
     }
 
@@ -36,7 +36,7 @@ where
     pub(super) async fn events_pending_through(
         &self,
         upto: Option<Position>,
-    ) -> Result<bool, RunnerError> {
+    ) -> Result<bool, Error> {
         let database = self.store.database();
         let mut session = database.session().await.map_err(db)?;
         // language=SQL

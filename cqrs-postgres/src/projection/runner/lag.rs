@@ -7,8 +7,8 @@ use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::{ProjectionRunner, subscription};
+use crate::error::{Error, db};
 use crate::projection::checkpoint;
-use crate::projection::error::{RunnerError, db};
 use crate::projection::pending::{self, Pending, Reads};
 
 /// How far a projection is behind the head of the log.
@@ -22,7 +22,7 @@ pub struct Lag {
     pub behind: Duration,
     /// Whether the projector's event types differ from the projection's
     /// recorded subscription in a way a runner refuses (see
-    /// [`RunnerError::SubscriptionChanged`]): the projection needs a rebuild
+    /// [`Error::SubscriptionChanged`]): the projection needs a rebuild
     /// (or the change accepted) before it moves again.
     pub needs_rebuild: bool,
     /// When events wait: the oldest append still in flight in the schema,
@@ -40,7 +40,7 @@ where
     /// # Errors
     ///
     /// When the database cannot be reached.
-    pub async fn checkpoint(&self) -> Result<Position, RunnerError> {
+    pub async fn checkpoint(&self) -> Result<Position, Error> {
         checkpoint::read(self.store.database(), &self.projections, self.name())
             .await
             .map_err(db)
@@ -51,7 +51,7 @@ where
     /// # Errors
     ///
     /// When the database cannot be reached.
-    pub async fn lag(&self) -> Result<Lag, RunnerError> {
+    pub async fn lag(&self) -> Result<Lag, Error> {
         let checkpoint = self.checkpoint().await?;
         let database = self.store.database();
         let mut session = database.session().await.map_err(db)?;
@@ -89,7 +89,7 @@ where
         connection: &mut PgConnection,
         after: Position,
         cap: Option<i64>,
-    ) -> Result<Pending, RunnerError> {
+    ) -> Result<Pending, Error> {
         let types = (!self.filter.event_types.is_empty()).then_some(&self.filter.event_types[..]);
         let reads = Reads {
             types,

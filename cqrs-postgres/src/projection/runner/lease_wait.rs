@@ -7,7 +7,7 @@ use cqrskit_core::Projector;
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
-use crate::projection::error::{RunnerError, db};
+use crate::error::{Error, db};
 use crate::projection::lease::{self, LeaseHolder};
 
 impl<P> ProjectionRunner<P>
@@ -20,7 +20,7 @@ where
     /// # Errors
     ///
     /// When the database cannot be reached.
-    pub async fn lease_holder(&self) -> Result<Option<LeaseHolder>, RunnerError> {
+    pub async fn lease_holder(&self) -> Result<Option<LeaseHolder>, Error> {
         lease::holder(self.store.database(), &self.projections, self.name())
             .await
             .map_err(db)

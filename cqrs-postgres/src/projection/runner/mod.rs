@@ -32,9 +32,9 @@ use self::apply::roll_back;
 use self::read_ahead::{Batch, Prefetched};
 use super::checkpoint;
 use super::dead_letter::{self, DeadLetter};
-use super::error::{RunnerError, db};
 use super::lease::{self, Lease};
 use super::policy::RunnerOptions;
+use crate::error::{Error, db};
 use crate::row::LogRow;
 use crate::{Partition, PostgresEventStore};
 
@@ -183,10 +183,10 @@ where
     ///
     /// # Errors
     ///
-    /// [`RunnerError::PartitionsDisagree`] when the projection runs in
+    /// [`Error::PartitionsDisagree`] when the projection runs in
     /// another number of partitions than this runner's; when the database
     /// cannot be reached.
-    pub async fn acquire_lease(&self) -> Result<bool, RunnerError> {
+    pub async fn acquire_lease(&self) -> Result<bool, Error> {
         self.check_layout().await?;
         let acquired = lease::acquire(
             self.store.database(),
@@ -206,7 +206,7 @@ where
     /// # Errors
     ///
     /// When the database cannot be reached (the lease then lapses by itself).
-    pub async fn release_lease(&self) -> Result<(), RunnerError> {
+    pub async fn release_lease(&self) -> Result<(), Error> {
         let held = self.lease_slot().take();
         if let Some(held) = held {
             lease::release(
@@ -227,12 +227,12 @@ where
     ///
     /// # Errors
     ///
-    /// [`RunnerError::NotLeaseholder`] without the lease;
-    /// [`RunnerError::Stopped`] when the failure policy stops at an event;
+    /// [`Error::NotLeaseholder`] without the lease;
+    /// [`Error::Stopped`] when the failure policy stops at an event;
     /// store failures. A batch that takes longer than the runner's
     /// statement bound (large events on a busy machine) is not an error:
     /// the runner halves its batches and tries again (see `pace`).
-    pub async fn step(&self) -> Result<usize, RunnerError> {
+    pub async fn step(&self) -> Result<usize, Error> {
         loop {
             match self.step_at_pace().await {
                 Err(error) if pace::took_too_long(&error) && self.pace.slow_down(&self.options) => {
@@ -257,7 +257,7 @@ where
     }
 
     /// [`step`](Self::step) at the batch size of the moment.
-    async fn step_at_pace(&self) -> Result<usize, RunnerError> {
+    async fn step_at_pace(&self) -> Result<usize, Error> {
         let held = self.renewed_lease().await?;
         self.set_up_once().await?;
         let mut tx = self.begin().await?;
@@ -294,7 +294,7 @@ where
                 }
                 match self.advance(&mut tx, locked.checkpoint, last, held).await {
                     Ok(()) => {}
-                    Err(error @ RunnerError::NotLeaseholder { .. }) => return Err(error),
+                    Err(error @ Error::NotLeaseholder { .. }) => return Err(error),
                     Err(error) => {
                         tracing::debug!(projection = self.name(), %error, "batch could not be committed; applying it event by event");
                         roll_back(tx).await;
@@ -303,7 +303,7 @@ where
                 }
                 // A COMMIT whose answer is lost is found out below: the
                 // checkpoint is then past the batch, and nothing is redone.
-                Ok::<_, RunnerError>(tx.commit().await.is_ok())
+                Ok::<_, Error>(tx.commit().await.is_ok())
             };
             // The next batch is read on another connection while this one is
             // written and committed: the log after `last` does not depend on
@@ -371,7 +371,7 @@ where
     /// # Errors
     ///
     /// As [`step`](Self::step).
-    pub async fn catch_up(&self) -> Result<usize, RunnerError> {
+    pub async fn catch_up(&self) -> Result<usize, Error> {
         let mut total = 0;
         loop {
             let processed = self.step().await?;
@@ -394,9 +394,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`RunnerError::Reset`] when the hook fails (nothing changes);
-    /// [`RunnerError::NotLeaseholder`] without the lease.
-    pub async fn rebuild(&self) -> Result<(), RunnerError> {
+    /// [`Error::Reset`] when the hook fails (nothing changes);
+    /// [`Error::NotLeaseholder`] without the lease.
+    pub async fn rebuild(&self) -> Result<(), Error> {
         let held = self.renewed_lease().await?;
         let mut tx = self.begin().await?;
         let locked = self.lock_as_holder(&mut tx, held).await?;
@@ -406,7 +406,7 @@ where
         self.projector
             .reset(&mut tx)
             .await
-            .map_err(|source| RunnerError::Reset {
+            .map_err(|source| Error::Reset {
                 projection: self.name().to_owned(),
                 source,
             })?;
@@ -432,7 +432,7 @@ where
     /// # Errors
     ///
     /// When the database cannot be reached.
-    pub async fn resume(&self) -> Result<(), RunnerError> {
+    pub async fn resume(&self) -> Result<(), Error> {
         let mut tx = self.begin().await?;
         self.clear_stop(&mut tx).await?;
         tx.commit().await.map_err(db)
@@ -443,7 +443,7 @@ where
     /// # Errors
     ///
     /// When the database cannot be reached.
-    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, RunnerError> {
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
         dead_letter::list(
             self.store.database(),
             &self.dead_letters,
@@ -461,7 +461,7 @@ where
     /// # Errors
     ///
     /// Store failures; a projector failure only counts as `still_failing`.
-    pub async fn replay_dead_letters(&self) -> Result<ReplayOutcome, RunnerError> {
+    pub async fn replay_dead_letters(&self) -> Result<ReplayOutcome, Error> {
         let outcome = self.replay_each_dead_letter().await;
         self.report_dead_letters().await;
         outcome
@@ -488,7 +488,7 @@ where
         }
     }
 
-    async fn replay_each_dead_letter(&self) -> Result<ReplayOutcome, RunnerError> {
+    async fn replay_each_dead_letter(&self) -> Result<ReplayOutcome, Error> {
         let mut outcome = ReplayOutcome::default();
         // A stream whose dead letter failed again: its later ones wait, so
         // that its events are never applied out of order.

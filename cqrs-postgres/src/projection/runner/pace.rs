@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use cqrskit_core::StoreError;
 
-use crate::projection::error::RunnerError;
+use crate::error::Error;
 use crate::projection::policy::RunnerOptions;
 
 /// Batches that go through before the next ones grow back a step.
@@ -68,9 +68,8 @@ impl Pace {
 /// for idling in its transaction (25P03) while the runner worked on a
 /// batch. (Finer than [`crate::failure::classify`], which calls both
 /// retryable: only these two say that a smaller batch would help.)
-pub(super) fn took_too_long(error: &RunnerError) -> bool {
-    let RunnerError::Store(StoreError::Backend(source) | StoreError::Unavailable(source)) = error
-    else {
+pub(super) fn took_too_long(error: &Error) -> bool {
+    let Error::Store(StoreError::Backend(source) | StoreError::Unavailable(source)) = error else {
         return false;
     };
     matches!(

@@ -6,7 +6,7 @@ use cqrskit_core::Projector;
 use sqlx::{PgConnection, Row};
 
 use super::ProjectionRunner;
-use crate::projection::error::{RunnerError, db};
+use crate::error::{Error, db};
 
 /// What an operator can ask of a running projection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +56,7 @@ where
     /// stays, to be tried again, with the error and the count of failed
     /// attempts recorded on the projection's row
     /// ([`ProjectionInfo::request_error`](crate::admin::ProjectionInfo::request_error)).
-    pub async fn carry_out_requests(&self) -> Result<Option<Request>, RunnerError> {
+    pub async fn carry_out_requests(&self) -> Result<Option<Request>, Error> {
         let database = self.store.database();
         let mut session = database.session().await.map_err(db)?;
         // language=SQL
@@ -103,7 +103,7 @@ where
     /// Records on the projection's row why `request` failed, for the
     /// operator who made it (`cqrs-admin` shows it). Best effort: the
     /// failure itself is what the caller reports.
-    async fn record_request_failure(&self, request: Request, error: &RunnerError) {
+    async fn record_request_failure(&self, request: Request, error: &Error) {
         let database = self.store.database();
         // language=SQL
         let sql = format!(
@@ -133,7 +133,7 @@ where
         &self,
         connection: &mut PgConnection,
         request: Request,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<(), Error> {
         // language=SQL
         self.store
             .database()

@@ -12,7 +12,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use super::{ProjectionRunner, horizon, lease_wait};
-use crate::projection::error::{RunnerError, db};
+use crate::error::{Error, db};
 
 /// How many partitions an instance holds and may hold: its runners take a
 /// lease only while below the target, and give one up while above it.
@@ -89,14 +89,14 @@ where
     ///
     /// # Errors
     ///
-    /// [`RunnerError::Stopped`] / [`RunnerError::StillStopped`] when the
+    /// [`Error::Stopped`] / [`Error::StillStopped`] when the
     /// projection is stopped at a poison event;
-    /// [`RunnerError::SubscriptionChanged`] when the projector's event types
+    /// [`Error::SubscriptionChanged`] when the projector's event types
     /// do not match the projection's (a new version that needs a rebuild);
-    /// [`RunnerError::PartitionsDisagree`] when the projection runs in
+    /// [`Error::PartitionsDisagree`] when the projection runs in
     /// another number of partitions than this runner's.
     /// Unreachable databases and lost leases are waited out, not returned.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), RunnerError> {
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let listener = self.listen().await;
         self.run_sharing(shutdown, None, Wake::Listener(listener))
             .await
@@ -110,7 +110,7 @@ where
         shutdown: impl Future<Output = ()>,
         share: Option<&Share>,
         wake: Wake,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<(), Error> {
         // The lag in events is counted beside the loop, so a long catch-up
         // (which does not come back to the loop until it is done) still
         // reports it.
@@ -137,7 +137,7 @@ where
                     .pending(&mut session, after, Some(LAG_EVENTS_CAP))
                     .await?;
                 session.finish().await.map_err(db)?;
-                Ok::<_, RunnerError>(pending.events)
+                Ok::<_, Error>(pending.events)
             };
             if let Ok(events) = counted.await {
                 metrics::gauge!(telemetry::PROJECTION_LAG_EVENTS, "projection" => self.name().to_owned())
@@ -159,7 +159,7 @@ where
         shutdown: impl Future<Output = ()>,
         share: Option<&Share>,
         mut wake: Wake,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<(), Error> {
         let mut shutdown = std::pin::pin!(shutdown);
         let idle = self.idle();
         let mut horizon_pause = horizon::FIRST_PAUSE;
@@ -181,8 +181,7 @@ where
                     Ok(holds) => holds,
                     // A configuration to fix, not an outage to wait out.
                     Err(
-                        error @ (RunnerError::PartitionsDisagree { .. }
-                        | RunnerError::Misconfigured { .. }),
+                        error @ (Error::PartitionsDisagree { .. } | Error::Misconfigured { .. }),
                     ) => {
                         if let Some(share) = share {
                             share.unreserve();
@@ -236,11 +235,11 @@ where
                 }
                 Ok(()) => {}
                 Err(
-                    error @ (RunnerError::Stopped { .. }
-                    | RunnerError::StillStopped { .. }
-                    | RunnerError::SubscriptionChanged { .. }
-                    | RunnerError::PartitionsDisagree { .. }
-                    | RunnerError::Misconfigured { .. }),
+                    error @ (Error::Stopped { .. }
+                    | Error::StillStopped { .. }
+                    | Error::SubscriptionChanged { .. }
+                    | Error::PartitionsDisagree { .. }
+                    | Error::Misconfigured { .. }),
                 ) => {
                     let _ = self.release_lease().await;
                     if let Some(share) = share {
@@ -248,7 +247,7 @@ where
                     }
                     return Err(error);
                 }
-                Err(RunnerError::NotLeaseholder { .. }) => {
+                Err(Error::NotLeaseholder { .. }) => {
                     tracing::info!(projection = self.name(), owner = %self.owner, "lease lost; waiting to take it back");
                     self.lease_slot().take();
                     if let Some(share) = share {

@@ -7,7 +7,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::ProjectionRunner;
 use crate::database::Database;
-use crate::projection::error::{RunnerError, db};
+use crate::error::{Error, db};
 use crate::projection::policy::RunnerOptions;
 use crate::row::LogRow;
 use crate::store::LogRead;
@@ -51,7 +51,7 @@ impl<P> ProjectionRunner<P>
 where
     P: Projector<PgConnection> + ?Sized + 'static,
 {
-    pub(super) async fn begin(&self) -> Result<Transaction<'static, Postgres>, RunnerError> {
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, Postgres>, Error> {
         self.store
             .pool()
             .begin_with(self.begin_statement.clone())
@@ -64,7 +64,7 @@ where
         &self,
         connection: &mut PgConnection,
         after: Position,
-    ) -> Result<Vec<LogRow>, RunnerError> {
+    ) -> Result<Vec<LogRow>, Error> {
         let (limit, max_bytes) = self.pace.limits(&self.options);
         Ok(self
             .store

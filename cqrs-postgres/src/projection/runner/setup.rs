@@ -9,7 +9,7 @@ use cqrskit_core::Projector;
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
-use crate::projection::error::{RunnerError, db};
+use crate::error::{Error, db};
 use crate::projection::policy::OnExhausted;
 use crate::projection::{checkpoint, layout};
 
@@ -25,10 +25,10 @@ where
     ///
     /// # Errors
     ///
-    /// [`RunnerError::Setup`] when the hook fails (nothing is kept);
-    /// [`RunnerError::PartitionsDisagree`] when the projection runs in
+    /// [`Error::Setup`] when the hook fails (nothing is kept);
+    /// [`Error::PartitionsDisagree`] when the projection runs in
     /// another number of partitions; store failures.
-    pub async fn setup(&self) -> Result<(), RunnerError> {
+    pub async fn setup(&self) -> Result<(), Error> {
         let database = self.store.database();
         let mut tx = self.begin().await?;
         self.claim_layout(&mut tx).await?;
@@ -47,7 +47,7 @@ where
     /// The projector's hook on `tx`, its failure named. The partitions of
     /// one projection hold rows of their own: a lock on the projector's
     /// name keeps their setups from running at once.
-    pub(super) async fn run_setup(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
+    pub(super) async fn run_setup(&self, tx: &mut PgConnection) -> Result<(), Error> {
         // language=SQL
         self.store
             .database()
@@ -59,7 +59,7 @@ where
         self.projector
             .setup(tx)
             .await
-            .map_err(|source| RunnerError::Setup {
+            .map_err(|source| Error::Setup {
                 projection: self.name().to_owned(),
                 source,
             })
@@ -67,7 +67,7 @@ where
 
     /// Records this runner's partition count as the projection's layout
     /// unless one is recorded, and refuses another.
-    pub(super) async fn claim_layout(&self, tx: &mut PgConnection) -> Result<(), RunnerError> {
+    pub(super) async fn claim_layout(&self, tx: &mut PgConnection) -> Result<(), Error> {
         if let Some(misfit) = self.misfit() {
             return Err(misfit);
         }
@@ -84,7 +84,7 @@ where
         if usize::from(recorded) == configured {
             return Ok(());
         }
-        Err(RunnerError::PartitionsDisagree {
+        Err(Error::PartitionsDisagree {
             projection: self.projector.name().to_owned(),
             recorded: recorded.into(),
             configured,
@@ -94,7 +94,7 @@ where
     /// Why the projector cannot run under this runner's configuration, if
     /// it cannot: one that requires log order, run in partitions or parking
     /// its events.
-    fn misfit(&self) -> Option<RunnerError> {
+    fn misfit(&self) -> Option<Error> {
         if !self.projector.requires_log_order() {
             return None;
         }
@@ -106,14 +106,14 @@ where
         } else {
             return None;
         };
-        Some(RunnerError::Misconfigured {
+        Some(Error::Misconfigured {
             projection: self.projector.name().to_owned(),
             reason: reason.to_owned(),
         })
     }
 
     /// [`claim_layout`](Self::claim_layout) on a connection of its own.
-    pub(super) async fn check_layout(&self) -> Result<(), RunnerError> {
+    pub(super) async fn check_layout(&self) -> Result<(), Error> {
         let database = self.store.database();
         let mut session = database.session().await.map_err(db)?;
         self.claim_layout(&mut session).await?;
@@ -121,7 +121,7 @@ where
     }
 
     /// [`setup`](Self::setup), the first time only.
-    pub(super) async fn set_up_once(&self) -> Result<(), RunnerError> {
+    pub(super) async fn set_up_once(&self) -> Result<(), Error> {
         if self.set_up.load(Ordering::Relaxed) {
             return Ok(());
         }

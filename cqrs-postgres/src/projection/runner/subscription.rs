@@ -14,15 +14,15 @@
 //!   nothing was skipped; record them and go on;
 //! - new types with such events, or types the projection had and the
 //!   projector dropped (an old version coming back, or a deliberate
-//!   removal): refuse with [`RunnerError::SubscriptionChanged`], until the
+//!   removal): refuse with [`Error::SubscriptionChanged`], until the
 //!   projection is rebuilt or the change accepted.
 
 use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
+use crate::error::{Error, db};
 use crate::projection::checkpoint::{self, Locked};
-use crate::projection::error::{RunnerError, db};
 
 /// How the projector's types compare with the recorded subscription.
 pub(super) enum Change {
@@ -46,7 +46,7 @@ where
         &self,
         tx: &mut PgConnection,
         locked: &Locked,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<(), Error> {
         match self.compare_subscription(tx, locked).await? {
             Change::Same => Ok(()),
             Change::Record => {
@@ -59,7 +59,7 @@ where
                 }
                 self.record_subscription(tx).await
             }
-            Change::Refuse { added, removed } => Err(RunnerError::SubscriptionChanged {
+            Change::Refuse { added, removed } => Err(Error::SubscriptionChanged {
                 projection: self.name().to_owned(),
                 added,
                 removed,
@@ -71,7 +71,7 @@ where
         &self,
         tx: &mut PgConnection,
         locked: &Locked,
-    ) -> Result<Change, RunnerError> {
+    ) -> Result<Change, Error> {
         let Some(recorded) = &locked.event_types else {
             return Ok(Change::Record);
         };
@@ -109,7 +109,7 @@ where
         tx: &mut PgConnection,
         types: &[String],
         checkpoint: Position,
-    ) -> Result<Vec<String>, RunnerError> {
+    ) -> Result<Vec<String>, Error> {
         // language=SQL
         self.store
             .database()
@@ -132,10 +132,7 @@ where
     }
 
     /// Records the projector's types as the projection's subscription.
-    pub(super) async fn record_subscription(
-        &self,
-        tx: &mut PgConnection,
-    ) -> Result<(), RunnerError> {
+    pub(super) async fn record_subscription(&self, tx: &mut PgConnection) -> Result<(), Error> {
         // language=SQL
         self.store
             .database()
@@ -159,8 +156,8 @@ where
     ///
     /// # Errors
     ///
-    /// [`RunnerError::NotLeaseholder`] without the lease; store failures.
-    pub async fn accept_subscription(&self) -> Result<(), RunnerError> {
+    /// [`Error::NotLeaseholder`] without the lease; store failures.
+    pub async fn accept_subscription(&self) -> Result<(), Error> {
         let held = self.renewed_lease().await?;
         let mut tx = self.begin().await?;
         self.lock_as_holder(&mut tx, held).await?;

@@ -7,7 +7,7 @@ use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
-use crate::projection::error::RunnerError;
+use crate::error::Error;
 
 /// How often a waiting caller looks again.
 const LOOK_EVERY: Duration = Duration::from_millis(10);
@@ -27,11 +27,7 @@ where
     /// # Errors
     ///
     /// When the database cannot be reached.
-    pub async fn wait_for(
-        &self,
-        position: Position,
-        timeout: Duration,
-    ) -> Result<bool, RunnerError> {
+    pub async fn wait_for(&self, position: Position, timeout: Duration) -> Result<bool, Error> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.has_applied(position).await? {
@@ -47,7 +43,7 @@ where
 
     /// Whether no event of the projection's types (and slices) lies after
     /// its checkpoint and at or before `position`.
-    async fn has_applied(&self, position: Position) -> Result<bool, RunnerError> {
+    async fn has_applied(&self, position: Position) -> Result<bool, Error> {
         Ok(!self.events_pending_through(Some(position)).await?)
     }
 }
