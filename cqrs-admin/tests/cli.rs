@@ -52,15 +52,13 @@ fn accounts(db: &TestStore) -> CommandPipeline<BankAccount> {
 /// A runner of `ledger` that parks a failing event at once and looks for
 /// requests every 100 ms.
 fn runner(db: &TestStore, ledger: Arc<Ledger>) -> Arc<ProjectionRunner<Ledger>> {
-    let options = RunnerOptions {
-        poll_interval: Duration::from_millis(100),
-        failure: FailurePolicy {
-            max_attempts: 1,
-            on_exhausted: OnExhausted::Park,
-            ..FailurePolicy::default()
-        },
-        ..RunnerOptions::default()
-    };
+    let options = RunnerOptions::default()
+        .poll_interval(Duration::from_millis(100))
+        .failure(
+            FailurePolicy::default()
+                .max_attempts(1)
+                .on_exhausted(OnExhausted::Park),
+        );
     Arc::new(ProjectionRunner::new(db.store.clone(), ledger).with_options(options))
 }
 

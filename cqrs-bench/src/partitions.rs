@@ -124,10 +124,7 @@ pub async fn partition_worker(args: &[String]) -> Result<()> {
     });
     let runner = ProjectionRunner::new(store, projector)
         .for_partition(partition)
-        .with_options(RunnerOptions {
-            batch_size: 1000,
-            ..RunnerOptions::default()
-        });
+        .with_options(RunnerOptions::default().batch_size(1000));
     check(
         runner.acquire_lease().await?,
         format!("the lease of {} is taken", runner.name()),

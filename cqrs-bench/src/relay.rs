@@ -126,9 +126,8 @@ async fn relay_round(
     let prefix = format!("bench{}", uuid::Uuid::now_v7().simple());
     let options = RelayOptions::new(&prefix, "/bench");
     let stream = options
-        .stream
-        .clone()
-        .map(|stream| stream.name)
+        .get_stream()
+        .map(|stream| stream.get_name().to_owned())
         .unwrap_or_default();
     let relay = Relay::new(
         format!("relay_{prefix}"),
@@ -136,11 +135,8 @@ async fn relay_round(
         EveryAddition,
         options,
     );
-    let runner =
-        ProjectionRunner::new(sandbox.store.clone(), Arc::new(relay)).with_options(RunnerOptions {
-            batch_size: 1000,
-            ..RunnerOptions::default()
-        });
+    let runner = ProjectionRunner::new(sandbox.store.clone(), Arc::new(relay))
+        .with_options(RunnerOptions::default().batch_size(1000));
     if !runner.acquire_lease().await? {
         return Err(BenchError::Verification(
             "a fresh relay's lease is taken".into(),
@@ -296,9 +292,8 @@ pub(crate) async fn relay_latency(pool: &PgPool, config: &Config) -> Result<Vec<
     let prefix = format!("lat{}", uuid::Uuid::now_v7().simple());
     let options = RelayOptions::new(&prefix, "/bench");
     let stream = options
-        .stream
-        .clone()
-        .map(|stream| stream.name)
+        .get_stream()
+        .map(|stream| stream.get_name().to_owned())
         .unwrap_or_default();
     let relay = Arc::new(ProjectionRunner::new(
         sandbox.store.clone(),

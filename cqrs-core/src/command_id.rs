@@ -28,14 +28,14 @@ pub fn event_id(command_id: Uuid, index: usize) -> Uuid {
 ///
 /// Two commands of the same type to the same aggregate for one event share
 /// an id; a handler that sends such commands gives each its own id with
-/// [`caused_by_with_key`].
-pub fn caused_by<E>(event: &EventEnvelope<E>, stream: &StreamId, command_type: &str) -> Uuid {
-    caused_by_with_key(event, &format!("{stream}\u{1f}{command_type}"))
+/// [`for_event_keyed`].
+pub fn for_event<E>(event: &EventEnvelope<E>, stream: &StreamId, command_type: &str) -> Uuid {
+    for_event_keyed(event, &format!("{stream}\u{1f}{command_type}"))
 }
 
 /// The id of the command a handler of `event` sends under `key` (any text
 /// that tells this command apart from the event's other commands).
-pub fn caused_by_with_key<E>(event: &EventEnvelope<E>, key: &str) -> Uuid {
+pub fn for_event_keyed<E>(event: &EventEnvelope<E>, key: &str) -> Uuid {
     derive(event.event_id, key.as_bytes())
 }
 

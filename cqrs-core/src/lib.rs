@@ -25,6 +25,7 @@
 //! - metrics through the `metrics` facade: [`telemetry`].
 
 mod aggregate;
+mod backoff;
 pub mod codec;
 pub mod command_id;
 pub mod deadline;
@@ -32,6 +33,7 @@ pub mod dispatch;
 mod error;
 mod event;
 mod exact_json;
+mod in_memory_runner;
 pub mod inbox;
 pub mod limits;
 mod memory;
@@ -44,16 +46,17 @@ mod query;
 mod state_cache;
 mod store;
 mod stream;
-mod subscription;
 pub mod telemetry;
 pub mod testing;
 pub mod unwind;
 
 pub use aggregate::{Aggregate, Command};
+pub use backoff::Backoff;
 pub use error::{
     BoxError, CommandError, Conflict, DecodeError, EncodeError, ErrorKind, PayloadError, StoreError,
 };
 pub use event::{DomainEvent, EventEnvelope, NewEvent, StoredEvent};
+pub use in_memory_runner::InMemoryRunner;
 pub use memory::InMemoryEventStore;
 pub use metadata::Metadata;
 pub use pipeline::{CommandOutcome, CommandPipeline, Loaded};
@@ -67,7 +70,6 @@ pub use store::{
     ReplaySink, Snapshot, SnapshotStore, StoreLayer,
 };
 pub use stream::{ExpectedVersion, SLICES, StreamId};
-pub use subscription::Subscription;
 
 /// Re-exported so that users and generated code need no direct dependency.
 pub use async_trait::async_trait;

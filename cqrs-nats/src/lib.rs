@@ -30,7 +30,7 @@ mod relay;
 
 pub use async_nats;
 pub use cloudevent::{CloudEvent, CloudEventError, ContentMode};
-pub use consumer::{Committed, Consumer, ConsumerOptions, Handler, Outcome, caused_by};
+pub use consumer::{Consumer, ConsumerOptions, Handler, Outcome, Unacknowledged};
 pub use error::Error;
 pub use publication::{Outgoing, Publication};
 pub use relay::{POSITION_HEADER, RELAY_HEADER, Relay, RelayOptions, StreamSpec};

@@ -18,7 +18,6 @@ use std::time::Duration;
 use cqrskit::nats::async_nats::jetstream;
 use cqrskit::nats::{
     CloudEvent, Consumer, ConsumerOptions, Handler, Outgoing, Publication, Relay, RelayOptions,
-    caused_by,
 };
 use cqrskit::postgres::sqlx::{self, PgConnection};
 use cqrskit::postgres::{PostgresEventStore, PostgresInbox, ProjectionRunner};
@@ -253,7 +252,7 @@ impl Handler<PgConnection> for ShippingDesk {
                         command_id,
                         &paid.order,
                         PrepareShipment { items },
-                        caused_by(event),
+                        event.command_metadata(),
                     )
                     .await?;
             }
@@ -280,9 +279,9 @@ pub async fn shipping_consumer(
     jetstream: jetstream::Context,
 ) -> Result<Consumer<PostgresInbox, ShippingDesk>, sqlx::Error> {
     let desk = ShippingDesk::open(&store).await?;
-    let mut options = ConsumerOptions::new("SHOP", "shipping");
-    options.filter_subject = format!("{ORDER_SUBJECTS}.order.>");
-    options.ack_wait = Duration::from_secs(10);
+    let options = ConsumerOptions::new("SHOP", "shipping")
+        .filter_subject(format!("{ORDER_SUBJECTS}.order.>"))
+        .ack_wait(Duration::from_secs(10));
     Ok(Consumer::new(
         PostgresInbox::new(&store),
         jetstream,

@@ -237,8 +237,8 @@ impl cqrskit::nats::Handler<PgConnection> for RecordWithdrawals {
 /// publishes into.
 pub fn stream_of(prefix: &str) -> String {
     cqrskit::nats::RelayOptions::new(prefix, "/bank")
-        .stream
-        .map(|stream| stream.name)
+        .get_stream()
+        .map(|stream| stream.get_name().to_owned())
         .unwrap_or_default()
 }
 
@@ -255,8 +255,7 @@ pub async fn relay_to_the_end(
     mode: cqrskit::nats::ContentMode,
 ) -> String {
     let prefix = unique("bank");
-    let mut options = cqrskit::nats::RelayOptions::new(&prefix, "/bank");
-    options.mode = mode;
+    let options = cqrskit::nats::RelayOptions::new(&prefix, "/bank").mode(mode);
     let relay = cqrskit::nats::Relay::new(
         format!("relay_{prefix}"),
         jetstream.clone(),

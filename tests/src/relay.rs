@@ -41,8 +41,7 @@ pub async fn banking(store: &PostgresEventStore, ids: &[&str]) {
 /// A relay of the bank's public events under `prefix`, in `mode`, named
 /// `relay_<prefix>`, into the stream its options name.
 pub fn relay(jetstream: &Context, prefix: &str, mode: ContentMode) -> Relay<PublicAccountEvents> {
-    let mut options = RelayOptions::new(prefix, "/bank");
-    options.mode = mode;
+    let options = RelayOptions::new(prefix, "/bank").mode(mode);
     Relay::new(
         format!("relay_{prefix}"),
         jetstream.clone(),
@@ -155,14 +154,11 @@ pub fn withdrawal_relay(
         withdrawals,
         RelayOptions::new(prefix, "/bank"),
     );
-    ProjectionRunner::new(db.store.clone(), Arc::new(relay)).with_options(RunnerOptions {
-        batch_size: 10,
-        failure: FailurePolicy {
-            max_attempts: 1,
-            ..FailurePolicy::default()
-        },
-        ..RunnerOptions::default()
-    })
+    ProjectionRunner::new(db.store.clone(), Arc::new(relay)).with_options(
+        RunnerOptions::default()
+            .batch_size(10)
+            .failure(FailurePolicy::default().max_attempts(1)),
+    )
 }
 
 /// The amounts of the messages in the relay's stream, in stream order.

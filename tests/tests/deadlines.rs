@@ -78,10 +78,7 @@ async fn scenario(
         DeadlineRunner::new(deadlines.clone())
             .route::<Order, CancelUnpaidOrder>(NAME, orders.clone())
             .with_owner(owner)
-            .with_options(DeadlineOptions {
-                claim: Duration::from_secs(30),
-                ..DeadlineOptions::default()
-            })
+            .with_options(DeadlineOptions::default().claim(Duration::from_secs(30)))
     };
     let a = runner("a");
 
@@ -284,10 +281,7 @@ async fn two_runners_share_the_due_deadlines_in_postgres_without_doubling() {
         DeadlineRunner::new(deadlines.clone())
             .route::<Order, CancelUnpaidOrder>(NAME, orders.clone())
             .with_owner(owner)
-            .with_options(DeadlineOptions {
-                batch: 3,
-                ..DeadlineOptions::default()
-            })
+            .with_options(DeadlineOptions::default().batch_size(3))
     };
     let (first, second) = (runner("first"), runner("second"));
     let (one, two) = tokio::join!(first.deliver_due(), second.deliver_due());
@@ -320,10 +314,7 @@ async fn a_running_runner_delivers_what_falls_due_and_stops_at_shutdown() {
     deadlines.schedule(&deadline).await.expect("schedule");
     let runner = DeadlineRunner::new(deadlines.clone())
         .route::<Order, CancelUnpaidOrder>(NAME, orders)
-        .with_options(DeadlineOptions {
-            poll_interval: Duration::from_millis(20),
-            ..DeadlineOptions::default()
-        });
+        .with_options(DeadlineOptions::default().poll_interval(Duration::from_millis(20)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(async move {
         runner
@@ -386,10 +377,7 @@ async fn a_cancel_racing_a_delivery_either_wins_or_says_the_command_runs() {
         DeadlineRunner::new(deadlines.clone())
             .route::<Order, CancelUnpaidOrder>(NAME, orders.clone())
             .with_owner(owner)
-            .with_options(DeadlineOptions {
-                batch: 20,
-                ..DeadlineOptions::default()
-            })
+            .with_options(DeadlineOptions::default().batch_size(20))
     };
     let delivering = ["one", "two"].map(|owner| {
         let runner = runner(owner);

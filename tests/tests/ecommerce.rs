@@ -113,10 +113,7 @@ async fn the_shops_process_managers_run_on_postgres_with_their_checkpoints() {
         .execute("tea", AddStock { quantity: 5 })
         .await
         .expect("stock");
-    let options = RunnerOptions {
-        poll_interval: Duration::from_millis(50),
-        ..RunnerOptions::default()
-    };
+    let options = RunnerOptions::default().poll_interval(Duration::from_millis(50));
     let daemon = || {
         let fulfilment = Arc::new(Fulfilment::new(shop.orders.clone(), shop.inventory.clone()));
         let payments = Arc::new(PaymentTimeout::new(deadlines.clone()));

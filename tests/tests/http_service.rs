@@ -23,10 +23,7 @@ async fn the_documented_curl_session_works_as_written() {
         .expect("a free port");
     let address: SocketAddr = listener.local_addr().expect("address");
     let base = format!("http://{address}");
-    let options = RunnerOptions {
-        poll_interval: Duration::from_millis(200),
-        ..RunnerOptions::default()
-    };
+    let options = RunnerOptions::default().poll_interval(Duration::from_millis(200));
     let service = Service::new(db.store.clone(), options, Some(metrics));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, service, async move {

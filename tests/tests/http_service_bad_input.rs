@@ -8,6 +8,7 @@ use std::time::Duration;
 use cqrs_examples::http_service::{Service, serve};
 use cqrs_tests::http::curl;
 use cqrs_tests::postgres::TestStore;
+use cqrskit::Backoff;
 use serde_json::Value;
 
 /// One account's bad data does not take the other accounts down, and bad
@@ -25,10 +26,16 @@ async fn one_bad_account_leaves_the_others_current_and_bad_input_is_a_4xx() {
         .await
         .expect("a free port");
     let base = format!("http://{}", listener.local_addr().expect("address"));
-    let mut options = cqrs_examples::http_service::balances_options();
-    options.poll_interval = Duration::from_millis(100);
-    options.failure.max_attempts = 2;
-    options.failure.initial_backoff = Duration::from_millis(10);
+    let defaults = cqrs_examples::http_service::balances_options();
+    let options = defaults
+        .clone()
+        .poll_interval(Duration::from_millis(100))
+        .failure(
+            defaults
+                .get_failure()
+                .max_attempts(2)
+                .backoff(Backoff::default().initial(Duration::from_millis(10))),
+        );
     let service = Service::new(db.store.clone(), options, None);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, service, async move {

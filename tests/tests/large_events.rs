@@ -109,12 +109,12 @@ async fn a_batch_too_large_to_read_within_the_bound_shrinks_until_it_goes_throug
             table: table.clone(),
         }),
     )
-    .with_options(RunnerOptions {
-        batch_size: 100,
-        batch_bytes: 256 * 1024 * 1024,
-        lease_duration: Duration::from_millis(600),
-        ..RunnerOptions::default()
-    });
+    .with_options(
+        RunnerOptions::default()
+            .batch_size(100)
+            .batch_bytes(256 * 1024 * 1024)
+            .lease_duration(Duration::from_millis(600)),
+    );
     assert!(runner.acquire_lease().await.expect("lease"));
     let applied = runner.catch_up().await.expect("caught up");
     assert_eq!(applied, DOCUMENTS);

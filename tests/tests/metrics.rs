@@ -214,16 +214,16 @@ async fn a_projection_reports_what_it_applied_its_lag_lease_and_dead_letters() {
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
     ledger.poison.store(666, Ordering::SeqCst);
     let runner = Arc::new(
-        ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(RunnerOptions {
-            batch_size: 5,
-            poll_interval: Duration::from_millis(20),
-            failure: FailurePolicy {
-                max_attempts: 1,
-                on_exhausted: OnExhausted::Park,
-                ..FailurePolicy::default()
-            },
-            ..RunnerOptions::default()
-        }),
+        ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(
+            RunnerOptions::default()
+                .batch_size(5)
+                .poll_interval(Duration::from_millis(20))
+                .failure(
+                    FailurePolicy::default()
+                        .max_attempts(1)
+                        .on_exhausted(OnExhausted::Park),
+                ),
+        ),
     );
     let running = Running::start(&runner);
     let key = |name: &str| format!("{name}{{projection=ledger}}");
@@ -258,11 +258,11 @@ async fn a_projection_behind_reports_its_lag_in_events_while_it_catches_up() {
     ledger.slow_amount.store(20, Ordering::SeqCst);
     ledger.slow_millis.store(200, Ordering::SeqCst);
     let runner = Arc::new(
-        ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(RunnerOptions {
-            batch_size: 2,
-            poll_interval: Duration::from_millis(50),
-            ..RunnerOptions::default()
-        }),
+        ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(
+            RunnerOptions::default()
+                .batch_size(2)
+                .poll_interval(Duration::from_millis(50)),
+        ),
     );
     let running = Running::start(&runner);
     let key = format!(

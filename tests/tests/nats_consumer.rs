@@ -9,11 +9,11 @@ use cqrs_tests::nats::{
     RecordWithdrawals, jetstream, plain_stream, relay_to_the_end, stream_of, unique,
 };
 use cqrs_tests::postgres::TestStore;
-use cqrskit::CommandPipeline;
 use cqrskit::nats::async_nats::jetstream::Context;
 use cqrskit::nats::{Consumer, ConsumerOptions, ContentMode, Outcome};
 use cqrskit::postgres::sqlx::PgConnection;
 use cqrskit::postgres::{PostgresEventStore, PostgresInbox};
+use cqrskit::{Backoff, CommandPipeline};
 
 /// Opens an account with 100 and withdraws each of `amounts`, then relays
 /// the public events into a fresh stream; returns its name.
@@ -103,8 +103,7 @@ async fn a_consumer_killed_between_its_commit_and_its_ack_applies_the_message_on
     let _ = child.wait();
 
     let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
-    let mut options = ConsumerOptions::new(&stream, &durable);
-    options.ack_wait = Duration::from_millis(1000);
+    let options = ConsumerOptions::new(&stream, &durable).ack_wait(Duration::from_millis(1000));
     let consumer = Consumer::new(
         PostgresInbox::new(&db.store),
         jetstream.clone(),
@@ -163,10 +162,15 @@ async fn a_message_the_handler_keeps_refusing_is_dead_lettered_after_its_deliver
 
     let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
     let refuse_13 = handler.refuse_13.clone();
-    let mut options = ConsumerOptions::new(&stream, unique("shipping"));
-    options.max_deliver = 3;
-    options.backoff = vec![Duration::from_millis(50)];
-    options.dead_letter_subject = Some(dead_subject.clone());
+    let options = ConsumerOptions::new(&stream, unique("shipping"))
+        .max_attempts(3)
+        .backoff(
+            Backoff::default()
+                .initial(Duration::from_millis(50))
+                .max(Duration::from_millis(50))
+                .jitter(false),
+        )
+        .dead_letter_subject(dead_subject.clone());
     let consumer = Consumer::new(
         PostgresInbox::new(&db.store),
         jetstream.clone(),
@@ -387,9 +391,14 @@ async fn a_panicking_handler_fails_its_message_and_the_consumer_goes_on() {
     let jetstream = jetstream().await;
     let stream = relayed(&db.store, &jetstream, &[13, 20]).await;
     let handler = PanicsOn13(RecordWithdrawals::create(db.pool(), &db.schema).await);
-    let mut options = ConsumerOptions::new(&stream, unique("shipping"));
-    options.max_deliver = 2;
-    options.backoff = vec![Duration::from_millis(10)];
+    let options = ConsumerOptions::new(&stream, unique("shipping"))
+        .max_attempts(2)
+        .backoff(
+            Backoff::default()
+                .initial(Duration::from_millis(10))
+                .max(Duration::from_millis(10))
+                .jitter(false),
+        );
     let consumer = Consumer::new(
         PostgresInbox::new(&db.store),
         jetstream.clone(),
@@ -563,8 +572,7 @@ async fn a_consumer_keeps_its_message_through_a_database_outage() {
         .with_schema(&db.schema)
         .expect("schema");
     let durable = unique("shipping");
-    let mut options = ConsumerOptions::new(&stream, &durable);
-    options.ack_wait = Duration::from_secs(1);
+    let options = ConsumerOptions::new(&stream, &durable).ack_wait(Duration::from_secs(1));
     let consumer = Arc::new(Consumer::new(
         PostgresInbox::new(&store),
         jetstream.clone(),

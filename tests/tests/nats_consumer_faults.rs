@@ -12,7 +12,7 @@ use cqrskit::nats::async_nats::jetstream::Context;
 use cqrskit::nats::{CloudEvent, Consumer, ConsumerOptions, ContentMode, Handler, Outcome};
 use cqrskit::postgres::PostgresInbox;
 use cqrskit::postgres::sqlx::PgConnection;
-use cqrskit::{BoxError, async_trait};
+use cqrskit::{Backoff, BoxError, async_trait};
 
 /// Records each event it handles as a row (`source`, `subject`, `version`)
 /// in handling order; fails the first attempt at every event whose subject
@@ -179,9 +179,13 @@ async fn a_failed_message_holds_back_its_stream_and_only_its_stream() {
         [3, 17, 30, 59].map(|version| (format!("account/acc-{account}"), version))
     });
     let handler = RecordInOrder::create(&db, fail_once).await;
-    let mut options = ConsumerOptions::new(&stream, unique("ordered"));
     // Long enough for the other streams to go well past the failure.
-    options.backoff = vec![Duration::from_secs(1)];
+    let options = ConsumerOptions::new(&stream, unique("ordered")).backoff(
+        Backoff::default()
+            .initial(Duration::from_secs(1))
+            .max(Duration::from_secs(1))
+            .jitter(false),
+    );
     let consumer = Arc::new(Consumer::new(
         PostgresInbox::new(&db.store),
         jetstream.clone(),
@@ -307,14 +311,19 @@ async fn a_dead_letter_that_cannot_be_published_is_kept_and_the_consumer_goes_on
         }
         let handler = RecordInOrder::create(&db, []).await;
         let refusing = RefuseThirteen(handler);
-        let mut options = ConsumerOptions::new(&stream, unique("dead"));
-        options.max_deliver = 2;
-        options.backoff = vec![Duration::from_millis(300)];
-        options.dead_letter_subject = Some(if captured_by_own_stream {
-            subject.replace(".events", ".dead")
-        } else {
-            unique("captured_by_no_stream")
-        });
+        let options = ConsumerOptions::new(&stream, unique("dead"))
+            .max_attempts(2)
+            .backoff(
+                Backoff::default()
+                    .initial(Duration::from_millis(300))
+                    .max(Duration::from_millis(300))
+                    .jitter(false),
+            )
+            .dead_letter_subject(if captured_by_own_stream {
+                subject.replace(".events", ".dead")
+            } else {
+                unique("captured_by_no_stream")
+            });
         let consumer = Arc::new(Consumer::new(
             PostgresInbox::new(&db.store),
             jetstream.clone(),

@@ -135,8 +135,8 @@ async fn a_consumer_of_one_slice_gets_exactly_the_messages_of_its_streams() {
         "the accounts span several slices"
     );
 
-    let mut options = ConsumerOptions::new(stream_of(&prefix), unique("slice"));
-    options.filter_subject = format!("{prefix}.*.*.{wanted}");
+    let options = ConsumerOptions::new(stream_of(&prefix), unique("slice"))
+        .filter_subject(format!("{prefix}.*.*.{wanted}"));
     let consumer = Consumer::new(
         PostgresInbox::new(&db.store),
         jetstream.clone(),

@@ -21,7 +21,7 @@ use cqrskit::nats::async_nats::jetstream::{self, Context};
 use cqrskit::nats::{ContentMode, POSITION_HEADER, Relay, RelayOptions};
 use cqrskit::postgres::testing::caught_up;
 use cqrskit::postgres::{Error, FailurePolicy, OnExhausted, ProjectionRunner, RunnerOptions};
-use cqrskit::{CommandPipeline, EventStore, LogFilter, Position};
+use cqrskit::{Backoff, CommandPipeline, EventStore, LogFilter, Position};
 
 /// How long a relay's lease lasts in the process tests: a killed relay's
 /// lapses quickly.
@@ -93,10 +93,7 @@ async fn successor(
         db.store.clone(),
         Arc::new(relay(jetstream, prefix, ContentMode::Structured)),
     )
-    .with_options(RunnerOptions {
-        lease_duration: Duration::from_millis(LEASE_MS),
-        ..RunnerOptions::default()
-    });
+    .with_options(RunnerOptions::default().lease_duration(Duration::from_millis(LEASE_MS)));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !runner.acquire_lease().await.expect("lease") {
         assert!(
@@ -243,15 +240,15 @@ async fn a_nats_server_killed_four_times_under_load_loses_doubles_and_reorders_n
             db.store.clone(),
             Arc::new(relay(&jetstream, &prefix, ContentMode::Binary)),
         )
-        .with_options(RunnerOptions {
-            poll_interval: Duration::from_millis(50),
-            failure: FailurePolicy {
-                max_attempts: 1000,
-                max_backoff: Duration::from_millis(500),
-                ..FailurePolicy::default()
-            },
-            ..RunnerOptions::default()
-        }),
+        .with_options(
+            RunnerOptions::default()
+                .poll_interval(Duration::from_millis(50))
+                .failure(
+                    FailurePolicy::default()
+                        .max_attempts(1000)
+                        .backoff(Backoff::default().max(Duration::from_millis(500))),
+                ),
+        ),
     );
     let withdrawn = Arc::new(AtomicUsize::new(0));
     let accounts = Arc::new(CommandPipeline::<BankAccount>::new(db.shared(), ()));
@@ -465,23 +462,20 @@ async fn a_stream_deleted_under_the_relay_is_created_again_or_named() {
         .expect("delete the stream");
 
     // Managed elsewhere, and missing.
-    let mut options = RelayOptions::new(&prefix, "/bank");
-    options.stream = None;
+    let options = RelayOptions::new(&prefix, "/bank").stream(None);
     let relay = Relay::new(
         format!("relay_elsewhere_{prefix}"),
         jetstream.clone(),
         Withdrawals::default(),
         options,
     );
-    let runner =
-        ProjectionRunner::new(db.store.clone(), Arc::new(relay)).with_options(RunnerOptions {
-            failure: FailurePolicy {
-                max_attempts: 2,
-                initial_backoff: Duration::from_millis(10),
-                ..FailurePolicy::default()
-            },
-            ..RunnerOptions::default()
-        });
+    let runner = ProjectionRunner::new(db.store.clone(), Arc::new(relay)).with_options(
+        RunnerOptions::default().failure(
+            FailurePolicy::default()
+                .max_attempts(2)
+                .backoff(Backoff::default().initial(Duration::from_millis(10))),
+        ),
+    );
     assert!(runner.acquire_lease().await.expect("lease"));
     let stopped = runner.catch_up().await.expect_err("stopped");
     assert!(
@@ -556,13 +550,9 @@ async fn a_relay_refuses_to_park_events_or_run_in_partitions() {
         ))
     };
     for on_exhausted in [OnExhausted::Park, OnExhausted::ParkStream] {
-        let runner = ProjectionRunner::new(db.store.clone(), relay()).with_options(RunnerOptions {
-            failure: FailurePolicy {
-                on_exhausted,
-                ..FailurePolicy::default()
-            },
-            ..RunnerOptions::default()
-        });
+        let runner = ProjectionRunner::new(db.store.clone(), relay()).with_options(
+            RunnerOptions::default().failure(FailurePolicy::default().on_exhausted(on_exhausted)),
+        );
         let refused = runner.acquire_lease().await.expect_err("refused");
         assert!(
             matches!(&refused, Error::Misconfigured { reason, .. } if reason.contains("OnExhausted::Stop")),

@@ -283,12 +283,10 @@ async fn partitions_move_between_processes_that_die_freeze_join_and_leave_applyi
 }
 
 fn options() -> RunnerOptions {
-    RunnerOptions {
-        batch_size: 7,
-        lease_duration: Duration::from_millis(LEASE_MS),
-        poll_interval: Duration::from_millis(50),
-        ..RunnerOptions::default()
-    }
+    RunnerOptions::default()
+        .batch_size(7)
+        .lease_duration(Duration::from_millis(LEASE_MS))
+        .poll_interval(Duration::from_millis(50))
 }
 
 /// Each partition reads only its slices: together they apply every event
@@ -540,9 +538,11 @@ async fn a_split_waits_for_the_old_splits_dead_letters() {
     cqrs_tests::scenarios::settled(&db.shared(), 21).await;
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
     ledger.poison.store(666, Ordering::SeqCst);
-    let mut parking = options();
-    parking.failure.max_attempts = 1;
-    parking.failure.on_exhausted = cqrskit::postgres::OnExhausted::ParkStream;
+    let parking = options().failure(
+        cqrskit::postgres::FailurePolicy::default()
+            .max_attempts(1)
+            .on_exhausted(cqrskit::postgres::OnExhausted::ParkStream),
+    );
     let whole = ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(parking);
     assert!(whole.acquire_lease().await.expect("lease"));
     whole.catch_up().await.expect("catch up");

@@ -21,6 +21,7 @@ use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::ledger::{Ledger, business, fold};
 use cqrs_tests::pgbouncer::PgBouncer;
 use cqrs_tests::postgres::TestStore;
+use cqrskit::Backoff;
 use cqrskit::postgres::sqlx;
 use cqrskit::postgres::sqlx::postgres::PgListener;
 use cqrskit::postgres::{
@@ -306,20 +307,24 @@ async fn a_runner_behind_a_transaction_pooler_applies_every_event() {
     let db = TestStore::new().await;
     let pooled = pooled_store(&bouncer, &db).await;
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
-    let runner = Arc::new(ProjectionRunner::new(pooled, ledger.clone()).with_options(
-        RunnerOptions {
-            batch_size: 7,
-            lease_duration: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(500),
-            failure: FailurePolicy {
-                max_attempts: 3,
-                initial_backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_millis(5),
-                on_exhausted: OnExhausted::Stop,
-            },
-            ..RunnerOptions::default()
-        },
-    ));
+    let runner = Arc::new(
+        ProjectionRunner::new(pooled, ledger.clone()).with_options(
+            RunnerOptions::default()
+                .batch_size(7)
+                .lease_duration(Duration::from_secs(5))
+                .poll_interval(Duration::from_millis(500))
+                .failure(
+                    FailurePolicy::default()
+                        .max_attempts(3)
+                        .on_exhausted(OnExhausted::Stop)
+                        .backoff(
+                            Backoff::default()
+                                .initial(Duration::from_millis(1))
+                                .max(Duration::from_millis(5)),
+                        ),
+                ),
+        ),
+    );
     let accounts = Accounts::new(db.shared(), ());
     let mut unclean_stops = Vec::new();
     for round in 0..ROUNDS {
@@ -376,18 +381,22 @@ async fn a_runner_behind_a_transaction_pooler_catches_up_without_errors() {
     let db = TestStore::new().await;
     let pooled = pooled_store(&bouncer, &db).await;
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
-    let runner = ProjectionRunner::new(pooled, ledger.clone()).with_options(RunnerOptions {
-        batch_size: 7,
-        lease_duration: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(500),
-        failure: FailurePolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            on_exhausted: OnExhausted::Stop,
-        },
-        ..RunnerOptions::default()
-    });
+    let runner = ProjectionRunner::new(pooled, ledger.clone()).with_options(
+        RunnerOptions::default()
+            .batch_size(7)
+            .lease_duration(Duration::from_secs(30))
+            .poll_interval(Duration::from_millis(500))
+            .failure(
+                FailurePolicy::default()
+                    .max_attempts(3)
+                    .on_exhausted(OnExhausted::Stop)
+                    .backoff(
+                        Backoff::default()
+                            .initial(Duration::from_millis(1))
+                            .max(Duration::from_millis(5)),
+                    ),
+            ),
+    );
 
     let accounts = Arc::new(Accounts::new(db.shared(), ()));
     let writers = (0..4)
@@ -518,11 +527,11 @@ async fn with_a_direct_url_migrations_and_notifications_work_behind_a_pooler() {
     });
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
     let runner = Arc::new(
-        ProjectionRunner::new(store.clone(), ledger.clone()).with_options(RunnerOptions {
-            lease_duration: Duration::from_secs(30),
-            poll_interval: Duration::from_secs(120),
-            ..RunnerOptions::default()
-        }),
+        ProjectionRunner::new(store.clone(), ledger.clone()).with_options(
+            RunnerOptions::default()
+                .lease_duration(Duration::from_secs(30))
+                .poll_interval(Duration::from_secs(120)),
+        ),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn({

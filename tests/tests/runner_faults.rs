@@ -14,23 +14,25 @@ use cqrs_tests::postgres::TestStore;
 use cqrskit::postgres::{
     FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions,
 };
-use cqrskit::{CommandPipeline, EventStore};
+use cqrskit::{Backoff, CommandPipeline, EventStore};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 type Accounts = CommandPipeline<BankAccount>;
 
 fn options(lease: Duration) -> RunnerOptions {
-    RunnerOptions {
-        lease_duration: lease,
-        poll_interval: Duration::from_millis(100),
-        failure: FailurePolicy {
-            max_attempts: 2,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            on_exhausted: OnExhausted::Park,
-        },
-        ..RunnerOptions::default()
-    }
+    RunnerOptions::default()
+        .lease_duration(lease)
+        .poll_interval(Duration::from_millis(100))
+        .failure(
+            FailurePolicy::default()
+                .max_attempts(2)
+                .on_exhausted(OnExhausted::Park)
+                .backoff(
+                    Backoff::default()
+                        .initial(Duration::from_millis(1))
+                        .max(Duration::from_millis(5)),
+                ),
+        )
 }
 
 /// Account `a`: opened, 10, `bad`, 5. Returns the id of the `bad` deposit.
@@ -293,12 +295,11 @@ async fn batches_are_bounded_by_bytes() {
         .get()
         .len();
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
-    let runner =
-        ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(RunnerOptions {
-            batch_size: 100,
-            batch_bytes: payload_bytes * 5,
-            ..options(Duration::from_secs(10))
-        });
+    let runner = ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(
+        options(Duration::from_secs(10))
+            .batch_size(100)
+            .batch_bytes(payload_bytes * 5),
+    );
     assert!(runner.acquire_lease().await.expect("lease"));
     let first = runner.step().await.expect("a batch");
     assert!(

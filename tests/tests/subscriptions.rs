@@ -23,11 +23,11 @@ async fn ledger(db: &TestStore, types: &'static [&'static str]) -> Arc<Ledger> {
 }
 
 fn runner(db: &TestStore, ledger: Arc<Ledger>) -> ProjectionRunner<Ledger> {
-    ProjectionRunner::new(db.store.clone(), ledger).with_options(RunnerOptions {
-        lease_duration: Duration::from_secs(2),
-        poll_interval: Duration::from_millis(50),
-        ..RunnerOptions::default()
-    })
+    ProjectionRunner::new(db.store.clone(), ledger).with_options(
+        RunnerOptions::default()
+            .lease_duration(Duration::from_secs(2))
+            .poll_interval(Duration::from_millis(50)),
+    )
 }
 
 /// Catches up until `events` of the log are processed (the log's horizon

@@ -52,11 +52,8 @@ pub(crate) async fn projection_catch_up(pool: &PgPool, config: &Config) -> Resul
         name: "tally_rows".to_owned(),
         table: sandbox.table("rows_framework"),
     });
-    let runner =
-        ProjectionRunner::new(sandbox.store.clone(), projector).with_options(RunnerOptions {
-            batch_size: 1000,
-            ..RunnerOptions::default()
-        });
+    let runner = ProjectionRunner::new(sandbox.store.clone(), projector)
+        .with_options(RunnerOptions::default().batch_size(1000));
     if !runner.acquire_lease().await? {
         return Err(BenchError::Verification(
             "lease of a fresh projection is taken".into(),

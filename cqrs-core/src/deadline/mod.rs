@@ -29,6 +29,7 @@
 
 mod clock;
 mod memory;
+mod options;
 mod runner;
 
 use async_trait::async_trait;
@@ -39,7 +40,8 @@ use uuid::Uuid;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::InMemoryDeadlines;
-pub use runner::{DeadlineOptions, DeadlineRunner, Delivered};
+pub use options::DeadlineOptions;
+pub use runner::{DeadlineRunner, Delivered};
 
 use crate::{EventEnvelope, Metadata, StoreError, StreamId};
 

@@ -10,32 +10,8 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::{Deadline, DeadlineStore};
+use super::{Deadline, DeadlineOptions, DeadlineStore};
 use crate::{Aggregate, CommandError, CommandPipeline, StoreError};
-
-/// How a deadline runner works.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeadlineOptions {
-    /// How long a runner's claim on a deadline holds: a runner that dies
-    /// while delivering leaves it to another after this long.
-    pub claim: Duration,
-    /// The longest a running runner sleeps before looking for due
-    /// deadlines again (it wakes earlier for the next one it knows of).
-    pub poll_interval: Duration,
-    /// Deadlines claimed at a time.
-    pub batch: usize,
-}
-
-impl Default for DeadlineOptions {
-    /// A 30 s claim, a 1 s poll, 100 at a time.
-    fn default() -> Self {
-        Self {
-            claim: Duration::from_secs(30),
-            poll_interval: Duration::from_secs(1),
-            batch: 100,
-        }
-    }
-}
 
 /// What came of one delivery.
 enum Delivery {
@@ -189,7 +165,7 @@ impl DeadlineRunner {
                     &self.owner,
                     &self.names,
                     self.options.claim,
-                    self.options.batch.max(1),
+                    self.options.batch_size.max(1),
                 )
                 .await?;
             if claimed.is_empty() {

@@ -333,7 +333,7 @@ impl<A: Aggregate> CommandPipeline<A> {
     /// manager does): the command's events get the event's correlation id and
     /// the event's id as causation id, so the chain can be followed. The
     /// command id is derived from the event, the target aggregate and the
-    /// command's type ([`command_id::caused_by`]), so a process manager that
+    /// command's type ([`command_id::for_event`]), so a process manager that
     /// handles the same event twice (after a crash, a redelivery) applies the
     /// command once; see [`execute_once`](Self::execute_once).
     ///
@@ -347,7 +347,7 @@ impl<A: Aggregate> CommandPipeline<A> {
         event: &EventEnvelope<E>,
     ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
         let command = command.into();
-        let command_id = command_id::caused_by(event, &Self::stream_id(id), command.command_type());
+        let command_id = command_id::for_event(event, &Self::stream_id(id), command.command_type());
         self.run(command_id, true, id, command, Metadata::caused_by(event))
             .await
     }

@@ -23,6 +23,7 @@
 mod dead_letter;
 mod held;
 mod inbox;
+mod options;
 mod run;
 
 use std::time::Duration;
@@ -30,8 +31,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use async_trait::async_trait;
 use cqrskit_core::inbox::{DeadLetters, MessageKey};
-use cqrskit_core::{BoxError, Metadata, StoreError, unwind};
+use cqrskit_core::{BoxError, StoreError, unwind};
 
+pub use self::options::ConsumerOptions;
 use crate::Error;
 use crate::cloudevent::CloudEvent;
 
@@ -48,58 +50,6 @@ pub trait Handler<C: ?Sized + Send>: Send + Sync + 'static {
     ///
     /// Any error of the handler's own.
     async fn handle(&self, event: &CloudEvent, transaction: &mut C) -> Result<(), BoxError>;
-}
-
-/// Where a consumer reads and how it retries.
-#[derive(Clone, Debug)]
-pub struct ConsumerOptions {
-    /// The JetStream stream to read.
-    pub stream: String,
-    /// The durable consumer's name: JetStream keeps its progress under it,
-    /// and the inbox and dead letters are keyed by it.
-    pub durable: String,
-    /// Only messages on these subjects (wildcards allowed); all when empty.
-    pub filter_subject: String,
-    /// Attempts at a message before it is dead-lettered (at least 1): its
-    /// deliveries, and its retries in place under [`Consumer::run`].
-    pub max_deliver: i64,
-    /// The delay before each retry after a failure: the first entry after
-    /// the first failure, and so on; the last repeats.
-    pub backoff: Vec<Duration>,
-    /// How long JetStream waits for an acknowledgement before it delivers
-    /// a message again (a consumer that died holding it).
-    pub ack_wait: Duration,
-    /// Where dead letters are published (besides the table), if anywhere.
-    /// A stream must capture the subject; a dead letter it cannot be
-    /// published to stays in the table with the reason (see
-    /// [`ParkedMessage::publish_error`](cqrskit_core::inbox::ParkedMessage::publish_error))
-    /// and the consumer goes on.
-    pub dead_letter_subject: Option<String>,
-    /// Messages fetched per request.
-    pub batch: usize,
-}
-
-impl ConsumerOptions {
-    /// Options reading `stream` as the durable consumer `durable`: every
-    /// subject, five deliveries with delays 0.1 s, 1 s, 5 s and 10 s, a 30 s
-    /// acknowledgement wait, no dead-letter subject, 100 messages a fetch.
-    pub fn new(stream: impl Into<String>, durable: impl Into<String>) -> Self {
-        Self {
-            stream: stream.into(),
-            durable: durable.into(),
-            filter_subject: String::new(),
-            max_deliver: 5,
-            backoff: vec![
-                Duration::from_millis(100),
-                Duration::from_secs(1),
-                Duration::from_secs(5),
-                Duration::from_secs(10),
-            ],
-            ack_wait: Duration::from_secs(30),
-            dead_letter_subject: None,
-            batch: 100,
-        }
-    }
 }
 
 /// What became of one message.
@@ -128,12 +78,12 @@ pub enum Outcome {
 
 /// A message whose handler's writes and inbox row have committed, awaiting
 /// its acknowledgement (see [`Consumer::commit`]).
-pub struct Committed {
+pub struct Unacknowledged {
     message: jetstream::Message,
     outcome: Outcome,
 }
 
-impl Committed {
+impl Unacknowledged {
     /// What the commit did.
     pub fn outcome(&self) -> &Outcome {
         &self.outcome
@@ -215,7 +165,7 @@ where
                     filter_subject: self.options.filter_subject.clone(),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: self.options.ack_wait,
-                    max_deliver: self.options.max_deliver.max(1),
+                    max_deliver: i64::from(self.options.max_attempts.max(1)),
                     ..Default::default()
                 },
             )
@@ -243,11 +193,11 @@ where
     /// # Errors
     ///
     /// When the database fails.
-    pub async fn commit(&self, message: jetstream::Message) -> Result<Committed, Error> {
+    pub async fn commit(&self, message: jetstream::Message) -> Result<Unacknowledged, Error> {
         let event = Decoded::for_consumer(&message, &self.options.durable);
         let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
         let outcome = self.outcome_of(&message, &event, attempt).await?;
-        Ok(Committed { message, outcome })
+        Ok(Unacknowledged { message, outcome })
     }
 
     /// What becomes of `message` (decoded as `event`) at attempt `attempt`:
@@ -315,7 +265,7 @@ where
             Err(error) => {
                 drop(transaction);
                 let reason = error.to_string();
-                if attempt >= self.options.max_deliver.max(1) {
+                if attempt >= i64::from(self.options.max_attempts.max(1)) {
                     self.dead_letter(message, &event.source, &event.id, &reason, attempt)
                         .await?;
                     return Ok(Outcome::DeadLettered { reason });
@@ -329,13 +279,9 @@ where
     }
 
     /// The delay before the retry that follows attempt `attempt`.
-    fn backoff(&self, attempt: i64) -> Option<Duration> {
-        let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
-        self.options
-            .backoff
-            .get(index)
-            .or(self.options.backoff.last())
-            .copied()
+    fn backoff(&self, attempt: i64) -> Duration {
+        let retry = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
+        self.options.backoff.delay(retry)
     }
 
     /// The second half of [`process`](Self::process): acknowledges a
@@ -346,7 +292,7 @@ where
     ///
     /// When NATS fails; a message not acknowledged is delivered again, and
     /// the inbox recognises it.
-    pub async fn acknowledge(&self, committed: Committed) -> Result<Outcome, Error> {
+    pub async fn acknowledge(&self, committed: Unacknowledged) -> Result<Outcome, Error> {
         self.settle(&committed.message, &committed.outcome).await?;
         Ok(committed.outcome)
     }
@@ -355,7 +301,7 @@ where
     async fn settle(&self, message: &jetstream::Message, outcome: &Outcome) -> Result<(), Error> {
         let kind = match outcome {
             Outcome::Handled | Outcome::AlreadyProcessed => AckKind::Ack,
-            Outcome::Retrying { delivered, .. } => AckKind::Nak(self.backoff(*delivered)),
+            Outcome::Retrying { delivered, .. } => AckKind::Nak(Some(self.backoff(*delivered))),
             Outcome::DeadLettered { .. } => AckKind::Term,
         };
         message
@@ -399,17 +345,6 @@ impl Decoded {
             Self::of(message)
         }
     }
-}
-
-/// Metadata for commands a handler executes because of `event`: its
-/// correlation id carried over, the event's id as causation id (when they
-/// are UUIDs, as the relay writes them).
-pub fn caused_by(event: &CloudEvent) -> Metadata {
-    let uuid = |text: Option<String>| text.and_then(|text| uuid::Uuid::parse_str(&text).ok());
-    let mut metadata = Metadata::new();
-    metadata.correlation_id = uuid(event.extension("correlationid"));
-    metadata.causation_id = uuid(Some(event.id.clone()));
-    metadata
 }
 
 /// The next item of `stream`.

@@ -140,7 +140,7 @@ where
             let messages = match consumer {
                 Ok(consumer) => consumer
                     .stream()
-                    .max_messages_per_batch(self.options.batch.max(1))
+                    .max_messages_per_batch(self.options.batch_size.max(1))
                     .messages()
                     .await
                     .map_err(|error| self.nats(error)),
@@ -279,7 +279,7 @@ where
             };
             match attempted {
                 Ok(Outcome::Retrying { delivered, reason }) => {
-                    let delay = self.backoff(delivered).unwrap_or_default();
+                    let delay = self.backoff(delivered);
                     tracing::warn!(
                         consumer = %self.options.durable,
                         attempt = delivered,

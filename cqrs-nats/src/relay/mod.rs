@@ -20,8 +20,7 @@
 
 mod ahead;
 mod chain;
-
-use std::time::Duration;
+mod options;
 
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
@@ -31,85 +30,12 @@ use cqrskit_core::{BoxError, EventEnvelope, Position, Projector, telemetry};
 use serde_json::Value;
 
 pub use self::chain::{POSITION_HEADER, RELAY_HEADER};
+pub use self::options::{RelayOptions, StreamSpec};
 
 use self::ahead::{Lane, Pending, Sending};
 use self::chain::Chain;
-use crate::cloudevent::{CloudEvent, ContentMode, JSON};
+use crate::cloudevent::{CloudEvent, JSON};
 use crate::publication::{Outgoing, Publication};
-
-/// The JetStream stream a relay publishes into, created by the relay's
-/// setup when missing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StreamSpec {
-    /// The stream's name (`ORDERS`).
-    pub name: String,
-    /// How long JetStream remembers message ids to drop duplicates: the
-    /// longest a relay may be down between publishing and checkpointing
-    /// without a consumer seeing a copy. Default 2 minutes (JetStream's).
-    pub duplicate_window: Duration,
-    /// Copies of each message in a cluster (1 on a single server, the
-    /// default). An acknowledgement from a stream of 3 replicas survives
-    /// the loss of one machine; on one server it survives a crash of the
-    /// server process but not of the machine unless the server syncs each
-    /// write (`sync_interval: always`), because the relay's checkpoint has
-    /// moved past what JetStream acknowledged.
-    pub replicas: usize,
-}
-
-impl StreamSpec {
-    /// The stream's configuration, capturing `subjects`.
-    fn config(&self, subjects: &str) -> jetstream::stream::Config {
-        jetstream::stream::Config {
-            name: self.name.clone(),
-            subjects: vec![subjects.to_owned()],
-            duplicate_window: self.duplicate_window,
-            num_replicas: self.replicas.max(1),
-            ..Default::default()
-        }
-    }
-}
-
-/// How a relay names, shapes and sends its messages.
-#[derive(Clone, Debug)]
-pub struct RelayOptions {
-    /// The first token(s) of every subject: messages go to
-    /// `<subject_prefix>.<aggregate type>.<token>.<slice>`, the token being
-    /// the [`Outgoing::subject_token`] or the stored event type, and the
-    /// slice the event's stream's ([`StreamId::slice`](cqrskit_core::StreamId::slice)).
-    pub subject_prefix: String,
-    /// The CloudEvents `source`: a URI reference naming this service
-    /// (`/orders`, `urn:example:orders`).
-    pub source: String,
-    /// Structured (default) or binary CloudEvents.
-    pub mode: ContentMode,
-    /// The stream to create when missing (at setup, and again when it was
-    /// deleted under a running relay), or `None` when it is managed
-    /// elsewhere: one stream must then capture `<subject_prefix>.>`, or the
-    /// relay stops with an error naming the subjects. Either way the relay
-    /// must be the stream's only publisher (see the module docs).
-    pub stream: Option<StreamSpec>,
-}
-
-impl RelayOptions {
-    /// Options publishing under `subject_prefix` from `source`, structured,
-    /// into a stream named after the prefix (upper-cased, `.` as `_`).
-    pub fn new(subject_prefix: impl Into<String>, source: impl Into<String>) -> Self {
-        let subject_prefix = subject_prefix.into();
-        let name = subject_prefix
-            .to_ascii_uppercase()
-            .replace(['.', ' ', '*', '>'], "_");
-        Self {
-            subject_prefix,
-            source: source.into(),
-            mode: ContentMode::Structured,
-            stream: Some(StreamSpec {
-                name,
-                duplicate_window: Duration::from_secs(120),
-                replicas: 1,
-            }),
-        }
-    }
-}
 
 /// Publishes the events a [`Publication`] selects to JetStream, as
 /// CloudEvents. Run it with a `ProjectionRunner` (see the module docs).

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use cqrskit::deadline::{Clock, DeadlineRunner, DeadlineStore, InMemoryDeadlines, SystemClock};
-use cqrskit::{CommandPipeline, EventStore, Position, RetryPolicy, StoreError, Subscription};
+use cqrskit::{CommandPipeline, EventStore, InMemoryRunner, Position, RetryPolicy, StoreError};
 
 use super::{
     AbandonCheckout, CHECKOUT_TIMEOUT, CancelUnpaidOrder, Checkout, Fulfilment, Inventory, Order,
@@ -30,12 +30,12 @@ pub struct Shop {
     /// The payment and checkout deadlines.
     pub deadlines: Arc<dyn DeadlineStore>,
     clock: Arc<dyn Clock>,
-    fulfilment: Subscription<Fulfilment>,
-    payment_timeout: Subscription<PaymentTimeout>,
+    fulfilment: InMemoryRunner<Fulfilment>,
+    payment_timeout: InMemoryRunner<PaymentTimeout>,
     deadline_runner: DeadlineRunner,
-    order_list: Subscription<OrdersByCustomer>,
-    stock: Subscription<StockLevels>,
-    picking: Subscription<PickLists>,
+    order_list: InMemoryRunner<OrdersByCustomer>,
+    stock: InMemoryRunner<StockLevels>,
+    picking: InMemoryRunner<PickLists>,
 }
 
 impl Shop {
@@ -72,14 +72,14 @@ impl Shop {
             .route::<Order, CancelUnpaidOrder>(PAYMENT_TIMEOUT, orders.clone())
             .route::<Order, AbandonCheckout>(CHECKOUT_TIMEOUT, orders.clone());
         Self {
-            fulfilment: Subscription::new(store.clone(), fulfilment),
-            payment_timeout: Subscription::new(store.clone(), payment_timeout),
+            fulfilment: InMemoryRunner::new(store.clone(), fulfilment),
+            payment_timeout: InMemoryRunner::new(store.clone(), payment_timeout),
             deadline_runner,
             deadlines,
             clock,
-            order_list: Subscription::new(store.clone(), orders_by_customer.clone()),
-            stock: Subscription::new(store.clone(), stock_levels.clone()),
-            picking: Subscription::new(store.clone(), pick_lists.clone()),
+            order_list: InMemoryRunner::new(store.clone(), orders_by_customer.clone()),
+            stock: InMemoryRunner::new(store.clone(), stock_levels.clone()),
+            picking: InMemoryRunner::new(store.clone(), pick_lists.clone()),
             store,
             orders,
             inventory,

@@ -44,13 +44,7 @@ use crate::bank_account::balances::AccountBalances;
 /// as it was, while every other account's balance stays current. A
 /// projection combining accounts (a total) would stop instead.
 pub fn balances_options() -> RunnerOptions {
-    RunnerOptions {
-        failure: FailurePolicy {
-            on_exhausted: OnExhausted::ParkStream,
-            ..FailurePolicy::default()
-        },
-        ..RunnerOptions::default()
-    }
+    RunnerOptions::default().failure(FailurePolicy::default().on_exhausted(OnExhausted::ParkStream))
 }
 
 /// What the handlers share.

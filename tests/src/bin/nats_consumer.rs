@@ -24,8 +24,9 @@ async fn main() {
         .expect("schema");
     let handler = RecordWithdrawals::create(store.pool(), &schema).await;
     let jetstream = jetstream::new(connect(&var("NATS_URL")).await);
-    let mut options = ConsumerOptions::new(var("STREAM"), var("DURABLE"));
-    options.ack_wait = Duration::from_millis(var("ACK_WAIT_MS").parse().expect("ACK_WAIT_MS"));
+    let options = ConsumerOptions::new(var("STREAM"), var("DURABLE")).ack_wait(
+        Duration::from_millis(var("ACK_WAIT_MS").parse().expect("ACK_WAIT_MS")),
+    );
     let consumer = Consumer::new(PostgresInbox::new(&store), jetstream, handler, options);
     loop {
         let message = consumer

@@ -79,11 +79,11 @@ async fn main() {
         PublicAccountEvents,
         RelayOptions::new(&prefix, "/bank"),
     );
-    let options = RunnerOptions {
-        lease_duration: Duration::from_millis(var("LEASE_MS").parse().expect("LEASE_MS")),
-        poll_interval: Duration::from_millis(50),
-        ..RunnerOptions::default()
-    };
+    let options = RunnerOptions::default()
+        .lease_duration(Duration::from_millis(
+            var("LEASE_MS").parse().expect("LEASE_MS"),
+        ))
+        .poll_interval(Duration::from_millis(50));
     let result = if std::env::var("HOLD_AFTER_PUBLISH").is_ok() {
         ProjectionRunner::new(store, Arc::new(HoldAfterPublish(relay)))
             .with_options(options)

@@ -36,12 +36,12 @@ async fn main() {
     let runner = PartitionedRunner::new(store, ledger, partitions)
         .expect("partitions")
         .with_owner(owner)
-        .with_options(RunnerOptions {
-            batch_size: 20,
-            lease_duration: Duration::from_millis(number("LEASE_MS")),
-            poll_interval: Duration::from_millis(50),
-            ..RunnerOptions::default()
-        });
+        .with_options(
+            RunnerOptions::default()
+                .batch_size(20)
+                .lease_duration(Duration::from_millis(number("LEASE_MS")))
+                .poll_interval(Duration::from_millis(50)),
+        );
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
     println!("running");

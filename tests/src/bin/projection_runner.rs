@@ -42,12 +42,12 @@ async fn main() {
         .store(number("SLOW_MS"), Ordering::SeqCst);
     let runner = ProjectionRunner::new(store, ledger)
         .with_owner(owner)
-        .with_options(RunnerOptions {
-            batch_size: 5,
-            lease_duration: Duration::from_millis(number("LEASE_MS")),
-            poll_interval: Duration::from_millis(50),
-            ..RunnerOptions::default()
-        });
+        .with_options(
+            RunnerOptions::default()
+                .batch_size(5)
+                .lease_duration(Duration::from_millis(number("LEASE_MS")))
+                .poll_interval(Duration::from_millis(50)),
+        );
     if let Err(error) = runner.run(std::future::pending()).await {
         eprintln!("runner error: {error}");
         std::process::exit(2);

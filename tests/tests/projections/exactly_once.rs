@@ -192,8 +192,7 @@ async fn a_runner_whose_lease_was_taken_over_cannot_move_the_checkpoint() {
     business(&accounts(&db), "acc-", 2).await;
     settle(&db, 10).await;
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
-    let mut long_lease = options(OnExhausted::Stop);
-    long_lease.lease_duration = Duration::from_secs(600);
+    let long_lease = options(OnExhausted::Stop).lease_duration(Duration::from_secs(600));
     let first = ProjectionRunner::new(db.store.clone(), ledger.clone())
         .with_options(long_lease.clone())
         .with_owner("first");

@@ -13,9 +13,9 @@ async fn a_new_event_reaches_the_read_model_through_notify_without_waiting_for_a
         .expect("open");
     settle(&db, 1).await;
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
-    let mut slow_polls = options(OnExhausted::Stop);
-    slow_polls.poll_interval = Duration::from_secs(120);
-    slow_polls.lease_duration = Duration::from_secs(600);
+    let slow_polls = options(OnExhausted::Stop)
+        .poll_interval(Duration::from_secs(120))
+        .lease_duration(Duration::from_secs(600));
     let runner =
         Arc::new(ProjectionRunner::new(db.store.clone(), ledger.clone()).with_options(slow_polls));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

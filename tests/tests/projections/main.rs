@@ -21,7 +21,7 @@ use cqrs_tests::postgres::TestStore;
 use cqrskit::postgres::{
     Error, FailurePolicy, OnExhausted, ProjectionDaemon, ProjectionRunner, RunnerOptions,
 };
-use cqrskit::{CommandPipeline, EventStore, Position};
+use cqrskit::{Backoff, CommandPipeline, EventStore, Position};
 
 type Accounts = CommandPipeline<BankAccount>;
 
@@ -30,18 +30,20 @@ fn accounts(db: &TestStore) -> Accounts {
 }
 
 fn options(failure: OnExhausted) -> RunnerOptions {
-    RunnerOptions {
-        batch_size: 7,
-        lease_duration: Duration::from_secs(2),
-        poll_interval: Duration::from_millis(100),
-        failure: FailurePolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            on_exhausted: failure,
-        },
-        ..RunnerOptions::default()
-    }
+    RunnerOptions::default()
+        .batch_size(7)
+        .lease_duration(Duration::from_secs(2))
+        .poll_interval(Duration::from_millis(100))
+        .failure(
+            FailurePolicy::default()
+                .max_attempts(3)
+                .on_exhausted(failure)
+                .backoff(
+                    Backoff::default()
+                        .initial(Duration::from_millis(1))
+                        .max(Duration::from_millis(5)),
+                ),
+        )
 }
 
 fn runner(db: &TestStore, ledger: &Arc<Ledger>, failure: OnExhausted) -> ProjectionRunner<Ledger> {

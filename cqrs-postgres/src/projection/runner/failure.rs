@@ -57,7 +57,7 @@ where
                 error = %reason,
                 "retrying event"
             );
-            tokio::time::sleep(policy.backoff(attempts)).await;
+            tokio::time::sleep(policy.pause_before(attempts)).await;
             let held = self.renewed_lease().await?;
             let mut tx = self.begin().await?;
             let locked = self.guard(&mut tx, held).await?;

@@ -84,11 +84,9 @@ mod tests {
 
     #[test]
     fn batches_halve_down_to_one_event_and_grow_back_after_batches_that_go_through() {
-        let options = RunnerOptions {
-            batch_size: 100,
-            batch_bytes: 1 << 20,
-            ..RunnerOptions::default()
-        };
+        let options = RunnerOptions::default()
+            .batch_size(100)
+            .batch_bytes(1 << 20);
         let pace = Pace::default();
         assert_eq!(pace.limits(&options), (100, 1 << 20));
         assert!(pace.slow_down(&options));

@@ -11,16 +11,17 @@ use tokio::sync::Mutex;
 
 use crate::{EventStore, Position, Projector, StoreError, catch_up};
 
-/// Feeds a projector every new event of the log, remembering where it stopped.
-pub struct Subscription<P: ?Sized> {
+/// Feeds a projector every new event of the log, remembering where it
+/// stopped in memory: the in-process counterpart of a store's runner.
+pub struct InMemoryRunner<P: ?Sized> {
     store: Arc<dyn EventStore>,
     projector: Arc<P>,
     checkpoint: Mutex<Position>,
     batch_size: usize,
 }
 
-impl<P: Projector + ?Sized> Subscription<P> {
-    /// A subscription of `projector` to `store`, from the start of the log.
+impl<P: Projector + ?Sized> InMemoryRunner<P> {
+    /// A runner of `projector` over `store`, from the start of the log.
     pub fn new(store: Arc<dyn EventStore>, projector: Arc<P>) -> Self {
         Self {
             store,
