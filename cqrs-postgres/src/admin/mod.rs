@@ -209,7 +209,7 @@ impl Admin {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownProjection`]; [`Error::Partition`] for a
+    /// [`Error::UnknownProjection`]; [`Error::PartitionRebuild`] for a
     /// rebuild of one partition.
     pub async fn request(&self, projection: &str, request: Request) -> Result<(), Error> {
         if request == Request::Rebuild && partition_of(projection).is_some() {
