@@ -43,7 +43,6 @@ mod policy;
 mod position;
 mod projector;
 mod query;
-mod state_cache;
 mod store;
 mod stream;
 pub mod telemetry;
@@ -59,12 +58,12 @@ pub use event::{DomainEvent, EventEnvelope, NewEvent, StoredEvent};
 pub use in_memory_runner::InMemoryRunner;
 pub use memory::InMemoryEventStore;
 pub use metadata::Metadata;
+pub use pipeline::state_cache::DEFAULT_CAPACITY as DEFAULT_STATE_CACHE;
 pub use pipeline::{CommandOutcome, CommandPipeline, Loaded};
 pub use policy::{RetryPolicy, SnapshotPolicy};
 pub use position::{ParsePositionError, Position};
 pub use projector::{Detached, ProjectionError, Projector, catch_up};
 pub use query::{Query, QueryHandler};
-pub use state_cache::DEFAULT_CAPACITY as DEFAULT_STATE_CACHE;
 pub use store::{
     AppendResult, Committed, EventQueries, EventStore, LogFilter, ReplayEvent, ReplayRequest,
     ReplaySink, Snapshot, SnapshotStore, StoreLayer,

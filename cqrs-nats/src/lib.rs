@@ -27,6 +27,7 @@ mod consumer;
 mod error;
 mod publication;
 mod relay;
+pub mod telemetry;
 
 pub use async_nats;
 pub use cloudevent::{CloudEvent, CloudEventError, ContentMode};

@@ -41,7 +41,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::schema::SchemaName;
+use crate::schema_name::SchemaName;
 
 /// The first half of the gate's advisory-lock key, shared by every schema;
 /// the second half comes from the schema's name.

@@ -56,8 +56,10 @@ mod notify;
 mod partition;
 mod projection;
 mod row;
-mod schema;
+mod schema_name;
+mod statements;
 mod store;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -71,7 +73,7 @@ pub use projection::{
     DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, PartitionedRunner, ProjectionDaemon,
     ProjectionRunner, ProjectionStatus, ReplayOutcome, Request, RunnerOptions,
 };
-pub use schema::SchemaName;
+pub use schema_name::SchemaName;
 pub use store::{GroupCommit, OldestAppend, PostgresEventStore};
 
 /// Re-exported so applications need not depend on sqlx to build a pool.

@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection, PgPool, Row};
 
 use crate::database::Database;
 use crate::error::Result;
-use crate::schema::SchemaName;
+use crate::schema_name::SchemaName;
 
 /// The embedded migration files, oldest first: (version, description, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[

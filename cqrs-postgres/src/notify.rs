@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::database::Database;
 use tokio::sync::Notify;
 
-use crate::schema::SchemaName;
+use crate::schema_name::SchemaName;
 
 /// PostgreSQL's limit on identifiers, channel names included (`NAMEDATALEN - 1`).
 const MAX_CHANNEL_BYTES: usize = 63;

@@ -228,8 +228,10 @@ async fn a_projection_reports_what_it_applied_its_lag_lease_and_dead_letters() {
     let running = Running::start(&runner);
     let key = |name: &str| format!("{name}{{projection=ledger}}");
     let started = std::time::Instant::now();
-    while counter(&key(telemetry::PROJECTION_EVENTS_APPLIED)) < 15
-        || gauge(&key(telemetry::PROJECTION_LAG)) != Some(0.0)
+    while counter(&key(
+        cqrskit::postgres::telemetry::PROJECTION_EVENTS_APPLIED,
+    )) < 15
+        || gauge(&key(cqrskit::postgres::telemetry::PROJECTION_LAG)) != Some(0.0)
     {
         assert!(
             started.elapsed() < Duration::from_secs(20),
@@ -237,10 +239,19 @@ async fn a_projection_reports_what_it_applied_its_lag_lease_and_dead_letters() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(gauge(&key(telemetry::PROJECTION_LEASE_HELD)), Some(1.0));
-    assert_eq!(gauge(&key(telemetry::PROJECTION_DEAD_LETTERS)), Some(1.0));
+    assert_eq!(
+        gauge(&key(cqrskit::postgres::telemetry::PROJECTION_LEASE_HELD)),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge(&key(cqrskit::postgres::telemetry::PROJECTION_DEAD_LETTERS)),
+        Some(1.0)
+    );
     running.stop().await.expect("a clean stop");
-    assert_eq!(gauge(&key(telemetry::PROJECTION_LEASE_HELD)), Some(0.0));
+    assert_eq!(
+        gauge(&key(cqrskit::postgres::telemetry::PROJECTION_LEASE_HELD)),
+        Some(0.0)
+    );
     db.drop_schema().await;
 }
 
@@ -267,7 +278,7 @@ async fn a_projection_behind_reports_its_lag_in_events_while_it_catches_up() {
     let running = Running::start(&runner);
     let key = format!(
         "{}{{projection=slow_ledger}}",
-        telemetry::PROJECTION_LAG_EVENTS
+        cqrskit::postgres::telemetry::PROJECTION_LAG_EVENTS
     );
     let started = std::time::Instant::now();
     let mut seen_behind = Vec::new();
@@ -326,7 +337,7 @@ async fn a_relay_counts_the_messages_jetstream_acknowledged() {
     assert_eq!(
         counter(&format!(
             "{}{{relay=relay_{prefix}}}",
-            telemetry::RELAY_PUBLISHED
+            cqrskit::nats::telemetry::RELAY_PUBLISHED
         )),
         2
     );

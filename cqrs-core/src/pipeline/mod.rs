@@ -1,15 +1,18 @@
 //! The command pipeline: load, decide, append with the version seen, publish.
 
 mod load;
+mod loaded;
+pub(crate) mod state_cache;
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use uuid::Uuid;
 
+pub use self::loaded::Loaded;
+use self::state_cache::{self as cache, StateCache};
 use crate::command_id;
 use crate::projector::ProjectionError;
-use crate::state_cache::{self, StateCache};
 use crate::{
     Aggregate, Command, CommandError, DomainEvent, EventEnvelope, EventStore, ExpectedVersion,
     Metadata, NewEvent, Projector, RetryPolicy, Snapshot, SnapshotPolicy, StoreError, StreamId,
@@ -17,15 +20,6 @@ use crate::{
 };
 
 pub(crate) use self::load::load_stream;
-
-/// An aggregate's state together with the stream version it reflects.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Loaded<A> {
-    /// The state.
-    pub state: A,
-    /// The version of the last event applied (0 = no event).
-    pub version: u64,
-}
 
 /// What a successful command did.
 #[derive(Debug)]
@@ -80,7 +74,7 @@ impl<A: Aggregate> CommandPipeline<A> {
             projectors: Vec::new(),
             retry: RetryPolicy::none(),
             snapshots: SnapshotPolicy::Never,
-            cache: StateCache::new(state_cache::DEFAULT_CAPACITY),
+            cache: StateCache::new(cache::DEFAULT_CAPACITY),
         }
     }
 

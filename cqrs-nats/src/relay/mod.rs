@@ -25,7 +25,7 @@ mod options;
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
-use cqrskit_core::{BoxError, EventEnvelope, Position, Projector, telemetry};
+use cqrskit_core::{BoxError, EventEnvelope, Position, Projector};
 
 use serde_json::Value;
 
@@ -294,7 +294,7 @@ impl<P: Publication, C: ?Sized + Send> Projector<C> for Relay<P> {
                 return Err(error);
             }
         }
-        metrics::counter!(telemetry::RELAY_PUBLISHED, "relay" => self.name.clone())
+        metrics::counter!(crate::telemetry::RELAY_PUBLISHED, "relay" => self.name.clone())
             .increment(published);
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! the retries of `Any` appends that lost a race, and the resends of an
 //! append whose answer was lost.
 
+use super::batch::Batch;
 use super::group_commit::Grouped;
 use super::resolve::*;
 use super::*;
@@ -240,86 +241,6 @@ pub(super) enum Attempt {
     Refused {
         actual: u64,
     },
-}
-
-/// The batch as the column arrays the append statement unnests.
-pub(super) struct Batch {
-    pub(super) ids: Vec<Uuid>,
-    pub(super) types: Vec<String>,
-    pub(super) versions: Vec<i32>,
-    pub(super) payloads: Vec<String>,
-    pub(super) metadata: Vec<String>,
-    /// Each event's correlation id, stored in a column of its own for the
-    /// audit index (the database no longer derives it from the metadata).
-    pub(super) correlations: Vec<Option<Uuid>>,
-    /// The stream's slice ([`StreamId::slice`]).
-    pub(super) slice: i16,
-    /// The aggregate's state after the batch, saved with it.
-    pub(super) snapshot: Option<Snapshot>,
-}
-
-impl Batch {
-    /// Binds the batch's columns, in the order both append statements
-    /// unnest them, after the parameters `query` already has.
-    pub(super) fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        query
-            .bind(&self.ids)
-            .bind(&self.types)
-            .bind(&self.versions)
-            .bind(&self.payloads)
-            .bind(&self.metadata)
-            .bind(&self.correlations)
-            .bind(self.slice)
-    }
-
-    /// Binds the snapshot's columns, when the batch has one, after the
-    /// batch's (see `Statements::append_at_with_snapshot`).
-    pub(super) fn bind_snapshot<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        let Some(snapshot) = &self.snapshot else {
-            return query;
-        };
-        query
-            .bind(i64::try_from(snapshot.version).unwrap_or(i64::MAX))
-            .bind(i32::try_from(snapshot.schema_version).unwrap_or(i32::MAX))
-            .bind(snapshot.state.get())
-            .bind(snapshot.taken_at)
-    }
-
-    pub(super) fn new(stream: &StreamId, events: &[NewEvent]) -> Result<Self, StoreError> {
-        let mut batch = Batch {
-            ids: Vec::with_capacity(events.len()),
-            types: Vec::with_capacity(events.len()),
-            versions: Vec::with_capacity(events.len()),
-            payloads: Vec::with_capacity(events.len()),
-            metadata: Vec::with_capacity(events.len()),
-            correlations: Vec::with_capacity(events.len()),
-            // Below 1024.
-            slice: stream.slice() as i16,
-            snapshot: None,
-        };
-        for event in events {
-            batch.ids.push(event.event_id);
-            batch.correlations.push(event.metadata.correlation_id);
-            batch.types.push(event.event_type.clone());
-            // `limits::check_append` refused versions past the column's range.
-            batch
-                .versions
-                .push(i32::try_from(event.event_version).unwrap_or(i32::MAX));
-            batch.payloads.push(event.payload.get().to_owned());
-            batch
-                .metadata
-                .push(serde_json::to_string(&event.metadata).map_err(|error| {
-                    StoreError::Backend(format!("cannot serialize metadata: {error}").into())
-                })?);
-        }
-        Ok(batch)
-    }
 }
 
 /// Refuses a batch that names one event id twice.

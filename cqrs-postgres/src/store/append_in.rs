@@ -1,6 +1,7 @@
 //! Appends inside a transaction the caller controls.
 
 use super::append::*;
+use super::batch::Batch;
 use super::resolve::*;
 use super::*;
 

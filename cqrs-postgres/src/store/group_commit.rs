@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::append::Batch;
+use super::batch::Batch;
 use super::*;
 
 /// How a store groups appends (see

@@ -4,6 +4,7 @@
 
 mod append;
 mod append_in;
+mod batch;
 mod group_commit;
 mod pooler_probe;
 mod read;
@@ -35,7 +36,8 @@ use crate::horizon;
 use crate::migrate::{self, SchemaStatus};
 use crate::notify::{Notifier, channel};
 use crate::row::{self, LogRow, to_i64, to_u64};
-use crate::schema::{SchemaName, Statements};
+use crate::schema_name::SchemaName;
+use crate::statements::Statements;
 
 /// See [`PostgresEventStore::with_notify_interval`].
 const DEFAULT_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);

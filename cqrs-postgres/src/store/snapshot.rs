@@ -1,6 +1,6 @@
 //! Snapshots: an aggregate's state saved at a version.
 
-use super::append::Batch;
+use super::batch::Batch;
 use super::*;
 
 impl PostgresEventStore {

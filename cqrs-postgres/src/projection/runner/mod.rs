@@ -23,7 +23,7 @@ mod wait;
 
 use std::sync::{Arc, Mutex};
 
-use cqrskit_core::{LogFilter, Position, Projector, telemetry};
+use cqrskit_core::{LogFilter, Position, Projector};
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -470,20 +470,20 @@ where
     /// Sets the dead-letter gauge to the open dead letters' count.
     pub(super) async fn report_dead_letters(&self) {
         if let Ok(open) = self.dead_letters().await {
-            metrics::gauge!(telemetry::PROJECTION_DEAD_LETTERS, "projection" => self.name().to_owned())
+            metrics::gauge!(crate::telemetry::PROJECTION_DEAD_LETTERS, "projection" => self.name().to_owned())
                 .set(open.len() as f64);
         }
     }
 
     /// Counts a committed batch and sets the lag to its last event's age.
     fn report_applied(&self, rows: &[LogRow]) {
-        metrics::counter!(telemetry::PROJECTION_EVENTS_APPLIED, "projection" => self.name().to_owned())
+        metrics::counter!(crate::telemetry::PROJECTION_EVENTS_APPLIED, "projection" => self.name().to_owned())
             .increment(rows.len() as u64);
         if let Some(last) = rows.last() {
             let age = (chrono::Utc::now() - last.event().recorded_at)
                 .to_std()
                 .unwrap_or_default();
-            metrics::gauge!(telemetry::PROJECTION_LAG, "projection" => self.name().to_owned())
+            metrics::gauge!(crate::telemetry::PROJECTION_LAG, "projection" => self.name().to_owned())
                 .set(age.as_secs_f64());
         }
     }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cqrskit_core::{Projector, telemetry};
+use cqrskit_core::Projector;
 use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
@@ -140,7 +140,7 @@ where
                 Ok::<_, Error>(pending.events)
             };
             if let Ok(events) = counted.await {
-                metrics::gauge!(telemetry::PROJECTION_LAG_EVENTS, "projection" => self.name().to_owned())
+                metrics::gauge!(crate::telemetry::PROJECTION_LAG_EVENTS, "projection" => self.name().to_owned())
                     .set(events as f64);
             }
         }
@@ -202,7 +202,7 @@ where
                     }
                 }
             }
-            metrics::gauge!(telemetry::PROJECTION_LEASE_HELD, "projection" => self.name().to_owned())
+            metrics::gauge!(crate::telemetry::PROJECTION_LEASE_HELD, "projection" => self.name().to_owned())
                 .set(if holds { 1.0 } else { 0.0 });
             if holds && requests_checked.is_none_or(|checked| checked.elapsed() >= idle) {
                 requests_checked = Some(tokio::time::Instant::now());
@@ -227,9 +227,9 @@ where
                     } else {
                         horizon_pause = horizon::FIRST_PAUSE;
                         held_back.over();
-                        metrics::gauge!(telemetry::PROJECTION_LAG, "projection" => self.name().to_owned())
+                        metrics::gauge!(crate::telemetry::PROJECTION_LAG, "projection" => self.name().to_owned())
                             .set(0.0);
-                        metrics::gauge!(telemetry::PROJECTION_LAG_EVENTS, "projection" => self.name().to_owned())
+                        metrics::gauge!(crate::telemetry::PROJECTION_LAG_EVENTS, "projection" => self.name().to_owned())
                             .set(0.0);
                     }
                 }
@@ -264,7 +264,7 @@ where
         }
         let held = self.lease_slot().is_some();
         let released = self.release_lease().await;
-        metrics::gauge!(telemetry::PROJECTION_LEASE_HELD, "projection" => self.name().to_owned())
+        metrics::gauge!(crate::telemetry::PROJECTION_LEASE_HELD, "projection" => self.name().to_owned())
             .set(0.0);
         if let (true, Some(share)) = (held, share) {
             share.unreserve();

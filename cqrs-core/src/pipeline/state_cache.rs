@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::pipeline::Loaded;
+use super::loaded::Loaded;
 
 /// How many aggregate states a pipeline keeps by default.
 pub const DEFAULT_CAPACITY: usize = 1024;
