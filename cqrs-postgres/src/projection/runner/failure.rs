@@ -7,6 +7,7 @@ use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use super::apply::roll_back;
+use super::holder::Guarded;
 use crate::error::{Error, StoppedAt, db};
 use crate::projection::dead_letter;
 use crate::projection::policy::OnExhausted;
@@ -26,10 +27,10 @@ where
         let Some(last) = rows.last().map(|row| row.event().position) else {
             return Ok(0);
         };
-        let held = self.renewed_lease().await?;
-        let mut tx = self.begin().await?;
-        let locked = self.guard(&mut tx, held).await?;
-        if locked.checkpoint != from || self.apply_all(&mut tx, rows).await.is_err() {
+        let Some(Guarded { mut tx, held, .. }) = self.guarded_at(from).await? else {
+            return Ok(0);
+        };
+        if self.apply_all(&mut tx, rows).await.is_err() {
             roll_back(tx).await;
             return Ok(0);
         }
@@ -58,14 +59,10 @@ where
                 "retrying event"
             );
             tokio::time::sleep(policy.pause_before(attempts)).await;
-            let held = self.renewed_lease().await?;
-            let mut tx = self.begin().await?;
-            let locked = self.guard(&mut tx, held).await?;
-            if locked.checkpoint != before {
+            let Some(Guarded { mut tx, held, .. }) = self.guarded_at(before).await? else {
                 // Another runner moved on meanwhile; nothing left for us here.
-                roll_back(tx).await;
                 return Ok(());
-            }
+            };
             match self.apply_one(&mut tx, row).await {
                 Ok(()) => {
                     self.advance(&mut tx, before, event.position, held).await?;
@@ -87,13 +84,9 @@ where
             }
         }
 
-        let held = self.renewed_lease().await?;
-        let mut tx = self.begin().await?;
-        let locked = self.guard(&mut tx, held).await?;
-        if locked.checkpoint != before {
-            roll_back(tx).await;
+        let Some(Guarded { mut tx, held, .. }) = self.guarded_at(before).await? else {
             return Ok(());
-        }
+        };
         match policy.on_exhausted {
             OnExhausted::Park | OnExhausted::ParkStream => {
                 dead_letter::park(

@@ -5,17 +5,61 @@
 use std::sync::PoisonError;
 
 use cqrskit_core::{Position, Projector};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, Transaction};
 
-use super::ProjectionRunner;
+use super::{ProjectionRunner, roll_back};
 use crate::error::{Error, db};
 use crate::projection::checkpoint::{self, Locked};
 use crate::projection::lease::{self, Lease};
+
+/// A transaction in which this runner holds the projection: its lease
+/// renewed when half gone, its row locked, owner and fencing token checked.
+/// What every write of the runner starts with.
+pub(super) struct Guarded {
+    /// The transaction, holding the row lock until it ends.
+    pub(super) tx: Transaction<'static, Postgres>,
+    /// The lease it holds the row under (its token moves the checkpoint).
+    pub(super) held: Lease,
+    /// The row as locked.
+    pub(super) locked: Locked,
+}
 
 impl<P> ProjectionRunner<P>
 where
     P: Projector<PgConnection> + ?Sized + 'static,
 {
+    /// Opens a [`Guarded`] transaction, refusing a stopped projection and
+    /// one whose subscription the projector would break (see
+    /// [`guard`](Self::guard)).
+    pub(super) async fn guarded(&self) -> Result<Guarded, Error> {
+        let held = self.renewed_lease().await?;
+        let mut tx = self.begin().await?;
+        let locked = self.guard(&mut tx, held).await?;
+        Ok(Guarded { tx, held, locked })
+    }
+
+    /// [`guarded`](Self::guarded), if the checkpoint is still at `at`;
+    /// `None`, rolled back, when another runner moved it meanwhile.
+    pub(super) async fn guarded_at(&self, at: Position) -> Result<Option<Guarded>, Error> {
+        let guarded = self.guarded().await?;
+        if guarded.locked.checkpoint == at {
+            Ok(Some(guarded))
+        } else {
+            roll_back(guarded.tx).await;
+            Ok(None)
+        }
+    }
+
+    /// A [`Guarded`] transaction that only proves the lease: for what a
+    /// stopped projection, or one whose subscription changed, still does (a
+    /// rebuild, accepting the subscription).
+    pub(super) async fn holding(&self) -> Result<Guarded, Error> {
+        let held = self.renewed_lease().await?;
+        let mut tx = self.begin().await?;
+        let locked = self.lock_as_holder(&mut tx, held).await?;
+        Ok(Guarded { tx, held, locked })
+    }
+
     pub(super) fn lease_slot(&self) -> std::sync::MutexGuard<'_, Option<Lease>> {
         // Only ever set or taken whole: a panic cannot leave it half-written.
         self.lease.lock().unwrap_or_else(PoisonError::into_inner)

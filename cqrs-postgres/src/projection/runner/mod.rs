@@ -29,6 +29,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use self::apply::roll_back;
+use self::holder::Guarded;
 use self::read_ahead::{Batch, Prefetched};
 use super::checkpoint;
 use super::dead_letter::{self, DeadLetter};
@@ -258,10 +259,14 @@ where
 
     /// [`step`](Self::step) at the batch size of the moment.
     async fn step_at_pace(&self) -> Result<usize, Error> {
-        let held = self.renewed_lease().await?;
+        // The lease first: setting up needs it.
+        self.renewed_lease().await?;
         self.set_up_once().await?;
-        let mut tx = self.begin().await?;
-        let locked = self.guard(&mut tx, held).await?;
+        let Guarded {
+            mut tx,
+            held,
+            locked,
+        } = self.guarded().await?;
         self.reload_held(&mut tx).await?;
         let Batch { rows, events } = match self.take_prefetched(locked.checkpoint) {
             Some(batch) => batch,
@@ -318,13 +323,10 @@ where
             // Nothing of this batch is kept. Go through it one event at a time
             // to find the one that fails; a slow batch may have used up half
             // the lease meanwhile.
-            let held = self.renewed_lease().await?;
-            let mut tx = self.begin().await?;
-            let relocked = self.guard(&mut tx, held).await?;
-            if relocked.checkpoint != locked.checkpoint {
-                tx.rollback().await.map_err(db)?;
+            let Some(Guarded { mut tx, held, .. }) = self.guarded_at(locked.checkpoint).await?
+            else {
                 return Ok(0);
-            }
+            };
             match self.apply_all(&mut tx, &rows).await {
                 Ok(()) => {
                     self.advance(&mut tx, locked.checkpoint, last, held).await?;
@@ -397,9 +399,11 @@ where
     /// [`Error::Reset`] when the hook fails (nothing changes);
     /// [`Error::NotLeaseholder`] without the lease.
     pub async fn rebuild(&self) -> Result<(), Error> {
-        let held = self.renewed_lease().await?;
-        let mut tx = self.begin().await?;
-        let locked = self.lock_as_holder(&mut tx, held).await?;
+        let Guarded {
+            mut tx,
+            held,
+            locked,
+        } = self.holding().await?;
         // The tables the reset clears must exist (a rebuild may be the
         // projection's first run, or follow a dropped table).
         self.run_setup(&mut tx).await?;

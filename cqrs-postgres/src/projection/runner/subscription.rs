@@ -21,6 +21,7 @@ use cqrskit_core::{Position, Projector};
 use sqlx::PgConnection;
 
 use super::ProjectionRunner;
+use super::holder::Guarded;
 use crate::error::{Error, db};
 use crate::projection::checkpoint::{self, Locked};
 
@@ -158,9 +159,7 @@ where
     ///
     /// [`Error::NotLeaseholder`] without the lease; store failures.
     pub async fn accept_subscription(&self) -> Result<(), Error> {
-        let held = self.renewed_lease().await?;
-        let mut tx = self.begin().await?;
-        self.lock_as_holder(&mut tx, held).await?;
+        let Guarded { mut tx, .. } = self.holding().await?;
         self.record_subscription(&mut tx).await?;
         tracing::warn!(projection = self.name(), types = ?self.subscription, "subscription accepted without a rebuild");
         tx.commit().await.map_err(db)
