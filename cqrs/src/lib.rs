@@ -117,7 +117,8 @@
 //! - the macros' machinery: [`dispatch`];
 //! - tests of domain logic: [`testing::AggregateFixture`];
 //! - production storage: `cqrskit::postgres` (feature `postgres`);
-//! - integration events between services: `cqrskit::nats` (feature `nats`).
+//! - integration events between services: `cqrskit::nats` (feature `nats`);
+//! - the guides, from a first service to operating one: [`guide`].
 
 pub use cqrskit_core::*;
 
@@ -131,3 +132,43 @@ pub use cqrskit_postgres as postgres;
 #[cfg(feature = "nats")]
 #[doc(inline)]
 pub use cqrskit_nats as nats;
+
+/// The guides, where the API is: from a first service to running one in
+/// production. Every code block in them compiles (and most run) as a doc
+/// test of this crate, so they cannot drift from the API. The same pages
+/// are the repository's `docs/` folder.
+#[allow(rustdoc::broken_intra_doc_links)]
+pub mod guide {
+    #[doc = include_str!("../guide/getting-started.md")]
+    pub mod getting_started {}
+
+    #[doc = include_str!("../guide/concepts.md")]
+    pub mod concepts {}
+
+    #[doc = include_str!("../guide/macros.md")]
+    pub mod macros {}
+
+    #[doc = include_str!("../guide/testing.md")]
+    pub mod testing {}
+
+    #[doc = include_str!("../guide/postgres.md")]
+    pub mod postgres {}
+
+    #[doc = include_str!("../guide/versioning.md")]
+    pub mod versioning {}
+
+    #[doc = include_str!("../guide/integration.md")]
+    pub mod integration {}
+
+    #[doc = include_str!("../guide/scaling.md")]
+    pub mod scaling {}
+
+    #[doc = include_str!("../guide/operations.md")]
+    pub mod operations {}
+
+    #[doc = include_str!("../guide/performance.md")]
+    pub mod performance {}
+
+    #[doc = include_str!("../guide/comparison.md")]
+    pub mod comparison {}
+}

@@ -9,44 +9,9 @@ pub mod ecommerce;
 pub mod http_service;
 pub mod integration;
 
-// The README's and the guide's code blocks compile as doc tests of this
-// crate, so the documentation cannot drift from the API.
+// The README's code blocks compile as doc tests of this crate (the guides'
+// compile as doc tests of `cqrskit`, whose `guide` module holds them), so
+// the documentation cannot drift from the API.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/macros.md")]
-struct MacrosGuideDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/postgres.md")]
-struct PostgresGuideDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/testing.md")]
-struct TestingGuideDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/versioning.md")]
-struct VersioningGuideDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/getting-started.md")]
-struct GettingStartedDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/performance.md")]
-struct PerformanceDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/integration.md")]
-struct IntegrationGuideDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/scaling.md")]
-struct ScalingGuideDoctests;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/operations.md")]
-struct OperationsGuideDoctests;
