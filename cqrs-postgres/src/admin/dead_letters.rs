@@ -5,7 +5,6 @@ use cqrskit_core::{EventStore, StoredEvent};
 use super::Admin;
 use crate::Error;
 use crate::projection::DeadLetter;
-use crate::projection::dead_letter;
 
 impl Admin {
     /// `projection`'s dead letters, oldest first: the open ones, or all.
@@ -18,13 +17,10 @@ impl Admin {
         projection: &str,
         include_closed: bool,
     ) -> Result<Vec<DeadLetter>, Error> {
-        Ok(dead_letter::list(
-            self.store.database(),
-            &self.dead_letters,
-            projection,
-            include_closed,
-        )
-        .await?)
+        Ok(self
+            .dead_letter_table()
+            .list(projection, include_closed)
+            .await?)
     }
 
     /// One dead letter with its event (`None` when the event is no longer
@@ -34,7 +30,9 @@ impl Admin {
     ///
     /// [`Error::UnknownDeadLetter`], or the database's.
     pub async fn dead_letter(&self, id: i64) -> Result<(DeadLetter, Option<StoredEvent>), Error> {
-        let letter = dead_letter::by_id(self.store.database(), &self.dead_letters, id)
+        let letter = self
+            .dead_letter_table()
+            .by_id(id)
             .await?
             .ok_or(Error::UnknownDeadLetter(id))?;
         let event = self.store.event_by_id(letter.event_id).await?;
@@ -49,10 +47,10 @@ impl Admin {
     /// [`Error::UnknownDeadLetter`], [`Error::DeadLetterClosed`],
     /// or the database's.
     pub async fn skip_dead_letter(&self, id: i64) -> Result<DeadLetter, Error> {
-        if dead_letter::skip(self.store.database(), &self.dead_letters, id).await? {
+        if self.dead_letter_table().skip(id).await? {
             return Ok(self.dead_letter(id).await?.0);
         }
-        match dead_letter::by_id(self.store.database(), &self.dead_letters, id).await? {
+        match self.dead_letter_table().by_id(id).await? {
             None => Err(Error::UnknownDeadLetter(id)),
             Some(_) => Err(Error::DeadLetterClosed(id)),
         }

@@ -11,6 +11,7 @@ use sqlx::Row;
 
 use crate::partition::Partition;
 use crate::projection::Request;
+use crate::projection::dead_letter::DeadLetterTable;
 use crate::projection::pending::{self, Reads};
 use crate::{Error, PostgresEventStore};
 
@@ -59,6 +60,14 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// The store's dead letters.
+    fn dead_letter_table(&self) -> DeadLetterTable<'_> {
+        DeadLetterTable {
+            db: self.store.database(),
+            table: &self.dead_letters,
+        }
+    }
+
     /// Operations on `store`'s schema.
     pub fn new(store: PostgresEventStore) -> Self {
         Self {

@@ -18,45 +18,6 @@ pub(crate) struct Locked {
     pub(crate) event_types: Option<Vec<String>>,
 }
 
-/// Creates the projection's row (at the start of the log, unowned) if it
-/// does not exist yet.
-pub(crate) async fn ensure_row(
-    db: &Database,
-    connection: &mut PgConnection,
-    table: &str,
-    name: &str,
-) -> Result<(), sqlx::Error> {
-    // language=SQL
-    db.query(&format!(
-        "INSERT INTO {table} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
-    ))
-    .bind(name)
-    .execute(connection)
-    .await
-    .map(|_| ())
-}
-
-/// Locks the projection's row (`FOR UPDATE`): two runners cannot both be
-/// between reading and moving the checkpoint.
-pub(crate) async fn lock(
-    db: &Database,
-    connection: &mut PgConnection,
-    table: &str,
-    name: &str,
-) -> Result<Option<Locked>, sqlx::Error> {
-    select(db, connection, table, name, "FOR UPDATE").await
-}
-
-/// The projection's row as it is, without locking it (for reports).
-pub(crate) async fn peek(
-    db: &Database,
-    connection: &mut PgConnection,
-    table: &str,
-    name: &str,
-) -> Result<Option<Locked>, sqlx::Error> {
-    select(db, connection, table, name, "").await
-}
-
 async fn select(
     db: &Database,
     connection: &mut PgConnection,
@@ -88,53 +49,6 @@ async fn select(
     .transpose()
 }
 
-/// Moves the checkpoint from `from` to `to` if it is still at `from` and the
-/// fencing token still `token`; false when another runner got there first.
-pub(crate) async fn advance(
-    db: &Database,
-    connection: &mut PgConnection,
-    table: &str,
-    name: &str,
-    from: Position,
-    to: Position,
-    token: i64,
-) -> Result<bool, sqlx::Error> {
-    // language=SQL
-    let result = db
-        .query(&format!(
-            "UPDATE {table}
-         SET checkpoint_transaction = $4, checkpoint_sequence = $5, updated_at = now()
-         WHERE name = $1 AND checkpoint_transaction = $2 AND checkpoint_sequence = $3
-           AND fencing_token = $6"
-        ))
-        .bind(name)
-        .bind(as_i64(from.transaction))
-        .bind(as_i64(from.sequence))
-        .bind(as_i64(to.transaction))
-        .bind(as_i64(to.sequence))
-        .bind(token)
-        .execute(&mut *connection)
-        .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-/// The checkpoint as committed (START for a projection that never ran).
-pub(crate) async fn read(db: &Database, table: &str, name: &str) -> Result<Position, sqlx::Error> {
-    let mut session = db.session().await?;
-    // language=SQL
-    let row = db
-        .query(&format!(
-            "SELECT checkpoint_transaction, checkpoint_sequence FROM {table} WHERE name = $1"
-        ))
-        .bind(name)
-        .fetch_optional(&mut *session)
-        .await?;
-    session.finish().await?;
-    row.map_or(Ok(Position::START), |row| {
-        position(&row, "checkpoint_transaction", "checkpoint_sequence")
-    })
-}
-
 fn position(
     row: &sqlx::postgres::PgRow,
     transaction: &str,
@@ -151,4 +65,94 @@ fn position(
 /// Positions come from bigint columns, so they fit.
 pub(crate) fn as_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A projection's row in the projections table, seen for its checkpoint.
+#[derive(Clone, Copy)]
+pub(crate) struct CheckpointRow<'a> {
+    pub(crate) db: &'a Database,
+    pub(crate) table: &'a str,
+    pub(crate) name: &'a str,
+}
+
+impl CheckpointRow<'_> {
+    /// Creates the projection's row (at the start of the log, unowned) if it
+    /// does not exist yet.
+    pub(crate) async fn ensure(&self, connection: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let (db, table, name) = (self.db, self.table, self.name);
+        // language=SQL
+        db.query(&format!(
+            "INSERT INTO {table} (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
+        ))
+        .bind(name)
+        .execute(connection)
+        .await
+        .map(|_| ())
+    }
+
+    /// Locks the projection's row (`FOR UPDATE`): two runners cannot both be
+    /// between reading and moving the checkpoint.
+    pub(crate) async fn lock(
+        &self,
+        connection: &mut PgConnection,
+    ) -> Result<Option<Locked>, sqlx::Error> {
+        let (db, table, name) = (self.db, self.table, self.name);
+        select(db, connection, table, name, "FOR UPDATE").await
+    }
+
+    /// The projection's row as it is, without locking it (for reports).
+    pub(crate) async fn peek(
+        &self,
+        connection: &mut PgConnection,
+    ) -> Result<Option<Locked>, sqlx::Error> {
+        let (db, table, name) = (self.db, self.table, self.name);
+        select(db, connection, table, name, "").await
+    }
+
+    /// Moves the checkpoint from `from` to `to` if it is still at `from` and the
+    /// fencing token still `token`; false when another runner got there first.
+    pub(crate) async fn advance(
+        &self,
+        connection: &mut PgConnection,
+        from: Position,
+        to: Position,
+        token: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let (db, table, name) = (self.db, self.table, self.name);
+        // language=SQL
+        let result = db
+            .query(&format!(
+                "UPDATE {table}
+             SET checkpoint_transaction = $4, checkpoint_sequence = $5, updated_at = now()
+             WHERE name = $1 AND checkpoint_transaction = $2 AND checkpoint_sequence = $3
+               AND fencing_token = $6"
+            ))
+            .bind(name)
+            .bind(as_i64(from.transaction))
+            .bind(as_i64(from.sequence))
+            .bind(as_i64(to.transaction))
+            .bind(as_i64(to.sequence))
+            .bind(token)
+            .execute(&mut *connection)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The checkpoint as committed (START for a projection that never ran).
+    pub(crate) async fn read(&self) -> Result<Position, sqlx::Error> {
+        let (db, table, name) = (self.db, self.table, self.name);
+        let mut session = db.session().await?;
+        // language=SQL
+        let row = db
+            .query(&format!(
+                "SELECT checkpoint_transaction, checkpoint_sequence FROM {table} WHERE name = $1"
+            ))
+            .bind(name)
+            .fetch_optional(&mut *session)
+            .await?;
+        session.finish().await?;
+        row.map_or(Ok(Position::START), |row| {
+            position(&row, "checkpoint_transaction", "checkpoint_sequence")
+        })
+    }
 }

@@ -9,7 +9,6 @@ use super::ProjectionRunner;
 use super::apply::roll_back;
 use super::holder::Guarded;
 use crate::error::{Error, StoppedAt, db};
-use crate::projection::dead_letter;
 use crate::projection::policy::OnExhausted;
 use crate::row::LogRow;
 
@@ -89,17 +88,10 @@ where
         };
         match policy.on_exhausted {
             OnExhausted::Park | OnExhausted::ParkStream => {
-                dead_letter::park(
-                    self.store.database(),
-                    &mut tx,
-                    &self.dead_letters,
-                    self.name(),
-                    event,
-                    &reason,
-                    attempts,
-                )
-                .await
-                .map_err(db)?;
+                self.dead_letter_table()
+                    .park(&mut tx, self.name(), event, &reason, attempts)
+                    .await
+                    .map_err(db)?;
                 self.advance(&mut tx, before, event.position, held).await?;
                 tx.commit().await.map_err(db)?;
                 if policy.on_exhausted == OnExhausted::ParkStream {

@@ -16,7 +16,6 @@ use sqlx::{PgConnection, Row};
 
 use super::ProjectionRunner;
 use crate::error::{Error, db};
-use crate::projection::dead_letter;
 use crate::projection::policy::OnExhausted;
 use crate::row::LogRow;
 
@@ -87,19 +86,18 @@ where
         row: &LogRow,
     ) -> Result<(), String> {
         let event = row.event();
-        dead_letter::park(
-            self.store.database(),
-            tx,
-            &self.dead_letters,
-            self.name(),
-            event,
-            &format!(
-                "held behind a parked event of {}/{} (OnExhausted::ParkStream)",
-                event.stream.aggregate_type, event.stream.aggregate_id
-            ),
-            0,
-        )
-        .await
-        .map_err(|error| format!("parking an event of a held stream: {error}"))
+        self.dead_letter_table()
+            .park(
+                tx,
+                self.name(),
+                event,
+                &format!(
+                    "held behind a parked event of {}/{} (OnExhausted::ParkStream)",
+                    event.stream.aggregate_type, event.stream.aggregate_id
+                ),
+                0,
+            )
+            .await
+            .map_err(|error| format!("parking an event of a held stream: {error}"))
     }
 }

@@ -9,8 +9,8 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::{ProjectionRunner, roll_back};
 use crate::error::{Error, db};
-use crate::projection::checkpoint::{self, Locked};
-use crate::projection::lease::{self, Lease};
+use crate::projection::checkpoint::Locked;
+use crate::projection::lease::Lease;
 
 /// A transaction in which this runner holds the projection: its lease
 /// renewed when half gone, its row locked, owner and fencing token checked.
@@ -78,16 +78,11 @@ where
         if std::time::Instant::now() < held.renew_after {
             return Ok(held);
         }
-        let renewed = lease::renew(
-            self.store.database(),
-            &self.projections,
-            self.name(),
-            &self.owner,
-            held.token,
-            self.options.lease_duration,
-        )
-        .await
-        .map_err(db)?;
+        let renewed = self
+            .lease_row()
+            .renew(&self.owner, held.token, self.options.lease_duration)
+            .await
+            .map_err(db)?;
         *self.lease_slot() = renewed;
         renewed.ok_or_else(|| self.not_leaseholder())
     }
@@ -98,7 +93,9 @@ where
         tx: &mut PgConnection,
         held: Lease,
     ) -> Result<Locked, Error> {
-        let locked = checkpoint::lock(self.store.database(), tx, &self.projections, self.name())
+        let locked = self
+            .checkpoint_row()
+            .lock(tx)
             .await
             .map_err(db)?
             .ok_or_else(|| self.not_leaseholder())?;
@@ -133,17 +130,11 @@ where
         to: Position,
         held: Lease,
     ) -> Result<(), Error> {
-        let moved = checkpoint::advance(
-            self.store.database(),
-            tx,
-            &self.projections,
-            self.name(),
-            from,
-            to,
-            held.token,
-        )
-        .await
-        .map_err(db)?;
+        let moved = self
+            .checkpoint_row()
+            .advance(tx, from, to, held.token)
+            .await
+            .map_err(db)?;
         if moved {
             Ok(())
         } else {

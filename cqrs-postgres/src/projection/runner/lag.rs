@@ -8,7 +8,6 @@ use sqlx::PgConnection;
 
 use super::{ProjectionRunner, subscription};
 use crate::error::{Error, db};
-use crate::projection::checkpoint;
 use crate::projection::pending::{self, Pending, Reads};
 
 /// How far a projection is behind the head of the log.
@@ -41,9 +40,7 @@ where
     ///
     /// When the database cannot be reached.
     pub async fn checkpoint(&self) -> Result<Position, Error> {
-        checkpoint::read(self.store.database(), &self.projections, self.name())
-            .await
-            .map_err(db)
+        self.checkpoint_row().read().await.map_err(db)
     }
 
     /// How far behind the head of the log the projection is.
@@ -56,17 +53,13 @@ where
         let database = self.store.database();
         let mut session = database.session().await.map_err(db)?;
         let pending = self.pending(&mut session, checkpoint, None).await?;
-        let needs_rebuild =
-            match checkpoint::peek(database, &mut session, &self.projections, self.name())
-                .await
-                .map_err(db)?
-            {
-                Some(row) => matches!(
-                    self.compare_subscription(&mut session, &row).await?,
-                    subscription::Change::Refuse { .. }
-                ),
-                None => false,
-            };
+        let needs_rebuild = match self.checkpoint_row().peek(&mut session).await.map_err(db)? {
+            Some(row) => matches!(
+                self.compare_subscription(&mut session, &row).await?,
+                subscription::Change::Refuse { .. }
+            ),
+            None => false,
+        };
         session.finish().await.map_err(db)?;
         let held_back_by = if pending.events > 0 {
             self.store.oldest_open_append().await?

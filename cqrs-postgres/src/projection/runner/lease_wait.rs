@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use crate::error::{Error, db};
-use crate::projection::lease::{self, LeaseHolder};
+use crate::projection::lease::LeaseHolder;
 
 impl<P> ProjectionRunner<P>
 where
@@ -21,9 +21,7 @@ where
     ///
     /// When the database cannot be reached.
     pub async fn lease_holder(&self) -> Result<Option<LeaseHolder>, Error> {
-        lease::holder(self.store.database(), &self.projections, self.name())
-            .await
-            .map_err(db)
+        self.lease_row().holder().await.map_err(db)
     }
 }
 

@@ -31,9 +31,9 @@ use uuid::Uuid;
 use self::apply::roll_back;
 use self::holder::Guarded;
 use self::read_ahead::{Batch, Prefetched};
-use super::checkpoint;
-use super::dead_letter::{self, DeadLetter};
-use super::lease::{self, Lease};
+use super::checkpoint::CheckpointRow;
+use super::dead_letter::{DeadLetter, DeadLetterTable};
+use super::lease::{Lease, LeaseRow};
 use super::policy::RunnerOptions;
 use crate::error::{Error, db};
 use crate::row::LogRow;
@@ -162,6 +162,32 @@ where
         &self.name
     }
 
+    /// The projection's row, for its checkpoint.
+    fn checkpoint_row(&self) -> CheckpointRow<'_> {
+        CheckpointRow {
+            db: self.store.database(),
+            table: &self.projections,
+            name: &self.name,
+        }
+    }
+
+    /// The projection's row, for its lease.
+    fn lease_row(&self) -> LeaseRow<'_> {
+        LeaseRow {
+            db: self.store.database(),
+            table: &self.projections,
+            name: &self.name,
+        }
+    }
+
+    /// The store's dead letters.
+    fn dead_letter_table(&self) -> DeadLetterTable<'_> {
+        DeadLetterTable {
+            db: self.store.database(),
+            table: &self.dead_letters,
+        }
+    }
+
     /// The slices it reads, `None` for the whole log.
     fn slices(&self) -> Option<std::ops::RangeInclusive<u16>> {
         (!self.partition.is_whole()).then(|| self.partition.slices())
@@ -189,15 +215,11 @@ where
     /// cannot be reached.
     pub async fn acquire_lease(&self) -> Result<bool, Error> {
         self.check_layout().await?;
-        let acquired = lease::acquire(
-            self.store.database(),
-            &self.projections,
-            self.name(),
-            &self.owner,
-            self.options.lease_duration,
-        )
-        .await
-        .map_err(db)?;
+        let acquired = self
+            .lease_row()
+            .acquire(&self.owner, self.options.lease_duration)
+            .await
+            .map_err(db)?;
         *self.lease_slot() = acquired;
         Ok(acquired.is_some())
     }
@@ -210,15 +232,10 @@ where
     pub async fn release_lease(&self) -> Result<(), Error> {
         let held = self.lease_slot().take();
         if let Some(held) = held {
-            lease::release(
-                self.store.database(),
-                &self.projections,
-                self.name(),
-                &self.owner,
-                held.token,
-            )
-            .await
-            .map_err(db)?;
+            self.lease_row()
+                .release(&self.owner, held.token)
+                .await
+                .map_err(db)?;
         }
         Ok(())
     }
@@ -417,14 +434,10 @@ where
         self.advance(&mut tx, locked.checkpoint, Position::START, held)
             .await?;
         self.record_subscription(&mut tx).await?;
-        dead_letter::clear_open(
-            self.store.database(),
-            &mut tx,
-            &self.dead_letters,
-            self.name(),
-        )
-        .await
-        .map_err(db)?;
+        self.dead_letter_table()
+            .clear_open(&mut tx, self.name())
+            .await
+            .map_err(db)?;
         self.clear_stop(&mut tx).await?;
         self.clear_request(&mut tx, Request::Rebuild).await?;
         tx.commit().await.map_err(db)?;
@@ -448,14 +461,10 @@ where
     ///
     /// When the database cannot be reached.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, Error> {
-        dead_letter::list(
-            self.store.database(),
-            &self.dead_letters,
-            self.name(),
-            false,
-        )
-        .await
-        .map_err(db)
+        self.dead_letter_table()
+            .list(self.name(), false)
+            .await
+            .map_err(db)
     }
 
     /// Tries every open dead letter again, each in its own transaction. The
@@ -505,22 +514,12 @@ where
             let mut tx = self.begin().await?;
             // A rebuild holds this row from its reset to dropping the open
             // dead letters: a replay must not write between the two.
-            checkpoint::lock(
-                self.store.database(),
-                &mut tx,
-                &self.projections,
-                self.name(),
-            )
-            .await
-            .map_err(db)?;
-            let Some(parked) = dead_letter::lock_open(
-                self.store.database(),
-                &mut tx,
-                &self.dead_letters,
-                parked.id,
-            )
-            .await
-            .map_err(db)?
+            self.checkpoint_row().lock(&mut tx).await.map_err(db)?;
+            let Some(parked) = self
+                .dead_letter_table()
+                .lock_open(&mut tx, parked.id)
+                .await
+                .map_err(db)?
             else {
                 continue;
             };
@@ -533,15 +532,10 @@ where
             };
             match result {
                 Ok(()) => {
-                    dead_letter::record_replay(
-                        self.store.database(),
-                        &mut tx,
-                        &self.dead_letters,
-                        parked.id,
-                        None,
-                    )
-                    .await
-                    .map_err(db)?;
+                    self.dead_letter_table()
+                        .record_replay(&mut tx, parked.id, None)
+                        .await
+                        .map_err(db)?;
                     tx.commit().await.map_err(db)?;
                     outcome.resolved += 1;
                 }
@@ -549,15 +543,10 @@ where
                     roll_back(tx).await;
                     failed_streams.insert(parked.stream.clone());
                     let mut tx = self.begin().await?;
-                    dead_letter::record_replay(
-                        self.store.database(),
-                        &mut tx,
-                        &self.dead_letters,
-                        parked.id,
-                        Some(&reason),
-                    )
-                    .await
-                    .map_err(db)?;
+                    self.dead_letter_table()
+                        .record_replay(&mut tx, parked.id, Some(&reason))
+                        .await
+                        .map_err(db)?;
                     tx.commit().await.map_err(db)?;
                     outcome.still_failing += 1;
                 }

@@ -10,8 +10,8 @@ use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use crate::error::{Error, db};
+use crate::projection::layout;
 use crate::projection::policy::OnExhausted;
-use crate::projection::{checkpoint, layout};
 
 impl<P> ProjectionRunner<P>
 where
@@ -29,15 +29,10 @@ where
     /// [`Error::PartitionsDisagree`] when the projection runs in
     /// another number of partitions; store failures.
     pub async fn setup(&self) -> Result<(), Error> {
-        let database = self.store.database();
         let mut tx = self.begin().await?;
         self.claim_layout(&mut tx).await?;
-        checkpoint::ensure_row(database, &mut tx, &self.projections, self.name())
-            .await
-            .map_err(db)?;
-        checkpoint::lock(database, &mut tx, &self.projections, self.name())
-            .await
-            .map_err(db)?;
+        self.checkpoint_row().ensure(&mut tx).await.map_err(db)?;
+        self.checkpoint_row().lock(&mut tx).await.map_err(db)?;
         self.run_setup(&mut tx).await?;
         tx.commit().await.map_err(db)?;
         self.set_up.store(true, Ordering::Relaxed);
