@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::batch::Batch;
+use super::batch::{Batch, GroupColumns};
 use super::*;
 
 /// How a store groups appends (see
@@ -322,7 +322,11 @@ impl Writer {
                     .bind(i64::try_from(alone.after).unwrap_or(i64::MAX)),
             ),
             _ => {
-                columns = Columns::new(group);
+                columns = GroupColumns::new(
+                    group
+                        .iter()
+                        .map(|request| (&request.stream, request.after, &*request.batch)),
+                );
                 columns.bind(self.db.query(&self.sql.append_group))
             }
         };
@@ -365,79 +369,6 @@ fn failed(group: &[Request], error: &StoreError) -> Vec<Grouped> {
         .iter()
         .map(|_| Grouped::Failed(StoreError::OutcomeUnknown(error.to_string().into())))
         .collect()
-}
-
-/// A group's appends as the column arrays `Statements::append_group`
-/// unnests: one element per event, `slot` naming its append.
-struct Columns<'a> {
-    slots: Vec<i32>,
-    aggregate_types: Vec<&'a str>,
-    aggregate_ids: Vec<&'a str>,
-    versions: Vec<i64>,
-    ids: Vec<Uuid>,
-    types: Vec<&'a str>,
-    event_versions: Vec<i32>,
-    payloads: Vec<&'a str>,
-    metadata: Vec<&'a str>,
-    correlations: Vec<Option<Uuid>>,
-    slices: Vec<i16>,
-}
-
-impl<'a> Columns<'a> {
-    fn new(group: &'a [Request]) -> Self {
-        let events: usize = group.iter().map(|request| request.batch.ids.len()).sum();
-        let mut columns = Columns {
-            slots: Vec::with_capacity(events),
-            aggregate_types: Vec::with_capacity(events),
-            aggregate_ids: Vec::with_capacity(events),
-            versions: Vec::with_capacity(events),
-            ids: Vec::with_capacity(events),
-            types: Vec::with_capacity(events),
-            event_versions: Vec::with_capacity(events),
-            payloads: Vec::with_capacity(events),
-            metadata: Vec::with_capacity(events),
-            correlations: Vec::with_capacity(events),
-            slices: Vec::with_capacity(events),
-        };
-        for (slot, request) in group.iter().enumerate() {
-            let batch = &request.batch;
-            for index in 0..batch.ids.len() {
-                columns.slots.push(i32::try_from(slot).unwrap_or(i32::MAX));
-                columns.aggregate_types.push(&request.stream.aggregate_type);
-                columns.aggregate_ids.push(&request.stream.aggregate_id);
-                let version = request.after + 1 + index as u64;
-                columns
-                    .versions
-                    .push(i64::try_from(version).unwrap_or(i64::MAX));
-                columns.ids.push(batch.ids[index]);
-                columns.types.push(&batch.types[index]);
-                columns.event_versions.push(batch.versions[index]);
-                columns.payloads.push(&batch.payloads[index]);
-                columns.metadata.push(&batch.metadata[index]);
-                columns.correlations.push(batch.correlations[index]);
-                columns.slices.push(batch.slice);
-            }
-        }
-        columns
-    }
-
-    fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        query
-            .bind(&self.slots)
-            .bind(&self.aggregate_types)
-            .bind(&self.aggregate_ids)
-            .bind(&self.versions)
-            .bind(&self.ids)
-            .bind(&self.types)
-            .bind(&self.event_versions)
-            .bind(&self.payloads)
-            .bind(&self.metadata)
-            .bind(&self.correlations)
-            .bind(&self.slices)
-    }
 }
 
 /// Where each append's events landed, filled from the rows a statement
@@ -510,106 +441,4 @@ impl<'a> Slots<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch(id: &str) -> (StreamId, Arc<Batch>) {
-        let stream = StreamId::new("thing", id);
-        let event = NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: "Ticked".into(),
-            event_version: 1,
-            payload: serde_json::value::RawValue::from_string("{}".into()).expect("JSON"),
-            metadata: cqrskit_core::Metadata::new(),
-        };
-        let batch = Batch::new(&stream, &[event]).expect("a batch");
-        (stream, Arc::new(batch))
-    }
-
-    fn nowhere() -> PostgresEventStore {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .acquire_timeout(std::time::Duration::from_millis(100))
-            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
-            .expect("a lazy pool");
-        PostgresEventStore::from_pool(pool)
-    }
-
-    #[tokio::test]
-    async fn group_commit_is_on_by_default_and_can_be_turned_off() {
-        let store = nowhere();
-        let grouping = store.grouping.as_ref().expect("on by default");
-        assert_eq!(grouping.options(), GroupCommit::default());
-        assert!(store.without_group_commit().grouping.is_none());
-    }
-
-    /// While no group forms, appends are their callers' to write, up to
-    /// `max_alone` at once, with no hop through the group writer. One that
-    /// finds no lone place goes to the group writer (here against a
-    /// database that does not answer: not written, so its caller writes it
-    /// alone); appends soon after it join groups too, even with a lone
-    /// place free, until no append was queued for a while.
-    #[tokio::test]
-    async fn appends_are_written_alone_until_a_group_forms() {
-        let store = nowhere();
-        // A linger far longer than a scheduling pause on a busy machine.
-        let linger = std::time::Duration::from_millis(300);
-        let grouping = Grouping {
-            linger,
-            ..Grouping::new(GroupCommit::default().max_in_flight(1).max_alone(2))
-        };
-        let mut places = Vec::new();
-        for id in ["a", "b"] {
-            let (stream, batch) = batch(id);
-            match grouping.append(&store, &stream, 0, batch).await {
-                Grouped::Alone(place) => places.push(place),
-                _ => panic!("an append with a lone place free must be its caller's"),
-            }
-        }
-        assert!(
-            grouping.requests.get().is_none(),
-            "no group writer was needed"
-        );
-        let grouped = |id: &'static str| {
-            let (stream, batch) = batch(id);
-            let (grouping, store) = (&grouping, &store);
-            async move {
-                match tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    grouping.append(store, &stream, 0, batch),
-                )
-                .await
-                {
-                    Ok(Grouped::NotWritten) => {}
-                    Ok(Grouped::Alone(_)) => panic!("{id}: written alone while grouping"),
-                    Ok(_) => panic!("{id}: a group that could not reach the database wrote"),
-                    Err(_) => panic!("{id}: the group writer never answered"),
-                }
-            }
-        };
-        grouped("c").await;
-        // A lone place is free again, but a group formed a moment ago.
-        places.pop();
-        grouped("d").await;
-        tokio::time::sleep(linger * 2).await;
-        let (stream, batch) = batch("e");
-        assert!(
-            matches!(
-                grouping.append(&store, &stream, 0, batch).await,
-                Grouped::Alone(_)
-            ),
-            "once no group forms, appends are written alone again"
-        );
-    }
-
-    #[tokio::test]
-    async fn with_no_lone_places_every_append_is_grouped() {
-        let store = nowhere();
-        let grouping = Grouping::new(GroupCommit::default().max_alone(0));
-        let (stream, batch) = batch("a");
-        assert!(matches!(
-            grouping.append(&store, &stream, 0, batch).await,
-            Grouped::NotWritten
-        ));
-        assert!(grouping.requests.get().is_some());
-    }
-}
+mod tests;
