@@ -8,13 +8,12 @@ mod batch;
 mod group_commit;
 mod pooler_probe;
 mod read;
-pub(crate) use read::LogRead;
+pub(crate) use read::{LogRead, LogReader};
 mod resolve;
 mod snapshot;
 
 pub use group_commit::GroupCommit;
 use group_commit::Grouping;
-use read::{limit, none_if_empty};
 
 use std::collections::HashMap;
 
@@ -379,6 +378,15 @@ impl PostgresEventStore {
         self.notifier.appended();
     }
 
+    /// The store's reads, as a view of what reading needs.
+    pub(crate) fn reader(&self) -> LogReader<'_> {
+        LogReader {
+            db: &self.db,
+            sql: &self.sql,
+            floor: &self.floor,
+        }
+    }
+
     /// The schema-qualified name of one of the store's tables.
     pub(crate) fn table(&self, table: &str) -> String {
         format!("{}.{table}", self.schema.quoted())
@@ -411,17 +419,9 @@ impl EventStore for PostgresEventStore {
         &self,
         stream: &StreamId,
         from: u64,
-        limit_to: usize,
+        limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.fetch_events(
-            self.db
-                .query(&self.sql.read_stream)
-                .bind(&stream.aggregate_type)
-                .bind(&stream.aggregate_id)
-                .bind(to_i64(from, "version")?)
-                .bind(limit(limit_to)),
-        )
-        .await
+        self.reader().read_stream(stream, from, limit).await
     }
 
     async fn replay(
@@ -429,7 +429,7 @@ impl EventStore for PostgresEventStore {
         request: ReplayRequest<'_>,
         sink: &mut dyn ReplaySink,
     ) -> Result<(), StoreError> {
-        self.replay_with_fallback(request, sink).await
+        self.reader().replay(request, sink).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
@@ -443,31 +443,13 @@ impl EventStore for PostgresEventStore {
         &self,
         after: Position,
         filter: &LogFilter,
-        limit_to: usize,
+        limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut connection = self.db.session().await.map_err(store_error)?;
-        let rows = self
-            .read_log_rows_on(
-                &mut connection,
-                after,
-                LogRead {
-                    filter,
-                    slices: None,
-                    limit: limit_to,
-                    max_bytes: usize::MAX,
-                    with_metadata: true,
-                },
-            )
-            .await?;
-        connection.finish().await.map_err(store_error)?;
-        rows.into_iter().map(LogRow::into_event).collect()
+        self.reader().read_log(after, filter, limit).await
     }
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        let mut events = self
-            .fetch_events(self.db.query(&self.sql.events_by_id).bind(vec![event_id]))
-            .await?;
-        Ok(events.pop())
+        self.reader().event_by_id(event_id).await
     }
 
     fn snapshots(&self) -> Option<&dyn SnapshotStore> {
@@ -484,15 +466,11 @@ impl EventQueries for PostgresEventStore {
     async fn events_by_correlation(
         &self,
         correlation_id: Uuid,
-        limit_to: usize,
+        limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.fetch_events(
-            self.db
-                .query(&self.sql.events_by_correlation)
-                .bind(correlation_id)
-                .bind(limit(limit_to)),
-        )
-        .await
+        self.reader()
+            .events_by_correlation(correlation_id, limit)
+            .await
     }
 
     async fn events_in_time_range(
@@ -500,23 +478,11 @@ impl EventQueries for PostgresEventStore {
         filter: &LogFilter,
         from: DateTime<Utc>,
         until: DateTime<Utc>,
-        limit_to: usize,
+        limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let query = if filter.event_types.is_empty() {
-            self.db.query(&self.sql.events_in_time_range_all_types)
-        } else {
-            self.db
-                .query(&self.sql.events_in_time_range)
-                .bind(&filter.event_types)
-        };
-        self.fetch_events(
-            query
-                .bind(from)
-                .bind(until)
-                .bind(none_if_empty(&filter.aggregate_types))
-                .bind(limit(limit_to)),
-        )
-        .await
+        self.reader()
+            .events_in_time_range(filter, from, until, limit)
+            .await
     }
 }
 

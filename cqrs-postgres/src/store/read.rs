@@ -1,6 +1,16 @@
-//! Reads: streams, the global log, single events, and replays.
+//! Reads: streams, the global log, single events, and replays, by a view
+//! of the store that holds only what reading needs.
 
 use super::*;
+
+/// The store's reads: a view of its database, statements and log floor,
+/// made on the spot by [`PostgresEventStore::reader`].
+#[derive(Clone, Copy)]
+pub(crate) struct LogReader<'a> {
+    pub(super) db: &'a Database,
+    pub(super) sql: &'a Statements,
+    pub(super) floor: &'a horizon::Floor,
+}
 
 /// What a read of the global log by a runner asks for.
 #[derive(Clone, Copy, Debug)]
@@ -18,7 +28,8 @@ pub(crate) struct LogRead<'a> {
     pub(crate) with_metadata: bool,
 }
 
-impl PostgresEventStore {
+impl LogReader<'_> {
+    /// Runs `query` on a session of its own and reads its rows as events.
     pub(super) async fn fetch_events(
         &self,
         query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -92,8 +103,114 @@ impl PostgresEventStore {
         row.as_ref().map(row::event).transpose()
     }
 
+    /// [`EventStore::read_stream`].
+    pub(super) async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.fetch_events(
+            self.db
+                .query(&self.sql.read_stream)
+                .bind(&stream.aggregate_type)
+                .bind(&stream.aggregate_id)
+                .bind(to_i64(from, "version")?)
+                .bind(limit(limit_to)),
+        )
+        .await
+    }
+
+    /// [`EventStore::read_log`], on a session of its own.
+    pub(super) async fn read_log(
+        &self,
+        after: Position,
+        filter: &LogFilter,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut connection = self.db.session().await.map_err(store_error)?;
+        let read = LogRead {
+            filter,
+            slices: None,
+            limit: limit_to,
+            max_bytes: usize::MAX,
+            with_metadata: true,
+        };
+        let rows = self.read_log_rows_on(&mut connection, after, read).await?;
+        connection.finish().await.map_err(store_error)?;
+        rows.into_iter().map(LogRow::into_event).collect()
+    }
+
+    /// [`EventStore::event_by_id`].
+    pub(super) async fn event_by_id(
+        &self,
+        event_id: Uuid,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let query = self.db.query(&self.sql.events_by_id).bind(vec![event_id]);
+        Ok(self.fetch_events(query).await?.pop())
+    }
+
+    /// [`EventQueries::events_by_correlation`].
+    pub(super) async fn events_by_correlation(
+        &self,
+        correlation_id: Uuid,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.fetch_events(
+            self.db
+                .query(&self.sql.events_by_correlation)
+                .bind(correlation_id)
+                .bind(limit(limit_to)),
+        )
+        .await
+    }
+
+    /// [`EventQueries::events_in_time_range`].
+    pub(super) async fn events_in_time_range(
+        &self,
+        filter: &LogFilter,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit_to: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let query = if filter.event_types.is_empty() {
+            self.db.query(&self.sql.events_in_time_range_all_types)
+        } else {
+            self.db
+                .query(&self.sql.events_in_time_range)
+                .bind(&filter.event_types)
+        };
+        self.fetch_events(
+            query
+                .bind(from)
+                .bind(until)
+                .bind(none_if_empty(&filter.aggregate_types))
+                .bind(limit(limit_to)),
+        )
+        .await
+    }
+
+    /// [`EventStore::replay`]: from the snapshot when it proves usable, from
+    /// the stream's start otherwise.
+    pub(super) async fn replay(
+        &self,
+        request: ReplayRequest<'_>,
+        sink: &mut dyn ReplaySink,
+    ) -> Result<(), StoreError> {
+        match self.replay_once(request, sink).await? {
+            Replayed::All => Ok(()),
+            Replayed::SnapshotRefused => {
+                let without = ReplayRequest {
+                    snapshot_schema: None,
+                    ..request
+                };
+                self.replay_once(without, sink).await.map(|_| ())
+            }
+        }
+    }
+
     /// One replay statement, its rows handed to `sink` as they arrive.
-    pub(super) async fn replay_once(
+    async fn replay_once(
         &self,
         request: ReplayRequest<'_>,
         sink: &mut dyn ReplaySink,
@@ -116,7 +233,7 @@ impl PostgresEventStore {
         }
     }
 
-    pub(super) async fn replay_attempt(
+    async fn replay_attempt(
         &self,
         request: ReplayRequest<'_>,
         sink: &mut dyn ReplaySink,
@@ -183,7 +300,7 @@ impl PostgresEventStore {
 }
 
 /// How one replay statement ended.
-pub(super) enum Replayed {
+enum Replayed {
     /// Every row was handed over.
     All,
     /// The snapshot was refused (by the sink, or because the stream does
@@ -191,33 +308,12 @@ pub(super) enum Replayed {
     SnapshotRefused,
 }
 
-pub(super) fn none_if_empty(values: &[String]) -> Option<&[String]> {
+fn none_if_empty(values: &[String]) -> Option<&[String]> {
     (!values.is_empty()).then_some(values)
 }
 
-pub(super) fn limit(limit: usize) -> i64 {
+fn limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-impl PostgresEventStore {
-    /// [`EventStore::replay`]: from the snapshot when it proves usable, from
-    /// the stream's start otherwise.
-    pub(super) async fn replay_with_fallback(
-        &self,
-        request: ReplayRequest<'_>,
-        sink: &mut dyn ReplaySink,
-    ) -> Result<(), StoreError> {
-        match self.replay_once(request, sink).await? {
-            Replayed::All => Ok(()),
-            Replayed::SnapshotRefused => {
-                let without = ReplayRequest {
-                    snapshot_schema: None,
-                    ..request
-                };
-                self.replay_once(without, sink).await.map(|_| ())
-            }
-        }
-    }
 }
 
 /// A slice as the column's type (slices are below 1024).

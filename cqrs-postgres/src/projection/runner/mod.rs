@@ -525,7 +525,11 @@ where
             };
             // Read on the transaction's own connection: a runner works with
             // a pool of one.
-            let event = self.store.event_by_id_on(&mut tx, parked.event_id).await?;
+            let event = self
+                .store
+                .reader()
+                .event_by_id_on(&mut tx, parked.event_id)
+                .await?;
             let result = match event {
                 Some(event) => self.apply_one_now(&mut tx, &LogRow::Readable(event)).await,
                 None => Err(format!("event {} is no longer stored", parked.event_id)),

@@ -88,6 +88,7 @@ where
             };
             while batches.len() < wanted {
                 let rows = match store
+                    .reader()
                     .read_log_rows_on(
                         &mut session,
                         from,

@@ -68,6 +68,7 @@ where
         let (limit, max_bytes) = self.pace.limits(&self.options);
         Ok(self
             .store
+            .reader()
             .read_log_rows_on(
                 connection,
                 after,
