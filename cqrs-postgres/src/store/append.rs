@@ -16,7 +16,18 @@ pub(super) const LOST_ANSWER_FIRST_PAUSE: std::time::Duration =
 pub(super) const LOST_ANSWER_RESEND_TIMEOUT: std::time::Duration =
     std::time::Duration::from_secs(2);
 
-impl PostgresEventStore {
+/// The store's appends: a view of what writing needs (its database,
+/// statements, notifier and group writer), made on the spot by
+/// [`PostgresEventStore::appender`].
+#[derive(Clone, Copy)]
+pub(crate) struct Appender<'a> {
+    pub(super) db: &'a Database,
+    pub(super) sql: &'a std::sync::Arc<Statements>,
+    pub(super) notifier: &'a std::sync::Arc<Notifier>,
+    pub(super) grouping: Option<&'a Grouping>,
+}
+
+impl Appender<'_> {
     /// Wakes log readers for an append found already stored: the attempt
     /// that stored it may have lost its answer before it could.
     pub(super) fn announce_resolved(&self, result: &AppendResult) {
@@ -154,7 +165,7 @@ impl PostgresEventStore {
         expected: ExpectedVersion,
         batch: &std::sync::Arc<Batch>,
     ) -> Option<Grouped> {
-        let grouping = self.grouping.as_ref()?;
+        let grouping = self.grouping?;
         let after = known_version(expected)?;
         if batch.ids.is_empty() || batch.snapshot.is_some() {
             return None;
@@ -277,7 +288,7 @@ pub(super) fn known_version(expected: ExpectedVersion) -> Option<u64> {
     }
 }
 
-impl PostgresEventStore {
+impl Appender<'_> {
     /// [`EventStore::append`]: one append, sent again when its answer was lost.
     /// With `snapshot`, [`EventStore::append_with_snapshot`]: the snapshot
     /// is saved in the append's own statement.

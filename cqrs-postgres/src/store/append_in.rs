@@ -11,18 +11,9 @@ use super::*;
 const SAVEPOINT_AND_PROBE: &str =
     "SAVEPOINT cqrs_append; SELECT pg_current_xact_id_if_assigned() IS NOT NULL";
 
-impl PostgresEventStore {
-    /// Appends inside a transaction the caller controls: the events commit or
-    /// roll back with the caller's other writes (an outbox row, an inline read
-    /// model). Same semantics as [`EventStore::append`]; a refused append
-    /// (a conflict, reused ids) leaves the caller's transaction usable, as
-    /// the insert runs under a savepoint when the connection is in a
-    /// transaction begun through sqlx.
-    ///
-    /// # Errors
-    ///
-    /// As [`EventStore::append`].
-    pub async fn append_in(
+impl Appender<'_> {
+    /// [`PostgresEventStore::append_in`].
+    pub(crate) async fn append_in(
         &self,
         connection: &mut PgConnection,
         stream: &StreamId,

@@ -8,6 +8,7 @@ mod batch;
 mod group_commit;
 mod pooler_probe;
 mod read;
+pub(crate) use append::Appender;
 pub(crate) use read::{LogRead, LogReader};
 mod resolve;
 mod snapshot;
@@ -378,6 +379,38 @@ impl PostgresEventStore {
         self.notifier.appended();
     }
 
+    /// The store's appends, as a view of what writing needs.
+    pub(crate) fn appender(&self) -> Appender<'_> {
+        Appender {
+            db: &self.db,
+            sql: &self.sql,
+            notifier: &self.notifier,
+            grouping: self.grouping.as_deref(),
+        }
+    }
+
+    /// Appends inside a transaction the caller controls: the events commit or
+    /// roll back with the caller's other writes (an outbox row, an inline read
+    /// model). Same semantics as [`EventStore::append`]; a refused append
+    /// (a conflict, reused ids) leaves the caller's transaction usable, as
+    /// the insert runs under a savepoint when the connection is in a
+    /// transaction begun through sqlx.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventStore::append`].
+    pub async fn append_in(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        self.appender()
+            .append_in(connection, stream, expected, events)
+            .await
+    }
+
     /// The store's reads, as a view of what reading needs.
     pub(crate) fn reader(&self) -> LogReader<'_> {
         LogReader {
@@ -401,7 +434,9 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        self.append_resending(stream, expected, events, None).await
+        self.appender()
+            .append_resending(stream, expected, events, None)
+            .await
     }
 
     async fn append_with_snapshot(
@@ -411,7 +446,8 @@ impl EventStore for PostgresEventStore {
         events: Vec<NewEvent>,
         snapshot: Snapshot,
     ) -> Result<AppendResult, StoreError> {
-        self.append_resending(stream, expected, events, Some(snapshot))
+        self.appender()
+            .append_resending(stream, expected, events, Some(snapshot))
             .await
     }
 
@@ -434,7 +470,7 @@ impl EventStore for PostgresEventStore {
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let mut connection = self.db.session().await.map_err(store_error)?;
-        let version = self.version_of(&mut connection, stream).await?;
+        let version = self.appender().version_of(&mut connection, stream).await?;
         connection.finish().await.map_err(store_error)?;
         Ok(version)
     }
@@ -489,10 +525,10 @@ impl EventQueries for PostgresEventStore {
 #[async_trait]
 impl SnapshotStore for PostgresEventStore {
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.snapshot_of(stream).await
+        self.reader().snapshot_of(stream).await
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.put_snapshot(snapshot).await
+        self.appender().put_snapshot(snapshot).await
     }
 }

@@ -9,7 +9,7 @@ use super::*;
 /// never a conflict for it, and it tries until it wins.
 pub(super) const ANY_VERSION_MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
-impl PostgresEventStore {
+impl Appender<'_> {
     /// After an insert failed on the stream's version key or the event id
     /// key: the batch was stored already (a retry whose first answer was
     /// lost, a double submit), or its ids are taken by other content, or

@@ -1,10 +1,11 @@
-//! Snapshots: an aggregate's state saved at a version.
+//! Snapshots: an aggregate's state saved at a version, read by the
+//! store's reader and written by its appender.
 
 use super::batch::Batch;
 use super::*;
 
-impl PostgresEventStore {
-    /// [`EventStore::load_snapshot`].
+impl LogReader<'_> {
+    /// [`SnapshotStore::load_snapshot`].
     pub(super) async fn snapshot_of(
         &self,
         stream: &StreamId,
@@ -37,8 +38,10 @@ impl PostgresEventStore {
             taken_at: row.try_get("taken_at").map_err(store_error)?,
         }))
     }
+}
 
-    /// [`EventStore::save_snapshot`].
+impl Appender<'_> {
+    /// [`SnapshotStore::save_snapshot`].
     pub(super) async fn put_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         let query = self
             .db

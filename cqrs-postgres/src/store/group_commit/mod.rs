@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use super::append::Appender;
 use super::batch::{Batch, GroupColumns};
 use super::*;
 
@@ -183,7 +184,7 @@ impl Grouping {
     /// to the group writer of `store`, and waits for its outcome.
     pub(super) async fn append(
         &self,
-        store: &PostgresEventStore,
+        store: &Appender<'_>,
         stream: &StreamId,
         after: u64,
         batch: Arc<Batch>,

@@ -47,7 +47,7 @@ async fn appends_are_written_alone_until_a_group_forms() {
     let mut places = Vec::new();
     for id in ["a", "b"] {
         let (stream, batch) = batch(id);
-        match grouping.append(&store, &stream, 0, batch).await {
+        match grouping.append(&store.appender(), &stream, 0, batch).await {
             Grouped::Alone(place) => places.push(place),
             _ => panic!("an append with a lone place free must be its caller's"),
         }
@@ -62,7 +62,7 @@ async fn appends_are_written_alone_until_a_group_forms() {
         async move {
             match tokio::time::timeout(
                 std::time::Duration::from_secs(10),
-                grouping.append(store, &stream, 0, batch),
+                grouping.append(&store.appender(), &stream, 0, batch),
             )
             .await
             {
@@ -81,7 +81,7 @@ async fn appends_are_written_alone_until_a_group_forms() {
     let (stream, batch) = batch("e");
     assert!(
         matches!(
-            grouping.append(&store, &stream, 0, batch).await,
+            grouping.append(&store.appender(), &stream, 0, batch).await,
             Grouped::Alone(_)
         ),
         "once no group forms, appends are written alone again"
@@ -94,7 +94,7 @@ async fn with_no_lone_places_every_append_is_grouped() {
     let grouping = Grouping::new(GroupCommit::default().max_alone(0));
     let (stream, batch) = batch("a");
     assert!(matches!(
-        grouping.append(&store, &stream, 0, batch).await,
+        grouping.append(&store.appender(), &stream, 0, batch).await,
         Grouped::NotWritten
     ));
     assert!(grouping.requests.get().is_some());
