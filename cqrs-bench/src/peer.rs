@@ -15,7 +15,7 @@ use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
 use cqrskit::postgres::PostgresEventStore;
 use cqrskit::postgres::sqlx::postgres::PgPoolOptions;
 use cqrskit::postgres::sqlx::{self, PgPool};
-use cqrskit::{CommandPipeline, SnapshotPolicy};
+use cqrskit::{CommandPipeline, PipelineOptions, SnapshotPolicy};
 use postgres_es::PostgresEventRepository;
 use serde::{Deserialize, Serialize};
 
@@ -572,8 +572,11 @@ async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<[Report; 2]>
     }
     let snapshotting =
         CommandPipeline::<BankAccount>::new(Arc::new(contenders.ours_store.clone()), ())
-            .with_snapshots(SnapshotPolicy::Every(1))
-            .with_state_cache(0);
+            .with_options(
+                PipelineOptions::default()
+                    .snapshots(SnapshotPolicy::Every(1))
+                    .state_cache(0),
+            );
     for _ in 0..deposits {
         snapshotting.execute("long", Deposit { amount: 1 }).await?;
     }

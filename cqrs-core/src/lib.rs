@@ -60,7 +60,7 @@ pub use memory::InMemoryEventStore;
 pub use metadata::Metadata;
 pub use pipeline::state_cache::DEFAULT_CAPACITY as DEFAULT_STATE_CACHE;
 pub use pipeline::{CommandOutcome, CommandPipeline, Loaded};
-pub use policy::{RetryPolicy, SnapshotPolicy};
+pub use policy::{PipelineOptions, RetryPolicy, SnapshotPolicy};
 pub use position::{ParsePositionError, Position};
 pub use projector::{Detached, ProjectionError, Projector, catch_up};
 pub use query::{Query, QueryHandler};

@@ -1,4 +1,5 @@
-//! The command pipeline's policies: retrying on conflicts, taking snapshots.
+//! The command pipeline's policies: retrying on conflicts, taking snapshots,
+//! and the options that gather them.
 
 /// What the pipeline does when another writer changed the aggregate between
 /// loading it and appending.
@@ -49,6 +50,76 @@ impl SnapshotPolicy {
             SnapshotPolicy::Every(0) => false,
             SnapshotPolicy::Every(n) => after / n > before / n,
         }
+    }
+}
+
+/// How a command pipeline works, handed over with
+/// [`CommandPipeline::with_options`](crate::CommandPipeline::with_options).
+///
+/// Built like every options type: `Default`, then setters named after the
+/// setting (`get_*` reads one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PipelineOptions {
+    state_cache: usize,
+    retry: RetryPolicy,
+    snapshots: SnapshotPolicy,
+}
+
+impl Default for PipelineOptions {
+    /// A cache of the [`DEFAULT_STATE_CACHE`](crate::DEFAULT_STATE_CACHE)
+    /// most recently used states, no retries, no snapshots.
+    fn default() -> Self {
+        Self {
+            state_cache: crate::DEFAULT_STATE_CACHE,
+            retry: RetryPolicy::none(),
+            snapshots: SnapshotPolicy::Never,
+        }
+    }
+}
+
+impl PipelineOptions {
+    /// Keeps the states of up to `capacity` recently used aggregates in
+    /// memory (0 turns the cache off), so a command on one of them goes
+    /// straight to deciding and appending, with no read. Safe with other
+    /// writers (other processes): the append still checks the version, and
+    /// only a decision the append proves is taken from a cached state. A
+    /// rejection, a decision to do nothing, or a conflict (the state was
+    /// stale) is decided again from a fresh load, once, before the caller
+    /// sees it, so a cached state never changes an outcome, only how fast it
+    /// comes. The least recently used state goes when the cache is full.
+    #[must_use]
+    pub fn state_cache(mut self, capacity: usize) -> Self {
+        self.state_cache = capacity;
+        self
+    }
+
+    /// What to do on a conflict.
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// When to save a snapshot.
+    #[must_use]
+    pub fn snapshots(mut self, snapshots: SnapshotPolicy) -> Self {
+        self.snapshots = snapshots;
+        self
+    }
+
+    /// How many aggregate states are kept in memory.
+    pub fn get_state_cache(&self) -> usize {
+        self.state_cache
+    }
+
+    /// What to do on a conflict.
+    pub fn get_retry(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// When to save a snapshot.
+    pub fn get_snapshots(&self) -> SnapshotPolicy {
+        self.snapshots
     }
 }
 

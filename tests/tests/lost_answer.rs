@@ -23,7 +23,7 @@ use cqrs_tests::proxy::{FaultProxy, Mode};
 use cqrskit::postgres::{GroupCommit, PostgresEventStore};
 use cqrskit::{
     CommandError, CommandOutcome, CommandPipeline, EventStore, ExpectedVersion, Metadata,
-    StoreError,
+    PipelineOptions, StoreError,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
@@ -270,7 +270,8 @@ async fn an_append_that_could_not_be_sent_is_unavailable_and_stores_nothing() {
     let (db, proxy, store) = setup().await;
     // With the state cache the withdrawal goes straight to the append: the
     // append itself is what cannot reach the database.
-    let accounts = Accounts::new(Arc::new(store), ()).with_state_cache(10);
+    let accounts =
+        Accounts::new(Arc::new(store), ()).with_options(PipelineOptions::default().state_cache(10));
     open_with_100(&accounts).await;
 
     proxy.set_mode(Mode::Down);

@@ -12,7 +12,7 @@ use cqrs_tests::ledger::Ledger;
 use cqrs_tests::postgres::TestStore;
 use cqrs_tests::running::Running;
 use cqrskit::postgres::{FailurePolicy, OnExhausted, ProjectionRunner, RunnerOptions};
-use cqrskit::{CommandPipeline, RetryPolicy, telemetry};
+use cqrskit::{CommandPipeline, PipelineOptions, RetryPolicy, telemetry};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 
 /// What was recorded, by `name{label=value,...}`.
@@ -119,7 +119,8 @@ async fn commands_are_counted_by_outcome_with_their_retries_and_durations() {
     let _ = recorded();
     let db = TestStore::new().await;
     let accounts = Arc::new(
-        CommandPipeline::<BankAccount>::new(db.shared(), ()).with_retry(RetryPolicy::retries(50)),
+        CommandPipeline::<BankAccount>::new(db.shared(), ())
+            .with_options(PipelineOptions::default().retry(RetryPolicy::retries(50))),
     );
     let key = |name: &str, outcome: Option<&str>| match outcome {
         Some(outcome) => format!("{name}{{aggregate=account,outcome={outcome}}}"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::postgres::{database_url, pool};
 use cqrskit::postgres::{Error, MigrationName, PostgresEventStore, SchemaStatus};
-use cqrskit::{EventStore, ExpectedVersion};
+use cqrskit::{EventStore, ExpectedVersion, PipelineOptions};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::task::JoinSet;
@@ -312,8 +312,10 @@ async fn commands_go_through_when_the_server_ended_the_pools_connections() {
         .with_schema(&db.schema)
         .expect("schema");
     // Without the cache every command loads, then appends.
-    let accounts =
-        Arc::new(CommandPipeline::<BankAccount>::new(Arc::new(store), ()).with_state_cache(0));
+    let accounts = Arc::new(
+        CommandPipeline::<BankAccount>::new(Arc::new(store), ())
+            .with_options(PipelineOptions::default().state_cache(0)),
+    );
     let mut opens = JoinSet::new();
     for account in 0..4 {
         let accounts = accounts.clone();

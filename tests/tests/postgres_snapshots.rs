@@ -3,13 +3,15 @@
 
 use cqrs_tests::postgres::TestStore;
 use cqrs_tests::scenarios::Accounts;
+use cqrskit::PipelineOptions;
 use cqrskit::SnapshotPolicy;
 use sqlx::Row;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_due_snapshot_commits_with_the_events_it_describes() {
     let db = TestStore::new().await;
-    let accounts = Accounts::new(db.shared(), ()).with_snapshots(SnapshotPolicy::Every(3));
+    let accounts = Accounts::new(db.shared(), ())
+        .with_options(PipelineOptions::default().snapshots(SnapshotPolicy::Every(3)));
     cqrs_tests::scenarios::open_with_deposits(&accounts, "acc", &[1, 2, 3, 4]).await;
     // The snapshot row was last written by the transaction that stored the
     // event at its version (xmin is the low 32 bits of that transaction's id).

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use cqrskit::postgres::sqlx::{self, PgPool};
-use cqrskit::{CommandPipeline, StreamId};
+use cqrskit::{CommandPipeline, PipelineOptions, StreamId};
 
 use super::{Result, Sandbox, check};
 use crate::Config;
@@ -16,7 +16,8 @@ use crate::tally::{AddMany, Tally};
 /// shows the framework's own overhead apart from the schema's cost).
 pub(crate) async fn batch_append(pool: &PgPool, config: &Config) -> Result<Vec<Report>> {
     let sandbox = Sandbox::new(pool).await?;
-    let tallies = CommandPipeline::<Tally>::new(sandbox.shared(), ()).with_state_cache(16);
+    let tallies = CommandPipeline::<Tally>::new(sandbox.shared(), ())
+        .with_options(PipelineOptions::default().state_cache(16));
     let size = config.batch_size as i64;
     let total = config.batch_commands * config.batch_size;
     let started = Instant::now();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
 use cqrskit::postgres::sqlx::{self, PgPool};
-use cqrskit::{CommandPipeline, EventStore, SnapshotPolicy, StreamId};
+use cqrskit::{CommandPipeline, EventStore, PipelineOptions, SnapshotPolicy, StreamId};
 
 use super::{Result, Sandbox, check};
 use crate::report::{Latency, Report, per_second, quantile};
@@ -28,10 +28,12 @@ pub(crate) async fn seq_command(pool: &PgPool, config: &Config) -> Result<Vec<Re
         ),
     ] {
         let sandbox = Sandbox::new(pool).await?;
-        let mut accounts =
-            CommandPipeline::<BankAccount>::new(sandbox.shared(), ()).with_snapshots(snapshots);
         // The cache is on by default; the uncached rows turn it off.
-        accounts = accounts.with_state_cache(if cache { 16 } else { 0 });
+        let accounts = CommandPipeline::<BankAccount>::new(sandbox.shared(), ()).with_options(
+            PipelineOptions::default()
+                .snapshots(snapshots)
+                .state_cache(if cache { 16 } else { 0 }),
+        );
         accounts
             .execute(
                 "acc",
@@ -295,7 +297,8 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
 /// at the right version.
 async fn deposits_from_tasks(store: Arc<dyn EventStore>, config: &Config) -> Result<f64> {
     let accounts = Arc::new(
-        CommandPipeline::<BankAccount>::new(store.clone(), ()).with_state_cache(config.aggregates),
+        CommandPipeline::<BankAccount>::new(store.clone(), ())
+            .with_options(PipelineOptions::default().state_cache(config.aggregates)),
     );
     // Opening the accounts is set-up, not measured.
     for chunk in (0..config.aggregates)

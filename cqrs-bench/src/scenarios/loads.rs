@@ -6,8 +6,8 @@ use cqrs_examples::bank_account::{AccountEvent, BankAccount, Deposit, DepositMad
 use cqrskit::postgres::PostgresEventStore;
 use cqrskit::postgres::sqlx::{self, PgPool, Row};
 use cqrskit::{
-    Aggregate, CommandPipeline, EventStore, ExpectedVersion, Metadata, NewEvent, SnapshotPolicy,
-    StreamId,
+    Aggregate, CommandPipeline, EventStore, ExpectedVersion, Metadata, NewEvent, PipelineOptions,
+    SnapshotPolicy, StreamId,
 };
 
 use super::{Result, Sandbox, check};
@@ -100,9 +100,11 @@ pub(crate) async fn long_stream_load(pool: &PgPool, config: &Config) -> Result<V
     }
 
     // With a snapshot every command, loading reads one row and no events.
-    let snapshotted = CommandPipeline::<BankAccount>::new(sandbox.shared(), ())
-        .with_snapshots(SnapshotPolicy::Every(1))
-        .with_state_cache(0);
+    let snapshotted = CommandPipeline::<BankAccount>::new(sandbox.shared(), ()).with_options(
+        PipelineOptions::default()
+            .snapshots(SnapshotPolicy::Every(1))
+            .state_cache(0),
+    );
     snapshotted.execute("long", Deposit { amount: 1 }).await?;
     let mut commands = Vec::with_capacity(config.snapshot_commands);
     let mut loads = Vec::with_capacity(config.snapshot_commands);

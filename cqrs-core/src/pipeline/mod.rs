@@ -15,8 +15,8 @@ use crate::command_id;
 use crate::projector::ProjectionError;
 use crate::{
     Aggregate, Command, CommandError, DomainEvent, EventEnvelope, EventStore, ExpectedVersion,
-    Metadata, NewEvent, Projector, RetryPolicy, Snapshot, SnapshotPolicy, StoreError, StreamId,
-    telemetry,
+    Metadata, NewEvent, PipelineOptions, Projector, RetryPolicy, Snapshot, SnapshotPolicy,
+    StoreError, StreamId, telemetry,
 };
 
 pub(crate) use self::load::load_stream;
@@ -66,7 +66,7 @@ impl<A: Aggregate> CommandPipeline<A> {
     /// A pipeline over `store`, with the services `A`'s handlers consult,
     /// no retries, no snapshots, no projectors, and a cache of the
     /// [`DEFAULT_STATE_CACHE`](crate::DEFAULT_STATE_CACHE) most recently used
-    /// aggregate states (see [`with_state_cache`](Self::with_state_cache)).
+    /// aggregate states (see [`with_options`](Self::with_options)).
     pub fn new(store: Arc<dyn EventStore>, services: A::Services) -> Self {
         Self {
             store,
@@ -78,18 +78,12 @@ impl<A: Aggregate> CommandPipeline<A> {
         }
     }
 
-    /// Keeps the states of up to `capacity` recently used aggregates in
-    /// memory (default [`DEFAULT_STATE_CACHE`](crate::DEFAULT_STATE_CACHE);
-    /// 0 turns the cache off), so a command on one of them goes straight to
-    /// deciding and appending, with no read. Safe with other writers (other
-    /// processes): the append still checks the version, and only a decision
-    /// the append proves is taken from a cached state. A rejection, a
-    /// decision to do nothing, or a conflict (the state was stale) is decided
-    /// again from a fresh load, once, before the caller sees it, so a cached
-    /// state never changes an outcome, only how fast it comes. The least
-    /// recently used state goes when the cache is full.
-    pub fn with_state_cache(mut self, capacity: usize) -> Self {
-        self.cache = StateCache::new(capacity);
+    /// Sets how the pipeline works: its state cache, its retries on
+    /// conflicts, its snapshots (see [`PipelineOptions`]).
+    pub fn with_options(mut self, options: PipelineOptions) -> Self {
+        self.cache = StateCache::new(options.get_state_cache());
+        self.retry = options.get_retry();
+        self.snapshots = options.get_snapshots();
         self
     }
 
@@ -97,18 +91,6 @@ impl<A: Aggregate> CommandPipeline<A> {
     /// it declared.
     pub fn with_projector(mut self, projector: Arc<dyn Projector<Event = A::Event>>) -> Self {
         self.projectors.push(projector);
-        self
-    }
-
-    /// Sets the retry policy for conflicts.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Sets the snapshot policy.
-    pub fn with_snapshots(mut self, snapshots: SnapshotPolicy) -> Self {
-        self.snapshots = snapshots;
         self
     }
 

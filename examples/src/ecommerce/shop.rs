@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use cqrskit::deadline::{Clock, DeadlineRunner, DeadlineStore, InMemoryDeadlines, SystemClock};
-use cqrskit::{CommandPipeline, EventStore, InMemoryRunner, Position, RetryPolicy, StoreError};
+use cqrskit::{
+    CommandPipeline, EventStore, InMemoryRunner, PipelineOptions, Position, RetryPolicy, StoreError,
+};
 
 use super::{
     AbandonCheckout, CHECKOUT_TIMEOUT, CancelUnpaidOrder, Checkout, Fulfilment, Inventory, Order,
@@ -60,9 +62,14 @@ impl Shop {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let retry = RetryPolicy::retries(10);
-        let orders = Arc::new(CommandPipeline::<Order>::new(store.clone(), ()).with_retry(retry));
-        let inventory =
-            Arc::new(CommandPipeline::<Inventory>::new(store.clone(), ()).with_retry(retry));
+        let orders = Arc::new(
+            CommandPipeline::<Order>::new(store.clone(), ())
+                .with_options(PipelineOptions::default().retry(retry)),
+        );
+        let inventory = Arc::new(
+            CommandPipeline::<Inventory>::new(store.clone(), ())
+                .with_options(PipelineOptions::default().retry(retry)),
+        );
         let fulfilment = Arc::new(Fulfilment::new(orders.clone(), inventory.clone()));
         let orders_by_customer = Arc::new(OrdersByCustomer::default());
         let stock_levels = Arc::new(StockLevels::default());

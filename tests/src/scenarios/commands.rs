@@ -77,7 +77,8 @@ pub async fn rejected_command_stores_nothing(store: Store) {
 
 /// Time travel: the state right after version N, whatever came later.
 pub async fn load_at_returns_the_state_as_of_a_version(store: Store) {
-    let accounts = Accounts::new(store.clone(), ()).with_snapshots(SnapshotPolicy::Every(2));
+    let accounts = Accounts::new(store.clone(), ())
+        .with_options(PipelineOptions::default().snapshots(SnapshotPolicy::Every(2)));
     accounts
         .execute(
             "acc",
@@ -123,7 +124,8 @@ pub async fn load_at_returns_the_state_as_of_a_version(store: Store) {
 /// time: before the first event, the default state; at each event's
 /// recording time, the state right after it; in between, the same.
 pub async fn load_as_of_returns_the_state_at_a_time(store: Store) {
-    let accounts = Accounts::new(store.clone(), ()).with_snapshots(SnapshotPolicy::Every(2));
+    let accounts = Accounts::new(store.clone(), ())
+        .with_options(PipelineOptions::default().snapshots(SnapshotPolicy::Every(2)));
     let mut times = Vec::new();
     for command in [
         AccountCommand::Open(OpenAccount { owner: "A".into() }),
@@ -224,7 +226,10 @@ pub async fn command_metadata_reaches_every_stored_event(store: Store) {
 /// judged against the newest state, so the balance never goes negative and
 /// no deposit is lost.
 pub async fn retries_keep_concurrent_withdrawals_within_the_balance(store: Store) {
-    let accounts = Arc::new(Accounts::new(store.clone(), ()).with_retry(RetryPolicy::retries(100)));
+    let accounts = Arc::new(
+        Accounts::new(store.clone(), ())
+            .with_options(PipelineOptions::default().retry(RetryPolicy::retries(100))),
+    );
     accounts
         .execute(
             "acc",
@@ -452,9 +457,11 @@ pub async fn unknown_event_type_is_reported_with_its_place(store: Store) {
 /// decision to do nothing is decided again from a fresh load, with or without
 /// a retry policy.
 pub async fn state_cache_stays_correct_when_another_writer_moves_the_aggregate(store: Store) {
-    let cached = Accounts::new(store.clone(), ())
-        .with_state_cache(100)
-        .with_retry(RetryPolicy::retries(3));
+    let cached = Accounts::new(store.clone(), ()).with_options(
+        PipelineOptions::default()
+            .state_cache(100)
+            .retry(RetryPolicy::retries(3)),
+    );
     let other_process = Accounts::new(store.clone(), ());
     cached
         .execute("acc", OpenAccount { owner: "A".into() })
@@ -489,7 +496,8 @@ pub async fn state_cache_stays_correct_when_another_writer_moves_the_aggregate(s
 
     // Without retries, a stale state never surfaces: its conflict is decided
     // again from a fresh load.
-    let no_retry = Accounts::new(store.clone(), ()).with_state_cache(100);
+    let no_retry =
+        Accounts::new(store.clone(), ()).with_options(PipelineOptions::default().state_cache(100));
     no_retry
         .execute("acc", Deposit { amount: 5 })
         .await

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cqrs_examples::bank_account::{AccountCommand, AccountError, Deposit, OpenAccount};
 use cqrskit::{
-    AppendResult, CommandError, EventStore, ExpectedVersion, Metadata, NewEvent, ReplayRequest,
-    ReplaySink, StoreError, StoreLayer, StoredEvent, StreamId, async_trait,
+    AppendResult, CommandError, EventStore, ExpectedVersion, Metadata, NewEvent, PipelineOptions,
+    ReplayRequest, ReplaySink, StoreError, StoreLayer, StoredEvent, StreamId, async_trait,
 };
 use uuid::Uuid;
 
@@ -95,7 +95,8 @@ fn open(owner: &str) -> AccountCommand {
 pub async fn a_creating_command_is_decided_without_a_load(store: Store) {
     let watched = Watched::new(store.clone());
     for (cache, id) in [(1024, "created"), (0, "created-uncached")] {
-        let accounts = Accounts::new(watched.clone(), ()).with_state_cache(cache);
+        let accounts = Accounts::new(watched.clone(), ())
+            .with_options(PipelineOptions::default().state_cache(cache));
         let outcome = accounts.execute(id, open("A")).await.expect("open");
         assert_eq!(outcome.version, 1);
         assert_eq!(
@@ -104,7 +105,8 @@ pub async fn a_creating_command_is_decided_without_a_load(store: Store) {
             "opening a new account (cache {cache}) reads nothing and appends once"
         );
 
-        let elsewhere = Accounts::new(watched.clone(), ()).with_state_cache(cache);
+        let elsewhere = Accounts::new(watched.clone(), ())
+            .with_options(PipelineOptions::default().state_cache(cache));
         match elsewhere.execute(id, open("B")).await {
             Err(CommandError::Rejected(AccountError::AlreadyOpen)) => {}
             other => panic!("a second opening must be the aggregate's rejection, got {other:?}"),

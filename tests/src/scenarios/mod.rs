@@ -11,8 +11,9 @@ use cqrs_examples::bank_account::{
 };
 use cqrskit::{
     Aggregate, BoxError, CommandError, CommandPipeline, Conflict, DomainEvent, EventEnvelope,
-    EventQueries, EventStore, ExpectedVersion, LogFilter, Metadata, Position, RetryPolicy,
-    Snapshot, SnapshotPolicy, SnapshotStore, StoreError, StoreLayer, catch_up, projector,
+    EventQueries, EventStore, ExpectedVersion, LogFilter, Metadata, PipelineOptions, Position,
+    RetryPolicy, Snapshot, SnapshotPolicy, SnapshotStore, StoreError, StoreLayer, catch_up,
+    projector,
 };
 use uuid::Uuid;
 

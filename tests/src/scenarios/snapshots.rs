@@ -111,7 +111,8 @@ pub async fn a_snapshot_rides_only_with_the_append_it_describes(store: Store) {
 /// With snapshots every 3 events, loading (snapshot + later events) gives the
 /// state a full replay gives, and the snapshot is really used.
 pub async fn snapshot_plus_events_rebuilds_the_same_state_as_full_replay(store: Store) {
-    let accounts = Accounts::new(store.clone(), ()).with_snapshots(SnapshotPolicy::Every(3));
+    let accounts = Accounts::new(store.clone(), ())
+        .with_options(PipelineOptions::default().snapshots(SnapshotPolicy::Every(3)));
     accounts
         .execute(
             "acc",
