@@ -66,13 +66,12 @@ pub(crate) async fn stream(
     if events.is_empty() && at_version.is_none() && at_time.is_none() {
         return Err(Failure::NotFound(format!("stream {stream} has no events")));
     }
-    if as_json {
-        output::json(&Value::Array(events.iter().map(event_json).collect()));
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = events
-        .iter()
-        .map(|event| {
+    output::listing(
+        &events,
+        as_json,
+        &["VERSION", "TYPE", "RECORDED AT", "METADATA", "PAYLOAD"],
+        event_json,
+        |event| {
             vec![
                 event.version.to_string(),
                 event.event_type.clone(),
@@ -80,11 +79,7 @@ pub(crate) async fn stream(
                 serde_json::to_string(&event.metadata).unwrap_or_default(),
                 event.payload.get().to_owned(),
             ]
-        })
-        .collect();
-    output::table(
-        &["VERSION", "TYPE", "RECORDED AT", "METADATA", "PAYLOAD"],
-        &rows,
+        },
     );
     Ok(())
 }

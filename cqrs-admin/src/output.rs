@@ -27,6 +27,23 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// `items` as one JSON array (each through `json`), or as a table under
+/// `headers` (each through `row`).
+pub(crate) fn listing<T>(
+    items: &[T],
+    as_json: bool,
+    headers: &[&str],
+    json_of: impl Fn(&T) -> Value,
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    if as_json {
+        json(&Value::Array(items.iter().map(json_of).collect()));
+    } else {
+        let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+        table(headers, &rows);
+    }
+}
+
 /// `value` as one line of JSON.
 pub(crate) fn json(value: &Value) {
     println!("{value}");

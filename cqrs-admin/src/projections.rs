@@ -57,27 +57,9 @@ fn requested(info: &ProjectionInfo, request: Request) -> String {
 /// Every projection.
 pub(crate) async fn list(admin: &Admin, as_json: bool) -> Result<(), Failure> {
     let infos = admin.projections().await?;
-    if as_json {
-        output::json(&Value::Array(infos.iter().map(info_json).collect()));
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = infos
-        .iter()
-        .map(|info| {
-            vec![
-                info.name.clone(),
-                state(info).to_owned(),
-                info.checkpoint.to_string(),
-                info.lag_events.to_string(),
-                cell(info.lag_seconds.map(|seconds| format!("{seconds:.1}s"))),
-                cell(info.owner.clone()),
-                cell(info.lease_expires_at.map(|at| at.to_rfc3339())),
-                info.open_dead_letters.to_string(),
-                cell(info.requested.map(|request| requested(info, request))),
-            ]
-        })
-        .collect();
-    output::table(
+    output::listing(
+        &infos,
+        as_json,
         &[
             "PROJECTION",
             "STATE",
@@ -89,8 +71,24 @@ pub(crate) async fn list(admin: &Admin, as_json: bool) -> Result<(), Failure> {
             "DEAD LETTERS",
             "REQUESTED",
         ],
-        &rows,
+        info_json,
+        |info| {
+            vec![
+                info.name.clone(),
+                state(info).to_owned(),
+                info.checkpoint.to_string(),
+                info.lag_events.to_string(),
+                cell(info.lag_seconds.map(|seconds| format!("{seconds:.1}s"))),
+                cell(info.owner.clone()),
+                cell(info.lease_expires_at.map(|at| at.to_rfc3339())),
+                info.open_dead_letters.to_string(),
+                cell(info.requested.map(|request| requested(info, request))),
+            ]
+        },
     );
+    if as_json {
+        return Ok(());
+    }
     for info in &infos {
         if let Some(reason) = &info.stop_reason {
             println!("{} stopped: {reason}", info.name);
@@ -133,26 +131,9 @@ pub(crate) async fn dead_letters(
 ) -> Result<(), Failure> {
     known(admin, projection).await?;
     let letters = admin.dead_letters(projection, all).await?;
-    if as_json {
-        output::json(&Value::Array(letters.iter().map(letter_json).collect()));
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = letters
-        .iter()
-        .map(|letter| {
-            vec![
-                letter.id.to_string(),
-                status(letter).to_owned(),
-                letter.stream.to_string(),
-                letter.version.to_string(),
-                letter.event_type.clone(),
-                letter.attempts.to_string(),
-                letter.parked_at.to_rfc3339(),
-                letter.error.clone(),
-            ]
-        })
-        .collect();
-    output::table(
+    output::listing(
+        &letters,
+        as_json,
         &[
             "ID",
             "STATUS",
@@ -163,7 +144,19 @@ pub(crate) async fn dead_letters(
             "PARKED AT",
             "ERROR",
         ],
-        &rows,
+        letter_json,
+        |letter| {
+            vec![
+                letter.id.to_string(),
+                status(letter).to_owned(),
+                letter.stream.to_string(),
+                letter.version.to_string(),
+                letter.event_type.clone(),
+                letter.attempts.to_string(),
+                letter.parked_at.to_rfc3339(),
+                letter.error.clone(),
+            ]
+        },
     );
     Ok(())
 }
