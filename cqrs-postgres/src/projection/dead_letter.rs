@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 use crate::database::Database;
 use uuid::Uuid;
 
-use super::checkpoint::as_i64;
+use super::projection_row::as_i64;
 
 /// A parked event, with why it was parked.
 #[derive(Clone, Debug, PartialEq)]

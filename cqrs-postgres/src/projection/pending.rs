@@ -4,7 +4,7 @@
 use cqrskit_core::Position;
 use sqlx::{PgConnection, Row};
 
-use super::checkpoint::as_i64;
+use super::projection_row::as_i64;
 use crate::database::Database;
 
 /// The events a projection has still to apply, and how old the oldest is.

@@ -120,16 +120,10 @@ where
                     attempts,
                     reason,
                 };
-                // language=SQL
-                self.store.database().query(&format!(
-                    "UPDATE {} SET stopped_at = now(), stop_reason = $2, updated_at = now() WHERE name = $1",
-                    self.projections
-                ))
-                .bind(self.name())
-                .bind(stop.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                self.row()
+                    .stop(&mut tx, &stop.to_string())
+                    .await
+                    .map_err(db)?;
                 tx.commit().await.map_err(db)?;
                 tracing::error!(projection = self.name(), error = %stop, "projection stopped");
                 Err(stop)
@@ -138,15 +132,6 @@ where
     }
 
     pub(super) async fn clear_stop(&self, tx: &mut PgConnection) -> Result<(), Error> {
-        // language=SQL
-        self.store.database().query(&format!(
-            "UPDATE {} SET stopped_at = NULL, stop_reason = NULL, updated_at = now() WHERE name = $1",
-            self.projections
-        ))
-        .bind(self.name())
-        .execute(tx)
-        .await
-        .map_err(db)?;
-        Ok(())
+        self.row().clear_stop(tx).await.map_err(db)
     }
 }

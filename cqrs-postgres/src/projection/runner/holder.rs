@@ -9,8 +9,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::{ProjectionRunner, roll_back};
 use crate::error::{Error, db};
-use crate::projection::checkpoint::Locked;
-use crate::projection::lease::Lease;
+use crate::projection::projection_row::{Lease, Locked};
 
 /// A transaction in which this runner holds the projection: its lease
 /// renewed when half gone, its row locked, owner and fencing token checked.
@@ -79,7 +78,7 @@ where
             return Ok(held);
         }
         let renewed = self
-            .lease_row()
+            .row()
             .renew(&self.owner, held.token, self.options.lease_duration)
             .await
             .map_err(db)?;
@@ -94,7 +93,7 @@ where
         held: Lease,
     ) -> Result<Locked, Error> {
         let locked = self
-            .checkpoint_row()
+            .row()
             .lock(tx)
             .await
             .map_err(db)?
@@ -131,7 +130,7 @@ where
         held: Lease,
     ) -> Result<(), Error> {
         let moved = self
-            .checkpoint_row()
+            .row()
             .advance(tx, from, to, held.token)
             .await
             .map_err(db)?;

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use crate::error::{Error, db};
-use crate::projection::checkpoint;
+use crate::projection::projection_row;
 
 /// The first pause before looking again; each later one doubles, up to
 /// [`MAX_PAUSE`] (or the poll interval, when shorter).
@@ -60,8 +60,8 @@ where
             .bind((!self.filter.event_types.is_empty()).then_some(&self.filter.event_types))
             .bind(self.slice_bounds().map(|(first, _)| first))
             .bind(self.slice_bounds().map(|(_, last)| last))
-            .bind(upto.map(|upto| checkpoint::as_i64(upto.transaction)))
-            .bind(upto.map(|upto| checkpoint::as_i64(upto.sequence)))
+            .bind(upto.map(|upto| projection_row::as_i64(upto.transaction)))
+            .bind(upto.map(|upto| projection_row::as_i64(upto.sequence)))
             .fetch_one(&mut *session)
             .await
             .map_err(db)?;

@@ -40,7 +40,7 @@ where
     ///
     /// When the database cannot be reached.
     pub async fn checkpoint(&self) -> Result<Position, Error> {
-        self.checkpoint_row().read().await.map_err(db)
+        self.row().read().await.map_err(db)
     }
 
     /// How far behind the head of the log the projection is.
@@ -53,7 +53,7 @@ where
         let database = self.store.database();
         let mut session = database.session().await.map_err(db)?;
         let pending = self.pending(&mut session, checkpoint, None).await?;
-        let needs_rebuild = match self.checkpoint_row().peek(&mut session).await.map_err(db)? {
+        let needs_rebuild = match self.row().peek(&mut session).await.map_err(db)? {
             Some(row) => matches!(
                 self.compare_subscription(&mut session, &row).await?,
                 subscription::Change::Refuse { .. }

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use crate::error::{Error, db};
-use crate::projection::lease::LeaseHolder;
+use crate::projection::projection_row::LeaseHolder;
 
 impl<P> ProjectionRunner<P>
 where
@@ -21,7 +21,7 @@ where
     ///
     /// When the database cannot be reached.
     pub async fn lease_holder(&self) -> Result<Option<LeaseHolder>, Error> {
-        self.lease_row().holder().await.map_err(db)
+        self.row().holder().await.map_err(db)
     }
 }
 

@@ -31,9 +31,9 @@ use uuid::Uuid;
 use self::apply::roll_back;
 use self::holder::Guarded;
 use self::read_ahead::{Batch, Prefetched};
-use super::checkpoint::CheckpointRow;
 use super::dead_letter::{DeadLetter, DeadLetterTable};
-use super::lease::{Lease, LeaseRow};
+use super::projection_row::{Lease, ProjectionRow};
+
 use super::policy::RunnerOptions;
 use crate::error::{Error, db};
 use crate::row::LogRow;
@@ -162,18 +162,9 @@ where
         &self.name
     }
 
-    /// The projection's row, for its checkpoint.
-    fn checkpoint_row(&self) -> CheckpointRow<'_> {
-        CheckpointRow {
-            db: self.store.database(),
-            table: &self.projections,
-            name: &self.name,
-        }
-    }
-
-    /// The projection's row, for its lease.
-    fn lease_row(&self) -> LeaseRow<'_> {
-        LeaseRow {
+    /// The projection's row: its checkpoint and its lease.
+    fn row(&self) -> ProjectionRow<'_> {
+        ProjectionRow {
             db: self.store.database(),
             table: &self.projections,
             name: &self.name,
@@ -216,7 +207,7 @@ where
     pub async fn acquire_lease(&self) -> Result<bool, Error> {
         self.check_layout().await?;
         let acquired = self
-            .lease_row()
+            .row()
             .acquire(&self.owner, self.options.lease_duration)
             .await
             .map_err(db)?;
@@ -232,7 +223,7 @@ where
     pub async fn release_lease(&self) -> Result<(), Error> {
         let held = self.lease_slot().take();
         if let Some(held) = held {
-            self.lease_row()
+            self.row()
                 .release(&self.owner, held.token)
                 .await
                 .map_err(db)?;
@@ -514,7 +505,7 @@ where
             let mut tx = self.begin().await?;
             // A rebuild holds this row from its reset to dropping the open
             // dead letters: a replay must not write between the two.
-            self.checkpoint_row().lock(&mut tx).await.map_err(db)?;
+            self.row().lock(&mut tx).await.map_err(db)?;
             let Some(parked) = self
                 .dead_letter_table()
                 .lock_open(&mut tx, parked.id)

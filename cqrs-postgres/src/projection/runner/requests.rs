@@ -3,7 +3,7 @@
 //! in the application, so the runner holding the lease carries them out.
 
 use cqrskit_core::Projector;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use crate::error::{Error, db};
@@ -57,21 +57,11 @@ where
     /// attempts recorded on the projection's row
     /// ([`ProjectionInfo::request_error`](crate::admin::ProjectionInfo::request_error)).
     pub async fn carry_out_requests(&self) -> Result<Option<Request>, Error> {
-        let database = self.store.database();
-        let mut session = database.session().await.map_err(db)?;
-        // language=SQL
-        let row = database
-            .query(&format!(
-                "SELECT requested FROM {} WHERE name = $1",
-                self.projections
-            ))
-            .bind(self.name())
-            .fetch_optional(&mut *session)
+        let Some(request) = self
+            .row()
+            .requested()
             .await
-            .map_err(db)?;
-        session.finish().await.map_err(db)?;
-        let Some(request) = row
-            .and_then(|row| row.get::<Option<String>, _>("requested"))
+            .map_err(db)?
             .as_deref()
             .and_then(Request::parse)
         else {
@@ -87,6 +77,7 @@ where
             Request::ReplayDeadLetters => {
                 async {
                     self.replay_dead_letters().await?;
+                    let database = self.store.database();
                     let mut session = database.session().await.map_err(db)?;
                     self.clear_request(&mut session, request).await?;
                     session.finish().await.map_err(db)
@@ -104,25 +95,10 @@ where
     /// operator who made it (`cqrs-admin` shows it). Best effort: the
     /// failure itself is what the caller reports.
     async fn record_request_failure(&self, request: Request, error: &Error) {
-        let database = self.store.database();
-        // language=SQL
-        let sql = format!(
-            "UPDATE {} SET request_error = $3, request_failures = request_failures + 1
-             WHERE name = $1 AND requested = $2",
-            self.projections
-        );
-        let recorded = async {
-            let mut session = database.session().await?;
-            database
-                .query(&sql)
-                .bind(self.name())
-                .bind(request.as_str())
-                .bind(error.to_string())
-                .execute(&mut *session)
-                .await?;
-            session.finish().await
-        }
-        .await;
+        let recorded = self
+            .row()
+            .record_request_failure(request.as_str(), &error.to_string())
+            .await;
         if let Err(record_error) = recorded {
             tracing::warn!(projection = self.name(), %record_error, "cannot record why the request failed");
         }
@@ -134,20 +110,9 @@ where
         connection: &mut PgConnection,
         request: Request,
     ) -> Result<(), Error> {
-        // language=SQL
-        self.store
-            .database()
-            .query(&format!(
-                "UPDATE {} SET requested = NULL, requested_at = NULL,
-                               request_error = NULL, request_failures = 0
-                 WHERE name = $1 AND requested = $2",
-                self.projections
-            ))
-            .bind(self.name())
-            .bind(request.as_str())
-            .execute(connection)
+        self.row()
+            .clear_request(connection, request.as_str())
             .await
-            .map_err(db)?;
-        Ok(())
+            .map_err(db)
     }
 }

@@ -31,8 +31,8 @@ where
     pub async fn setup(&self) -> Result<(), Error> {
         let mut tx = self.begin().await?;
         self.claim_layout(&mut tx).await?;
-        self.checkpoint_row().ensure(&mut tx).await.map_err(db)?;
-        self.checkpoint_row().lock(&mut tx).await.map_err(db)?;
+        self.row().ensure(&mut tx).await.map_err(db)?;
+        self.row().lock(&mut tx).await.map_err(db)?;
         self.run_setup(&mut tx).await?;
         tx.commit().await.map_err(db)?;
         self.set_up.store(true, Ordering::Relaxed);

@@ -23,7 +23,7 @@ use sqlx::PgConnection;
 use super::ProjectionRunner;
 use super::holder::Guarded;
 use crate::error::{Error, db};
-use crate::projection::checkpoint::{self, Locked};
+use crate::projection::projection_row::{self, Locked};
 
 /// How the projector's types compare with the recorded subscription.
 pub(super) enum Change {
@@ -125,8 +125,8 @@ where
                 self.events
             ))
             .bind(types)
-            .bind(checkpoint::as_i64(checkpoint.transaction))
-            .bind(checkpoint::as_i64(checkpoint.sequence))
+            .bind(projection_row::as_i64(checkpoint.transaction))
+            .bind(projection_row::as_i64(checkpoint.sequence))
             .fetch_all(&mut *tx)
             .await
             .map_err(db)
