@@ -1,7 +1,7 @@
 //! A projection's row in the projections table: its checkpoint, read under
 //! a row lock and moved by compare-and-set in the transaction that applied
-//! the events; and its lease, one active runner per projection across
-//! processes.
+//! the events; its lease, one active runner per projection across
+//! processes; its stop, its subscription and the operator's requests.
 //!
 //! The lease records the owner, when it expires (by the database's clock,
 //! so application clocks may disagree) and a fencing token that every
@@ -299,6 +299,24 @@ impl ProjectionRow<'_> {
         ))
         .bind(name)
         .bind(request)
+        .execute(connection)
+        .await
+        .map(drop)
+    }
+
+    /// Records `types` as the event types the projection subscribes to.
+    pub(crate) async fn record_subscription(
+        &self,
+        connection: &mut PgConnection,
+        types: &[String],
+    ) -> Result<(), sqlx::Error> {
+        let (db, table, name) = (self.db, self.table, self.name);
+        // language=SQL
+        db.query(&format!(
+            "UPDATE {table} SET event_types = $2, updated_at = now() WHERE name = $1"
+        ))
+        .bind(name)
+        .bind(types)
         .execute(connection)
         .await
         .map(drop)

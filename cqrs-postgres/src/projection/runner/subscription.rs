@@ -134,19 +134,10 @@ where
 
     /// Records the projector's types as the projection's subscription.
     pub(super) async fn record_subscription(&self, tx: &mut PgConnection) -> Result<(), Error> {
-        // language=SQL
-        self.store
-            .database()
-            .query(&format!(
-                "UPDATE {} SET event_types = $2, updated_at = now() WHERE name = $1",
-                self.projections
-            ))
-            .bind(self.name())
-            .bind(&self.subscription)
-            .execute(&mut *tx)
+        self.row()
+            .record_subscription(tx, &self.subscription)
             .await
-            .map_err(db)?;
-        Ok(())
+            .map_err(db)
     }
 
     /// Records the projector's event types as the projection's subscription
