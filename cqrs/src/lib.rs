@@ -139,36 +139,36 @@ pub use cqrskit_nats as nats;
 /// are the repository's `docs/` folder.
 #[allow(rustdoc::broken_intra_doc_links)]
 pub mod guide {
-    #[doc = include_str!("../guide/getting-started.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/getting-started.md"))]
     pub mod getting_started {}
 
-    #[doc = include_str!("../guide/concepts.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/concepts.md"))]
     pub mod concepts {}
 
-    #[doc = include_str!("../guide/macros.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/macros.md"))]
     pub mod macros {}
 
-    #[doc = include_str!("../guide/testing.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/testing.md"))]
     pub mod testing {}
 
-    #[doc = include_str!("../guide/postgres.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/postgres.md"))]
     pub mod postgres {}
 
-    #[doc = include_str!("../guide/versioning.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/versioning.md"))]
     pub mod versioning {}
 
-    #[doc = include_str!("../guide/integration.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/integration.md"))]
     pub mod integration {}
 
-    #[doc = include_str!("../guide/scaling.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/scaling.md"))]
     pub mod scaling {}
 
-    #[doc = include_str!("../guide/operations.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/operations.md"))]
     pub mod operations {}
 
-    #[doc = include_str!("../guide/performance.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/performance.md"))]
     pub mod performance {}
 
-    #[doc = include_str!("../guide/comparison.md")]
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/comparison.md"))]
     pub mod comparison {}
 }
