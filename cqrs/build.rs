@@ -30,8 +30,14 @@ fn main() {
         let text = fs::read_to_string(&source)
             .unwrap_or_else(|error| panic!("cannot read {}: {error}", source.display()));
         let rendered = GUIDES.iter().fold(text, |text, (other, module)| {
-            text.replace(&format!("]({other})"), &format!("](../{module}/index.html)"))
-                .replace(&format!("]({other}#"), &format!("](../{module}/index.html#"))
+            text.replace(
+                &format!("]({other})"),
+                &format!("](../{module}/index.html)"),
+            )
+            .replace(
+                &format!("]({other}#"),
+                &format!("](../{module}/index.html#"),
+            )
         });
         let target = Path::new(&out).join(page);
         fs::write(&target, rendered)
