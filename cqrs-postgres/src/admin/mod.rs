@@ -7,12 +7,13 @@ mod dead_letters;
 
 use chrono::{DateTime, Utc};
 use cqrskit_core::Position;
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
 
 use crate::partition::Partition;
 use crate::projection::Request;
 use crate::projection::dead_letter::DeadLetterTable;
 use crate::projection::pending::{self, Reads};
+use crate::projection::projection_row::ProjectionRow;
 use crate::{Error, PostgresEventStore};
 
 /// A projection as its row and the log show it.
@@ -224,15 +225,16 @@ impl Admin {
         if request == Request::Rebuild && partition_of(projection).is_some() {
             return Err(Error::PartitionRebuild(projection.to_owned()));
         }
-        // language=SQL
-        let sql = format!(
-            "UPDATE {} SET requested = $2, requested_at = now(), request_error = NULL,
-                           request_failures = 0
-             WHERE name = $1",
-            self.projections
-        );
-        self.update_projection(projection, &sql, Some(request.as_str()))
-            .await
+        let recorded = self
+            .on_row(projection, async |row, session| {
+                row.request(session, request.as_str()).await
+            })
+            .await?;
+        if recorded {
+            Ok(())
+        } else {
+            Err(Error::UnknownProjection(projection.to_owned()))
+        }
     }
 
     /// Withdraws the request waiting on `projection`, if any; returns it.
@@ -243,26 +245,14 @@ impl Admin {
     ///
     /// [`Error::UnknownProjection`], or the database's.
     pub async fn withdraw_request(&self, projection: &str) -> Result<Option<Request>, Error> {
-        let database = self.store.database();
-        let mut session = database.session().await?;
-        // language=SQL
-        let row = database
-            .query(&format!(
-                "UPDATE {0} AS p SET requested = NULL, requested_at = NULL, request_error = NULL,
-                                    request_failures = 0
-                 FROM (SELECT name, requested FROM {0} WHERE name = $1 FOR UPDATE) AS before
-                 WHERE p.name = before.name
-                 RETURNING before.requested",
-                self.projections
-            ))
-            .bind(projection)
-            .fetch_optional(&mut *session)
+        let withdrawn = self
+            .on_row(projection, async |row, session| {
+                row.withdraw_request(session).await
+            })
             .await?;
-        session.finish().await?;
-        let Some(row) = row else {
+        let Some(before) = withdrawn else {
             return Err(Error::UnknownProjection(projection.to_owned()));
         };
-        let before: Option<String> = row.try_get("requested")?;
         Ok(before.as_deref().and_then(Request::parse))
     }
 
@@ -273,33 +263,34 @@ impl Admin {
     ///
     /// [`Error::UnknownProjection`], or the database's.
     pub async fn resume(&self, projection: &str) -> Result<(), Error> {
-        // language=SQL
-        let sql = format!(
-            "UPDATE {} SET stopped_at = NULL, stop_reason = NULL, updated_at = now()
-             WHERE name = $1",
-            self.projections
-        );
-        self.update_projection(projection, &sql, None).await
+        let cleared = self
+            .on_row(projection, async |row, session| {
+                row.clear_stop(session).await
+            })
+            .await?;
+        if cleared {
+            Ok(())
+        } else {
+            Err(Error::UnknownProjection(projection.to_owned()))
+        }
     }
 
-    async fn update_projection(
+    /// Runs `statement` on `projection`'s row, on a session of its own.
+    async fn on_row<T>(
         &self,
         projection: &str,
-        sql: &str,
-        value: Option<&str>,
-    ) -> Result<(), Error> {
+        statement: impl AsyncFnOnce(ProjectionRow<'_>, &mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, Error> {
         let database = self.store.database();
+        let row = ProjectionRow {
+            db: database,
+            table: &self.projections,
+            name: projection,
+        };
         let mut session = database.session().await?;
-        let mut query = database.query(sql).bind(projection);
-        if let Some(value) = value {
-            query = query.bind(value);
-        }
-        let updated = query.execute(&mut *session).await?.rows_affected();
+        let done = statement(row, &mut session).await?;
         session.finish().await?;
-        if updated == 0 {
-            return Err(Error::UnknownProjection(projection.to_owned()));
-        }
-        Ok(())
+        Ok(done)
     }
 
     /// The names of the projections (or of those named `only`).

@@ -233,20 +233,66 @@ impl ProjectionRow<'_> {
         .map(drop)
     }
 
-    /// Clears a stop: the projection goes on.
+    /// Clears a stop: the projection goes on. `false` when the projection
+    /// has no row.
     pub(crate) async fn clear_stop(
         &self,
         connection: &mut PgConnection,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let (db, table, name) = (self.db, self.table, self.name);
         // language=SQL
-        db.query(&format!(
-            "UPDATE {table} SET stopped_at = NULL, stop_reason = NULL, updated_at = now() WHERE name = $1"
-        ))
-        .bind(name)
-        .execute(connection)
-        .await
-        .map(drop)
+        let cleared = db
+            .query(&format!(
+                "UPDATE {table} SET stopped_at = NULL, stop_reason = NULL, updated_at = now() WHERE name = $1"
+            ))
+            .bind(name)
+            .execute(connection)
+            .await?;
+        Ok(cleared.rows_affected() == 1)
+    }
+
+    /// Records an operator's `request` (as stored) for the runner, in place
+    /// of any earlier one. `false` when the projection has no row.
+    pub(crate) async fn request(
+        &self,
+        connection: &mut PgConnection,
+        request: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let (db, table, name) = (self.db, self.table, self.name);
+        // language=SQL
+        let recorded = db
+            .query(&format!(
+                "UPDATE {table} SET requested = $2, requested_at = now(), request_error = NULL,
+                                  request_failures = 0
+                 WHERE name = $1"
+            ))
+            .bind(name)
+            .bind(request)
+            .execute(connection)
+            .await?;
+        Ok(recorded.rows_affected() == 1)
+    }
+
+    /// Withdraws the waiting request: `None` when the projection has no
+    /// row, else the request it had (as stored), if any.
+    pub(crate) async fn withdraw_request(
+        &self,
+        connection: &mut PgConnection,
+    ) -> Result<Option<Option<String>>, sqlx::Error> {
+        let (db, table, name) = (self.db, self.table, self.name);
+        // language=SQL
+        let row = db
+            .query(&format!(
+                "UPDATE {table} AS p SET requested = NULL, requested_at = NULL, request_error = NULL,
+                                        request_failures = 0
+                 FROM (SELECT name, requested FROM {table} WHERE name = $1 FOR UPDATE) AS before
+                 WHERE p.name = before.name
+                 RETURNING before.requested"
+            ))
+            .bind(name)
+            .fetch_optional(connection)
+            .await?;
+        row.map(|row| row.try_get("requested")).transpose()
     }
 
     /// The operator's request recorded on the row, if any (as stored).

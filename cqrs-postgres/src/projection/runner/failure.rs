@@ -132,6 +132,6 @@ where
     }
 
     pub(super) async fn clear_stop(&self, tx: &mut PgConnection) -> Result<(), Error> {
-        self.row().clear_stop(tx).await.map_err(db)
+        self.row().clear_stop(tx).await.map(drop).map_err(db)
     }
 }
