@@ -25,7 +25,8 @@ where
 {
     fn held(&self) -> std::sync::MutexGuard<'_, HashSet<StreamId>> {
         // Only ever replaced or added to whole: a panic leaves it usable.
-        self.held_streams
+        self.state
+            .held_streams
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

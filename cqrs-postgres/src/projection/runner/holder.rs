@@ -61,7 +61,10 @@ where
 
     pub(super) fn lease_slot(&self) -> std::sync::MutexGuard<'_, Option<Lease>> {
         // Only ever set or taken whole: a panic cannot leave it half-written.
-        self.lease.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state
+            .lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(super) fn not_leaseholder(&self) -> Error {

@@ -18,10 +18,11 @@ pub use self::requests::Request;
 pub(crate) use self::run::{Share, Wake};
 mod session;
 mod setup;
+mod state;
 mod subscription;
 mod wait;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use cqrskit_core::{LogFilter, Position, Projector};
 use sqlx::{PgConnection, PgPool};
@@ -30,9 +31,10 @@ use uuid::Uuid;
 
 use self::apply::roll_back;
 use self::holder::Guarded;
-use self::read_ahead::{Batch, Prefetched};
+use self::read_ahead::Batch;
+use self::state::RunState;
 use super::dead_letter::{DeadLetter, DeadLetterTable};
-use super::projection_row::{Lease, ProjectionRow};
+use super::projection_row::ProjectionRow;
 
 use super::policy::RunnerOptions;
 use crate::error::{Error, db};
@@ -74,9 +76,6 @@ pub struct ProjectionRunner<P: Projector<PgConnection> + ?Sized> {
     projections: String,
     dead_letters: String,
     events: String,
-    lease: Mutex<Option<Lease>>,
-    /// Batches read ahead, in log order (see `read_ahead`).
-    prefetched: Mutex<std::collections::VecDeque<Prefetched<P::Event>>>,
     /// See `session::begin_statement`.
     begin_statement: String,
     /// See `session::listener_pool`.
@@ -87,12 +86,8 @@ pub struct ProjectionRunner<P: Projector<PgConnection> + ?Sized> {
     /// Whether the projector reads metadata: if not, the log is read
     /// without it.
     reads_metadata: bool,
-    /// Whether the projector's setup hook ran since this runner was made.
-    set_up: std::sync::atomic::AtomicBool,
-    /// The streams held back behind a parked event (see `held`).
-    held_streams: Mutex<std::collections::HashSet<cqrskit_core::StreamId>>,
-    /// How far below the configured size batches are (see `pace`).
-    pace: pace::Pace,
+    /// What it learns while it runs.
+    state: RunState<P::Event>,
 }
 
 impl<P> ProjectionRunner<P>
@@ -111,15 +106,11 @@ where
             name: projector.name().to_owned(),
             partition: Partition::whole(),
             options: RunnerOptions::default(),
-            lease: Mutex::new(None),
-            prefetched: Mutex::new(std::collections::VecDeque::new()),
             begin_statement: session::begin_statement(&RunnerOptions::default()),
             listener_pool: session::listener_pool(store.database()),
             subscription: subscription(projector.event_types()),
             reads_metadata: projector.reads_metadata(),
-            set_up: std::sync::atomic::AtomicBool::new(false),
-            held_streams: Mutex::default(),
-            pace: pace::Pace::default(),
+            state: RunState::default(),
             store,
             projector,
             filter,
@@ -244,8 +235,10 @@ where
     pub async fn step(&self) -> Result<usize, Error> {
         loop {
             match self.step_at_pace().await {
-                Err(error) if pace::took_too_long(&error) && self.pace.slow_down(&self.options) => {
-                    let (rows, bytes) = self.pace.limits(&self.options);
+                Err(error)
+                    if pace::took_too_long(&error) && self.state.pace.slow_down(&self.options) =>
+                {
+                    let (rows, bytes) = self.state.pace.limits(&self.options);
                     tracing::warn!(
                         projection = self.name(),
                         %error,
@@ -256,7 +249,7 @@ where
                 }
                 Ok(processed) => {
                     if processed > 0 {
-                        self.pace.went_through();
+                        self.state.pace.went_through();
                     }
                     return Ok(processed);
                 }

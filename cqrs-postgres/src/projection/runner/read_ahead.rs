@@ -76,7 +76,7 @@ where
         let slices = self.slices();
         let projector = self.projector.clone();
         let name = self.name().to_owned();
-        let (size, bytes) = self.pace.limits(&self.options);
+        let (size, bytes) = self.state.pace.limits(&self.options);
         let with_metadata = self.reads_metadata;
         let read = tokio::spawn(async move {
             let mut batches = Vec::new();
@@ -171,7 +171,8 @@ where
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Prefetched<P::Event>>> {
-        self.prefetched
+        self.state
+            .prefetched
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

@@ -65,7 +65,7 @@ where
         connection: &mut PgConnection,
         after: Position,
     ) -> Result<Vec<LogRow>, Error> {
-        let (limit, max_bytes) = self.pace.limits(&self.options);
+        let (limit, max_bytes) = self.state.pace.limits(&self.options);
         Ok(self
             .store
             .reader()

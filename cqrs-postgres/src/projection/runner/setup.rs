@@ -35,7 +35,7 @@ where
         self.row().lock(&mut tx).await.map_err(db)?;
         self.run_setup(&mut tx).await?;
         tx.commit().await.map_err(db)?;
-        self.set_up.store(true, Ordering::Relaxed);
+        self.state.set_up.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -117,7 +117,7 @@ where
 
     /// [`setup`](Self::setup), the first time only.
     pub(super) async fn set_up_once(&self) -> Result<(), Error> {
-        if self.set_up.load(Ordering::Relaxed) {
+        if self.state.set_up.load(Ordering::Relaxed) {
             return Ok(());
         }
         self.setup().await
