@@ -264,6 +264,25 @@ async fn assert_stored(db: &TestStore, done: &[Done]) {
     cqrs_tests::scenarios::settled(&direct, total as usize).await;
 }
 
+/// The options of the runners behind the pooler: small batches, quick
+/// polls, three quick attempts and then a stop, and a lease of `lease`.
+fn pooled_options(lease: Duration) -> RunnerOptions {
+    RunnerOptions::default()
+        .batch_size(7)
+        .lease_duration(lease)
+        .poll_interval(Duration::from_millis(500))
+        .failure(
+            FailurePolicy::default()
+                .max_attempts(3)
+                .on_exhausted(OnExhausted::Stop)
+                .backoff(
+                    Backoff::default()
+                        .initial(Duration::from_millis(1))
+                        .max(Duration::from_millis(5)),
+                ),
+        )
+}
+
 /// Test A: every operation of concurrent clients succeeds through the pooler.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_reads_and_commands_all_succeed_through_a_transaction_pooler() {
@@ -308,22 +327,8 @@ async fn a_runner_behind_a_transaction_pooler_applies_every_event() {
     let pooled = pooled_store(&bouncer, &db).await;
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
     let runner = Arc::new(
-        ProjectionRunner::new(pooled, ledger.clone()).with_options(
-            RunnerOptions::default()
-                .batch_size(7)
-                .lease_duration(Duration::from_secs(5))
-                .poll_interval(Duration::from_millis(500))
-                .failure(
-                    FailurePolicy::default()
-                        .max_attempts(3)
-                        .on_exhausted(OnExhausted::Stop)
-                        .backoff(
-                            Backoff::default()
-                                .initial(Duration::from_millis(1))
-                                .max(Duration::from_millis(5)),
-                        ),
-                ),
-        ),
+        ProjectionRunner::new(pooled, ledger.clone())
+            .with_options(pooled_options(Duration::from_secs(5))),
     );
     let accounts = Accounts::new(db.shared(), ());
     let mut unclean_stops = Vec::new();
@@ -381,22 +386,8 @@ async fn a_runner_behind_a_transaction_pooler_catches_up_without_errors() {
     let db = TestStore::new().await;
     let pooled = pooled_store(&bouncer, &db).await;
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
-    let runner = ProjectionRunner::new(pooled, ledger.clone()).with_options(
-        RunnerOptions::default()
-            .batch_size(7)
-            .lease_duration(Duration::from_secs(30))
-            .poll_interval(Duration::from_millis(500))
-            .failure(
-                FailurePolicy::default()
-                    .max_attempts(3)
-                    .on_exhausted(OnExhausted::Stop)
-                    .backoff(
-                        Backoff::default()
-                            .initial(Duration::from_millis(1))
-                            .max(Duration::from_millis(5)),
-                    ),
-            ),
-    );
+    let runner = ProjectionRunner::new(pooled, ledger.clone())
+        .with_options(pooled_options(Duration::from_secs(30)));
 
     let accounts = Arc::new(Accounts::new(db.shared(), ()));
     let writers = (0..4)
