@@ -7,7 +7,8 @@ use std::sync::PoisonError;
 use cqrskit_core::{Position, Projector};
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use super::{ProjectionRunner, roll_back};
+use super::ProjectionRunner;
+use super::apply::roll_back;
 use crate::error::{Error, db};
 use crate::projection::projection_row::{Lease, Locked};
 

@@ -57,9 +57,9 @@ where
                 projections = self.projections,
             ))
             .bind(self.name())
-            .bind((!self.filter.event_types.is_empty()).then_some(&self.filter.event_types))
-            .bind(self.slice_bounds().map(|(first, _)| first))
-            .bind(self.slice_bounds().map(|(_, last)| last))
+            .bind(self.selection.event_types())
+            .bind(self.selection.slice_bounds().map(|(first, _)| first))
+            .bind(self.selection.slice_bounds().map(|(_, last)| last))
             .bind(upto.map(|upto| projection_row::as_i64(upto.transaction)))
             .bind(upto.map(|upto| projection_row::as_i64(upto.sequence)))
             .fetch_one(&mut *session)

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 
 use super::{ProjectionRunner, subscription};
 use crate::error::{Error, db};
-use crate::projection::pending::{self, Pending, Reads};
+use crate::projection::pending::{self, Pending};
 
 /// How far a projection is behind the head of the log.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,17 +83,12 @@ where
         after: Position,
         cap: Option<i64>,
     ) -> Result<Pending, Error> {
-        let types = (!self.filter.event_types.is_empty()).then_some(&self.filter.event_types[..]);
-        let reads = Reads {
-            types,
-            slices: self.slice_bounds(),
-        };
         pending::count(
             self.store.database(),
             connection,
             &self.events,
             after,
-            reads,
+            self.selection.reads(),
             cap,
         )
         .await

@@ -10,7 +10,6 @@ use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use crate::row::LogRow;
-use crate::store::LogRead;
 
 /// The batch after a committed one, read while that one was written.
 pub(super) struct Prefetched<E> {
@@ -72,12 +71,10 @@ where
         // On a task of its own, so that reading and decoding run beside the
         // batch being written instead of between its steps.
         let store = self.store.clone();
-        let filter = self.filter.clone();
-        let slices = self.slices();
+        let selection = self.selection.clone();
         let projector = self.projector.clone();
         let name = self.name().to_owned();
         let (size, bytes) = self.state.pace.limits(&self.options);
-        let with_metadata = self.reads_metadata;
         let read = tokio::spawn(async move {
             let mut batches = Vec::new();
             let session = store.database().session();
@@ -89,17 +86,7 @@ where
             while batches.len() < wanted {
                 let rows = match store
                     .reader()
-                    .read_log_rows_on(
-                        &mut session,
-                        from,
-                        LogRead {
-                            filter: &filter,
-                            slices: slices.as_ref(),
-                            limit: size,
-                            max_bytes: bytes,
-                            with_metadata,
-                        },
-                    )
+                    .read_log_rows_on(&mut session, from, selection.log_read(size, bytes))
                     .await
                 {
                     Ok(rows) if !rows.is_empty() => rows,

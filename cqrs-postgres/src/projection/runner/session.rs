@@ -10,7 +10,6 @@ use crate::database::Database;
 use crate::error::{Error, db};
 use crate::projection::policy::RunnerOptions;
 use crate::row::LogRow;
-use crate::store::LogRead;
 
 /// The statement that opens a runner's transaction: the server ends the
 /// session when the transaction idles, runs a statement or waits for a lock
@@ -69,17 +68,7 @@ where
         Ok(self
             .store
             .reader()
-            .read_log_rows_on(
-                connection,
-                after,
-                LogRead {
-                    filter: &self.filter,
-                    slices: self.slices().as_ref(),
-                    limit,
-                    max_bytes,
-                    with_metadata: self.reads_metadata,
-                },
-            )
+            .read_log_rows_on(connection, after, self.selection.log_read(limit, max_bytes))
             .await?)
     }
 

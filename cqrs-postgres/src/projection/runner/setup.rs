@@ -66,7 +66,7 @@ where
         if let Some(misfit) = self.misfit() {
             return Err(misfit);
         }
-        let configured = self.partition.count();
+        let configured = self.selection.partition().count();
         let recorded = layout::claim(
             self.store.database(),
             tx,
@@ -93,7 +93,7 @@ where
         if !self.projector.requires_log_order() {
             return None;
         }
-        let reason = if !self.partition.is_whole() {
+        let reason = if !self.selection.partition().is_whole() {
             "it requires every event in log order, through one runner: run it unpartitioned"
         } else if self.options.failure.on_exhausted != OnExhausted::Stop {
             "it requires every event in log order: an event it parked and replayed later would \

@@ -54,7 +54,7 @@ where
                 if locked.event_types.is_none() && locked.checkpoint != Position::START {
                     tracing::warn!(
                         projection = self.name(),
-                        types = ?self.subscription,
+                        types = ?self.selection.subscription(),
                         "the projection's event types were not recorded (written by an older version); recording them now"
                     );
                 }
@@ -76,16 +76,17 @@ where
         let Some(recorded) = &locked.event_types else {
             return Ok(Change::Record);
         };
-        if *recorded == self.subscription {
+        if *recorded == self.selection.subscription() {
             return Ok(Change::Same);
         }
         let removed: Vec<String> = recorded
             .iter()
-            .filter(|recorded| !self.subscription.contains(recorded))
+            .filter(|recorded| !self.selection.subscription().contains(recorded))
             .cloned()
             .collect();
         let added: Vec<String> = self
-            .subscription
+            .selection
+            .subscription()
             .iter()
             .filter(|wanted| !recorded.contains(wanted))
             .cloned()
@@ -135,7 +136,7 @@ where
     /// Records the projector's types as the projection's subscription.
     pub(super) async fn record_subscription(&self, tx: &mut PgConnection) -> Result<(), Error> {
         self.row()
-            .record_subscription(tx, &self.subscription)
+            .record_subscription(tx, self.selection.subscription())
             .await
             .map_err(db)
     }
@@ -152,7 +153,7 @@ where
     pub async fn accept_subscription(&self) -> Result<(), Error> {
         let Guarded { mut tx, .. } = self.holding().await?;
         self.record_subscription(&mut tx).await?;
-        tracing::warn!(projection = self.name(), types = ?self.subscription, "subscription accepted without a rebuild");
+        tracing::warn!(projection = self.name(), types = ?self.selection.subscription(), "subscription accepted without a rebuild");
         tx.commit().await.map_err(db)
     }
 }
