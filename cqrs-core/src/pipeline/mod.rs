@@ -1,47 +1,26 @@
 //! The command pipeline: load, decide, append with the version seen, publish.
 
+mod decide;
+mod executed;
 mod load;
 mod loaded;
+mod outcome;
 pub(crate) mod state_cache;
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use uuid::Uuid;
 
 pub use self::loaded::Loaded;
+pub use self::outcome::CommandOutcome;
 use self::state_cache::{self as cache, StateCache};
 use crate::command_id;
-use crate::projector::ProjectionError;
 use crate::{
-    Aggregate, Command, CommandError, DomainEvent, EventEnvelope, EventStore, ExpectedVersion,
-    Metadata, NewEvent, PipelineOptions, Projector, RetryPolicy, Snapshot, SnapshotPolicy,
-    StoreError, StreamId, telemetry,
+    Aggregate, Command, CommandError, EventEnvelope, EventStore, Metadata, PipelineOptions,
+    Projector, RetryPolicy, SnapshotPolicy, StoreError, StreamId, telemetry,
 };
 
 pub(crate) use self::load::load_stream;
-
-/// What a successful command did.
-#[derive(Debug)]
-pub struct CommandOutcome<E> {
-    /// The command's id: its events' ids derive from it (see
-    /// [`command_id`](crate::command_id)). Pass it to
-    /// [`execute_once`](CommandPipeline::execute_once) to carry the same
-    /// command out again idempotently.
-    pub command_id: Uuid,
-    /// True when an earlier execution of the same command id had already
-    /// stored its events: nothing was appended, and `events` are the ones
-    /// stored then.
-    pub already_executed: bool,
-    /// The stream's version after the command.
-    pub version: u64,
-    /// The events stored, as committed (empty when the command decided nothing).
-    pub events: Vec<EventEnvelope<E>>,
-    /// In-process projectors that failed on these events. The events are
-    /// stored regardless: do not retry the command; rebuild or catch up the
-    /// projector instead.
-    pub projector_failures: Vec<ProjectionError>,
-}
 
 /// A registered in-process projector.
 type SharedProjector<E> = Arc<dyn Projector<Event = E>>;
@@ -262,49 +241,6 @@ impl<A: Aggregate> CommandPipeline<A> {
         }
     }
 
-    /// The outcome of an earlier execution of `command_id` on `stream`, if
-    /// one stored events.
-    async fn executed(
-        &self,
-        command_id: Uuid,
-        stream: &StreamId,
-    ) -> Result<Option<CommandOutcome<A::Event>>, CommandError<A::Error>> {
-        let first_id = command_id::event_id(command_id, 0);
-        let Some(first) = self.store.event_by_id(first_id).await? else {
-            return Ok(None);
-        };
-        if first.stream != *stream {
-            return Err(StoreError::EventIdReused {
-                event_id: first_id,
-                stream: stream.clone(),
-            }
-            .into());
-        }
-        let mut events = Vec::new();
-        let mut from = first.version;
-        'read: loop {
-            let batch = self.store.read_stream(stream, from, 100).await?;
-            let full = batch.len() == 100;
-            for stored in batch {
-                if stored.event_id != command_id::event_id(command_id, events.len()) {
-                    break 'read;
-                }
-                from = stored.version + 1;
-                events.push(stored.decode::<A::Event>().map_err(StoreError::from)?);
-            }
-            if !full {
-                break;
-            }
-        }
-        Ok(Some(CommandOutcome {
-            command_id,
-            already_executed: true,
-            version: events.last().map_or(first.version, |event| event.version),
-            events,
-            projector_failures: Vec::new(),
-        }))
-    }
-
     /// Carries out `command` as a consequence of `event` (what a process
     /// manager does): the command's events get the event's correlation id and
     /// the event's id as causation id, so the chain can be followed. The
@@ -363,182 +299,5 @@ impl<A: Aggregate> CommandPipeline<A> {
         let fresh = load_stream::<A>(&*self.store, stream, None).await?;
         self.decide(command_id, stream, command, metadata, fresh)
             .await
-    }
-
-    /// Decides `command` on `loaded`, appends what it decided with the
-    /// version it saw, and publishes it.
-    async fn decide(
-        &self,
-        command_id: Uuid,
-        stream: &StreamId,
-        command: &A::Command,
-        metadata: &Metadata,
-        loaded: Loaded<A>,
-    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
-        let Loaded { mut state, version } = loaded;
-        let events = state
-            .handle(command, &self.services)
-            .await
-            .map_err(CommandError::Rejected)?;
-        if events.is_empty() {
-            if let Some(cache) = &self.cache {
-                cache.put(&stream.aggregate_id, Loaded { state, version });
-            }
-            return Ok(CommandOutcome {
-                command_id,
-                already_executed: false,
-                version,
-                events: Vec::new(),
-                projector_failures: Vec::new(),
-            });
-        }
-        let new_events = events
-            .iter()
-            .enumerate()
-            .map(|(index, event)| {
-                let mut new_event = NewEvent::from_event(event, metadata.clone())?;
-                new_event.event_id = command_id::event_id(command_id, index);
-                Ok(new_event)
-            })
-            .collect::<Result<Vec<_>, crate::EncodeError>>()
-            .map_err(StoreError::from)?;
-        let expected = if version == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(version)
-        };
-        // The state after these events is needed for the cache and for a
-        // snapshot due at their last version; the snapshot then rides in
-        // the append itself (one commit, not two).
-        let ends_at = version + events.len() as u64;
-        let snapshot_due = self.snapshots.is_due(version, ends_at);
-        if self.cache.is_some() || snapshot_due {
-            for event in &events {
-                state.apply(event);
-            }
-        }
-        let snapshot = if snapshot_due {
-            self.snapshot_of(stream, &state, ends_at)
-        } else {
-            None
-        };
-        let appended = self
-            .append(command_id, stream, expected, new_events, snapshot)
-            .await?;
-
-        let envelopes: Vec<EventEnvelope<A::Event>> = events
-            .into_iter()
-            .zip(appended.events)
-            .map(|(event, committed)| EventEnvelope {
-                event_id: committed.event_id,
-                stream: stream.clone(),
-                version: committed.version,
-                position: committed.position,
-                event_type: event.event_type().to_owned(),
-                event_version: event.event_version(),
-                payload: event,
-                metadata: metadata.clone(),
-                recorded_at: committed.recorded_at,
-            })
-            .collect();
-
-        // The version right after this command's events: an append found
-        // already stored reports the stream's version now, which other
-        // writers may have moved on since.
-        let after = envelopes
-            .last()
-            .map_or(appended.stream_version, |event| event.version);
-        if let (Some(cache), false) = (&self.cache, appended.already_stored) {
-            cache.put(
-                &stream.aggregate_id,
-                Loaded {
-                    state,
-                    version: after,
-                },
-            );
-        }
-
-        let projector_failures = self.publish(&envelopes).await;
-        Ok(CommandOutcome {
-            command_id,
-            already_executed: false,
-            version: after,
-            events: envelopes,
-            projector_failures,
-        })
-    }
-
-    /// Appends, with `snapshot` when one is due; a lost answer (which the
-    /// store could not resolve by sending the same events again itself)
-    /// becomes [`CommandError::OutcomeUnknown`] with the command's id.
-    async fn append(
-        &self,
-        command_id: Uuid,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-        snapshot: Option<Snapshot>,
-    ) -> Result<crate::AppendResult, CommandError<A::Error>> {
-        let started = std::time::Instant::now();
-        let appended = match snapshot {
-            Some(snapshot) => {
-                self.store
-                    .append_with_snapshot(stream, expected, events, snapshot)
-                    .await
-            }
-            None => self.store.append(stream, expected, events).await,
-        };
-        let outcome = match &appended {
-            Ok(_) => "appended",
-            Err(StoreError::Conflict(_)) => "conflicted",
-            Err(_) => "failed",
-        };
-        metrics::histogram!(telemetry::APPEND_DURATION, "aggregate" => A::TYPE, "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
-        match appended {
-            Err(source @ StoreError::OutcomeUnknown(_)) => {
-                Err(CommandError::OutcomeUnknown { command_id, source })
-            }
-            other => Ok(other?),
-        }
-    }
-
-    /// The snapshot of `state` at `version`; `None`, logged, when the state
-    /// does not serialize (a snapshot is an optimisation, never a reason
-    /// to fail a command).
-    fn snapshot_of(&self, stream: &StreamId, state: &A, version: u64) -> Option<Snapshot> {
-        match serde_json::value::to_raw_value(state) {
-            Ok(state) => Some(Snapshot {
-                stream: stream.clone(),
-                version,
-                schema_version: A::SNAPSHOT_VERSION,
-                state,
-                taken_at: Utc::now(),
-            }),
-            Err(error) => {
-                tracing::warn!(%stream, version, %error, "cannot serialize aggregate state for a snapshot");
-                None
-            }
-        }
-    }
-
-    async fn publish(&self, envelopes: &[EventEnvelope<A::Event>]) -> Vec<ProjectionError> {
-        let mut failures = Vec::new();
-        for projector in &self.projectors {
-            let wanted = projector.event_types();
-            for envelope in envelopes {
-                if !wanted.contains(&envelope.event_type.as_str()) {
-                    continue;
-                }
-                if let Err(source) = projector.project(envelope, &mut ()).await {
-                    let failure = ProjectionError::new(projector.name(), envelope, source);
-                    tracing::error!(error = %failure, "in-process projector failed");
-                    failures.push(failure);
-                    // Later events of this command would build on the missed one.
-                    break;
-                }
-            }
-        }
-        failures
     }
 }
