@@ -12,9 +12,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, CqrsFramework, EventStore as _};
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount};
-use cqrskit::postgres::PostgresEventStore;
 use cqrskit::postgres::sqlx::postgres::PgPoolOptions;
 use cqrskit::postgres::sqlx::{self, PgPool};
+use cqrskit::postgres::{PostgresEventStore, StoreOptions};
 use cqrskit::{CommandPipeline, PipelineOptions, SnapshotPolicy};
 use postgres_es::PostgresEventRepository;
 use serde::{Deserialize, Serialize};
@@ -134,7 +134,9 @@ impl Contenders {
         let ours_store = PostgresEventStore::connect_with(options.clone())
             .await?
             .with_schema(sandbox.schema())?;
-        let alone = ours_store.clone().without_group_commit();
+        let alone = ours_store
+            .clone()
+            .with_options(StoreOptions::default().group_commit(None));
         let ours = if one_commit_each {
             CommandPipeline::<BankAccount>::new(Arc::new(alone.clone()), ())
         } else {

@@ -74,7 +74,7 @@ pub use projection::{
     ProjectionRunner, ProjectionStatus, ReplayOutcome, Request, RunnerOptions,
 };
 pub use schema_name::SchemaName;
-pub use store::{GroupCommit, OldestAppend, PostgresEventStore};
+pub use store::{GroupCommit, OldestAppend, PostgresEventStore, StoreOptions};
 
 /// Re-exported so applications need not depend on sqlx to build a pool.
 pub use sqlx::{self, PgPool};

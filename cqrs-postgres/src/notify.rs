@@ -79,11 +79,6 @@ impl Notifier {
         })
     }
 
-    /// The least time between two notifications.
-    pub(crate) fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// Records that events were committed; the background task notifies.
     pub(crate) fn appended(&self) {
         if self.state.pending.swap(true, Ordering::AcqRel) {

@@ -5,6 +5,7 @@
 
 use cqrs_tests::fixtures::event;
 use cqrs_tests::postgres::TestStore;
+use cqrskit::postgres::StoreOptions;
 use cqrskit::{EventQueries, EventStore, ExpectedVersion, Metadata, StreamId};
 use uuid::Uuid;
 
@@ -145,7 +146,12 @@ async fn a_writer_meeting_an_older_schema_is_told_to_migrate() {
     .await
     .expect("put the old column back");
     let stream = StreamId::new("account", "too-new");
-    for store in [db.store.clone(), db.store.clone().without_group_commit()] {
+    for store in [
+        db.store.clone(),
+        db.store
+            .clone()
+            .with_options(StoreOptions::default().group_commit(None)),
+    ] {
         assert_schema_behind(
             store
                 .append(

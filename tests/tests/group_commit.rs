@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::postgres::{HeldAppend, TestStore};
-use cqrskit::postgres::{GroupCommit, PostgresEventStore};
+use cqrskit::postgres::{GroupCommit, PostgresEventStore, StoreOptions};
 use cqrskit::{AppendResult, EventStore, ExpectedVersion, NewEvent, StoreError};
 
 /// A store writing every append in groups, one group at a time, and an
@@ -28,9 +28,10 @@ struct Held {
 impl Held {
     async fn new(db: TestStore) -> Self {
         let store = Arc::new(
-            db.store
-                .clone()
-                .with_group_commit(GroupCommit::default().max_in_flight(1).max_alone(0)),
+            db.store.clone().with_options(
+                StoreOptions::default()
+                    .group_commit(GroupCommit::default().max_in_flight(1).max_alone(0)),
+            ),
         );
         let HeldAppend {
             holder,

@@ -20,7 +20,7 @@ use cqrs_examples::bank_account::{
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::postgres::{HeldAppend, TestStore};
 use cqrs_tests::proxy::{FaultProxy, Mode};
-use cqrskit::postgres::{GroupCommit, PostgresEventStore};
+use cqrskit::postgres::{GroupCommit, PostgresEventStore, StoreOptions};
 use cqrskit::{
     CommandError, CommandOutcome, CommandPipeline, EventStore, ExpectedVersion, Metadata,
     PipelineOptions, StoreError,
@@ -166,7 +166,12 @@ async fn a_lost_answer_after_commit_is_reported_as_unknown_and_the_retry_applies
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_resolves_a_lost_answer_itself_when_the_store_comes_back() {
     let (db, proxy, store) = setup().await;
-    withdraw_through_a_lost_answer(db, proxy, store.without_group_commit()).await;
+    withdraw_through_a_lost_answer(
+        db,
+        proxy,
+        store.with_options(StoreOptions::default().group_commit(None)),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,8 +180,9 @@ async fn a_lost_answer_to_a_group_commit_is_resolved_the_same_way() {
     // Every append grouped, one group at a time, the one place taken by a
     // group waiting on a row that another transaction holds: the
     // withdrawal has to wait for the next group.
-    let store =
-        Arc::new(store.with_group_commit(GroupCommit::default().max_in_flight(1).max_alone(0)));
+    let store = Arc::new(store.with_options(
+        StoreOptions::default().group_commit(GroupCommit::default().max_in_flight(1).max_alone(0)),
+    ));
     let accounts = Arc::new(Accounts::new(store.clone(), ()));
     open_with_100(&accounts).await;
     let HeldAppend {

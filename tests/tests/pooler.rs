@@ -25,7 +25,7 @@ use cqrskit::Backoff;
 use cqrskit::postgres::sqlx;
 use cqrskit::postgres::sqlx::postgres::PgListener;
 use cqrskit::postgres::{
-    FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions,
+    FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions, StoreOptions,
 };
 use cqrskit::{CommandPipeline, EventStore, ExpectedVersion, LogFilter, Position};
 use uuid::Uuid;
@@ -304,7 +304,7 @@ async fn group_commit_through_a_transaction_pooler_loses_and_fails_nothing() {
     let db = TestStore::new().await;
     let store = pooled_store(&bouncer, &db)
         .await
-        .with_group_commit(cqrskit::postgres::GroupCommit::default());
+        .with_options(StoreOptions::default());
     let (done, failures) = mixed_workload(Arc::new(store)).await;
     failures.assert_none("mixed workload with group commit", &bouncer);
     assert_stored(&db, &done).await;

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use cqrs_tests::postgres::TestStore;
-use cqrskit::postgres::GroupCommit;
+use cqrskit::postgres::StoreOptions;
 
 macro_rules! postgres {
     ($($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
             let db = TestStore::new().await;
-            let store = db.store.clone().without_group_commit();
+            let store = db.store.clone().with_options(StoreOptions::default().group_commit(None));
             cqrs_tests::scenarios::$name(Arc::new(store)).await;
             db.drop_schema().await;
         }
@@ -28,7 +28,7 @@ mod group_commit {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let db = TestStore::new().await;
-                let store = db.store.clone().with_group_commit(GroupCommit::default());
+                let store = db.store.clone().with_options(StoreOptions::default());
                 cqrs_tests::scenarios::$name(Arc::new(store)).await;
                 db.drop_schema().await;
             }

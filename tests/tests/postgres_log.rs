@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::postgres::TestStore;
-use cqrskit::postgres::PostgresEventStore;
+use cqrskit::postgres::{PostgresEventStore, StoreOptions};
 use cqrskit::{EventStore, ExpectedVersion, LogFilter, Position, StoreError, StreamId};
 use sqlx::{Connection, PgConnection};
 
@@ -517,7 +517,10 @@ async fn wait(
 async fn a_burst_of_appends_wakes_listeners_at_once_then_at_most_once_per_interval() {
     let db = TestStore::new().await;
     let interval = Duration::from_millis(700);
-    let store = db.store.clone().with_notify_interval(interval);
+    let store = db
+        .store
+        .clone()
+        .with_options(StoreOptions::default().notify_interval(interval));
     let mut listener = sqlx::postgres::PgListener::connect_with(db.pool())
         .await
         .expect("listener connects");

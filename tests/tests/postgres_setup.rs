@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cqrs_tests::fixtures::{stream, ticks};
 use cqrs_tests::postgres::{database_url, pool};
-use cqrskit::postgres::{Error, MigrationName, PostgresEventStore, SchemaStatus};
+use cqrskit::postgres::{Error, MigrationName, PostgresEventStore, SchemaStatus, StoreOptions};
 use cqrskit::{EventStore, ExpectedVersion, PipelineOptions};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -95,7 +95,7 @@ async fn appends_just_before_the_store_drops_are_still_announced() {
     let store = PostgresEventStore::from_pool(own_pool(3, "announce_on_drop").await)
         .with_schema(&schema)
         .expect("valid schema name")
-        .with_notify_interval(Duration::from_millis(500));
+        .with_options(StoreOptions::default().notify_interval(Duration::from_millis(500)));
     store.migrate().await.expect("migrations apply");
     let mut listener = PgListener::connect_with(&observer)
         .await

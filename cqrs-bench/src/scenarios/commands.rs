@@ -1,5 +1,6 @@
 //! Commands: one aggregate after another, and many aggregates at once.
 
+use cqrskit::postgres::StoreOptions;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -207,7 +208,12 @@ pub(crate) async fn concurrent_commands(pool: &PgPool, config: &Config) -> Resul
     grouped_sandbox.drop().await?;
 
     let sandbox = Sandbox::new(pool).await?;
-    let store: Arc<dyn EventStore> = Arc::new(sandbox.store.clone().without_group_commit());
+    let store: Arc<dyn EventStore> = Arc::new(
+        sandbox
+            .store
+            .clone()
+            .with_options(StoreOptions::default().group_commit(None)),
+    );
     let framework = deposits_from_tasks(store.clone(), config).await?;
     let total = config.aggregates * config.commands_per_aggregate;
 

@@ -158,7 +158,7 @@ impl Appender<'_> {
 
     /// Hands the append to the store's group writer, when it has one and
     /// the append can be grouped (see
-    /// [`with_group_commit`](Self::with_group_commit)).
+    /// [`StoreOptions::group_commit`](super::StoreOptions::group_commit)).
     async fn grouped(
         &self,
         stream: &StreamId,

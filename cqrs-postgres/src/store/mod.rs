@@ -6,6 +6,8 @@ mod append;
 mod append_in;
 mod batch;
 mod group_commit;
+mod oldest_append;
+mod options;
 mod pooler_probe;
 mod read;
 pub(crate) use append::Appender;
@@ -15,6 +17,8 @@ mod snapshot;
 
 pub use group_commit::GroupCommit;
 use group_commit::Grouping;
+pub use oldest_append::OldestAppend;
+pub use options::StoreOptions;
 
 use std::collections::HashMap;
 
@@ -39,9 +43,6 @@ use crate::row::{self, LogRow, to_i64, to_u64};
 use crate::schema_name::SchemaName;
 use crate::statements::Statements;
 
-/// See [`PostgresEventStore::with_notify_interval`].
-const DEFAULT_NOTIFY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
-
 /// An [`EventStore`] on PostgreSQL.
 ///
 /// - appends are one statement: the stream's version is checked and the batch
@@ -59,43 +60,48 @@ pub struct PostgresEventStore {
     sql: std::sync::Arc<Statements>,
     notifier: std::sync::Arc<Notifier>,
     floor: std::sync::Arc<horizon::Floor>,
-    /// Set by [`with_group_commit`](Self::with_group_commit).
+    /// `None` when group commit is off (see [`StoreOptions::group_commit`]).
     grouping: Option<std::sync::Arc<Grouping>>,
-}
-
-/// The session holding back readers of the global log: the oldest append
-/// still in flight (see [`PostgresEventStore::oldest_open_append`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OldestAppend {
-    /// Its server process id (`pg_terminate_backend(pid)` ends it).
-    pub pid: i32,
-    /// Its transaction id.
-    pub transaction_id: u64,
-    /// When its transaction started.
-    pub started_at: Option<DateTime<Utc>>,
-    /// `active`, `idle in transaction`, ...
-    pub state: Option<String>,
-    /// The client's `application_name`.
-    pub application_name: String,
-    /// The start of its current or last query.
-    pub query: String,
+    options: StoreOptions,
 }
 
 impl PostgresEventStore {
-    /// A store over an existing pool, in schema `public`.
+    /// A store over an existing pool, in schema `public`, with
+    /// [`StoreOptions::default`].
     pub fn from_pool(pool: PgPool) -> Self {
-        let schema = SchemaName::default();
-        let sql = std::sync::Arc::new(Statements::new(&schema));
-        let db = Database::new(pool);
-        let notifier = Notifier::new(db.clone(), channel(&schema), DEFAULT_NOTIFY_INTERVAL);
+        Self::assemble(
+            Database::new(pool),
+            SchemaName::default(),
+            StoreOptions::default(),
+        )
+    }
+
+    /// The store's parts made for `db`, `schema` and `options`: its
+    /// statements, its notifier and its group writer capture all three.
+    fn assemble(db: Database, schema: SchemaName, options: StoreOptions) -> Self {
+        let notifier = Notifier::new(db.clone(), channel(&schema), options.get_notify_interval());
         Self {
+            sql: std::sync::Arc::new(Statements::new(&schema)),
+            grouping: options
+                .get_group_commit()
+                .map(|group_commit| std::sync::Arc::new(Grouping::new(group_commit))),
+            floor: std::sync::Arc::default(),
+            notifier,
             db,
             schema,
-            sql,
-            notifier,
-            floor: std::sync::Arc::default(),
-            grouping: Some(std::sync::Arc::new(Grouping::new(GroupCommit::default()))),
+            options,
         }
+    }
+
+    /// The same store with `options`: how appends are grouped into commits
+    /// and how often readers are woken (see [`StoreOptions`]).
+    pub fn with_options(self, options: StoreOptions) -> Self {
+        Self::assemble(self.db, self.schema, options)
+    }
+
+    /// The store's settings.
+    pub fn options(&self) -> StoreOptions {
+        self.options
     }
 
     /// The same store, told that its pool goes through a connection pooler
@@ -109,14 +115,8 @@ impl PostgresEventStore {
     /// per statement. What needs a session of its own goes through `direct`:
     /// [`migrate`](Self::migrate) (refused without it) and the projection
     /// runner's `LISTEN` (without it, runners poll, and say so).
-    pub fn through_transaction_pooler(mut self, direct: Option<PgPool>) -> Self {
-        self.db = self.db.through_pooler(direct);
-        self.notifier = Notifier::new(
-            self.db.clone(),
-            channel(&self.schema),
-            self.notifier.interval(),
-        );
-        self.regroup()
+    pub fn through_transaction_pooler(self, direct: Option<PgPool>) -> Self {
+        Self::assemble(self.db.through_pooler(direct), self.schema, self.options)
     }
 
     /// Connects a pool to `url`: sqlx's defaults (10 connections), except
@@ -196,67 +196,12 @@ impl PostgresEventStore {
     ///
     /// [`Error::InvalidSchemaName`](crate::Error::InvalidSchemaName) unless the
     /// name is a plain lower-case identifier.
-    pub fn with_schema(mut self, schema: &str) -> Result<Self> {
-        self.schema = SchemaName::new(schema)?;
-        self.sql = std::sync::Arc::new(Statements::new(&self.schema));
-        self.floor = std::sync::Arc::default();
-        self.notifier = Notifier::new(
-            self.db.clone(),
-            channel(&self.schema),
-            self.notifier.interval(),
-        );
-        Ok(self.regroup())
-    }
-
-    /// How often, at most, the store wakes log readers while appends keep
-    /// coming (default 5 ms). The first append after a quiet spell wakes them
-    /// at once; later ones within the interval share one notification, so
-    /// a projection sees a busy stream at most this much later than it could.
-    /// Zero notifies after every append, at the cost of one more statement
-    /// per burst of commits.
-    pub fn with_notify_interval(mut self, interval: std::time::Duration) -> Self {
-        self.notifier = Notifier::new(self.db.clone(), channel(&self.schema), interval);
-        self.regroup()
-    }
-
-    /// The same store, writing the appends of concurrent commands to
-    /// different streams together with `options`: one statement and one
-    /// commit per group instead of one per append (group commit). Each
-    /// append keeps its own outcome: one stream's conflict fails no other
-    /// append of its group. On by default, with [`GroupCommit::default`];
-    /// see [`without_group_commit`](Self::without_group_commit).
-    ///
-    /// It pays when many commands run at once on different aggregates (a
-    /// service under load): commits, not statements, bound a store's
-    /// writes, and a group of ten costs about one. While no group forms,
-    /// appends are written at once by their callers, alone, as without
-    /// grouping (up to [`GroupCommit::max_alone`] at a time: commands one
-    /// after another, or a few at once); beyond that, appends are handed
-    /// to the store's group writer, and keep joining groups while groups
-    /// keep forming. Appends that expect any version, or carry a snapshot,
-    /// or run in [`append_in`](Self::append_in), are never grouped.
-    /// Figures in `docs/performance.md`.
-    pub fn with_group_commit(mut self, options: GroupCommit) -> Self {
-        self.grouping = Some(std::sync::Arc::new(Grouping::new(options)));
-        self
-    }
-
-    /// The same store, writing every append with a statement and a commit
-    /// of its own, whatever else is being written (group commit off).
-    /// Commands one after another, or a few at once, are written that way
-    /// with group commit on too; this only changes appends under load.
-    pub fn without_group_commit(mut self) -> Self {
-        self.grouping = None;
-        self
-    }
-
-    /// A fresh group writer after a change of what it writes with (its
-    /// task captures the store's connection, statements and notifier).
-    fn regroup(mut self) -> Self {
-        if let Some(grouping) = &self.grouping {
-            self.grouping = Some(std::sync::Arc::new(Grouping::new(grouping.options())));
-        }
-        self
+    pub fn with_schema(self, schema: &str) -> Result<Self> {
+        Ok(Self::assemble(
+            self.db,
+            SchemaName::new(schema)?,
+            self.options,
+        ))
     }
 
     /// The pool, for read models and projections in the same database.
@@ -326,42 +271,6 @@ impl PostgresEventStore {
         } else {
             Err(crate::Error::SchemaNotCurrent(Box::new(status)))
         }
-    }
-
-    /// The session whose open append holds back readers of the global log,
-    /// if any. Readers never read past an append still in flight (its events
-    /// could still commit), so a transaction that appended and was then left
-    /// open (an idle session in a transaction, a slow inline projection)
-    /// delays every projection of this schema until it ends. Transactions
-    /// that append nothing hold back nobody.
-    ///
-    /// # Errors
-    ///
-    /// When the database cannot be reached.
-    pub async fn oldest_open_append(&self) -> Result<Option<OldestAppend>, StoreError> {
-        let mut session = self.db.session().await.map_err(store_error)?;
-        let row = self
-            .db
-            .query(&self.sql.oldest_append)
-            .fetch_optional(&mut *session)
-            .await
-            .map_err(store_error)?;
-        session.finish().await.map_err(store_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let xid: i64 = row.try_get("xid").map_err(store_error)?;
-        Ok(Some(OldestAppend {
-            pid: row.try_get("pid").map_err(store_error)?,
-            transaction_id: to_u64(xid, "transaction id").map_err(|reason| {
-                StoreError::Corrupted {
-                    location: "pg_stat_activity".into(),
-                    reason,
-                }
-            })?,
-            started_at: row.try_get("xact_start").map_err(store_error)?,
-            state: row.try_get("state").map_err(store_error)?,
-            application_name: row.try_get("application_name").map_err(store_error)?,
-            query: row.try_get("query").map_err(store_error)?,
-        }))
     }
 
     /// The channel on which appends to this store notify, once per appending

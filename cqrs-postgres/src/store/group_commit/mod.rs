@@ -1,6 +1,6 @@
 //! Group commit: appends of concurrent commands to different streams,
 //! written by one statement and one commit (on by default, see
-//! [`PostgresEventStore::with_group_commit`]).
+//! [`StoreOptions::group_commit`](super::StoreOptions::group_commit)).
 //!
 //! Two regimes. While no group is being formed or written, an append is
 //! written at once by its caller, alone, with no hop through another task,
@@ -27,7 +27,7 @@ use super::batch::{Batch, GroupColumns};
 use super::*;
 
 /// How a store groups appends (see
-/// [`PostgresEventStore::with_group_commit`]).
+/// [`StoreOptions::group_commit`](super::StoreOptions::group_commit)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupCommit {
     max_appends: usize,
@@ -174,10 +174,6 @@ impl Grouping {
             linger: GROUPING_LINGER,
             requests: OnceLock::new(),
         }
-    }
-
-    pub(super) fn options(&self) -> GroupCommit {
-        self.options
     }
 
     /// Hands the append of `batch` right after version `after` of `stream`

@@ -24,9 +24,15 @@ fn nowhere() -> PostgresEventStore {
 #[tokio::test]
 async fn group_commit_is_on_by_default_and_can_be_turned_off() {
     let store = nowhere();
-    let grouping = store.grouping.as_ref().expect("on by default");
-    assert_eq!(grouping.options(), GroupCommit::default());
-    assert!(store.without_group_commit().grouping.is_none());
+    assert!(store.grouping.is_some(), "on by default");
+    assert_eq!(
+        store.options().get_group_commit(),
+        Some(GroupCommit::default())
+    );
+    let off = store.with_options(StoreOptions::default().group_commit(None));
+    assert!(off.grouping.is_none());
+    let on = off.with_options(StoreOptions::default());
+    assert!(on.grouping.is_some(), "turned on again");
 }
 
 /// While no group forms, appends are their callers' to write, up to
