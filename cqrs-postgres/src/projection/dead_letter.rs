@@ -229,6 +229,32 @@ impl DeadLetterTable<'_> {
         Ok(())
     }
 
+    /// The streams of a projection's unresolved dead letters.
+    pub(crate) async fn open_streams(
+        &self,
+        connection: &mut PgConnection,
+        projection: &str,
+    ) -> Result<std::collections::HashSet<StreamId>, sqlx::Error> {
+        let (db, table) = (self.db, self.table);
+        // language=SQL
+        let rows = db
+            .query(&format!(
+                "SELECT DISTINCT aggregate_type, aggregate_id FROM {table}
+                 WHERE projection = $1 AND resolved_at IS NULL"
+            ))
+            .bind(projection)
+            .fetch_all(connection)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StreamId::new(
+                    row.try_get::<String, _>(0)?,
+                    row.try_get::<String, _>(1)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Forgets a projection's unresolved dead letters (a rebuild meets those
     /// events again).
     pub(crate) async fn clear_open(

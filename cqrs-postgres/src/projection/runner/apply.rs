@@ -23,7 +23,7 @@ where
         tx: &mut PgConnection,
         row: &LogRow,
     ) -> Result<(), String> {
-        if self.is_held(row) {
+        if self.state.held.holds(row) {
             return self.park_behind(tx, row).await;
         }
         self.apply_one_now(tx, row).await
@@ -56,10 +56,10 @@ where
         rows: &[LogRow],
         decoded: Option<Arc<[EventEnvelope<P::Event>]>>,
     ) -> Result<(), String> {
-        let decoded = if rows.iter().any(|row| self.is_held(row)) {
+        let decoded = if rows.iter().any(|row| self.state.held.holds(row)) {
             let mut free = Vec::with_capacity(rows.len());
             for row in rows {
-                if self.is_held(row) {
+                if self.state.held.holds(row) {
                     self.park_behind(tx, row).await?;
                 } else {
                     free.push(row);

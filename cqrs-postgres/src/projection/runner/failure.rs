@@ -95,7 +95,7 @@ where
                 self.advance(&mut tx, before, event.position, held).await?;
                 tx.commit().await.map_err(db)?;
                 if policy.on_exhausted == OnExhausted::ParkStream {
-                    self.hold(&event.stream);
+                    self.state.held.hold(&event.stream);
                 }
                 tracing::error!(
                     projection = self.name(),

@@ -9,78 +9,70 @@
 //! [`OnExhausted::ParkStream`]: crate::OnExhausted::ParkStream
 
 use std::collections::HashSet;
-use std::sync::PoisonError;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use cqrskit_core::{Projector, StreamId};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::ProjectionRunner;
 use crate::error::{Error, db};
 use crate::projection::policy::OnExhausted;
 use crate::row::LogRow;
 
-impl<P> ProjectionRunner<P>
-where
-    P: Projector<PgConnection> + ?Sized + 'static,
-{
-    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<StreamId>> {
+/// The streams a runner holds back, as it last read them and as it parked
+/// since.
+#[derive(Debug, Default)]
+pub(super) struct HeldStreams(Mutex<HashSet<StreamId>>);
+
+impl HeldStreams {
+    fn streams(&self) -> MutexGuard<'_, HashSet<StreamId>> {
         // Only ever replaced or added to whole: a panic leaves it usable.
-        self.state
-            .held_streams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reads the held streams again, in `tx`, when the policy holds streams.
-    pub(super) async fn reload_held(&self, tx: &mut PgConnection) -> Result<(), Error> {
-        if self.options.failure.on_exhausted != OnExhausted::ParkStream {
-            return Ok(());
-        }
-        // language=SQL
-        let rows = self
-            .store
-            .database()
-            .query(&format!(
-                "SELECT DISTINCT aggregate_type, aggregate_id FROM {}
-                 WHERE projection = $1 AND resolved_at IS NULL",
-                self.dead_letters
-            ))
-            .bind(self.name())
-            .fetch_all(tx)
-            .await
-            .map_err(db)?;
-        let streams = rows
-            .iter()
-            .map(|row| {
-                Ok(StreamId::new(
-                    row.try_get::<String, _>(0)?,
-                    row.try_get::<String, _>(1)?,
-                ))
-            })
-            .collect::<Result<HashSet<_>, sqlx::Error>>()
-            .map_err(db)?;
-        *self.held() = streams;
-        Ok(())
+    /// Holds exactly `streams` from now on.
+    fn replace(&self, streams: HashSet<StreamId>) {
+        *self.streams() = streams;
     }
 
-    /// Holds `stream` from now on (an event of it was just parked).
+    /// Holds `stream` back too (its event was just parked).
     pub(super) fn hold(&self, stream: &StreamId) {
-        self.held().insert(stream.clone());
+        self.streams().insert(stream.clone());
     }
 
-    /// Whether `row`'s stream is held (never for a row that cannot be read:
-    /// it fails, and the policy parks it).
-    pub(super) fn is_held(&self, row: &LogRow) -> bool {
+    /// Whether `row`'s stream is held back (an unreadable row's never is:
+    /// it is parked for what it is).
+    pub(super) fn holds(&self, row: &LogRow) -> bool {
         match row {
             LogRow::Readable(event) => {
-                let held = self.held();
+                let held = self.streams();
                 !held.is_empty() && held.contains(&event.stream)
             }
             LogRow::Unreadable { .. } => false,
         }
     }
+}
 
-    /// Parks `row`'s event behind the parked event of its stream, in `tx`.
+impl<P> ProjectionRunner<P>
+where
+    P: Projector<PgConnection> + ?Sized + 'static,
+{
+    /// Reads the held streams again from the open dead letters, under the
+    /// batch's transaction (only with [`OnExhausted::ParkStream`]).
+    pub(super) async fn reload_held(&self, tx: &mut PgConnection) -> Result<(), Error> {
+        if self.options.failure.on_exhausted != OnExhausted::ParkStream {
+            return Ok(());
+        }
+        let streams = self
+            .dead_letter_table()
+            .open_streams(tx, self.name())
+            .await
+            .map_err(db)?;
+        self.state.held.replace(streams);
+        Ok(())
+    }
+
+    /// Parks `row`'s event behind its stream's parked event.
     pub(super) async fn park_behind(
         &self,
         tx: &mut PgConnection,

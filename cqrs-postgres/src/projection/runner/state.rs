@@ -2,12 +2,11 @@
 //! the lease it holds, the batches it read ahead, the streams it holds
 //! back, the pace of its batches, whether its projector was set up.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
-use cqrskit_core::StreamId;
-
+use super::held::HeldStreams;
 use super::pace::Pace;
 use super::read_ahead::Prefetched;
 use crate::projection::projection_row::Lease;
@@ -20,8 +19,8 @@ pub(super) struct RunState<E> {
     pub(super) prefetched: Mutex<VecDeque<Prefetched<E>>>,
     /// Whether the projector's setup hook ran since the runner was made.
     pub(super) set_up: AtomicBool,
-    /// The streams held back behind a parked event (see `held`).
-    pub(super) held_streams: Mutex<HashSet<StreamId>>,
+    /// The streams held back behind a parked event.
+    pub(super) held: HeldStreams,
     /// How far below the configured size batches are (see `pace`).
     pub(super) pace: Pace,
 }
@@ -33,7 +32,7 @@ impl<E> Default for RunState<E> {
             lease: Mutex::new(None),
             prefetched: Mutex::new(VecDeque::new()),
             set_up: AtomicBool::new(false),
-            held_streams: Mutex::default(),
+            held: HeldStreams::default(),
             pace: Pace::default(),
         }
     }
