@@ -33,6 +33,7 @@ pub mod dispatch;
 mod error;
 mod event;
 mod exact_json;
+pub mod host;
 mod in_memory_runner;
 pub mod inbox;
 pub mod limits;

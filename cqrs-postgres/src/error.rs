@@ -188,24 +188,6 @@ pub enum Error {
         count: usize,
     },
 
-    // A daemon of several runners.
-    /// Two runners of one daemon work on the same projection; nothing was
-    /// started.
-    #[error("projection {0} is run twice by one daemon")]
-    DuplicateProjection(String),
-    /// Runners that ended with an error before the shutdown (the others ran
-    /// until it).
-    #[error("{} projection(s) ended early: {}", .0.len(), describe(.0))]
-    Failed(Vec<(String, Error)>),
-    /// A runner's task panicked or was cancelled.
-    #[error("the runner of projection {projection} did not finish: {reason}")]
-    Aborted {
-        /// The projection.
-        projection: String,
-        /// The task's failure.
-        reason: String,
-    },
-
     // An operator's commands.
     /// No projection of that name has a row: it never ran in this schema.
     #[error("no projection named `{0}` has run in this schema")]
@@ -258,7 +240,6 @@ impl Error {
             | Error::PartitionsDisagree { .. }
             | Error::Misconfigured { .. }
             | Error::InvalidPartition { .. }
-            | Error::DuplicateProjection(_)
             | Error::PartitionRebuild(_) => ErrorKind::Configuration,
             Error::NotLeaseholder { .. } => ErrorKind::Conflict,
             Error::Stopped { .. } | Error::StillStopped { .. } => ErrorKind::Stopped,
@@ -267,9 +248,7 @@ impl Error {
             Error::Migrate(_)
             | Error::Setup { .. }
             | Error::Reset { .. }
-            | Error::PartitionFailed { .. }
-            | Error::Failed(_)
-            | Error::Aborted { .. } => ErrorKind::Backend,
+            | Error::PartitionFailed { .. } => ErrorKind::Backend,
         }
     }
 }
@@ -336,15 +315,6 @@ pub(crate) fn sent_write_error(error: sqlx::Error) -> StoreError {
         _ if failure == Failure::NoConnection => StoreError::Unavailable(Box::new(error)),
         _ => StoreError::OutcomeUnknown(Box::new(error)),
     }
-}
-
-/// One line naming every failed runner of a daemon.
-fn describe(failures: &[(String, Error)]) -> String {
-    failures
-        .iter()
-        .map(|(name, error)| format!("{name}: {error}"))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// A database error, as the store reports it.

@@ -70,8 +70,8 @@ pub use inline::InlineProjections;
 pub use migrate::{MigrationName, SchemaStatus};
 pub use partition::Partition;
 pub use projection::{
-    DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, PartitionedRunner, ProjectionDaemon,
-    ProjectionRunner, ProjectionStatus, ReplayOutcome, Request, RunnerOptions,
+    DeadLetter, FailurePolicy, Lag, LeaseHolder, OnExhausted, PartitionedRunner, ProjectionRunner,
+    ReplayOutcome, Request, RunnerOptions,
 };
 pub use schema_name::SchemaName;
 pub use store::{GroupCommit, OldestAppend, PostgresEventStore, StoreOptions};

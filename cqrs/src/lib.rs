@@ -118,6 +118,9 @@
 //! - tests of domain logic: [`testing::AggregateFixture`];
 //! - production storage: `cqrskit::postgres` (feature `postgres`);
 //! - integration events between services: `cqrskit::nats` (feature `nats`);
+//! - the application host, which runs projections, process managers,
+//!   deadlines, consumers and an HTTP server with one shutdown: [`host`];
+//!   HTTP services on axum: `cqrskit::http` (feature `axum`);
 //! - the guides, from a first service to operating one: [`guide`].
 
 pub use cqrskit_core::*;
@@ -132,6 +135,9 @@ pub use cqrskit_postgres as postgres;
 #[cfg(feature = "nats")]
 #[doc(inline)]
 pub use cqrskit_nats as nats;
+
+#[cfg(feature = "axum")]
+pub mod http;
 
 /// The guides, where the API is: from a first service to running one in
 /// production. Every code block in them compiles (and most run) as a doc

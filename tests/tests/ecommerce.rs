@@ -104,7 +104,8 @@ async fn the_fulfilment_process_runs_under_the_projection_runner_on_postgres() {
 async fn the_shops_process_managers_run_on_postgres_with_their_checkpoints() {
     use cqrs_examples::ecommerce::{PAYMENT_TIMEOUT, PaymentTimeout};
     use cqrskit::deadline::{Deadline, DeadlineState, DeadlineStore};
-    use cqrskit::postgres::{ProjectionDaemon, RunnerOptions};
+    use cqrskit::host::Host;
+    use cqrskit::postgres::RunnerOptions;
 
     let db = TestStore::new().await;
     let shop = Shop::new(db.shared());
@@ -117,12 +118,12 @@ async fn the_shops_process_managers_run_on_postgres_with_their_checkpoints() {
     let daemon = || {
         let fulfilment = Arc::new(Fulfilment::new(shop.orders.clone(), shop.inventory.clone()));
         let payments = Arc::new(PaymentTimeout::new(deadlines.clone()));
-        ProjectionDaemon::new()
-            .with(
+        Host::new()
+            .service(
                 ProjectionRunner::new(db.store.clone(), Arc::new(Detached(fulfilment)))
                     .with_options(options.clone()),
             )
-            .with(
+            .service(
                 ProjectionRunner::new(db.store.clone(), Arc::new(Detached(payments)))
                     .with_options(options.clone()),
             )

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use cqrs_examples::http_service::{Service, serve};
+use cqrs_examples::http_service::host;
 use cqrs_tests::http::curl;
 use cqrs_tests::postgres::TestStore;
 use cqrskit::postgres::RunnerOptions;
@@ -24,9 +24,9 @@ async fn the_documented_curl_session_works_as_written() {
     let address: SocketAddr = listener.local_addr().expect("address");
     let base = format!("http://{address}");
     let options = RunnerOptions::default().poll_interval(Duration::from_millis(200));
-    let service = Service::new(db.store.clone(), options, Some(metrics));
+    let host = host(db.store.clone(), listener, options, Some(metrics));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, service, async move {
+    let server = tokio::spawn(host.run(async move {
         let _ = stopped.await;
     }));
     let call = move |method: &'static str, path: String, body: Option<&'static str>| {
@@ -219,8 +219,28 @@ async fn the_documented_curl_session_works_as_written() {
 
     let (status, health) = call("GET", "/health".into(), None).await.expect("join");
     assert_eq!(status, 200, "{health}");
-    assert_eq!(health["database"], "up");
-    assert_eq!(health["projections"]["account_balances"]["lag_events"], 0);
+    assert_eq!(
+        (health["database"].as_str(), health["healthy"].as_bool()),
+        (Some("up"), Some(true)),
+        "{health}"
+    );
+    let services = health["services"].as_array().expect("the services");
+    let balances = services
+        .iter()
+        .find(|service| service["name"] == "account_balances")
+        .expect("the projection is hosted");
+    assert_eq!(balances["state"], "running", "{health}");
+    let detail = balances["report"]["detail"].as_str().expect("a report");
+    assert!(
+        detail.starts_with("0 events behind") && detail.contains("held here"),
+        "{detail}"
+    );
+    assert!(
+        services
+            .iter()
+            .any(|service| service["name"] == "http" && service["state"] == "running"),
+        "{health}"
+    );
     let (status, metrics) = call("GET", "/metrics".into(), None).await.expect("join");
     assert_eq!(status, 200);
     let metrics = metrics.as_str().expect("text").to_owned();

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cqrs_examples::http_service::{Service, serve};
+use cqrs_examples::http_service::host;
 use cqrs_tests::http::curl;
 use cqrs_tests::postgres::TestStore;
 use cqrskit::Backoff;
@@ -36,9 +36,9 @@ async fn one_bad_account_leaves_the_others_current_and_bad_input_is_a_4xx() {
                 .max_attempts(2)
                 .backoff(Backoff::default().initial(Duration::from_millis(10))),
         );
-    let service = Service::new(db.store.clone(), options, None);
+    let host = host(db.store.clone(), listener, options, None);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, service, async move {
+    let server = tokio::spawn(host.run(async move {
         let _ = stopped.await;
     }));
     let call = move |method: &'static str, path: String, body: Option<String>| {

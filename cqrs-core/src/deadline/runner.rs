@@ -227,3 +227,28 @@ impl DeadlineRunner {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl crate::host::Hosted for DeadlineRunner {
+    /// `deadlines` (one deadline runner per host serves every route).
+    fn name(&self) -> &str {
+        "deadlines"
+    }
+
+    async fn run(&self, shutdown: crate::host::Shutdown) -> Result<(), crate::host::BoxError> {
+        DeadlineRunner::run(self, shutdown).await;
+        Ok(())
+    }
+
+    /// Whether the store answers: the number of deadlines due now.
+    async fn report(&self) -> crate::host::Report {
+        match self.store.until_next_due().await {
+            Ok(Some(until)) if until.is_zero() => crate::host::Report::healthy("deadlines due now"),
+            Ok(Some(until)) => {
+                crate::host::Report::healthy(format!("next due in {:.1} s", until.as_secs_f64()))
+            }
+            Ok(None) => crate::host::Report::healthy("nothing scheduled"),
+            Err(error) => crate::host::Report::unhealthy(format!("store unavailable: {error}")),
+        }
+    }
+}

@@ -22,6 +22,7 @@
 
 mod dead_letter;
 mod held;
+mod hosted;
 mod inbox;
 mod options;
 mod run;

@@ -1,8 +1,8 @@
 //! Projections: read models kept up to date from the global log, exactly once
 //! for read models in the same database.
 
-mod daemon;
 pub(crate) mod dead_letter;
+mod hosted;
 mod layout;
 mod partitioned;
 pub(crate) mod pending;
@@ -10,7 +10,6 @@ mod policy;
 pub(crate) mod projection_row;
 mod runner;
 
-pub use daemon::{ProjectionDaemon, ProjectionStatus};
 pub use dead_letter::DeadLetter;
 pub use partitioned::PartitionedRunner;
 pub use policy::{FailurePolicy, OnExhausted, RunnerOptions};

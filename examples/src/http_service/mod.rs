@@ -10,29 +10,27 @@
 //! - `GET /balances/{id}?after=<position>`: the read model, waiting (at most
 //!   `wait_ms`, default 2000) until it has applied the command at
 //!   `position`: read-your-writes;
-//! - `GET /health`: the database and the projection's lag; `GET /metrics`:
+//! - `GET /health`: the database and every hosted service; `GET /metrics`:
 //!   Prometheus' text format.
 //!
-//! Errors are JSON (`{"error": kind, "message": ...}`) with the status of
-//! [`ApiError`]. On shutdown the server stops taking requests, finishes
-//! those in flight, and the projection runner commits its batch and gives
-//! its lease up.
+//! Errors are JSON (`{"error": kind, "message": ...}`) with the status
+//! [`HttpError`](cqrskit::http::HttpError) gives them. The [`Host`] runs
+//! it all: migrations first, then the projection and the server; on
+//! shutdown the server finishes the requests in flight, then the runner
+//! commits its batch and gives its lease up.
 
-mod error;
 mod routes;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use cqrskit::CommandPipeline;
+use cqrskit::host::{Host, HostHandle};
+use cqrskit::http::HttpServer;
 use cqrskit::postgres::{
     FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-
-pub use error::ApiError;
 
 use crate::bank_account::BankAccount;
 use crate::bank_account::balances::AccountBalances;
@@ -48,84 +46,34 @@ pub fn balances_options() -> RunnerOptions {
 }
 
 /// What the handlers share.
-pub struct Service {
+struct Service {
     store: PostgresEventStore,
     accounts: CommandPipeline<BankAccount>,
     balances: AccountBalances,
-    runner: Arc<ProjectionRunner<AccountBalances>>,
+    host: HostHandle,
     metrics: Option<PrometheusHandle>,
 }
 
-impl Service {
-    /// The service over `store`, its balances projection run with `options`
-    /// ([`balances_options`] for the recommended ones), reporting `metrics`
-    /// at `/metrics` when given (the handle of the installed Prometheus
-    /// recorder).
-    pub fn new(
-        store: PostgresEventStore,
-        options: RunnerOptions,
-        metrics: Option<PrometheusHandle>,
-    ) -> Self {
-        let balances = AccountBalances::new(&store);
-        let runner =
-            ProjectionRunner::new(store.clone(), Arc::new(balances.clone())).with_options(options);
-        Self {
-            accounts: CommandPipeline::new(Arc::new(store.clone()), ()),
-            balances,
-            runner: Arc::new(runner),
-            store,
-            metrics,
-        }
-    }
-}
-
-/// Why the service stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The HTTP server failed.
-    #[error("http server: {0}")]
-    Http(#[from] std::io::Error),
-    /// The projection runner stopped with an error.
-    #[error("projection runner: {0}")]
-    Runner(#[from] cqrskit::postgres::Error),
-}
-
-/// Serves `service` on `listener` and runs its projection until `shutdown`
-/// completes; then lets requests in flight finish and the runner commit
-/// and release its lease, and returns.
-///
-/// # Errors
-///
-/// When the server or the runner fails.
-pub async fn serve(
+/// The service on `listener` over `store`, its balances projection run
+/// with `options` ([`balances_options`] for the recommended ones),
+/// reporting `metrics` at `/metrics` when given: [`Host::run`] it.
+pub fn host(
+    store: PostgresEventStore,
     listener: TcpListener,
-    service: Service,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    let service = Arc::new(service);
-    let (stop, stopping) = watch::channel(false);
-    let runner = {
-        let runner = service.runner.clone();
-        let mut stopping = stopping.clone();
-        tokio::spawn(async move {
-            runner
-                .run(async move {
-                    let _ = stopping.wait_for(|stop| *stop).await;
-                })
-                .await
-        })
+    options: RunnerOptions,
+    metrics: Option<PrometheusHandle>,
+) -> Host {
+    let balances = AccountBalances::new(&store);
+    let runner = ProjectionRunner::new(store.clone(), Arc::new(balances.clone()));
+    let host = Host::new()
+        .prepare(store.clone())
+        .service(runner.with_options(options));
+    let service = Service {
+        accounts: CommandPipeline::new(Arc::new(store.clone()), ()),
+        host: host.handle(),
+        balances,
+        store,
+        metrics,
     };
-    let mut server_stopping = stopping;
-    let server =
-        axum::serve(listener, routes::router(service)).with_graceful_shutdown(async move {
-            let _ = server_stopping.wait_for(|stop| *stop).await;
-        });
-    let server = tokio::spawn(async move { server.await });
-    shutdown.await;
-    let _ = stop.send(true);
-    let served = server.await.map_err(std::io::Error::other)?;
-    let ran = runner.await.map_err(std::io::Error::other)?;
-    served?;
-    ran?;
-    Ok(())
+    host.service(HttpServer::new(listener, routes::router(service)))
 }

@@ -10,12 +10,13 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cqrskit::chrono::{DateTime, Utc};
-use cqrskit::{CommandOutcome, EventStore, Position, StreamId};
+use cqrskit::http::HttpError;
+use cqrskit::{CommandError, CommandOutcome, EventStore, Position, StreamId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Service};
-use crate::bank_account::{AccountEvent, Deposit, OpenAccount, Withdraw};
+use super::Service;
+use crate::bank_account::{AccountError, AccountEvent, Deposit, OpenAccount, Withdraw};
 
 type Shared = State<Arc<Service>>;
 
@@ -25,7 +26,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(2);
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Every route of the service.
-pub(super) fn router(service: Arc<Service>) -> Router {
+pub(super) fn router(service: Service) -> Router {
     Router::new()
         .route("/accounts/{id}", post(open).get(account))
         .route("/accounts/{id}/deposits", post(deposit))
@@ -34,7 +35,7 @@ pub(super) fn router(service: Arc<Service>) -> Router {
         .route("/balances/{id}", get(balance))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .with_state(service)
+        .with_state(Arc::new(service))
 }
 
 #[derive(Deserialize)]
@@ -53,7 +54,7 @@ const MAX_ID_CHARS: usize = 64;
 /// An account id from a path: 1 to 64 letters, digits, `-`, `_` or `.`;
 /// anything else (a control character, a 10 kB id) is the client's
 /// mistake, 400, before it reaches the store.
-fn account_id(id: String) -> Result<String, ApiError> {
+fn account_id(id: String) -> Result<String, HttpError> {
     let valid = !id.is_empty()
         && id.chars().count() <= MAX_ID_CHARS
         && id
@@ -62,7 +63,7 @@ fn account_id(id: String) -> Result<String, ApiError> {
     if valid {
         Ok(id)
     } else {
-        Err(ApiError::BadInput(format!(
+        Err(HttpError::bad_request(format!(
             "an account id is 1 to {MAX_ID_CHARS} letters, digits, '-', '_' or '.'"
         )))
     }
@@ -70,9 +71,19 @@ fn account_id(id: String) -> Result<String, ApiError> {
 
 /// A body that is not the JSON asked for is the client's mistake: 400,
 /// saying what was wrong.
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(value)| value)
-        .map_err(|rejection| ApiError::BadInput(rejection.body_text()))
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, HttpError> {
+    Ok(body.map(|Json(value)| value)?)
+}
+
+/// The account's refusals: opening an open account contradicts its state
+/// (409), an account never opened is not there (404), the rest cannot be
+/// carried out as asked (422, an overdraft, a zero amount).
+fn refused(error: CommandError<AccountError>) -> HttpError {
+    HttpError::from_command(error, |refusal| match refusal {
+        AccountError::AlreadyOpen => StatusCode::CONFLICT,
+        AccountError::NotOpen => StatusCode::NOT_FOUND,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    })
 }
 
 /// A command's answer: the stream's version and where its last event sits
@@ -95,10 +106,14 @@ async fn open(
     State(service): Shared,
     Path(id): Path<String>,
     command: Result<Json<Open>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<impl IntoResponse, HttpError> {
     let id = account_id(id)?;
     let Open { owner } = body(command)?;
-    let outcome = service.accounts.execute(&id, OpenAccount { owner }).await?;
+    let outcome = service
+        .accounts
+        .execute(&id, OpenAccount { owner })
+        .await
+        .map_err(refused)?;
     Ok(executed(StatusCode::CREATED, &outcome))
 }
 
@@ -106,10 +121,14 @@ async fn deposit(
     State(service): Shared,
     Path(id): Path<String>,
     command: Result<Json<Amount>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<impl IntoResponse, HttpError> {
     let id = account_id(id)?;
     let Amount { amount } = body(command)?;
-    let outcome = service.accounts.execute(&id, Deposit { amount }).await?;
+    let outcome = service
+        .accounts
+        .execute(&id, Deposit { amount })
+        .await
+        .map_err(refused)?;
     Ok(executed(StatusCode::OK, &outcome))
 }
 
@@ -117,10 +136,14 @@ async fn withdraw(
     State(service): Shared,
     Path(id): Path<String>,
     command: Result<Json<Amount>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<impl IntoResponse, HttpError> {
     let id = account_id(id)?;
     let Amount { amount } = body(command)?;
-    let outcome = service.accounts.execute(&id, Withdraw { amount }).await?;
+    let outcome = service
+        .accounts
+        .execute(&id, Withdraw { amount })
+        .await
+        .map_err(refused)?;
     Ok(executed(StatusCode::OK, &outcome))
 }
 
@@ -135,12 +158,12 @@ async fn account(
     State(service): Shared,
     Path(id): Path<String>,
     Query(as_of): Query<AsOf>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<impl IntoResponse, HttpError> {
     let id = account_id(id)?;
     let loaded = match (as_of.at_version, as_of.at) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::BadInput(
-                "give `at_version` or `at`, not both".to_owned(),
+            return Err(HttpError::bad_request(
+                "give `at_version` or `at`, not both",
             ));
         }
         (Some(version), None) => service
@@ -149,7 +172,7 @@ async fn account(
             .await
             .map_err(|error| match error {
                 cqrskit::StoreError::VersionNotFound { .. } => {
-                    ApiError::NotFound(error.to_string())
+                    HttpError::not_found(error.to_string())
                 }
                 other => other.into(),
             })?,
@@ -157,7 +180,7 @@ async fn account(
         (None, None) => service.accounts.load(&id).await?,
     };
     let Some(owner) = loaded.state.owner else {
-        return Err(ApiError::NotFound(format!("no account {id}")));
+        return Err(HttpError::not_found(format!("no account {id}")));
     };
     Ok(Json(json!({
         "id": id,
@@ -171,7 +194,7 @@ async fn account(
 async fn events(
     State(service): Shared,
     Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<impl IntoResponse, HttpError> {
     let id = account_id(id)?;
     let stream = StreamId::new("account", &id);
     let mut history = Vec::new();
@@ -195,7 +218,7 @@ async fn events(
         }
     }
     if history.is_empty() {
-        return Err(ApiError::NotFound(format!("no account {id}")));
+        return Err(HttpError::not_found(format!("no account {id}")));
     }
     Ok(Json(Value::Array(history)))
 }
@@ -211,18 +234,25 @@ async fn balance(
     State(service): Shared,
     Path(id): Path<String>,
     Query(after): Query<After>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<impl IntoResponse, HttpError> {
     let id = account_id(id)?;
     if let Some(position) = after.after.as_deref() {
-        let position: Position = position
-            .parse()
-            .map_err(|error: cqrskit::ParsePositionError| ApiError::BadInput(error.to_string()))?;
+        let position: Position =
+            position
+                .parse()
+                .map_err(|error: cqrskit::ParsePositionError| {
+                    HttpError::bad_request(error.to_string())
+                })?;
         let wait = after
             .wait_ms
             .map_or(DEFAULT_WAIT, Duration::from_millis)
             .min(MAX_WAIT);
-        if !service.runner.wait_for(position, wait).await? {
-            return Err(ApiError::Behind(format!(
+        let caught_up = service
+            .host
+            .wait_for("account_balances", position, wait)
+            .await?;
+        if !caught_up {
+            return Err(HttpError::behind(format!(
                 "the balances have not reached {position} within {} ms; ask again",
                 wait.as_millis()
             )));
@@ -232,7 +262,7 @@ async fn balance(
         .balances
         .get(service.store.pool(), &id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no balance for account {id}")))?;
+        .ok_or_else(|| HttpError::not_found(format!("no balance for account {id}")))?;
     Ok(Json(json!({
         "id": row.account_id,
         "owner": row.owner,
@@ -241,34 +271,24 @@ async fn balance(
     })))
 }
 
-/// 200 when the database answers, with the projection's lag; 503 when not.
+/// 200 when the database answers and every hosted service runs and is
+/// healthy (the projection's lag and lease, the server), 503 when not.
 async fn health(State(service): Shared) -> impl IntoResponse {
     let database = cqrskit::postgres::sqlx::query("SELECT 1")
         .execute(service.store.pool())
         .await;
-    let lag = service.runner.lag().await;
-    match (database, lag) {
-        (Ok(_), Ok(lag)) => (
-            StatusCode::OK,
-            Json(json!({
-                "database": "up",
-                "projections": {
-                    "account_balances": {
-                        "lag_events": lag.events,
-                        "behind_seconds": lag.behind.as_secs_f64(),
-                    }
-                }
-            })),
-        ),
-        (Err(error), _) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "database": "down", "message": error.to_string() })),
-        ),
-        (Ok(_), Err(error)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "database": "up", "message": error.to_string() })),
-        ),
-    }
+    let health = service.host.health().await;
+    let status = if database.is_ok() && health.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "database": if database.is_ok() { "up" } else { "down" },
+        "healthy": health.healthy,
+        "services": health.services,
+    });
+    (status, Json(body))
 }
 
 /// Prometheus' text format, when a recorder was installed.

@@ -4,8 +4,8 @@
 //!
 //! One module per concern; the helpers they share are here.
 
-mod daemon;
 mod exactly_once;
+mod host;
 mod live;
 mod poison;
 mod read_ahead;
@@ -18,9 +18,7 @@ use std::time::Duration;
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
 use cqrs_tests::ledger::{Ledger, business, fold};
 use cqrs_tests::postgres::TestStore;
-use cqrskit::postgres::{
-    Error, FailurePolicy, OnExhausted, ProjectionDaemon, ProjectionRunner, RunnerOptions,
-};
+use cqrskit::postgres::{Error, FailurePolicy, OnExhausted, ProjectionRunner, RunnerOptions};
 use cqrskit::{Backoff, CommandPipeline, EventStore, Position};
 
 type Accounts = CommandPipeline<BankAccount>;

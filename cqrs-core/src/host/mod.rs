@@ -1,0 +1,242 @@
+//! The application host: one place where a service registers everything
+//! that runs beside its requests (projection runners, partitioned
+//! projections, process managers, deadline runners, relays, consumers, an
+//! HTTP server) and runs it all with one shutdown.
+//!
+//! [`Host::run`] prepares the ground first (the store's migrations, then
+//! each service's tables or streams, one at a time, in the order they were
+//! added), starts nothing if that fails, then runs every service in a task
+//! of its own. When the shutdown signal completes, the services that take
+//! work in ([`Stage::Ingress`]: the HTTP server, consumers) stop first and
+//! finish what they accepted, while projections still run, so a request
+//! waiting to read its own write gets its answer; then the workers stop,
+//! each committing its batch and releasing its lease. A [`HostHandle`]
+//! gives the health of every service and read-your-writes on any hosted
+//! projection, partitioned or not.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cqrskit::host::{BoxError, Host, Hosted, Report, Shutdown};
+//!
+//! /// A service of the application's own: here, a heartbeat.
+//! struct Heartbeat;
+//!
+//! #[cqrskit::async_trait]
+//! impl Hosted for Heartbeat {
+//!     fn name(&self) -> &str {
+//!         "heartbeat"
+//!     }
+//!
+//!     async fn run(&self, shutdown: Shutdown) -> Result<(), BoxError> {
+//!         let mut shutdown = shutdown;
+//!         loop {
+//!             tokio::select! {
+//!                 _ = &mut shutdown => return Ok(()),
+//!                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let host = Host::new().service(Heartbeat);
+//! let handle = host.handle();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let running = tokio::spawn(host.run(async move { let _ = stopped.await; }));
+//! tokio::time::sleep(Duration::from_millis(50)).await;
+//! assert!(handle.health().await.healthy);
+//! stop.send(()).unwrap();
+//! running.await.unwrap().expect("stopped cleanly");
+//! # });
+//! ```
+
+mod error;
+mod handle;
+mod hosted;
+mod signal;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+pub use self::error::HostError;
+pub use self::handle::{Health, HostHandle, ServiceHealth, ServiceState};
+pub use self::hosted::{BoxError, Hosted, Prepare, Report, Shutdown, Stage};
+pub use self::signal::shutdown_signal;
+
+use self::handle::{Entry, Registry};
+
+/// Runs an application's services together, with one shutdown (see the
+/// [module docs](self)).
+#[derive(Default)]
+pub struct Host {
+    steps: Vec<Box<dyn Prepare>>,
+    registry: Registry,
+}
+
+impl Host {
+    /// A host with nothing to run yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a step that runs before any service starts (a store's
+    /// migrations: `cqrskit::postgres::PostgresEventStore` is one).
+    #[must_use]
+    pub fn prepare(mut self, step: impl Prepare) -> Self {
+        self.steps.push(Box::new(step));
+        self
+    }
+
+    /// Adds a service. Pass an `Arc` to keep using it (a projection
+    /// runner's lag, say) while the host runs it.
+    #[must_use]
+    pub fn service(self, service: impl Hosted) -> Self {
+        self.registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(Entry {
+                service: Arc::new(service),
+                state: Mutex::new(ServiceState::Starting),
+            }));
+        self
+    }
+
+    /// A handle on the host, for health and read-your-writes; it sees the
+    /// services added after it was taken too.
+    pub fn handle(&self) -> HostHandle {
+        HostHandle {
+            registry: self.registry.clone(),
+        }
+    }
+
+    /// Prepares, runs every service until `shutdown` completes, then stops
+    /// them, ingress first (see the [module docs](self)).
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::DuplicateName`] or [`HostError::Prepare`] before
+    /// anything starts; [`HostError::Failed`] when services ended on their
+    /// own with a failure (each is logged at error level when it happens,
+    /// and the others go on); [`HostError::Panicked`] when a service's task
+    /// panicked.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HostError> {
+        let entries = self.handle().entries();
+        let mut names: Vec<&str> = entries.iter().map(|entry| entry.service.name()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(HostError::DuplicateName(pair[0].to_owned()));
+        }
+        for step in &self.steps {
+            tracing::info!(step = step.name(), "preparing");
+            step.prepare().await.map_err(|source| HostError::Prepare {
+                step: step.name().to_owned(),
+                source,
+            })?;
+        }
+        for entry in &entries {
+            let name = entry.service.name();
+            entry.service.prepare().await.map_err(|source| {
+                entry.set(ServiceState::Failed(source.to_string()));
+                HostError::Prepare {
+                    step: name.to_owned(),
+                    source,
+                }
+            })?;
+        }
+        let (stop_ingress, ingress_stopping) = watch::channel(false);
+        let (stop_workers, workers_stopping) = watch::channel(false);
+        let mut tasks = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let stopping = match entry.service.stage() {
+                Stage::Ingress => ingress_stopping.clone(),
+                Stage::Worker => workers_stopping.clone(),
+            };
+            tasks.push((
+                entry.clone(),
+                tokio::spawn(run_one(entry.clone(), stopping)),
+            ));
+        }
+        tracing::info!(services = entries.len(), "host running");
+        shutdown.await;
+        tracing::info!("host stopping: ingress first");
+        let _ = stop_ingress.send(true);
+        let (ingress, workers): (Vec<_>, Vec<_>) = tasks
+            .into_iter()
+            .partition(|(entry, _)| entry.service.stage() == Stage::Ingress);
+        let mut failures = Vec::new();
+        let mut panicked = None;
+        for (entry, task) in ingress {
+            collect(&entry, task.await, &mut failures, &mut panicked);
+        }
+        let _ = stop_workers.send(true);
+        for (entry, task) in workers {
+            collect(&entry, task.await, &mut failures, &mut panicked);
+        }
+        tracing::info!("host stopped");
+        if let Some(error) = panicked {
+            return Err(error);
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(HostError::Failed(failures))
+        }
+    }
+}
+
+/// Runs one service until its stage's signal, and records how it ended.
+async fn run_one(entry: Arc<Entry>, mut stopping: watch::Receiver<bool>) -> Result<(), BoxError> {
+    entry.set(ServiceState::Running);
+    let shutdown: Shutdown = Box::pin(async move {
+        // A dropped sender means stop too.
+        let _ = stopping.wait_for(|stop| *stop).await;
+    });
+    let outcome = entry.service.run(shutdown).await;
+    match &outcome {
+        Ok(()) => entry.set(ServiceState::Stopped),
+        Err(error) => {
+            tracing::error!(service = entry.service.name(), %error, "service ended with a failure; the others go on");
+            entry.set(ServiceState::Failed(error.to_string()));
+        }
+    }
+    outcome
+}
+
+/// Adds how a service's task ended to what the host reports.
+fn collect(
+    entry: &Entry,
+    joined: Result<Result<(), BoxError>, tokio::task::JoinError>,
+    failures: &mut Vec<(String, BoxError)>,
+    panicked: &mut Option<HostError>,
+) {
+    let name = entry.service.name().to_owned();
+    match joined {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => failures.push((name, error)),
+        Err(error) => {
+            entry.set(ServiceState::Failed(format!("panicked: {error}")));
+            panicked.get_or_insert(HostError::Panicked {
+                service: name,
+                reason: error.to_string(),
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field(
+                "steps",
+                &self
+                    .steps
+                    .iter()
+                    .map(|step| step.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field("services", &self.handle().services())
+            .finish()
+    }
+}
