@@ -18,6 +18,19 @@ pub enum Error {
         "invalid schema name `{0}`: use 1 to 63 lower-case letters, digits and underscores, not starting with a digit"
     )]
     InvalidSchemaName(String),
+    /// No connection could be made when the store was connected: nothing
+    /// answers at that host and port, the server refused (a password, a
+    /// database that does not exist), or it did not answer within the
+    /// connect timeout. The cause is the first attempt's, not a pool's
+    /// timeout.
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Connect {
+        /// `host:port`, as the connection options name it.
+        target: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
     /// The database could not be reached or refused a statement.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -226,6 +239,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Store(error) => error.kind(),
+            Error::Connect { source, .. } => match classify(source) {
+                failure if failure.is_transient() => ErrorKind::Unavailable,
+                _ => ErrorKind::Configuration,
+            },
             Error::Database(error) => match classify(error) {
                 failure if failure.is_transient() => ErrorKind::Unavailable,
                 Failure::SchemaBehind => ErrorKind::Configuration,

@@ -74,7 +74,7 @@ pub use projection::{
     ReplayOutcome, Request, RunnerOptions,
 };
 pub use schema_name::SchemaName;
-pub use store::{GroupCommit, OldestAppend, PostgresEventStore, StoreOptions};
+pub use store::{CONNECT_TIMEOUT, GroupCommit, OldestAppend, PostgresEventStore, StoreOptions};
 
 /// Re-exported so applications need not depend on sqlx to build a pool.
 pub use sqlx::{self, PgPool};

@@ -109,3 +109,60 @@ async fn the_postgres_crate_names_configuration_and_what_is_not_there() {
     assert_eq!(unreachable.kind(), ErrorKind::Unavailable, "{unreachable}");
     db.drop_schema().await;
 }
+
+/// A wrong port, a database that does not exist, an address nobody
+/// answers: connecting says so at once, naming the host, the port and the
+/// cause, instead of a pool's timeout half a minute later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_a_wrong_address_names_it_and_the_cause_within_seconds() {
+    use cqrskit::postgres::{CONNECT_TIMEOUT, Error};
+
+    let started = std::time::Instant::now();
+    let refused = PostgresEventStore::connect("postgres://postgres@127.0.0.1:1/postgres")
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(
+        started.elapsed() < CONNECT_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(&refused, Error::Connect { target, .. } if target == "127.0.0.1:1"),
+        "{refused:?}"
+    );
+    let message = refused.to_string();
+    assert!(
+        message.contains("127.0.0.1:1") && message.to_lowercase().contains("refused"),
+        "{message}"
+    );
+    assert_eq!(refused.kind(), ErrorKind::Unavailable);
+
+    let url = cqrs_tests::postgres::database_url();
+    let mut options: cqrskit::postgres::sqlx::postgres::PgConnectOptions =
+        url.parse().expect("the test database's URL");
+    options = options.database("no_such_database_here");
+    let missing = PostgresEventStore::connect_with(options)
+        .await
+        .expect_err("no such database");
+    let message = missing.to_string();
+    assert!(message.contains("no_such_database_here"), "{message}");
+    assert!(matches!(missing, Error::Connect { .. }), "{missing:?}");
+    assert_eq!(missing.kind(), ErrorKind::Configuration);
+
+    // A server that takes the connection and never answers (a firewall
+    // that drops, a frozen server): the connect timeout, not the pool's.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = silent.local_addr().expect("address").port();
+    let started = std::time::Instant::now();
+    let frozen =
+        PostgresEventStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+            .await
+            .expect_err("nobody answers");
+    assert!(started.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(2));
+    assert!(
+        frozen.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{frozen}"
+    );
+    assert_eq!(frozen.kind(), ErrorKind::Unavailable);
+    drop(silent);
+}

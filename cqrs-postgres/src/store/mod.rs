@@ -147,11 +147,13 @@ impl PostgresEventStore {
     ///
     /// # Errors
     ///
-    /// When the database cannot be reached;
+    /// [`Error::Connect`](crate::Error::Connect), naming the host, the port
+    /// and the cause, within [`CONNECT_TIMEOUT`] when the database cannot be
+    /// reached;
     /// [`Error::TransactionPooler`](crate::Error::TransactionPooler) behind
     /// a pooler in transaction mode.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
-        let target = format!("{}:{}", options.get_host(), options.get_port());
+        let target = reach(&options).await?;
         let pool = PgPoolOptions::new()
             .test_before_acquire(false)
             .connect_with(options)
@@ -185,6 +187,7 @@ impl PostgresEventStore {
             }
             None => None,
         };
+        reach(&pooled).await?;
         let pool = PgPoolOptions::new().connect_with(pooled).await?;
         Ok(Self::from_pool(pool).through_transaction_pooler(direct))
     }
@@ -332,6 +335,33 @@ impl PostgresEventStore {
     /// The schema-qualified name of one of the store's tables.
     pub(crate) fn table(&self, table: &str) -> String {
         format!("{}.{table}", self.schema.quoted())
+    }
+}
+
+/// How long connecting a store waits for the server's first answer.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One connection to `options`' server, opened and closed, so that a wrong
+/// address or a refusal is reported at once with its cause (a pool would
+/// retry until its acquire timeout and report only that). Returns the
+/// server's `host:port`.
+async fn reach(options: &PgConnectOptions) -> Result<String> {
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let connect = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options));
+    match connect.await {
+        Ok(Ok(connection)) => {
+            // Closing politely is a courtesy; the pool connects anew.
+            let _ = connection.close().await;
+            Ok(target)
+        }
+        Ok(Err(source)) => Err(crate::Error::Connect { target, source }),
+        Err(_) => Err(crate::Error::Connect {
+            source: sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            )),
+            target,
+        }),
     }
 }
 
