@@ -225,6 +225,83 @@ async fn scenario(
     assert_eq!(deadlines.until_next_due().await.expect("next"), None);
 }
 
+/// Two deadlines of one name for one order, each under its key: both are
+/// scheduled (the keys make two ids), the one cancelled by a key computed
+/// again never runs, the other does, and scheduling a key again schedules
+/// nothing.
+async fn keyed(deadlines: Arc<dyn DeadlineStore>, clock: ManualClock, events: Arc<dyn EventStore>) {
+    let start = clock_now(&clock);
+    let orders = Arc::new(CommandPipeline::<Order>::new(events.clone(), ()));
+    let create = CreateOrder {
+        customer_id: "alice".into(),
+        lines: vec![OrderLine {
+            sku: "tea".into(),
+            quantity: 1,
+            unit_price: 450,
+        }],
+    };
+    orders.execute("k1", create).await.expect("create");
+    let early = timeout("k1", at(start, minutes(5))).with_key("first reminder");
+    let late = timeout("k1", at(start, minutes(10))).with_key("second reminder");
+    assert_ne!(early.id, late.id);
+    assert_ne!(early.id, Deadline::id_of(NAME, &order("k1")));
+    for deadline in [&early, &late] {
+        assert!(deadlines.schedule(deadline).await.expect("schedule"));
+    }
+    assert!(
+        !deadlines
+            .schedule(&timeout("k1", at(start, minutes(1))).with_key("first reminder"))
+            .await
+            .expect("schedule"),
+        "a key scheduled again changes nothing"
+    );
+    let recomputed = Deadline::id_of_key(NAME, &order("k1"), "first reminder");
+    assert_eq!(
+        deadlines.cancel(recomputed).await.expect("cancel"),
+        Cancellation::Cancelled
+    );
+    clock.advance(minutes(11));
+    let runner = DeadlineRunner::new(deadlines.clone())
+        .route::<Order, CancelUnpaidOrder>(NAME, orders.clone());
+    let delivered = runner.deliver_due().await.expect("deliver");
+    let ids: Vec<_> = delivered.done.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [late.id], "only the key not cancelled runs");
+    assert_eq!(
+        state(&*deadlines, &early).await,
+        Some(DeadlineState::Cancelled)
+    );
+    assert_eq!(
+        state(&*deadlines, &late).await,
+        Some(DeadlineState::Delivered {
+            outcome: "executed".to_owned()
+        })
+    );
+    assert_eq!(cancellations(&*events, "k1").await, 1);
+}
+
+#[tokio::test]
+async fn keyed_deadlines_in_memory_are_several_per_aggregate_and_cancelled_by_key() {
+    let clock = ManualClock::new(Utc::now().trunc_subsecs(6));
+    keyed(
+        Arc::new(InMemoryDeadlines::new().with_clock(Arc::new(clock.clone()))),
+        clock,
+        Arc::new(InMemoryEventStore::new()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_deadlines_in_postgres_are_several_per_aggregate_and_cancelled_by_key() {
+    let db = TestStore::new().await;
+    let clock = ManualClock::new(Utc::now().trunc_subsecs(6));
+    let deadlines = db
+        .store
+        .deadlines()
+        .with_test_clock(Arc::new(clock.clone()));
+    keyed(Arc::new(deadlines), clock, db.shared()).await;
+    db.drop_schema().await;
+}
+
 fn clock_now(clock: &ManualClock) -> DateTime<Utc> {
     cqrskit::deadline::Clock::now(clock)
 }

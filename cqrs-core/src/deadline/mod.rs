@@ -7,7 +7,9 @@
 //! it). Scheduling is idempotent by the deadline's id, which derives from
 //! its name and aggregate unless given, so a process manager that sees an
 //! event again schedules nothing new; and a cancelled deadline stays
-//! cancelled. Delivery is once in effect: the runner executes the command
+//! cancelled. Several deadlines of one name for one aggregate each take a
+//! key ([`Deadline::with_key`]), and are cancelled by it
+//! ([`Deadline::id_of_key`]). Delivery is once in effect: the runner executes the command
 //! with [`execute_once`](crate::CommandPipeline::execute_once) and the
 //! deadline's id as command id, so a runner that dies after executing and
 //! before recording the delivery, and a successor that delivers again,
@@ -99,7 +101,29 @@ impl Deadline {
         Uuid::new_v5(&DEADLINE_NAMESPACE, key.as_bytes())
     }
 
-    /// With another id (several deadlines of one name for one aggregate).
+    /// The same deadline under `key`, with the id [`id_of_key`](Self::id_of_key)
+    /// gives: several deadlines of one name for one aggregate (a reminder
+    /// per appointment of a patient, keyed by the appointment), each
+    /// scheduled once and cancelled by a key the caller can compute again.
+    pub fn with_key(mut self, key: &str) -> Self {
+        self.id = Self::id_of_key(&self.name, &self.stream, key);
+        self
+    }
+
+    /// The id of the deadline named `name` for `stream` under `key` (see
+    /// [`with_key`](Self::with_key)): cancel it with
+    /// `deadlines.cancel(Deadline::id_of_key(name, &stream, key))`.
+    pub fn id_of_key(name: &str, stream: &StreamId, key: &str) -> Uuid {
+        let key = format!(
+            "{name}\u{1f}{}\u{1f}{}\u{1f}{key}",
+            stream.aggregate_type, stream.aggregate_id
+        );
+        Uuid::new_v5(&DEADLINE_NAMESPACE, key.as_bytes())
+    }
+
+    /// With another id, made by the caller (prefer
+    /// [`with_key`](Self::with_key), whose id the caller can compute again
+    /// to cancel).
     pub fn with_id(mut self, id: Uuid) -> Self {
         self.id = id;
         self

@@ -81,7 +81,15 @@ impl<A: Aggregate> AggregateFixture<A> {
         }
     }
 
-    /// Past events, applied in order (may be called several times).
+    /// No past events: the command meets an aggregate that does not exist
+    /// yet. (`given([])` cannot say which event type its empty array holds;
+    /// this says it, and reads as the test means it.)
+    pub fn given_no_events(self) -> Self {
+        self
+    }
+
+    /// Past events, applied in order (may be called several times; for
+    /// none, [`given_no_events`](Self::given_no_events)).
     pub fn given<E: Into<A::Event>>(mut self, events: impl IntoIterator<Item = E>) -> Self {
         for event in events {
             self.state.apply(&event.into());
