@@ -31,7 +31,9 @@ pub mod telemetry;
 
 pub use async_nats;
 pub use cloudevent::{CloudEvent, CloudEventError, ContentMode};
-pub use consumer::{Consumer, ConsumerOptions, Handler, Outcome, Unacknowledged};
+pub use consumer::{
+    Consumer, ConsumerOptions, Handler, Observed, Outcome, OutcomeHook, Unacknowledged,
+};
 pub use error::Error;
 pub use publication::{Outgoing, Publication};
 pub use relay::{POSITION_HEADER, RELAY_HEADER, Relay, RelayOptions, StreamSpec};

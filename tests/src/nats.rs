@@ -287,3 +287,48 @@ pub async fn plain_stream(jetstream: &jetstream::Context, name: &str) -> (String
         .expect("a stream");
     (stream, subject)
 }
+
+/// Opens an account with 100 and withdraws each of `amounts`, then relays
+/// the public events into a fresh stream; returns its name.
+///
+/// # Panics
+///
+/// When a command or the relay fails.
+pub async fn relayed(
+    store: &cqrskit::postgres::PostgresEventStore,
+    jetstream: &jetstream::Context,
+    amounts: &[u64],
+) -> String {
+    stream_of(&relayed_under(store, jetstream, amounts).await)
+}
+
+/// As [`relayed`]; returns the relay's subject prefix.
+///
+/// # Panics
+///
+/// When a command or the relay fails.
+pub async fn relayed_under(
+    store: &cqrskit::postgres::PostgresEventStore,
+    jetstream: &jetstream::Context,
+    amounts: &[u64],
+) -> String {
+    use cqrs_examples::bank_account::{BankAccount, OpenAccount, Withdraw};
+    let accounts =
+        cqrskit::CommandPipeline::<BankAccount>::new(std::sync::Arc::new(store.clone()), ());
+    let owner = "Ada".to_owned();
+    accounts
+        .execute("acc", OpenAccount { owner })
+        .await
+        .expect("open");
+    accounts
+        .execute("acc", cqrs_examples::bank_account::Deposit { amount: 100 })
+        .await
+        .expect("deposit");
+    for &amount in amounts {
+        accounts
+            .execute("acc", Withdraw { amount })
+            .await
+            .expect("withdraw");
+    }
+    relay_to_the_end(store, jetstream, cqrskit::nats::ContentMode::Structured).await
+}

@@ -4,43 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_examples::bank_account::{BankAccount, OpenAccount, Withdraw};
 use cqrs_tests::nats::{
-    RecordWithdrawals, jetstream, plain_stream, relay_to_the_end, stream_of, unique,
+    RecordWithdrawals, jetstream, plain_stream, relayed, relayed_under, stream_of, unique,
 };
 use cqrs_tests::postgres::TestStore;
+use cqrskit::Backoff;
 use cqrskit::nats::async_nats::jetstream::Context;
 use cqrskit::nats::{Consumer, ConsumerOptions, ContentMode, Outcome};
 use cqrskit::postgres::sqlx::PgConnection;
 use cqrskit::postgres::{PostgresEventStore, PostgresInbox};
-use cqrskit::{Backoff, CommandPipeline};
-
-/// Opens an account with 100 and withdraws each of `amounts`, then relays
-/// the public events into a fresh stream; returns its name.
-async fn relayed(store: &PostgresEventStore, jetstream: &Context, amounts: &[u64]) -> String {
-    stream_of(&relayed_under(store, jetstream, amounts).await)
-}
-
-/// As [`relayed`]; returns the relay's subject prefix.
-async fn relayed_under(store: &PostgresEventStore, jetstream: &Context, amounts: &[u64]) -> String {
-    let accounts = CommandPipeline::<BankAccount>::new(Arc::new(store.clone()), ());
-    let owner = "Ada".to_owned();
-    accounts
-        .execute("acc", OpenAccount { owner })
-        .await
-        .expect("open");
-    accounts
-        .execute("acc", cqrs_examples::bank_account::Deposit { amount: 100 })
-        .await
-        .expect("deposit");
-    for &amount in amounts {
-        accounts
-            .execute("acc", Withdraw { amount })
-            .await
-            .expect("withdraw");
-    }
-    relay_to_the_end(store, jetstream, ContentMode::Structured).await
-}
 
 /// The withdrawals the handler recorded, in cents, as many times as handled.
 async fn recorded(db: &TestStore) -> Vec<i64> {

@@ -24,6 +24,7 @@ mod dead_letter;
 mod held;
 mod hosted;
 mod inbox;
+mod observe;
 mod options;
 mod run;
 
@@ -34,6 +35,7 @@ use async_trait::async_trait;
 use cqrskit_core::inbox::{DeadLetters, MessageKey};
 use cqrskit_core::{BoxError, StoreError, unwind};
 
+pub use self::observe::{Observed, OutcomeHook};
 pub use self::options::ConsumerOptions;
 use crate::Error;
 use crate::cloudevent::CloudEvent;
@@ -99,6 +101,7 @@ pub struct Consumer<I, H> {
     jetstream: jetstream::Context,
     handler: H,
     options: ConsumerOptions,
+    hook: Option<OutcomeHook>,
 }
 
 impl<I, H> Consumer<I, H>
@@ -119,7 +122,21 @@ where
             jetstream,
             handler,
             options,
+            hook: None,
         }
+    }
+
+    /// Calls `hook` with each message's outcome (its subject, its identity,
+    /// which delivery it was), once its writes committed or its failure was
+    /// decided: to count by event type, alert on dead letters, trace. The
+    /// hook runs on the consumer's task: keep it short.
+    #[must_use]
+    pub fn with_outcome_hook(
+        mut self,
+        hook: impl Fn(&Observed<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hook = Some(std::sync::Arc::new(hook));
+        self
     }
 
     fn store(&self, source: StoreError) -> Error {
@@ -198,6 +215,18 @@ where
         let event = Decoded::for_consumer(&message, &self.options.durable);
         let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
         let outcome = self.outcome_of(&message, &event, attempt).await?;
+        let identity = match &event {
+            Decoded::Event(event) => Some((event.source.as_str(), event.id.as_str())),
+            _ => None,
+        };
+        let observed = Observed {
+            consumer: &self.options.durable,
+            subject: message.subject.as_str(),
+            identity,
+            attempt,
+            outcome: &outcome,
+        };
+        observe::observe(&observed, &message, self.hook.as_ref());
         Ok(Unacknowledged { message, outcome })
     }
 

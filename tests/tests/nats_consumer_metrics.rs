@@ -1,0 +1,106 @@
+//! A consumer's metrics, scraped in Prometheus' text format, and its
+//! per-message outcome hook, against a real nats-server.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cqrs_tests::nats::{RecordWithdrawals, jetstream, relayed, unique};
+use cqrs_tests::postgres::TestStore;
+use cqrskit::Backoff;
+use cqrskit::nats::{Consumer, ConsumerOptions, Outcome};
+use cqrskit::postgres::PostgresInbox;
+
+/// The line of `metric` with `labels` in `scraped`, and its value.
+fn value(scraped: &str, metric: &str, labels: &str) -> Option<f64> {
+    scraped
+        .lines()
+        .find(|line| line.starts_with(&format!("{metric}{{{labels}}}")))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_counts_each_outcome_reports_its_lag_and_tells_its_hook() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the recorder of this test binary");
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    // Opened, deposited, then withdrawals of 30, 13 (refused by the
+    // handler on every attempt) and 40: the public ones are relayed.
+    let stream = relayed(&db.store, &jetstream, &[30, 13, 40]).await;
+    let durable = unique("metered");
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let options = ConsumerOptions::new(&stream, &durable)
+        .max_attempts(2)
+        .backoff(
+            Backoff::default()
+                .initial(Duration::from_millis(10))
+                .jitter(false),
+        );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let consumer = Consumer::new(
+        PostgresInbox::new(&db.store),
+        jetstream.clone(),
+        handler,
+        options,
+    )
+    .with_outcome_hook({
+        let seen = seen.clone();
+        move |observed| {
+            let identity = observed.identity.map(|(_, id)| id.to_owned());
+            seen.lock()
+                .expect("lock")
+                .push((observed.attempt, observed.outcome.label(), identity));
+        }
+    });
+    consumer.setup().await.expect("setup");
+    let mut outcomes = Vec::new();
+    while let Some(message) = consumer
+        .fetch_one(Duration::from_secs(1))
+        .await
+        .expect("fetch")
+    {
+        outcomes.push(consumer.process(message).await.expect("process"));
+    }
+    // The relay publishes the account's public events: the opening and
+    // the three withdrawals; 13 is tried twice.
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
+    assert!(
+        matches!(outcomes.last(), Some(Outcome::DeadLettered { .. })),
+        "{outcomes:?}"
+    );
+
+    let scraped = recorder.render();
+    let count = |outcome: &str| {
+        value(
+            &scraped,
+            "cqrskit_consumer_messages_total",
+            &format!("consumer=\"{durable}\",outcome=\"{outcome}\""),
+        )
+    };
+    assert_eq!(count("handled"), Some(3.0), "{scraped}");
+    assert_eq!(count("retrying"), Some(1.0), "{scraped}");
+    assert_eq!(count("dead_lettered"), Some(1.0), "{scraped}");
+    assert_eq!(
+        value(
+            &scraped,
+            "cqrskit_consumer_pending_messages",
+            &format!("consumer=\"{durable}\"")
+        ),
+        Some(0.0),
+        "{scraped}"
+    );
+
+    // The hook saw every message once per delivery, with its identity.
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 5);
+    let refused: Vec<_> = seen
+        .iter()
+        .filter(|(_, label, _)| *label != "handled")
+        .map(|(attempt, label, _)| (*attempt, *label))
+        .collect();
+    assert_eq!(refused, [(1, "retrying"), (2, "dead_lettered")]);
+    assert!(seen.iter().all(|(_, _, identity)| identity.is_some()));
+    db.drop_schema().await;
+}
