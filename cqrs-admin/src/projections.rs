@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use cqrskit::postgres::admin::{Admin, ProjectionInfo};
+use cqrskit::postgres::admin::{Admin, ProjectionInfo, ProjectionState};
 use cqrskit::postgres::{DeadLetter, Request};
 use serde_json::{Value, json};
 
@@ -17,13 +17,7 @@ use crate::output::{self, cell};
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
 fn state(info: &ProjectionInfo) -> &'static str {
-    if info.stopped_at.is_some() {
-        "stopped"
-    } else if info.running {
-        "running"
-    } else {
-        "idle"
-    }
+    info.state().as_str()
 }
 
 fn info_json(info: &ProjectionInfo) -> Value {
@@ -54,12 +48,149 @@ fn requested(info: &ProjectionInfo, request: Request) -> String {
     }
 }
 
-/// Every projection.
+/// One line of the listing: a projection, a partitioned projection as a
+/// whole, or one of its partitions (indented below it).
+enum Line<'a> {
+    Projection(&'a ProjectionInfo),
+    Partitioned(Partitioned<'a>),
+    Partition(&'a ProjectionInfo),
+}
+
+/// A partitioned projection, from its partitions' rows.
+struct Partitioned<'a> {
+    name: &'a str,
+    partitions: Vec<&'a ProjectionInfo>,
+}
+
+impl Partitioned<'_> {
+    /// The worst of its partitions' states: one stopped partition stops
+    /// its streams, one lapsed has nobody applying its slices.
+    fn state(&self) -> ProjectionState {
+        self.partitions
+            .iter()
+            .map(|partition| partition.state())
+            .max()
+            .unwrap_or(ProjectionState::Idle)
+    }
+
+    fn lag_events(&self) -> u64 {
+        self.partitions
+            .iter()
+            .map(|partition| partition.lag_events)
+            .sum()
+    }
+
+    fn lag_seconds(&self) -> Option<f64> {
+        self.partitions
+            .iter()
+            .filter_map(|partition| partition.lag_seconds)
+            .reduce(f64::max)
+    }
+
+    fn open_dead_letters(&self) -> u64 {
+        self.partitions
+            .iter()
+            .map(|partition| partition.open_dead_letters)
+            .sum()
+    }
+
+    /// The runners holding its partitions now.
+    fn owners(&self) -> Vec<&str> {
+        let mut owners: Vec<&str> = self
+            .partitions
+            .iter()
+            .filter(|partition| partition.running)
+            .filter_map(|partition| partition.owner.as_deref())
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "state": self.state().as_str(),
+            "lag_events": self.lag_events(),
+            "lag_seconds": self.lag_seconds(),
+            "owners": self.owners(),
+            "open_dead_letters": self.open_dead_letters(),
+            "partitions": self.partitions.iter().map(|partition| info_json(partition)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The listing's lines: each partitioned projection once, its partitions
+/// after it.
+fn lines(infos: &[ProjectionInfo]) -> Vec<Line<'_>> {
+    let mut lines = Vec::new();
+    let mut index = 0;
+    while index < infos.len() {
+        let Some((name, _)) = infos[index].partition() else {
+            lines.push(Line::Projection(&infos[index]));
+            index += 1;
+            continue;
+        };
+        let partitions: Vec<&ProjectionInfo> = infos[index..]
+            .iter()
+            .take_while(|info| info.partition().is_some_and(|(of, _)| of == name))
+            .collect();
+        index += partitions.len();
+        lines.push(Line::Partitioned(Partitioned {
+            name,
+            partitions: partitions.clone(),
+        }));
+        lines.extend(partitions.into_iter().map(Line::Partition));
+    }
+    lines
+}
+
+/// Every projection; a partitioned one as a whole, then each partition.
 pub(crate) async fn list(admin: &Admin, as_json: bool) -> Result<(), Failure> {
     let infos = admin.projections().await?;
-    output::listing(
-        &infos,
-        as_json,
+    let lines = lines(&infos);
+    if as_json {
+        let values: Vec<Value> = lines
+            .iter()
+            .filter_map(|line| match line {
+                Line::Projection(info) => Some(info_json(info)),
+                Line::Partitioned(partitioned) => Some(partitioned.json()),
+                Line::Partition(_) => None,
+            })
+            .collect();
+        output::json(&Value::Array(values));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|line| match line {
+            Line::Projection(info) => row(info, info.name.clone()),
+            Line::Partition(info) => row(info, format!("  {}", info.name)),
+            Line::Partitioned(partitioned) => {
+                let owners = partitioned.owners();
+                vec![
+                    partitioned.name.to_owned(),
+                    partitioned.state().as_str().to_owned(),
+                    format!("{} partitions", partitioned.partitions.len()),
+                    partitioned.lag_events().to_string(),
+                    cell(
+                        partitioned
+                            .lag_seconds()
+                            .map(|seconds| format!("{seconds:.1}s")),
+                    ),
+                    match owners.as_slice() {
+                        [] => "-".to_owned(),
+                        [one] => (*one).to_owned(),
+                        many => format!("{} runners", many.len()),
+                    },
+                    "-".to_owned(),
+                    partitioned.open_dead_letters().to_string(),
+                    "-".to_owned(),
+                ]
+            }
+        })
+        .collect();
+    output::table(
         &[
             "PROJECTION",
             "STATE",
@@ -71,30 +202,36 @@ pub(crate) async fn list(admin: &Admin, as_json: bool) -> Result<(), Failure> {
             "DEAD LETTERS",
             "REQUESTED",
         ],
-        info_json,
-        |info| {
-            vec![
-                info.name.clone(),
-                state(info).to_owned(),
-                info.checkpoint.to_string(),
-                info.lag_events.to_string(),
-                cell(info.lag_seconds.map(|seconds| format!("{seconds:.1}s"))),
-                cell(info.owner.clone()),
-                cell(info.lease_expires_at.map(|at| at.to_rfc3339())),
-                info.open_dead_letters.to_string(),
-                cell(info.requested.map(|request| requested(info, request))),
-            ]
-        },
+        &rows,
     );
-    if as_json {
-        return Ok(());
-    }
     for info in &infos {
         if let Some(reason) = &info.stop_reason {
             println!("{} stopped: {reason}", info.name);
         }
+        if info.state() == ProjectionState::Lapsed {
+            println!(
+                "{}: the lease of {} ran out without being given up (killed or frozen); another runner takes it at its next try",
+                info.name,
+                info.owner.as_deref().unwrap_or("its runner")
+            );
+        }
     }
     Ok(())
+}
+
+/// A table row of one projection's or partition's row.
+fn row(info: &ProjectionInfo, name: String) -> Vec<String> {
+    vec![
+        name,
+        state(info).to_owned(),
+        info.checkpoint.to_string(),
+        info.lag_events.to_string(),
+        cell(info.lag_seconds.map(|seconds| format!("{seconds:.1}s"))),
+        cell(info.owner.clone()),
+        cell(info.lease_expires_at.map(|at| at.to_rfc3339())),
+        info.open_dead_letters.to_string(),
+        cell(info.requested.map(|request| requested(info, request))),
+    ]
 }
 
 fn letter_json(letter: &DeadLetter) -> Value {
@@ -129,7 +266,6 @@ pub(crate) async fn dead_letters(
     projection: &str,
     all: bool,
 ) -> Result<(), Failure> {
-    known(admin, projection).await?;
     let letters = admin.dead_letters(projection, all).await?;
     output::listing(
         &letters,
@@ -202,7 +338,9 @@ pub(crate) async fn replay(
         .request(projection, Request::ReplayDeadLetters)
         .await?;
     if !wait.no_wait {
-        follow(admin, projection, wait, Request::ReplayDeadLetters).await?;
+        for row in admin.rows_of(projection).await? {
+            follow(admin, &row, wait, Request::ReplayDeadLetters).await?;
+        }
     }
     let open = admin.dead_letters(projection, false).await?.len();
     let message = if wait.no_wait {

@@ -393,7 +393,7 @@ async fn it_rebuilds_a_projection_through_its_running_runner_and_resumes_a_stopp
     let partition = admin(&db.schema, &["rebuild", "ledger[0/2]"]);
     assert_eq!(partition.status.code(), Some(1));
     assert!(
-        stderr(&partition).contains("one partition"),
+        stderr(&partition).contains("partitioned projection"),
         "{}",
         stderr(&partition)
     );
@@ -512,5 +512,134 @@ async fn it_rebuilds_a_projection_through_its_running_runner_and_resumes_a_stopp
         .expect("runs");
     assert_eq!(no_database.status.code(), Some(2));
     assert!(stderr(&no_database).contains("set DATABASE_URL"));
+    db.drop_schema().await;
+}
+
+/// A partitioned projection is one projection to the operator: listed as a
+/// whole with its partitions below, its dead letters and replays by its
+/// own name; a partition whose runner died holding its lease shows as
+/// lapsed, not idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_shows_a_partitioned_projection_as_one_and_a_dead_owners_lease_as_lapsed() {
+    use cqrskit::postgres::{Partition, PartitionedRunner};
+
+    let db = TestStore::new().await;
+    let ledger = Arc::new(Ledger::create(&db, "order_windows").await);
+    ledger.poison.store(20, Ordering::SeqCst);
+    ledger::business(&accounts(&db), "a", 6).await;
+    let options = RunnerOptions::default()
+        .poll_interval(Duration::from_millis(100))
+        .lease_duration(Duration::from_secs(1))
+        .failure(
+            FailurePolicy::default()
+                .max_attempts(1)
+                .on_exhausted(OnExhausted::Park),
+        );
+    let partitioned = Arc::new(
+        PartitionedRunner::new(db.store.clone(), ledger.clone(), 2)
+            .expect("two partitions")
+            .with_options(options.clone())
+            .with_owner("instance-a"),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let partitioned = partitioned.clone();
+        async move {
+            partitioned
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = json(&db.schema, &["projections"]);
+        let whole = &listed[0];
+        if whole["state"] == "running" && whole["lag_events"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never caught up: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let listed = json(&db.schema, &["projections"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let whole = &listed[0];
+    assert_eq!(whole["name"], "order_windows");
+    assert_eq!(whole["owners"], serde_json::json!(["instance-a"]));
+    assert_eq!(
+        whole["open_dead_letters"], 6,
+        "each account's deposit of 20"
+    );
+    let partitions: Vec<&str> = whole["partitions"]
+        .as_array()
+        .expect("its partitions")
+        .iter()
+        .map(|partition| partition["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(partitions, ["order_windows[0/2]", "order_windows[1/2]"]);
+    let table = stdout(&admin(&db.schema, &["projections"]));
+    assert!(
+        table.contains("2 partitions") && table.contains("  order_windows[1/2]"),
+        "{table}"
+    );
+
+    // Its dead letters by its own name: every partition's, in log order.
+    let letters = json(&db.schema, &["dead-letters", "order_windows"]);
+    let letters = letters.as_array().expect("an array");
+    assert_eq!(letters.len(), 6);
+    let owners: std::collections::BTreeSet<&str> = letters
+        .iter()
+        .map(|letter| letter["projection"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(owners.len(), 2, "both partitions parked some: {owners:?}");
+    ledger.poison.store(0, Ordering::SeqCst);
+    let replay = admin(
+        &db.schema,
+        &["dead-letters", "order_windows", "replay", "--timeout", "30"],
+    );
+    assert!(replay.status.success(), "{}", stderr(&replay));
+    assert!(
+        stdout(&replay).contains("0 still open"),
+        "{}",
+        stdout(&replay)
+    );
+    assert_eq!(
+        ledger.balances(db.pool()).await,
+        ledger::fold(&*db.shared()).await
+    );
+    let rebuild = admin(&db.schema, &["rebuild", "order_windows", "--no-wait"]);
+    assert_eq!(rebuild.status.code(), Some(1));
+    assert!(
+        stderr(&rebuild).contains("partitioned projection"),
+        "{}",
+        stderr(&rebuild)
+    );
+
+    let _ = stop.send(());
+    running.await.expect("join").expect("a clean stop");
+    let stopped = json(&db.schema, &["projections"]);
+    assert_eq!(stopped[0]["state"], "idle", "{stopped}");
+
+    // A runner that dies holding a partition's lease (taken, never given
+    // up): once the lease runs out, the partition and the whole show it.
+    let dying = ProjectionRunner::new(db.store.clone(), ledger.clone())
+        .for_partition(Partition::new(1, 2).expect("a partition"))
+        .with_options(options)
+        .with_owner("instance-killed");
+    assert!(dying.acquire_lease().await.expect("the lease"));
+    drop(dying);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let lapsed = json(&db.schema, &["projections"]);
+    assert_eq!(lapsed[0]["state"], "lapsed", "{lapsed}");
+    assert_eq!(lapsed[0]["partitions"][0]["state"], "idle");
+    assert_eq!(lapsed[0]["partitions"][1]["state"], "lapsed");
+    assert_eq!(lapsed[0]["partitions"][1]["owner"], "instance-killed");
+    let table = stdout(&admin(&db.schema, &["projections"]));
+    assert!(table.contains("ran out without being given up"), "{table}");
     db.drop_schema().await;
 }

@@ -211,10 +211,11 @@ pub enum Error {
     /// The dead letter is closed already.
     #[error("dead letter {0} is closed already")]
     DeadLetterClosed(i64),
-    /// A partition of a projection cannot be rebuilt alone: its reset would
-    /// clear the read model of every partition.
+    /// A partitioned projection is not rebuilt in place: one partition's
+    /// reset would clear the read model of every partition, and the
+    /// partitions' runners do not reset together.
     #[error(
-        "`{0}` is one partition of a projection: rebuild the projection under a new name instead (see the scaling guide)"
+        "`{0}` is (a partition of) a partitioned projection: rebuild the projection under a new name instead (see the scaling guide)"
     )]
     PartitionRebuild(String),
 }

@@ -7,20 +7,25 @@ use crate::Error;
 use crate::projection::DeadLetter;
 
 impl Admin {
-    /// `projection`'s dead letters, oldest first: the open ones, or all.
+    /// `projection`'s dead letters, in log order: the open ones, or all.
+    /// A partitioned projection's name gives every partition's.
     ///
     /// # Errors
     ///
-    /// When the database cannot be reached.
+    /// [`Error::UnknownProjection`]; the database's.
     pub async fn dead_letters(
         &self,
         projection: &str,
         include_closed: bool,
     ) -> Result<Vec<DeadLetter>, Error> {
-        Ok(self
-            .dead_letter_table()
-            .list(projection, include_closed)
-            .await?)
+        let mut letters = Vec::new();
+        for row in self.rows_of(projection).await? {
+            letters.extend(self.dead_letter_table().list(&row, include_closed).await?);
+        }
+        if letters.len() > 1 {
+            letters.sort_by_key(|letter| letter.position);
+        }
+        Ok(letters)
     }
 
     /// One dead letter with its event (`None` when the event is no longer

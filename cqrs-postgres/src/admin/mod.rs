@@ -2,8 +2,16 @@
 //! code: each projection's state, its parked events, and requests its
 //! runner carries out (a rebuild, a replay of dead letters). The
 //! `cqrs-admin` command line is built on this.
+//!
+//! A partitioned projection has a row per partition (`<name>[i/n]`); its
+//! own name stands for all of them: its dead letters are every
+//! partition's, resuming it resumes every partition, a replay is asked of
+//! every partition's runner.
 
 mod dead_letters;
+mod state;
+
+pub use self::state::ProjectionState;
 
 use chrono::{DateTime, Utc};
 use cqrskit_core::Position;
@@ -225,16 +233,18 @@ impl Admin {
         if request == Request::Rebuild && partition_of(projection).is_some() {
             return Err(Error::PartitionRebuild(projection.to_owned()));
         }
-        let recorded = self
-            .on_row(projection, async |row, session| {
+        let rows = self.rows_of(projection).await?;
+        let partitioned = rows.len() > 1 || rows.first().is_some_and(|row| row != projection);
+        if request == Request::Rebuild && partitioned {
+            return Err(Error::PartitionRebuild(projection.to_owned()));
+        }
+        for row_name in &rows {
+            self.on_row(row_name, async |row, session| {
                 row.request(session, request.as_str()).await
             })
             .await?;
-        if recorded {
-            Ok(())
-        } else {
-            Err(Error::UnknownProjection(projection.to_owned()))
         }
+        Ok(())
     }
 
     /// Withdraws the request waiting on `projection`, if any; returns it.
@@ -245,15 +255,16 @@ impl Admin {
     ///
     /// [`Error::UnknownProjection`], or the database's.
     pub async fn withdraw_request(&self, projection: &str) -> Result<Option<Request>, Error> {
-        let withdrawn = self
-            .on_row(projection, async |row, session| {
-                row.withdraw_request(session).await
-            })
-            .await?;
-        let Some(before) = withdrawn else {
-            return Err(Error::UnknownProjection(projection.to_owned()));
-        };
-        Ok(before.as_deref().and_then(Request::parse))
+        let mut withdrawn = None;
+        for row_name in self.rows_of(projection).await? {
+            let before = self
+                .on_row(&row_name, async |row, session| {
+                    row.withdraw_request(session).await
+                })
+                .await?;
+            withdrawn = withdrawn.or(before.flatten().as_deref().and_then(Request::parse));
+        }
+        Ok(withdrawn)
     }
 
     /// Lets a stopped projection go on: its runner retries the event it
@@ -263,16 +274,51 @@ impl Admin {
     ///
     /// [`Error::UnknownProjection`], or the database's.
     pub async fn resume(&self, projection: &str) -> Result<(), Error> {
-        let cleared = self
-            .on_row(projection, async |row, session| {
+        for row_name in self.rows_of(projection).await? {
+            self.on_row(&row_name, async |row, session| {
                 row.clear_stop(session).await
             })
             .await?;
-        if cleared {
-            Ok(())
-        } else {
-            Err(Error::UnknownProjection(projection.to_owned()))
         }
+        Ok(())
+    }
+
+    /// The rows `projection` names: its own, or, for a partitioned
+    /// projection named without a partition, each partition's, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownProjection`] when there is none; the database's.
+    pub async fn rows_of(&self, projection: &str) -> Result<Vec<String>, Error> {
+        let database = self.store.database();
+        let mut session = database.session().await?;
+        // Not LIKE: a projection's name may hold `_` and `%`.
+        // language=SQL
+        let names: Vec<String> = database
+            .query(&format!(
+                "SELECT name FROM {} WHERE name = $1
+                    OR left(name, length($1) + 1) = $1 || '['
+                 ORDER BY name = $1 DESC, name",
+                self.projections
+            ))
+            .bind(projection)
+            .fetch_all(&mut *session)
+            .await?
+            .iter()
+            .map(|row| row.try_get("name"))
+            .collect::<Result<_, _>>()?;
+        session.finish().await?;
+        let rows: Vec<String> = match names.first() {
+            Some(first) if first == projection => vec![first.clone()],
+            _ => names
+                .into_iter()
+                .filter(|name| partition_of(name).is_some())
+                .collect(),
+        };
+        if rows.is_empty() {
+            return Err(Error::UnknownProjection(projection.to_owned()));
+        }
+        Ok(rows)
     }
 
     /// Runs `statement` on `projection`'s row, on a session of its own.
