@@ -14,12 +14,17 @@
 use cqrs_examples::ecommerce::{
     CancelOrder, ConfirmOrder, CreateOrder, Order, OrderLine, PayOrder,
 };
+use std::time::Duration;
+
 use cqrs_examples::integration::{connect_service, order_relay};
-use cqrskit::CommandPipeline;
+use cqrskit::host::Host;
+use cqrskit::{CommandPipeline, Position};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), cqrskit::BoxError> {
+    cqrs_examples::logging();
     let (store, jetstream) = connect_service("orders_example").await?;
+    let mut last = Position::START;
 
     // Fresh order ids per run: earlier runs' orders stay in the log.
     let run = std::time::SystemTime::now()
@@ -51,31 +56,32 @@ async fn main() -> Result<(), cqrskit::BoxError> {
             )
             .await?;
         orders.execute(&id, ConfirmOrder).await?;
-        if pay {
-            orders.execute(&id, PayOrder { amount: total }).await?;
+        let outcome = if pay {
             println!("order {id}: placed and paid ({total} cents)");
+            orders.execute(&id, PayOrder { amount: total }).await?
         } else {
-            let reason = "out of budget".to_owned();
-            orders.execute(&id, CancelOrder { reason }).await?;
             println!("order {id}: placed and cancelled");
-        }
+            let reason = "out of budget".to_owned();
+            orders.execute(&id, CancelOrder { reason }).await?
+        };
+        last = outcome.events.last().map_or(last, |event| event.position);
     }
 
+    // The relay runs in a host until JetStream holds every event up to the
+    // last order's: read-your-writes on the relay, as on any projection.
     let relay = order_relay(store, jetstream);
-    while !relay.acquire_lease().await? {
-        println!("another relay holds the lease; waiting");
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-    let mut published = 0;
-    loop {
-        let step = relay.catch_up().await?;
-        if step == 0 && published > 0 {
-            break;
+    let name = relay.name().to_owned();
+    let host = Host::new().service(relay);
+    let handle = host.handle();
+    host.run(async move {
+        match handle.wait_for(&name, last, Duration::from_secs(60)).await {
+            Ok(true) => {
+                println!("relayed the orders to JetStream (stream SHOP, subjects shop.order.*)")
+            }
+            Ok(false) => eprintln!("the relay did not catch up within a minute"),
+            Err(error) => eprintln!("the relay: {error}"),
         }
-        published += step;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    relay.release_lease().await?;
-    println!("relayed {published} order events to JetStream (stream SHOP, subjects shop.order.*)");
+    })
+    .await?;
     Ok(())
 }

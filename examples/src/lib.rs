@@ -10,13 +10,14 @@ pub mod http_service;
 pub mod integration;
 
 /// Installs the log output every example uses: lines on standard error,
-/// filtered by `RUST_LOG` (`info` when unset; `RUST_LOG=cqrskit=debug`
+/// filtered by `RUST_LOG` (`info,sqlx=warn` when unset: sqlx logs
+/// the server's notices at info; `RUST_LOG=cqrskit=debug`
 /// shows each batch a runner applies). An application does the same in its
 /// `main`: without a subscriber, the framework's logs of retries, parked
 /// events and lease changes go nowhere.
 pub fn logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     // A second call (tests, several examples in one process) keeps the first.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

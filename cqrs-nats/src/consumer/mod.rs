@@ -215,7 +215,21 @@ where
         let event = Decoded::for_consumer(&message, &self.options.durable);
         let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
         let outcome = self.outcome_of(&message, &event, attempt).await?;
-        let identity = match &event {
+        Ok(Unacknowledged { message, outcome })
+    }
+
+    /// What becomes of `message` (decoded as `event`) at attempt `attempt`
+    /// (see [`commit`](Self::commit)), counted, logged and told to the
+    /// hook: the one path of [`process`](Self::process) and
+    /// [`run`](Self::run).
+    async fn outcome_of(
+        &self,
+        message: &jetstream::Message,
+        event: &Decoded,
+        attempt: i64,
+    ) -> Result<Outcome, Error> {
+        let outcome = self.decide(message, event, attempt).await?;
+        let identity = match event {
             Decoded::Event(event) => Some((event.source.as_str(), event.id.as_str())),
             _ => None,
         };
@@ -226,13 +240,12 @@ where
             attempt,
             outcome: &outcome,
         };
-        observe::observe(&observed, &message, self.hook.as_ref());
-        Ok(Unacknowledged { message, outcome })
+        observe::observe(&observed, message, self.hook.as_ref());
+        Ok(outcome)
     }
 
-    /// What becomes of `message` (decoded as `event`) at attempt `attempt`:
-    /// see [`commit`](Self::commit).
-    async fn outcome_of(
+    /// [`outcome_of`](Self::outcome_of), before it is observed.
+    async fn decide(
         &self,
         message: &jetstream::Message,
         event: &Decoded,
