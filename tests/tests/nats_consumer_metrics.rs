@@ -102,5 +102,60 @@ async fn a_consumer_counts_each_outcome_reports_its_lag_and_tells_its_hook() {
         .collect();
     assert_eq!(refused, [(1, "retrying"), (2, "dead_lettered")]);
     assert!(seen.iter().all(|(_, _, identity)| identity.is_some()));
+
+    // Under `run` (in a host), the same messages through another durable
+    // consumer: counted and told to the hook the same way.
+    let durable = unique("metered-run");
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let options = ConsumerOptions::new(&stream, &durable)
+        .max_attempts(2)
+        .backoff(
+            Backoff::default()
+                .initial(Duration::from_millis(10))
+                .jitter(false),
+        );
+    let taken = Arc::new(Mutex::new(Vec::new()));
+    let consumer = Consumer::new(
+        PostgresInbox::new(&db.store),
+        jetstream.clone(),
+        handler,
+        options,
+    )
+    .with_outcome_hook({
+        let taken = taken.clone();
+        move |observed| taken.lock().expect("lock").push(observed.outcome.label())
+    });
+    let host = cqrskit::host::Host::new().service(consumer);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(host.run(async {
+        let _ = stopped.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while taken.lock().expect("lock").len() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            taken.lock().expect("lock")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    running.await.expect("join").expect("a clean stop");
+    let mut labels = taken.lock().expect("lock").clone();
+    labels.sort_unstable();
+    assert_eq!(
+        labels,
+        ["dead_lettered", "handled", "handled", "handled", "retrying"]
+    );
+    let scraped = recorder.render();
+    assert_eq!(
+        value(
+            &scraped,
+            "cqrskit_consumer_messages_total",
+            &format!("consumer=\"{durable}\",outcome=\"handled\"")
+        ),
+        Some(3.0),
+        "{scraped}"
+    );
     db.drop_schema().await;
 }
