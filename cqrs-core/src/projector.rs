@@ -22,6 +22,12 @@ use crate::{BoxError, DomainEvent, EventEnvelope, EventStore, LogFilter, Positio
 /// so it can use the event id to deduplicate effects outside its own store.
 ///
 /// Object safe, so pipelines can hold several of different types.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a projector of context `{C}`",
+    label = "this projector does not run with a `{C}`",
+    note = "a projector whose methods take no context is a `Projector<()>`: to run it under a store's runner (which hands it a `{C}`), wrap it in `cqrskit::Detached`, as `Arc::new(Detached(Arc::new(projector)))`",
+    note = "a projector that writes its read model in the runner's transaction takes the context in its methods (`&mut PgConnection` for PostgreSQL)"
+)]
 #[async_trait]
 pub trait Projector<C: ?Sized + Send = ()>: Send + Sync {
     /// The events it consumes.
