@@ -39,6 +39,20 @@ pub fn for_event_keyed<E>(event: &EventEnvelope<E>, key: &str) -> Uuid {
     derive(event.event_id, key.as_bytes())
 }
 
+/// The id of the command a handler of a message from outside (another
+/// service's event through a broker) sends to `stream`: derived from the
+/// message's identity, its `source` and `id` (a CloudEvent's), so that a
+/// message delivered again issues its command once through
+/// [`execute_once`](crate::CommandPipeline::execute_once). Messages whose
+/// ids are not UUIDs get one all the same.
+pub fn for_message(source: &str, id: &str, stream: &StreamId, command_type: &str) -> Uuid {
+    let key = format!("{source}\u{1f}{id}\u{1f}{stream}\u{1f}{command_type}");
+    Uuid::new_v5(&MESSAGE_NAMESPACE, key.as_bytes())
+}
+
+/// The namespace of command ids derived from messages.
+const MESSAGE_NAMESPACE: Uuid = Uuid::from_u128(0x3c5b_9e2a_71d4_4f08_b6e3_58a1_0d97_c24f);
+
 fn derive(base: Uuid, name: &[u8]) -> Uuid {
     let hashed = Uuid::new_v5(&base, name).into_bytes();
     let mut bytes = base.into_bytes();
@@ -71,6 +85,33 @@ mod tests {
             "the derivation of event ids changed"
         );
     }
+
+    #[test]
+    fn a_message_gives_one_command_id_per_identity_target_and_command() {
+        let stream = StreamId::new("shipment", "o1");
+        let id = for_message("orders", "m-1", &stream, "PrepareShipment");
+        assert_eq!(id, for_message("orders", "m-1", &stream, "PrepareShipment"));
+        assert_ne!(
+            id,
+            for_message("billing", "m-1", &stream, "PrepareShipment")
+        );
+        assert_ne!(id, for_message("orders", "m-2", &stream, "PrepareShipment"));
+        assert_ne!(
+            id,
+            for_message(
+                "orders",
+                "m-1",
+                &StreamId::new("shipment", "o2"),
+                "PrepareShipment"
+            )
+        );
+        assert_ne!(id, for_message("orders", "m-1", &stream, "CancelShipment"));
+        // Fixed forever, like event ids: a redelivery after an upgrade
+        // must find the first execution.
+        assert_eq!(id.to_string(), EXPECTED_MESSAGE_COMMAND_ID);
+    }
+
+    const EXPECTED_MESSAGE_COMMAND_ID: &str = "f6f2dfc8-9e57-50d4-bc63-80b913322d8c";
 
     const EXPECTED_EVENT_ID_2: &str = "01923456-789a-81d4-968b-db2f79ea6678";
 }

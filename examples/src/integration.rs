@@ -183,8 +183,9 @@ impl Shipment {
 /// The shipping service's handler of the order service's events: a placed
 /// order's lines are kept in `<schema>.shipping_orders` (in the consumer's
 /// transaction, so once); a paid one gets its shipment prepared by a
-/// command whose id derives from the message, so a message handled again
-/// (after a crash before the commit) prepares nothing twice.
+/// command whose id derives from the message (`CloudEvent::command_id`),
+/// so a message handled again (after a crash before the commit) prepares
+/// nothing twice.
 pub struct ShippingDesk {
     shipments: CommandPipeline<Shipment>,
     orders: String,
@@ -246,27 +247,17 @@ impl Handler<PgConnection> for ShippingDesk {
                         format!("order {} was paid but never seen placed", paid.order).into(),
                     );
                 };
-                let command_id = uuid_for(&event.id);
+                let command = ShipmentCommand::from(PrepareShipment { items });
+                let stream = CommandPipeline::<Shipment>::stream_id(&paid.order);
+                let command_id = event.command_id(&stream, command.command_type());
                 self.shipments
-                    .execute_once(
-                        command_id,
-                        &paid.order,
-                        PrepareShipment { items },
-                        event.command_metadata(),
-                    )
+                    .execute_once(command_id, &paid.order, command, event.command_metadata())
                     .await?;
             }
             _ => {}
         }
         Ok(())
     }
-}
-
-/// A command id derived from a message id: the same message always maps to
-/// the same command, which `execute_once` carries out once.
-fn uuid_for(message_id: &str) -> uuid::Uuid {
-    const SHIPPING: uuid::Uuid = uuid::Uuid::from_u128(0x5f0e_6a0e_3c1d_4b8e_9a47_2c6d_1e8f_0b53);
-    uuid::Uuid::new_v5(&SHIPPING, message_id.as_bytes())
 }
 
 /// The shipping service's consumer of the order service's events.

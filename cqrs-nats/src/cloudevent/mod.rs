@@ -141,6 +141,16 @@ impl CloudEvent {
         metadata
     }
 
+    /// The id of the command a handler of this event sends to `stream`
+    /// (`command_type` as [`Command::command_type`](cqrskit_core::Command::command_type)
+    /// names it), derived from the event's `source` and `id`: give it to
+    /// [`execute_once`](cqrskit_core::CommandPipeline::execute_once), and a
+    /// message delivered again (after a crash before its acknowledgement)
+    /// issues its command once.
+    pub fn command_id(&self, stream: &cqrskit_core::StreamId, command_type: &str) -> uuid::Uuid {
+        cqrskit_core::command_id::for_message(&self.source, &self.id, stream, command_type)
+    }
+
     /// Writes the event as a NATS message body with its headers.
     ///
     /// # Errors

@@ -76,3 +76,30 @@ fn a_message_without_the_required_attributes_is_refused_by_name() {
         Some(CloudEventError::SpecVersion("0.3".into()))
     );
 }
+
+#[test]
+fn a_command_id_follows_the_events_identity() {
+    let stream = cqrskit_core::StreamId::new("shipment", "42");
+    let placed = event();
+    let id = placed.command_id(&stream, "Prepare");
+    assert_eq!(
+        id,
+        placed.clone().command_id(&stream, "Prepare"),
+        "the same on every delivery"
+    );
+    let elsewhere = CloudEvent {
+        source: "/billing".into(),
+        ..event()
+    };
+    assert_ne!(
+        id,
+        elsewhere.command_id(&stream, "Prepare"),
+        "the source is part of the identity"
+    );
+    let another = CloudEvent {
+        id: "another".into(),
+        ..event()
+    };
+    assert_ne!(id, another.command_id(&stream, "Prepare"));
+    assert_ne!(id, placed.command_id(&stream, "Cancel"));
+}
