@@ -5,6 +5,7 @@
 //! projection, dead letter or stream), 4 timed out waiting for a runner, 5
 //! the schema lacks migrations this build ships (`schema`).
 
+mod consumers;
 mod events;
 mod failure;
 mod output;
@@ -104,6 +105,49 @@ enum Command {
     /// The oldest append still in flight: what a projection waits for when
     /// its lag does not shrink.
     OldestTransaction,
+    /// Every message consumer: messages processed, dead letters open and
+    /// closed, replays asked.
+    Consumers,
+    /// A consumer's dead letters (the messages it gave up on).
+    ConsumerDeadLetters {
+        /// The consumer (a NATS consumer's durable name).
+        consumer: String,
+        #[command(subcommand)]
+        action: Option<ConsumerDeadLetterAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsumerDeadLetterAction {
+    /// List them (the open ones unless `--all`).
+    List {
+        /// Closed ones too (replayed or skipped).
+        #[arg(long)]
+        all: bool,
+    },
+    /// One dead letter with its message (headers and body).
+    Show {
+        /// The message's source.
+        source: String,
+        /// The message's id.
+        id: String,
+    },
+    /// Have the running consumer handle it again (after a fix was deployed).
+    Replay {
+        /// The message's source.
+        source: String,
+        /// The message's id.
+        id: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Give up on it: closed as skipped, never handled.
+    Skip {
+        /// The message's source.
+        source: String,
+        /// The message's id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,5 +269,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::OldestTransaction => events::oldest_transaction(&admin, json).await,
+        Command::Consumers => consumers::list(&admin, json).await,
+        Command::ConsumerDeadLetters { consumer, action } => match action {
+            None | Some(ConsumerDeadLetterAction::List { all: false }) => {
+                consumers::dead_letters(&admin, json, &consumer, false).await
+            }
+            Some(ConsumerDeadLetterAction::List { all: true }) => {
+                consumers::dead_letters(&admin, json, &consumer, true).await
+            }
+            Some(ConsumerDeadLetterAction::Show { source, id }) => {
+                consumers::dead_letter(&admin, json, &consumer, &source, &id).await
+            }
+            Some(ConsumerDeadLetterAction::Replay { source, id, wait }) => {
+                consumers::replay(&admin, json, &consumer, &source, &id, wait).await
+            }
+            Some(ConsumerDeadLetterAction::Skip { source, id }) => {
+                consumers::skip(&admin, json, &consumer, &source, &id).await
+            }
+        },
     }
 }

@@ -643,3 +643,121 @@ async fn it_shows_a_partitioned_projection_as_one_and_a_dead_owners_lease_as_lap
     assert!(table.contains("ran out without being given up"), "{table}");
     db.drop_schema().await;
 }
+
+/// A consumer's dead letters from the command line, with a real
+/// nats-server and a consumer running in a host: listed, shown with the
+/// message, replayed by the running consumer once the cause is fixed, kept
+/// as history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_lists_shows_replays_and_skips_a_consumers_dead_letters() {
+    use cqrs_tests::nats::{RecordWithdrawals, jetstream, relayed, unique};
+    use cqrskit::nats::{Consumer, ConsumerOptions};
+    use cqrskit::postgres::PostgresInbox;
+
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    // Opened, then withdrawals of 30 and 13; the handler refuses 13.
+    let stream = relayed(&db.store, &jetstream, &[30, 13]).await;
+    let durable = unique("payouts");
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let refuse_13 = handler.refuse_13.clone();
+    let options = ConsumerOptions::new(&stream, &durable).max_attempts(1);
+    let consumer = Consumer::new(PostgresInbox::new(&db.store), jetstream, handler, options);
+    let host = cqrskit::host::Host::new().service(consumer);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(host.run(async {
+        let _ = stopped.await;
+    }));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let listed = json(&db.schema, &["consumers"]);
+        if listed[0]["open_dead_letters"] == 1 && listed[0]["processed"] == 2 {
+            break listed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(listed[0]["consumer"], durable.as_str());
+
+    let letters = json(&db.schema, &["consumer-dead-letters", &durable]);
+    let letter = &letters[0];
+    assert_eq!(letter["status"], "open");
+    assert!(
+        letter["reason"].as_str().unwrap_or("").contains("13 cents"),
+        "{letter}"
+    );
+    let (source, id) = (
+        letter["source"].as_str().expect("a source").to_owned(),
+        letter["message_id"].as_str().expect("an id").to_owned(),
+    );
+    let shown = json(
+        &db.schema,
+        &["consumer-dead-letters", &durable, "show", &source, &id],
+    );
+    assert!(shown["body"].to_string().contains("13"), "{shown}");
+    let unknown = admin(
+        &db.schema,
+        &["consumer-dead-letters", &durable, "skip", &source, "nope"],
+    );
+    assert_eq!(unknown.status.code(), Some(3), "{}", stderr(&unknown));
+
+    // Fixed: the running consumer replays it when asked.
+    refuse_13.store(false, Ordering::SeqCst);
+    let replay = admin(
+        &db.schema,
+        &[
+            "consumer-dead-letters",
+            &durable,
+            "replay",
+            &source,
+            &id,
+            "--timeout",
+            "30",
+        ],
+    );
+    assert!(replay.status.success(), "{}", stderr(&replay));
+    assert!(stdout(&replay).contains("replayed"), "{}", stdout(&replay));
+    let cents: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT cents FROM {} ORDER BY cents",
+        db.table("withdrawals_seen")
+    ))
+    .fetch_all(db.pool())
+    .await
+    .expect("withdrawals");
+    assert_eq!(cents, [13, 30], "handled once each");
+
+    let history = json(
+        &db.schema,
+        &["consumer-dead-letters", &durable, "list", "--all"],
+    );
+    assert_eq!(history[0]["status"], "replayed");
+    assert_eq!(history[0]["replays"], 1);
+    assert!(
+        json(&db.schema, &["consumer-dead-letters", &durable])
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    let listed = json(&db.schema, &["consumers"]);
+    assert_eq!(
+        (
+            listed[0]["open_dead_letters"].as_u64(),
+            listed[0]["closed_dead_letters"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    let closed = admin(
+        &db.schema,
+        &["consumer-dead-letters", &durable, "skip", &source, &id],
+    );
+    assert_eq!(closed.status.code(), Some(1));
+    assert!(
+        stderr(&closed).contains("closed already"),
+        "{}",
+        stderr(&closed)
+    );
+
+    let _ = stop.send(());
+    running.await.expect("join").expect("a clean stop");
+    db.drop_schema().await;
+}

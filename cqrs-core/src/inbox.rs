@@ -102,7 +102,8 @@ pub struct ParkedMessage {
 #[async_trait]
 pub trait DeadLetters: Inbox {
     /// Keeps `message` as a dead letter of `consumer`; a message kept
-    /// already stays as it was.
+    /// already stays as it was (one replayed and given up on again is open
+    /// again).
     ///
     /// # Errors
     ///
@@ -116,22 +117,24 @@ pub trait DeadLetters: Inbox {
     /// Back-end failures.
     async fn publish_failed(&self, key: MessageKey<'_>, error: &str) -> Result<(), StoreError>;
 
-    /// Why `key` was given up on, if it was.
+    /// Why `key` was given up on, if it was and nobody replayed it since
+    /// (a skipped dead letter stays given up on).
     ///
     /// # Errors
     ///
     /// Back-end failures.
     async fn parked_reason(&self, key: MessageKey<'_>) -> Result<Option<String>, StoreError>;
 
-    /// The dead letters of `consumer`, oldest first.
+    /// The open dead letters of `consumer`, oldest first.
     ///
     /// # Errors
     ///
     /// Back-end failures.
     async fn parked(&self, consumer: &str) -> Result<Vec<ParkedMessage>, StoreError>;
 
-    /// Takes the dead letter `key` out in `transaction` (it is gone once
-    /// that commits, and stays if it rolls back), returning it.
+    /// Closes the open dead letter `key` as replayed in `transaction` (once
+    /// that commits; it stays open if it rolls back), returning it. A store
+    /// keeps it, closed, as history.
     ///
     /// # Errors
     ///
@@ -141,4 +144,27 @@ pub trait DeadLetters: Inbox {
         transaction: &mut Self::Transaction,
         key: MessageKey<'_>,
     ) -> Result<Option<ParkedMessage>, StoreError>;
+
+    /// The open dead letters of `consumer` an operator asked to replay, as
+    /// (source, id), oldest request first. A store without operators' requests
+    /// has none.
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures.
+    async fn replays_requested(&self, consumer: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let _ = consumer;
+        Ok(Vec::new())
+    }
+
+    /// Records that replaying the dead letter `key` failed with `error`: the
+    /// request is cleared, and the dead letter stays open with the error.
+    ///
+    /// # Errors
+    ///
+    /// Back-end failures.
+    async fn replay_failed(&self, key: MessageKey<'_>, error: &str) -> Result<(), StoreError> {
+        let _ = (key, error);
+        Ok(())
+    }
 }

@@ -211,6 +211,28 @@ pub enum Error {
     /// The dead letter is closed already.
     #[error("dead letter {0} is closed already")]
     DeadLetterClosed(i64),
+    /// No dead letter of that consumer has that source and id.
+    #[error("consumer `{consumer}` has no dead letter {message_id} of source `{message_source}`")]
+    UnknownConsumerDeadLetter {
+        /// The consumer.
+        consumer: String,
+        /// The message's source.
+        message_source: String,
+        /// The message's id.
+        message_id: String,
+    },
+    /// The consumer's dead letter is closed already (replayed or skipped).
+    #[error(
+        "dead letter {message_id} of source `{message_source}` of consumer `{consumer}` is closed already"
+    )]
+    ConsumerDeadLetterClosed {
+        /// The consumer.
+        consumer: String,
+        /// The message's source.
+        message_source: String,
+        /// The message's id.
+        message_id: String,
+    },
     /// A partitioned projection is not rebuilt in place: one partition's
     /// reset would clear the read model of every partition, and the
     /// partitions' runners do not reset together.
@@ -261,8 +283,12 @@ impl Error {
             | Error::PartitionRebuild(_) => ErrorKind::Configuration,
             Error::NotLeaseholder { .. } => ErrorKind::Conflict,
             Error::Stopped { .. } | Error::StillStopped { .. } => ErrorKind::Stopped,
-            Error::UnknownProjection(_) | Error::UnknownDeadLetter(_) => ErrorKind::NotFound,
-            Error::DeadLetterClosed(_) => ErrorKind::Rejected,
+            Error::UnknownProjection(_)
+            | Error::UnknownDeadLetter(_)
+            | Error::UnknownConsumerDeadLetter { .. } => ErrorKind::NotFound,
+            Error::DeadLetterClosed(_) | Error::ConsumerDeadLetterClosed { .. } => {
+                ErrorKind::Rejected
+            }
             Error::Migrate(_)
             | Error::Setup { .. }
             | Error::Reset { .. }

@@ -33,6 +33,33 @@ impl PostgresInbox {
         }
     }
 
+    /// Sets `assignments` (which bind `text` as `$4`) on the dead letter
+    /// `key`.
+    async fn update_dead_letter(
+        &self,
+        assignments: &str,
+        key: MessageKey<'_>,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE {} SET {assignments}
+             WHERE consumer = $1 AND source = $2 AND message_id = $3",
+            self.dead_letters
+        );
+        self.alone(async |connection| {
+            self.db
+                .query(&sql)
+                .bind(key.consumer)
+                .bind(key.source)
+                .bind(key.id)
+                .bind(text)
+                .execute(connection)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
     /// Runs `statement` on a connection of its own (a transaction of its
     /// own behind a pooler).
     async fn alone<T>(
@@ -125,7 +152,7 @@ fn headers_to_json(headers: &[(String, String)]) -> serde_json::Value {
 }
 
 /// Headers as kept: each stored value, in order.
-fn headers_from_json(stored: &serde_json::Value) -> Vec<(String, String)> {
+pub(crate) fn headers_from_json(stored: &serde_json::Value) -> Vec<(String, String)> {
     let mut headers = Vec::new();
     for (name, values) in stored.as_object().into_iter().flatten() {
         for value in values.as_array().into_iter().flatten() {
@@ -169,9 +196,13 @@ fn parked_of(row: Row) -> ParkedMessage {
 impl DeadLetters for PostgresInbox {
     async fn park(&self, consumer: &str, message: &ParkedMessage) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO {} (consumer, source, message_id, subject, headers, body, reason,
+            "INSERT INTO {0} AS d (consumer, source, message_id, subject, headers, body, reason,
                              deliveries, publish_error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (consumer, source, message_id) DO UPDATE
+                SET reason = EXCLUDED.reason, deliveries = EXCLUDED.deliveries,
+                    parked_at = now(), resolved_at = NULL, resolution = NULL
+                WHERE d.resolved_at IS NOT NULL AND d.resolution = 'replayed'",
             self.dead_letters
         );
         let deliveries = i64::try_from(message.deliveries).unwrap_or(i64::MAX);
@@ -195,28 +226,14 @@ impl DeadLetters for PostgresInbox {
     }
 
     async fn publish_failed(&self, key: MessageKey<'_>, error: &str) -> Result<(), StoreError> {
-        let sql = format!(
-            "UPDATE {} SET publish_error = $4
-             WHERE consumer = $1 AND source = $2 AND message_id = $3",
-            self.dead_letters
-        );
-        self.alone(async |connection| {
-            self.db
-                .query(&sql)
-                .bind(key.consumer)
-                .bind(key.source)
-                .bind(key.id)
-                .bind(error)
-                .execute(connection)
-                .await
-                .map(drop)
-        })
-        .await
+        self.update_dead_letter("publish_error = $4", key, error)
+            .await
     }
 
     async fn parked_reason(&self, key: MessageKey<'_>) -> Result<Option<String>, StoreError> {
         let sql = format!(
-            "SELECT reason FROM {} WHERE consumer = $1 AND source = $2 AND message_id = $3",
+            "SELECT reason FROM {} WHERE consumer = $1 AND source = $2 AND message_id = $3
+                AND (resolved_at IS NULL OR resolution = 'skipped')",
             self.dead_letters
         );
         self.alone(async |connection| {
@@ -233,7 +250,7 @@ impl DeadLetters for PostgresInbox {
 
     async fn parked(&self, consumer: &str) -> Result<Vec<ParkedMessage>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM {} WHERE consumer = $1
+            "SELECT {COLUMNS} FROM {} WHERE consumer = $1 AND resolved_at IS NULL
              ORDER BY parked_at, source, message_id",
             self.dead_letters
         );
@@ -255,7 +272,9 @@ impl DeadLetters for PostgresInbox {
         key: MessageKey<'_>,
     ) -> Result<Option<ParkedMessage>, StoreError> {
         let row: Option<Row> = sqlx::query_as(&format!(
-            "DELETE FROM {} WHERE consumer = $1 AND source = $2 AND message_id = $3
+            "UPDATE {} SET resolved_at = now(), resolution = 'replayed',
+                    replays = replays + 1, replay_requested_at = NULL, replay_error = NULL
+             WHERE consumer = $1 AND source = $2 AND message_id = $3 AND resolved_at IS NULL
              RETURNING {COLUMNS}",
             self.dead_letters
         ))
@@ -267,5 +286,31 @@ impl DeadLetters for PostgresInbox {
         .await
         .map_err(store_error)?;
         Ok(row.map(parked_of))
+    }
+
+    async fn replays_requested(&self, consumer: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = format!(
+            "SELECT source, message_id FROM {} WHERE consumer = $1
+                AND replay_requested_at IS NOT NULL AND resolved_at IS NULL
+             ORDER BY replay_requested_at, source, message_id",
+            self.dead_letters
+        );
+        self.alone(async |connection| {
+            sqlx::query_as(&sql)
+                .persistent(!self.db.pooled())
+                .bind(consumer)
+                .fetch_all(connection)
+                .await
+        })
+        .await
+    }
+
+    async fn replay_failed(&self, key: MessageKey<'_>, error: &str) -> Result<(), StoreError> {
+        self.update_dead_letter(
+            "replay_requested_at = NULL, replays = replays + 1, replay_error = $4",
+            key,
+            error,
+        )
+        .await
     }
 }

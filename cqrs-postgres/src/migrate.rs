@@ -83,6 +83,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inbox",
         include_str!("../migrations/20261207000013_inbox.sql"),
     ),
+    (
+        20261207000014,
+        "inbox dead letter history",
+        include_str!("../migrations/20261207000014_inbox_dead_letter_history.sql"),
+    ),
 ];
 
 /// The embedded migrations as sqlx builds them (with their checksums).

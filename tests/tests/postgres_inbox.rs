@@ -170,6 +170,27 @@ async fn a_dead_letter_keeps_the_message_and_leaves_only_on_commit() {
     );
     inbox.commit(replayed).await.expect("commit");
     assert!(inbox.parked("payouts").await.expect("list").is_empty());
+    assert_eq!(
+        inbox
+            .parked_reason(key("/bank", "7"))
+            .await
+            .expect("reason"),
+        None,
+        "a replayed message is no longer given up on"
+    );
+    // Closed, not gone: the operator sees its history.
+    let admin = cqrskit::postgres::admin::Admin::new(db.store.clone());
+    let history = admin
+        .consumer_dead_letters("payouts", true)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].status(), history[0].replays), ("replayed", 1));
+    assert!(history[0].resolved_at.is_some());
+    // Given up on again (a replay that handled it, then a new failure of
+    // the same message): open again.
+    inbox.park("payouts", &expected).await.expect("park again");
+    assert_eq!(inbox.parked("payouts").await.expect("list").len(), 1);
     db.drop_schema().await;
 }
 
@@ -185,7 +206,7 @@ async fn the_migration_takes_over_the_tables_of_earlier_versions() {
     let migrations = db.table("_sqlx_migrations");
     sqlx::raw_sql(&format!(
         "DROP TABLE {inbox_table}; DROP TABLE {dead_table};
-         DELETE FROM {migrations} WHERE version = 20261207000013;
+         DELETE FROM {migrations} WHERE version >= 20261207000013;
          CREATE TABLE {old_inbox} (
              consumer text NOT NULL, message_id text NOT NULL,
              processed_at timestamptz NOT NULL DEFAULT now(),

@@ -81,7 +81,7 @@ where
         Ok(())
     }
 
-    /// The dead letters of this consumer, oldest first.
+    /// The open dead letters of this consumer, oldest first.
     ///
     /// # Errors
     ///
@@ -95,8 +95,10 @@ where
 
     /// Runs the handler again on the dead letter `message_id` of `source`
     /// (after the cause was fixed), exactly as on a delivery: its writes
-    /// commit with the inbox row, and the dead letter is removed in the
-    /// same transaction. `Ok(false)` when there is no such dead letter.
+    /// commit with the inbox row, and the dead letter is closed as replayed
+    /// in the same transaction (kept, as history). `Ok(false)` when there
+    /// is no such open dead letter. A running consumer also replays those
+    /// an operator asks for (`cqrs-admin consumer-dead-letters`).
     ///
     /// # Errors
     ///

@@ -75,6 +75,9 @@ async fn in_progress(message: &jetstream::Message, interval: Duration) -> Infall
     }
 }
 
+/// How often a running consumer looks for replays an operator asked for.
+const REPLAY_REQUESTS_EVERY: Duration = Duration::from_secs(1);
+
 impl<I, H> Consumer<I, H>
 where
     I: DeadLetters,
@@ -126,6 +129,7 @@ where
         let shutdown = std::pin::pin!(shutdown);
         let mut shutdown = shutdown;
         let mut pause = Pause::new();
+        let mut replays_due = tokio::time::Instant::now();
         loop {
             let consumer = match consumer.take() {
                 Some(consumer) => Ok(consumer),
@@ -150,6 +154,10 @@ where
                 Ok(mut messages) => loop {
                     tokio::select! {
                         () = shutdown.as_mut() => return,
+                        () = tokio::time::sleep_until(replays_due) => {
+                            self.carry_out_replays().await;
+                            replays_due = tokio::time::Instant::now() + REPLAY_REQUESTS_EVERY;
+                        }
                         () = until(held.next_due()) => {
                             if !self.retry_due(held, &mut shutdown).await {
                                 return;
@@ -179,6 +187,37 @@ where
             }
             if !paused(&mut shutdown, pause.next()).await {
                 return;
+            }
+        }
+    }
+
+    /// Replays the dead letters an operator asked to replay
+    /// (`cqrs-admin consumer-dead-letters <consumer> replay`): each as
+    /// [`replay_dead_letter`](Self::replay_dead_letter) does; one that
+    /// fails again stays open with the error, and the request is cleared.
+    async fn carry_out_replays(&self) {
+        let requested = match self.inbox.replays_requested(&self.options.durable).await {
+            Ok(requested) => requested,
+            Err(error) => {
+                tracing::warn!(consumer = %self.options.durable, %error, "cannot read the replays requested; trying again later");
+                return;
+            }
+        };
+        for (source, id) in requested {
+            match self.replay_dead_letter(&source, &id).await {
+                Ok(_) => {
+                    tracing::info!(consumer = %self.options.durable, source, id, "replayed a dead letter, as an operator asked");
+                }
+                Err(error) => {
+                    tracing::warn!(consumer = %self.options.durable, source, id, %error, "replaying a dead letter failed; it stays open");
+                    let recorded = self
+                        .inbox
+                        .replay_failed(self.key(&source, &id), &error.to_string())
+                        .await;
+                    if let Err(error) = recorded {
+                        tracing::warn!(consumer = %self.options.durable, %error, "cannot record the failed replay; it is tried again");
+                    }
+                }
             }
         }
     }

@@ -8,9 +8,11 @@
 //! partition's, resuming it resumes every partition, a replay is asked of
 //! every partition's runner.
 
+mod consumers;
 mod dead_letters;
 mod state;
 
+pub use self::consumers::{ConsumerDeadLetter, ConsumerInfo};
 pub use self::state::ProjectionState;
 
 use chrono::{DateTime, Utc};
