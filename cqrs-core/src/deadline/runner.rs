@@ -182,11 +182,11 @@ impl DeadlineRunner {
                 let outcome = match delivery {
                     Delivery::Done(outcome) => Some(outcome),
                     Delivery::Undeliverable(why) => {
-                        tracing::error!(deadline = %deadline.id, name = %deadline.name, %why, "deadline not delivered");
+                        tracing::error!(deadline = %deadline.id, name = %deadline.name, stream = %deadline.stream, owner = %self.owner, %why, "deadline not delivered");
                         Some(format!("undeliverable: {why}"))
                     }
                     Delivery::Retry(reason) => {
-                        tracing::warn!(deadline = %deadline.id, name = %deadline.name, %reason, "delivery failed; trying again after the claim");
+                        tracing::warn!(deadline = %deadline.id, name = %deadline.name, stream = %deadline.stream, owner = %self.owner, %reason, "delivery failed; trying again after the claim");
                         delivered.retrying += 1;
                         None
                     }
@@ -197,7 +197,10 @@ impl DeadlineRunner {
                         .complete(deadline.id, &self.owner, &outcome)
                         .await?
                     {
+                        tracing::debug!(deadline = %deadline.id, name = %deadline.name, owner = %self.owner, %outcome, "deadline delivered");
                         delivered.done.push((deadline.id, outcome));
+                    } else {
+                        tracing::warn!(deadline = %deadline.id, name = %deadline.name, owner = %self.owner, "the claim lapsed before the delivery was recorded; the next claimant records it");
                     }
                 }
             }

@@ -55,7 +55,7 @@ where
             .park(&self.options.durable, &parked)
             .await
             .map_err(|error| self.store(error))?;
-        tracing::warn!(consumer = %self.options.durable, source, message_id, reason, delivered, "dead-lettered a message");
+        tracing::error!(consumer = %self.options.durable, source, message_id, subject = %message.subject, reason, delivered, "dead-lettered a message");
         let Some(subject) = &self.options.dead_letter_subject else {
             return Ok(());
         };
@@ -72,7 +72,7 @@ where
         };
         if let Err(error) = published {
             let error = format!("not published to `{subject}`: {error}");
-            tracing::error!(consumer = %self.options.durable, source, message_id, %error, "a dead letter stays in the table only");
+            tracing::warn!(consumer = %self.options.durable, source, message_id, %error, "a dead letter stays in the table only");
             self.inbox
                 .publish_failed(self.key(source, message_id), &error)
                 .await

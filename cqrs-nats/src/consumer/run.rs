@@ -205,8 +205,11 @@ where
         };
         for (source, id) in requested {
             match self.replay_dead_letter(&source, &id).await {
-                Ok(_) => {
+                Ok(true) => {
                     tracing::info!(consumer = %self.options.durable, source, id, "replayed a dead letter, as an operator asked");
+                }
+                Ok(false) => {
+                    tracing::warn!(consumer = %self.options.durable, source, id, "a replay was asked of a dead letter that is no longer open");
                 }
                 Err(error) => {
                     tracing::warn!(consumer = %self.options.durable, source, id, %error, "replaying a dead letter failed; it stays open");
@@ -319,8 +322,15 @@ where
             match attempted {
                 Ok(Outcome::Retrying { delivered, reason }) => {
                     let delay = self.backoff(delivered);
+                    let (source, id) = match decoded {
+                        Decoded::Event(event) => (event.source.as_str(), event.id.as_str()),
+                        _ => ("", ""),
+                    };
                     tracing::warn!(
                         consumer = %self.options.durable,
+                        source,
+                        id,
+                        subject = %message.subject,
                         attempt = delivered,
                         %reason,
                         retry_in = ?delay,

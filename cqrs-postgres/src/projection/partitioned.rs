@@ -252,8 +252,19 @@ where
         match counted {
             Ok(others) => {
                 let instances = usize::try_from(others).unwrap_or(0) + 1;
-                self.share
-                    .set_target(self.runners.len().div_ceil(instances));
+                let target = self.runners.len().div_ceil(instances);
+                let before = self.share.set_target(target);
+                if before != target {
+                    tracing::info!(
+                        projection = %self.projection,
+                        owner = %self.owner,
+                        instances,
+                        partitions = self.runners.len(),
+                        share = target,
+                        share_before = before,
+                        "instances joined or left: this instance's share of the partitions changes"
+                    );
+                }
             }
             Err(error) => {
                 tracing::warn!(projection = %self.projection, %error, "cannot record this instance; keeping its share");

@@ -116,7 +116,7 @@ impl ProjectionRow<'_> {
         &self,
         owner: &str,
         duration: Duration,
-    ) -> Result<Option<Lease>, sqlx::Error> {
+    ) -> Result<Option<Acquired>, sqlx::Error> {
         let (db, table, name) = (self.db, self.table, self.name);
         // Before the statements: the database's expiry counts from a moment
         // no earlier than this.
@@ -126,14 +126,20 @@ impl ProjectionRow<'_> {
             .ensure(&mut session)
             .await?;
         // language=SQL
+        // The row as it was (locked, or skipped while another runner's
+        // transaction holds it) tells who held the lease before.
         let row = db
             .query(&format!(
-                "UPDATE {table}
-             SET owner = $2, lease_expires_at = now() + make_interval(secs => $3),
-                 fencing_token = fencing_token + 1, updated_at = now()
-             WHERE name = $1 AND (owner IS NULL OR owner = $2 OR lease_expires_at < now())
-               AND name IN (SELECT name FROM {table} WHERE name = $1 FOR UPDATE SKIP LOCKED)
-             RETURNING fencing_token"
+                "WITH before AS (
+                     SELECT name, owner FROM {table} WHERE name = $1 FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE {table} p
+                 SET owner = $2, lease_expires_at = now() + make_interval(secs => $3),
+                     fencing_token = p.fencing_token + 1, updated_at = now()
+                 FROM before
+                 WHERE p.name = before.name
+                   AND (p.owner IS NULL OR p.owner = $2 OR p.lease_expires_at < now())
+                 RETURNING p.fencing_token, before.owner AS previous_owner"
             ))
             .bind(name)
             .bind(owner)
@@ -141,7 +147,13 @@ impl ProjectionRow<'_> {
             .fetch_optional(&mut *session)
             .await?;
         session.finish().await?;
-        row.map(|row| lease(&row, asked, duration)).transpose()
+        row.map(|row| {
+            Ok(Acquired {
+                lease: lease(&row, asked, duration)?,
+                previous_owner: row.try_get("previous_owner")?,
+            })
+        })
+        .transpose()
     }
 
     /// Extends `owner`'s lease; `None` when it was taken over meanwhile. A lease
@@ -437,6 +449,15 @@ pub struct LeaseHolder {
     pub owner: String,
     /// When the lease lapses unless its holder renews it.
     pub expires_at: DateTime<Utc>,
+}
+
+/// A lease just taken, and whose it was before.
+#[derive(Debug)]
+pub(crate) struct Acquired {
+    /// The lease.
+    pub(crate) lease: Lease,
+    /// Who held it before (its lease lapsed, or it gave it up), if anyone.
+    pub(crate) previous_owner: Option<String>,
 }
 
 /// A lease held by a runner.

@@ -52,7 +52,11 @@ where
             attempts += 1;
             tracing::warn!(
                 projection = self.name(),
+                owner = %self.owner,
                 event_id = %event.event_id,
+                event_type = %event.event_type,
+                stream = %event.stream,
+                position = %event.position,
                 attempt = attempts,
                 error = %reason,
                 "retrying event"
@@ -99,9 +103,14 @@ where
                 }
                 tracing::error!(
                     projection = self.name(),
+                    owner = %self.owner,
                     event_id = %event.event_id,
+                    event_type = %event.event_type,
+                    stream = %event.stream,
+                    position = %event.position,
                     error = %reason,
                     attempts,
+                    stream_held = policy.on_exhausted == OnExhausted::ParkStream,
                     "event parked in the dead-letter table"
                 );
                 self.report_dead_letters().await;
@@ -125,7 +134,15 @@ where
                     .await
                     .map_err(db)?;
                 tx.commit().await.map_err(db)?;
-                tracing::error!(projection = self.name(), error = %stop, "projection stopped");
+                tracing::error!(
+                    projection = self.name(),
+                    owner = %self.owner,
+                    event_id = %event.event_id,
+                    stream = %event.stream,
+                    position = %event.position,
+                    error = %stop,
+                    "projection stopped"
+                );
                 Err(stop)
             }
         }

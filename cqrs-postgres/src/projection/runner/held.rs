@@ -79,6 +79,15 @@ where
         row: &LogRow,
     ) -> Result<(), String> {
         let event = row.event();
+        tracing::error!(
+            projection = self.name(),
+            owner = %self.owner,
+            event_id = %event.event_id,
+            event_type = %event.event_type,
+            stream = %event.stream,
+            position = %event.position,
+            "event parked behind its stream's parked event"
+        );
         self.dead_letter_table()
             .park(
                 tx,

@@ -176,8 +176,25 @@ where
             .acquire(&self.owner, self.options.lease_duration)
             .await
             .map_err(db)?;
-        *self.lease_slot() = acquired;
-        Ok(acquired.is_some())
+        let lease = acquired.map(|acquired| {
+            let (projection, owner, token) = (self.name(), &self.owner, acquired.lease.token);
+            match acquired.previous_owner.as_deref() {
+                None => tracing::info!(projection, owner, token, "lease taken"),
+                Some(previous) if previous == owner => {
+                    tracing::info!(projection, owner, token, "lease taken back after it lapsed");
+                }
+                Some(previous) => tracing::info!(
+                    projection,
+                    owner,
+                    token,
+                    previous_owner = previous,
+                    "lease taken over from another runner"
+                ),
+            }
+            acquired.lease
+        });
+        *self.lease_slot() = lease;
+        Ok(lease.is_some())
     }
 
     /// Gives the lease up, so another runner can take over at once.
@@ -192,6 +209,7 @@ where
                 .release(&self.owner, held.token)
                 .await
                 .map_err(db)?;
+            tracing::info!(projection = self.name(), owner = %self.owner, "lease released");
         }
         Ok(())
     }

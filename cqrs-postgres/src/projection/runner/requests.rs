@@ -73,10 +73,23 @@ where
             "carrying out an operator's request"
         );
         let outcome = match request {
-            Request::Rebuild => self.rebuild().await,
+            Request::Rebuild => {
+                let rebuilt = self.rebuild().await;
+                if rebuilt.is_ok() {
+                    tracing::info!(projection = self.name(), owner = %self.owner, "read model reset and checkpoint back at the start; replaying the log");
+                }
+                rebuilt
+            }
             Request::ReplayDeadLetters => {
                 async {
-                    self.replay_dead_letters().await?;
+                    let replayed = self.replay_dead_letters().await?;
+                    tracing::info!(
+                        projection = self.name(),
+                        owner = %self.owner,
+                        resolved = replayed.resolved,
+                        still_failing = replayed.still_failing,
+                        "dead letters replayed"
+                    );
                     let database = self.store.database();
                     let mut session = database.session().await.map_err(db)?;
                     self.clear_request(&mut session, request).await?;

@@ -23,8 +23,9 @@ pub(crate) struct Share {
 }
 
 impl Share {
-    pub(crate) fn set_target(&self, target: usize) {
-        self.target.store(target, Ordering::SeqCst);
+    /// Sets how many partitions this instance may hold; the one before.
+    pub(crate) fn set_target(&self, target: usize) -> usize {
+        self.target.swap(target, Ordering::SeqCst)
     }
 
     pub(crate) fn held(&self) -> usize {
@@ -190,7 +191,7 @@ where
                         return Err(error);
                     }
                     Err(error) => {
-                        tracing::warn!(projection = self.name(), %error, "cannot take the lease; retrying");
+                        tracing::warn!(projection = self.name(), owner = %self.owner, %error, "cannot take the lease; retrying");
                         false
                     }
                 };
@@ -206,8 +207,12 @@ where
                 .set(if holds { 1.0 } else { 0.0 });
             if holds && requests_checked.is_none_or(|checked| checked.elapsed() >= idle) {
                 requests_checked = Some(tokio::time::Instant::now());
-                if let Err(error) = self.carry_out_requests().await {
-                    tracing::warn!(projection = self.name(), %error, "cannot carry out the operator's request; retrying");
+                match self.carry_out_requests().await {
+                    // Found out again by the batch below, and logged there.
+                    Ok(_) | Err(Error::NotLeaseholder { .. }) => {}
+                    Err(error) => {
+                        tracing::warn!(projection = self.name(), owner = %self.owner, %error, "cannot carry out the operator's request; retrying");
+                    }
                 }
             }
             let outcome = if holds {
@@ -241,21 +246,29 @@ where
                     | Error::PartitionsDisagree { .. }
                     | Error::Misconfigured { .. }),
                 ) => {
-                    let _ = self.release_lease().await;
+                    if let Err(release) = self.release_lease().await {
+                        tracing::warn!(projection = self.name(), owner = %self.owner, error = %release, "cannot release the lease; it lapses");
+                    }
                     if let Some(share) = share {
                         share.unreserve();
                     }
                     return Err(error);
                 }
                 Err(Error::NotLeaseholder { .. }) => {
-                    tracing::info!(projection = self.name(), owner = %self.owner, "lease lost; waiting to take it back");
+                    let holder = self.lease_holder().await.ok().flatten();
+                    tracing::warn!(
+                        projection = self.name(),
+                        owner = %self.owner,
+                        holder = holder.as_ref().map_or("nobody", |holder| holder.owner.as_str()),
+                        "lease lost (it lapsed, or another runner took it over); waiting to take it back"
+                    );
                     self.lease_slot().take();
                     if let Some(share) = share {
                         share.unreserve();
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(projection = self.name(), %error, "projection runner failed; retrying");
+                    tracing::warn!(projection = self.name(), owner = %self.owner, %error, "projection runner failed; retrying");
                 }
             }
             if !self.wait(&mut shutdown, &mut wake, wait).await {
