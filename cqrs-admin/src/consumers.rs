@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use cqrskit::nats::async_nats::{self, jetstream};
+use cqrskit::nats::{ConsumerLag, consumer_lag};
 use cqrskit::postgres::admin::{Admin, ConsumerDeadLetter, ConsumerInfo};
 use serde_json::{Value, json};
 
@@ -14,7 +16,7 @@ use crate::output::{self, cell};
 /// How often a requested replay is looked at.
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
-fn info_json(info: &ConsumerInfo) -> Value {
+fn info_json(info: &ConsumerInfo, lag: Option<&ConsumerLag>) -> Value {
     json!({
         "consumer": info.consumer,
         "processed": info.processed,
@@ -22,29 +24,71 @@ fn info_json(info: &ConsumerInfo) -> Value {
         "open_dead_letters": info.open_dead_letters,
         "closed_dead_letters": info.closed_dead_letters,
         "replays_requested": info.replays_requested,
+        "stream": lag.map(|lag| lag.stream.clone()),
+        "pending_messages": lag.map(|lag| lag.pending),
+        "unacknowledged_messages": lag.map(|lag| lag.unacknowledged),
     })
 }
 
-/// Every consumer.
-pub(crate) async fn list(admin: &Admin, as_json: bool) -> Result<(), Failure> {
+/// Each consumer's lag, when NATS is given and answers (a warning on
+/// stderr otherwise: the rest of the listing stands without it).
+async fn lags(infos: &[ConsumerInfo], nats_url: Option<&str>) -> Vec<Option<ConsumerLag>> {
+    let none = || vec![None; infos.len()];
+    let Some(url) = nats_url else {
+        return none();
+    };
+    let client = match async_nats::connect(url).await {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("cqrs-admin: no lag: cannot reach NATS at {url}: {error}");
+            return none();
+        }
+    };
+    let jetstream = jetstream::new(client);
+    let mut lags = Vec::with_capacity(infos.len());
+    for info in infos {
+        match consumer_lag(&jetstream, &info.consumer).await {
+            Ok(lag) => lags.push(lag),
+            Err(error) => {
+                eprintln!("cqrs-admin: no lag for {}: {error}", info.consumer);
+                lags.push(None);
+            }
+        }
+    }
+    lags
+}
+
+/// Every consumer, with its lag when NATS is given.
+pub(crate) async fn list(
+    admin: &Admin,
+    as_json: bool,
+    nats_url: Option<&str>,
+) -> Result<(), Failure> {
     let infos = admin.consumers().await?;
+    let lags = lags(&infos, nats_url).await;
+    let rows: Vec<(&ConsumerInfo, Option<&ConsumerLag>)> =
+        infos.iter().zip(lags.iter().map(Option::as_ref)).collect();
     output::listing(
-        &infos,
+        &rows,
         as_json,
         &[
             "CONSUMER",
             "PROCESSED",
             "LAST PROCESSED",
+            "PENDING",
+            "UNACKED",
             "DEAD LETTERS",
             "CLOSED",
             "REPLAYS ASKED",
         ],
-        info_json,
-        |info| {
+        |(info, lag)| info_json(info, *lag),
+        |(info, lag)| {
             vec![
                 info.consumer.clone(),
                 info.processed.to_string(),
                 cell(info.last_processed_at.map(|at| at.to_rfc3339())),
+                cell(lag.map(|lag| lag.pending.to_string())),
+                cell(lag.map(|lag| lag.unacknowledged.to_string())),
                 info.open_dead_letters.to_string(),
                 info.closed_dead_letters.to_string(),
                 info.replays_requested.to_string(),

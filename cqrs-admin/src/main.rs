@@ -33,6 +33,10 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// NATS, for the lag of consumers (`consumers`): how many messages
+    /// JetStream has not delivered to each yet.
+    #[arg(long, env = "NATS_URL", global = true)]
+    nats_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -269,7 +273,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::OldestTransaction => events::oldest_transaction(&admin, json).await,
-        Command::Consumers => consumers::list(&admin, json).await,
+        Command::Consumers => consumers::list(&admin, json, cli.nats_url.as_deref()).await,
         Command::ConsumerDeadLetters { consumer, action } => match action {
             None | Some(ConsumerDeadLetterAction::List { all: false }) => {
                 consumers::dead_letters(&admin, json, &consumer, false).await

@@ -738,13 +738,23 @@ async fn it_lists_shows_replays_and_skips_a_consumers_dead_letters() {
             .as_array()
             .is_some_and(Vec::is_empty)
     );
-    let listed = json(&db.schema, &["consumers"]);
+    let nats_url = cqrs_tests::nats::nats_url();
+    let listed = json(&db.schema, &["consumers", "--nats-url", &nats_url]);
     assert_eq!(
         (
             listed[0]["open_dead_letters"].as_u64(),
             listed[0]["closed_dead_letters"].as_u64()
         ),
         (Some(0), Some(1))
+    );
+    // Its lag, from JetStream: all of its stream delivered and settled.
+    assert_eq!(listed[0]["stream"], stream.as_str(), "{listed}");
+    assert_eq!(listed[0]["pending_messages"], 0, "{listed}");
+    assert_eq!(listed[0]["unacknowledged_messages"], 0, "{listed}");
+    let table = stdout(&admin(&db.schema, &["consumers", "--nats-url", &nats_url]));
+    assert!(
+        table.contains("PENDING") && table.contains(&durable),
+        "{table}"
     );
     let closed = admin(
         &db.schema,

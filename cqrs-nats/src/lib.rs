@@ -32,7 +32,8 @@ pub mod telemetry;
 pub use async_nats;
 pub use cloudevent::{CloudEvent, CloudEventError, ContentMode};
 pub use consumer::{
-    Consumer, ConsumerOptions, Handler, Observed, Outcome, OutcomeHook, Unacknowledged,
+    Consumer, ConsumerLag, ConsumerOptions, Handler, Observed, Outcome, OutcomeHook,
+    Unacknowledged, consumer_lag,
 };
 pub use error::Error;
 pub use publication::{Outgoing, Publication};

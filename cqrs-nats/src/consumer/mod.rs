@@ -24,6 +24,7 @@ mod dead_letter;
 mod held;
 mod hosted;
 mod inbox;
+mod lag;
 mod observe;
 mod options;
 mod run;
@@ -35,6 +36,7 @@ use async_trait::async_trait;
 use cqrskit_core::inbox::{DeadLetters, MessageKey};
 use cqrskit_core::{BoxError, StoreError, unwind};
 
+pub use self::lag::{ConsumerLag, consumer_lag};
 pub use self::observe::{Observed, OutcomeHook};
 pub use self::options::ConsumerOptions;
 use crate::Error;
