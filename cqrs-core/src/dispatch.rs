@@ -183,3 +183,61 @@ const fn same_str(left: &str, right: &str) -> bool {
     }
     true
 }
+
+/// The `DispatchEvent` impl the `DomainEvent` derive asks for, written
+/// here rather than by the derive: rustc answers an unmet bound of an impl
+/// a derive wrote with "consider manually implementing", which is not the
+/// fix (the fix is the missing `#[apply]` it reports above).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __dispatch_event_impl {
+    ($name:ident { $($variant:ident($ty:ty)),* $(,)? }) => {
+        impl<__A> $crate::dispatch::DispatchEvent<__A> for $name
+        where
+            __A: $crate::Aggregate<Event = Self> $(+ $crate::dispatch::ApplyEvent<$ty>)*,
+        {
+            fn dispatch(&self, aggregate: &mut __A) {
+                match self {
+                    $(Self::$variant(event) => {
+                        $crate::dispatch::ApplyEvent::<$ty>::apply_event(aggregate, event)
+                    })*
+                }
+            }
+        }
+    };
+}
+
+/// The `DispatchCommand` impl the `Command` derive asks for (written here
+/// for the reason given at `__dispatch_event_impl`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __dispatch_command_impl {
+    ($name:ident { $($variant:ident($ty:ty)),* $(,)? }) => {
+        impl<__A> $crate::dispatch::DispatchCommand<__A> for $name
+        where
+            __A: $crate::Aggregate<Command = Self> $(+ $crate::dispatch::HandleCommand<$ty>)*,
+        {
+            fn dispatch(
+                &self,
+                aggregate: &__A,
+                services: &<__A as $crate::Aggregate>::Services,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<
+                    ::std::vec::Vec<<__A as $crate::Aggregate>::Event>,
+                    <__A as $crate::Aggregate>::Error,
+                >,
+            > + ::core::marker::Send {
+                async move {
+                    match self {
+                        $(Self::$variant(command) => {
+                            $crate::dispatch::HandleCommand::<$ty>::handle_command(
+                                aggregate, command, services,
+                            )
+                            .await
+                        })*
+                    }
+                }
+            }
+        }
+    };
+}

@@ -66,41 +66,15 @@ fn dispatch_impl(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
         return TokenStream::new();
     }
     let name = &input.ident;
-    let newtypes = variants::unique_newtypes(variants);
-    let arms = newtypes.iter().map(|(variant, ty)| {
-        let ident = variant.ident;
-        quote! {
-            Self::#ident(command) => {
-                ::cqrskit::dispatch::HandleCommand::<#ty>::handle_command(aggregate, command, services).await
-            }
-        }
-    });
-    let bounds = newtypes
-        .iter()
-        .map(|(_, ty)| quote! { + ::cqrskit::dispatch::HandleCommand<#ty> });
+    let variants = variants::unique_newtypes(variants)
+        .into_iter()
+        .map(|(variant, ty)| {
+            let ident = variant.ident;
+            quote! { #ident(#ty) }
+        });
+    // Through a declarative macro of the core (see `__dispatch_event_impl`).
     quote! {
-        #[automatically_derived]
-        impl<__A> ::cqrskit::dispatch::DispatchCommand<__A> for #name
-        where
-            __A: ::cqrskit::Aggregate<Command = Self> #(#bounds)*,
-        {
-            fn dispatch(
-                &self,
-                aggregate: &__A,
-                services: &<__A as ::cqrskit::Aggregate>::Services,
-            ) -> impl ::core::future::Future<
-                Output = ::core::result::Result<
-                    ::std::vec::Vec<<__A as ::cqrskit::Aggregate>::Event>,
-                    <__A as ::cqrskit::Aggregate>::Error,
-                >,
-            > + ::core::marker::Send {
-                async move {
-                    match self {
-                        #(#arms)*
-                    }
-                }
-            }
-        }
+        ::cqrskit::__dispatch_command_impl! { #name { #(#variants),* } }
     }
 }
 

@@ -186,27 +186,15 @@ fn dispatch_impl(input: &DeriveInput, variants: &[Variant<'_>]) -> TokenStream {
         return TokenStream::new();
     }
     let name = &input.ident;
-    let arms = variants::unique_newtypes(variants).into_iter().map(|(variant, ty)| {
-        let ident = variant.ident;
-        quote! {
-            Self::#ident(event) => ::cqrskit::dispatch::ApplyEvent::<#ty>::apply_event(aggregate, event),
-        }
-    });
-    let bounds = variants::unique_newtypes(variants)
+    let variants = variants::unique_newtypes(variants)
         .into_iter()
-        .map(|(_, ty)| quote! { + ::cqrskit::dispatch::ApplyEvent<#ty> });
+        .map(|(variant, ty)| {
+            let ident = variant.ident;
+            quote! { #ident(#ty) }
+        });
+    // Through a declarative macro of the core (see `__dispatch_event_impl`).
     quote! {
-        #[automatically_derived]
-        impl<__A> ::cqrskit::dispatch::DispatchEvent<__A> for #name
-        where
-            __A: ::cqrskit::Aggregate<Event = Self> #(#bounds)*,
-        {
-            fn dispatch(&self, aggregate: &mut __A) {
-                match self {
-                    #(#arms)*
-                }
-            }
-        }
+        ::cqrskit::__dispatch_event_impl! { #name { #(#variants),* } }
     }
 }
 
