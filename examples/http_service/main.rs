@@ -14,17 +14,17 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     cqrs_examples::logging();
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned());
-    let schema = std::env::var("DATABASE_SCHEMA").unwrap_or_else(|_| "public".to_owned());
-    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-
-    let metrics = PrometheusBuilder::new().install_recorder()?;
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or(default.to_owned());
+    let url = env(
+        "DATABASE_URL",
+        "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+    );
     let store = PostgresEventStore::connect(&url)
         .await?
-        .with_schema(&schema)?;
-    let listener = TcpListener::bind(&bind).await?;
+        .with_schema(&env("DATABASE_SCHEMA", "public"))?;
+    let listener = TcpListener::bind(env("BIND", "127.0.0.1:3000")).await?;
     println!("serving on http://{}", listener.local_addr()?);
+    let metrics = PrometheusBuilder::new().install_recorder()?;
     host(store, listener, balances_options(), Some(metrics))
         .run(shutdown_signal())
         .await?;

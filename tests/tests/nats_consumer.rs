@@ -288,6 +288,73 @@ async fn a_message_that_is_no_cloudevent_is_dead_lettered_at_once() {
     db.drop_schema().await;
 }
 
+/// A message that is no CloudEvent, delivered again after it was given up
+/// on (its termination lost): parked and published to the dead-letter
+/// subject once, not once per delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_junk_message_delivered_again_is_dead_lettered_once() {
+    let db = TestStore::new().await;
+    let jetstream = jetstream().await;
+    let (stream, subject) = plain_stream(&jetstream, "junk").await;
+    let (dead_stream, dead_subject) = plain_stream(&jetstream, "junk-dlq").await;
+    jetstream
+        .publish(subject, "not an event".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let options = ConsumerOptions::new(&stream, unique("shipping"))
+        .ack_wait(Duration::from_millis(500))
+        .dead_letter_subject(&dead_subject);
+    let consumer = Consumer::new(
+        PostgresInbox::new(&db.store),
+        jetstream.clone(),
+        handler,
+        options,
+    );
+    // Given up on, and its termination never sent (the process died).
+    let first = consumer
+        .fetch_one(Duration::from_secs(5))
+        .await
+        .expect("fetch")
+        .expect("the message");
+    let committed = consumer.commit(first).await.expect("commit");
+    assert!(matches!(committed.outcome(), Outcome::DeadLettered { .. }));
+    drop(committed);
+    let again = consumer
+        .fetch_one(Duration::from_secs(5))
+        .await
+        .expect("fetch")
+        .expect("delivered again after the ack wait");
+    let outcome = consumer.process(again).await.expect("process");
+    assert!(
+        matches!(outcome, Outcome::DeadLettered { .. }),
+        "{outcome:?}"
+    );
+    let copies = jetstream
+        .get_stream(&dead_stream)
+        .await
+        .expect("the dead-letter stream")
+        .info()
+        .await
+        .expect("its info")
+        .state
+        .messages;
+    assert_eq!(copies, 1, "one copy on the dead-letter subject");
+    assert_eq!(
+        consumer.dead_letters().await.expect("dead letters").len(),
+        1
+    );
+    for name in [&stream, &dead_stream] {
+        jetstream
+            .delete_stream(name)
+            .await
+            .expect("delete a stream");
+    }
+    db.drop_schema().await;
+}
+
 /// Taking a message waits for one that arrives meanwhile, rather than
 /// answering at once that there is none (which made an idle consumer's loop
 /// spin).

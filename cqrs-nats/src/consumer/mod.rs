@@ -257,14 +257,17 @@ where
             Decoded::Event(event) => event,
             Decoded::OwnDeadLetter => return Ok(Outcome::AlreadyProcessed),
             Decoded::NotACloudEvent(reason) => {
-                self.dead_letter(
-                    message,
-                    "",
-                    &dead_letter::fallback_id(message),
-                    reason,
-                    attempt,
-                )
-                .await?;
+                let id = dead_letter::fallback_id(message);
+                // Delivered again after it was given up on (its termination
+                // lost): parked, logged and published once.
+                let parked = self
+                    .inbox
+                    .parked_reason(self.key("", &id))
+                    .await
+                    .map_err(|error| self.store(error))?;
+                if parked.is_none() {
+                    self.dead_letter(message, "", &id, reason, attempt).await?;
+                }
                 return Ok(Outcome::DeadLettered {
                     reason: reason.clone(),
                 });

@@ -134,15 +134,8 @@ where
                     .await
                     .map_err(db)?;
                 tx.commit().await.map_err(db)?;
-                tracing::error!(
-                    projection = self.name(),
-                    owner = %self.owner,
-                    event_id = %event.event_id,
-                    stream = %event.stream,
-                    position = %event.position,
-                    error = %stop,
-                    "projection stopped"
-                );
+                // Returned, not logged: whoever handles it logs it once
+                // (the host does), and its message names the event.
                 Err(stop)
             }
         }

@@ -187,7 +187,7 @@ where
                         if let Some(share) = share {
                             share.unreserve();
                         }
-                        tracing::error!(projection = self.name(), %error, "projection runner refuses to start");
+                        // Returned, not logged (see `failure.rs`).
                         return Err(error);
                     }
                     Err(error) => {

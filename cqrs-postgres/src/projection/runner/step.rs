@@ -112,6 +112,7 @@ where
             // the checkpoint is then at `last`.
             let (applied, next) = tokio::join!(write, self.read_ahead(last));
             if applied? {
+                tracing::debug!(projection = self.name(), owner = %self.owner, from = %locked.checkpoint, to = %last, events = rows.len(), "batch applied");
                 self.keep_prefetched(next);
                 self.report_applied(&rows);
                 return Ok(rows.len());
