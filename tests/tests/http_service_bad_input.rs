@@ -26,7 +26,7 @@ async fn one_bad_account_leaves_the_others_current_and_bad_input_is_a_4xx() {
         .await
         .expect("a free port");
     let base = format!("http://{}", listener.local_addr().expect("address"));
-    let defaults = cqrs_examples::http_service::balances_options();
+    let defaults = cqrs_examples::bank_account::balances::balances_options();
     let options = defaults
         .clone()
         .poll_interval(Duration::from_millis(100))

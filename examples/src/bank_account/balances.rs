@@ -163,3 +163,14 @@ fn bigint(amount: u64) -> Result<i64, BoxError> {
     i64::try_from(amount)
         .map_err(|_| format!("amount {amount} does not fit the bigint balance column").into())
 }
+
+/// The options the balances projection runs with: each of its rows is one
+/// account's, so an account whose event the table cannot take (written by
+/// other code than the handlers, which refuse such amounts) has its events
+/// parked behind that one ([`OnExhausted::ParkStream`](cqrskit::postgres::OnExhausted::ParkStream)), its balance left
+/// as it was, while every other account's balance stays current. A
+/// projection combining accounts (a total) would stop instead.
+pub fn balances_options() -> cqrskit::postgres::RunnerOptions {
+    use cqrskit::postgres::{FailurePolicy, OnExhausted, RunnerOptions};
+    RunnerOptions::default().failure(FailurePolicy::default().on_exhausted(OnExhausted::ParkStream))
+}

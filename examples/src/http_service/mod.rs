@@ -26,24 +26,12 @@ use std::sync::Arc;
 use cqrskit::CommandPipeline;
 use cqrskit::host::{Host, HostHandle};
 use cqrskit::http::HttpServer;
-use cqrskit::postgres::{
-    FailurePolicy, OnExhausted, PostgresEventStore, ProjectionRunner, RunnerOptions,
-};
+use cqrskit::postgres::{PostgresEventStore, ProjectionRunner, RunnerOptions};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::bank_account::BankAccount;
 use crate::bank_account::balances::AccountBalances;
-
-/// The options the balances projection runs with: each of its rows is one
-/// account's, so an account whose event the table cannot take (written by
-/// other code than the handlers, which refuse such amounts) has its events
-/// parked behind that one ([`OnExhausted::ParkStream`]), its balance left
-/// as it was, while every other account's balance stays current. A
-/// projection combining accounts (a total) would stop instead.
-pub fn balances_options() -> RunnerOptions {
-    RunnerOptions::default().failure(FailurePolicy::default().on_exhausted(OnExhausted::ParkStream))
-}
 
 /// What the handlers share.
 struct Service {
@@ -55,7 +43,7 @@ struct Service {
 }
 
 /// The service on `listener` over `store`, its balances projection run
-/// with `options` ([`balances_options`] for the recommended ones),
+/// with `options` ([`balances_options`](crate::bank_account::balances::balances_options) for the recommended ones),
 /// reporting `metrics` at `/metrics` when given: [`Host::run`] it.
 pub fn host(
     store: PostgresEventStore,
