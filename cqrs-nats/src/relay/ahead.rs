@@ -82,6 +82,7 @@ impl Pending {
                 // A copy stored earlier (dropped as a duplicate): the
                 // messages sent after it expected a sequence it did not take.
                 if ack.sequence != self.sequence {
+                    tracing::debug!(event_id = %self.event_id, stream = %self.stream, expected = self.sequence, stored = ack.sequence, "a copy stored earlier: the messages sent after it are sent again");
                     lane.break_chain();
                 }
                 Ok(())

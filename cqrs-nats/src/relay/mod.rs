@@ -184,6 +184,7 @@ impl<P: Publication> Relay<P> {
             .encode(self.options.mode)?;
         let chain = self.chain(sending, may_read).await?;
         if chain.holds(event.position) {
+            tracing::debug!(relay = %self.name, event_id = %event.event_id, position = %event.position, "the stream holds the event already; not sent again");
             return Ok(None);
         }
         let mut message = PublishMessage::build()
@@ -309,7 +310,8 @@ impl<P: Publication, C: ?Sized + Send> Projector<C> for Relay<P> {
         for event in events {
             match self.send(&mut ahead, event, false).await {
                 Ok(sent) => ahead.push(event.event_id, sent),
-                Err(_) => {
+                Err(error) => {
+                    tracing::debug!(relay = %self.name, event_id = %event.event_id, %error, "sending ahead stopped; the batch sends the rest");
                     self.lane.sent(None);
                     return;
                 }

@@ -89,7 +89,8 @@ where
             // below, which finds the event at fault; the transaction is
             // rolled back at once, so its connection is free for the read.
             let write = async {
-                if self.apply_batch(&mut tx, &rows, events).await.is_err() {
+                if let Err(error) = self.apply_batch(&mut tx, &rows, events).await {
+                    tracing::debug!(projection = self.name(), %error, "batch failed; applying it event by event to find the event at fault");
                     roll_back(tx).await;
                     return Ok(false);
                 }
