@@ -231,12 +231,20 @@ pub(crate) async fn replay(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
     loop {
         let letter = admin.consumer_dead_letter(consumer, source, id).await?;
-        if letter.resolved_at.is_some() {
-            output::done(
-                as_json,
-                &format!("dead letter {id} of {source} is {}", letter.status()),
-            );
-            return Ok(());
+        match letter.resolution.as_deref() {
+            Some("replayed") => {
+                output::done(
+                    as_json,
+                    &format!("dead letter {id} of {source} is replayed"),
+                );
+                return Ok(());
+            }
+            Some(other) => {
+                return Err(Failure::Failed(format!(
+                    "dead letter {id} of {source} was closed as {other} before {consumer} replayed it"
+                )));
+            }
+            None => {}
         }
         if letter.replay_requested_at.is_none() {
             let error = letter.replay_error.unwrap_or_default();

@@ -41,9 +41,15 @@ impl PostgresInbox {
         key: MessageKey<'_>,
         text: &str,
     ) -> Result<(), StoreError> {
+        // `assignments` may end in `WHERE <condition> AND`.
+        let condition = if assignments.trim_end().ends_with("AND") {
+            ""
+        } else {
+            " WHERE"
+        };
         let sql = format!(
-            "UPDATE {} SET {assignments}
-             WHERE consumer = $1 AND source = $2 AND message_id = $3",
+            "UPDATE {} SET {assignments}{condition}
+             consumer = $1 AND source = $2 AND message_id = $3",
             self.dead_letters
         );
         self.alone(async |connection| {
@@ -201,6 +207,8 @@ impl DeadLetters for PostgresInbox {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (consumer, source, message_id) DO UPDATE
                 SET reason = EXCLUDED.reason, deliveries = EXCLUDED.deliveries,
+                    subject = EXCLUDED.subject, headers = EXCLUDED.headers, body = EXCLUDED.body,
+                    publish_error = EXCLUDED.publish_error, replay_error = NULL,
                     parked_at = now(), resolved_at = NULL, resolution = NULL
                 WHERE d.resolved_at IS NOT NULL AND d.resolution = 'replayed'",
             self.dead_letters
@@ -306,8 +314,11 @@ impl DeadLetters for PostgresInbox {
     }
 
     async fn replay_failed(&self, key: MessageKey<'_>, error: &str) -> Result<(), StoreError> {
+        // Only while open: a replay whose commit was lost but happened, or
+        // an operator's skip that waited for the replay's lock, closed it.
         self.update_dead_letter(
-            "replay_requested_at = NULL, replays = replays + 1, replay_error = $4",
+            "replay_requested_at = NULL, replays = replays + 1, replay_error = $4
+             WHERE resolved_at IS NULL AND",
             key,
             error,
         )

@@ -273,3 +273,41 @@ async fn the_migration_takes_over_the_tables_of_earlier_versions() {
     assert_eq!(old_left, None, "renamed, not copied");
     db.drop_schema().await;
 }
+
+/// A dead letter an operator skipped is never handled: not when replayed
+/// (it is closed), and not when the message comes again as new (its
+/// durable consumer made again, the event published again), since the
+/// skip records it as processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_dead_letter_is_never_handled() {
+    let db = TestStore::new().await;
+    let inbox = PostgresInbox::new(&db.store);
+    inbox
+        .park("payouts", &parked("/bank", "8"))
+        .await
+        .expect("park");
+    let admin = cqrskit::postgres::admin::Admin::new(db.store.clone());
+    let skipped = admin
+        .skip_consumer_dead_letter("payouts", "/bank", "8")
+        .await
+        .expect("skip");
+    assert_eq!(skipped.status(), "skipped");
+    let mut transaction = inbox.begin().await.expect("begin");
+    assert!(
+        inbox
+            .unpark(&mut transaction, key("/bank", "8"))
+            .await
+            .expect("unpark")
+            .is_none(),
+        "a replay finds it closed"
+    );
+    assert!(
+        !inbox
+            .record(&mut transaction, key("/bank", "8"))
+            .await
+            .expect("record"),
+        "delivered afresh, it counts as processed"
+    );
+    drop(transaction);
+    db.drop_schema().await;
+}

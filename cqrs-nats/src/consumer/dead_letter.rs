@@ -94,9 +94,11 @@ where
     }
 
     /// Runs the handler again on the dead letter `message_id` of `source`
-    /// (after the cause was fixed), exactly as on a delivery: its writes
-    /// commit with the inbox row, and the dead letter is closed as replayed
-    /// in the same transaction (kept, as history). `Ok(false)` when there
+    /// (after the cause was fixed), as on a delivery: its writes commit with
+    /// the inbox row, and the dead letter is closed as replayed in the same
+    /// transaction (kept, as history); a panic is a failure. A replay is
+    /// not counted in the consumer's metrics nor told to its hook, which
+    /// follow deliveries. `Ok(false)` when there
     /// is no such open dead letter. A running consumer also replays those
     /// an operator asks for (`cqrs-admin consumer-dead-letters`).
     ///
@@ -134,13 +136,16 @@ where
             .await
             .map_err(store)?;
         if first_time {
-            self.handler
-                .handle(&event, I::connection(&mut transaction))
-                .await
-                .map_err(|source| Error::Handler {
-                    consumer: self.options.durable.clone(),
-                    source,
-                })?;
+            // A panicking handler is a failed replay, not a dead consumer.
+            cqrskit_core::unwind::caught(
+                self.handler.handle(&event, I::connection(&mut transaction)),
+            )
+            .await
+            .unwrap_or_else(|panic| Err(format!("the handler panicked: {panic}").into()))
+            .map_err(|source| Error::Handler {
+                consumer: self.options.durable.clone(),
+                source,
+            })?;
         }
         self.inbox.commit(transaction).await.map_err(store)?;
         Ok(true)

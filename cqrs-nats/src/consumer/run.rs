@@ -155,8 +155,13 @@ where
                     tokio::select! {
                         () = shutdown.as_mut() => return,
                         () = tokio::time::sleep_until(replays_due) => {
-                            self.carry_out_replays().await;
-                            replays_due = tokio::time::Instant::now() + REPLAY_REQUESTS_EVERY;
+                            let read = tokio::select! {
+                                () = shutdown.as_mut() => return,
+                                read = self.carry_out_replays() => read,
+                            };
+                            // The database away: look again later, not every second.
+                            let every = if read { REPLAY_REQUESTS_EVERY } else { REPLAY_REQUESTS_EVERY * 10 };
+                            replays_due = tokio::time::Instant::now() + every;
                         }
                         () = until(held.next_due()) => {
                             if !self.retry_due(held, &mut shutdown).await {
@@ -195,12 +200,13 @@ where
     /// (`cqrs-admin consumer-dead-letters <consumer> replay`): each as
     /// [`replay_dead_letter`](Self::replay_dead_letter) does; one that
     /// fails again stays open with the error, and the request is cleared.
-    async fn carry_out_replays(&self) {
+    /// `false` when the requests could not be read.
+    async fn carry_out_replays(&self) -> bool {
         let requested = match self.inbox.replays_requested(&self.options.durable).await {
             Ok(requested) => requested,
             Err(error) => {
                 tracing::warn!(consumer = %self.options.durable, %error, "cannot read the replays requested; trying again later");
-                return;
+                return false;
             }
         };
         for (source, id) in requested {
@@ -223,6 +229,7 @@ where
                 }
             }
         }
+        true
     }
 
     /// Takes a message from the pull: queued behind its stream's failed

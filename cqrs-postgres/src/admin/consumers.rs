@@ -198,14 +198,34 @@ impl Admin {
         source: &str,
         message_id: &str,
     ) -> Result<ConsumerDeadLetter, Error> {
-        self.change_open(
-            consumer,
-            source,
-            message_id,
-            "UPDATE {table} SET resolved_at = now(), resolution = 'skipped',
-                replay_requested_at = NULL",
-        )
-        .await
+        let skipped = self
+            .change_open(
+                consumer,
+                source,
+                message_id,
+                "UPDATE {table} SET resolved_at = now(), resolution = 'skipped',
+                    replay_requested_at = NULL",
+            )
+            .await?;
+        // Recorded as processed, so that the message delivered afresh (its
+        // durable consumer made again, the event published again) is not
+        // handled either.
+        let database = self.store.database();
+        let mut session = database.session().await?;
+        // language=SQL
+        database
+            .query(&format!(
+                "INSERT INTO {} (consumer, source, message_id) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                self.store.table("inbox")
+            ))
+            .bind(consumer)
+            .bind(source)
+            .bind(message_id)
+            .execute(&mut *session)
+            .await?;
+        session.finish().await?;
+        Ok(skipped)
     }
 
     /// Asks the running consumer to replay an open dead letter (it looks
