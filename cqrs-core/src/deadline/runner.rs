@@ -243,7 +243,7 @@ impl crate::host::Hosted for DeadlineRunner {
         Ok(())
     }
 
-    /// Whether the store answers: the number of deadlines due now.
+    /// Whether the store answers, and when the next deadline falls due.
     async fn report(&self) -> crate::host::Report {
         match self.store.until_next_due().await {
             Ok(Some(until)) if until.is_zero() => crate::host::Report::healthy("deadlines due now"),

@@ -33,8 +33,8 @@ pub enum HostError {
         #[source]
         source: BoxError,
     },
-    /// Services ended on their own with these failures (the others ran on
-    /// until the shutdown).
+    /// Services that ended with these failures (the others ran on until the
+    /// shutdown), or did not stop within the grace period.
     #[error("{} service(s) failed: {}", .0.len(), .0.iter().map(|(name, error)| format!("`{name}`: {error}")).collect::<Vec<_>>().join("; "))]
     Failed(Vec<(String, BoxError)>),
     /// A service's task panicked.

@@ -17,9 +17,11 @@ pub enum ServiceState {
     Starting,
     /// Running.
     Running,
-    /// Stopped after the host's shutdown.
+    /// Its run returned without a failure: after the host's shutdown (or
+    /// on its own, which the host logs as a warning).
     Stopped,
-    /// Ended on its own, with this failure.
+    /// Failed: ended with this failure (a panic included), failed to
+    /// prepare, or did not stop within the host's grace period.
     Failed(String),
 }
 

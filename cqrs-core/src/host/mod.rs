@@ -10,7 +10,10 @@
 //! work in ([`Stage::Ingress`]: the HTTP server, consumers) stop first and
 //! finish what they accepted, while projections still run, so a request
 //! waiting to read its own write gets its answer; then the workers stop,
-//! each committing its batch and releasing its lease. A [`HostHandle`]
+//! each committing its batch and releasing its lease; a stage that takes
+//! longer than the grace period ([`Host::shutdown_grace`]) is abandoned.
+//! A service that fails or panics is marked failed at once; the others go
+//! on. A [`HostHandle`]
 //! gives the health of every service and read-your-writes on any hosted
 //! projection, partitioned or not.
 //!
@@ -54,9 +57,12 @@ mod error;
 mod handle;
 mod hosted;
 mod signal;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -67,18 +73,42 @@ pub use self::signal::shutdown_signal;
 
 use self::handle::{Entry, Registry};
 
+/// A service's task.
+type Running = tokio::task::JoinHandle<Result<(), BoxError>>;
+
 /// Runs an application's services together, with one shutdown (see the
 /// [module docs](self)).
-#[derive(Default)]
 pub struct Host {
     steps: Vec<Box<dyn Prepare>>,
     registry: Registry,
+    grace: Duration,
+}
+
+impl Default for Host {
+    /// Nothing to run yet; 30 s for each stage to stop.
+    fn default() -> Self {
+        Self {
+            steps: Vec::new(),
+            registry: Registry::default(),
+            grace: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Host {
     /// A host with nothing to run yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How long each stage (the ingress, then the workers) may take to stop
+    /// once told to (default 30 s): a service still running then (an HTTP
+    /// connection that never closes, a handler that hangs) is abandoned and
+    /// reported as failed, and the shutdown goes on.
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     /// Adds a step that runs before any service starts (a store's
@@ -147,13 +177,15 @@ impl Host {
         }
         let (stop_ingress, ingress_stopping) = watch::channel(false);
         let (stop_workers, workers_stopping) = watch::channel(false);
-        let mut tasks = Vec::with_capacity(entries.len());
+        let mut ingress = Vec::new();
+        let mut workers = Vec::new();
         for entry in &entries {
-            let stopping = match entry.service.stage() {
-                Stage::Ingress => ingress_stopping.clone(),
-                Stage::Worker => workers_stopping.clone(),
+            // Asked once: where the task is filed decides when it stops.
+            let (stopping, stage) = match entry.service.stage() {
+                Stage::Ingress => (ingress_stopping.clone(), &mut ingress),
+                Stage::Worker => (workers_stopping.clone(), &mut workers),
             };
-            tasks.push((
+            stage.push((
                 entry.clone(),
                 tokio::spawn(run_one(entry.clone(), stopping)),
             ));
@@ -161,19 +193,12 @@ impl Host {
         tracing::info!(services = entries.len(), "host running");
         shutdown.await;
         tracing::info!("host stopping: ingress first");
-        let _ = stop_ingress.send(true);
-        let (ingress, workers): (Vec<_>, Vec<_>) = tasks
-            .into_iter()
-            .partition(|(entry, _)| entry.service.stage() == Stage::Ingress);
         let mut failures = Vec::new();
         let mut panicked = None;
-        for (entry, task) in ingress {
-            collect(&entry, task.await, &mut failures, &mut panicked);
-        }
+        let _ = stop_ingress.send(true);
+        self.stop(ingress, &mut failures, &mut panicked).await;
         let _ = stop_workers.send(true);
-        for (entry, task) in workers {
-            collect(&entry, task.await, &mut failures, &mut panicked);
-        }
+        self.stop(workers, &mut failures, &mut panicked).await;
         tracing::info!("host stopped");
         if let Some(error) = panicked {
             return Err(error);
@@ -184,18 +209,56 @@ impl Host {
             Err(HostError::Failed(failures))
         }
     }
+
+    /// Waits for the tasks of one stage, told to stop, at most the grace
+    /// period; abandons those still running then.
+    async fn stop(
+        &self,
+        tasks: Vec<(Arc<Entry>, Running)>,
+        failures: &mut Vec<(String, BoxError)>,
+        panicked: &mut Option<HostError>,
+    ) {
+        let until = tokio::time::Instant::now() + self.grace;
+        for (entry, mut task) in tasks {
+            match tokio::time::timeout_at(until, &mut task).await {
+                Ok(joined) => collect(&entry, joined, failures, panicked),
+                Err(_) => {
+                    task.abort();
+                    let reason = format!("did not stop within {:?}; abandoned", self.grace);
+                    tracing::error!(service = entry.service.name(), "{reason}");
+                    entry.set(ServiceState::Failed(reason.clone()));
+                    failures.push((entry.service.name().to_owned(), reason.into()));
+                }
+            }
+        }
+    }
 }
 
-/// Runs one service until its stage's signal, and records how it ended.
-async fn run_one(entry: Arc<Entry>, mut stopping: watch::Receiver<bool>) -> Result<(), BoxError> {
+/// Runs one service until its stage's signal, and records how it ended:
+/// at once, a panic included (the service runs in a task of its own, so
+/// the health view shows it failed while the host runs on).
+async fn run_one(entry: Arc<Entry>, stopping: watch::Receiver<bool>) -> Result<(), BoxError> {
     entry.set(ServiceState::Running);
+    let mut signal = stopping.clone();
     let shutdown: Shutdown = Box::pin(async move {
         // A dropped sender means stop too.
-        let _ = stopping.wait_for(|stop| *stop).await;
+        let _ = signal.wait_for(|stop| *stop).await;
     });
-    let outcome = entry.service.run(shutdown).await;
+    let service = entry.service.clone();
+    let outcome = match tokio::spawn(async move { service.run(shutdown).await }).await {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(format!("panicked: {panic}").into()),
+    };
     match &outcome {
-        Ok(()) => entry.set(ServiceState::Stopped),
+        Ok(()) => {
+            if !*stopping.borrow() {
+                tracing::warn!(
+                    service = entry.service.name(),
+                    "service ended before the host's shutdown"
+                );
+            }
+            entry.set(ServiceState::Stopped);
+        }
         Err(error) => {
             tracing::error!(service = entry.service.name(), %error, "service ended with a failure; the others go on");
             entry.set(ServiceState::Failed(error.to_string()));

@@ -74,8 +74,8 @@ where
         Ok(PartitionedRunner::run(self, shutdown).await?)
     }
 
-    /// The sum of its partitions' lags, and how many of them this instance
-    /// holds.
+    /// Its partitions' lag in events, summed, the oldest's age among them,
+    /// and how many partitions this instance holds.
     async fn report(&self) -> Report {
         let (mut events, mut behind, mut rebuild) = (0, Duration::ZERO, false);
         for partition in self.partitions() {
