@@ -55,6 +55,19 @@ async fn state(deadlines: &dyn DeadlineStore, deadline: &Deadline) -> Option<Dea
     deadlines.state(deadline.id).await.expect("state")
 }
 
+/// Places order `id`: a cup of tea for alice.
+async fn place(orders: &CommandPipeline<Order>, id: &str) {
+    let create = CreateOrder {
+        customer_id: "alice".into(),
+        lines: vec![OrderLine {
+            sku: "tea".into(),
+            quantity: 1,
+            unit_price: 450,
+        }],
+    };
+    orders.execute(id, create).await.expect("create");
+}
+
 /// The scenario on `deadlines`, whose store decides what is due by `clock`.
 async fn scenario(
     deadlines: Arc<dyn DeadlineStore>,
@@ -64,15 +77,7 @@ async fn scenario(
     let start = clock_now(&clock);
     let orders = Arc::new(CommandPipeline::<Order>::new(events.clone(), ()));
     for id in ["o1", "o2", "o3", "o4"] {
-        let create = CreateOrder {
-            customer_id: "alice".into(),
-            lines: vec![OrderLine {
-                sku: "tea".into(),
-                quantity: 1,
-                unit_price: 450,
-            }],
-        };
-        orders.execute(id, create).await.expect("create");
+        place(&orders, id).await;
     }
     let runner = |owner: &str| {
         DeadlineRunner::new(deadlines.clone())
@@ -232,15 +237,7 @@ async fn scenario(
 async fn keyed(deadlines: Arc<dyn DeadlineStore>, clock: ManualClock, events: Arc<dyn EventStore>) {
     let start = clock_now(&clock);
     let orders = Arc::new(CommandPipeline::<Order>::new(events.clone(), ()));
-    let create = CreateOrder {
-        customer_id: "alice".into(),
-        lines: vec![OrderLine {
-            sku: "tea".into(),
-            quantity: 1,
-            unit_price: 450,
-        }],
-    };
-    orders.execute("k1", create).await.expect("create");
+    place(&orders, "k1").await;
     let early = timeout("k1", at(start, minutes(5))).with_key("first reminder");
     let late = timeout("k1", at(start, minutes(10))).with_key("second reminder");
     assert_ne!(early.id, late.id);

@@ -19,6 +19,30 @@ fn value(scraped: &str, metric: &str, labels: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
+/// A consumer of `stream` as `durable` that tries a message twice, 10 ms
+/// apart, with the handler that refuses 13 cents.
+async fn metered(
+    db: &TestStore,
+    jetstream: &cqrskit::nats::async_nats::jetstream::Context,
+    stream: &str,
+    durable: &str,
+) -> Consumer<PostgresInbox, RecordWithdrawals> {
+    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
+    let options = ConsumerOptions::new(stream, durable)
+        .max_attempts(2)
+        .backoff(
+            Backoff::default()
+                .initial(Duration::from_millis(10))
+                .jitter(false),
+        );
+    Consumer::new(
+        PostgresInbox::new(&db.store),
+        jetstream.clone(),
+        handler,
+        options,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_counts_each_outcome_reports_its_lag_and_tells_its_hook() {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -30,30 +54,20 @@ async fn a_consumer_counts_each_outcome_reports_its_lag_and_tells_its_hook() {
     // handler on every attempt) and 40: the public ones are relayed.
     let stream = relayed(&db.store, &jetstream, &[30, 13, 40]).await;
     let durable = unique("metered");
-    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
-    let options = ConsumerOptions::new(&stream, &durable)
-        .max_attempts(2)
-        .backoff(
-            Backoff::default()
-                .initial(Duration::from_millis(10))
-                .jitter(false),
-        );
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let consumer = Consumer::new(
-        PostgresInbox::new(&db.store),
-        jetstream.clone(),
-        handler,
-        options,
-    )
-    .with_outcome_hook({
-        let seen = seen.clone();
-        move |observed| {
-            let identity = observed.identity.map(|(_, id)| id.to_owned());
-            seen.lock()
-                .expect("lock")
-                .push((observed.attempt, observed.outcome.label(), identity));
-        }
-    });
+    let consumer = metered(&db, &jetstream, &stream, &durable)
+        .await
+        .with_outcome_hook({
+            let seen = seen.clone();
+            move |observed| {
+                let identity = observed.identity.map(|(_, id)| id.to_owned());
+                seen.lock().expect("lock").push((
+                    observed.attempt,
+                    observed.outcome.label(),
+                    identity,
+                ));
+            }
+        });
     consumer.setup().await.expect("setup");
     let mut outcomes = Vec::new();
     while let Some(message) = consumer
@@ -106,25 +120,13 @@ async fn a_consumer_counts_each_outcome_reports_its_lag_and_tells_its_hook() {
     // Under `run` (in a host), the same messages through another durable
     // consumer: counted and told to the hook the same way.
     let durable = unique("metered-run");
-    let handler = RecordWithdrawals::create(db.pool(), &db.schema).await;
-    let options = ConsumerOptions::new(&stream, &durable)
-        .max_attempts(2)
-        .backoff(
-            Backoff::default()
-                .initial(Duration::from_millis(10))
-                .jitter(false),
-        );
     let taken = Arc::new(Mutex::new(Vec::new()));
-    let consumer = Consumer::new(
-        PostgresInbox::new(&db.store),
-        jetstream.clone(),
-        handler,
-        options,
-    )
-    .with_outcome_hook({
-        let taken = taken.clone();
-        move |observed| taken.lock().expect("lock").push(observed.outcome.label())
-    });
+    let consumer = metered(&db, &jetstream, &stream, &durable)
+        .await
+        .with_outcome_hook({
+            let taken = taken.clone();
+            move |observed| taken.lock().expect("lock").push(observed.outcome.label())
+        });
     let host = cqrskit::host::Host::new().service(consumer);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(host.run(async {

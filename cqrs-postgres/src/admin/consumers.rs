@@ -180,7 +180,7 @@ impl Admin {
             consumer,
             source,
             message_id,
-            "SELECT {COLUMNS} FROM {table}",
+            "SELECT {COLUMNS} FROM {table} WHERE consumer = $1 AND source = $2 AND message_id = $3",
         )
         .await
     }
@@ -198,34 +198,29 @@ impl Admin {
         source: &str,
         message_id: &str,
     ) -> Result<ConsumerDeadLetter, Error> {
-        let skipped = self
-            .change_open(
-                consumer,
-                source,
-                message_id,
-                "UPDATE {table} SET resolved_at = now(), resolution = 'skipped',
-                    replay_requested_at = NULL",
-            )
-            .await?;
-        // Recorded as processed, so that the message delivered afresh (its
-        // durable consumer made again, the event published again) is not
-        // handled either.
-        let database = self.store.database();
-        let mut session = database.session().await?;
-        // language=SQL
-        database
-            .query(&format!(
-                "INSERT INTO {} (consumer, source, message_id) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
-                self.store.table("inbox")
-            ))
-            .bind(consumer)
-            .bind(source)
-            .bind(message_id)
-            .execute(&mut *session)
-            .await?;
-        session.finish().await?;
-        Ok(skipped)
+        // Closed and recorded as processed in one statement, so that the
+        // message delivered afresh (its durable consumer made again, the
+        // event published again) is not handled either.
+        let inbox = self.store.table("inbox");
+        self.change_open(
+            consumer,
+            source,
+            message_id,
+            &format!(
+                "WITH closed AS (
+                     UPDATE {{table}} SET resolved_at = now(), resolution = 'skipped',
+                         replay_requested_at = NULL
+                     WHERE resolved_at IS NULL AND consumer = $1 AND source = $2
+                       AND message_id = $3
+                     RETURNING {{COLUMNS}}
+                 ), recorded AS (
+                     INSERT INTO {inbox} (consumer, source, message_id)
+                     SELECT consumer, source, message_id FROM closed ON CONFLICT DO NOTHING
+                 )
+                 SELECT * FROM closed"
+            ),
+        )
+        .await
     }
 
     /// Asks the running consumer to replay an open dead letter (it looks
@@ -247,13 +242,15 @@ impl Admin {
             consumer,
             source,
             message_id,
-            "UPDATE {table} SET replay_requested_at = now(), replay_error = NULL",
+            "UPDATE {table} SET replay_requested_at = now(), replay_error = NULL
+             WHERE resolved_at IS NULL AND consumer = $1 AND source = $2 AND message_id = $3
+             RETURNING {COLUMNS}",
         )
         .await
     }
 
-    /// Runs `change` (an `UPDATE {table} SET ...`) on the dead letter if it
-    /// is open; says which error it is otherwise.
+    /// Runs `change` (a statement that changes the dead letter only while
+    /// it is open, and returns it); says which error it is otherwise.
     async fn change_open(
         &self,
         consumer: &str,
@@ -261,9 +258,8 @@ impl Admin {
         message_id: &str,
         change: &str,
     ) -> Result<ConsumerDeadLetter, Error> {
-        let statement = format!("{change} WHERE resolved_at IS NULL AND");
         match self
-            .on_consumer_dead_letter(consumer, source, message_id, &statement)
+            .on_consumer_dead_letter(consumer, source, message_id, change)
             .await
         {
             Err(Error::UnknownConsumerDeadLetter { .. }) => {
@@ -280,8 +276,9 @@ impl Admin {
         }
     }
 
-    /// Runs `statement` (`SELECT ... FROM {table}`, or an `UPDATE` whose
-    /// text ends before the key's conditions) on one dead letter.
+    /// Runs `statement` on one dead letter: it names the table `{table}`
+    /// and its columns `{COLUMNS}`, binds the key as `$1` to `$3`, and
+    /// returns the dead letter's row.
     async fn on_consumer_dead_letter(
         &self,
         consumer: &str,
@@ -289,21 +286,13 @@ impl Admin {
         message_id: &str,
         statement: &str,
     ) -> Result<ConsumerDeadLetter, Error> {
-        let table = self.store.table("inbox_dead_letters");
-        let head = statement
-            .replace("{table}", &table)
+        let statement = statement
+            .replace("{table}", &self.store.table("inbox_dead_letters"))
             .replace("{COLUMNS}", COLUMNS);
-        let (head, returning) = if head.starts_with("UPDATE") {
-            (head, format!(" RETURNING {COLUMNS}"))
-        } else {
-            (format!("{head} WHERE"), String::new())
-        };
         let database = self.store.database();
         let mut session = database.session().await?;
         let row = database
-            .query(&format!(
-                "{head} consumer = $1 AND source = $2 AND message_id = $3{returning}"
-            ))
+            .query(&statement)
             .bind(consumer)
             .bind(source)
             .bind(message_id)

@@ -292,24 +292,14 @@ impl Admin {
     ///
     /// [`Error::UnknownProjection`] when there is none; the database's.
     pub async fn rows_of(&self, projection: &str) -> Result<Vec<String>, Error> {
-        let database = self.store.database();
-        let mut session = database.session().await?;
         // Not LIKE: a projection's name may hold `_` and `%`.
-        // language=SQL
-        let names: Vec<String> = database
-            .query(&format!(
-                "SELECT name FROM {} WHERE name = $1
-                    OR left(name, length($1) + 1) = $1 || '['
-                 ORDER BY name = $1 DESC, name",
-                self.projections
-            ))
-            .bind(projection)
-            .fetch_all(&mut *session)
-            .await?
-            .iter()
-            .map(|row| row.try_get("name"))
-            .collect::<Result<_, _>>()?;
-        session.finish().await?;
+        let names = self
+            .names_where(
+                "name = $1 OR left(name, length($1) + 1) = $1 || '['",
+                "name = $1 DESC, name",
+                Some(projection),
+            )
+            .await?;
         let rows: Vec<String> = match names.first() {
             Some(first) if first == projection => vec![first.clone()],
             _ => names
@@ -343,15 +333,27 @@ impl Admin {
 
     /// The names of the projections (or of those named `only`).
     async fn names(&self, only: Option<&str>) -> Result<Vec<String>, Error> {
+        self.names_where("$1::text IS NULL OR name = $1", "name", only)
+            .await
+    }
+
+    /// The names of the projections whose rows meet `condition` (which may
+    /// bind `value` as `$1`), in `order`.
+    async fn names_where(
+        &self,
+        condition: &str,
+        order: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<String>, Error> {
         let database = self.store.database();
         let mut session = database.session().await?;
         // language=SQL
         let names = database
             .query(&format!(
-                "SELECT name FROM {} WHERE $1::text IS NULL OR name = $1 ORDER BY name",
+                "SELECT name FROM {} WHERE {condition} ORDER BY {order}",
                 self.projections
             ))
-            .bind(only)
+            .bind(value)
             .fetch_all(&mut *session)
             .await?
             .iter()
