@@ -34,6 +34,14 @@ pub fn encode_variant<E: Serialize + ?Sized>(
     serde_json::value::to_raw_value(&content)
 }
 
+/// Checks that `value` would read back from its JSON: no non-finite float,
+/// no nesting deeper than [`MAX_DEPTH`]. The message names the field.
+pub(crate) fn check_faithful<T: Serialize + ?Sized>(value: &T) -> Result<(), String> {
+    value
+        .serialize(faithful::Check(&mut faithful::Walk::default()))
+        .map_err(|error| error.to_string())
+}
+
 /// Deserializes variant number `variant_index` (in declaration order) of `E`
 /// from a payload written by [`encode_variant`].
 ///

@@ -215,6 +215,10 @@ pub enum StoreError {
     /// Any other failure of the store's back end.
     #[error("event store failure: {0}")]
     Backend(#[source] BoxError),
+    /// A document read model's document could not be read or written
+    /// (one that no longer reads as its type, a pattern that is no object).
+    #[error(transparent)]
+    Document(#[from] crate::document::DocumentError),
 }
 
 impl StoreError {
@@ -231,6 +235,7 @@ impl StoreError {
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
             StoreError::OutcomeUnknown(_) => ErrorKind::OutcomeUnknown,
             StoreError::Backend(_) => ErrorKind::Backend,
+            StoreError::Document(error) => error.kind(),
         }
     }
 

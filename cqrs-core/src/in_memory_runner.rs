@@ -49,6 +49,24 @@ impl<P: Projector + ?Sized> InMemoryRunner<P> {
         &self.projector
     }
 
+    /// Rebuilds the read model: runs the projector's
+    /// [`reset`](Projector::reset) and puts the checkpoint back to the start,
+    /// so the next [`poll`](Self::poll) replays the whole log. Waits for a
+    /// poll under way to finish first.
+    ///
+    /// # Errors
+    ///
+    /// The reset's error ([`StoreError::Backend`]); the checkpoint then stays.
+    pub async fn rebuild(&self) -> Result<(), StoreError> {
+        let mut checkpoint = self.checkpoint.lock().await;
+        self.projector
+            .reset(&mut ())
+            .await
+            .map_err(StoreError::Backend)?;
+        *checkpoint = Position::START;
+        Ok(())
+    }
+
     /// Processes every event appended since the last call. Returns the new
     /// checkpoint. Calls do not overlap: a second caller waits its turn.
     ///

@@ -14,7 +14,8 @@
 //! - storage: [`EventStore`] (with [`SnapshotStore`], [`EventQueries`] and
 //!   [`StoreLayer`] beside it), [`ExpectedVersion`], [`Position`],
 //!   [`LogFilter`], [`InMemoryEventStore`];
-//! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`];
+//! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`],
+//!   and read models without SQL in [`document`];
 //! - messages from outside, applied once: [`inbox`] ([`inbox::Inbox`],
 //!   [`inbox::DeadLetters`]);
 //! - commands scheduled for later: [`deadline`] ([`deadline::DeadlineRunner`],
@@ -30,6 +31,7 @@ pub mod codec;
 pub mod command_id;
 pub mod deadline;
 pub mod dispatch;
+pub mod document;
 mod error;
 mod event;
 mod exact_json;

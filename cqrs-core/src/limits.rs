@@ -105,7 +105,7 @@ fn check_text(what: &str, text: &str, max_bytes: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn check_json(what: &str, json: &str) -> Result<(), String> {
+pub(crate) fn check_json(what: &str, json: &str) -> Result<(), String> {
     if json.len() > MAX_PAYLOAD_BYTES {
         return Err(format!(
             "the {what} is {} bytes long; the limit is {MAX_PAYLOAD_BYTES}",

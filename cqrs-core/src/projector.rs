@@ -61,6 +61,17 @@ pub trait Projector<C: ?Sized + Send = ()>: Send + Sync {
         false
     }
 
+    /// Why it cannot run in partitions (slice ranges of the log, each
+    /// applied by a runner of its own), if it cannot: a read model whose rows
+    /// gather events of several streams (a customer's document changed by
+    /// each of their orders) would have partitions race on one row. A
+    /// partitioned runner refuses to start such a projector, with this
+    /// reason. Defaults to `None` (it can): a projector whose rows each
+    /// belong to one stream. Document read models answer by their identity.
+    fn partition_refusal(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Processes one event.
     ///
     /// # Errors
@@ -170,6 +181,10 @@ where
 
     fn requires_log_order(&self) -> bool {
         self.0.requires_log_order()
+    }
+
+    fn partition_refusal(&self) -> Option<&'static str> {
+        self.0.partition_refusal()
     }
 
     async fn project(

@@ -15,6 +15,7 @@ use proc_macro::TokenStream;
 mod aggregate;
 mod args;
 mod command;
+mod document;
 mod domain_event;
 mod errors;
 mod event_union;
@@ -350,4 +351,25 @@ pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn projector(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = syn::parse_macro_input!(item as syn::ItemImpl);
     projector::expand(args.into(), item).into()
+}
+
+/// Implements `Document` (a document read model) from an `impl` block of
+/// `#[apply]`, `#[delete]` and `#[id]` methods.
+///
+/// Each `#[apply]` method changes the document by the event type of its `&`
+/// parameter; a `#[delete]` method answers whether its event removes the
+/// document. The document an event touches is its own stream's (the
+/// aggregate id) unless an `#[id]` method for its type names the documents
+/// (one or several): the read model then gathers events of many streams,
+/// and runs unpartitioned. See `cqrskit::document` and the guide's
+/// "Document read models".
+///
+/// | argument | meaning |
+/// | --- | --- |
+/// | `event = OrderEvent` | the event enum or union (required) |
+/// | `name = "order_views"` | the read model's name: its projection and table (default: the type name in snake case) |
+#[proc_macro_attribute]
+pub fn document(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = syn::parse_macro_input!(item as syn::ItemImpl);
+    document::expand(args.into(), item).into()
 }

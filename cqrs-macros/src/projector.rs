@@ -111,7 +111,7 @@ fn context_type(handlers: &[Handler], errors: &mut Errors) -> Option<Type> {
 }
 
 /// `AccountSummaries` -> `account_summaries`.
-fn snake_case(ty: &Type) -> String {
+pub(crate) fn snake_case(ty: &Type) -> String {
     let name = match ty {
         Type::Path(path) => path
             .path
@@ -258,7 +258,7 @@ fn call(handler: &Handler, call: TokenStream) -> TokenStream {
 
 /// `tokens` with every span set to `span`, so that an error about them points
 /// at the method parameter the user wrote rather than the attribute.
-fn respan(tokens: &impl quote::ToTokens, span: Span) -> TokenStream {
+pub(crate) fn respan(tokens: &impl quote::ToTokens, span: Span) -> TokenStream {
     tokens
         .to_token_stream()
         .into_iter()

@@ -113,7 +113,8 @@
 //!   [`RetryPolicy`], [`SnapshotPolicy`];
 //! - storage: [`EventStore`], [`ExpectedVersion`], [`Position`], [`LogFilter`],
 //!   [`InMemoryEventStore`];
-//! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`];
+//! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`],
+//!   and document read models written without SQL ([`document`], `#[document]`);
 //! - the macros' machinery: [`dispatch`];
 //! - tests of domain logic: [`testing::AggregateFixture`];
 //! - production storage: `cqrskit::postgres` (feature `postgres`);
@@ -126,7 +127,7 @@
 pub use cqrskit_core::*;
 
 #[cfg(feature = "derive")]
-pub use cqrskit_macros::{Command, DomainEvent, EventUnion, aggregate, projector};
+pub use cqrskit_macros::{Command, DomainEvent, EventUnion, aggregate, document, projector};
 
 #[cfg(feature = "postgres")]
 #[doc(inline)]

@@ -1,0 +1,210 @@
+//! One batch of events applied to the documents it touches, in memory: what
+//! every store's document projector does between loading the documents and
+//! writing them back.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use super::{Change, Document, DocumentError, Versioned};
+use crate::EventEnvelope;
+
+/// A document as a store keeps it: its id, how many events changed it, and
+/// its JSON text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDocument {
+    /// The document's id.
+    pub id: String,
+    /// How many events changed it since it was created.
+    pub revision: u64,
+    /// Its JSON text.
+    pub body: String,
+}
+
+impl StoredDocument {
+    /// Reads the document back as `D`.
+    ///
+    /// # Errors
+    ///
+    /// [`DocumentError::Decode`] when the text does not deserialize as `D`.
+    pub fn decode<D: Document>(self, read_model: &str) -> Result<Versioned<D>, DocumentError> {
+        match serde_json::from_str(&self.body) {
+            Ok(document) => Ok(Versioned {
+                id: self.id,
+                revision: self.revision,
+                document,
+            }),
+            Err(source) => Err(DocumentError::Decode {
+                read_model: read_model.to_owned(),
+                id: self.id,
+                source,
+            }),
+        }
+    }
+}
+
+/// What a batch leaves to write: the documents it changed (their final
+/// state) and those it removed.
+#[derive(Debug, Default)]
+pub struct DocumentWrites {
+    /// Changed or created documents, in the order they were first touched.
+    pub saved: Vec<StoredDocument>,
+    /// Ids of removed documents that existed before the batch.
+    pub deleted: Vec<String>,
+}
+
+/// The events of one batch, with the documents each touches.
+pub struct DocumentBatch<'a, D: Document> {
+    events: &'a [EventEnvelope<D::Event>],
+    /// `(event index, document id)`, in the order the changes happen.
+    touches: Vec<(usize, String)>,
+}
+
+impl<'a, D: Document> DocumentBatch<'a, D> {
+    /// The batch of `events`, in log order.
+    pub fn new(events: &'a [EventEnvelope<D::Event>]) -> Self {
+        let mut touches = Vec::new();
+        let mut ids = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            D::ids(event, &mut ids);
+            touches.extend(ids.drain(..).map(|id| (index, id)));
+        }
+        Self { events, touches }
+    }
+
+    /// The ids of every document the batch touches, each once: those to
+    /// load before [`apply`](Self::apply).
+    pub fn ids(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.touches
+            .iter()
+            .filter(|(_, id)| seen.insert(id.as_str()))
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    /// Applies the events to the documents: `stored` are those of
+    /// [`ids`](Self::ids) that exist (the others start as
+    /// `Default::default()`). Returns what to write.
+    ///
+    /// # Errors
+    ///
+    /// [`DocumentError::Decode`] for a stored document that does not read
+    /// as `D`, [`DocumentError::Apply`] for a method that failed,
+    /// [`DocumentError::Encode`] for a result that cannot be stored. Nothing
+    /// is to be written then.
+    pub fn apply(
+        &self,
+        read_model: &str,
+        stored: impl IntoIterator<Item = StoredDocument>,
+    ) -> Result<DocumentWrites, DocumentError> {
+        let mut existed = HashMap::new();
+        let mut current: HashMap<&str, Slot<D>> = HashMap::new();
+        let mut by_id: HashMap<String, StoredDocument> = stored
+            .into_iter()
+            .map(|doc| (doc.id.clone(), doc))
+            .collect();
+        let mut order: Vec<&str> = Vec::new();
+        for (index, id) in &self.touches {
+            let slot = match current.entry(id.as_str()) {
+                Entry::Occupied(slot) => slot.into_mut(),
+                Entry::Vacant(vacant) => {
+                    order.push(id.as_str());
+                    let slot = match by_id.remove(id.as_str()) {
+                        Some(doc) => {
+                            existed.insert(id.as_str(), ());
+                            let loaded = doc.decode::<D>(read_model)?;
+                            Slot::present(loaded.document, loaded.revision)
+                        }
+                        None => Slot::absent(),
+                    };
+                    vacant.insert(slot)
+                }
+            };
+            let event = &self.events[*index];
+            let mut document = slot.document.take().unwrap_or_default();
+            let change = document
+                .apply(id, event)
+                .map_err(|source| DocumentError::Apply {
+                    read_model: read_model.to_owned(),
+                    id: id.clone(),
+                    source,
+                })?;
+            match change {
+                Change::Updated => {
+                    slot.revision = if slot.alive { slot.revision + 1 } else { 1 };
+                    slot.alive = true;
+                    slot.changed = true;
+                    slot.document = Some(document);
+                }
+                Change::Deleted => {
+                    slot.alive = false;
+                    slot.changed = true;
+                    slot.revision = 0;
+                }
+                Change::Unchanged => {
+                    slot.document = slot.alive.then_some(document);
+                }
+            }
+        }
+        let mut writes = DocumentWrites::default();
+        for id in order {
+            let slot = current.remove(id).expect("every touched id has a slot");
+            if !slot.changed {
+                continue;
+            }
+            match slot.document.filter(|_| slot.alive) {
+                Some(document) => writes.saved.push(StoredDocument {
+                    id: id.to_owned(),
+                    revision: slot.revision,
+                    body: encode(read_model, id, &document)?,
+                }),
+                None if existed.contains_key(id) => writes.deleted.push(id.to_owned()),
+                None => {}
+            }
+        }
+        Ok(writes)
+    }
+}
+
+/// A document while the batch changes it.
+struct Slot<D> {
+    /// Its state, when it exists (taken while an event applies).
+    document: Option<D>,
+    alive: bool,
+    revision: u64,
+    changed: bool,
+}
+
+impl<D> Slot<D> {
+    fn present(document: D, revision: u64) -> Self {
+        Self {
+            document: Some(document),
+            alive: true,
+            revision,
+            changed: false,
+        }
+    }
+
+    fn absent() -> Self {
+        Self {
+            document: None,
+            alive: false,
+            revision: 0,
+            changed: false,
+        }
+    }
+}
+
+/// The document's JSON text, checked as events' payloads are, so that what
+/// is stored reads back in every store.
+fn encode<D: Document>(read_model: &str, id: &str, document: &D) -> Result<String, DocumentError> {
+    let refuse = |reason: String| DocumentError::Encode {
+        read_model: read_model.to_owned(),
+        id: id.to_owned(),
+        reason,
+    };
+    crate::codec::check_faithful(document).map_err(refuse)?;
+    let body = serde_json::to_string(document).map_err(|error| refuse(error.to_string()))?;
+    crate::limits::check_json("document", &body).map_err(refuse)?;
+    Ok(body)
+}
