@@ -3,7 +3,7 @@
 
 use proc_macro2::{TokenStream, TokenTree};
 use syn::parse::{ParseStream, Parser};
-use syn::{Ident, Token};
+use syn::{Ident, LitStr, Token, Type};
 
 use crate::errors::Errors;
 
@@ -62,4 +62,47 @@ fn skip_entry(input: ParseStream<'_>) -> syn::Result<()> {
         }
         Ok(((), rest))
     })
+}
+
+/// The arguments of `#[projector]` and `#[document]`: `event = Type` and an
+/// optional `name = "..."`.
+#[derive(Default)]
+pub(crate) struct EventAndName {
+    pub(crate) event: Option<Type>,
+    pub(crate) name: Option<LitStr>,
+}
+
+impl EventAndName {
+    /// Parses the arguments of the attribute `macro_name`.
+    pub(crate) fn parse(tokens: TokenStream, macro_name: &str, errors: &mut Errors) -> Self {
+        let mut args = Self::default();
+        parse_list(tokens, errors, |key, input| {
+            let taken = match key.to_string().as_str() {
+                "event" => args.event.is_some(),
+                "name" => args.name.is_some(),
+                _ => {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!(
+                            "unknown `{macro_name}` argument `{key}`: expected `event` or `name`"
+                        ),
+                    ));
+                }
+            };
+            if taken {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("`{key}` is given twice"),
+                ));
+            }
+            input.parse::<Token![=]>()?;
+            if key == "event" {
+                args.event = Some(input.parse()?);
+            } else {
+                args.name = Some(input.parse()?);
+            }
+            Ok(())
+        });
+        args
+    }
 }

@@ -6,47 +6,11 @@ use std::collections::HashMap;
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, ImplItem, ItemImpl, LitStr, ReturnType, Signature, Token, Type};
+use syn::{FnArg, ImplItem, ItemImpl, LitStr, ReturnType, Signature, Type};
 
 use crate::args;
 use crate::errors::{Errors, with_fallback};
 use crate::projector::{respan, snake_case};
-
-#[derive(Default)]
-struct Args {
-    event: Option<Type>,
-    name: Option<LitStr>,
-}
-
-fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Args {
-    let mut args = Args::default();
-    args::parse_list(tokens, errors, |key, input| {
-        let taken = match key.to_string().as_str() {
-            "event" => args.event.is_some(),
-            "name" => args.name.is_some(),
-            _ => {
-                return Err(syn::Error::new(
-                    key.span(),
-                    format!("unknown `document` argument `{key}`: expected `event` or `name`"),
-                ));
-            }
-        };
-        if taken {
-            return Err(syn::Error::new(
-                key.span(),
-                format!("`{key}` is given twice"),
-            ));
-        }
-        input.parse::<Token![=]>()?;
-        if key == "event" {
-            args.event = Some(input.parse()?);
-        } else {
-            args.name = Some(input.parse()?);
-        }
-        Ok(())
-    });
-    args
-}
 
 /// What a marked method of a document does.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,7 +37,7 @@ impl Role {
     fn shape(self) -> &'static str {
         match self {
             Role::Apply => {
-                "`fn name(&mut self, event: &E)`, optionally followed by `id: &str` and/or `envelope: &EventEnvelope<Event>`, returning nothing or `Result<(), Error>`"
+                "`fn name(&mut self, event: &E)`, optionally followed by `id: &str` and/or `envelope: &EventEnvelope<Event>`, returning nothing, a `Change`, or a `Result` of either"
             }
             Role::Delete => {
                 "`fn name(&self, event: &E) -> bool`, optionally followed by `id: &str` and/or `envelope: &EventEnvelope<Event>`"
@@ -97,12 +61,11 @@ struct Method {
     ident: syn::Ident,
     message: Type,
     extras: Vec<Extra>,
-    returns: bool,
 }
 
 pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
-    let args = parse_args(args, &mut errors);
+    let args = args::EventAndName::parse(args, "document", &mut errors);
     let methods = take(&mut item, &mut errors);
     if args.event.is_none() {
         errors.push(syn::Error::new(
@@ -303,7 +266,6 @@ fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Method> {
         ident: sig.ident.clone(),
         message,
         extras,
-        returns,
     })
 }
 
@@ -413,23 +375,16 @@ fn generate(name: &str, event: &Type, item: &ItemImpl, methods: &[Method]) -> To
         let method = &m.ident;
         let args = args(m);
         let call = quote! { Self::#method(self, event #args) };
-        let outcome = match (m.role, m.returns) {
-            (Role::Apply, false) => quote! {{
-                #call;
-                ::core::result::Result::Ok(::cqrskit::document::Change::Updated)
-            }},
-            (Role::Apply, true) => quote! {
-                #call
-                    .map(|()| ::cqrskit::document::Change::Updated)
-                    .map_err(::core::convert::Into::into)
-            },
-            _ => quote! {
+        let outcome = if m.role == Role::Apply {
+            quote! { ::cqrskit::document::IntoChange::into_change(#call) }
+        } else {
+            quote! {
                 ::core::result::Result::Ok(if #call {
                     ::cqrskit::document::Change::Deleted
                 } else {
                     ::cqrskit::document::Change::Unchanged
                 })
-            },
+            }
         };
         quote! {
             if let ::core::option::Option::Some(event) = #variant::as_variant(&envelope.payload) {
@@ -437,6 +392,7 @@ fn generate(name: &str, event: &Type, item: &ItemImpl, methods: &[Method]) -> To
             }
         }
     });
+    let reads_metadata = methods.iter().any(|m| m.extras.contains(&Extra::Envelope));
     quote! {
         #[automatically_derived]
         impl #impl_generics ::cqrskit::document::Document for #self_ty #where_clause {
@@ -444,6 +400,7 @@ fn generate(name: &str, event: &Type, item: &ItemImpl, methods: &[Method]) -> To
             const NAME: &'static str = #name;
             const EVENT_TYPES: &'static [&'static str] = &[#(#event_types),*];
             const IDENTITY: ::cqrskit::document::Identity = #identity;
+            const READS_METADATA: bool = #reads_metadata;
 
             fn ids(
                 envelope: &::cqrskit::EventEnvelope<#event>,

@@ -3,51 +3,15 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{ItemImpl, LitStr, Token, Type};
+use syn::{ItemImpl, LitStr, Type};
 
 use crate::args;
 use crate::errors::{Errors, with_fallback};
 use crate::handler::{self, Handler, Role};
 
-#[derive(Default)]
-struct Args {
-    event: Option<Type>,
-    name: Option<LitStr>,
-}
-
-fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Args {
-    let mut args = Args::default();
-    args::parse_list(tokens, errors, |key, input| {
-        let slot_is_taken = match key.to_string().as_str() {
-            "event" => args.event.is_some(),
-            "name" => args.name.is_some(),
-            _ => {
-                return Err(syn::Error::new(
-                    key.span(),
-                    format!("unknown `projector` argument `{key}`: expected `event` or `name`"),
-                ));
-            }
-        };
-        if slot_is_taken {
-            return Err(syn::Error::new(
-                key.span(),
-                format!("`{key}` is given twice"),
-            ));
-        }
-        input.parse::<Token![=]>()?;
-        if key == "event" {
-            args.event = Some(input.parse()?);
-        } else {
-            args.name = Some(input.parse()?);
-        }
-        Ok(())
-    });
-    args
-}
-
 pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
-    let args = parse_args(args, &mut errors);
+    let args = args::EventAndName::parse(args, "projector", &mut errors);
     let handlers = handler::take(
         &mut item,
         &[Role::Project, Role::Reset, Role::Setup],
@@ -136,7 +100,7 @@ pub(crate) fn snake_case(ty: &Type) -> String {
 }
 
 fn generate(
-    args: &Args,
+    args: &args::EventAndName,
     event: &Type,
     context: Option<&Type>,
     item: &ItemImpl,

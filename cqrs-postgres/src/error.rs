@@ -161,10 +161,13 @@ pub enum Error {
     },
     /// The runner's configuration does not fit the projector: one that
     /// requires log order ([`Projector::requires_log_order`], a relay) run
-    /// in partitions or with a policy that parks events. It refuses to
-    /// start; the reason names what to change.
+    /// in partitions or with a policy that parks events, or one that refuses
+    /// partitions ([`Projector::partition_refusal`], a document read model
+    /// gathering several streams) run in partitions. It refuses to start;
+    /// the reason names what to change.
     ///
     /// [`Projector::requires_log_order`]: cqrskit_core::Projector::requires_log_order
+    /// [`Projector::partition_refusal`]: cqrskit_core::Projector::partition_refusal
     #[error("projection `{projection}` refuses to start: {reason}")]
     Misconfigured {
         /// The projection.

@@ -46,6 +46,7 @@
 pub mod admin;
 mod database;
 mod deadlines;
+mod documents;
 mod error;
 pub mod failure;
 mod horizon;
@@ -64,6 +65,7 @@ pub mod telemetry;
 pub mod testing;
 
 pub use deadlines::PostgresDeadlines;
+pub use documents::PgDocuments;
 pub use error::{Error, Result, SchemaBehind, StoppedAt};
 pub use inbox::PostgresInbox;
 pub use inline::InlineProjections;

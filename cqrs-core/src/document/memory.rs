@@ -92,6 +92,10 @@ impl<D: Document> Projector for InMemoryDocuments<D> {
         D::EVENT_TYPES
     }
 
+    fn reads_metadata(&self) -> bool {
+        D::READS_METADATA
+    }
+
     fn partition_refusal(&self) -> Option<&'static str> {
         super::partition_refusal(D::IDENTITY)
     }

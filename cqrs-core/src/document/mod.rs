@@ -99,6 +99,11 @@ pub trait Document: Serialize + DeserializeOwned + Default + Send + Sync + 'stat
     /// Where the ids of the documents an event touches come from.
     const IDENTITY: Identity;
 
+    /// Whether [`apply`](Self::apply) or [`ids`](Self::ids) read the
+    /// envelopes' metadata; a store leaves it out of the read when not.
+    /// `#[document]` answers `false` when no method takes the envelope.
+    const READS_METADATA: bool = true;
+
     /// Adds to `ids` the id of every document `event` touches, in the order
     /// they are changed. An event of a type the document does not handle
     /// touches none.
@@ -135,13 +140,55 @@ pub enum Change {
     Updated,
     /// The document is removed.
     Deleted,
-    /// Nothing changed (a `#[delete]` method that answered `false`, or an
-    /// event the document does not handle).
+    /// Nothing changed (an `#[apply]` method that answered so, a
+    /// `#[delete]` method that answered `false`, or an event the document
+    /// does not handle): nothing is written, and a document that did not
+    /// exist is not created. Answer it only when the method changed
+    /// nothing.
     Unchanged,
 }
 
-/// Why a read model of this kind refuses to run in partitions, if it does.
-pub(crate) const fn partition_refusal(identity: Identity) -> Option<&'static str> {
+/// What an `#[apply]` method may return: nothing (the document changed),
+/// a [`Change`] (`Change::Unchanged` when the event does not concern this
+/// document: an event for a document that does not exist then creates
+/// none), or a `Result` of either, whose error fails the event.
+pub trait IntoChange {
+    /// The change, or the method's error.
+    ///
+    /// # Errors
+    ///
+    /// The method's error.
+    fn into_change(self) -> Result<Change, BoxError>;
+}
+
+impl IntoChange for () {
+    fn into_change(self) -> Result<Change, BoxError> {
+        Ok(Change::Updated)
+    }
+}
+
+impl IntoChange for Change {
+    fn into_change(self) -> Result<Change, BoxError> {
+        Ok(self)
+    }
+}
+
+impl<E: Into<BoxError>> IntoChange for Result<(), E> {
+    fn into_change(self) -> Result<Change, BoxError> {
+        self.map(|()| Change::Updated).map_err(Into::into)
+    }
+}
+
+impl<E: Into<BoxError>> IntoChange for Result<Change, E> {
+    fn into_change(self) -> Result<Change, BoxError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Why a read model of this identity refuses to run in partitions, if it
+/// does: what a document projector's
+/// [`Projector::partition_refusal`](crate::Projector::partition_refusal) answers.
+pub const fn partition_refusal(identity: Identity) -> Option<&'static str> {
     match identity {
         Identity::Stream => None,
         Identity::Event => Some(

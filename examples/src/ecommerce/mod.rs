@@ -13,8 +13,9 @@
 //! - [`payment_timeout`]: [`PaymentTimeout`], which cancels an order not
 //!   paid within 30 minutes with a deadline;
 //! - [`read_models`]: [`OrdersByCustomer`] and [`StockLevels`];
-//! - [`pick_lists`]: [`PickLists`], a read model over orders and inventory
-//!   through the event union [`ShopEvent`];
+//! - [`pick_lists`]: [`PickList`], a document read model over orders and
+//!   inventory through the event union [`ShopEvent`], written without SQL
+//!   and queried through [`PickLists`] on either store;
 //! - [`shop`]: all of it wired over one store.
 
 pub mod checkout;

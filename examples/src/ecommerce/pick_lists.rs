@@ -1,14 +1,17 @@
 //! The warehouse's pick lists: for each open order, what was ordered and how
-//! much of it is set aside. A multi-stream read model: the lines come from
-//! the order's events, the reservations from each product's inventory
-//! events (which name the order), so it projects [`ShopEvent`], the union of
-//! both enums.
+//! much of it is set aside. A document read model over two aggregates: the
+//! lines come from the order's events, the reservations from each product's
+//! inventory events (which name the order, so an `#[id]` method sends them
+//! to its list), through [`ShopEvent`], the union of both enums. No SQL: the
+//! same document runs in memory ([`InMemoryDocuments`]) and in PostgreSQL
+//! (`PgDocuments`), and [`PickLists`] answers from either.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
-use cqrskit::{BoxError, EventEnvelope, EventUnion, Query, QueryHandler, projector};
+use cqrskit::document::{Change, DocumentQueries, InMemoryDocuments};
+use cqrskit::{BoxError, EventEnvelope, EventUnion, Query, QueryHandler, StoreError, document};
+use serde::{Deserialize, Serialize};
 
 use super::inventory::{InventoryEvent, StockReleased, StockReserved};
 use super::order::{OrderCancelled, OrderCreated, OrderEvent, OrderShipped};
@@ -26,7 +29,7 @@ pub enum ShopEvent {
 type Envelope = EventEnvelope<ShopEvent>;
 
 /// One product of an order, as the warehouse picks it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PickLine {
     /// Items ordered.
     pub ordered: u32,
@@ -34,8 +37,10 @@ pub struct PickLine {
     pub reserved: u32,
 }
 
-/// An open order's pick list: its lines by sku.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// An open order's pick list (a document keyed by the order id): its lines
+/// by sku. It exists from the order's creation until it ships or is
+/// cancelled.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PickList {
     /// The lines, by sku.
     pub lines: BTreeMap<String, PickLine>,
@@ -48,38 +53,21 @@ impl PickList {
             .values()
             .all(|line| line.reserved >= line.ordered)
     }
-}
 
-/// The pick lists of every order not yet shipped or cancelled.
-#[derive(Debug, Default)]
-pub struct PickLists {
-    open: Mutex<BTreeMap<String, PickList>>,
-}
-
-impl PickLists {
-    // Each update is one field write or one insert: a panic cannot leave a
-    // list half-updated, so a poisoned lock is still good to read.
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, PickList>> {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Changes the reservation of `sku` (the inventory event's stream) on
-    /// `order_id`'s list, if the order is open. Reservations of an order
-    /// this model never saw created are not its business (an order shipped
-    /// or cancelled before, or older than the shop's orders).
+    /// Changes the reservation of the line of `sku` (the inventory event's
+    /// stream). A list without that line is left alone, and one that does
+    /// not exist is not created: reservations of an order shipped or
+    /// cancelled before, or older than the shop's orders, are not its
+    /// business.
     fn reservation(
-        &self,
+        &mut self,
         order_id: &str,
         envelope: &Envelope,
         change: impl FnOnce(u32) -> Option<u32>,
-    ) -> Result<(), BoxError> {
+    ) -> Result<Change, BoxError> {
         let sku = &envelope.stream.aggregate_id;
-        let mut open = self.lock();
-        let Some(line) = open
-            .get_mut(order_id)
-            .and_then(|list| list.lines.get_mut(sku))
-        else {
-            return Ok(());
+        let Some(line) = self.lines.get_mut(sku) else {
+            return Ok(Change::Unchanged);
         };
         line.reserved = change(line.reserved).ok_or_else(|| {
             format!(
@@ -87,51 +75,79 @@ impl PickLists {
                 envelope.event_type
             )
         })?;
-        Ok(())
+        Ok(Change::Updated)
     }
 }
 
-#[projector(event = ShopEvent, name = "pick_lists")]
-impl PickLists {
-    #[project]
-    fn created(&self, event: &OrderCreated, envelope: &Envelope) -> Result<(), BoxError> {
-        let mut list = PickList::default();
+#[document(event = ShopEvent, name = "pick_lists")]
+impl PickList {
+    #[apply]
+    fn created(&mut self, event: &OrderCreated, id: &str) -> Result<(), BoxError> {
         for line in &event.lines {
-            let entry = list.lines.entry(line.sku.clone()).or_default();
+            let entry = self.lines.entry(line.sku.clone()).or_default();
             entry.ordered = entry.ordered.checked_add(line.quantity).ok_or_else(|| {
                 format!(
-                    "order {} asks for more of {} than a count holds",
-                    envelope.stream.aggregate_id, line.sku
+                    "order {id} asks for more of {} than a count holds",
+                    line.sku
                 )
             })?;
         }
-        self.lock()
-            .insert(envelope.stream.aggregate_id.clone(), list);
         Ok(())
     }
 
-    #[project]
-    fn reserved(&self, event: &StockReserved, envelope: &Envelope) -> Result<(), BoxError> {
+    #[id]
+    fn reserved_for(event: &StockReserved) -> &str {
+        &event.order_id
+    }
+
+    #[apply]
+    fn reserved(&mut self, event: &StockReserved, envelope: &Envelope) -> Result<Change, BoxError> {
         self.reservation(&event.order_id, envelope, |reserved| {
             reserved.checked_add(event.quantity)
         })
     }
 
-    #[project]
-    fn released(&self, event: &StockReleased, envelope: &Envelope) -> Result<(), BoxError> {
+    #[id]
+    fn released_for(event: &StockReleased) -> &str {
+        &event.order_id
+    }
+
+    #[apply]
+    fn released(&mut self, event: &StockReleased, envelope: &Envelope) -> Result<Change, BoxError> {
         self.reservation(&event.order_id, envelope, |reserved| {
             reserved.checked_sub(event.quantity)
         })
     }
 
-    #[project]
-    fn shipped(&self, _: &OrderShipped, envelope: &Envelope) {
-        self.lock().remove(&envelope.stream.aggregate_id);
+    #[delete]
+    fn shipped(&self, _: &OrderShipped) -> bool {
+        true
     }
 
-    #[project]
-    fn cancelled(&self, _: &OrderCancelled, envelope: &Envelope) {
-        self.lock().remove(&envelope.stream.aggregate_id);
+    #[delete]
+    fn cancelled(&self, _: &OrderCancelled) -> bool {
+        true
+    }
+}
+
+/// The pick lists' queries, over the documents of any store.
+#[derive(Clone)]
+pub struct PickLists {
+    documents: Arc<dyn DocumentQueries<PickList>>,
+}
+
+impl PickLists {
+    /// The queries over `documents` (an [`InMemoryDocuments`], or
+    /// `PgDocuments` run by a projection runner).
+    pub fn new(documents: Arc<dyn DocumentQueries<PickList>>) -> Self {
+        Self { documents }
+    }
+
+    /// The queries over a new, empty read model in memory, and that read
+    /// model (to run).
+    pub fn in_memory() -> (Self, Arc<InMemoryDocuments<PickList>>) {
+        let documents = Arc::new(InMemoryDocuments::new());
+        (Self::new(documents.clone()), documents)
     }
 }
 
@@ -147,10 +163,11 @@ impl Query for PickListOf {
 }
 
 impl QueryHandler<PickListOf> for PickLists {
-    type Error = Infallible;
+    type Error = StoreError;
 
-    async fn handle(&self, query: PickListOf) -> Result<Option<PickList>, Infallible> {
-        Ok(self.lock().get(&query.order_id).cloned())
+    async fn handle(&self, query: PickListOf) -> Result<Option<PickList>, StoreError> {
+        let found = self.documents.load(&query.order_id).await?;
+        Ok(found.map(|list| list.document))
     }
 }
 
@@ -164,14 +181,15 @@ impl Query for ReadyToPick {
 }
 
 impl QueryHandler<ReadyToPick> for PickLists {
-    type Error = Infallible;
+    type Error = StoreError;
 
-    async fn handle(&self, _: ReadyToPick) -> Result<Vec<String>, Infallible> {
-        Ok(self
-            .lock()
-            .iter()
-            .filter(|(_, list)| list.ready())
-            .map(|(order_id, _)| order_id.clone())
+    async fn handle(&self, _: ReadyToPick) -> Result<Vec<String>, StoreError> {
+        // Every open list: `{}` is contained in every document.
+        let open = self.documents.matching(&serde_json::json!({})).await?;
+        Ok(open
+            .into_iter()
+            .filter(|list| list.document.ready())
+            .map(|list| list.id)
             .collect())
     }
 }

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use cqrskit::deadline::{Clock, DeadlineRunner, DeadlineStore, InMemoryDeadlines, SystemClock};
+use cqrskit::document::InMemoryDocuments;
 use cqrskit::{
     CommandPipeline, EventStore, InMemoryRunner, PipelineOptions, Position, RetryPolicy, StoreError,
 };
 
 use super::{
     AbandonCheckout, CHECKOUT_TIMEOUT, CancelUnpaidOrder, Checkout, Fulfilment, Inventory, Order,
-    OrdersByCustomer, PAYMENT_TIMEOUT, PaymentTimeout, PickLists, StockLevels,
+    OrdersByCustomer, PAYMENT_TIMEOUT, PaymentTimeout, PickList, PickLists, StockLevels,
 };
 
 /// The shop over one store.
@@ -27,8 +28,9 @@ pub struct Shop {
     pub orders_by_customer: Arc<OrdersByCustomer>,
     /// The stock-levels read model.
     pub stock_levels: Arc<StockLevels>,
-    /// The warehouse's pick lists (orders and inventory together).
-    pub pick_lists: Arc<PickLists>,
+    /// The warehouse's pick lists (orders and inventory together): a
+    /// document read model, queried through [`PickLists`].
+    pub pick_lists: PickLists,
     /// The payment and checkout deadlines.
     pub deadlines: Arc<dyn DeadlineStore>,
     clock: Arc<dyn Clock>,
@@ -37,7 +39,7 @@ pub struct Shop {
     deadline_runner: DeadlineRunner,
     order_list: InMemoryRunner<OrdersByCustomer>,
     stock: InMemoryRunner<StockLevels>,
-    picking: InMemoryRunner<PickLists>,
+    picking: InMemoryRunner<InMemoryDocuments<PickList>>,
 }
 
 impl Shop {
@@ -73,7 +75,7 @@ impl Shop {
         let fulfilment = Arc::new(Fulfilment::new(orders.clone(), inventory.clone()));
         let orders_by_customer = Arc::new(OrdersByCustomer::default());
         let stock_levels = Arc::new(StockLevels::default());
-        let pick_lists = Arc::new(PickLists::default());
+        let (pick_lists, pick_list_documents) = PickLists::in_memory();
         let payment_timeout = Arc::new(PaymentTimeout::new(deadlines.clone()));
         let deadline_runner = DeadlineRunner::new(deadlines.clone())
             .route::<Order, CancelUnpaidOrder>(PAYMENT_TIMEOUT, orders.clone())
@@ -86,7 +88,7 @@ impl Shop {
             clock,
             order_list: InMemoryRunner::new(store.clone(), orders_by_customer.clone()),
             stock: InMemoryRunner::new(store.clone(), stock_levels.clone()),
-            picking: InMemoryRunner::new(store.clone(), pick_lists.clone()),
+            picking: InMemoryRunner::new(store.clone(), pick_list_documents),
             store,
             orders,
             inventory,

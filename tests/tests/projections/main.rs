@@ -4,6 +4,7 @@
 //!
 //! One module per concern; the helpers they share are here.
 
+mod documents;
 mod exactly_once;
 mod host;
 mod live;

@@ -87,13 +87,20 @@ where
     }
 
     /// Why the projector cannot run under this runner's configuration, if
-    /// it cannot: one that requires log order, run in partitions or parking
-    /// its events.
+    /// it cannot: one that refuses partitions, run in partitions; one that
+    /// requires log order, run in partitions or parking its events.
     fn misfit(&self) -> Option<Error> {
+        let partitioned = !self.selection.partition().is_whole();
+        if let Some(refusal) = self.projector.partition_refusal().filter(|_| partitioned) {
+            return Some(Error::Misconfigured {
+                projection: self.projector.name().to_owned(),
+                reason: refusal.to_owned(),
+            });
+        }
         if !self.projector.requires_log_order() {
             return None;
         }
-        let reason = if !self.selection.partition().is_whole() {
+        let reason = if partitioned {
             "it requires every event in log order, through one runner: run it unpartitioned"
         } else if self.options.failure.on_exhausted != OnExhausted::Stop {
             "it requires every event in log order: an event it parked and replayed later would \
