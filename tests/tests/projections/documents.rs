@@ -159,6 +159,26 @@ fn document_runner<D: Document>(
     (documents, runner)
 }
 
+/// The shop's workload of `orders` orders, and the pick lists caught up
+/// with it in PostgreSQL: the lists the commands leave, the events written,
+/// the documents and their runner (holding its lease).
+async fn caught_up_pick_lists(
+    db: &TestStore,
+    orders: usize,
+) -> (
+    BTreeMap<String, PickList>,
+    usize,
+    Arc<PgDocuments<PickList>>,
+    ProjectionRunner<PgDocuments<PickList>>,
+) {
+    let (expected, events) = shop_workload(db, orders).await;
+    settle(db, events).await;
+    let (documents, runner) = document_runner::<PickList>(db);
+    assert!(runner.acquire_lease().await.expect("lease"));
+    runner.catch_up().await.expect("catch up");
+    (expected, events, documents, runner)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pick_lists_over_two_aggregates_follow_the_commands_in_postgres_and_in_memory_and_after_rebuilds()
  {
@@ -215,11 +235,7 @@ async fn pick_lists_over_two_aggregates_follow_the_commands_in_postgres_and_in_m
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_answer_by_id_by_ids_and_by_json_alike_in_both_stores() {
     let db = TestStore::new().await;
-    let (expected, events) = shop_workload(&db, 20).await;
-    settle(&db, events).await;
-    let (documents, runner) = document_runner::<PickList>(&db);
-    assert!(runner.acquire_lease().await.expect("lease"));
-    runner.catch_up().await.expect("catch up");
+    let (expected, _, documents, _runner) = caught_up_pick_lists(&db, 20).await;
     let memory = Arc::new(InMemoryDocuments::<PickList>::new());
     InMemoryRunner::new(db.shared(), memory.clone())
         .poll()
@@ -352,11 +368,7 @@ async fn a_stream_keyed_document_runs_in_partitions_and_one_gathering_streams_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_that_no_longer_reads_is_named_and_the_event_that_meets_it_is_not_skipped() {
     let db = TestStore::new().await;
-    let (_, events) = shop_workload(&db, 5).await;
-    settle(&db, events).await;
-    let (documents, runner) = document_runner::<PickList>(&db);
-    assert!(runner.acquire_lease().await.expect("lease"));
-    runner.catch_up().await.expect("catch up");
+    let (_, events, documents, runner) = caught_up_pick_lists(&db, 5).await;
     let checkpoint = runner.checkpoint().await.expect("checkpoint");
 
     // Behind the framework's back: a list whose lines are no map.
@@ -474,17 +486,7 @@ async fn a_caller_waits_for_its_command_then_reads_the_document() {
     let db = TestStore::new().await;
     let (documents, runner) = document_runner::<OrderView>(&db);
     let runner = Arc::new(runner);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let runner = runner.clone();
-        async move {
-            runner
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let running = cqrs_tests::running::Running::start(&runner);
     let orders = CommandPipeline::<Order>::new(db.shared(), ());
     for n in 0..20 {
         let outcome = orders
@@ -516,7 +518,6 @@ async fn a_caller_waits_for_its_command_then_reads_the_document() {
         assert_eq!(view.document.customer, "c");
         assert_eq!(view.revision, 1);
     }
-    let _ = stop.send(());
-    running.await.expect("joined").expect("ran");
+    running.stop().await.expect("ran");
     db.drop_schema().await;
 }
