@@ -66,7 +66,7 @@ struct Method {
 pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
     let args = args::EventAndName::parse(args, "document", &mut errors);
-    let methods = take(&mut item, &mut errors);
+    let (methods, applies) = take(&mut item, &mut errors);
     if args.event.is_none() {
         errors.push(syn::Error::new(
             Span::call_site(),
@@ -79,7 +79,7 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
             "`#[document]` goes on the document type's inherent impl block (`impl OrderView { ... }`), not a trait impl",
         );
     }
-    if !methods.iter().any(|m| m.role == Role::Apply) {
+    if applies == 0 {
         errors.at(
             &item.self_ty,
             "a document needs at least one `#[apply]` method, taking `&mut self` and `&` an event type of its enum",
@@ -119,9 +119,11 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Removes the markers from the methods of `item` and returns the marked
-/// methods whose signatures passed the checks.
-fn take(item: &mut ItemImpl, errors: &mut Errors) -> Vec<Method> {
+/// methods whose signatures passed the checks, and how many methods were
+/// marked `#[apply]` (well formed or not).
+fn take(item: &mut ItemImpl, errors: &mut Errors) -> (Vec<Method>, usize) {
     let mut methods = Vec::new();
+    let mut applies = 0;
     for impl_item in &mut item.items {
         let ImplItem::Fn(function) = impl_item else {
             continue;
@@ -131,13 +133,16 @@ fn take(item: &mut ItemImpl, errors: &mut Errors) -> Vec<Method> {
             let Some(role) = Role::ALL.into_iter().find(|r| attr.path().is_ident(r.marker())) else {
                 return true;
             };
+            if role == Role::Apply {
+                applies += 1;
+            }
             if matches!(attr.meta, syn::Meta::Path(_)) {
                 marked.push((role, attr.clone()));
             } else {
                 errors.at(
                     attr,
                     format!(
-                        "`#[{}]` takes no arguments: the event it handles is the type of the method's `&` parameter",
+                        "`#[{}]` takes no arguments: the event it handles is the type of the method's `&` parameter, and an `#[id]` method for that type names the documents it touches",
                         role.marker()
                     ),
                 );
@@ -157,7 +162,7 @@ fn take(item: &mut ItemImpl, errors: &mut Errors) -> Vec<Method> {
             ),
         }
     }
-    methods
+    (methods, applies)
 }
 
 fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Method> {
