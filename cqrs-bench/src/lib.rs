@@ -174,6 +174,7 @@ pub const SCENARIOS: &[&str] = &[
     "long-stream-load",
     "batch-append",
     "projection-catch-up",
+    "document-catch-up",
     "live-lag",
     "vs-cqrs-es",
     "relay",
@@ -221,6 +222,12 @@ pub async fn run(
     if wanted("projection-catch-up") {
         add(
             scenarios::projection_catch_up(pool, config).await?,
+            &mut reports,
+        );
+    }
+    if wanted("document-catch-up") {
+        add(
+            scenarios::document_catch_up(pool, config).await?,
             &mut reports,
         );
     }

@@ -4,17 +4,20 @@
 //!
 //! One module per kind of work: [`commands`] (one aggregate after another,
 //! and many at once), [`loads`] (rebuilding an aggregate from a long
-//! stream), [`batch`] (commands that append many events) and [`catch_up`]
-//! (a projection reading a long log).
+//! stream), [`batch`] (commands that append many events), [`catch_up`]
+//! (a projection reading a long log) and [`documents`] (a document read
+//! model catching up, against the same read model written by hand).
 
 mod batch;
 mod catch_up;
 mod commands;
+mod documents;
 mod loads;
 
 pub(crate) use batch::batch_append;
 pub(crate) use catch_up::projection_catch_up;
 pub(crate) use commands::{concurrent_commands, raw_concurrent, seq_command};
+pub(crate) use documents::document_catch_up;
 pub(crate) use loads::{long_stream, long_stream_load};
 
 use std::sync::Arc;
