@@ -14,6 +14,7 @@ const GUIDES: &[(&str, &str)] = &[
     ("macros.md", "macros"),
     ("testing.md", "testing"),
     ("postgres.md", "postgres"),
+    ("read-models.md", "read_models"),
     ("versioning.md", "versioning"),
     ("integration.md", "integration"),
     ("scaling.md", "scaling"),

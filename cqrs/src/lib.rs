@@ -161,6 +161,9 @@ pub mod guide {
     #[doc = include_str!(concat!(env!("OUT_DIR"), "/postgres.md"))]
     pub mod postgres {}
 
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/read-models.md"))]
+    pub mod read_models {}
+
     #[doc = include_str!(concat!(env!("OUT_DIR"), "/versioning.md"))]
     pub mod versioning {}
 
