@@ -15,7 +15,7 @@
 //!   [`StoreLayer`] beside it), [`ExpectedVersion`], [`Position`],
 //!   [`LogFilter`], [`InMemoryEventStore`];
 //! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`],
-//!   and read models without SQL in [`document`];
+//!   and read models without SQL in [`document`] and [`window`];
 //! - messages from outside, applied once: [`inbox`] ([`inbox::Inbox`],
 //!   [`inbox::DeadLetters`]);
 //! - commands scheduled for later: [`deadline`] ([`deadline::DeadlineRunner`],
@@ -51,6 +51,7 @@ mod stream;
 pub mod telemetry;
 pub mod testing;
 pub mod unwind;
+pub mod window;
 
 pub use aggregate::{Aggregate, Command};
 pub use backoff::Backoff;

@@ -21,16 +21,19 @@ enum Role {
     Delete,
     /// `#[id]`: the ids of the documents an event touches (no receiver).
     Id,
+    /// `#[merge]`: folds another state into this one (session windows).
+    Merge,
 }
 
 impl Role {
-    const ALL: [Role; 3] = [Role::Apply, Role::Delete, Role::Id];
+    const ALL: [Role; 4] = [Role::Apply, Role::Delete, Role::Id, Role::Merge];
 
     fn marker(self) -> &'static str {
         match self {
             Role::Apply => "apply",
             Role::Delete => "delete",
             Role::Id => "id",
+            Role::Merge => "merge",
         }
     }
 
@@ -41,6 +44,9 @@ impl Role {
             }
             Role::Delete => {
                 "`fn name(&self, event: &E) -> bool`, optionally followed by `id: &str` and/or `envelope: &EventEnvelope<Event>`"
+            }
+            Role::Merge => {
+                "`fn name(&mut self, other: Self)`, returning nothing or a `Result<(), Error>`"
             }
             Role::Id => {
                 "`fn name(event: &E) -> Ids` (no `self`; optionally followed by `envelope: &EventEnvelope<Event>`), where `Ids` is a `String`, `&str`, `Option`, `Vec` or slice of them"
@@ -66,7 +72,11 @@ struct Method {
 pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
     let args = args::EventAndName::parse(args, "document", &mut errors);
-    let (methods, applies) = take(&mut item, &mut errors);
+    let Taken {
+        methods,
+        applies,
+        merge,
+    } = take(&mut item, &mut errors);
     if args.event.is_none() {
         errors.push(syn::Error::new(
             Span::call_site(),
@@ -100,7 +110,7 @@ pub(crate) fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
     }
     check_pairs(&methods, &mut errors);
     let generated = match (errors.finish(), &args.event) {
-        (Ok(()), Some(event)) => generate(&name, event, &item, &methods),
+        (Ok(()), Some(event)) => generate(&name, event, &item, &methods, merge.as_ref()),
         (Err(error), _) => with_fallback(error, TokenStream::new()),
         (Ok(()), None) => TokenStream::new(),
     };
@@ -121,9 +131,8 @@ fn valid_name(name: &str) -> bool {
 /// Removes the markers from the methods of `item` and returns the marked
 /// methods whose signatures passed the checks, and how many methods were
 /// marked `#[apply]` (well formed or not).
-fn take(item: &mut ItemImpl, errors: &mut Errors) -> (Vec<Method>, usize) {
-    let mut methods = Vec::new();
-    let mut applies = 0;
+fn take(item: &mut ItemImpl, errors: &mut Errors) -> Taken {
+    let mut taken = Taken::default();
     for impl_item in &mut item.items {
         let ImplItem::Fn(function) = impl_item else {
             continue;
@@ -134,7 +143,7 @@ fn take(item: &mut ItemImpl, errors: &mut Errors) -> (Vec<Method>, usize) {
                 return true;
             };
             if role == Role::Apply {
-                applies += 1;
+                taken.applies += 1;
             }
             if matches!(attr.meta, syn::Meta::Path(_)) {
                 marked.push((role, attr.clone()));
@@ -151,9 +160,19 @@ fn take(item: &mut ItemImpl, errors: &mut Errors) -> (Vec<Method>, usize) {
         });
         match marked.as_slice() {
             [] => {}
+            [(Role::Merge, attr)] => {
+                if let Some(earlier) = &taken.merge {
+                    errors.at(
+                        attr,
+                        format!("`{earlier}` is already the merge method: a document has one"),
+                    );
+                } else if check_merge(&function.sig, errors) {
+                    taken.merge = Some(function.sig.ident.clone());
+                }
+            }
             [(role, _)] => {
                 if let Some(method) = check(*role, &function.sig, errors) {
-                    methods.push(method);
+                    taken.methods.push(method);
                 }
             }
             [_, (_, second), ..] => errors.at(
@@ -162,7 +181,57 @@ fn take(item: &mut ItemImpl, errors: &mut Errors) -> (Vec<Method>, usize) {
             ),
         }
     }
-    (methods, applies)
+    taken
+}
+
+/// What [`take`] found.
+#[derive(Default)]
+struct Taken {
+    /// The well-formed `#[apply]`, `#[delete]` and `#[id]` methods.
+    methods: Vec<Method>,
+    /// How many methods were marked `#[apply]`, well formed or not.
+    applies: usize,
+    /// The `#[merge]` method, if well formed.
+    merge: Option<syn::Ident>,
+}
+
+/// `fn name(&mut self, other: Self)`, returning nothing or a `Result`.
+fn check_merge(sig: &Signature, errors: &mut Errors) -> bool {
+    let shape = Role::Merge.shape();
+    let mut ok = true;
+    let mut fail = |tokens: &dyn ToTokens, message: String| {
+        errors.at(tokens, message);
+        ok = false;
+    };
+    if !sig.generics.params.is_empty() || sig.asyncness.is_some() {
+        fail(
+            &sig.ident,
+            format!("a merge method is neither generic nor async; expected {shape}"),
+        );
+    }
+    match sig.receiver() {
+        Some(receiver) if receiver.reference.is_some() && receiver.mutability.is_some() => {}
+        _ => fail(
+            &sig.ident,
+            format!("a merge method takes `&mut self`; expected {shape}"),
+        ),
+    }
+    let params: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(typed) => Some(typed),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    match params.as_slice() {
+        [param] if !matches!(&*param.ty, Type::Reference(_)) => {}
+        _ => fail(
+            &sig.inputs,
+            format!("a merge method takes the other state by value; expected {shape}"),
+        ),
+    }
+    ok
 }
 
 fn check(role: Role, sig: &Signature, errors: &mut Errors) -> Option<Method> {
@@ -321,7 +390,13 @@ fn check_pairs(methods: &[Method], errors: &mut Errors) {
     }
 }
 
-fn generate(name: &str, event: &Type, item: &ItemImpl, methods: &[Method]) -> TokenStream {
+fn generate(
+    name: &str,
+    event: &Type,
+    item: &ItemImpl,
+    methods: &[Method],
+    merge: Option<&syn::Ident>,
+) -> TokenStream {
     let self_ty = &item.self_ty;
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let handlers: Vec<&Method> = methods.iter().filter(|m| m.role != Role::Id).collect();
@@ -398,6 +473,16 @@ fn generate(name: &str, event: &Type, item: &ItemImpl, methods: &[Method]) -> To
         }
     });
     let reads_metadata = methods.iter().any(|m| m.extras.contains(&Extra::Envelope));
+    let merge = merge.map(|method| {
+        quote! {
+            fn merge(
+                &mut self,
+                other: Self,
+            ) -> ::core::result::Result<(), ::cqrskit::BoxError> {
+                ::cqrskit::document::IntoChange::into_change(Self::#method(self, other)).map(|_| ())
+            }
+        }
+    });
     quote! {
         #[automatically_derived]
         impl #impl_generics ::cqrskit::document::Document for #self_ty #where_clause {
@@ -423,6 +508,8 @@ fn generate(name: &str, event: &Type, item: &ItemImpl, methods: &[Method]) -> To
                 #(#apply_branches)*
                 ::core::result::Result::Ok(::cqrskit::document::Change::Unchanged)
             }
+
+            #merge
         }
     }
 }

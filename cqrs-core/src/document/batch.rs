@@ -197,7 +197,11 @@ impl<D> Slot<D> {
 
 /// The document's JSON text, checked as events' payloads are, so that what
 /// is stored reads back in every store.
-fn encode<D: Document>(read_model: &str, id: &str, document: &D) -> Result<String, DocumentError> {
+pub(crate) fn encode<D: Document>(
+    read_model: &str,
+    id: &str,
+    document: &D,
+) -> Result<String, DocumentError> {
     let refuse = |reason: String| DocumentError::Encode {
         read_model: read_model.to_owned(),
         id: id.to_owned(),

@@ -72,6 +72,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{BoxError, DomainEvent, EventEnvelope};
 
+pub(crate) use batch::encode as batch_encode;
 pub use batch::{DocumentBatch, DocumentWrites, StoredDocument};
 pub use error::DocumentError;
 pub use ids::DocumentIds;
@@ -117,6 +118,24 @@ pub trait Document: Serialize + DeserializeOwned + Default + Send + Sync + 'stat
     /// retries, parks or stops as its policy says; nothing of the batch is
     /// written.
     fn apply(&mut self, id: &str, event: &EventEnvelope<Self::Event>) -> Result<Change, BoxError>;
+
+    /// Folds `other` into this state: two session windows that one event
+    /// joins become one (`#[merge]` with the macro). Only session windows
+    /// call it, and only when an event falls between two sessions.
+    ///
+    /// # Errors
+    ///
+    /// The method's own; the default refuses, naming the missing method, so
+    /// the event that needed it fails (and is retried, parked or stops the
+    /// projection) rather than losing a session.
+    fn merge(&mut self, other: Self) -> Result<(), BoxError> {
+        let _ = other;
+        Err(format!(
+            "read model `{}` has no #[merge] method: its session windows cannot be joined",
+            Self::NAME
+        )
+        .into())
+    }
 }
 
 /// Where a document type takes the ids of the documents an event touches.
