@@ -156,21 +156,7 @@ fn stored(row: &sqlx::postgres::PgRow) -> Result<StoredDocument, StoreError> {
 impl<D: Document> Projector<PgConnection> for PgDocuments<D> {
     type Event = D::Event;
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        D::EVENT_TYPES
-    }
-
-    fn reads_metadata(&self) -> bool {
-        D::READS_METADATA
-    }
-
-    fn partition_refusal(&self) -> Option<&'static str> {
-        cqrskit_core::document::partition_refusal(D::IDENTITY)
-    }
+    cqrskit_core::__document_projector_basics!(D);
 
     async fn project(
         &self,

@@ -63,6 +63,7 @@ mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod windows;
 
 pub use deadlines::PostgresDeadlines;
 pub use documents::PgDocuments;
@@ -77,6 +78,7 @@ pub use projection::{
 };
 pub use schema_name::SchemaName;
 pub use store::{CONNECT_TIMEOUT, GroupCommit, OldestAppend, PostgresEventStore, StoreOptions};
+pub use windows::PgWindows;
 
 /// Re-exported so applications need not depend on sqlx to build a pool.
 pub use sqlx::{self, PgPool};

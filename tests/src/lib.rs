@@ -27,6 +27,7 @@ pub mod nats;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod proxy;
+pub mod readings;
 pub mod relay;
 pub mod running;
 pub mod scenarios;

@@ -216,3 +216,28 @@ pub const fn partition_refusal(identity: Identity) -> Option<&'static str> {
         ),
     }
 }
+
+/// The projector methods every store's document or window read model
+/// answers alike from its document type (`$document`) and its `name`
+/// field: its name, event types, metadata and partitioning.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __document_projector_basics {
+    ($document:ty) => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn event_types(&self) -> &'static [&'static str] {
+            <$document as $crate::document::Document>::EVENT_TYPES
+        }
+
+        fn reads_metadata(&self) -> bool {
+            <$document as $crate::document::Document>::READS_METADATA
+        }
+
+        fn partition_refusal(&self) -> ::core::option::Option<&'static str> {
+            $crate::document::partition_refusal(<$document as $crate::document::Document>::IDENTITY)
+        }
+    };
+}

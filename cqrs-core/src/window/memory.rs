@@ -113,21 +113,7 @@ impl<D: Document> InMemoryWindows<D> {
 impl<D: Document> Projector for InMemoryWindows<D> {
     type Event = D::Event;
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn event_types(&self) -> &'static [&'static str] {
-        D::EVENT_TYPES
-    }
-
-    fn reads_metadata(&self) -> bool {
-        D::READS_METADATA
-    }
-
-    fn partition_refusal(&self) -> Option<&'static str> {
-        crate::document::partition_refusal(D::IDENTITY)
-    }
+    crate::__document_projector_basics!(D);
 
     async fn project(&self, event: &EventEnvelope<D::Event>, _: &mut ()) -> Result<(), BoxError> {
         self.project_batch(std::slice::from_ref(event), &mut ())

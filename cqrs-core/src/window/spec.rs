@@ -209,8 +209,9 @@ impl<E> WindowSpec<E> {
         chrono::TimeDelta::from_std(self.lateness).unwrap_or(chrono::TimeDelta::MAX)
     }
 
-    /// Whether a window ending at `end` is closed under `watermark`.
-    pub(crate) fn closed(&self, end: DateTime<Utc>, watermark: Option<DateTime<Utc>>) -> bool {
+    /// Whether a window ending at `end` is closed when its key's watermark
+    /// is `watermark`: the watermark passed the end by the lateness.
+    pub fn closed(&self, end: DateTime<Utc>, watermark: Option<DateTime<Utc>>) -> bool {
         watermark.is_some_and(|watermark| {
             end.checked_add_signed(self.lateness_delta())
                 .is_some_and(|closes| watermark >= closes)

@@ -11,6 +11,7 @@ mod live;
 mod poison;
 mod read_ahead;
 mod rebuild;
+mod windows;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
