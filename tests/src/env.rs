@@ -19,3 +19,23 @@ pub fn number(name: &str) -> u64 {
         .parse()
         .unwrap_or_else(|error| panic!("{name}: {error}"))
 }
+
+/// The store of a test's helper process: `DATABASE_URL` and `SCHEMA` from
+/// the environment, a pool of `connections` whose sessions are named after
+/// `owner` (their `application_name`), so the test can find them.
+///
+/// # Panics
+///
+/// When a variable is missing or the database cannot be reached.
+pub async fn process_store(owner: &str, connections: u32) -> cqrskit::postgres::PostgresEventStore {
+    let options: sqlx::postgres::PgConnectOptions =
+        var("DATABASE_URL").parse().expect("DATABASE_URL");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .connect_with(options.application_name(owner))
+        .await
+        .expect("connect");
+    cqrskit::postgres::PostgresEventStore::from_pool(pool)
+        .with_schema(&var("SCHEMA"))
+        .expect("schema")
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use cqrskit::window::WindowSpec;
+use cqrskit::window::{WindowQueries, WindowSpec};
 use cqrskit::{
     DomainEvent, EventStore, ExpectedVersion, LogFilter, NewEvent, Position, StreamId, document,
 };
@@ -283,4 +283,39 @@ pub fn recompute(
         *is_closed = closed(*end, watermarks.get(sensor).copied());
     }
     (windows, late)
+}
+
+/// Every window of sensors `s0..s{sensors}` as `windows` answers, in the
+/// recomputation's shape, and each sensor's late count; checks on the way
+/// that each window's revision counts its readings.
+///
+/// # Panics
+///
+/// When a query fails or a revision is off.
+pub async fn answers(
+    windows: &dyn WindowQueries<SensorStats>,
+    sensors: usize,
+) -> (Recomputed, BTreeMap<String, u64>) {
+    let (from, to) = (origin() - TimeDelta::days(1), origin() + TimeDelta::days(2));
+    let mut found = Recomputed::new();
+    let mut late = BTreeMap::new();
+    for sensor in 0..sensors {
+        let key = format!("s{sensor}");
+        for window in windows.windows(&key, from, to).await.expect("windows") {
+            assert_eq!(
+                window.revision,
+                u64::from(window.value.count),
+                "one revision per reading applied"
+            );
+            found.insert(
+                (window.key, window.start),
+                (window.end, window.value, window.closed),
+            );
+        }
+        let count = windows.late_events(&key).await.expect("late");
+        if count > 0 {
+            late.insert(key, count);
+        }
+    }
+    (found, late)
 }

@@ -9,10 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::TimeDelta;
 use cqrs_tests::postgres::{TestStore, database_url};
 use cqrs_tests::readings::{
-    Recomputed, SensorStats, log_readings, origin, recompute, sessions, tumbling, write_readings,
+    SensorStats, answers, log_readings, recompute, sessions, tumbling, write_readings,
 };
 use cqrskit::postgres::{PartitionedRunner, PgWindows};
 use cqrskit::window::{WindowQueries, WindowSpec};
@@ -102,27 +101,6 @@ async fn caught_up(runner: &PartitionedRunner<PgWindows<SensorStats>>) {
     }
 }
 
-async fn answers(windows: &PgWindows<SensorStats>) -> (Recomputed, BTreeMap<String, u64>) {
-    let (from, to) = (origin() - TimeDelta::days(1), origin() + TimeDelta::days(2));
-    let mut found = Recomputed::new();
-    let mut late = BTreeMap::new();
-    for sensor in 0..SENSORS {
-        let key = format!("s{sensor}");
-        for window in windows.windows(&key, from, to).await.expect("windows") {
-            assert_eq!(window.revision, u64::from(window.value.count));
-            found.insert(
-                (window.key, window.start),
-                (window.end, window.value, window.closed),
-            );
-        }
-        let count = windows.late_events(&key).await.expect("late");
-        if count > 0 {
-            late.insert(key, count);
-        }
-    }
-    (found, late)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_in_partitions_survive_a_killed_process_and_match_a_recomputation() {
     let db = TestStore::new().await;
@@ -189,7 +167,7 @@ async fn windows_in_partitions_survive_a_killed_process_and_match_a_recomputatio
             expected.1.values().sum::<u64>() > 0,
             "{kind}: late readings"
         );
-        assert_eq!(answers(windows).await, expected, "{kind}");
+        assert_eq!(answers(&**windows, SENSORS).await, expected, "{kind}");
     }
     instances.leave("b");
     instances.leave("c");

@@ -15,21 +15,12 @@ use std::time::Duration;
 
 use cqrs_tests::env::{number, var};
 use cqrs_tests::ledger::Ledger;
-use cqrskit::postgres::{PartitionedRunner, PostgresEventStore, RunnerOptions};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use cqrskit::postgres::{PartitionedRunner, RunnerOptions};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let owner = var("OWNER");
-    let options: PgConnectOptions = var("DATABASE_URL").parse().expect("DATABASE_URL");
-    let pool = PgPoolOptions::new()
-        .max_connections(12)
-        .connect_with(options.application_name(&owner))
-        .await
-        .expect("connect");
-    let store = PostgresEventStore::from_pool(pool)
-        .with_schema(&var("SCHEMA"))
-        .expect("schema");
+    let store = cqrs_tests::env::process_store(&owner, 12).await;
     let name = std::env::var("LEDGER").unwrap_or_else(|_| "ledger".to_owned());
     let ledger = Arc::new(Ledger::open(&var("SCHEMA"), &name));
     let partitions = usize::try_from(number("PARTITIONS")).expect("a partition count");

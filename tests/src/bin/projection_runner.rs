@@ -14,21 +14,12 @@ use std::time::Duration;
 
 use cqrs_tests::env::{number, var};
 use cqrs_tests::ledger::Ledger;
-use cqrskit::postgres::{PostgresEventStore, ProjectionRunner, RunnerOptions};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use cqrskit::postgres::{ProjectionRunner, RunnerOptions};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let owner = var("OWNER");
-    let options: PgConnectOptions = var("DATABASE_URL").parse().expect("DATABASE_URL");
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(options.application_name(&owner))
-        .await
-        .expect("connect");
-    let store = PostgresEventStore::from_pool(pool)
-        .with_schema(&var("SCHEMA"))
-        .expect("schema");
+    let store = cqrs_tests::env::process_store(&owner, 4).await;
     let mut ledger = Ledger::open(&var("SCHEMA"), "ledger");
     if std::env::var("TYPES").as_deref() == Ok("without-withdrawals") {
         ledger.types = &["AccountOpened", "DepositMade"];

@@ -16,7 +16,6 @@ use cqrs_tests::env::{number, var};
 use cqrs_tests::readings::{SensorStats, sessions, tumbling};
 use cqrskit::postgres::{PartitionedRunner, PgWindows, PostgresEventStore, RunnerOptions};
 use cqrskit::window::WindowSpec;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::watch;
 
 fn runner(
@@ -40,15 +39,7 @@ fn runner(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let owner = var("OWNER");
-    let options: PgConnectOptions = var("DATABASE_URL").parse().expect("DATABASE_URL");
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect_with(options.application_name(&owner))
-        .await
-        .expect("connect");
-    let store = PostgresEventStore::from_pool(pool)
-        .with_schema(&var("SCHEMA"))
-        .expect("schema");
+    let store = cqrs_tests::env::process_store(&owner, 16).await;
     let fixed = runner(&store, tumbling(), 1);
     let sessions = runner(&store, sessions(), 3);
     let (stop, stopped) = watch::channel(false);

@@ -6,7 +6,7 @@
 
 use chrono::TimeDelta;
 use cqrs_tests::readings::{
-    Recomputed, SensorEvent, SensorStats, hopping, log_readings, origin, recompute, sessions,
+    SensorEvent, SensorStats, answers, hopping, log_readings, origin, recompute, sessions,
     tumbling, write_readings,
 };
 use cqrskit::InMemoryRunner;
@@ -17,35 +17,6 @@ use super::*;
 
 const SENSORS: usize = 8;
 const READINGS: usize = 60;
-
-/// Every window of every sensor, as `windows` answers, in the
-/// recomputation's shape; and each sensor's late count.
-async fn answers(
-    windows: &dyn WindowQueries<SensorStats>,
-) -> (Recomputed, std::collections::BTreeMap<String, u64>) {
-    let (from, to) = (origin() - TimeDelta::days(1), origin() + TimeDelta::days(2));
-    let mut found = Recomputed::new();
-    let mut late = std::collections::BTreeMap::new();
-    for sensor in 0..SENSORS {
-        let key = format!("s{sensor}");
-        for window in windows.windows(&key, from, to).await.expect("windows") {
-            assert_eq!(
-                window.revision,
-                u64::from(window.value.count),
-                "one revision per reading applied"
-            );
-            found.insert(
-                (window.key, window.start),
-                (window.end, window.value, window.closed),
-            );
-        }
-        let count = windows.late_events(&key).await.expect("late");
-        if count > 0 {
-            late.insert(key, count);
-        }
-    }
-    (found, late)
-}
 
 async fn caught_up(
     db: &TestStore,
@@ -79,7 +50,11 @@ async fn windows_match_a_recomputation_from_the_log_in_one_runner_in_partitions_
 
         let windows = Arc::new(PgWindows::<SensorStats>::version(&db.store, spec, version));
         let runner = caught_up(&db, &windows).await;
-        assert_eq!(answers(&*windows).await, expected, "{kind}, one runner");
+        assert_eq!(
+            answers(&*windows, SENSORS).await,
+            expected,
+            "{kind}, one runner"
+        );
 
         let split = Arc::new(PgWindows::<SensorStats>::version(
             &db.store,
@@ -93,17 +68,32 @@ async fn windows_match_a_recomputation_from_the_log_in_one_runner_in_partitions_
             assert!(partition.acquire_lease().await.expect("lease"));
             partition.catch_up().await.expect("catch up");
         }
-        assert_eq!(answers(&*split).await, expected, "{kind}, three partitions");
+        assert_eq!(
+            answers(&*split, SENSORS).await,
+            expected,
+            "{kind}, three partitions"
+        );
 
         let memory = Arc::new(InMemoryWindows::<SensorStats>::new(spec));
         let memory_runner = InMemoryRunner::new(db.shared(), memory.clone());
         memory_runner.poll().await.expect("poll");
-        assert_eq!(answers(&*memory).await, expected, "{kind}, in memory");
+        assert_eq!(
+            answers(&*memory, SENSORS).await,
+            expected,
+            "{kind}, in memory"
+        );
 
         runner.rebuild().await.expect("rebuild");
-        assert!(answers(&*windows).await.0.is_empty(), "{kind}: reset");
+        assert!(
+            answers(&*windows, SENSORS).await.0.is_empty(),
+            "{kind}: reset"
+        );
         runner.catch_up().await.expect("replay");
-        assert_eq!(answers(&*windows).await, expected, "{kind}, rebuilt");
+        assert_eq!(
+            answers(&*windows, SENSORS).await,
+            expected,
+            "{kind}, rebuilt"
+        );
     }
     db.drop_schema().await;
 }
