@@ -16,6 +16,9 @@
 //! - [`pick_lists`]: [`PickList`], a document read model over orders and
 //!   inventory through the event union [`ShopEvent`], written without SQL
 //!   and queried through [`PickLists`] on either store;
+//! - [`trends`]: [`Trends`], revenue per 5-minute window and each
+//!   customer's cancellations over a sliding 15 minutes, as windowed read
+//!   models;
 //! - [`shop`]: all of it wired over one store.
 
 pub mod checkout;
@@ -26,6 +29,7 @@ pub mod payment_timeout;
 pub mod pick_lists;
 pub mod read_models;
 pub mod shop;
+pub mod trends;
 
 pub use checkout::{CHECKOUT_HOLD, CHECKOUT_TIMEOUT, Checkout, CheckoutError};
 pub use fulfilment::Fulfilment;
@@ -45,6 +49,10 @@ pub use read_models::{
     OrderSummary, OrdersByCustomer, OrdersOfCustomer, StockLevel, StockLevelOf, StockLevels,
 };
 pub use shop::Shop;
+pub use trends::{
+    Cancellations, RecentCancellations, Revenue, RevenueBetween, SHOP, Trends,
+    cancellation_windows, revenue_windows,
+};
 
 #[cfg(test)]
 mod tests;

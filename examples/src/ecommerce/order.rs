@@ -56,6 +56,10 @@ pub struct OrderDelivered;
 pub struct OrderCancelled {
     /// Why.
     pub reason: String,
+    /// Whose order it was, for readers that count per customer. Absent
+    /// from cancellations stored before it was added (they read as `None`).
+    #[serde(default)]
+    pub customer_id: Option<String>,
 }
 
 /// A checkout reserved stock for an order that was then never created (the
@@ -250,6 +254,7 @@ impl Order {
         Ok(vec![
             OrderCancelled {
                 reason: reason.to_owned(),
+                customer_id: Some(self.customer_id.clone()),
             }
             .into(),
         ])

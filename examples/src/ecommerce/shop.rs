@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use cqrskit::deadline::{Clock, DeadlineRunner, DeadlineStore, InMemoryDeadlines, SystemClock};
 use cqrskit::document::InMemoryDocuments;
+use cqrskit::window::InMemoryWindows;
 use cqrskit::{
     CommandPipeline, EventStore, InMemoryRunner, PipelineOptions, Position, RetryPolicy, StoreError,
 };
 
 use super::{
-    AbandonCheckout, CHECKOUT_TIMEOUT, CancelUnpaidOrder, Checkout, Fulfilment, Inventory, Order,
-    OrdersByCustomer, PAYMENT_TIMEOUT, PaymentTimeout, PickList, PickLists, StockLevels,
+    AbandonCheckout, CHECKOUT_TIMEOUT, CancelUnpaidOrder, Cancellations, Checkout, Fulfilment,
+    Inventory, Order, OrdersByCustomer, PAYMENT_TIMEOUT, PaymentTimeout, PickList, PickLists,
+    Revenue, StockLevels, Trends,
 };
 
 /// The shop over one store.
@@ -31,6 +33,9 @@ pub struct Shop {
     /// The warehouse's pick lists (orders and inventory together): a
     /// document read model, queried through [`PickLists`].
     pub pick_lists: PickLists,
+    /// Revenue per 5 minutes and cancellations per customer over 15:
+    /// windowed read models, queried through [`Trends`].
+    pub trends: Trends,
     /// The payment and checkout deadlines.
     pub deadlines: Arc<dyn DeadlineStore>,
     clock: Arc<dyn Clock>,
@@ -40,6 +45,8 @@ pub struct Shop {
     order_list: InMemoryRunner<OrdersByCustomer>,
     stock: InMemoryRunner<StockLevels>,
     picking: InMemoryRunner<InMemoryDocuments<PickList>>,
+    revenue: InMemoryRunner<InMemoryWindows<Revenue>>,
+    cancellations: InMemoryRunner<InMemoryWindows<Cancellations>>,
 }
 
 impl Shop {
@@ -76,6 +83,7 @@ impl Shop {
         let orders_by_customer = Arc::new(OrdersByCustomer::default());
         let stock_levels = Arc::new(StockLevels::default());
         let (pick_lists, pick_list_documents) = PickLists::in_memory();
+        let (trends, trend_windows) = Trends::in_memory();
         let payment_timeout = Arc::new(PaymentTimeout::new(deadlines.clone()));
         let deadline_runner = DeadlineRunner::new(deadlines.clone())
             .route::<Order, CancelUnpaidOrder>(PAYMENT_TIMEOUT, orders.clone())
@@ -89,12 +97,15 @@ impl Shop {
             order_list: InMemoryRunner::new(store.clone(), orders_by_customer.clone()),
             stock: InMemoryRunner::new(store.clone(), stock_levels.clone()),
             picking: InMemoryRunner::new(store.clone(), pick_list_documents),
+            revenue: InMemoryRunner::new(store.clone(), trend_windows.revenue),
+            cancellations: InMemoryRunner::new(store.clone(), trend_windows.cancellations),
             store,
             orders,
             inventory,
             orders_by_customer,
             stock_levels,
             pick_lists,
+            trends,
         }
     }
 
@@ -124,6 +135,8 @@ impl Shop {
             self.order_list.poll().await?;
             self.stock.poll().await?;
             self.picking.poll().await?;
+            self.revenue.poll().await?;
+            self.cancellations.poll().await?;
             let delivered = self.deadline_runner.deliver_due().await?;
             if self.checkpoints().await == before && delivered.done.is_empty() {
                 return Ok(());
@@ -131,13 +144,15 @@ impl Shop {
         }
     }
 
-    async fn checkpoints(&self) -> [Position; 5] {
+    async fn checkpoints(&self) -> [Position; 7] {
         [
             self.fulfilment.checkpoint().await,
             self.payment_timeout.checkpoint().await,
             self.order_list.checkpoint().await,
             self.stock.checkpoint().await,
             self.picking.checkpoint().await,
+            self.revenue.checkpoint().await,
+            self.cancellations.checkpoint().await,
         ]
     }
 }

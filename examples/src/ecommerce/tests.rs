@@ -118,7 +118,11 @@ async fn confirming_and_cancelling_twice_change_nothing() {
     AggregateFixture::<Order>::new(())
         .given([
             OrderEvent::from(created()),
-            OrderCancelled { reason: "x".into() }.into(),
+            OrderCancelled {
+                reason: "x".into(),
+                customer_id: Some("alice".into()),
+            }
+            .into(),
         ])
         .when(CancelOrder { reason: "y".into() })
         .await
@@ -665,6 +669,7 @@ async fn the_orders_read_model_answers_from_given_events() {
                 OrderEvent::from(created()),
                 OrderCancelled {
                     reason: "no".into(),
+                    customer_id: Some("alice".into()),
                 }
                 .into(),
             ],
@@ -875,4 +880,89 @@ async fn a_pick_list_answers_from_events_of_orders_and_products() {
             .expect("infallible")
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn the_trends_count_revenue_per_window_and_each_customers_recent_cancellations() {
+    use cqrskit::chrono::{TimeDelta, Utc};
+    let shop = stocked(
+        Shop::new(Arc::new(InMemoryEventStore::new())),
+        &[("tea", 100)],
+    )
+    .await;
+    let before = Utc::now();
+    let mut paid = 0;
+    for n in 0..6_u64 {
+        let order_id = format!("o{n}");
+        let customer = if n % 2 == 0 { "alice" } else { "bob" };
+        shop.orders
+            .execute(
+                &order_id,
+                CreateOrder {
+                    customer_id: customer.into(),
+                    lines: vec![line("tea", 1, 100 + n)],
+                },
+            )
+            .await
+            .expect("create");
+        shop.process().await.expect("process");
+        if n < 4 {
+            shop.orders
+                .execute(&order_id, PayOrder { amount: 100 + n })
+                .await
+                .expect("pay");
+            paid += 100 + n;
+        } else {
+            shop.orders
+                .execute(
+                    &order_id,
+                    CancelOrder {
+                        reason: "no".into(),
+                    },
+                )
+                .await
+                .expect("cancel");
+        }
+    }
+    shop.process().await.expect("process");
+    let after = Utc::now();
+
+    let windows = shop
+        .trends
+        .handle(RevenueBetween {
+            from: before - TimeDelta::minutes(5),
+            to: after + TimeDelta::minutes(5),
+        })
+        .await
+        .expect("in memory");
+    assert!(!windows.is_empty() && windows.len() <= 2, "{windows:?}");
+    assert!(
+        windows
+            .iter()
+            .all(|w| w.end - w.start == TimeDelta::minutes(5))
+    );
+    assert_eq!(windows.iter().map(|w| w.value.cents).sum::<u64>(), paid);
+    assert_eq!(windows.iter().map(|w| w.value.payments).sum::<u32>(), 4);
+    // o4 (alice) and o5 (bob) were cancelled just now.
+    for (customer, count) in [("alice", 1), ("bob", 1), ("carol", 0)] {
+        let recent = shop
+            .trends
+            .handle(RecentCancellations {
+                customer_id: customer.into(),
+                at: after,
+            })
+            .await
+            .expect("in memory");
+        assert_eq!(recent, count, "{customer}");
+    }
+    // An hour later, nothing is recent any more.
+    let later = shop
+        .trends
+        .handle(RecentCancellations {
+            customer_id: "alice".into(),
+            at: after + TimeDelta::hours(1),
+        })
+        .await
+        .expect("in memory");
+    assert_eq!(later, 0);
 }

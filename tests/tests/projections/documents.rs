@@ -23,7 +23,10 @@ const SKUS: [&str; 4] = ["tea", "mug", "pot", "cup"];
 /// lines, one in five is cancelled (its stock released), one in five ships,
 /// one in five gives part of its stock back. Returns the pick lists the
 /// commands leave: open orders, with what was ordered and set aside.
-async fn shop_workload(db: &TestStore, orders: usize) -> (BTreeMap<String, PickList>, usize) {
+pub(super) async fn shop_workload(
+    db: &TestStore,
+    orders: usize,
+) -> (BTreeMap<String, PickList>, usize) {
     let order_pipeline = CommandPipeline::<Order>::new(db.shared(), ());
     let inventory = CommandPipeline::<Inventory>::new(db.shared(), ());
     let mut events = 0;

@@ -184,3 +184,91 @@ async fn a_runner_with_other_windows_refuses_to_set_up_and_names_the_way_out() {
     assert_eq!(found, expected.len());
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shops_trends_agree_with_its_orders_in_postgres_and_in_memory() {
+    use cqrs_examples::ecommerce::{
+        Cancellations, Revenue, SHOP, cancellation_windows, revenue_windows,
+    };
+    let db = TestStore::new().await;
+    let orders = 40;
+    let (_, events) = super::documents::shop_workload(&db, orders).await;
+    settle(&db, events).await;
+
+    let revenue = Arc::new(PgWindows::<Revenue>::new(&db.store, revenue_windows()));
+    let cancellations = Arc::new(PgWindows::<Cancellations>::new(
+        &db.store,
+        cancellation_windows(),
+    ));
+    for runner in [ProjectionRunner::new(db.store.clone(), revenue.clone())
+        .with_options(options(OnExhausted::Stop))]
+    {
+        assert!(runner.acquire_lease().await.expect("lease"));
+        runner.catch_up().await.expect("catch up");
+    }
+    let runner = ProjectionRunner::new(db.store.clone(), cancellations.clone())
+        .with_options(options(OnExhausted::Stop));
+    assert!(runner.acquire_lease().await.expect("lease"));
+    runner.catch_up().await.expect("catch up");
+    let memory_revenue = Arc::new(InMemoryWindows::<Revenue>::new(revenue_windows()));
+    let memory_cancellations =
+        Arc::new(InMemoryWindows::<Cancellations>::new(cancellation_windows()));
+    InMemoryRunner::new(db.shared(), memory_revenue.clone())
+        .poll()
+        .await
+        .expect("poll");
+    InMemoryRunner::new(db.shared(), memory_cancellations.clone())
+        .poll()
+        .await
+        .expect("poll");
+
+    // What the workload did: one order in five paid (its lines at 100 a
+    // piece), one in five cancelled, customers c-0 to c-6 in turn.
+    let (mut paid, mut cancelled) = (0_u64, std::collections::BTreeMap::<String, u32>::new());
+    for n in 0..orders {
+        let units: u64 = (0..1 + n % 3).map(|k| 1 + ((n + k) % 4) as u64).sum();
+        match n % 5 {
+            0 => *cancelled.entry(format!("c-{}", n % 7)).or_default() += 1,
+            1 => paid += units * 100,
+            _ => {}
+        }
+    }
+    let (from, to) = (
+        chrono::Utc::now() - TimeDelta::hours(1),
+        chrono::Utc::now() + TimeDelta::hours(1),
+    );
+    let in_postgres = revenue.windows(SHOP, from, to).await.expect("windows");
+    assert_eq!(
+        in_postgres,
+        memory_revenue
+            .windows(SHOP, from, to)
+            .await
+            .expect("windows")
+    );
+    assert_eq!(in_postgres.iter().map(|w| w.value.cents).sum::<u64>(), paid);
+    for (customer, count) in cancelled {
+        let now = chrono::Utc::now();
+        let latest = cancellations.at(&customer, now).await.expect("at");
+        assert_eq!(
+            latest,
+            memory_cancellations.at(&customer, now).await.expect("at")
+        );
+        assert_eq!(
+            latest.len(),
+            15,
+            "fifteen windows of a minute's hop hold now"
+        );
+        // The one starting first holds the 15 minutes up to now.
+        assert_eq!(latest[0].value.count, count, "{customer}");
+    }
+    // Keyed by the shop and by customers, not by their streams: refused in partitions.
+    let split = PartitionedRunner::new(db.store.clone(), revenue.clone(), 2)
+        .expect("two partitions")
+        .with_options(options(OnExhausted::Stop));
+    let error = split.partitions()[0].setup().await.expect_err("refused");
+    assert!(
+        error.to_string().contains("run it unpartitioned"),
+        "{error}"
+    );
+    db.drop_schema().await;
+}
