@@ -36,6 +36,7 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "batch-append-same-schema",
             "projection-catch-up",
             "projection-catch-up-hand-written",
+            "document-catch-up",
             "vs-cqrs-es-seq-command",
             "vs-cqrs-es-short-streams",
             "vs-cqrs-es-short-streams-one-commit-each",
