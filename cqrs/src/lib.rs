@@ -114,7 +114,7 @@
 //! - storage: [`EventStore`], [`ExpectedVersion`], [`Position`], [`LogFilter`],
 //!   [`InMemoryEventStore`];
 //! - the read side: [`Projector`], [`catch_up`], [`Query`], [`QueryHandler`],
-//!   and document read models written without SQL ([`document`], `#[document]`);
+//!   and document read models written without SQL ([`document`](mod@document), `#[document]`);
 //! - the macros' machinery: [`dispatch`];
 //! - tests of domain logic: [`testing::AggregateFixture`];
 //! - production storage: `cqrskit::postgres` (feature `postgres`);
