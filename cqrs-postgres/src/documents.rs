@@ -14,7 +14,7 @@ use sqlx::{PgConnection, Row};
 
 use crate::PostgresEventStore;
 use crate::database::Database;
-use crate::error::store_error;
+use crate::error::{read_model_error, store_error};
 
 /// A document read model in the store's database: a projector of `D`'s
 /// events for a [`ProjectionRunner`](crate::ProjectionRunner) (or, when
@@ -135,7 +135,7 @@ impl<D: Document> PgDocuments<D> {
         let rows = bind(self.db.query(sql))
             .fetch_all(self.db.pool())
             .await
-            .map_err(store_error)?;
+            .map_err(|error| read_model_error(&self.name, error))?;
         rows.iter()
             .map(|row| Ok(stored(row)?.decode(&self.name)?))
             .collect()

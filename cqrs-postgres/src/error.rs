@@ -340,6 +340,22 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// A failed query of a document or window read model's own tables: a
+/// table that does not exist yet means the read model was not set up.
+pub(crate) fn read_model_error(read_model: &str, error: sqlx::Error) -> StoreError {
+    let missing_table = error
+        .as_database_error()
+        .and_then(|database| database.code())
+        .is_some_and(|code| code == "42P01");
+    if missing_table {
+        return cqrskit_core::document::DocumentError::NotSetUp {
+            read_model: read_model.to_owned(),
+        }
+        .into();
+    }
+    store_error(error)
+}
+
 /// Whether `source` (the cause inside a store error) says the connection was
 /// lost (cut, or ended by the server), rather than that the pool had none to
 /// give or the statement was refused.

@@ -16,7 +16,7 @@ use sqlx::{PgConnection, Row};
 
 use crate::PostgresEventStore;
 use crate::database::Database;
-use crate::error::store_error;
+use crate::error::{read_model_error, store_error};
 
 /// A windowed read model in the store's database: a projector of `D`'s
 /// events for a [`ProjectionRunner`](crate::ProjectionRunner) (or, when its
@@ -196,7 +196,10 @@ impl<D: Document> PgWindows<D> {
         for time in times {
             query = query.bind(*time);
         }
-        let rows = query.fetch_all(self.db.pool()).await.map_err(store_error)?;
+        let rows = query
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(|error| read_model_error(&self.name, error))?;
         rows.iter()
             .map(|row| {
                 let stored = stored_window(row).map_err(store_error)?;
@@ -419,7 +422,7 @@ impl<D: Document> WindowQueries<D> for PgWindows<D> {
             .bind(key.to_owned())
             .fetch_optional(self.db.pool())
             .await
-            .map_err(store_error)?;
+            .map_err(|error| read_model_error(&self.name, error))?;
         Ok(late.and_then(|late| u64::try_from(late).ok()).unwrap_or(0))
     }
 }

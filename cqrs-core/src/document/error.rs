@@ -38,6 +38,17 @@ pub enum DocumentError {
         /// What is wrong.
         reason: String,
     },
+    /// A query of a read model whose table does not exist yet: its
+    /// runner has not set it up (the runner creates it before its first
+    /// batch, or on `setup()`).
+    #[error(
+        "read model `{read_model}` is not set up: its table does not exist yet; run its runner's \
+         setup() (or start it on the application host) before serving queries"
+    )]
+    NotSetUp {
+        /// The read model.
+        read_model: String,
+    },
     /// A query by JSON whose pattern is not an object.
     #[error(
         "a query of read model `{read_model}` by JSON takes an object pattern, not `{pattern}`"
@@ -68,6 +79,7 @@ impl DocumentError {
     pub fn kind(&self) -> crate::ErrorKind {
         match self {
             DocumentError::Decode { .. } => crate::ErrorKind::CorruptData,
+            DocumentError::NotSetUp { .. } => crate::ErrorKind::Configuration,
             DocumentError::Encode { .. }
             | DocumentError::Pattern { .. }
             | DocumentError::Apply { .. } => crate::ErrorKind::Rejected,

@@ -488,6 +488,13 @@ async fn a_document_the_store_cannot_keep_fails_its_event_and_writes_nothing() {
 async fn a_caller_waits_for_its_command_then_reads_the_document() {
     let db = TestStore::new().await;
     let (documents, runner) = document_runner::<OrderView>(&db);
+    // Before its runner set it up, a query says so.
+    let early = documents.load("o-0").await.expect_err("no table yet");
+    assert!(
+        matches!(&early, StoreError::Document(DocumentError::NotSetUp { read_model }) if read_model == "order_views"),
+        "{early}"
+    );
+    assert_eq!(early.kind(), ErrorKind::Configuration);
     let runner = Arc::new(runner);
     let running = cqrs_tests::running::Running::start(&runner);
     let orders = CommandPipeline::<Order>::new(db.shared(), ());
