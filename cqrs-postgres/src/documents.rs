@@ -58,7 +58,7 @@ impl Statements {
         Self {
             create: format!(
                 "CREATE TABLE IF NOT EXISTS {table} (\
-                 id text PRIMARY KEY, revision bigint NOT NULL, body jsonb NOT NULL, \
+                 id text COLLATE \"C\" PRIMARY KEY, revision bigint NOT NULL, body jsonb NOT NULL, \
                  updated_at timestamptz NOT NULL DEFAULT now())"
             ),
             index: format!(
@@ -81,7 +81,8 @@ impl Statements {
                  JOIN {table} d ON d.id = wanted.id ORDER BY wanted.n"
             ),
             matching: format!(
-                "SELECT {columns} FROM {table} WHERE body @> $1::jsonb ORDER BY id COLLATE \"C\""
+                "SELECT {columns} FROM {table} WHERE body @> $1::jsonb \
+                 AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3"
             ),
         }
     }
@@ -243,6 +244,15 @@ impl<D: Document> DocumentQueries<D> for PgDocuments<D> {
     }
 
     async fn matching(&self, pattern: &Value) -> Result<Vec<Versioned<D>>, StoreError> {
+        self.matching_page(pattern, None, usize::MAX).await
+    }
+
+    async fn matching_page(
+        &self,
+        pattern: &Value,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<D>>, StoreError> {
         if !pattern.is_object() {
             return Err(DocumentError::Pattern {
                 read_model: self.name.clone(),
@@ -251,7 +261,11 @@ impl<D: Document> DocumentQueries<D> for PgDocuments<D> {
             .into());
         }
         let pattern = pattern.to_string();
-        self.fetch(&self.sql.matching, |query| query.bind(pattern))
-            .await
+        let after = after.map(str::to_owned);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.fetch(&self.sql.matching, |query| {
+            query.bind(pattern).bind(after).bind(limit)
+        })
+        .await
     }
 }

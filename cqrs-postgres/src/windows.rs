@@ -78,7 +78,7 @@ impl Statements {
                 "CREATE TABLE IF NOT EXISTS {keys} (\
                  key text PRIMARY KEY, watermark timestamptz, late bigint NOT NULL DEFAULT 0)"
             ),
-            recorded_spec: format!("SELECT obj_description('{windows}'::regclass, 'pg_class')"),
+            recorded_spec: "SELECT obj_description($1::regclass, 'pg_class')".to_owned(),
             truncate: format!("TRUNCATE {windows}, {keys}"),
             load_keys: format!("SELECT key, watermark, late FROM {keys} WHERE key = ANY($1)"),
             load_windows: format!(
@@ -365,6 +365,7 @@ impl<D: Document> Projector<PgConnection> for PgWindows<D> {
         let recorded: Option<String> = self
             .db
             .query_scalar(&self.sql.recorded_spec)
+            .bind(&self.windows)
             .fetch_one(&mut *tx)
             .await?;
         match recorded {

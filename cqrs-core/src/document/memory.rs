@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -98,14 +99,14 @@ impl<D: Document> Projector for InMemoryDocuments<D> {
     ) -> Result<(), BoxError> {
         let batch = DocumentBatch::<D>::new(events);
         let ids = batch.ids();
-        let stored: Vec<StoredDocument> = {
-            let documents = self.lock();
-            ids.iter()
-                .filter_map(|id| documents.get(id).cloned())
-                .collect()
-        };
-        let writes = batch.apply(&self.name, stored)?;
+        // One lock for the whole batch: two batches applied at once (from
+        // two tasks) would otherwise lose each other's changes.
         let mut documents = self.lock();
+        let stored: Vec<StoredDocument> = ids
+            .iter()
+            .filter_map(|id| documents.get(id).cloned())
+            .collect();
+        let writes = batch.apply(&self.name, stored)?;
         for id in writes.deleted {
             documents.remove(&id);
         }
@@ -144,6 +145,15 @@ impl<D: Document> DocumentQueries<D> for InMemoryDocuments<D> {
     }
 
     async fn matching(&self, pattern: &Value) -> Result<Vec<Versioned<D>>, StoreError> {
+        self.matching_page(pattern, None, usize::MAX).await
+    }
+
+    async fn matching_page(
+        &self,
+        pattern: &Value,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<D>>, StoreError> {
         if !pattern.is_object() {
             return Err(DocumentError::Pattern {
                 read_model: self.name.clone(),
@@ -151,9 +161,22 @@ impl<D: Document> DocumentQueries<D> for InMemoryDocuments<D> {
             }
             .into());
         }
-        let stored: Vec<StoredDocument> = self.lock().values().cloned().collect();
+        let stored: Vec<StoredDocument> = {
+            let documents = self.lock();
+            let from = match after {
+                Some(after) => Bound::Excluded(after.to_owned()),
+                None => Bound::Unbounded,
+            };
+            documents
+                .range((from, Bound::Unbounded))
+                .map(|(_, doc)| doc.clone())
+                .collect()
+        };
         let mut found = Vec::new();
         for doc in stored {
+            if found.len() >= limit {
+                break;
+            }
             let body: Value =
                 serde_json::from_str(&doc.body).map_err(|source| DocumentError::Decode {
                     read_model: self.name.clone(),

@@ -50,4 +50,19 @@ pub trait DocumentQueries<D: Document>: Send + Sync {
     /// As [`load`](Self::load); a pattern that is not an object is
     /// [`DocumentError::Pattern`](super::DocumentError::Pattern).
     async fn matching(&self, pattern: &Value) -> Result<Vec<Versioned<D>>, StoreError>;
+
+    /// One page of [`matching`](Self::matching): at most `limit` documents
+    /// that contain `pattern`, with ids after `after` (all when `None`), by
+    /// id. Pass the last id of a page to get the next; an empty page is the
+    /// end. Ids are ordered by their bytes (UTF-8), in every store.
+    ///
+    /// # Errors
+    ///
+    /// As [`matching`](Self::matching).
+    async fn matching_page(
+        &self,
+        pattern: &Value,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<D>>, StoreError>;
 }

@@ -378,46 +378,104 @@ impl<'a, D: Document> WindowBatch<'a, D> {
         }) {
             return Ok(false);
         }
-        let mut merged: Option<Slot<D>> = None;
-        for start in overlapping {
-            let mut slot = slots
-                .remove(&(key.to_owned(), start))
-                .expect("an overlapping session is in the map");
-            match &mut merged {
-                None => merged = Some(slot),
-                Some(base) => {
-                    let other = slot.value.take().unwrap_or_default();
-                    if let Some(value) = base.value.as_mut() {
-                        value
-                            .merge(other)
-                            .map_err(|source| apply_error(read_model, key, base.start, source))?;
+        // The sessions the event joins, taken out; the state it applies to
+        // is theirs merged (on copies when there are several, so that an
+        // event that changes nothing leaves them as they were).
+        let mut joined: Vec<Slot<D>> = overlapping
+            .iter()
+            .map(|start| {
+                slots
+                    .remove(&(key.to_owned(), *start))
+                    .expect("an overlapping session is in the map")
+            })
+            .collect();
+        let mut value = match joined.as_mut_slice() {
+            [] => D::default(),
+            [only] => only.value.take().expect("a joined session has a state"),
+            [first, rest @ ..] => {
+                let mut merged = copy(read_model, key, first)?;
+                for other in rest.iter() {
+                    merged
+                        .merge(copy(read_model, key, other)?)
+                        .map_err(|source| apply_error(read_model, key, first.start, source))?;
+                }
+                merged
+            }
+        };
+        let first_start = joined.first().map_or(time, |slot| slot.start);
+        let change = value
+            .apply(key, event)
+            .map_err(|source| apply_error(read_model, key, first_start, source))?;
+        match change {
+            Change::Unchanged => {
+                // Nothing joins, nothing grows, nothing is created.
+                if let [only] = joined.as_mut_slice() {
+                    only.value = Some(value);
+                }
+                for slot in joined {
+                    place(slots, removed, key, slot);
+                }
+            }
+            Change::Updated => {
+                let mut session = Slot::new(time, own_end);
+                session.changed = true;
+                session.revision = 1;
+                for (index, slot) in joined.into_iter().enumerate() {
+                    session.start = session.start.min(slot.start);
+                    session.end = session.end.max(slot.end);
+                    session.revision += slot.revision;
+                    match (index, slot.stored_start) {
+                        // The first session's row is the merged one's, moved
+                        // if its start moves.
+                        (0, stored) => session.stored_start = stored,
+                        (_, Some(stored)) => removed.push((key.to_owned(), stored)),
+                        (_, None) => {}
                     }
-                    base.start = base.start.min(slot.start);
-                    base.end = base.end.max(slot.end);
-                    base.revision += slot.revision;
-                    base.changed = true;
-                    if let Some(stored) = slot.stored_start {
+                }
+                session.value = Some(value);
+                place(slots, removed, key, session);
+            }
+            Change::Deleted => {
+                // Every joined session ends; the first keeps its place so
+                // that its row is removed.
+                for (index, mut slot) in joined.into_iter().enumerate() {
+                    if index == 0 {
+                        slot.value = None;
+                        slot.revision = 0;
+                        slot.changed = true;
+                        place(slots, removed, key, slot);
+                    } else if let Some(stored) = slot.stored_start {
                         removed.push((key.to_owned(), stored));
                     }
                 }
             }
         }
-        let mut slot = merged.unwrap_or_else(|| Slot::new(time, own_end));
-        let existed = slot.value.is_some();
-        let mut value = slot.value.take().unwrap_or_default();
-        let change = value
-            .apply(key, event)
-            .map_err(|source| apply_error(read_model, key, slot.start, source))?;
-        if change != Change::Unchanged || existed {
-            slot.start = slot.start.min(time);
-            slot.end = slot.end.max(own_end);
-        }
-        slot.settle(value, change, existed);
-        if slot.value.is_some() || slot.stored_start.is_some() {
-            slots.insert((key.to_owned(), slot.start), slot);
-        }
         Ok(true)
     }
+}
+
+/// Puts `slot` in the map under its start; a slot it displaces there (a
+/// session removed earlier in the batch) has its row removed.
+fn place<D>(
+    slots: &mut Windows<D>,
+    removed: &mut Vec<(String, DateTime<Utc>)>,
+    key: &str,
+    slot: Slot<D>,
+) {
+    if let Some(displaced) = slots.insert((key.to_owned(), slot.start), slot) {
+        if let Some(stored) = displaced.stored_start {
+            removed.push((key.to_owned(), stored));
+        }
+    }
+}
+
+/// A copy of a joined session's state, through its JSON (documents need
+/// not be `Clone`): merging works on copies until the event decides.
+fn copy<D: Document>(read_model: &str, key: &str, slot: &Slot<D>) -> Result<D, DocumentError> {
+    let value = slot.value.as_ref().expect("a joined session has a state");
+    serde_json::to_value(value)
+        .and_then(serde_json::from_value)
+        .map_err(|error| apply_error(read_model, key, slot.start, error.into()))
 }
 
 fn decode<D: Document>(read_model: &str, stored: &StoredWindow) -> Result<D, DocumentError> {
@@ -534,11 +592,18 @@ mod tests {
         spec: &WindowSpec<Reading>,
         batches: &[&[EventEnvelope<Reading>]],
     ) -> (Vec<StoredWindow>, Vec<KeyState>) {
+        run_as::<Stats>(spec, batches)
+    }
+
+    fn run_as<D: Document<Event = Reading>>(
+        spec: &WindowSpec<Reading>,
+        batches: &[&[EventEnvelope<Reading>]],
+    ) -> (Vec<StoredWindow>, Vec<KeyState>) {
         let mut windows: std::collections::BTreeMap<(String, DateTime<Utc>), StoredWindow> =
             Default::default();
         let mut keys: std::collections::BTreeMap<String, KeyState> = Default::default();
         for events in batches {
-            let batch = WindowBatch::<Stats>::new(events, spec);
+            let batch = WindowBatch::<D>::new(events, spec);
             let needs = batch.needs();
             let loaded_keys: Vec<KeyState> = needs
                 .keys
@@ -701,5 +766,126 @@ mod tests {
         assert_eq!(windows.len(), 2);
         assert_eq!(summary(&windows)[0].3, stats(5, 31));
         assert_eq!(keys[0].late, 1);
+    }
+
+    /// Counts positive readings; a negative one does not concern it, a
+    /// zero ends the window.
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct Positives {
+        count: u32,
+        sum: i64,
+    }
+
+    impl Document for Positives {
+        type Event = Reading;
+        const NAME: &'static str = "positives";
+        const EVENT_TYPES: &'static [&'static str] = &["Reading"];
+        const IDENTITY: Identity = Identity::Event;
+
+        fn ids(event: &EventEnvelope<Reading>, ids: &mut Vec<String>) {
+            ids.push(event.payload.key.clone());
+        }
+
+        fn apply(&mut self, _: &str, event: &EventEnvelope<Reading>) -> Result<Change, BoxError> {
+            Ok(match event.payload.value {
+                value if value < 0 => Change::Unchanged,
+                0 => Change::Deleted,
+                value => {
+                    self.count += 1;
+                    self.sum += value;
+                    Change::Updated
+                }
+            })
+        }
+
+        fn merge(&mut self, other: Self) -> Result<(), BoxError> {
+            self.count += other.count;
+            self.sum += other.sum;
+            Ok(())
+        }
+    }
+
+    /// The same windows whatever the batches: all at once, one by one, in
+    /// pairs.
+    fn same_in_any_batches(
+        spec: &WindowSpec<Reading>,
+        events: &[EventEnvelope<Reading>],
+    ) -> Vec<StoredWindow> {
+        let whole = run_as::<Positives>(spec, &[events]);
+        let singles: Vec<&[EventEnvelope<Reading>]> =
+            events.iter().map(std::slice::from_ref).collect();
+        assert_eq!(run_as::<Positives>(spec, &singles), whole, "one by one");
+        let pairs: Vec<&[EventEnvelope<Reading>]> = events.chunks(2).collect();
+        assert_eq!(run_as::<Positives>(spec, &pairs), whole, "in pairs");
+        whole.0
+    }
+
+    #[test]
+    fn events_that_change_nothing_neither_grow_nor_join_sessions_in_any_batches() {
+        let spec = WindowSpec::<Reading>::session(minutes(10))
+            .expect("a valid window")
+            .allowed_lateness(minutes(60))
+            .event_time(|event| event.payload.at);
+        // An earlier reading that changes nothing leaves the session where it is.
+        let windows = same_in_any_batches(
+            &spec,
+            &[
+                reading(1, "a", at(10, 0), 1),
+                reading(2, "a", at(9, 55), -1),
+            ],
+        );
+        assert_eq!(
+            summary(&windows),
+            [("a".into(), at(10, 0), at(10, 10), stats(1, 1))]
+        );
+        // Nor does a later one carry the session on to the next reading.
+        let windows = same_in_any_batches(
+            &spec,
+            &[
+                reading(1, "a", at(10, 0), 1),
+                reading(2, "a", at(10, 8), -1),
+                reading(3, "a", at(10, 15), 5),
+            ],
+        );
+        assert_eq!(
+            summary(&windows),
+            [
+                ("a".into(), at(10, 0), at(10, 10), stats(1, 1)),
+                ("a".into(), at(10, 15), at(10, 25), stats(1, 5)),
+            ]
+        );
+        // Nor join two sessions.
+        let windows = same_in_any_batches(
+            &spec,
+            &[
+                reading(1, "a", at(10, 0), 1),
+                reading(2, "a", at(10, 15), 2),
+                reading(3, "a", at(10, 8), -1),
+            ],
+        );
+        assert_eq!(windows.len(), 2);
+    }
+
+    #[test]
+    fn a_session_ended_and_begun_again_at_one_instant_leaves_one_row_in_any_batches() {
+        let spec = WindowSpec::<Reading>::session(minutes(10))
+            .expect("a valid window")
+            .allowed_lateness(minutes(60))
+            .event_time(|event| event.payload.at);
+        let windows = same_in_any_batches(
+            &spec,
+            &[
+                reading(1, "a", at(10, 0), 1),
+                reading(2, "a", at(9, 58), 0),
+                reading(3, "a", at(9, 58), 7),
+                reading(4, "a", at(10, 30), 2),
+                reading(5, "a", at(10, 25), 3),
+                reading(6, "a", at(10, 20), 0),
+            ],
+        );
+        assert_eq!(
+            summary(&windows),
+            [("a".into(), at(9, 58), at(10, 8), stats(1, 7))]
+        );
     }
 }

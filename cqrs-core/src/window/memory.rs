@@ -127,30 +127,28 @@ impl<D: Document> Projector for InMemoryWindows<D> {
     ) -> Result<(), BoxError> {
         let batch = WindowBatch::<D>::new(events, &self.spec);
         let needs = batch.needs();
-        let (keys, windows) = {
-            let state = self.lock();
-            let keys: Vec<KeyState> = needs
-                .keys
-                .iter()
-                .filter_map(|key| state.keys.get(key).cloned())
-                .collect();
-            let mut windows: Vec<StoredWindow> = needs
-                .windows
-                .iter()
-                .filter_map(|id| state.windows.get(id).cloned())
-                .collect();
-            for (key, lo, hi) in &needs.sessions {
-                windows.extend(
-                    Self::of_key(&state, key)
-                        .filter(|window| window.start < *hi && window.end > *lo)
-                        .cloned(),
-                );
-            }
-            (keys, windows)
-        };
+        // One lock for the whole batch: two batches applied at once (from
+        // two tasks) would otherwise lose each other's changes.
+        let mut state = self.lock();
+        let keys: Vec<KeyState> = needs
+            .keys
+            .iter()
+            .filter_map(|key| state.keys.get(key).cloned())
+            .collect();
+        let mut windows: Vec<StoredWindow> = needs
+            .windows
+            .iter()
+            .filter_map(|id| state.windows.get(id).cloned())
+            .collect();
+        for (key, lo, hi) in &needs.sessions {
+            windows.extend(
+                Self::of_key(&state, key)
+                    .filter(|window| window.start < *hi && window.end > *lo)
+                    .cloned(),
+            );
+        }
         let writes = batch.apply(&self.name, keys, windows)?;
         super::log_late(&self.name, &writes.late);
-        let mut state = self.lock();
         for id in writes.deleted {
             state.windows.remove(&id);
         }

@@ -152,16 +152,15 @@ impl<E> WindowSpec<E> {
         Ok(Self::new(WindowKind::Session { gap }))
     }
 
-    /// Accepts events up to `lateness` behind their key's watermark into
-    /// windows not closed yet (default: none).
-    ///
-    /// # Panics
-    ///
-    /// Never; a lateness past a century is held at a century.
+    /// Keeps windows open for `lateness` after their key's watermark
+    /// passed their end (default: none), so that events up to that late
+    /// still count. Taken to the millisecond (what the recorded
+    /// specification says), and at most a century.
     #[must_use]
     pub fn allowed_lateness(self, lateness: Duration) -> Self {
+        let millis = u64::try_from(lateness.as_millis()).unwrap_or(u64::MAX);
         Self {
-            lateness: lateness.min(Duration::from_secs(100 * 366 * 86_400)),
+            lateness: Duration::from_millis(millis).min(Duration::from_secs(100 * 366 * 86_400)),
             ..self
         }
     }

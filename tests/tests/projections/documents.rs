@@ -283,6 +283,21 @@ async fn documents_answer_by_id_by_ids_and_by_json_alike_in_both_stores() {
                 .iter()
                 .all(|doc| doc.document.lines["tea"].reserved == 0)
         );
+        // Page by page, the same documents as all at once.
+        let all = store.matching(&json!({})).await.expect("all");
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .matching_page(&json!({}), after.as_deref(), 3)
+                .await
+                .expect("page");
+            let Some(last) = page.last() else { break };
+            assert!(page.len() <= 3);
+            after = Some(last.id.clone());
+            paged.extend(page);
+        }
+        assert_eq!(paged, all);
         let refused = store.matching(&json!(["tea"])).await.expect_err("array");
         assert!(
             matches!(
@@ -529,5 +544,55 @@ async fn a_caller_waits_for_its_command_then_reads_the_document() {
         assert_eq!(view.revision, 1);
     }
     running.stop().await.expect("ran");
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_come_in_the_byte_order_of_their_ids_in_both_stores() {
+    let db = TestStore::new().await;
+    let orders = CommandPipeline::<Order>::new(db.shared(), ());
+    let ids = ["b", "B", "a", "é", "Z", "a-1", "A"];
+    for id in ids {
+        orders
+            .execute(
+                id,
+                CreateOrder {
+                    customer_id: "c".into(),
+                    lines: vec![OrderLine {
+                        sku: "tea".into(),
+                        quantity: 1,
+                        unit_price: 1,
+                    }],
+                },
+            )
+            .await
+            .expect("create");
+    }
+    settle(&db, ids.len()).await;
+    let (documents, runner) = document_runner::<OrderView>(&db);
+    assert!(runner.acquire_lease().await.expect("lease"));
+    runner.catch_up().await.expect("catch up");
+    let memory = Arc::new(InMemoryDocuments::<OrderView>::new());
+    InMemoryRunner::new(db.shared(), memory.clone())
+        .poll()
+        .await
+        .expect("poll");
+    let mut sorted: Vec<&str> = ids.to_vec();
+    sorted.sort_unstable();
+    let stores: [&dyn DocumentQueries<OrderView>; 2] = [&*documents, &*memory];
+    for store in stores {
+        let found = store
+            .matching(&json!({"customer": "c"}))
+            .await
+            .expect("all");
+        let found: Vec<&str> = found.iter().map(|doc| doc.id.as_str()).collect();
+        assert_eq!(found, sorted);
+        let page = store
+            .matching_page(&json!({}), Some("Z"), 2)
+            .await
+            .expect("page");
+        let page: Vec<&str> = page.iter().map(|doc| doc.id.as_str()).collect();
+        assert_eq!(page, ["a", "a-1"]);
+    }
     db.drop_schema().await;
 }
