@@ -50,6 +50,13 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// of the global log select events by them.
     const EVENT_TYPES: &'static [&'static str];
 
+    /// How many event enums this type gathers: 1 for an enum, the count of
+    /// its members' for an event union (`#[derive(EventUnion)]` writes it).
+    /// A read model keyed by the aggregate id of events from several enums
+    /// may join streams of several aggregate types under one id, which
+    /// partitions would split.
+    const ENUMS: usize = 1;
+
     /// The stored type name of this event's variant.
     fn event_type(&self) -> &'static str;
 

@@ -98,6 +98,8 @@ fn generate(input: &DeriveInput, members: &[Member<'_>]) -> TokenStream {
                     &[#(<#types as #domain_event>::EVENT_TYPES),*],
                 );
 
+            const ENUMS: usize = 0 #(+ <#types as #domain_event>::ENUMS)*;
+
             fn event_type(&self) -> &'static str {
                 match self {
                     #(Self::#idents(event) => #domain_event::event_type(event),)*

@@ -16,6 +16,33 @@ use crate::PostgresEventStore;
 use crate::database::Database;
 use crate::error::{read_model_error, store_error};
 
+/// The store's own tables, which no read model may be named after: its
+/// `CREATE TABLE IF NOT EXISTS` would find them and fail further on.
+const STORE_TABLES: &[&str] = &[
+    "_sqlx_migrations",
+    "dead_letters",
+    "deadlines",
+    "events",
+    "inbox",
+    "inbox_dead_letters",
+    "projection_instances",
+    "projection_layouts",
+    "projections",
+    "snapshots",
+];
+
+/// Refuses a read model's table name that is one of the store's tables.
+pub(crate) fn refuse_store_table(read_model: &str, table: &str) -> Result<(), BoxError> {
+    if STORE_TABLES.contains(&table) {
+        return Err(format!(
+            "read model `{read_model}` would use the table `{table}`, which is the store's own: \
+             give the read model another name"
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// A document read model in the store's database: a projector of `D`'s
 /// events for a [`ProjectionRunner`](crate::ProjectionRunner) (or, when
 /// `D`'s documents are its streams', a
@@ -46,6 +73,7 @@ struct Statements {
     truncate: String,
     load: String,
     save: String,
+    insert: String,
     delete: String,
     one: String,
     many: String,
@@ -65,13 +93,22 @@ impl Statements {
                 "CREATE INDEX IF NOT EXISTS \"{name}_body\" ON {table} USING gin (body jsonb_path_ops)"
             ),
             truncate: format!("TRUNCATE {table}"),
-            load: format!("SELECT {columns} FROM {table} WHERE id = ANY($1)"),
+            // Locked in one order, so that two writers of one read model
+            // (an inline projection's appends) wait for each other instead
+            // of deadlocking.
+            load: format!(
+                "SELECT {columns} FROM {table} WHERE id = ANY($1) ORDER BY id COLLATE \"C\" FOR UPDATE"
+            ),
             save: format!(
+                "UPDATE {table} AS d SET revision = saved.revision, body = saved.body::jsonb, \
+                 updated_at = now() \
+                 FROM unnest($1::text[], $2::bigint[], $3::text[]) AS saved(id, revision, body) \
+                 WHERE d.id = saved.id"
+            ),
+            insert: format!(
                 "INSERT INTO {table} (id, revision, body) \
                  SELECT id, revision, body::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[]) \
-                 AS saved(id, revision, body) \
-                 ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, body = excluded.body, \
-                 updated_at = now()"
+                 AS created(id, revision, body) ON CONFLICT (id) DO NOTHING"
             ),
             delete: format!("DELETE FROM {table} WHERE id = ANY($1)"),
             one: format!("SELECT {columns} FROM {table} WHERE id = $1"),
@@ -82,7 +119,7 @@ impl Statements {
             ),
             matching: format!(
                 "SELECT {columns} FROM {table} WHERE body @> $1::jsonb \
-                 AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3"
+                 AND ($2::text IS NULL OR id COLLATE \"C\" > $2) ORDER BY id COLLATE \"C\" LIMIT $3"
             ),
         }
     }
@@ -123,6 +160,36 @@ impl<D: Document> PgDocuments<D> {
     /// The table, schema-qualified and quoted, for a query of your own.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Writes `documents` with `sql` (an update or an insert of the three
+    /// arrays); how many rows it wrote.
+    async fn write(
+        &self,
+        tx: &mut PgConnection,
+        sql: &str,
+        documents: Vec<StoredDocument>,
+    ) -> Result<usize, sqlx::Error> {
+        if documents.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(documents.len());
+        let mut revisions = Vec::with_capacity(documents.len());
+        let mut bodies = Vec::with_capacity(documents.len());
+        for doc in documents {
+            ids.push(doc.id);
+            revisions.push(i64::try_from(doc.revision).unwrap_or(i64::MAX));
+            bodies.push(doc.body);
+        }
+        let done = self
+            .db
+            .query(sql)
+            .bind(ids)
+            .bind(revisions)
+            .bind(bodies)
+            .execute(&mut *tx)
+            .await?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
     }
 
     async fn fetch(
@@ -185,22 +252,21 @@ impl<D: Document> Projector<PgConnection> for PgDocuments<D> {
             .await?;
         let stored = rows.iter().map(stored).collect::<Result<Vec<_>, _>>()?;
         let writes = batch.apply(&self.name, stored)?;
-        if !writes.saved.is_empty() {
-            let mut ids = Vec::with_capacity(writes.saved.len());
-            let mut revisions = Vec::with_capacity(writes.saved.len());
-            let mut bodies = Vec::with_capacity(writes.saved.len());
-            for doc in writes.saved {
-                ids.push(doc.id);
-                revisions.push(i64::try_from(doc.revision).unwrap_or(i64::MAX));
-                bodies.push(doc.body);
-            }
-            self.db
-                .query(&self.sql.save)
-                .bind(ids)
-                .bind(revisions)
-                .bind(bodies)
-                .execute(&mut *tx)
-                .await?;
+        // Documents that existed are locked since the load: no one else
+        // changes them. A document created meanwhile by another writer of
+        // this read model (a partition, an inline projection's append) is
+        // not overwritten: the batch fails, and its retry reads it.
+        self.write(tx, &self.sql.save, writes.saved).await?;
+        let created = writes.created.len();
+        let inserted = self.write(tx, &self.sql.insert, writes.created).await?;
+        if inserted != created {
+            return Err(format!(
+                "{} of the {created} documents of read model `{}` that this batch creates were \
+                 created meanwhile by another writer; the batch is retried",
+                created - inserted,
+                self.name
+            )
+            .into());
         }
         if !writes.deleted.is_empty() {
             self.db
@@ -213,6 +279,7 @@ impl<D: Document> Projector<PgConnection> for PgDocuments<D> {
     }
 
     async fn setup(&self, tx: &mut PgConnection) -> Result<(), BoxError> {
+        refuse_store_table(&self.name, &self.name)?;
         self.db.query(&self.sql.create).execute(&mut *tx).await?;
         self.db.query(&self.sql.index).execute(&mut *tx).await?;
         Ok(())
@@ -227,6 +294,10 @@ impl<D: Document> Projector<PgConnection> for PgDocuments<D> {
 #[async_trait]
 impl<D: Document> DocumentQueries<D> for PgDocuments<D> {
     async fn load(&self, id: &str) -> Result<Option<Versioned<D>>, StoreError> {
+        if id.contains('\0') {
+            // No document has such an id (none could be stored).
+            return Ok(None);
+        }
         Ok(self
             .fetch(&self.sql.one, |query| query.bind(id.to_owned()))
             .await?
@@ -237,7 +308,7 @@ impl<D: Document> DocumentQueries<D> for PgDocuments<D> {
         let mut seen = HashSet::new();
         let ids: Vec<String> = ids
             .iter()
-            .filter(|id| seen.insert(**id))
+            .filter(|id| !id.contains('\0') && seen.insert(**id))
             .map(|id| (*id).to_owned())
             .collect();
         self.fetch(&self.sql.many, |query| query.bind(ids)).await

@@ -16,6 +16,7 @@ use sqlx::{PgConnection, Row};
 
 use crate::PostgresEventStore;
 use crate::database::Database;
+use crate::documents::refuse_store_table;
 use crate::error::{read_model_error, store_error};
 
 /// A windowed read model in the store's database: a projector of `D`'s
@@ -353,6 +354,8 @@ impl<D: Document> Projector<PgConnection> for PgWindows<D> {
     }
 
     async fn setup(&self, tx: &mut PgConnection) -> Result<(), BoxError> {
+        refuse_store_table(&self.name, &self.name)?;
+        refuse_store_table(&self.name, &format!("{}_keys", self.name))?;
         self.db
             .query(&self.sql.create_windows)
             .execute(&mut *tx)

@@ -43,11 +43,17 @@ impl StoredDocument {
 }
 
 /// What a batch leaves to write: the documents it changed (their final
-/// state) and those it removed.
+/// state), those it created, and those it removed.
 #[derive(Debug, Default)]
 pub struct DocumentWrites {
-    /// Changed or created documents, in the order they were first touched.
+    /// Changed documents that existed before the batch, in the order they
+    /// were first touched.
     pub saved: Vec<StoredDocument>,
+    /// Documents that did not exist before the batch. A store that lets
+    /// two writers change one read model at once (inline projections,
+    /// partitions) must find one created meanwhile by another writer and
+    /// fail the batch rather than overwrite it.
+    pub created: Vec<StoredDocument>,
     /// Ids of removed documents that existed before the batch.
     pub deleted: Vec<String>,
 }
@@ -108,6 +114,7 @@ impl<'a, D: Document> DocumentBatch<'a, D> {
             let slot = match current.entry(id.as_str()) {
                 Entry::Occupied(slot) => slot.into_mut(),
                 Entry::Vacant(vacant) => {
+                    check_id(read_model, id)?;
                     order.push(id.as_str());
                     let slot = match by_id.remove(id.as_str()) {
                         Some(doc) => {
@@ -153,11 +160,18 @@ impl<'a, D: Document> DocumentBatch<'a, D> {
                 continue;
             }
             match slot.document.filter(|_| slot.alive) {
-                Some(document) => writes.saved.push(StoredDocument {
-                    id: id.to_owned(),
-                    revision: slot.revision,
-                    body: encode(read_model, id, &document)?,
-                }),
+                Some(document) => {
+                    let stored = StoredDocument {
+                        id: id.to_owned(),
+                        revision: slot.revision,
+                        body: encode(read_model, id, &document)?,
+                    };
+                    if existed.contains_key(id) {
+                        writes.saved.push(stored);
+                    } else {
+                        writes.created.push(stored);
+                    }
+                }
                 None if existed.contains_key(id) => writes.deleted.push(id.to_owned()),
                 None => {}
             }
@@ -193,6 +207,28 @@ impl<D> Slot<D> {
             changed: false,
         }
     }
+}
+
+/// The longest document id or window key, in bytes: the longest aggregate
+/// id, and well within what a PostgreSQL index entry holds.
+pub const MAX_ID_BYTES: usize = crate::limits::MAX_AGGREGATE_ID_BYTES;
+
+/// Refuses an id (or a window's key) that a store could not keep: one with
+/// a NUL character (PostgreSQL's text refuses it), or longer than
+/// [`MAX_ID_BYTES`].
+pub(crate) fn check_id(read_model: &str, id: &str) -> Result<(), DocumentError> {
+    let reason = if id.contains('\0') {
+        "its id holds a NUL character, which PostgreSQL cannot store"
+    } else if id.len() > MAX_ID_BYTES {
+        "its id is longer than 1024 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(DocumentError::Encode {
+        read_model: read_model.to_owned(),
+        id: id.chars().take(64).collect(),
+        reason: reason.to_owned(),
+    })
 }
 
 /// The document's JSON text, checked as events' payloads are, so that what
@@ -350,5 +386,13 @@ mod tests {
             matches!(&error, DocumentError::Decode { id, .. } if id == "a"),
             "{error}"
         );
+        // Ids no store could keep are refused before anything is written.
+        for bad in ["a\0b".to_owned(), "x".repeat(1025)] {
+            let events = [envelope(1, Step::Add(vec![bad.clone()], 1))];
+            let error = DocumentBatch::<Sum>::new(&events)
+                .apply("sums", [])
+                .expect_err("refused");
+            assert!(matches!(&error, DocumentError::Encode { .. }), "{error}");
+        }
     }
 }

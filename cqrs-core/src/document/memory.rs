@@ -110,7 +110,7 @@ impl<D: Document> Projector for InMemoryDocuments<D> {
         for id in writes.deleted {
             documents.remove(&id);
         }
-        for doc in writes.saved {
+        for doc in writes.saved.into_iter().chain(writes.created) {
             documents.insert(doc.id.clone(), doc);
         }
         Ok(())

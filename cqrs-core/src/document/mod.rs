@@ -72,8 +72,8 @@ use serde::de::DeserializeOwned;
 
 use crate::{BoxError, DomainEvent, EventEnvelope};
 
-pub(crate) use batch::encode as batch_encode;
-pub use batch::{DocumentBatch, DocumentWrites, StoredDocument};
+pub use batch::{DocumentBatch, DocumentWrites, MAX_ID_BYTES, StoredDocument};
+pub(crate) use batch::{check_id, encode as batch_encode};
 pub use error::DocumentError;
 pub use ids::DocumentIds;
 pub use matching::contains;
@@ -204,16 +204,25 @@ impl<E: Into<BoxError>> IntoChange for Result<Change, E> {
     }
 }
 
-/// Why a read model of this identity refuses to run in partitions, if it
-/// does: what a document projector's
-/// [`Projector::partition_refusal`](crate::Projector::partition_refusal) answers.
-pub const fn partition_refusal(identity: Identity) -> Option<&'static str> {
-    match identity {
-        Identity::Stream => None,
+/// Why the read model `D` refuses to run in partitions, if it does: what a
+/// document or window projector's
+/// [`Projector::partition_refusal`](crate::Projector::partition_refusal)
+/// answers. Partitions split the log by stream (its aggregate type and id),
+/// so a document is safe in them only when every event that changes it is
+/// of one stream: keyed by its stream's id, with events of one aggregate's
+/// enum.
+pub const fn partition_refusal<D: Document>() -> Option<&'static str> {
+    match D::IDENTITY {
         Identity::Event => Some(
             "its documents gather events of several streams (an `#[id]` method names them), and \
              partitions would change one document in separate transactions: run it unpartitioned",
         ),
+        Identity::Stream if <D::Event as DomainEvent>::ENUMS > 1 => Some(
+            "its documents are keyed by aggregate id over the events of several aggregates (an \
+             event union), whose streams of one id fall in different partitions: run it \
+             unpartitioned",
+        ),
+        Identity::Stream => None,
     }
 }
 
@@ -237,7 +246,7 @@ macro_rules! __document_projector_basics {
         }
 
         fn partition_refusal(&self) -> ::core::option::Option<&'static str> {
-            $crate::document::partition_refusal(<$document as $crate::document::Document>::IDENTITY)
+            $crate::document::partition_refusal::<$document>()
         }
     };
 }

@@ -225,6 +225,9 @@ impl<'a, D: Document> WindowBatch<'a, D> {
         let mut late = Vec::new();
         for (index, key, time) in &self.touches {
             let event = &self.events[*index];
+            if !states.contains_key(key) {
+                crate::document::check_id(read_model, key)?;
+            }
             let (state, touched) = states.entry(key.clone()).or_insert_with(|| {
                 (
                     KeyState {

@@ -332,6 +332,25 @@ impl OrderView {
     }
 }
 
+/// Any stream's events, by its own id, over orders and products.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct ShopView {
+    events: u32,
+}
+
+#[document(event = cqrs_examples::ecommerce::ShopEvent, name = "shop_views")]
+impl ShopView {
+    #[apply]
+    fn created(&mut self, _: &OrderCreated) {
+        self.events += 1;
+    }
+
+    #[apply]
+    fn reserved(&mut self, _: &cqrs_examples::ecommerce::StockReserved) {
+        self.events += 1;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_keyed_document_runs_in_partitions_and_one_gathering_streams_refuses_them() {
     let db = TestStore::new().await;
@@ -363,6 +382,15 @@ async fn a_stream_keyed_document_runs_in_partitions_and_one_gathering_streams_re
             .iter()
             .all(|doc| doc.document.customer == "c-3" && doc.document.shipped)
     );
+
+    // A stream's document over two aggregates' events (an event union):
+    // an order and a product of one id would fall in different partitions.
+    let union_views = Arc::new(PgDocuments::<ShopView>::new(&db.store));
+    let refused = PartitionedRunner::new(db.store.clone(), union_views, 2)
+        .expect("two partitions")
+        .with_options(options(OnExhausted::Stop));
+    let error = refused.partitions()[0].setup().await.expect_err("refused");
+    assert!(error.to_string().contains("event union"), "{error}");
 
     // Pick lists take reservations by the order id they carry: refused.
     let lists = Arc::new(PgDocuments::<PickList>::new(&db.store));
@@ -594,5 +622,104 @@ async fn documents_come_in_the_byte_order_of_their_ids_in_both_stores() {
         let page: Vec<&str> = page.iter().map(|doc| doc.id.as_str()).collect();
         assert_eq!(page, ["a", "a-1"]);
     }
+    db.drop_schema().await;
+}
+
+/// An order's event, as a runner would hand it over.
+fn order_event(order: &str, version: u64, event: OrderEvent) -> cqrskit::EventEnvelope<OrderEvent> {
+    cqrskit::EventEnvelope {
+        event_id: cqrskit::uuid::Uuid::now_v7(),
+        stream: cqrskit::StreamId::new("order", order),
+        version,
+        position: cqrskit::Position::new(1, version),
+        event_type: cqrskit::DomainEvent::event_type(&event).to_owned(),
+        event_version: 1,
+        payload: event,
+        metadata: cqrskit::Metadata::default(),
+        recorded_at: chrono::Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_of_one_document_wait_for_each_other_or_fail_never_overwrite() {
+    use cqrskit::Projector;
+    let db = TestStore::new().await;
+    let (documents, runner) = document_runner::<OrderView>(&db);
+    runner.setup().await.expect("setup");
+    let created = |version| {
+        order_event(
+            "x",
+            version,
+            OrderCreated {
+                customer_id: "c".into(),
+                lines: vec![],
+            }
+            .into(),
+        )
+    };
+    let shipped = |version| order_event("x", version, OrderShipped.into());
+
+    // Two writers create the same document at once: the second finds it
+    // created meanwhile and fails, rather than overwrite it.
+    let mut first = db.pool().begin().await.expect("begin");
+    documents
+        .project_batch(&[created(1)], &mut first)
+        .await
+        .expect("first creates");
+    let second = tokio::spawn({
+        let documents = documents.clone();
+        let pool = db.pool().clone();
+        async move {
+            let mut tx = pool.begin().await.expect("begin");
+            let result = documents.project_batch(&[created(1)], &mut tx).await;
+            (result.map_err(|error| error.to_string()), tx)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !second.is_finished(),
+        "the second waits on the first's new row"
+    );
+    first.commit().await.expect("commit");
+    let (result, second_tx) = second.await.expect("joined");
+    let error = result.expect_err("created meanwhile");
+    assert!(
+        error.contains("created meanwhile by another writer"),
+        "{error}"
+    );
+    drop(second_tx);
+
+    // Two writers change the existing document: the second waits for the
+    // first and applies on top of it.
+    let mut first = db.pool().begin().await.expect("begin");
+    documents
+        .project_batch(&[shipped(2)], &mut first)
+        .await
+        .expect("first ships");
+    let second = tokio::spawn({
+        let documents = documents.clone();
+        let pool = db.pool().clone();
+        async move {
+            let mut tx = pool.begin().await.expect("begin");
+            documents
+                .project_batch(&[created(3)], &mut tx)
+                .await
+                .expect("second applies after the first");
+            tx.commit().await.expect("commit");
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !second.is_finished(),
+        "the second waits on the first's lock"
+    );
+    first.commit().await.expect("commit");
+    second.await.expect("joined");
+    let view = documents.load("x").await.expect("load").expect("exists");
+    assert_eq!(
+        view.revision, 3,
+        "created, shipped, created again: three changes"
+    );
+    assert!(view.document.shipped, "the second saw the first's change");
     db.drop_schema().await;
 }
