@@ -57,6 +57,7 @@ struct Statements {
     save_windows: String,
     delete_windows: String,
     save_keys: String,
+    insert_keys: String,
     between: String,
     at: String,
     latest: String,
@@ -81,7 +82,12 @@ impl Statements {
             ),
             recorded_spec: "SELECT obj_description($1::regclass, 'pg_class')".to_owned(),
             truncate: format!("TRUNCATE {windows}, {keys}"),
-            load_keys: format!("SELECT key, watermark, late FROM {keys} WHERE key = ANY($1)"),
+            // Locked in one order: two writers of one read model (an inline
+            // projection's appends) then take turns per key.
+            load_keys: format!(
+                "SELECT key, watermark, late FROM {keys} WHERE key = ANY($1) \
+                 ORDER BY key COLLATE \"C\" FOR UPDATE"
+            ),
             load_windows: format!(
                 "SELECT w.key, w.window_start, w.window_end, w.revision, w.body::text AS body \
                  FROM unnest($1::text[], $2::timestamptz[]) AS wanted(key, window_start) \
@@ -105,9 +111,14 @@ impl Statements {
                  WHERE w.key = gone.key AND w.window_start = gone.window_start"
             ),
             save_keys: format!(
+                "UPDATE {keys} AS k SET watermark = saved.watermark, late = saved.late \
+                 FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) AS saved(key, watermark, late) \
+                 WHERE k.key = saved.key"
+            ),
+            insert_keys: format!(
                 "INSERT INTO {keys} (key, watermark, late) \
                  SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) \
-                 ON CONFLICT (key) DO UPDATE SET watermark = excluded.watermark, late = excluded.late"
+                 ON CONFLICT (key) DO NOTHING"
             ),
             between: format!(
                 "SELECT {columns} FROM {from} WHERE w.key = $1 AND w.window_start >= $2 \
@@ -185,6 +196,36 @@ impl<D: Document> PgWindows<D> {
     /// The windows' specification.
     pub fn spec(&self) -> &WindowSpec<D::Event> {
         &self.spec
+    }
+
+    /// Writes key states with `sql` (an update or an insert of the three
+    /// arrays); how many rows it wrote.
+    async fn write_keys(
+        &self,
+        tx: &mut PgConnection,
+        sql: &str,
+        states: Vec<KeyState>,
+    ) -> Result<usize, sqlx::Error> {
+        if states.is_empty() {
+            return Ok(0);
+        }
+        let mut keys = Vec::with_capacity(states.len());
+        let mut watermarks = Vec::with_capacity(states.len());
+        let mut late = Vec::with_capacity(states.len());
+        for state in states {
+            keys.push(state.key);
+            watermarks.push(state.watermark);
+            late.push(i64::try_from(state.late).unwrap_or(i64::MAX));
+        }
+        let done = self
+            .db
+            .query(sql)
+            .bind(keys)
+            .bind(watermarks)
+            .bind(late)
+            .execute(&mut *tx)
+            .await?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
     }
 
     async fn fetch(
@@ -297,6 +338,23 @@ impl<D: Document> Projector<PgConnection> for PgWindows<D> {
             .collect::<Result<Vec<_>, _>>()?;
         let writes = batch.apply(&self.name, keys, windows)?;
         log_late(&self.name, &writes.late);
+        // Keys seen for the first time go first: one created meanwhile by
+        // another writer of this read model (a partition, an inline
+        // projection's append) fails the batch before any of its windows
+        // is written, and the retry reads them.
+        let new_keys = writes.new_keys.len();
+        let inserted = self
+            .write_keys(tx, &self.sql.insert_keys, writes.new_keys)
+            .await?;
+        if inserted != new_keys {
+            return Err(format!(
+                "{} of the {new_keys} keys of read model `{}` that this batch starts were \
+                 started meanwhile by another writer; the batch is retried",
+                new_keys - inserted,
+                self.name
+            )
+            .into());
+        }
         if !writes.deleted.is_empty() {
             let (keys, starts): (Vec<String>, Vec<DateTime<Utc>>) =
                 writes.deleted.into_iter().unzip();
@@ -333,23 +391,8 @@ impl<D: Document> Projector<PgConnection> for PgWindows<D> {
                 .execute(&mut *tx)
                 .await?;
         }
-        if !writes.keys.is_empty() {
-            let mut keys = Vec::with_capacity(writes.keys.len());
-            let mut watermarks = Vec::with_capacity(writes.keys.len());
-            let mut late = Vec::with_capacity(writes.keys.len());
-            for state in writes.keys {
-                keys.push(state.key);
-                watermarks.push(state.watermark);
-                late.push(i64::try_from(state.late).unwrap_or(i64::MAX));
-            }
-            self.db
-                .query(&self.sql.save_keys)
-                .bind(keys)
-                .bind(watermarks)
-                .bind(late)
-                .execute(&mut *tx)
-                .await?;
-        }
+        self.write_keys(tx, &self.sql.save_keys, writes.keys)
+            .await?;
         Ok(())
     }
 

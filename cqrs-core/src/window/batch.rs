@@ -71,8 +71,13 @@ pub struct WindowWrites {
     /// Windows to remove, by key and start: sessions merged into another
     /// or moved to an earlier start, windows a `#[delete]` cleared.
     pub deleted: Vec<(String, DateTime<Utc>)>,
-    /// Keys whose watermark or late count changed.
+    /// Keys that existed before the batch, whose watermark or late count
+    /// changed.
     pub keys: Vec<KeyState>,
+    /// Keys seen for the first time. A store that lets two writers change
+    /// one read model at once must find one created meanwhile by another
+    /// writer and fail the batch rather than overwrite its windows.
+    pub new_keys: Vec<KeyState>,
     /// The batch's late events, for the log.
     pub late: Vec<LateEvent>,
 }
@@ -206,6 +211,7 @@ impl<'a, D: Document> WindowBatch<'a, D> {
             .into_iter()
             .map(|state| (state.key.clone(), (state, false)))
             .collect();
+        let existing: std::collections::HashSet<String> = states.keys().cloned().collect();
         let mut slots: Windows<D> = BTreeMap::new();
         for stored in windows {
             let value = decode::<D>(read_model, &stored)?;
@@ -309,12 +315,15 @@ impl<'a, D: Document> WindowBatch<'a, D> {
                 });
             }
         }
-        writes.keys = states
+        let (mut old, mut new): (Vec<KeyState>, Vec<KeyState>) = states
             .into_values()
             .filter(|(_, touched)| *touched)
             .map(|(state, _)| state)
-            .collect();
-        writes.keys.sort_by(|a, b| a.key.cmp(&b.key));
+            .partition(|state| existing.contains(&state.key));
+        old.sort_by(|a, b| a.key.cmp(&b.key));
+        new.sort_by(|a, b| a.key.cmp(&b.key));
+        writes.keys = old;
+        writes.new_keys = new;
         Ok(writes)
     }
 
@@ -630,6 +639,7 @@ mod tests {
                 saved,
                 deleted,
                 keys: changed,
+                new_keys,
                 ..
             } = batch.apply("stats", loaded_keys, loaded).expect("applies");
             for id in deleted {
@@ -638,7 +648,7 @@ mod tests {
             for window in saved {
                 windows.insert((window.key.clone(), window.start), window);
             }
-            for state in changed {
+            for state in changed.into_iter().chain(new_keys) {
                 keys.insert(state.key.clone(), state);
             }
         }

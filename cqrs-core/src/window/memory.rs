@@ -157,7 +157,7 @@ impl<D: Document> Projector for InMemoryWindows<D> {
                 .windows
                 .insert((window.key.clone(), window.start), window);
         }
-        for key in writes.keys {
+        for key in writes.keys.into_iter().chain(writes.new_keys) {
             state.keys.insert(key.key.clone(), key);
         }
         Ok(())

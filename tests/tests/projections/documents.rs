@@ -642,7 +642,6 @@ fn order_event(order: &str, version: u64, event: OrderEvent) -> cqrskit::EventEn
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_of_one_document_wait_for_each_other_or_fail_never_overwrite() {
-    use cqrskit::Projector;
     let db = TestStore::new().await;
     let (documents, runner) = document_runner::<OrderView>(&db);
     runner.setup().await.expect("setup");
@@ -661,60 +660,19 @@ async fn two_writers_of_one_document_wait_for_each_other_or_fail_never_overwrite
 
     // Two writers create the same document at once: the second finds it
     // created meanwhile and fails, rather than overwrite it.
-    let mut first = db.pool().begin().await.expect("begin");
-    documents
-        .project_batch(&[created(1)], &mut first)
-        .await
-        .expect("first creates");
-    let second = tokio::spawn({
-        let documents = documents.clone();
-        let pool = db.pool().clone();
-        async move {
-            let mut tx = pool.begin().await.expect("begin");
-            let result = documents.project_batch(&[created(1)], &mut tx).await;
-            (result.map_err(|error| error.to_string()), tx)
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !second.is_finished(),
-        "the second waits on the first's new row"
-    );
-    first.commit().await.expect("commit");
-    let (result, second_tx) = second.await.expect("joined");
-    let error = result.expect_err("created meanwhile");
+    let (waited, second) = race(&db, &documents, vec![created(1)], vec![created(1)]).await;
+    assert!(waited, "the second waits on the first's new row");
+    let error = second.expect_err("created meanwhile");
     assert!(
         error.contains("created meanwhile by another writer"),
         "{error}"
     );
-    drop(second_tx);
 
     // Two writers change the existing document: the second waits for the
     // first and applies on top of it.
-    let mut first = db.pool().begin().await.expect("begin");
-    documents
-        .project_batch(&[shipped(2)], &mut first)
-        .await
-        .expect("first ships");
-    let second = tokio::spawn({
-        let documents = documents.clone();
-        let pool = db.pool().clone();
-        async move {
-            let mut tx = pool.begin().await.expect("begin");
-            documents
-                .project_batch(&[created(3)], &mut tx)
-                .await
-                .expect("second applies after the first");
-            tx.commit().await.expect("commit");
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !second.is_finished(),
-        "the second waits on the first's lock"
-    );
-    first.commit().await.expect("commit");
-    second.await.expect("joined");
+    let (waited, second) = race(&db, &documents, vec![shipped(2)], vec![created(3)]).await;
+    assert!(waited, "the second waits on the first's lock");
+    second.expect("the second applies after the first");
     let view = documents.load("x").await.expect("load").expect("exists");
     assert_eq!(
         view.revision, 3,

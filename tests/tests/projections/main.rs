@@ -54,3 +54,47 @@ fn runner(db: &TestStore, ledger: &Arc<Ledger>, failure: OnExhausted) -> Project
 async fn settle(db: &TestStore, events: usize) {
     cqrs_tests::scenarios::settled(&db.shared(), events).await;
 }
+
+/// Two writers of one read model at once: `first` is applied in a
+/// transaction left open, then `second` in another, from a task. Returns
+/// whether the second was still waiting on the first 200 ms later, and how
+/// it ended once the first committed (committed when it succeeded, rolled
+/// back when it failed).
+async fn race<P>(
+    db: &TestStore,
+    projector: &Arc<P>,
+    first: Vec<cqrskit::EventEnvelope<P::Event>>,
+    second: Vec<cqrskit::EventEnvelope<P::Event>>,
+) -> (bool, Result<(), String>)
+where
+    P: cqrskit::Projector<sqlx::PgConnection> + 'static,
+{
+    let mut first_tx = db.pool().begin().await.expect("begin");
+    projector
+        .project_batch(&first, &mut first_tx)
+        .await
+        .expect("the first writer applies");
+    let second = tokio::spawn({
+        let projector = projector.clone();
+        let pool = db.pool().clone();
+        async move {
+            let mut tx = pool.begin().await.expect("begin");
+            match projector.project_batch(&second, &mut tx).await {
+                Ok(()) => {
+                    tx.commit().await.expect("commit");
+                    Ok(())
+                }
+                Err(error) => {
+                    // Explicitly: a dropped transaction rolls back only
+                    // when its connection is next used.
+                    tx.rollback().await.expect("rollback");
+                    Err(error.to_string())
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waited = !second.is_finished();
+    first_tx.commit().await.expect("commit");
+    (waited, second.await.expect("joined"))
+}

@@ -272,3 +272,46 @@ async fn the_shops_trends_agree_with_its_orders_in_postgres_and_in_memory() {
     );
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_of_one_key_take_turns_or_fail_never_overwrite() {
+    use cqrs_tests::readings::{Reading, reading};
+    let db = TestStore::new().await;
+    let windows = Arc::new(PgWindows::<SensorStats>::new(&db.store, tumbling()));
+    ProjectionRunner::new(db.store.clone(), windows.clone())
+        .setup()
+        .await
+        .expect("setup");
+    let event = |n: usize| cqrskit::EventEnvelope {
+        event_id: cqrskit::uuid::Uuid::now_v7(),
+        stream: cqrskit::StreamId::new("sensor", "s0"),
+        version: n as u64 + 1,
+        position: cqrskit::Position::new(1, n as u64 + 1),
+        event_type: "Reading".to_owned(),
+        event_version: 1,
+        payload: SensorEvent::Reading(Reading { ..reading(0, n) }),
+        metadata: cqrskit::Metadata::default(),
+        recorded_at: chrono::Utc::now(),
+    };
+    // The first reading of a key from two writers at once: the second fails.
+    let (waited, second) = race(&db, &windows, vec![event(0)], vec![event(0)]).await;
+    assert!(waited, "the second waits on the first's new key");
+    let error = second.expect_err("started meanwhile");
+    assert!(
+        error.contains("started meanwhile by another writer"),
+        "{error}"
+    );
+
+    // Later readings from two writers: the second waits, then counts on top.
+    let (waited, second) = race(&db, &windows, vec![event(1)], vec![event(2)]).await;
+    assert!(waited, "the second waits on the first's key");
+    second.expect("the second applies after the first");
+    let counted: u32 = answers(&*windows, 1)
+        .await
+        .0
+        .values()
+        .map(|(_, stats, _)| stats.count)
+        .sum();
+    assert_eq!(counted, 3, "each reading counted once");
+    db.drop_schema().await;
+}
