@@ -43,11 +43,49 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::now_v7().simple())
 }
 
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The nats-server binary the tests start: `NATS_SERVER` (2.10 or later,
+/// from `scripts/ensure-nats-server`), else one on PATH or Debian's.
+fn server_binary() -> String {
+    std::env::var("NATS_SERVER").unwrap_or_else(|_| {
+        if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server".to_owned()
+        } else {
+            "nats-server".to_owned()
+        }
+    })
+}
+
+/// Waits until a server answers at `url`.
+async fn until_it_answers(url: &str, binary: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if async_nats::connect(url).await.is_ok() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{binary} did not answer at {url} within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A nats-server of the test's own, on a free port with a store directory
-/// of its own, killed when dropped.
+/// of its own, killed when dropped; optionally one node of a cluster.
 pub struct PrivateNats {
     port: u16,
     store: std::path::PathBuf,
+    /// The node's name, cluster port, cluster name and its peers' cluster
+    /// ports, when it belongs to a cluster.
+    cluster: Option<(String, u16, String, Vec<u16>)>,
     child: Option<Child>,
 }
 
@@ -59,24 +97,30 @@ impl PrivateNats {
     /// When the binary (`NATS_SERVER`, `nats-server` on PATH or Debian's
     /// /usr/sbin/nats-server) is missing or the server does not answer.
     pub async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let store = std::env::temp_dir().join(unique("cqrskit-nats-"));
-        std::fs::create_dir_all(&store).expect("a store directory");
-        let mut server = Self {
-            port,
-            store,
-            child: None,
-        };
+        let mut server = Self::new(None);
         server.resume().await;
         server
+    }
+
+    fn new(cluster: Option<(String, u16, String, Vec<u16>)>) -> Self {
+        let store = std::env::temp_dir().join(unique("cqrskit-nats-"));
+        std::fs::create_dir_all(&store).expect("a store directory");
+        Self {
+            port: free_port(),
+            store,
+            cluster,
+            child: None,
+        }
     }
 
     /// Its URL.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Its server name in a cluster (`n0`, `n1`, ...); empty alone.
+    pub fn name(&self) -> &str {
+        self.cluster.as_ref().map_or("", |(name, ..)| name.as_str())
     }
 
     /// Kills it with SIGKILL, as a crash would.
@@ -87,6 +131,25 @@ impl PrivateNats {
         }
     }
 
+    /// Whether it runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Sends it a signal (`-STOP`, `-CONT`).
+    ///
+    /// # Panics
+    ///
+    /// When it does not run or `kill` fails.
+    pub fn signal(&self, which: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args([which, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {which} {pid}");
+    }
+
     /// Starts it again on the same port with the same store, and waits
     /// until it answers.
     ///
@@ -94,14 +157,9 @@ impl PrivateNats {
     ///
     /// As [`start`](Self::start).
     pub async fn resume(&mut self) {
-        let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| {
-            if std::path::Path::new("/usr/sbin/nats-server").exists() {
-                "/usr/sbin/nats-server".to_owned()
-            } else {
-                "nats-server".to_owned()
-            }
-        });
-        let child = Command::new(&binary)
+        let binary = server_binary();
+        let mut command = Command::new(&binary);
+        command
             .args([
                 "-a",
                 "127.0.0.1",
@@ -110,31 +168,155 @@ impl PrivateNats {
                 "-js",
                 "-sd",
             ])
-            .arg(&self.store)
+            .arg(&self.store);
+        if let Some((name, cluster_port, cluster_name, peers)) = &self.cluster {
+            let routes: Vec<String> = peers
+                .iter()
+                .map(|port| format!("nats://127.0.0.1:{port}"))
+                .collect();
+            command.args([
+                "-n",
+                name,
+                "--cluster_name",
+                cluster_name,
+                "--cluster",
+                &format!("nats://127.0.0.1:{cluster_port}"),
+                "--routes",
+                &routes.join(","),
+            ]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("start {binary}: {error} (scripts/test installs it)"));
         self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if async_nats::connect(self.url()).await.is_ok() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{binary} did not answer on port {} within 10 s",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_it_answers(&self.url(), &binary).await;
     }
 }
 
 impl Drop for PrivateNats {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            // A frozen server dies only once it runs again.
+            let _ = Command::new("kill")
+                .args([
+                    "-CONT",
+                    &self.child.as_ref().map_or(0, Child::id).to_string(),
+                ])
+                .status();
+        }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// Three private nats-servers routed as one JetStream cluster (`n0`, `n1`,
+/// `n2`), on free ports, killed when dropped: what production runs for
+/// replicated streams (R3).
+pub struct NatsCluster {
+    /// The nodes, by index; a node's [`name`](PrivateNats::name) is `n<index>`.
+    pub nodes: Vec<PrivateNats>,
+}
+
+impl NatsCluster {
+    /// Starts the three nodes and waits until JetStream answers as one
+    /// cluster (a meta leader elected: an R3 stream can be created).
+    ///
+    /// # Panics
+    ///
+    /// When a node does not start or the cluster does not form in 30 s.
+    pub async fn start() -> Self {
+        let cluster_name = unique("cqrskit-");
+        let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes: Vec<PrivateNats> = (0..3)
+            .map(|index| {
+                let peers = cluster_ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(other, _)| *other != index)
+                    .map(|(_, port)| *port)
+                    .collect();
+                PrivateNats::new(Some((
+                    format!("n{index}"),
+                    cluster_ports[index],
+                    cluster_name.clone(),
+                    peers,
+                )))
+            })
+            .collect();
+        for node in &mut nodes {
+            node.resume().await;
+        }
+        let cluster = Self { nodes };
+        let jetstream = jetstream::new(cluster.client().await);
+        let probe = unique("PROBE");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let created = jetstream
+                .create_stream(jetstream::stream::Config {
+                    name: probe.clone(),
+                    subjects: vec![format!("{probe}.>")],
+                    num_replicas: 3,
+                    ..Default::default()
+                })
+                .await;
+            if created.is_ok() {
+                let _ = jetstream.delete_stream(&probe).await;
+                return cluster;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cluster did not form within 30 s: {created:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A client that knows every node: it connects to any and fails over
+    /// to the others.
+    ///
+    /// # Panics
+    ///
+    /// When no node answers.
+    pub async fn client(&self) -> async_nats::Client {
+        let addresses: Vec<async_nats::ServerAddr> = self
+            .nodes
+            .iter()
+            .map(|node| node.url().parse().expect("a server address"))
+            .collect();
+        async_nats::connect(addresses)
+            .await
+            .expect("a node of the cluster answers")
+    }
+
+    /// The index of the node leading `stream`'s replicas now.
+    ///
+    /// # Panics
+    ///
+    /// When no leader is known within 30 s.
+    pub async fn leader_of(&self, jetstream: &jetstream::Context, stream: &str) -> usize {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut found) = jetstream.get_stream(stream).await {
+                if let Ok(info) = found.info().await {
+                    let leader = info
+                        .cluster
+                        .as_ref()
+                        .and_then(|cluster| cluster.leader.clone());
+                    if let Some(index) = leader
+                        .and_then(|name| self.nodes.iter().position(|node| node.name() == name))
+                    {
+                        return index;
+                    }
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no leader of {stream} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

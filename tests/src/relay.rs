@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
 use cqrskit::CommandPipeline;
+use cqrskit::Position;
 use cqrskit::nats::async_nats::jetstream::Context;
-use cqrskit::nats::{CloudEvent, ContentMode, Relay, RelayOptions};
+use cqrskit::nats::{CloudEvent, ContentMode, POSITION_HEADER, Relay, RelayOptions};
 use cqrskit::postgres::{FailurePolicy, PostgresEventStore, ProjectionRunner, RunnerOptions};
+use std::collections::HashSet;
 
 use crate::nats::{PublicAccountEvents, stream_of};
 use crate::postgres::TestStore;
@@ -171,4 +173,98 @@ pub async fn published_cents(jetstream: &Context, prefix: &str) -> Vec<u64> {
             data["cents"].as_u64().expect("cents")
         })
         .collect()
+}
+
+/// Every message of the relay's stream, in stream order: its event id and
+/// the log position it carries.
+///
+/// # Panics
+///
+/// When the stream cannot be read, or a message lacks its headers.
+pub async fn stream_contents(jetstream: &Context, prefix: &str) -> Vec<(String, Position)> {
+    let mut stream = jetstream
+        .get_stream(stream_of(prefix))
+        .await
+        .expect("the stream");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut messages = Vec::new();
+    for sequence in 1..=last {
+        let message = stream.get_raw_message(sequence).await.expect("a message");
+        let header = |name: &str| {
+            message
+                .headers
+                .get(name)
+                .map(|value| value.as_str().to_owned())
+                .unwrap_or_else(|| panic!("message {sequence} has no {name}"))
+        };
+        let position = header(POSITION_HEADER).parse().expect("a position");
+        messages.push((header("Nats-Msg-Id"), position));
+    }
+    messages
+}
+
+/// How many messages the relay's stream holds; 0 while the server does
+/// not answer.
+pub async fn stored_count(jetstream: &Context, prefix: &str) -> u64 {
+    match jetstream.get_stream(stream_of(prefix)).await {
+        Ok(stream) => stream.cached_info().state.messages,
+        Err(_) => 0,
+    }
+}
+
+/// How the stream's messages differ from the selected events of the log,
+/// in log order: events missing, events stored twice, and messages stored
+/// after one of a later log position.
+pub fn differences(stored: &[(String, Position)], selected: &[String]) -> (usize, usize, usize) {
+    let mut seen = HashSet::new();
+    let doubled = stored.iter().filter(|(id, _)| !seen.insert(id)).count();
+    let missing = selected.iter().filter(|id| !seen.contains(id)).count();
+    let reordered = stored
+        .windows(2)
+        .filter(|pair| pair[1].1 <= pair[0].1)
+        .count();
+    (missing, doubled, reordered)
+}
+
+/// The ids of the events the bank's publication selects (openings and
+/// withdrawals), in log order.
+///
+/// # Panics
+///
+/// When the log cannot be read.
+pub async fn selected_ids(store: &PostgresEventStore) -> Vec<String> {
+    use cqrskit::{EventStore, LogFilter};
+    store
+        .read_log(
+            Position::START,
+            &LogFilter::event_types(["AccountOpened", "WithdrawalMade"]),
+            100_000,
+        )
+        .await
+        .expect("the log")
+        .iter()
+        .map(|event| event.event_id.to_string())
+        .collect()
+}
+
+/// Waits until the relay's runner has published every selected event.
+///
+/// # Panics
+///
+/// When it has not within `within`, naming `after`.
+pub async fn until_relayed<P>(
+    runner: &ProjectionRunner<P>,
+    within: std::time::Duration,
+    after: &str,
+) where
+    P: cqrskit::Projector<cqrskit::postgres::sqlx::PgConnection> + ?Sized + 'static,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while runner.lag().await.expect("lag").events > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay did not catch up within {within:?} {after}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

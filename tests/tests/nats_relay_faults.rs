@@ -5,7 +5,6 @@
 //! each selected event at most once, in log order, and every one once the
 //! fault is gone.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,14 +13,15 @@ use cqrs_examples::bank_account::{BankAccount, Deposit, OpenAccount, Withdraw};
 use cqrs_tests::nats::{PrivateNats, PublicAccountEvents, connect, jetstream, stream_of, unique};
 use cqrs_tests::postgres::TestStore;
 use cqrs_tests::relay::{
-    Withdrawals, message_count, published, published_cents, relay, some_banking,
-    thirty_withdrawals, withdrawal_relay,
+    Withdrawals, differences, message_count, published, published_cents, relay, selected_ids,
+    some_banking, stored_count, stream_contents, thirty_withdrawals, until_relayed,
+    withdrawal_relay,
 };
 use cqrskit::nats::async_nats::jetstream::{self, Context};
-use cqrskit::nats::{ContentMode, POSITION_HEADER, Relay, RelayOptions};
+use cqrskit::nats::{ContentMode, Relay, RelayOptions};
 use cqrskit::postgres::testing::caught_up;
 use cqrskit::postgres::{Error, FailurePolicy, OnExhausted, ProjectionRunner, RunnerOptions};
-use cqrskit::{Backoff, CommandPipeline, EventStore, LogFilter, Position};
+use cqrskit::{Backoff, CommandPipeline, Position};
 
 /// How long a relay's lease lasts in the process tests: a killed relay's
 /// lapses quickly.
@@ -169,53 +169,6 @@ async fn a_relay_killed_between_the_acks_and_its_checkpoint_delivers_nothing_twi
     db.drop_schema().await;
 }
 
-/// Every message of the relay's stream, in stream order: its event id and
-/// the log position it carries.
-async fn stream_contents(jetstream: &Context, prefix: &str) -> Vec<(String, Position)> {
-    let mut stream = jetstream
-        .get_stream(stream_of(prefix))
-        .await
-        .expect("the stream");
-    let last = stream.info().await.expect("info").state.last_sequence;
-    let mut messages = Vec::new();
-    for sequence in 1..=last {
-        let message = stream.get_raw_message(sequence).await.expect("a message");
-        let header = |name: &str| {
-            message
-                .headers
-                .get(name)
-                .map(|value| value.as_str().to_owned())
-                .unwrap_or_else(|| panic!("message {sequence} has no {name}"))
-        };
-        let position = header(POSITION_HEADER).parse().expect("a position");
-        messages.push((header("Nats-Msg-Id"), position));
-    }
-    messages
-}
-
-/// How many messages the relay's stream holds; 0 while the server does
-/// not answer.
-async fn stored_count(jetstream: &Context, prefix: &str) -> u64 {
-    match jetstream.get_stream(stream_of(prefix)).await {
-        Ok(stream) => stream.cached_info().state.messages,
-        Err(_) => 0,
-    }
-}
-
-/// How the stream's messages differ from the selected events of the log,
-/// in log order: events missing, events stored twice, and messages stored
-/// after one of a later log position.
-fn differences(stored: &[(String, Position)], selected: &[String]) -> (usize, usize, usize) {
-    let mut seen = HashSet::new();
-    let doubled = stored.iter().filter(|(id, _)| !seen.insert(id)).count();
-    let missing = selected.iter().filter(|id| !seen.contains(id)).count();
-    let reordered = stored
-        .windows(2)
-        .filter(|pair| pair[1].1 <= pair[0].1)
-        .count();
-    (missing, doubled, reordered)
-}
-
 /// The relay's nats-server is killed (SIGKILL) four times and started again
 /// while six accounts take 500 withdrawals each, hundreds of messages in
 /// flight at each kill: publishes fail mid-batch, buffered messages go out
@@ -313,27 +266,9 @@ async fn a_nats_server_killed_four_times_under_load_loses_doubles_and_reorders_n
         worker.await.expect("the banking ran");
     }
 
-    let selected: Vec<String> = db
-        .store
-        .read_log(
-            Position::START,
-            &LogFilter::event_types(["AccountOpened", "WithdrawalMade"]),
-            100_000,
-        )
-        .await
-        .expect("the log")
-        .iter()
-        .map(|event| event.event_id.to_string())
-        .collect();
+    let selected = selected_ids(&db.store).await;
     assert_eq!(selected.len(), ACCOUNTS * (WITHDRAWALS + 1));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while runner.lag().await.expect("lag").events > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the relay did not catch up within 120 s of the last kill"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_relayed(&runner, Duration::from_secs(120), "of the last kill").await;
     let _ = stop.send(());
     running
         .await
