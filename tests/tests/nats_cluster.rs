@@ -95,7 +95,10 @@ async fn the_relay_into_an_r3_stream_survives_its_leader_a_follower_and_quorum_f
         })
         .collect();
     let running = cqrs_tests::running::Running::start(&runner);
-    let watcher = jetstream::new(cluster.client().await);
+    // A short timeout: a question to a dead node is asked again at once.
+    let watcher = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_millis(500))
+        .build(cluster.client().await);
     let step = 150;
 
     // 1. The stream's leader dies: another node takes over.
