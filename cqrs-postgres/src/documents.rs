@@ -5,9 +5,7 @@ use std::collections::HashSet;
 use std::marker::PhantomData;
 
 use async_trait::async_trait;
-use cqrskit_core::document::{
-    Document, DocumentBatch, DocumentError, DocumentQueries, StoredDocument, Versioned,
-};
+use cqrskit_core::document::{Document, DocumentBatch, DocumentQueries, StoredDocument, Versioned};
 use cqrskit_core::{BoxError, EventEnvelope, Projector, StoreError};
 use serde_json::Value;
 use sqlx::{PgConnection, Row};
@@ -314,23 +312,13 @@ impl<D: Document> DocumentQueries<D> for PgDocuments<D> {
         self.fetch(&self.sql.many, |query| query.bind(ids)).await
     }
 
-    async fn matching(&self, pattern: &Value) -> Result<Vec<Versioned<D>>, StoreError> {
-        self.matching_page(pattern, None, usize::MAX).await
-    }
-
     async fn matching_page(
         &self,
         pattern: &Value,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Versioned<D>>, StoreError> {
-        if !pattern.is_object() {
-            return Err(DocumentError::Pattern {
-                read_model: self.name.clone(),
-                pattern: pattern.to_string(),
-            }
-            .into());
-        }
+        cqrskit_core::document::object_pattern(&self.name, pattern)?;
         let pattern = pattern.to_string();
         let after = after.map(str::to_owned);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cqrskit_core::document::{Document, StoredDocument};
+use cqrskit_core::document::Document;
 use cqrskit_core::window::{
     KeyState, StoredWindow, Window, WindowBatch, WindowQueries, WindowSpec, log_late,
 };
@@ -247,20 +247,7 @@ impl<D: Document> PgWindows<D> {
                 let stored = stored_window(row).map_err(store_error)?;
                 let watermark: Option<DateTime<Utc>> =
                     row.try_get("watermark").map_err(store_error)?;
-                let value = StoredDocument {
-                    id: format!("{}@{}", stored.key, stored.start.to_rfc3339()),
-                    revision: stored.revision,
-                    body: stored.body,
-                }
-                .decode::<D>(&self.name)?;
-                Ok(Window {
-                    closed: self.spec.closed(stored.end, watermark),
-                    key: stored.key,
-                    start: stored.start,
-                    end: stored.end,
-                    revision: value.revision,
-                    value: value.document,
-                })
+                Ok(stored.into_window(&self.name, &self.spec, watermark)?)
             })
             .collect()
     }

@@ -144,23 +144,13 @@ impl<D: Document> DocumentQueries<D> for InMemoryDocuments<D> {
             .collect::<Result<_, _>>()?)
     }
 
-    async fn matching(&self, pattern: &Value) -> Result<Vec<Versioned<D>>, StoreError> {
-        self.matching_page(pattern, None, usize::MAX).await
-    }
-
     async fn matching_page(
         &self,
         pattern: &Value,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Versioned<D>>, StoreError> {
-        if !pattern.is_object() {
-            return Err(DocumentError::Pattern {
-                read_model: self.name.clone(),
-                pattern: pattern.to_string(),
-            }
-            .into());
-        }
+        super::object_pattern(&self.name, pattern)?;
         let stored: Vec<StoredDocument> = {
             let documents = self.lock();
             let from = match after {

@@ -78,7 +78,7 @@ pub use error::DocumentError;
 pub use ids::DocumentIds;
 pub use matching::contains;
 pub use memory::InMemoryDocuments;
-pub use queries::{DocumentQueries, Versioned};
+pub use queries::{DocumentQueries, Versioned, object_pattern};
 
 /// A read model kept as one serde document per id.
 ///

@@ -49,7 +49,9 @@ pub trait DocumentQueries<D: Document>: Send + Sync {
     ///
     /// As [`load`](Self::load); a pattern that is not an object is
     /// [`DocumentError::Pattern`](super::DocumentError::Pattern).
-    async fn matching(&self, pattern: &Value) -> Result<Vec<Versioned<D>>, StoreError>;
+    async fn matching(&self, pattern: &Value) -> Result<Vec<Versioned<D>>, StoreError> {
+        self.matching_page(pattern, None, usize::MAX).await
+    }
 
     /// One page of [`matching`](Self::matching): at most `limit` documents
     /// that contain `pattern`, with ids after `after` (all when `None`), by
@@ -65,4 +67,22 @@ pub trait DocumentQueries<D: Document>: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Versioned<D>>, StoreError>;
+}
+
+/// Refuses a pattern for [`DocumentQueries::matching`] that is not a JSON
+/// object.
+///
+/// # Errors
+///
+/// [`DocumentError::Pattern`](super::DocumentError::Pattern), naming the
+/// read model and the pattern.
+pub fn object_pattern(read_model: &str, pattern: &Value) -> Result<(), super::DocumentError> {
+    if pattern.is_object() {
+        Ok(())
+    } else {
+        Err(super::DocumentError::Pattern {
+            read_model: read_model.to_owned(),
+            pattern: pattern.to_string(),
+        })
+    }
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::Window;
 use super::assign::fixed_windows;
 use super::spec::{WindowKind, WindowSpec, delta};
 use crate::document::{Change, Document, DocumentError, StoredDocument};
@@ -25,6 +26,46 @@ pub struct StoredWindow {
     pub revision: u64,
     /// Its aggregate's JSON text.
     pub body: String,
+}
+
+impl StoredWindow {
+    /// The window's id in errors: `<key>@<start>`.
+    fn id(&self) -> String {
+        format!("{}@{}", self.key, self.start.to_rfc3339())
+    }
+
+    fn decode<D: Document>(&self, read_model: &str) -> Result<D, DocumentError> {
+        StoredDocument {
+            id: self.id(),
+            revision: self.revision,
+            body: self.body.clone(),
+        }
+        .decode::<D>(read_model)
+        .map(|versioned| versioned.document)
+    }
+
+    /// The window as a query answers it, its key's watermark being
+    /// `watermark` under `spec`.
+    ///
+    /// # Errors
+    ///
+    /// [`DocumentError::Decode`] when its body does not read as `D`.
+    pub fn into_window<D: Document>(
+        self,
+        read_model: &str,
+        spec: &WindowSpec<D::Event>,
+        watermark: Option<DateTime<Utc>>,
+    ) -> Result<Window<D>, DocumentError> {
+        let value = self.decode::<D>(read_model)?;
+        Ok(Window {
+            closed: spec.closed(self.end, watermark),
+            key: self.key,
+            start: self.start,
+            end: self.end,
+            revision: self.revision,
+            value,
+        })
+    }
 }
 
 /// What a store keeps per key: the latest event time seen (the watermark),
@@ -214,7 +255,7 @@ impl<'a, D: Document> WindowBatch<'a, D> {
         let existing: std::collections::HashSet<String> = states.keys().cloned().collect();
         let mut slots: Windows<D> = BTreeMap::new();
         for stored in windows {
-            let value = decode::<D>(read_model, &stored)?;
+            let value = stored.decode::<D>(read_model)?;
             slots.insert(
                 (stored.key.clone(), stored.start),
                 Slot {
@@ -488,16 +529,6 @@ fn copy<D: Document>(read_model: &str, key: &str, slot: &Slot<D>) -> Result<D, D
     serde_json::to_value(value)
         .and_then(serde_json::from_value)
         .map_err(|error| apply_error(read_model, key, slot.start, error.into()))
-}
-
-fn decode<D: Document>(read_model: &str, stored: &StoredWindow) -> Result<D, DocumentError> {
-    StoredDocument {
-        id: format!("{}@{}", stored.key, stored.start.to_rfc3339()),
-        revision: stored.revision,
-        body: stored.body.clone(),
-    }
-    .decode::<D>(read_model)
-    .map(|versioned| versioned.document)
 }
 
 fn apply_error(

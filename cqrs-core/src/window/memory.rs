@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::batch::{KeyState, StoredWindow, WindowBatch};
 use super::{Window, WindowQueries, WindowSpec};
-use crate::document::{Document, StoredDocument};
+use crate::document::Document;
 use crate::{BoxError, EventEnvelope, Projector, StoreError};
 
 #[derive(Default)]
@@ -76,21 +76,7 @@ impl<D: Document> InMemoryWindows<D> {
         found
             .map(|stored| {
                 let watermark = state.keys.get(&stored.key).and_then(|key| key.watermark);
-                let closed = self.spec.closed(stored.end, watermark);
-                let value = StoredDocument {
-                    id: format!("{}@{}", stored.key, stored.start.to_rfc3339()),
-                    revision: stored.revision,
-                    body: stored.body,
-                }
-                .decode::<D>(&self.name)?;
-                Ok(Window {
-                    key: stored.key,
-                    start: stored.start,
-                    end: stored.end,
-                    revision: value.revision,
-                    value: value.document,
-                    closed,
-                })
+                Ok(stored.into_window(&self.name, &self.spec, watermark)?)
             })
             .collect()
     }
