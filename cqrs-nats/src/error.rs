@@ -47,6 +47,45 @@ pub enum Error {
         #[source]
         source: CloudEventError,
     },
+    /// A partition of a split consumer was taken over by another instance
+    /// (this one froze or was cut off past its lease): it stops reading
+    /// it, and what it was handling is handled by the new holder.
+    #[error("consumer `{consumer}`: partition {partition} was taken over by another instance")]
+    PartitionLost {
+        /// The consumer.
+        consumer: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A split consumer's partition count is not one it can be split into.
+    #[error(
+        "consumer `{consumer}`: cannot be split into {partitions} partitions \
+         (a power of two from 1 to {max} is needed: each partition reads one filter subject)"
+    )]
+    InvalidPartitions {
+        /// The consumer.
+        consumer: String,
+        /// The count asked for.
+        partitions: usize,
+        /// The most partitions.
+        max: usize,
+    },
+    /// Instances of a split consumer disagree on its partition count: two
+    /// counts would read overlapping slices in two orders. Stop every
+    /// instance, then delete its rows from `consumer_partitions` to change
+    /// the count.
+    #[error(
+        "consumer `{consumer}` is split into {recorded} partitions, \
+         and this instance is configured with {configured}"
+    )]
+    PartitionCount {
+        /// The consumer.
+        consumer: String,
+        /// This instance's count.
+        configured: usize,
+        /// The count on record.
+        recorded: usize,
+    },
 }
 
 impl Error {
@@ -58,6 +97,10 @@ impl Error {
             Error::Nats { .. } => ErrorKind::Unavailable,
             Error::Handler { .. } => ErrorKind::Backend,
             Error::NotACloudEvent { .. } => ErrorKind::CorruptData,
+            Error::PartitionLost { .. } => ErrorKind::Conflict,
+            Error::InvalidPartitions { .. } | Error::PartitionCount { .. } => {
+                ErrorKind::Configuration
+            }
         }
     }
 }

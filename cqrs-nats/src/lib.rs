@@ -27,14 +27,16 @@ mod consumer;
 mod error;
 mod publication;
 mod relay;
+mod route;
 pub mod telemetry;
 
 pub use async_nats;
 pub use cloudevent::{CloudEvent, CloudEventError, ContentMode};
 pub use consumer::{
     Consumer, ConsumerLag, ConsumerOptions, Handler, Observed, Outcome, OutcomeHook,
-    Unacknowledged, consumer_lag,
+    PartitionedConsumer, Unacknowledged, consumer_lag,
 };
 pub use error::Error;
 pub use publication::{Outgoing, Publication};
 pub use relay::{POSITION_HEADER, RELAY_HEADER, Relay, RelayOptions, StreamSpec};
+pub use route::{ConsumerPartition, MAX_PARTITIONS, ROUTE_BITS, route_tokens};

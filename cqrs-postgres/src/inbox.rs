@@ -18,9 +18,11 @@ use crate::error::{sent_write_error, store_error};
 /// in the store's database and schema.
 #[derive(Clone, Debug)]
 pub struct PostgresInbox {
-    db: Database,
+    pub(crate) db: Database,
     inbox: String,
     dead_letters: String,
+    pub(crate) partitions: String,
+    pub(crate) instances: String,
 }
 
 impl PostgresInbox {
@@ -30,6 +32,8 @@ impl PostgresInbox {
             db: store.database().clone(),
             inbox: store.table("inbox"),
             dead_letters: store.table("inbox_dead_letters"),
+            partitions: store.table("consumer_partitions"),
+            instances: store.table("consumer_instances"),
         }
     }
 
@@ -68,7 +72,7 @@ impl PostgresInbox {
 
     /// Runs `statement` on a connection of its own (a transaction of its
     /// own behind a pooler).
-    async fn alone<T>(
+    pub(crate) async fn alone<T>(
         &self,
         statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, StoreError> {

@@ -44,6 +44,7 @@
 //! `docs/postgres.md`.
 
 pub mod admin;
+mod consumer_partitions;
 mod database;
 mod deadlines;
 mod documents;

@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inbox dead letter history",
         include_str!("../migrations/20261207000014_inbox_dead_letter_history.sql"),
     ),
+    (
+        20261207000015,
+        "consumer partitions",
+        include_str!("../migrations/20261207000015_consumer_partitions.sql"),
+    ),
 ];
 
 /// The embedded migrations as sqlx builds them (with their checksums).

@@ -2,7 +2,7 @@
 //!
 //! The **order service** (the e-commerce example's orders) publishes its
 //! orders' public events with a relay: `order-placed`, `order-paid` and
-//! `order-cancelled`, version 1, on subjects `shop.order.<token>.<slice>` of the
+//! `order-cancelled`, version 1, on subjects `shop.order.<token>.<slice>.<route>` of the
 //! stream `SHOP`. The **shipping service**, a separate process with a
 //! schema of its own, consumes them: it remembers what each placed order
 //! contains, and when an order is paid it prepares a shipment, an aggregate

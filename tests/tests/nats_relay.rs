@@ -71,7 +71,11 @@ async fn the_relay_publishes_the_selected_events_as_cloudevents_in_log_order() {
                 "withdrawn"
             };
             let slice = stored.stream.slice();
-            assert_eq!(subject, &format!("{prefix}.account.{token}.{slice}"));
+            let route = cqrskit::nats::route_tokens(slice);
+            assert_eq!(
+                subject,
+                &format!("{prefix}.account.{token}.{slice}.{route}")
+            );
             assert_eq!(event.extension("slice"), Some(slice.to_string()));
             assert_eq!(event.source, "/bank");
             assert_eq!(
@@ -136,7 +140,7 @@ async fn a_consumer_of_one_slice_gets_exactly_the_messages_of_its_streams() {
     );
 
     let options = ConsumerOptions::new(stream_of(&prefix), unique("slice"))
-        .filter_subject(format!("{prefix}.*.*.{wanted}"));
+        .filter_subject(format!("{prefix}.*.*.{wanted}.>"));
     let consumer = Consumer::new(
         PostgresInbox::new(&db.store),
         jetstream.clone(),

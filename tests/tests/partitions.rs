@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cqrs_examples::bank_account::{BankAccount, Deposit};
+use cqrs_tests::instances::Instances;
 use cqrs_tests::ledger::{Ledger, business, fold};
 use cqrs_tests::postgres::{TestStore, database_url};
 use cqrskit::CommandPipeline;
@@ -26,11 +27,6 @@ fn takeover_bound() -> Duration {
     Duration::from_millis(LEASE_MS + LEASE_MS / 3 + 500)
 }
 
-/// Instance processes by owner, SIGCONT then SIGKILL when dropped, so a
-/// failing test leaves none behind.
-#[derive(Default)]
-struct Instances(BTreeMap<String, Child>);
-
 /// An instance process of the projection `ledger` split `partitions`
 /// ways, its output piped.
 fn instance(db: &TestStore, owner: &str, ledger: &str, partitions: usize) -> Command {
@@ -45,52 +41,6 @@ fn instance(db: &TestStore, owner: &str, ledger: &str, partitions: usize) -> Com
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
-}
-
-impl Instances {
-    fn start(&mut self, db: &TestStore, owner: &str) {
-        self.start_split(db, owner, "ledger", PARTITIONS);
-    }
-
-    fn start_split(&mut self, db: &TestStore, owner: &str, ledger: &str, partitions: usize) {
-        let mut child = instance(db, owner, ledger, partitions)
-            .spawn()
-            .expect("start an instance");
-        // Started once it printed; the runner goes on writing nothing more.
-        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
-        assert_eq!(line.trim(), "running", "instance {owner} did not start");
-        self.0.insert(owner.to_owned(), child);
-    }
-
-    fn signal(&self, which: &str, owner: &str) {
-        let pid = self.0[owner].id();
-        let status = Command::new("kill")
-            .args([which, &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {which} {owner}");
-    }
-
-    /// Waits for `owner` to exit by itself (after SIGTERM), successfully.
-    fn wait_for_exit(&mut self, owner: &str) {
-        let mut child = self.0.remove(owner).expect("started");
-        let status = child.wait().expect("wait");
-        assert!(status.success(), "{owner} left with {status}");
-    }
-}
-
-impl Drop for Instances {
-    fn drop(&mut self) {
-        for child in self.0.values_mut() {
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// Each partition's current holder (an unexpired lease), by partition index.
@@ -178,7 +128,7 @@ async fn partitions_move_between_processes_that_die_freeze_join_and_leave_applyi
 
     let mut instances = Instances::default();
     for owner in ["a", "b", "c"] {
-        instances.start(&db, owner);
+        instances.start(owner, instance(&db, owner, "ledger", PARTITIONS));
     }
     until(
         &db,
@@ -220,7 +170,7 @@ async fn partitions_move_between_processes_that_die_freeze_join_and_leave_applyi
     )
     .await;
 
-    instances.start(&db, "d");
+    instances.start("d", instance(&db, "d", "ledger", PARTITIONS));
     until(
         &db,
         "d, joining, gets its share",
@@ -437,7 +387,7 @@ async fn runners_with_another_partition_count_refuse_to_start() {
     cqrs_tests::scenarios::settled(&db.shared(), 240).await;
     let ledger = Arc::new(Ledger::create(&db, "ledger").await);
     let mut instances = Instances::default();
-    instances.start_split(&db, "four", "ledger", 4);
+    instances.start("four", instance(&db, "four", "ledger", 4));
     applied(&db, &ledger, 240).await;
 
     let (status, stderr) = exit_of(instance(&db, "eight", "ledger", 8).spawn().expect("start"));
@@ -514,7 +464,7 @@ async fn runners_with_another_partition_count_refuse_to_start() {
     assert!(stderr.contains("runs in 8 partition(s)"), "{stderr}");
     business(&accounts, "more-", 8).await;
     cqrs_tests::scenarios::settled(&db.shared(), 280).await;
-    instances.start_split(&db, "new", "ledger", 8);
+    instances.start("new", instance(&db, "new", "ledger", 8));
     applied(&db, &ledger, 280).await;
     assert_eq!(ledger.applied(db.pool()).await, 280);
     assert_eq!(ledger.balances(db.pool()).await, fold(&db.store).await);

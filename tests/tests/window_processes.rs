@@ -4,11 +4,11 @@
 //! late readings) then hold what a recomputation from the log gives:
 //! nothing applied twice, nothing lost, every key's readings in order.
 
-use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cqrs_tests::instances::Instances;
 use cqrs_tests::postgres::{TestStore, database_url};
 use cqrs_tests::readings::{
     SensorStats, answers, log_readings, recompute, sessions, tumbling, write_readings,
@@ -21,50 +21,16 @@ const PARTITIONS: usize = 3;
 const SENSORS: usize = 10;
 const READINGS: usize = 60;
 
-/// Instance processes by owner, killed when dropped.
-#[derive(Default)]
-struct Instances(BTreeMap<String, Child>);
-
-impl Instances {
-    fn start(&mut self, db: &TestStore, owner: &str) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_window_runner"))
-            .env("DATABASE_URL", database_url())
-            .env("SCHEMA", &db.schema)
-            .env("OWNER", owner)
-            .env("LEASE_MS", LEASE_MS.to_string())
-            .env("PARTITIONS", PARTITIONS.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start an instance");
-        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
-        assert_eq!(line.trim(), "running", "instance {owner} did not start");
-        self.0.insert(owner.to_owned(), child);
-    }
-
-    fn signal(&self, which: &str, owner: &str) {
-        let status = Command::new("kill")
-            .args([which, &self.0[owner].id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {which} {owner}");
-    }
-
-    fn leave(&mut self, owner: &str) {
-        self.signal("-TERM", owner);
-        let status = self.0.remove(owner).expect("started").wait().expect("wait");
-        assert!(status.success(), "{owner} left with {status}");
-    }
-}
-
-impl Drop for Instances {
-    fn drop(&mut self) {
-        for child in self.0.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// An instance process.
+fn instance(db: &TestStore, owner: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_window_runner"));
+    command
+        .env("DATABASE_URL", database_url())
+        .env("SCHEMA", &db.schema)
+        .env("OWNER", owner)
+        .env("LEASE_MS", LEASE_MS.to_string())
+        .env("PARTITIONS", PARTITIONS.to_string());
+    command
 }
 
 /// The read model `version` of the instances, seen from the test.
@@ -106,8 +72,8 @@ async fn windows_in_partitions_survive_a_killed_process_and_match_a_recomputatio
     let db = TestStore::new().await;
     write_readings(&*db.shared(), SENSORS, 0, READINGS / 3).await;
     let mut instances = Instances::default();
-    instances.start(&db, "a");
-    instances.start(&db, "b");
+    instances.start("a", instance(&db, "a"));
+    instances.start("b", instance(&db, "b"));
     let (fixed, fixed_runner) = windows(&db, tumbling(), 1);
     let (runs, runs_runner) = windows(&db, sessions(), 3);
     // The tables, for the queries below, before the instances' first batch.
@@ -144,14 +110,8 @@ async fn windows_in_partitions_survive_a_killed_process_and_match_a_recomputatio
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!writer.is_finished(), "killed while readings still arrive");
-    instances.signal("-KILL", "a");
-    instances
-        .0
-        .remove("a")
-        .expect("started")
-        .wait()
-        .expect("reaped");
-    instances.start(&db, "c");
+    instances.kill("a");
+    instances.start("c", instance(&db, "c"));
     writer.await.expect("writer");
 
     caught_up(&fixed_runner).await;

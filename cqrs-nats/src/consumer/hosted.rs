@@ -42,3 +42,40 @@ where
         }
     }
 }
+
+#[async_trait]
+impl<I, H> Hosted for super::PartitionedConsumer<I, H>
+where
+    I: DeadLetters + cqrskit_core::inbox::PartitionLeases + Send + Sync + 'static,
+    H: Handler<I::Connection> + Send + Sync + 'static,
+{
+    /// Its durable consumer's name.
+    fn name(&self) -> &str {
+        super::PartitionedConsumer::name(self)
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Ingress
+    }
+
+    /// Checks the stream and records the split, refusing another
+    /// partition count, before anything runs.
+    async fn prepare(&self) -> Result<(), BoxError> {
+        self.setup().await?;
+        Ok(())
+    }
+
+    async fn run(&self, shutdown: Shutdown) -> Result<(), BoxError> {
+        Ok(super::PartitionedConsumer::run(self, shutdown).await?)
+    }
+
+    /// The partitions it reads now.
+    async fn report(&self) -> Report {
+        let held = self.held();
+        Report::healthy(format!(
+            "reads {} of {} partitions: {held:?}",
+            held.len(),
+            self.partitions().len()
+        ))
+    }
+}

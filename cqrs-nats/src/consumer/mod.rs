@@ -25,20 +25,25 @@ mod held;
 mod hosted;
 mod inbox;
 mod lag;
+mod lane;
 mod observe;
 mod options;
+mod partitioned;
 mod run;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use async_trait::async_trait;
-use cqrskit_core::inbox::{DeadLetters, MessageKey};
+use cqrskit_core::inbox::{DeadLetters, Inbox, MessageKey};
 use cqrskit_core::{BoxError, StoreError, unwind};
 
 pub use self::lag::{ConsumerLag, consumer_lag};
+use self::lane::Lane;
 pub use self::observe::{Observed, OutcomeHook};
 pub use self::options::ConsumerOptions;
+pub use self::partitioned::PartitionedConsumer;
 use crate::Error;
 use crate::cloudevent::CloudEvent;
 
@@ -98,12 +103,13 @@ impl Unacknowledged {
 /// A durable consumer applying each message once in effect (see the module
 /// docs), through an inbox `I` (on PostgreSQL, `PostgresInbox`, whose tables
 /// the store's migrations make).
-pub struct Consumer<I, H> {
-    inbox: I,
+pub struct Consumer<I: Inbox, H> {
+    inbox: Arc<I>,
     jetstream: jetstream::Context,
-    handler: H,
+    handler: Arc<H>,
     options: ConsumerOptions,
     hook: Option<OutcomeHook>,
+    lane: Lane<I>,
 }
 
 impl<I, H> Consumer<I, H>
@@ -120,11 +126,25 @@ where
         options: ConsumerOptions,
     ) -> Self {
         Self {
-            inbox,
+            lane: Lane::whole(&options.durable),
+            inbox: Arc::new(inbox),
             jetstream,
-            handler,
+            handler: Arc::new(handler),
             options,
             hook: None,
+        }
+    }
+
+    /// The same consumer reading `lane`: one partition of it, sharing the
+    /// inbox, handler and hook.
+    fn on_lane(&self, lane: Lane<I>) -> Self {
+        Self {
+            inbox: self.inbox.clone(),
+            jetstream: self.jetstream.clone(),
+            handler: self.handler.clone(),
+            options: self.options.clone(),
+            hook: self.hook.clone(),
+            lane,
         }
     }
 
@@ -177,6 +197,15 @@ where
             .get_stream(&self.options.stream)
             .await
             .map_err(|error| self.nats(error))?;
+        if self.lane.fence.is_some() {
+            // A partition's consumer is made when its lease is taken, from
+            // where the last one stood; one that is gone was replaced by
+            // the partition's next holder, and is not made again.
+            return stream
+                .get_consumer(&self.lane.name)
+                .await
+                .map_err(|error| self.nats(error));
+        }
         stream
             .get_or_create_consumer(
                 &self.options.durable,
@@ -279,6 +308,20 @@ where
             .begin()
             .await
             .map_err(|error| self.store(error))?;
+        // A partition's writer proves its lease first: one that lost it
+        // (frozen, cut off) writes nothing.
+        if let Some(fence) = &self.lane.fence {
+            let held = fence
+                .holds(&self.inbox, &mut transaction)
+                .await
+                .map_err(|error| self.store(error))?;
+            if !held {
+                return Err(Error::PartitionLost {
+                    consumer: self.options.durable.clone(),
+                    partition: fence.partition(),
+                });
+            }
+        }
         let first_time = self
             .inbox
             .record(&mut transaction, key)
@@ -288,9 +331,11 @@ where
             return Ok(Outcome::AlreadyProcessed);
         }
         // Delivered again after it was given up on (its termination lost,
-        // or its redelivery queued behind it while it was retried): it
-        // stays a dead letter, and its stream's later messages go on.
-        if attempt > 1
+        // or its redelivery queued behind it while it was retried, or
+        // through the partition's earlier JetStream consumer): it stays a
+        // dead letter, and its stream's later messages go on.
+        let sequence = message.info().map_or(0, |info| info.stream_sequence);
+        if (attempt > 1 || sequence <= self.lane.redelivered_through)
             && let Some(reason) = self
                 .inbox
                 .parked_reason(key)

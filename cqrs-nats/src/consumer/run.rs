@@ -59,7 +59,7 @@ enum Worked {
     /// The handler failed; the message is to be tried again after the
     /// delay, not yet settled.
     Retry(Duration),
-    /// `shutdown` completed first.
+    /// `shutdown` completed first, or the partition read was taken over.
     Shutdown,
 }
 
@@ -136,7 +136,8 @@ where
         let shutdown = std::pin::pin!(shutdown);
         let mut shutdown = shutdown;
         let mut pause = Pause::new();
-        let mut replays_due = tokio::time::Instant::now();
+        // Only one lane of a split consumer carries the replays out.
+        let mut replays_due = self.lane.replays.then(Instant::now);
         loop {
             let consumer = match consumer.take() {
                 Some(consumer) => Ok(consumer),
@@ -166,14 +167,14 @@ where
                 Ok(mut messages) => loop {
                     tokio::select! {
                         () = shutdown.as_mut() => return,
-                        () = tokio::time::sleep_until(replays_due) => {
+                        () = until(replays_due) => {
                             let read = tokio::select! {
                                 () = shutdown.as_mut() => return,
                                 read = self.carry_out_replays() => read,
                             };
                             // The database away: look again later, not every second.
                             let every = if read { REPLAY_REQUESTS_EVERY } else { REPLAY_REQUESTS_EVERY * 10 };
-                            replays_due = tokio::time::Instant::now() + every;
+                            replays_due = Some(Instant::now() + every);
                         }
                         () = until(held.next_due()) => {
                             if !self.retry_due(held, &mut shutdown).await {
@@ -362,6 +363,10 @@ where
                         tracing::warn!(consumer = %self.options.durable, %error, "acknowledging failed; JetStream delivers the message again");
                     }
                     return Worked::Settled;
+                }
+                Err(error @ Error::PartitionLost { .. }) => {
+                    tracing::warn!(consumer = %self.options.durable, %error, "stopping: the partition's new holder handles this message");
+                    return Worked::Shutdown;
                 }
                 Err(error) => {
                     tracing::warn!(consumer = %self.options.durable, %error, "keeping the message until the database answers");

@@ -76,22 +76,23 @@ impl<P: Publication> Relay<P> {
     }
 
     /// The subject of `outgoing` for `event`:
-    /// `<prefix>.<aggregate type>.<token>.<slice>`. The last token, the
-    /// stream's slice (0 to 1023, fixed forever), lets consumers split the
-    /// messages as partitioned projections split the log, each stream's
-    /// messages in one part: by filter subjects, or by a NATS subject
-    /// mapping with `partition()` over that token.
+    /// `<prefix>.<aggregate type>.<token>.<slice>.<route>`: the stream's
+    /// slice (0 to 1023, fixed forever), then its top five bits as five
+    /// `0`/`1` tokens (see [`ConsumerPartition`](crate::ConsumerPartition)),
+    /// which let a consumer split by slice read each partition through one
+    /// filter subject, each stream's messages in one partition.
     pub fn subject(&self, event: &EventEnvelope<P::Event>, outgoing: &Outgoing) -> String {
         let token = outgoing
             .subject_token
             .as_deref()
             .unwrap_or(&event.event_type);
+        let slice = event.stream.slice();
         format!(
-            "{}.{}.{}.{}",
+            "{}.{}.{}.{slice}.{}",
             self.options.subject_prefix,
             subject_token(&event.stream.aggregate_type),
             subject_token(token),
-            event.stream.slice()
+            crate::route::route_tokens(slice)
         )
     }
 

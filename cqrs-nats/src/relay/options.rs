@@ -93,7 +93,7 @@ pub struct RelayOptions {
 impl RelayOptions {
     /// Options publishing under `subject_prefix` (the first token(s) of
     /// every subject: messages go to
-    /// `<subject_prefix>.<aggregate type>.<token>.<slice>`, the token being
+    /// `<subject_prefix>.<aggregate type>.<token>.<slice>.<route>`, the token being
     /// the [`Outgoing::subject_token`](crate::Outgoing::subject_token) or
     /// the stored event type, and the slice the event's stream's,
     /// [`StreamId::slice`](cqrskit_core::StreamId::slice)) as `source`

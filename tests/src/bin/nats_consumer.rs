@@ -34,7 +34,7 @@ async fn main() {
             .await
             .expect("fetch")
             .expect("a message");
-        // `<prefix>.account.<token>.<slice>`: withdrawals only.
+        // `<prefix>.account.<token>.<slice>.<route>`: withdrawals only.
         if !message.subject.as_str().contains(".withdrawn.") {
             consumer.process(message).await.expect("process");
             continue;

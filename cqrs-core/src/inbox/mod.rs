@@ -9,11 +9,15 @@
 //! broker's side of the store: the NATS consumer works through them, and a
 //! store implements them (the PostgreSQL store with `PostgresInbox`).
 
+mod partitions;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::StoreError;
+
+pub use self::partitions::{PartitionKey, PartitionLeases};
 
 /// A message's identity at one consumer: the consumer, and the message's
 /// `source` and `id` (a CloudEvent's identity).

@@ -1,0 +1,109 @@
+//! A consumer split by slice, for the tests that run its instances as OS
+//! processes (`tests/tests/nats_partitions.rs`, `src/bin/partitioned_consumer.rs`):
+//! accounts' messages published as the relay would, and a handler that
+//! records which instance handled each message, in handling order.
+
+use cqrskit::StreamId;
+use cqrskit::nats::async_nats::jetstream::Context;
+use cqrskit::nats::{CloudEvent, ContentMode, Handler, route_tokens};
+use cqrskit::postgres::sqlx::{self, PgConnection, PgPool};
+use cqrskit::{BoxError, async_trait};
+
+/// The account streams' ids.
+pub fn account(n: u64) -> String {
+    format!("acc-{n}")
+}
+
+/// Creates the table the handler writes (in `schema`).
+///
+/// # Panics
+///
+/// When the database refuses.
+pub async fn create_table(pool: &PgPool, schema: &str) {
+    sqlx::query(&format!(
+        "CREATE TABLE {schema}.partition_handled (n bigserial PRIMARY KEY, \
+         account text NOT NULL, version bigint NOT NULL, owner text NOT NULL)"
+    ))
+    .execute(pool)
+    .await
+    .expect("create the table");
+}
+
+/// What was handled, in handling order: account, version, instance.
+///
+/// # Panics
+///
+/// When the database refuses.
+pub async fn handled(pool: &PgPool, schema: &str) -> Vec<(String, i64, String)> {
+    sqlx::query_as(&format!(
+        "SELECT account, version, owner FROM {schema}.partition_handled ORDER BY n"
+    ))
+    .fetch_all(pool)
+    .await
+    .expect("handled rows")
+}
+
+/// Publishes version `version` of account `n` as the relay would: on
+/// `<prefix>.account.moved.<slice>.<route>`, a CloudEvent whose subject is
+/// the stream.
+///
+/// # Panics
+///
+/// When JetStream refuses.
+pub async fn publish(jetstream: &Context, prefix: &str, n: u64, version: u64) {
+    let id = account(n);
+    let slice = StreamId::new("account", &id).slice();
+    let mut extensions = std::collections::BTreeMap::new();
+    extensions.insert("streamversion".to_owned(), serde_json::Value::from(version));
+    let event = CloudEvent {
+        id: format!("{id}-v{version}"),
+        source: "/ledger".to_owned(),
+        event_type: "ledger.moved.v1".to_owned(),
+        time: None,
+        subject: Some(format!("account/{id}")),
+        data_content_type: "application/json".to_owned(),
+        data: serde_json::value::to_raw_value(&serde_json::json!({})).expect("data"),
+        extensions,
+    };
+    let (headers, body) = event.encode(ContentMode::Binary).expect("encode");
+    let subject = format!("{prefix}.account.moved.{slice}.{}", route_tokens(slice));
+    jetstream
+        .publish_with_headers(subject, headers, body)
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+}
+
+/// Records each message it handles, with the instance that handled it.
+pub struct RecordHandler {
+    /// The table written.
+    pub table: String,
+    /// The instance.
+    pub owner: String,
+}
+
+#[async_trait]
+impl Handler<PgConnection> for RecordHandler {
+    async fn handle(&self, event: &CloudEvent, tx: &mut PgConnection) -> Result<(), BoxError> {
+        let account = event
+            .subject
+            .as_deref()
+            .and_then(|subject| subject.strip_prefix("account/"))
+            .ok_or("no account")?;
+        let version: i64 = event
+            .extension("streamversion")
+            .and_then(|version| version.parse().ok())
+            .ok_or("no stream version")?;
+        sqlx::query(&format!(
+            "INSERT INTO {} (account, version, owner) VALUES ($1, $2, $3)",
+            self.table
+        ))
+        .bind(account)
+        .bind(version)
+        .bind(&self.owner)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
