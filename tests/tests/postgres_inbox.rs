@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use cqrs_tests::postgres::TestStore;
-use cqrskit::inbox::{DeadLetters, Inbox, MessageKey, ParkedMessage};
+use cqrskit::inbox::{
+    DeadLetters, Inbox, MessageKey, ParkedMessage, PartitionKey, PartitionLeases,
+};
 use cqrskit::postgres::PostgresInbox;
 use cqrskit::postgres::sqlx;
 
@@ -310,4 +312,118 @@ async fn a_skipped_dead_letter_is_never_handled() {
     );
     drop(transaction);
     db.drop_schema().await;
+}
+
+fn partition(owner: &str) -> PartitionKey<'_> {
+    PartitionKey {
+        consumer: "payouts",
+        partition: 2,
+        owner,
+    }
+}
+
+/// A split consumer's partition count is recorded once; an instance
+/// counts the instances seen lately; a partition's lease is held by one
+/// instance at a time and taken over only once lapsed; a transaction that
+/// proved the lease keeps it from being taken over until it ends, and
+/// after a takeover the old holder's proof fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_lease_fences_the_writer_it_was_taken_from() {
+    let db = TestStore::new().await;
+    let inbox = PostgresInbox::new(&db.store);
+    assert_eq!(inbox.partitioning("payouts", 4).await.expect("record"), 4);
+    assert_eq!(
+        inbox.partitioning("payouts", 8).await.expect("read"),
+        4,
+        "the first count stays"
+    );
+
+    let within = Duration::from_secs(5);
+    assert_eq!(inbox.heartbeat("payouts", "a", within).await.expect("a"), 1);
+    assert_eq!(inbox.heartbeat("payouts", "b", within).await.expect("b"), 2);
+    inbox.leave("payouts", "a").await.expect("leave");
+    assert_eq!(inbox.heartbeat("payouts", "b", within).await.expect("b"), 1);
+
+    let lease = Duration::from_millis(300);
+    let token = inbox
+        .acquire(partition("a"), lease)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert_eq!(
+        inbox.acquire(partition("b"), lease).await.expect("try"),
+        None,
+        "held"
+    );
+    assert!(
+        inbox
+            .renew(partition("a"), token, lease)
+            .await
+            .expect("renew")
+    );
+
+    // A's transaction proves the lease; it lapses meanwhile, but B cannot
+    // take it until the transaction ends.
+    let mut proving = inbox.begin().await.expect("begin");
+    assert!(
+        inbox
+            .hold(&mut proving, partition("a"), token, Duration::from_secs(10))
+            .await
+            .expect("hold")
+    );
+    tokio::time::sleep(lease * 2).await;
+    assert_eq!(
+        inbox.acquire(partition("b"), lease).await.expect("try"),
+        None,
+        "a transaction that proved the lease keeps it"
+    );
+    inbox.commit(proving).await.expect("commit");
+    let taken = inbox
+        .acquire(partition("b"), lease)
+        .await
+        .expect("acquire")
+        .expect("lapsed and free of transactions");
+    assert!(taken > token, "a takeover moves the token");
+
+    // A, awake again, proves nothing and renews nothing.
+    let mut late = inbox.begin().await.expect("begin");
+    assert!(
+        !inbox
+            .hold(&mut late, partition("a"), token, Duration::from_secs(10))
+            .await
+            .expect("hold")
+    );
+    late.rollback().await.expect("rollback");
+    assert!(
+        !inbox
+            .renew(partition("a"), token, lease)
+            .await
+            .expect("renew")
+    );
+
+    // B's transaction idles past its bound (B frozen): the server ends it,
+    // and the partition can be taken once the lease lapses.
+    let mut frozen = inbox.begin().await.expect("begin");
+    assert!(
+        inbox
+            .hold(
+                &mut frozen,
+                partition("b"),
+                taken,
+                Duration::from_millis(200)
+            )
+            .await
+            .expect("hold")
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let again = inbox
+        .acquire(partition("c"), lease)
+        .await
+        .expect("acquire")
+        .expect("the frozen transaction was ended");
+    assert!(again > taken);
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut *frozen).await.is_err(),
+        "the frozen transaction's session was ended"
+    );
 }
