@@ -19,6 +19,7 @@ mod live_lag;
 mod partitions;
 
 pub use partitions::{WORKER_FLAG, partition_worker};
+mod cluster;
 mod peer;
 mod relay;
 mod report;
@@ -58,6 +59,8 @@ pub struct Config {
     /// relay: events relayed to JetStream (enough for the steady rate, not
     /// the first batch's).
     pub relay_events: usize,
+    /// nats-cluster: messages read by the split consumer and its baseline.
+    pub consumer_messages: usize,
     /// partitions: the program run as a partition's worker, with
     /// [`WORKER_FLAG`] (`None`: this program).
     pub worker_program: Option<std::path::PathBuf>,
@@ -79,6 +82,7 @@ impl Config {
             lag_samples: 200,
             short_streams: 100,
             relay_events: 30_000,
+            consumer_messages: 4000,
             worker_program: None,
         }
     }
@@ -98,6 +102,7 @@ impl Config {
             lag_samples: 10,
             short_streams: 3,
             relay_events: 50,
+            consumer_messages: 40,
             worker_program: None,
         }
     }
@@ -179,6 +184,7 @@ pub const SCENARIOS: &[&str] = &[
     "vs-cqrs-es",
     "relay",
     "partitions",
+    "nats-cluster",
 ];
 
 /// Runs the scenarios named in `only` (all when empty), calling `each` with
@@ -240,6 +246,9 @@ pub async fn run(
     }
     if wanted("live-lag") {
         add(live_lag::live_lag(pool, config).await?, &mut reports);
+    }
+    if wanted("nats-cluster") {
+        add(cluster::nats_cluster(pool, config).await?, &mut reports);
     }
     if wanted("partitions") {
         add(partitions::partitions(pool, config).await?, &mut reports);

@@ -20,7 +20,7 @@ use crate::{BenchError, Config};
 type Result<T> = std::result::Result<T, BenchError>;
 
 /// Every tally event leaves, as `bench.added.v1`.
-struct EveryAddition;
+pub(crate) struct EveryAddition;
 
 impl Publication for EveryAddition {
     type Event = TallyEvent;
@@ -58,7 +58,7 @@ fn direct_message(subject: &str, n: usize) -> Result<(String, PublishMessage)> {
     Ok((event.id, message))
 }
 
-fn nats(error: impl std::fmt::Display) -> BenchError {
+pub(crate) fn nats(error: impl std::fmt::Display) -> BenchError {
     BenchError::Task(format!(
         "NATS: {error} (scripts/ensure-nats starts a server)"
     ))
@@ -85,21 +85,49 @@ pub(crate) async fn relay(pool: &PgPool, config: &Config) -> Result<Vec<Report>>
     let direct_prefix = format!("direct{}", uuid::Uuid::now_v7().simple());
     let messages = relayed_messages(&sandbox, &jetstream, &direct_prefix, total).await?;
 
-    let (mut relayed, mut direct) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        relayed.push(relay_round(&sandbox, &jetstream, total).await?);
-        direct.push(direct_round(&jetstream, &direct_prefix, &messages).await?);
-    }
+    let (relayed, direct) = relay_against_direct(&sandbox, &jetstream, total, &messages, 1).await?;
     sandbox.drop().await?;
     Ok(vec![Report::new(
         "relay-throughput",
-        median(relayed),
-        median(direct),
+        relayed,
+        direct,
         "events/s",
     )])
 }
 
-fn median(mut rates: Vec<f64>) -> f64 {
+/// The median rates of [`ROUNDS`] alternating turns: a fresh relay over the
+/// sandbox's `total` events, and `messages` (the relay's own) published
+/// directly into a stream of `replicas` replicas.
+pub(crate) async fn relay_against_direct(
+    sandbox: &Sandbox,
+    jetstream: &jetstream::Context,
+    total: usize,
+    messages: &[(String, PublishMessage)],
+    replicas: usize,
+) -> Result<(f64, f64)> {
+    let (mut relayed, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        relayed.push(relay_round(sandbox, jetstream, total).await?);
+        direct.push(direct_round(jetstream, messages, replicas).await?);
+    }
+    Ok((median(relayed), median(direct)))
+}
+
+/// The median rate of [`ROUNDS`] fresh relays over the sandbox's `total`
+/// events.
+pub(crate) async fn relay_rate(
+    sandbox: &Sandbox,
+    jetstream: &jetstream::Context,
+    total: usize,
+) -> Result<f64> {
+    let mut relayed = Vec::new();
+    for _ in 0..ROUNDS {
+        relayed.push(relay_round(sandbox, jetstream, total).await?);
+    }
+    Ok(median(relayed))
+}
+
+pub(crate) fn median(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
 }
@@ -157,7 +185,7 @@ async fn relay_round(
 /// The relay's own messages for every stored event: subject, CloudEvent
 /// with its extensions and message id, shaped by the same relay code.
 /// Their subjects start with `prefix`.
-async fn relayed_messages(
+pub(crate) async fn relayed_messages(
     sandbox: &Sandbox,
     jetstream: &jetstream::Context,
     prefix: &str,
@@ -201,18 +229,24 @@ async fn relayed_messages(
     Ok(messages)
 }
 
-/// `messages` published straight to a fresh stream capturing `prefix`: the
-/// rate from the first send to the last acknowledgement.
+/// `messages` published straight to a fresh stream of `replicas` replicas
+/// capturing their prefix: the rate from the first send to the last
+/// acknowledgement.
 async fn direct_round(
     jetstream: &jetstream::Context,
-    prefix: &str,
     messages: &[(String, PublishMessage)],
+    replicas: usize,
 ) -> Result<f64> {
     let stream = format!("DIRECT_{}", uuid::Uuid::now_v7().simple());
+    let prefix = messages
+        .first()
+        .and_then(|(subject, _)| subject.split('.').next())
+        .unwrap_or("direct");
     jetstream
         .create_stream(jetstream::stream::Config {
             name: stream.clone(),
             subjects: vec![format!("{prefix}.>")],
+            num_replicas: replicas,
             ..Default::default()
         })
         .await

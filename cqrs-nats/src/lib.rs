@@ -28,6 +28,7 @@ mod error;
 mod publication;
 mod relay;
 mod route;
+mod silence;
 pub mod telemetry;
 
 pub use async_nats;

@@ -43,6 +43,11 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::now_v7().simple())
 }
 
+/// The next item of `stream` (a JetStream listing, a pull).
+pub async fn next<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|context| std::pin::Pin::new(&mut *stream).poll_next(context)).await
+}
+
 /// A free port on 127.0.0.1.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -86,6 +91,8 @@ pub struct PrivateNats {
     /// The node's name, cluster port, cluster name and its peers' cluster
     /// ports, when it belongs to a cluster.
     cluster: Option<(String, u16, String, Vec<u16>)>,
+    /// A configuration file given to the server, if any.
+    config: Option<std::path::PathBuf>,
     child: Option<Child>,
 }
 
@@ -102,6 +109,22 @@ impl PrivateNats {
         server
     }
 
+    /// Starts one reading `config` (nats-server's configuration format:
+    /// `jetstream { sync_interval: always }`, say; the command line sets
+    /// the address, port and store) and waits until it answers.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub async fn start_with(config: &str) -> Self {
+        let mut server = Self::new(None);
+        let file = server.store.join("server.conf");
+        std::fs::write(&file, config).expect("write the configuration");
+        server.config = Some(file);
+        server.resume().await;
+        server
+    }
+
     fn new(cluster: Option<(String, u16, String, Vec<u16>)>) -> Self {
         let store = std::env::temp_dir().join(unique("cqrskit-nats-"));
         std::fs::create_dir_all(&store).expect("a store directory");
@@ -109,6 +132,7 @@ impl PrivateNats {
             port: free_port(),
             store,
             cluster,
+            config: None,
             child: None,
         }
     }
@@ -159,6 +183,9 @@ impl PrivateNats {
     pub async fn resume(&mut self) {
         let binary = server_binary();
         let mut command = Command::new(&binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
         command
             .args([
                 "-a",
@@ -280,12 +307,31 @@ impl NatsCluster {
     ///
     /// When no node answers.
     pub async fn client(&self) -> async_nats::Client {
-        let addresses: Vec<async_nats::ServerAddr> = self
-            .nodes
+        async_nats::connect(self.addresses())
+            .await
+            .expect("a node of the cluster answers")
+    }
+
+    /// Every node's address.
+    fn addresses(&self) -> Vec<async_nats::ServerAddr> {
+        self.nodes
             .iter()
             .map(|node| node.url().parse().expect("a server address"))
-            .collect();
-        async_nats::connect(addresses)
+            .collect()
+    }
+
+    /// A client for the test's own observations: as [`client`](Self::client),
+    /// but it pings its server every 500 ms, so that it leaves a frozen
+    /// node within a second and a half instead of the client's default two
+    /// minutes (the code under test gets the defaults).
+    ///
+    /// # Panics
+    ///
+    /// When no node answers.
+    pub async fn watcher_client(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::new()
+            .ping_interval(Duration::from_millis(500))
+            .connect(self.addresses())
             .await
             .expect("a node of the cluster answers")
     }

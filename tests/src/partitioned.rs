@@ -45,7 +45,8 @@ pub async fn handled(pool: &PgPool, schema: &str) -> Vec<(String, i64, String)> 
 
 /// Publishes version `version` of account `n` as the relay would: on
 /// `<prefix>.account.moved.<slice>.<route>`, a CloudEvent whose subject is
-/// the stream.
+/// the stream, its id the JetStream message id; tried again until stored
+/// (at most 90 s).
 ///
 /// # Panics
 ///
@@ -65,14 +66,32 @@ pub async fn publish(jetstream: &Context, prefix: &str, n: u64, version: u64) {
         data: serde_json::value::to_raw_value(&serde_json::json!({})).expect("data"),
         extensions,
     };
-    let (headers, body) = event.encode(ContentMode::Binary).expect("encode");
+    let (mut headers, body) = event.encode(ContentMode::Binary).expect("encode");
+    // Published again after a lost answer, it is stored once.
+    headers.insert("Nats-Msg-Id", event.id.as_str());
     let subject = format!("{prefix}.account.moved.{slice}.{}", route_tokens(slice));
-    jetstream
-        .publish_with_headers(subject, headers, body)
-        .await
-        .expect("publish")
-        .await
-        .expect("stored");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let stored = match jetstream
+            .publish_with_headers(subject.clone(), headers.clone(), body.clone())
+            .await
+        {
+            Ok(acknowledgement) => acknowledgement.await.map(drop).map_err(BoxError::from),
+            Err(error) => Err(error.into()),
+        };
+        match stored {
+            Ok(()) => return,
+            // A cluster without quorum: wait for it.
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} not stored within 90 s: {error}",
+                    event.id
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 /// Records each message it handles, with the instance that handled it.
@@ -106,4 +125,55 @@ impl Handler<PgConnection> for RecordHandler {
         .await?;
         Ok(())
     }
+}
+
+/// Creates a stream capturing `<prefix>.>` with `replicas` replicas; its
+/// name.
+///
+/// # Panics
+///
+/// When JetStream refuses.
+pub async fn create_stream(jetstream: &Context, prefix: &str, replicas: usize) -> String {
+    let stream = prefix.to_ascii_uppercase();
+    jetstream
+        .create_stream(cqrskit::nats::async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .expect("a stream");
+    stream
+}
+
+/// Checks the handled rows: versions `1..=versions` of accounts
+/// `0..accounts`, each once, each account's in version order.
+///
+/// # Panics
+///
+/// When a message was handled twice, not at all, or out of its account's
+/// order, naming them.
+pub fn assert_once_in_order(rows: &[(String, i64, String)], accounts: u64, versions: u64) {
+    let mut seen = std::collections::HashSet::new();
+    let twice: Vec<_> = rows
+        .iter()
+        .filter(|(account, version, _)| !seen.insert((account.clone(), *version)))
+        .collect();
+    assert!(twice.is_empty(), "handled twice: {twice:?}");
+    let mut last = std::collections::BTreeMap::new();
+    let mut out_of_order = Vec::new();
+    for (account, version, owner) in rows {
+        let previous = last.insert(account.clone(), *version).unwrap_or(0);
+        if *version != previous + 1 {
+            out_of_order.push(format!("{account} v{version} after v{previous} ({owner})"));
+        }
+    }
+    assert!(out_of_order.is_empty(), "out of order: {out_of_order:?}");
+    let versions = i64::try_from(versions).expect("small");
+    let short: Vec<String> = (0..accounts)
+        .map(account)
+        .filter(|id| last.get(id) != Some(&versions))
+        .collect();
+    assert!(short.is_empty(), "not every version handled: {short:?}");
 }

@@ -1,7 +1,7 @@
 //! The relay against a three-node JetStream cluster with an R3 stream,
-//! under faults: the stream's leader killed with SIGKILL (twice), a
-//! follower killed, and quorum lost (two nodes down) then regained, while
-//! accounts keep withdrawing. The relay resumes on its own each time; the
+//! under faults: the stream's leader killed with SIGKILL, a follower
+//! killed, the leader cut off (SIGSTOP) and back, and quorum lost (two
+//! nodes down) then regained, while accounts keep withdrawing. The relay resumes on its own each time; the
 //! stream ends with every selected event once, in log order.
 
 use std::sync::Arc;
@@ -46,12 +46,11 @@ async fn the_relay_into_an_r3_stream_survives_its_leader_a_follower_and_quorum_f
         .build(cluster.client().await);
     let prefix = unique("bank");
     let options = RelayOptions::new(&prefix, "/bank").mode(ContentMode::Binary);
-    let stream = options.get_stream().cloned().map(|spec| spec.replicas(3));
     let relay = Relay::new(
         format!("relay_{prefix}"),
         jetstream.clone(),
         PublicAccountEvents,
-        options.stream(stream),
+        options,
     );
     let runner = Arc::new(
         ProjectionRunner::new(db.store.clone(), Arc::new(relay)).with_options(
@@ -98,11 +97,20 @@ async fn the_relay_into_an_r3_stream_survives_its_leader_a_follower_and_quorum_f
     // A short timeout: a question to a dead node is asked again at once.
     let watcher = jetstream::ContextBuilder::new()
         .timeout(Duration::from_millis(500))
-        .build(cluster.client().await);
+        .build(cluster.watcher_client().await);
     let step = 150;
 
     // 1. The stream's leader dies: another node takes over.
     until_stored(&watcher, &prefix, step, "start").await;
+    let created = watcher
+        .get_stream(stream_of(&prefix))
+        .await
+        .expect("the relay's stream");
+    assert_eq!(
+        created.cached_info().config.num_replicas,
+        3,
+        "the relay makes its stream R3 in a cluster"
+    );
     let leader = cluster.leader_of(&watcher, &stream_of(&prefix)).await;
     cluster.nodes[leader].kill();
     let after_leader = until_stored(&watcher, &prefix, 2 * step, "leader killed").await;
@@ -116,7 +124,17 @@ async fn the_relay_into_an_r3_stream_survives_its_leader_a_follower_and_quorum_f
     until_stored(&watcher, &prefix, 3 * step, "follower killed").await;
     cluster.nodes[follower].resume().await;
 
-    // 3. Quorum lost: two nodes down. Nothing is acknowledged, the relay's
+    // 3. The leader is cut off for 8 s (frozen: its connections stay open
+    // and silent), then back: the relay goes on through another node.
+    let leader = cluster.leader_of(&watcher, &stream_of(&prefix)).await;
+    let stored = usize::try_from(stored_count(&watcher, &prefix).await).expect("small");
+    cluster.nodes[leader].signal("-STOP");
+    let cut_at = Instant::now();
+    let after_cut = until_stored(&watcher, &prefix, stored + step, "leader cut off").await;
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(cut_at.elapsed())).await;
+    cluster.nodes[leader].signal("-CONT");
+
+    // 4. Quorum lost: two nodes down. Nothing is acknowledged, the relay's
     // lag grows; it resumes alone once a node is back.
     let leader = cluster.leader_of(&watcher, &stream_of(&prefix)).await;
     let down: Vec<usize> = (0..3).filter(|node| *node != leader).collect();
@@ -176,7 +194,8 @@ async fn the_relay_into_an_r3_stream_survives_its_leader_a_follower_and_quorum_f
         selected.len()
     );
     println!(
-        "cluster: {} events; {step} more messages {after_leader:?} after the leader's kill; \
+        "cluster: {} events; {step} more messages {after_leader:?} after the leader's kill, \
+         {after_cut:?} after it was cut off; \
          publishing again {resumed:?} and caught up {caught_up:?} after quorum's return \
          (lag {lag_before} -> {lag_without_quorum} without quorum)",
         selected.len()

@@ -3,15 +3,17 @@
 //! with SIGSTOP past its lease and woken, one joining, one leaving. Every
 //! message is handled once in effect, each account's in version order.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
 use cqrs_tests::instances::Instances;
 use cqrs_tests::nats::{jetstream, nats_url, unique};
-use cqrs_tests::partitioned::{account, create_table, handled, publish};
+use cqrs_tests::partitioned::{
+    assert_once_in_order, create_stream, create_table, handled, publish,
+};
 use cqrs_tests::postgres::{TestStore, database_url};
-use cqrskit::nats::async_nats::jetstream::{self as js, Context};
+use cqrskit::nats::async_nats::jetstream::Context;
 use cqrskit::nats::{Consumer, ConsumerOptions, Error, PartitionedConsumer};
 use cqrskit::postgres::PostgresInbox;
 
@@ -30,15 +32,7 @@ struct Setting {
 impl Setting {
     async fn new(jetstream: &Context) -> Self {
         let prefix = unique("ledger");
-        let stream = prefix.to_ascii_uppercase();
-        jetstream
-            .create_stream(js::stream::Config {
-                name: stream.clone(),
-                subjects: vec![format!("{prefix}.>")],
-                ..Default::default()
-            })
-            .await
-            .expect("a stream");
+        let stream = create_stream(jetstream, &prefix, 1).await;
         Self {
             stream,
             prefix,
@@ -129,33 +123,12 @@ async fn a_split_consumer_keeps_each_stream_in_order_through_kills_freezes_and_j
         rows
     };
 
-    let mut seen = HashSet::new();
-    let twice: Vec<_> = rows
-        .iter()
-        .filter(|(account, version, _)| !seen.insert((account.clone(), *version)))
-        .collect();
-    assert!(twice.is_empty(), "handled twice: {twice:?}");
-    assert_eq!(rows.len(), total, "every message handled");
-    let mut last = BTreeMap::new();
-    let mut out_of_order = Vec::new();
-    for (account, version, owner) in &rows {
-        let previous = last.insert(account.clone(), *version).unwrap_or(0);
-        if *version != previous + 1 {
-            out_of_order.push(format!("{account} v{version} after v{previous} ({owner})"));
-        }
-    }
-    assert!(out_of_order.is_empty(), "{out_of_order:?}");
+    assert_once_in_order(&rows, ACCOUNTS, VERSIONS);
     let owners: HashSet<&str> = rows.iter().map(|(_, _, owner)| owner.as_str()).collect();
     assert!(
         owners.contains("d") && owners.len() >= 3,
         "partitions moved between instances: {owners:?}"
     );
-    for n in 0..ACCOUNTS {
-        assert_eq!(
-            last.get(&account(n)),
-            Some(&i64::try_from(VERSIONS).expect("fits"))
-        );
-    }
 
     // The partitions' JetStream consumers: one each, the earlier ones gone.
     let stream = jetstream.get_stream(&setting.stream).await.expect("stream");

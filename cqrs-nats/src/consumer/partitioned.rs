@@ -222,7 +222,7 @@ where
             .collect();
         for index in ended {
             if let Some(lane) = running.remove(&index) {
-                tracing::warn!(consumer = %self.name(), partition = index, "the partition was taken over; letting it go");
+                tracing::warn!(consumer = %self.name(), partition = index, "the partition's reading stopped (taken over, or deliveries lost); letting it go");
                 self.let_go(index, lane).await;
             }
         }
@@ -278,7 +278,10 @@ where
                 }
                 Ok(None) => {}
                 Err(error) => {
+                    // NATS or the store is unwell: the next beat, which
+                    // renews the leases held, must not wait for more.
                     tracing::warn!(consumer = %self.name(), partition = index, %error, "cannot take the partition; trying again later");
+                    break;
                 }
             }
         }
@@ -303,14 +306,14 @@ where
         else {
             return Ok(None);
         };
-        let (name, redelivered_through) = match self.successor(index, token).await {
+        let (name, start, redelivered_through) = match self.successor(index, token).await {
             Ok(made) => made,
             Err(error) => {
                 let _ = consumer.inbox.release(key, token).await;
                 return Err(error);
             }
         };
-        tracing::info!(consumer = %self.name(), partition = index, token, jetstream_consumer = %name, "partition taken");
+        tracing::info!(consumer = %self.name(), partition = index, token, jetstream_consumer = %name, start, "partition taken");
         let lane = consumer.on_lane(Lane {
             name,
             fence: Some(Arc::new(Lease {
@@ -337,9 +340,9 @@ where
 
     /// Makes the JetStream consumer of partition `index` under `token`,
     /// starting where the partition's previous one stood, and deletes the
-    /// previous ones: its name, and the last stream sequence the previous
-    /// one delivered.
-    async fn successor(&self, index: usize, token: i64) -> Result<(String, u64), Error> {
+    /// previous ones: its name, the stream sequence it starts at, and the
+    /// last one the previous one delivered.
+    async fn successor(&self, index: usize, token: i64) -> Result<(String, u64, u64), Error> {
         let consumer = &self.consumer;
         let nats = |error: cqrskit_core::BoxError| consumer.nats(error);
         let stream = consumer
@@ -395,7 +398,7 @@ where
                 tracing::warn!(consumer = %self.name(), partition = index, jetstream_consumer = %old, %error, "cannot delete the partition's previous JetStream consumer; its next holder deletes it");
             }
         }
-        Ok((name, redelivered_through))
+        Ok((name, start, redelivered_through))
     }
 
     /// Stops reading partition `index` (the handler at work finishes) and

@@ -136,6 +136,8 @@ where
         let shutdown = std::pin::pin!(shutdown);
         let mut shutdown = shutdown;
         let mut pause = Pause::new();
+        // A partition's consumer is new: its first delivery is the first.
+        let mut next_delivery = 1;
         // Only one lane of a split consumer carries the replays out.
         let mut replays_due = self.lane.replays.then(Instant::now);
         loop {
@@ -183,6 +185,9 @@ where
                         }
                         message = next(&mut messages) => match message {
                             Some(Ok(message)) => {
+                                if !self.in_sequence(&message, &mut next_delivery) {
+                                    return;
+                                }
                                 if !self.take(message, held, &mut shutdown).await {
                                     return;
                                 }
@@ -190,6 +195,7 @@ where
                             }
                             Some(Err(error)) => {
                                 tracing::warn!(consumer = %self.options.durable, %error, "the pull failed; opening it again");
+                                crate::silence::reconnect_if_silent(&self.jetstream.client(), &self.options.durable).await;
                                 break;
                             }
                             None => {
@@ -201,12 +207,48 @@ where
                 },
                 Err(error) => {
                     tracing::warn!(consumer = %self.options.durable, %error, "cannot pull; trying again");
+                    crate::silence::reconnect_if_silent(
+                        &self.jetstream.client(),
+                        &self.options.durable,
+                    )
+                    .await;
                 }
             }
             if !paused(&mut shutdown, pause.next()).await {
                 return;
             }
         }
+    }
+
+    /// Whether `message` is the delivery that was due (`next`, moved on):
+    /// a partition's JetStream consumer has one reader, so a gap in its
+    /// delivery sequence is a delivery lost on the way (a connection that
+    /// broke with messages in flight). JetStream would send the lost
+    /// messages again only after `ack_wait`, behind later messages of
+    /// their streams; the partition is read again from its
+    /// acknowledgement floor instead (this lane stops, and its instance
+    /// takes the partition again with a new JetStream consumer).
+    fn in_sequence(&self, message: &jetstream::Message, next: &mut u64) -> bool {
+        let Some(fence) = &self.lane.fence else {
+            // An unsplit consumer may share its consumer with other
+            // instances: gaps are their deliveries.
+            return true;
+        };
+        let Ok(info) = message.info() else {
+            return true;
+        };
+        if info.consumer_sequence > *next {
+            tracing::warn!(
+                consumer = %self.options.durable,
+                partition = fence.partition(),
+                expected = *next,
+                delivered = info.consumer_sequence,
+                "deliveries were lost on the way; reading the partition again from its acknowledgement floor"
+            );
+            return false;
+        }
+        *next = (*next).max(info.consumer_sequence + 1);
+        true
     }
 
     /// Replays the dead letters an operator asked to replay

@@ -78,7 +78,7 @@ impl Chain {
                          the events published into the deleted one are not sent again"
                     );
                     jetstream
-                        .get_or_create_stream(spec.config(subjects))
+                        .get_or_create_stream(spec.config(subjects, clustered(jetstream)))
                         .await
                         .map_err(|error| {
                             format!("creating JetStream stream `{}` again: {error}", spec.name)
@@ -154,4 +154,9 @@ fn is_missing(kind: GetStreamErrorKind) -> bool {
         GetStreamErrorKind::JetStream(error)
             if error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
     )
+}
+
+/// Whether the server `jetstream` talks to is part of a cluster.
+pub(super) fn clustered(jetstream: &jetstream::Context) -> bool {
+    jetstream.client().server_info().cluster.is_some()
 }

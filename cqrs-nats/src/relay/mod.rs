@@ -214,6 +214,16 @@ impl<P: Publication> Relay<P> {
     }
 }
 
+impl<P: Publication> Relay<P> {
+    /// A batch failed with `error`: nothing is sent ahead of it any more,
+    /// and a server that stopped answering is left for another.
+    async fn failed(&self, error: BoxError) -> BoxError {
+        self.lane.sent(None);
+        crate::silence::reconnect_if_silent(&self.jetstream.client(), &self.name).await;
+        error
+    }
+}
+
 /// A subject token: what NATS would read as a separator or a wildcard
 /// replaced by `_`.
 fn subject_token(text: &str) -> String {
@@ -276,10 +286,7 @@ impl<P: Publication, C: ?Sized + Send> Projector<C> for Relay<P> {
                     Some(sent) => sent,
                     None => match self.send(&mut sending, event, true).await {
                         Ok(sent) => sent,
-                        Err(error) => {
-                            self.lane.sent(None);
-                            return Err(error);
-                        }
+                        Err(error) => return Err(self.failed(error).await),
                     },
                 };
                 pending.extend(sent);
@@ -292,8 +299,7 @@ impl<P: Publication, C: ?Sized + Send> Projector<C> for Relay<P> {
         let published = pending.len() as u64;
         for message in pending {
             if let Err(error) = message.confirm(&self.lane).await {
-                self.lane.sent(None);
-                return Err(error);
+                return Err(self.failed(error).await);
             }
         }
         metrics::counter!(crate::telemetry::RELAY_PUBLISHED, "relay" => self.name.clone())
@@ -322,13 +328,16 @@ impl<P: Publication, C: ?Sized + Send> Projector<C> for Relay<P> {
     }
 
     /// Creates the stream when the options name one and it is missing,
-    /// capturing `<subject_prefix>.>` with the duplicate window asked for.
+    /// capturing `<subject_prefix>.>` with the duplicate window asked for,
+    /// with 3 replicas in a cluster unless the options say otherwise.
     async fn setup(&self, _context: &mut C) -> Result<(), BoxError> {
         let Some(stream) = &self.options.stream else {
             return Ok(());
         };
         self.jetstream
-            .get_or_create_stream(stream.config(&self.subjects()))
+            .get_or_create_stream(
+                stream.config(&self.subjects(), chain::clustered(&self.jetstream)),
+            )
             .await?;
         Ok(())
     }

@@ -16,17 +16,18 @@ use crate::cloudevent::ContentMode;
 pub struct StreamSpec {
     pub(crate) name: String,
     pub(crate) duplicate_window: Duration,
-    pub(crate) replicas: usize,
+    pub(crate) replicas: Option<usize>,
 }
 
 impl StreamSpec {
-    /// The stream `name` (`ORDERS`), with a 2-minute duplicate window and
-    /// one replica.
+    /// The stream `name` (`ORDERS`), stored in files, with a 2-minute
+    /// duplicate window, and 3 replicas when the server the relay talks to
+    /// is part of a cluster (1 on a single server).
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             duplicate_window: Duration::from_secs(120),
-            replicas: 1,
+            replicas: None,
         }
     }
 
@@ -39,15 +40,15 @@ impl StreamSpec {
         self
     }
 
-    /// Copies of each message in a cluster (1 on a single server, the
-    /// default). An acknowledgement from a stream of 3 replicas survives
+    /// Copies of each message (by default 3 in a cluster, 1 on a single
+    /// server). An acknowledgement from a stream of 3 replicas survives
     /// the loss of one machine; on one server it survives a crash of the
     /// server process but not of the machine unless the server syncs each
     /// write (`sync_interval: always`), because the relay's checkpoint has
     /// moved past what JetStream acknowledged.
     #[must_use]
     pub fn replicas(mut self, replicas: usize) -> Self {
-        self.replicas = replicas;
+        self.replicas = Some(replicas);
         self
     }
 
@@ -61,18 +62,22 @@ impl StreamSpec {
         self.duplicate_window
     }
 
-    /// Copies of each message.
-    pub fn get_replicas(&self) -> usize {
+    /// Copies of each message, when set (`None`: 3 in a cluster, 1 on a
+    /// single server).
+    pub fn get_replicas(&self) -> Option<usize> {
         self.replicas
     }
 
-    /// The stream's configuration, capturing `subjects`.
-    pub(crate) fn config(&self, subjects: &str) -> jetstream::stream::Config {
+    /// The stream's configuration, capturing `subjects`, for a server that
+    /// is part of a cluster or not.
+    pub(crate) fn config(&self, subjects: &str, clustered: bool) -> jetstream::stream::Config {
+        let replicas = self.replicas.unwrap_or(if clustered { 3 } else { 1 });
         jetstream::stream::Config {
             name: self.name.clone(),
             subjects: vec![subjects.to_owned()],
             duplicate_window: self.duplicate_window,
-            num_replicas: self.replicas.max(1),
+            num_replicas: replicas.max(1),
+            storage: jetstream::stream::StorageType::File,
             ..Default::default()
         }
     }
