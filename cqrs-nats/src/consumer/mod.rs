@@ -9,7 +9,7 @@
 //! committed with the handler's writes, recognises it by the CloudEvent's
 //! identity, `source` and `id`: the redelivered message is acknowledged
 //! without running the handler. A handler that fails is retried after a
-//! growing delay; after `max_deliver` attempts the message is
+//! growing delay; after `max_attempts` attempts the message is
 //! dead-lettered: kept in a table (with its headers, body and the last
 //! error) and published to a dead-letter subject, then terminated so
 //! JetStream stops delivering it. A message that is not a CloudEvent is
@@ -214,7 +214,7 @@ where
                     filter_subject: self.options.filter_subject.clone(),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: self.options.ack_wait,
-                    max_deliver: i64::from(self.options.max_attempts.max(1)),
+                    max_deliver: self.options.max_deliver(),
                     ..Default::default()
                 },
             )
@@ -342,6 +342,19 @@ where
                 .await
                 .map_err(|error| self.store(error))?
         {
+            return Ok(Outcome::DeadLettered { reason });
+        }
+        // Delivered once more than the attempts allow: every delivery so far
+        // ended without an outcome (the consumer died or froze handling it,
+        // a message that crashes its process, say). JetStream delivers it
+        // this once more so that it is given up on visibly, not dropped.
+        if attempt > i64::from(self.options.max_attempts.max(1)) {
+            drop(transaction);
+            let reason = format!(
+                "delivered {attempt} times without an outcome: the consumer died or froze handling it each time"
+            );
+            self.dead_letter(message, &event.source, &event.id, &reason, attempt)
+                .await?;
             return Ok(Outcome::DeadLettered { reason });
         }
         let handled = unwind::caught(self.handler.handle(event, I::connection(&mut transaction)))

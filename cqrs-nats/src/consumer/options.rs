@@ -88,6 +88,14 @@ impl ConsumerOptions {
         self
     }
 
+    /// JetStream's `max_deliver` for the consumer: one delivery more than
+    /// the attempts, so that a message whose every attempt ended without an
+    /// outcome (its consumer died handling it) comes once more, to be
+    /// dead-lettered visibly instead of dropped by JetStream.
+    pub(crate) fn max_deliver(&self) -> i64 {
+        i64::from(self.max_attempts.max(1)) + 1
+    }
+
     /// The JetStream stream read.
     pub fn get_stream(&self) -> &str {
         &self.stream

@@ -388,7 +388,7 @@ where
                 },
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: options.ack_wait,
-                max_deliver: i64::from(options.max_attempts.max(1)),
+                max_deliver: options.max_deliver(),
                 ..Default::default()
             })
             .await

@@ -93,7 +93,7 @@ where
     /// Fetches and processes messages until `shutdown` completes.
     ///
     /// A message whose handler fails is retried in place after the
-    /// `backoff` delay, up to `max_deliver` attempts, and the later
+    /// `backoff` delay, up to `max_attempts` attempts, and the later
     /// messages of its stream wait behind it (told to JetStream as in
     /// progress) while the other streams' messages go on: each stream's
     /// messages are handled in the order JetStream delivered them.
