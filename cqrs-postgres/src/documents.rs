@@ -18,6 +18,8 @@ use crate::error::{read_model_error, store_error};
 /// `CREATE TABLE IF NOT EXISTS` would find them and fail further on.
 const STORE_TABLES: &[&str] = &[
     "_sqlx_migrations",
+    "consumer_instances",
+    "consumer_partitions",
     "dead_letters",
     "deadlines",
     "events",

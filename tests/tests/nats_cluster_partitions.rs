@@ -41,6 +41,12 @@ async fn until_more(db: &TestStore, than: usize, what: &str) -> Duration {
     started.elapsed()
 }
 
+/// The outcomes other than "handled" the instances saw.
+fn unusual() -> &'static std::sync::Mutex<Vec<String>> {
+    static UNUSUAL: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    UNUSUAL.get_or_init(Default::default)
+}
+
 /// An instance of the split consumer, running until the sender is used or
 /// dropped.
 fn instance(
@@ -59,7 +65,18 @@ fn instance(
             owner: owner.to_owned(),
         },
         ConsumerOptions::new(stream, durable).batch_size(20),
-    );
+    )
+    .with_outcome_hook(|observed| {
+        // Every outcome but a plain handling, for a failure's report.
+        if observed.outcome.label() != "handled" {
+            let (_, id) = observed.identity.unwrap_or_default();
+            unusual().lock().expect("lock").push(format!(
+                "{id}: {} at {}",
+                observed.outcome.label(),
+                observed.attempt
+            ));
+        }
+    });
     let split = Arc::new(
         PartitionedConsumer::new(consumer, prefix, 4)
             .expect("four")
@@ -176,9 +193,33 @@ async fn a_split_consumer_of_an_r3_stream_goes_on_through_node_failures_and_lost
                     ));
                 }
             }
-            let last = stream.info().await.map(|info| info.state.last_sequence);
+            let last = stream
+                .info()
+                .await
+                .map_or(0, |info| info.state.last_sequence);
+            // What the stream holds: each message id once, or not?
+            let mut ids = std::collections::BTreeMap::<String, Vec<u64>>::new();
+            for sequence in 1..=last {
+                if let Ok(message) = stream.get_raw_message(sequence).await {
+                    let id = message
+                        .headers
+                        .get("Nats-Msg-Id")
+                        .map_or_else(String::new, |id| id.to_string());
+                    ids.entry(id).or_default().push(sequence);
+                }
+            }
+            let doubled: Vec<_> = ids.iter().filter(|(_, at)| at.len() > 1).collect();
+            let stored: Vec<_> = missing
+                .iter()
+                .map(|wanted| {
+                    let id = wanted.replace(" v", "-v");
+                    (id.clone(), ids.get(&id).cloned())
+                })
+                .collect();
             panic!(
-                "not handled 90 s after the last message: {missing:?}; stream at {last:?}; {infos:#?}"
+                "not handled 90 s after the last message: {missing:?}; stream at {last}; \
+                 stored at {stored:?}; stored twice {doubled:?}; {infos:#?}; other outcomes {:?}",
+                unusual().lock().expect("lock")
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

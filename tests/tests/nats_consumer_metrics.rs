@@ -1,7 +1,7 @@
 //! A consumer's metrics, scraped in Prometheus' text format, and its
 //! per-message outcome hook, against a real nats-server.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use cqrs_tests::nats::{RecordWithdrawals, jetstream, relayed, unique};
@@ -9,6 +9,7 @@ use cqrs_tests::postgres::TestStore;
 use cqrskit::Backoff;
 use cqrskit::nats::{Consumer, ConsumerOptions, Outcome};
 use cqrskit::postgres::PostgresInbox;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// The line of `metric` with `labels` in `scraped`, and its value.
 fn value(scraped: &str, metric: &str, labels: &str) -> Option<f64> {
@@ -17,6 +18,16 @@ fn value(scraped: &str, metric: &str, labels: &str) -> Option<f64> {
         .find(|line| line.starts_with(&format!("{metric}{{{labels}}}")))
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
+}
+
+/// The recorder of this test binary, installed once for its tests.
+fn recorder() -> &'static PrometheusHandle {
+    static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+    RECORDER.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the recorder of this test binary")
+    })
 }
 
 /// A consumer of `stream` as `durable` that tries a message twice, 10 ms
@@ -45,9 +56,7 @@ async fn metered(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_counts_each_outcome_reports_its_lag_and_tells_its_hook() {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .expect("the recorder of this test binary");
+    let recorder = recorder();
     let db = TestStore::new().await;
     let jetstream = jetstream().await;
     // Opened, deposited, then withdrawals of 30, 13 (refused by the
@@ -158,6 +167,91 @@ async fn a_consumer_counts_each_outcome_reports_its_lag_and_tells_its_hook() {
         ),
         Some(3.0),
         "{scraped}"
+    );
+    db.drop_schema().await;
+}
+
+/// A split consumer says how many partitions each instance reads, and
+/// counts the pulls that fail while its server is away: why its lag grows
+/// while nothing comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_consumer_reports_its_partitions_and_its_failed_pulls() {
+    let recorder = recorder();
+    let db = TestStore::new().await;
+    cqrs_tests::partitioned::create_table(db.pool(), &db.schema).await;
+    let mut server = cqrs_tests::nats::PrivateNats::start().await;
+    let jetstream =
+        cqrskit::nats::async_nats::jetstream::new(cqrs_tests::nats::connect(&server.url()).await);
+    let prefix = unique("metered");
+    let stream = cqrs_tests::partitioned::create_stream(&jetstream, &prefix, 1).await;
+    let durable = unique("metered-split");
+    let consumer = Consumer::new(
+        PostgresInbox::new(&db.store),
+        jetstream.clone(),
+        cqrs_tests::partitioned::RecordHandler {
+            table: format!("{}.partition_handled", db.schema),
+            owner: "only".to_owned(),
+        },
+        ConsumerOptions::new(&stream, &durable),
+    );
+    let split = Arc::new(
+        cqrskit::nats::PartitionedConsumer::new(consumer, &prefix, 2)
+            .expect("two")
+            .with_owner("only")
+            .with_lease(Duration::from_millis(600)),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let split = split.clone();
+        async move {
+            split
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    let scraped = || recorder.render();
+    let held = format!("consumer=\"{durable}\",owner=\"only\"");
+    let failures = format!("consumer=\"{durable}\"");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while value(&scraped(), "cqrskit_consumer_partitions_held", &held) != Some(2.0) {
+        assert!(tokio::time::Instant::now() < deadline, "{}", scraped());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(split.held(), [0, 1]);
+    assert_eq!(
+        value(
+            &scraped(),
+            "cqrskit_consumer_pull_failures_total",
+            &failures
+        ),
+        None,
+        "no failure yet"
+    );
+
+    server.kill();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while value(
+        &scraped(),
+        "cqrskit_consumer_pull_failures_total",
+        &failures,
+    )
+    .unwrap_or(0.0)
+        < 2.0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{}", scraped());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    running
+        .await
+        .expect("join")
+        .expect("the split consumer stopped cleanly");
+    assert_eq!(
+        value(&scraped(), "cqrskit_consumer_partitions_held", &held),
+        Some(0.0),
+        "it gave its partitions up"
     );
     db.drop_schema().await;
 }

@@ -2,19 +2,20 @@
 //! under a steady flow of messages: one killed with SIGKILL, one frozen
 //! with SIGSTOP past its lease and woken, one joining, one leaving. Every
 //! message is handled once in effect, each account's in version order.
+//! The instances talk to a nats-server of the test's own.
 
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
 use cqrs_tests::instances::Instances;
-use cqrs_tests::nats::{jetstream, nats_url, unique};
+use cqrs_tests::nats::{PrivateNats, connect, jetstream, unique};
 use cqrs_tests::partitioned::{
     assert_once_in_order, create_stream, create_table, handled, publish,
 };
 use cqrs_tests::postgres::{TestStore, database_url};
 use cqrskit::nats::async_nats::jetstream::Context;
-use cqrskit::nats::{Consumer, ConsumerOptions, Error, PartitionedConsumer};
+use cqrskit::nats::{Consumer, ConsumerOptions, Error, PartitionedConsumer, consumer_lag};
 use cqrskit::postgres::PostgresInbox;
 
 const LEASE_MS: u64 = 1500;
@@ -24,16 +25,18 @@ const VERSIONS: u64 = 12;
 
 /// The split consumer's setting, shared by its instances.
 struct Setting {
+    url: String,
     stream: String,
     prefix: String,
     durable: String,
 }
 
 impl Setting {
-    async fn new(jetstream: &Context) -> Self {
+    async fn new(jetstream: &Context, url: String) -> Self {
         let prefix = unique("ledger");
         let stream = create_stream(jetstream, &prefix, 1).await;
         Self {
+            url,
             stream,
             prefix,
             durable: unique("ledger-projection"),
@@ -47,7 +50,7 @@ fn instance(db: &TestStore, setting: &Setting, owner: &str) -> Command {
     command
         .env("DATABASE_URL", database_url())
         .env("SCHEMA", &db.schema)
-        .env("NATS_URL", nats_url())
+        .env("NATS_URL", &setting.url)
         .env("STREAM", &setting.stream)
         .env("PREFIX", &setting.prefix)
         .env("DURABLE", &setting.durable)
@@ -84,8 +87,9 @@ async fn until_handled(db: &TestStore, count: usize) -> Vec<(String, i64, String
 async fn a_split_consumer_keeps_each_stream_in_order_through_kills_freezes_and_joins() {
     let db = TestStore::new().await;
     create_table(db.pool(), &db.schema).await;
-    let jetstream = jetstream().await;
-    let setting = Setting::new(&jetstream).await;
+    let server = PrivateNats::start().await;
+    let jetstream = cqrskit::nats::async_nats::jetstream::new(connect(&server.url()).await);
+    let setting = Setting::new(&jetstream, server.url()).await;
     let mut instances = Instances::default();
     for owner in ["a", "b", "c"] {
         instances.start(owner, instance(&db, &setting, owner));
@@ -133,6 +137,15 @@ async fn a_split_consumer_keeps_each_stream_in_order_through_kills_freezes_and_j
     // The partitions' JetStream consumers: one each, the earlier ones gone.
     let stream = jetstream.get_stream(&setting.stream).await.expect("stream");
     assert_eq!(stream.cached_info().state.consumer_count, PARTITIONS);
+    // Its lag, as an operator reads it: the partitions' consumers summed.
+    let lag = consumer_lag(&jetstream, &setting.durable)
+        .await
+        .expect("lag")
+        .expect("the split consumer is found");
+    assert_eq!(
+        (lag.stream.as_str(), lag.pending, lag.unacknowledged),
+        (setting.stream.as_str(), 0, 0)
+    );
     instances.leave("b");
     instances.leave("d");
 }
@@ -143,7 +156,7 @@ async fn a_split_consumer_keeps_each_stream_in_order_through_kills_freezes_and_j
 async fn partition_counts_that_cannot_work_are_refused() {
     let db = TestStore::new().await;
     let jetstream = jetstream().await;
-    let setting = Setting::new(&jetstream).await;
+    let setting = Setting::new(&jetstream, cqrs_tests::nats::nats_url()).await;
     let consumer = || {
         Consumer::new(
             PostgresInbox::new(&db.store),

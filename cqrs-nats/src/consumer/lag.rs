@@ -20,7 +20,9 @@ pub struct ConsumerLag {
 }
 
 /// The lag of the durable consumer `durable`, found in whichever stream
-/// holds it; `None` when no stream has a consumer of that name.
+/// holds it; `None` when no stream has a consumer of that name. For a
+/// consumer split into partitions (a `PartitionedConsumer`), the sum over
+/// its partitions' current JetStream consumers.
 ///
 /// # Errors
 ///
@@ -47,6 +49,58 @@ pub async fn consumer_lag(
                 unacknowledged: u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX),
             }));
         }
+        let partitions = partition_consumers(&stream, durable)
+            .await
+            .map_err(failed)?;
+        if partitions.is_empty() {
+            continue;
+        }
+        let mut lag = ConsumerLag {
+            stream: name,
+            pending: 0,
+            unacknowledged: 0,
+        };
+        for consumer in partitions.values() {
+            let info = stream
+                .consumer_info(consumer)
+                .await
+                .map_err(|error| failed(error.into()))?;
+            lag.pending += info.num_pending;
+            lag.unacknowledged += u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX);
+        }
+        return Ok(Some(lag));
     }
     Ok(None)
+}
+
+/// The current JetStream consumer of each partition of the split consumer
+/// `durable` in `stream` (named `<durable>-p<i>of<n>-<token>`, the highest
+/// token being the current one), by partition.
+async fn partition_consumers(
+    stream: &jetstream::stream::Stream,
+    durable: &str,
+) -> Result<std::collections::BTreeMap<String, String>, async_nats::Error> {
+    let prefix = format!("{durable}-p");
+    let mut current: std::collections::BTreeMap<String, (i64, String)> = Default::default();
+    let mut names = stream.consumer_names();
+    while let Some(name) = next(&mut names).await {
+        let name = name?;
+        let Some((partition, token)) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.rsplit_once('-'))
+            .and_then(|(partition, token)| Some((partition, token.parse::<i64>().ok()?)))
+        else {
+            continue;
+        };
+        let newer = current
+            .get(partition)
+            .is_none_or(|(known, _)| *known < token);
+        if newer {
+            current.insert(partition.to_owned(), (token, name.clone()));
+        }
+    }
+    Ok(current
+        .into_iter()
+        .map(|(partition, (_, name))| (partition, name))
+        .collect())
 }

@@ -291,6 +291,12 @@ where
     fn publish_held(&self, running: &BTreeMap<usize, Running>) {
         *self.held.lock().unwrap_or_else(PoisonError::into_inner) =
             running.keys().copied().collect();
+        metrics::gauge!(
+            crate::telemetry::CONSUMER_PARTITIONS_HELD,
+            "consumer" => self.name().to_owned(),
+            "owner" => self.owner.clone()
+        )
+        .set(running.len() as f64);
     }
 
     /// Takes partition `index` if it is free or lapsed, and starts reading

@@ -195,6 +195,7 @@ where
                             }
                             Some(Err(error)) => {
                                 tracing::warn!(consumer = %self.options.durable, %error, "the pull failed; opening it again");
+                                self.pull_failed();
                                 crate::silence::reconnect_if_silent(&self.jetstream.client(), &self.options.durable).await;
                                 break;
                             }
@@ -207,6 +208,7 @@ where
                 },
                 Err(error) => {
                     tracing::warn!(consumer = %self.options.durable, %error, "cannot pull; trying again");
+                    self.pull_failed();
                     crate::silence::reconnect_if_silent(
                         &self.jetstream.client(),
                         &self.options.durable,
@@ -218,6 +220,12 @@ where
                 return;
             }
         }
+    }
+
+    /// Counts a failed pull (`cqrskit_consumer_pull_failures_total`).
+    fn pull_failed(&self) {
+        metrics::counter!(crate::telemetry::CONSUMER_PULL_FAILURES, "consumer" => self.options.durable.clone())
+            .increment(1);
     }
 
     /// Whether `message` is the delivery that was due (`next`, moved on):
