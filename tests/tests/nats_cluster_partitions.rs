@@ -41,10 +41,11 @@ async fn until_more(db: &TestStore, than: usize, what: &str) -> Duration {
     started.elapsed()
 }
 
-/// The outcomes other than "handled" the instances saw.
-fn unusual() -> &'static std::sync::Mutex<Vec<String>> {
-    static UNUSUAL: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
-    UNUSUAL.get_or_init(Default::default)
+/// The outcomes the instances saw (`<id>: <outcome> at <attempt>`).
+fn outcomes() -> &'static std::sync::Mutex<Vec<String>> {
+    static OUTCOMES: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> =
+        std::sync::OnceLock::new();
+    OUTCOMES.get_or_init(Default::default)
 }
 
 /// An instance of the split consumer, running until the sender is used or
@@ -67,15 +68,13 @@ fn instance(
         ConsumerOptions::new(stream, durable).batch_size(20),
     )
     .with_outcome_hook(|observed| {
-        // Every outcome but a plain handling, for a failure's report.
-        if observed.outcome.label() != "handled" {
-            let (_, id) = observed.identity.unwrap_or_default();
-            unusual().lock().expect("lock").push(format!(
-                "{id}: {} at {}",
-                observed.outcome.label(),
-                observed.attempt
-            ));
-        }
+        // Every outcome, for a failure's report.
+        let (_, id) = observed.identity.unwrap_or_default();
+        outcomes().lock().expect("lock").push(format!(
+            "{id}: {} at {}",
+            observed.outcome.label(),
+            observed.attempt
+        ));
     });
     let split = Arc::new(
         PartitionedConsumer::new(consumer, prefix, 4)
@@ -216,10 +215,23 @@ async fn a_split_consumer_of_an_r3_stream_goes_on_through_node_failures_and_lost
                     (id.clone(), ids.get(&id).cloned())
                 })
                 .collect();
+            let all = outcomes().lock().expect("lock").clone();
+            let seen: Vec<&String> = all
+                .iter()
+                .filter(|outcome| {
+                    stored
+                        .iter()
+                        .any(|(id, _)| outcome.starts_with(&format!("{id}:")))
+                })
+                .collect();
+            let unusual: Vec<&String> = all
+                .iter()
+                .filter(|outcome| !outcome.contains(": handled at"))
+                .collect();
             panic!(
                 "not handled 90 s after the last message: {missing:?}; stream at {last}; \
-                 stored at {stored:?}; stored twice {doubled:?}; {infos:#?}; other outcomes {:?}",
-                unusual().lock().expect("lock")
+                 stored at {stored:?}; stored twice {doubled:?}; {infos:#?}; \
+                 their outcomes {seen:?}; outcomes other than handled {unusual:?}"
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
