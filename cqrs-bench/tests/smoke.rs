@@ -48,6 +48,9 @@ async fn every_scenario_runs_and_verifies_at_smoke_size() {
             "relay-latency",
             "live-lag-quiet",
             "live-lag-busy",
+            "relay-cluster-r3",
+            "consumer-split",
+            "relay-sync-always",
             "partitioned-catch-up-2",
             "partitioned-catch-up-4",
         ]
