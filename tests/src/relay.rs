@@ -61,7 +61,17 @@ pub async fn published(jetstream: &Context, prefix: &str) -> Vec<(String, CloudE
     let count = stream.info().await.expect("info").state.messages;
     let mut messages = Vec::new();
     for sequence in 1..=count {
-        let message = stream.get_raw_message(sequence).await.expect("a message");
+        // A cluster that just regained quorum may answer 503 for a while.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let message = loop {
+            match stream.get_raw_message(sequence).await {
+                Ok(message) => break message,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("message {sequence}: {error}"),
+            }
+        };
         let message_id = message
             .headers
             .get("Nats-Msg-Id")
@@ -182,14 +192,37 @@ pub async fn published_cents(jetstream: &Context, prefix: &str) -> Vec<u64> {
 ///
 /// When the stream cannot be read, or a message lacks its headers.
 pub async fn stream_contents(jetstream: &Context, prefix: &str) -> Vec<(String, Position)> {
-    let mut stream = jetstream
-        .get_stream(stream_of(prefix))
-        .await
-        .expect("the stream");
-    let last = stream.info().await.expect("info").state.last_sequence;
+    // A cluster that just regained quorum may answer 503 for a while.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (stream, last) = loop {
+        let read = match jetstream.get_stream(stream_of(prefix)).await {
+            Ok(mut stream) => match stream.info().await {
+                Ok(info) => Ok((info.state.last_sequence, stream)),
+                Err(error) => Err(error.to_string()),
+            },
+            Err(error) => Err(error.to_string()),
+        };
+        match read {
+            Ok((last, stream)) => break (stream, last),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("the stream: {error}"),
+        }
+    };
     let mut messages = Vec::new();
     for sequence in 1..=last {
-        let message = stream.get_raw_message(sequence).await.expect("a message");
+        // A cluster that just regained quorum may answer 503 for a while.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let message = loop {
+            match stream.get_raw_message(sequence).await {
+                Ok(message) => break message,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("message {sequence}: {error}"),
+            }
+        };
         let header = |name: &str| {
             message
                 .headers
