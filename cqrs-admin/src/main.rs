@@ -5,6 +5,7 @@
 //! projection, dead letter or stream), 4 timed out waiting for a runner, 5
 //! the schema lacks migrations this build ships (`schema`).
 
+mod consumer_partitions;
 mod consumers;
 mod events;
 mod failure;
@@ -112,6 +113,14 @@ enum Command {
     /// Every message consumer: messages processed, dead letters open and
     /// closed, replays asked.
     Consumers,
+    /// A split consumer's partitions (a NATS `PartitionedConsumer`): who
+    /// reads each.
+    ConsumerPartitions {
+        /// The consumer (its durable name).
+        consumer: String,
+        #[command(subcommand)]
+        action: Option<ConsumerPartitionAction>,
+    },
     /// A consumer's dead letters (the messages it gave up on).
     ConsumerDeadLetters {
         /// The consumer (a NATS consumer's durable name).
@@ -119,6 +128,15 @@ enum Command {
         #[command(subcommand)]
         action: Option<ConsumerDeadLetterAction>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsumerPartitionAction {
+    /// List them.
+    List,
+    /// Forget the split, so that the consumer can be split another way
+    /// (refused while an instance runs: stop them all first).
+    Reset,
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +292,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::OldestTransaction => events::oldest_transaction(&admin, json).await,
         Command::Consumers => consumers::list(&admin, json, cli.nats_url.as_deref()).await,
+        Command::ConsumerPartitions { consumer, action } => match action {
+            None | Some(ConsumerPartitionAction::List) => {
+                consumer_partitions::list(&admin, json, &consumer).await
+            }
+            Some(ConsumerPartitionAction::Reset) => {
+                consumer_partitions::reset(&admin, json, &consumer).await
+            }
+        },
         Command::ConsumerDeadLetters { consumer, action } => match action {
             None | Some(ConsumerDeadLetterAction::List { all: false }) => {
                 consumers::dead_letters(&admin, json, &consumer, false).await

@@ -771,3 +771,61 @@ async fn it_lists_shows_replays_and_skips_a_consumers_dead_letters() {
     running.await.expect("join").expect("a clean stop");
     db.drop_schema().await;
 }
+
+/// A split consumer's partitions: listed with who reads each; the split is
+/// not forgotten while an instance reads a partition, and is once none
+/// does, so the consumer can be split another way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_lists_a_split_consumers_partitions_and_forgets_the_split_once_stopped() {
+    use cqrskit::inbox::{PartitionKey, PartitionLeases};
+    let db = TestStore::new().await;
+    db.store.migrate().await.expect("migrate");
+    let inbox = cqrskit::postgres::PostgresInbox::new(&db.store);
+    assert_eq!(inbox.partitioning("shipping", 4).await.expect("split"), 4);
+    let key = PartitionKey {
+        consumer: "shipping",
+        partition: 2,
+        owner: "shipping@7",
+    };
+    let token = inbox
+        .acquire(key, Duration::from_secs(60))
+        .await
+        .expect("acquire")
+        .expect("free");
+
+    let listed = json(&db.schema, &["consumer-partitions", "shipping"]);
+    let listed = listed.as_array().expect("a list");
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert_eq!(listed[2]["owner"], "shipping@7");
+    assert_eq!(listed[2]["partitions"], 4);
+    assert!(listed[0]["owner"].is_null(), "{listed:?}");
+
+    let refused = admin(&db.schema, &["consumer-partitions", "shipping", "reset"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains("still running"),
+        "{}",
+        stderr(&refused)
+    );
+
+    inbox.release(key, token).await.expect("release");
+    let reset = admin(&db.schema, &["consumer-partitions", "shipping", "reset"]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert!(
+        stdout(&reset).contains("forgot the 4 partitions"),
+        "{}",
+        stdout(&reset)
+    );
+    assert_eq!(
+        json(&db.schema, &["consumer-partitions", "shipping"]),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        inbox
+            .partitioning("shipping", 8)
+            .await
+            .expect("split again"),
+        8,
+        "another count is recorded"
+    );
+}

@@ -72,8 +72,8 @@ pub enum Error {
     },
     /// Instances of a split consumer disagree on its partition count: two
     /// counts would read overlapping slices in two orders. Stop every
-    /// instance, then delete its rows from `consumer_partitions` to change
-    /// the count.
+    /// instance, then run `cqrs-admin consumer-partitions <consumer> reset`
+    /// to change the count.
     #[error(
         "consumer `{consumer}` is split into {recorded} partitions, \
          and this instance is configured with {configured}"

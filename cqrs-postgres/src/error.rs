@@ -224,6 +224,12 @@ pub enum Error {
         /// The message's id.
         message_id: String,
     },
+    /// A split consumer's partitions are still read by a running instance:
+    /// its split is not changed under it.
+    #[error(
+        "consumer `{0}` is still running (a partition's lease runs): stop every instance first"
+    )]
+    ConsumerRunning(String),
     /// The consumer's dead letter is closed already (replayed or skipped).
     #[error(
         "dead letter {message_id} of source `{message_source}` of consumer `{consumer}` is closed already"
@@ -284,7 +290,7 @@ impl Error {
             | Error::Misconfigured { .. }
             | Error::InvalidPartition { .. }
             | Error::PartitionRebuild(_) => ErrorKind::Configuration,
-            Error::NotLeaseholder { .. } => ErrorKind::Conflict,
+            Error::NotLeaseholder { .. } | Error::ConsumerRunning(_) => ErrorKind::Conflict,
             Error::Stopped { .. } | Error::StillStopped { .. } => ErrorKind::Stopped,
             Error::UnknownProjection(_)
             | Error::UnknownDeadLetter(_)

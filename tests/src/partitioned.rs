@@ -177,3 +177,28 @@ pub fn assert_once_in_order(rows: &[(String, i64, String)], accounts: u64, versi
         .collect();
     assert!(short.is_empty(), "not every version handled: {short:?}");
 }
+
+/// A split consumer running in a task of its own until the sender is used
+/// or dropped; the task ends with what `run` returned.
+pub type RunningSplit = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), cqrskit::nats::Error>>,
+);
+
+/// Starts `split` in a task of its own (see [`RunningSplit`]).
+pub fn spawn_split<H>(
+    split: std::sync::Arc<cqrskit::nats::PartitionedConsumer<cqrskit::postgres::PostgresInbox, H>>,
+) -> RunningSplit
+where
+    H: Handler<PgConnection>,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        split
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, task)
+}

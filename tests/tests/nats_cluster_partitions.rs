@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use cqrs_tests::nats::{NatsCluster, unique};
 use cqrs_tests::partitioned::{
-    RecordHandler, assert_once_in_order, create_stream, create_table, handled, publish,
+    RecordHandler, RunningSplit, assert_once_in_order, create_stream, create_table, handled,
+    publish, spawn_split,
 };
 use cqrs_tests::postgres::TestStore;
 use cqrskit::nats::async_nats::jetstream::{self, Context};
 use cqrskit::nats::{Consumer, ConsumerOptions, PartitionedConsumer};
 use cqrskit::postgres::PostgresInbox;
-use tokio::sync::oneshot;
 
 const ACCOUNTS: u64 = 32;
 const VERSIONS: u64 = 20;
@@ -57,7 +57,7 @@ fn instance(
     prefix: &str,
     durable: &str,
     owner: &str,
-) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> RunningSplit {
     let consumer = Consumer::new(
         PostgresInbox::new(&db.store),
         jetstream.clone(),
@@ -82,16 +82,7 @@ fn instance(
             .with_owner(owner)
             .with_lease(Duration::from_millis(1500)),
     );
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        split
-            .run(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("the instance ran");
-    });
-    (stop, task)
+    spawn_split(split)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,7 +234,9 @@ async fn a_split_consumer_of_an_r3_stream_goes_on_through_node_failures_and_lost
     );
     for (stop, task) in instances {
         let _ = stop.send(());
-        task.await.expect("the instance stopped");
+        task.await
+            .expect("the instance stopped")
+            .expect("the instance ran");
     }
 
     let rows = handled(db.pool(), &db.schema).await;

@@ -204,17 +204,7 @@ async fn a_split_consumer_reports_its_partitions_and_its_failed_pulls() {
             .with_owner("only")
             .with_lease(Duration::from_millis(600)),
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let split = split.clone();
-        async move {
-            split
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let (stop, running) = cqrs_tests::partitioned::spawn_split(split.clone());
     let scraped = || recorder.render();
     let held = format!("consumer=\"{durable}\",owner=\"only\"");
     let failures = format!("consumer=\"{durable}\"");

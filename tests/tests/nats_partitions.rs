@@ -199,3 +199,73 @@ async fn partition_counts_that_cannot_work_are_refused() {
         "{eight}"
     );
 }
+
+/// Splitting a consumer another way: its split is forgotten once every
+/// instance stopped (`cqrs-admin consumer-partitions <consumer> reset`),
+/// and the next instance, with another count, deletes the JetStream
+/// consumers of the old split before reading with its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_split_again_another_way_leaves_no_old_jetstream_consumers() {
+    let db = TestStore::new().await;
+    create_table(db.pool(), &db.schema).await;
+    let jetstream = jetstream().await;
+    let setting = Setting::new(&jetstream, cqrs_tests::nats::nats_url()).await;
+    let split = |count: usize| {
+        let consumer = Consumer::new(
+            PostgresInbox::new(&db.store),
+            jetstream.clone(),
+            cqrs_tests::partitioned::RecordHandler {
+                table: format!("{}.partition_handled", db.schema),
+                owner: "only".to_owned(),
+            },
+            ConsumerOptions::new(&setting.stream, &setting.durable),
+        );
+        std::sync::Arc::new(
+            PartitionedConsumer::new(consumer, &setting.prefix, count)
+                .expect("a power of two")
+                .with_owner("only"),
+        )
+    };
+    let consumers = || async {
+        jetstream
+            .get_stream(&setting.stream)
+            .await
+            .expect("stream")
+            .cached_info()
+            .state
+            .consumer_count
+    };
+    // Runs `split` until it reads all its partitions, then stops it.
+    let read_all = |split: std::sync::Arc<PartitionedConsumer<PostgresInbox, _>>| async move {
+        let (stop, running) = cqrs_tests::partitioned::spawn_split(split.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while split.held().len() < split.partitions().len() {
+            assert!(tokio::time::Instant::now() < deadline, "{:?}", split.held());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop.send(());
+        running.await.expect("join").expect("ran");
+    };
+
+    read_all(split(2)).await;
+    assert_eq!(consumers().await, 2, "one JetStream consumer per partition");
+    let admin = cqrskit::postgres::admin::Admin::new(db.store.clone());
+    assert_eq!(
+        admin
+            .reset_consumer_partitions(&setting.durable)
+            .await
+            .expect("reset"),
+        2
+    );
+    split(4)
+        .setup()
+        .await
+        .expect("another count, after the reset");
+    assert_eq!(
+        consumers().await,
+        0,
+        "the old split's consumers are deleted"
+    );
+    read_all(split(4)).await;
+    assert_eq!(consumers().await, 4);
+}

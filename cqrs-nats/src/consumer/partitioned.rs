@@ -171,6 +171,42 @@ where
                 recorded: usize::try_from(recorded).unwrap_or_default(),
             });
         }
+        self.forget_other_splits().await
+    }
+
+    /// Deletes the JetStream consumers of this consumer's partitions under
+    /// another count (`<durable>-p<i>of<m>-<token>`, `m` not this count):
+    /// left from before its split was reset, they would hold their
+    /// messages in the stream's interest forever.
+    async fn forget_other_splits(&self) -> Result<(), Error> {
+        let consumer = &self.consumer;
+        let stream = consumer
+            .jetstream
+            .get_stream(&consumer.options.stream)
+            .await
+            .map_err(|error| consumer.nats(error))?;
+        let ours = format!("of{}-", self.partitions.len());
+        let prefix = format!("{}-p", consumer.options.durable);
+        let mut names = stream.consumer_names();
+        let mut others = Vec::new();
+        while let Some(listed) = next(&mut names).await {
+            let listed = listed.map_err(|error| consumer.nats(error))?;
+            let of_another_split = listed.strip_prefix(&prefix).is_some_and(|rest| {
+                rest.split_once("of").is_some_and(|(index, _)| {
+                    index.parse::<usize>().is_ok() && !rest.contains(&ours)
+                })
+            });
+            if of_another_split {
+                others.push(listed);
+            }
+        }
+        for other in others {
+            tracing::info!(consumer = %self.name(), jetstream_consumer = %other, "deleting a JetStream consumer of an earlier split");
+            stream
+                .delete_consumer(&other)
+                .await
+                .map_err(|error| consumer.nats(error))?;
+        }
         Ok(())
     }
 
@@ -359,16 +395,29 @@ where
         let count = self.partitions.len();
         let prefix = format!("{}-p{index}of{count}-", consumer.options.durable);
         let name = format!("{prefix}{token}");
-        let mut earlier = Vec::new();
+        // The partition's consumers so far. Those of a higher token (or of
+        // this one) come from before the split was reset, which restarts
+        // the tokens: they are stale, and deleted without being read.
+        let (mut earlier, mut stale) = (Vec::new(), Vec::new());
         let mut names = stream.consumer_names();
         while let Some(listed) = next(&mut names).await {
             let listed = listed.map_err(|error| nats(error.into()))?;
-            let earlier_token = listed
+            match listed
                 .strip_prefix(&prefix)
-                .and_then(|rest| rest.parse::<i64>().ok());
-            if let Some(earlier_token) = earlier_token.filter(|&earlier| earlier < token) {
-                earlier.push((earlier_token, listed));
+                .and_then(|rest| rest.parse::<i64>().ok())
+            {
+                Some(earlier_token) if earlier_token < token => {
+                    earlier.push((earlier_token, listed));
+                }
+                Some(_) => stale.push(listed),
+                None => {}
             }
+        }
+        for old in &stale {
+            stream
+                .delete_consumer(old)
+                .await
+                .map_err(|error| nats(error.into()))?;
         }
         earlier.sort();
         let (start, redelivered_through) = match earlier.last() {

@@ -8,10 +8,12 @@
 //! partition's, resuming it resumes every partition, a replay is asked of
 //! every partition's runner.
 
+mod consumer_partitions;
 mod consumers;
 mod dead_letters;
 mod state;
 
+pub use self::consumer_partitions::ConsumerPartitionInfo;
 pub use self::consumers::{ConsumerDeadLetter, ConsumerInfo};
 pub use self::state::ProjectionState;
 
