@@ -74,29 +74,23 @@ pub async fn consumer_lag(
 }
 
 /// The current JetStream consumer of each partition of the split consumer
-/// `durable` in `stream` (named `<durable>-p<i>of<n>-<token>`, the highest
-/// token being the current one), by partition.
+/// `durable` in `stream` (the one of the highest token), by partition.
 async fn partition_consumers(
     stream: &jetstream::stream::Stream,
     durable: &str,
-) -> Result<std::collections::BTreeMap<String, String>, async_nats::Error> {
-    let prefix = format!("{durable}-p");
-    let mut current: std::collections::BTreeMap<String, (i64, String)> = Default::default();
+) -> Result<std::collections::BTreeMap<(usize, usize), String>, async_nats::Error> {
+    let mut current: std::collections::BTreeMap<(usize, usize), (i64, String)> = Default::default();
     let mut names = stream.consumer_names();
     while let Some(name) = next(&mut names).await {
         let name = name?;
-        let Some((partition, token)) = name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.rsplit_once('-'))
-            .and_then(|(partition, token)| Some((partition, token.parse::<i64>().ok()?)))
-        else {
+        let Some((index, count, token)) = super::succession::parse(durable, &name) else {
             continue;
         };
         let newer = current
-            .get(partition)
+            .get(&(index, count))
             .is_none_or(|(known, _)| *known < token);
         if newer {
-            current.insert(partition.to_owned(), (token, name.clone()));
+            current.insert((index, count), (token, name));
         }
     }
     Ok(current

@@ -30,6 +30,7 @@ mod observe;
 mod options;
 mod partitioned;
 mod run;
+mod succession;
 
 use std::sync::Arc;
 use std::time::Duration;

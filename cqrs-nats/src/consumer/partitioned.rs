@@ -26,13 +26,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
 use cqrskit_core::inbox::{DeadLetters, PartitionKey, PartitionLeases};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::lane::{Lane, Lease};
-use super::{Consumer, Handler, next};
+use super::succession::{self, Successor};
+use super::{Consumer, Handler};
 use crate::{ConsumerPartition, Error, MAX_PARTITIONS};
 
 /// A [`Consumer`] split into partitions by slice, each partition handled
@@ -174,10 +174,8 @@ where
         self.forget_other_splits().await
     }
 
-    /// Deletes the JetStream consumers of this consumer's partitions under
-    /// another count (`<durable>-p<i>of<m>-<token>`, `m` not this count):
-    /// left from before its split was reset, they would hold their
-    /// messages in the stream's interest forever.
+    /// Deletes the JetStream consumers of an earlier split of this
+    /// consumer (see [`succession::forget_other_splits`]).
     async fn forget_other_splits(&self) -> Result<(), Error> {
         let consumer = &self.consumer;
         let stream = consumer
@@ -185,29 +183,9 @@ where
             .get_stream(&consumer.options.stream)
             .await
             .map_err(|error| consumer.nats(error))?;
-        let ours = format!("of{}-", self.partitions.len());
-        let prefix = format!("{}-p", consumer.options.durable);
-        let mut names = stream.consumer_names();
-        let mut others = Vec::new();
-        while let Some(listed) = next(&mut names).await {
-            let listed = listed.map_err(|error| consumer.nats(error))?;
-            let of_another_split = listed.strip_prefix(&prefix).is_some_and(|rest| {
-                rest.split_once("of").is_some_and(|(index, _)| {
-                    index.parse::<usize>().is_ok() && !rest.contains(&ours)
-                })
-            });
-            if of_another_split {
-                others.push(listed);
-            }
-        }
-        for other in others {
-            tracing::info!(consumer = %self.name(), jetstream_consumer = %other, "deleting a JetStream consumer of an earlier split");
-            stream
-                .delete_consumer(&other)
-                .await
-                .map_err(|error| consumer.nats(error))?;
-        }
-        Ok(())
+        succession::forget_other_splits(&stream, self.name(), self.partitions.len())
+            .await
+            .map_err(|error| consumer.nats(error))
     }
 
     /// Runs this instance's share of the partitions until `shutdown`
@@ -348,7 +326,11 @@ where
         else {
             return Ok(None);
         };
-        let (name, start, redelivered_through) = match self.successor(index, token).await {
+        let Successor {
+            name,
+            start,
+            redelivered_through,
+        } = match self.successor(index, token).await {
             Ok(made) => made,
             Err(error) => {
                 let _ = consumer.inbox.release(key, token).await;
@@ -380,80 +362,25 @@ where
         Ok(Some(Running { token, stop, task }))
     }
 
-    /// Makes the JetStream consumer of partition `index` under `token`,
-    /// starting where the partition's previous one stood, and deletes the
-    /// previous ones: its name, the stream sequence it starts at, and the
-    /// last one the previous one delivered.
-    async fn successor(&self, index: usize, token: i64) -> Result<(String, u64, u64), Error> {
+    /// Makes the JetStream consumer of partition `index` under `token`
+    /// (see [`succession::succeed`]).
+    async fn successor(&self, index: usize, token: i64) -> Result<Successor, Error> {
         let consumer = &self.consumer;
-        let nats = |error: cqrskit_core::BoxError| consumer.nats(error);
         let stream = consumer
             .jetstream
             .get_stream(&consumer.options.stream)
             .await
-            .map_err(|error| nats(error.into()))?;
-        let count = self.partitions.len();
-        let prefix = format!("{}-p{index}of{count}-", consumer.options.durable);
-        let name = format!("{prefix}{token}");
-        // The partition's consumers so far. Those of a higher token (or of
-        // this one) come from before the split was reset, which restarts
-        // the tokens: they are stale, and deleted without being read.
-        let (mut earlier, mut stale) = (Vec::new(), Vec::new());
-        let mut names = stream.consumer_names();
-        while let Some(listed) = next(&mut names).await {
-            let listed = listed.map_err(|error| nats(error.into()))?;
-            match listed
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.parse::<i64>().ok())
-            {
-                Some(earlier_token) if earlier_token < token => {
-                    earlier.push((earlier_token, listed));
-                }
-                Some(_) => stale.push(listed),
-                None => {}
-            }
-        }
-        for old in &stale {
-            stream
-                .delete_consumer(old)
-                .await
-                .map_err(|error| nats(error.into()))?;
-        }
-        earlier.sort();
-        let (start, redelivered_through) = match earlier.last() {
-            Some((_, last)) => {
-                let info = stream
-                    .consumer_info(last)
-                    .await
-                    .map_err(|error| nats(error.into()))?;
-                (
-                    info.ack_floor.stream_sequence + 1,
-                    info.delivered.stream_sequence,
-                )
-            }
-            None => (1, 0),
-        };
-        let options = &consumer.options;
-        stream
-            .create_consumer(pull::Config {
-                durable_name: Some(name.clone()),
-                filter_subject: self.partitions[index].filter_subject(&self.subject_prefix),
-                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: start,
-                },
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: options.ack_wait,
-                max_deliver: options.max_deliver(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|error| nats(error.into()))?;
-        for (_, old) in earlier {
-            if let Err(error) = stream.delete_consumer(&old).await {
-                tracing::warn!(consumer = %self.name(), partition = index, jetstream_consumer = %old, %error, "cannot delete the partition's previous JetStream consumer; its next holder deletes it");
-            }
-        }
-        Ok((name, start, redelivered_through))
+            .map_err(|error| consumer.nats(error))?;
+        let partition = self.partitions[index];
+        succession::succeed(
+            &stream,
+            &consumer.options,
+            partition,
+            partition.filter_subject(&self.subject_prefix),
+            token,
+        )
+        .await
+        .map_err(|error| consumer.nats(error))
     }
 
     /// Stops reading partition `index` (the handler at work finishes) and
