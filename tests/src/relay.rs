@@ -52,6 +52,28 @@ pub fn relay(jetstream: &Context, prefix: &str, mode: ContentMode) -> Relay<Publ
     )
 }
 
+/// Message `sequence` of `stream`, waiting out the 503s of a cluster that
+/// just regained quorum (at most 30 s).
+///
+/// # Panics
+///
+/// When it cannot be read within 30 s.
+async fn raw_message(
+    stream: &cqrskit::nats::async_nats::jetstream::stream::Stream,
+    sequence: u64,
+) -> cqrskit::nats::async_nats::jetstream::message::StreamMessage {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => return message,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("message {sequence}: {error}"),
+        }
+    }
+}
+
 /// The messages of the relay's stream, in stream order.
 pub async fn published(jetstream: &Context, prefix: &str) -> Vec<(String, CloudEvent, String)> {
     let mut stream = jetstream
@@ -61,17 +83,7 @@ pub async fn published(jetstream: &Context, prefix: &str) -> Vec<(String, CloudE
     let count = stream.info().await.expect("info").state.messages;
     let mut messages = Vec::new();
     for sequence in 1..=count {
-        // A cluster that just regained quorum may answer 503 for a while.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        let message = loop {
-            match stream.get_raw_message(sequence).await {
-                Ok(message) => break message,
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                Err(error) => panic!("message {sequence}: {error}"),
-            }
-        };
+        let message = raw_message(&stream, sequence).await;
         let message_id = message
             .headers
             .get("Nats-Msg-Id")
@@ -212,17 +224,7 @@ pub async fn stream_contents(jetstream: &Context, prefix: &str) -> Vec<(String, 
     };
     let mut messages = Vec::new();
     for sequence in 1..=last {
-        // A cluster that just regained quorum may answer 503 for a while.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        let message = loop {
-            match stream.get_raw_message(sequence).await {
-                Ok(message) => break message,
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                Err(error) => panic!("message {sequence}: {error}"),
-            }
-        };
+        let message = raw_message(&stream, sequence).await;
         let header = |name: &str| {
             message
                 .headers

@@ -185,6 +185,14 @@ where
         }
     }
 
+    /// The JetStream stream it reads.
+    async fn stream(&self) -> Result<jetstream::stream::Stream, Error> {
+        self.jetstream
+            .get_stream(&self.options.stream)
+            .await
+            .map_err(|error| self.nats(error))
+    }
+
     /// Creates the durable JetStream consumer if missing. Idempotent, and
     /// safe when instances start together; [`run`](Self::run) calls it
     /// first. (The inbox's tables come with the store's migrations.)
@@ -193,11 +201,7 @@ where
     ///
     /// When NATS refuses.
     pub async fn setup(&self) -> Result<jetstream::consumer::Consumer<pull::Config>, Error> {
-        let stream = self
-            .jetstream
-            .get_stream(&self.options.stream)
-            .await
-            .map_err(|error| self.nats(error))?;
+        let stream = self.stream().await?;
         if self.lane.fence.is_some() {
             // A partition's consumer is made when its lease is taken, from
             // where the last one stood; one that is gone was replaced by

@@ -145,7 +145,9 @@ where
     }
 
     /// Checks the stream and records the split, refusing a partition count
-    /// other than the one on record. [`run`](Self::run) calls it first.
+    /// other than the one on record, and deletes the JetStream consumers of
+    /// an earlier split (see [`succession::forget_other_splits`]).
+    /// [`run`](Self::run) calls it first.
     ///
     /// # Errors
     ///
@@ -153,11 +155,7 @@ where
     /// [`Error::PartitionCount`] when instances disagree on the count.
     pub async fn setup(&self) -> Result<(), Error> {
         let consumer = &self.consumer;
-        consumer
-            .jetstream
-            .get_stream(&consumer.options.stream)
-            .await
-            .map_err(|error| consumer.nats(error))?;
+        let stream = consumer.stream().await?;
         let count = self.partitions.len();
         let recorded = consumer
             .inbox
@@ -171,19 +169,7 @@ where
                 recorded: usize::try_from(recorded).unwrap_or_default(),
             });
         }
-        self.forget_other_splits().await
-    }
-
-    /// Deletes the JetStream consumers of an earlier split of this
-    /// consumer (see [`succession::forget_other_splits`]).
-    async fn forget_other_splits(&self) -> Result<(), Error> {
-        let consumer = &self.consumer;
-        let stream = consumer
-            .jetstream
-            .get_stream(&consumer.options.stream)
-            .await
-            .map_err(|error| consumer.nats(error))?;
-        succession::forget_other_splits(&stream, self.name(), self.partitions.len())
+        succession::forget_other_splits(&stream, self.name(), count)
             .await
             .map_err(|error| consumer.nats(error))
     }
@@ -366,11 +352,7 @@ where
     /// (see [`succession::succeed`]).
     async fn successor(&self, index: usize, token: i64) -> Result<Successor, Error> {
         let consumer = &self.consumer;
-        let stream = consumer
-            .jetstream
-            .get_stream(&consumer.options.stream)
-            .await
-            .map_err(|error| consumer.nats(error))?;
+        let stream = consumer.stream().await?;
         let partition = self.partitions[index];
         succession::succeed(
             &stream,
