@@ -146,7 +146,7 @@ where
 
     /// Checks the stream and records the split, refusing a partition count
     /// other than the one on record, and deletes the JetStream consumers of
-    /// an earlier split (see [`succession::forget_other_splits`]).
+    /// an earlier split (`<durable>-p<i>of<m>-<token>`, `m` another count).
     /// [`run`](Self::run) calls it first.
     ///
     /// # Errors
